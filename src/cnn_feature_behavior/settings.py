@@ -1,0 +1,15 @@
+"""Project settings: see https://docs.kedro.org/en/stable/configure/configuration_basics/"""
+
+from kedro.config import OmegaConfigLoader
+
+# The project must never reach the network unasked: the telemetry plugin's hooks stay off
+# here, and `.telemetry` (consent: false) silences its CLI hook too.
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry",)
+
+CONFIG_LOADER_CLASS = OmegaConfigLoader
+# One environment per target dataset (`kedro run --env caltech101`); `base` holds the
+# embedded default study on `digits`.
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    "default_run_env": "local",
+}
