@@ -1,0 +1,82 @@
+"""Project-level contracts: registry, configuration per dataset, telemetry, kedro-viz."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from kedro.config import OmegaConfigLoader
+
+DATASETS = (
+    "imagenet cub200 wood flowers102 caltech101 mit67 textures caltech256 "
+    "stanforddogs catsdogs food101 digits"
+).split()
+
+
+def _config(project_root: Path, env: str | None, runtime_params: dict | None = None):
+    return OmegaConfigLoader(
+        str(project_root / "conf"),
+        base_env="base",
+        default_run_env="local",
+        env=env,
+        runtime_params=runtime_params or {},
+    )
+
+
+def test_telemetry_is_off_in_project_files(project_root):
+    consent = yaml.safe_load((project_root / ".telemetry").read_text())
+    assert consent == {"consent": False}
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_every_dataset_env_names_its_outputs(project_root, dataset):
+    config = _config(project_root, dataset, {"source_model": "vgg19_imagenet"})
+    assert config["parameters"]["dataset"] == dataset
+    assert config["parameters"]["source_model"] == "vgg19_imagenet"
+    for name, entry in config["catalog"].items():
+        path = str(entry.get("filepath") or entry.get("path"))
+        if name.startswith("all_") or "${" in path:
+            continue
+        assert dataset in path or "vgg19_imagenet" in path, (name, path)
+
+
+def test_default_run_is_digits_with_vgg16_imagenet(project_root):
+    params = _config(project_root, None)["parameters"]
+    assert params["dataset"] == "digits"
+    assert params["source_model"] == "vgg16_imagenet"
+    assert params["raw_dir"] == "data/01_raw/digits"
+
+
+def test_outputs_from_feature_extraction_on_carry_the_model_name(project_root):
+    catalog = _config(project_root, "caltech101", {"source_model": "vgg16_places365"})["catalog"]
+    for name in ("embedding", "feature_manifest", "dks", "thresholds"):
+        path = catalog[name].get("filepath") or catalog[name].get("path")
+        assert "vgg16_places365" in path and "caltech101" in path, (name, path)
+
+
+def test_registry_runs_the_study_in_order(project_root):
+    from kedro.framework.project import pipelines
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(project_root)
+    registered = set(pipelines)
+    assert "__default__" in registered
+    assert registered - {"__default__"} <= {
+        "ingestion", "feature_extraction", "dks", "calibration", "reporting"
+    }
+    default_nodes = {n.name for n in pipelines["__default__"].nodes}
+    for name in registered - {"__default__"}:
+        assert {n.name for n in pipelines[name].nodes} <= default_nodes
+
+
+@pytest.mark.slow
+def test_kedro_viz_build_succeeds_offline(project_copy):
+    result = subprocess.run(
+        [sys.executable, "-m", "kedro", "viz", "build"],
+        cwd=project_copy, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (project_copy / "build" / "index.html").is_file()
