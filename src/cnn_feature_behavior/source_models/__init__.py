@@ -1,0 +1,44 @@
+"""Source models: VGG backbones with pretrained weights, named as in Keras and in the paper.
+
+Public API (imported by the extraction and the feature-visualisation code):
+
+- `load_backbone(source_model_name: str, source_models: dict, project_root: Path | None = None)
+  -> keras.Model`: the full VGG with Keras' layer names (`block{b}_conv{i}`, `block{b}_pool`,
+  `fc1`, `fc2`), pretrained weights loaded; fc layers present only if the weights have them.
+  `source_models` is the `source_models` parameter (conf/base/parameters_feature_extraction.yml).
+- `preprocess(images_uint8_rgb: np.ndarray, source_model_spec: dict) -> np.ndarray`: float32
+  network input (Caffe BGR mean subtraction, `keras.applications.vgg16.preprocess_input`).
+- `source_model_spec(source_model_name, source_models) -> dict`: one checked config entry.
+- `paper_layer_name(keras_name) -> str` (`block4_conv3` -> `conv4_3`, `fc1` -> `fc6`) and
+  `keras_layer_name(paper_name) -> str`, its inverse.
+- `build_tiny_vgg(architecture="vgg16", *, base_filters=2, fc_units=8, input_size=32,
+  include_fc=True, seed=0) -> keras.Model`: a seeded VGG-shaped network with few filters and the
+  same layer names, for tests.
+- `build_vgg(architecture, *, include_fc, input_size=224, ...)`, `conv_layer_names(architecture)`.
+"""
+
+from cnn_feature_behavior.source_models.architecture import (
+    build_tiny_vgg,
+    build_vgg,
+    conv_layer_names,
+    keras_layer_name,
+    paper_layer_name,
+)
+from cnn_feature_behavior.source_models.backbone import (
+    available_layers,
+    load_backbone,
+    preprocess,
+    source_model_spec,
+)
+
+__all__ = [
+    "available_layers",
+    "build_tiny_vgg",
+    "build_vgg",
+    "conv_layer_names",
+    "keras_layer_name",
+    "load_backbone",
+    "paper_layer_name",
+    "preprocess",
+    "source_model_spec",
+]
