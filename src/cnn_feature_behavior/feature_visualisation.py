@@ -1,0 +1,354 @@
+"""Top features per class, shown through the image patches that activate them most.
+
+The paper's Figures 2, 3, 4 and 7: for a class, the features with the highest DKS (presence) and
+the lowest DKS (absence), each drawn as the 9 patches of a reference pool of images with the
+highest activation of that feature, cropped to the feature's receptive field.
+
+Receptive fields are derived from the network's layer stack (`receptive_fields`), the top
+activations are found in one pass over the pool for every requested feature
+(`top_activations`), and the figures are drawn with Matplotlib's object API so that no global
+pyplot state is left behind. Keras is imported only by the functions that run a network.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+POOL_IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+# Two greys in 8-pixel squares mark the part of a receptive field outside the image: a plain
+# colour could be mistaken for image content.
+PADDING_GREYS = (96, 160)
+PADDING_SQUARE = 8
+
+_FEATURE_NAME = re.compile(r"^(?P<layer>[A-Za-z0-9_]+)/n(?P<filter>\d+)$")
+
+
+# --------------------------------------------------------------------------- receptive fields
+
+
+@dataclass(frozen=True)
+class SpatialOp:
+    """One layer that changes spatial geometry: a square convolution or pooling window."""
+
+    name: str
+    kernel: int
+    stride: int
+    padding: str  # "same" or "valid", with TensorFlow's placement of "same" padding
+
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    """Where a layer's units look in the input image, along one axis (fields are square).
+
+    Unit `i` of the layer's map sees input pixels `first + i * jump` up to
+    `first + i * jump + size - 1`; `first` is negative where unit 0 reaches into the padding.
+    """
+
+    size: int
+    jump: int
+    first: int
+    map_size: int
+
+    def span(self, index: int) -> tuple[int, int]:
+        """Half-open input pixel range [start, stop) seen by unit `index`."""
+        if not 0 <= index < self.map_size:
+            raise IndexError(f"unit {index} outside a map of {self.map_size} units")
+        start = self.first + index * self.jump
+        return start, start + self.size
+
+
+def receptive_fields(ops: Sequence[SpatialOp], input_size: int) -> dict[str, ReceptiveField]:
+    """Receptive field of every op's output units, for a square input of `input_size` pixels.
+
+    Standard recursion: each op widens the field by `(kernel - 1)` of the incoming jumps,
+    multiplies the jump by its stride, and moves the first unit's start back by its left padding.
+    """
+    size, jump, first, map_size = 1, 1, 0, input_size
+    fields_by_name: dict[str, ReceptiveField] = {}
+    for op in ops:
+        if op.padding == "same":
+            out = math.ceil(map_size / op.stride)
+            pad_total = max((out - 1) * op.stride + op.kernel - map_size, 0)
+            pad_left = pad_total // 2  # TensorFlow puts the odd pixel on the right/bottom
+        elif op.padding == "valid":
+            out = (map_size - op.kernel) // op.stride + 1
+            pad_left = 0
+        else:
+            raise ValueError(f"layer {op.name!r}: padding {op.padding!r} is not 'same' or 'valid'")
+        if out < 1:
+            raise ValueError(
+                f"layer {op.name!r}: a {map_size}-unit input is smaller than its {op.kernel} window"
+            )
+        first -= pad_left * jump
+        size += (op.kernel - 1) * jump
+        jump *= op.stride
+        map_size = out
+        fields_by_name[op.name] = ReceptiveField(size=size, jump=jump, first=first, map_size=out)
+    return fields_by_name
+
+
+# Layers that leave every position where it is; anything else unknown is refused rather than
+# silently given a wrong field.
+_GEOMETRY_NEUTRAL = frozenset(
+    {"InputLayer", "Activation", "ReLU", "BatchNormalization", "Dropout", "Rescaling",
+     "Normalization", "LayerNormalization"}
+)
+_NON_SPATIAL = frozenset({"Flatten", "Dense", "GlobalAveragePooling2D", "GlobalMaxPooling2D"})
+
+
+def spatial_ops_from_keras(model: Any) -> list[SpatialOp]:
+    """The geometry of a sequential Keras conv net, up to its first non-spatial layer."""
+    ops: list[SpatialOp] = []
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind in _NON_SPATIAL:
+            break
+        if kind in _GEOMETRY_NEUTRAL:
+            continue
+        if kind == "Conv2D":
+            window, strides = layer.kernel_size, layer.strides
+            if tuple(layer.dilation_rate) != (1, 1):
+                raise ValueError(f"layer {layer.name!r}: dilated convolutions are not supported")
+        elif kind in {"MaxPooling2D", "AveragePooling2D"}:
+            window, strides = layer.pool_size, layer.strides
+        else:
+            raise ValueError(
+                f"layer {layer.name!r} ({kind}): unknown effect on receptive fields; supported are "
+                f"Conv2D, MaxPooling2D, AveragePooling2D and {sorted(_GEOMETRY_NEUTRAL)}"
+            )
+        if window[0] != window[1] or strides[0] != strides[1]:
+            raise ValueError(f"layer {layer.name!r}: non-square window {window} / stride {strides}")
+        ops.append(SpatialOp(layer.name, int(window[0]), int(strides[0]), layer.padding))
+    return ops
+
+
+def crop_receptive_field(
+    image: np.ndarray, field: ReceptiveField, y: int, x: int
+) -> np.ndarray:
+    """The `field.size` square of `image` seen by unit (y, x); outside the image: a checkerboard."""
+    top, bottom = field.span(y)
+    left, right = field.span(x)
+    patch = _checkerboard(field.size, image.shape[2])
+    height, width = image.shape[:2]
+    src_top, src_bottom = max(top, 0), min(bottom, height)
+    src_left, src_right = max(left, 0), min(right, width)
+    if src_top < src_bottom and src_left < src_right:
+        patch[src_top - top : src_bottom - top, src_left - left : src_right - left] = image[
+            src_top:src_bottom, src_left:src_right
+        ]
+    return patch
+
+
+def _checkerboard(size: int, channels: int) -> np.ndarray:
+    rows, cols = np.indices((size, size)) // PADDING_SQUARE
+    board = np.where((rows + cols) % 2 == 0, *PADDING_GREYS).astype(np.uint8)
+    return np.repeat(board[:, :, None], channels, axis=2)
+
+
+# --------------------------------------------------------------------------- top activations
+
+
+@dataclass(frozen=True, order=True)
+class FeatureRef:
+    """One embedding feature: a filter of a conv layer or a neuron of an fc layer."""
+
+    layer: str
+    filter: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.layer}/n{self.filter}"
+
+    @classmethod
+    def parse(cls, name: str) -> FeatureRef:
+        match = _FEATURE_NAME.match(name)
+        if not match:
+            raise ValueError(f"feature name {name!r} is not '<layer>/n<filter>', e.g. 'conv4_3/n458'")
+        return cls(match["layer"], int(match["filter"]))
+
+
+@dataclass(frozen=True)
+class TopActivation:
+    """One of a feature's highest activations: which pool image, where (None for fc), how high."""
+
+    pool_index: int
+    y: int | None
+    x: int | None
+    value: float
+
+
+def top_activations(
+    batches: Iterable[np.ndarray],
+    activations: Callable[[np.ndarray], Mapping[str, np.ndarray]],
+    features: Sequence[FeatureRef],
+    k: int = 9,
+) -> dict[FeatureRef, list[TopActivation]]:
+    """Each feature's `k` highest activations over (image, y, x), at most one per image.
+
+    `batches` yields image batches in pool order; `activations(batch)` maps each layer of
+    `features` to its output, (batch, height, width, channels) or (batch, channels). Each image
+    contributes its maximum over positions (first position on ties); images are ranked by that
+    value, earlier pool images first on ties. One pass, running top-k per feature.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    by_layer: dict[str, list[FeatureRef]] = {}
+    for feature in dict.fromkeys(features):
+        by_layer.setdefault(feature.layer, []).append(feature)
+    filters = {layer: np.array([f.filter for f in refs]) for layer, refs in by_layer.items()}
+    # Per layer: running (values, pool indices, flat positions), each (<= k, n_features).
+    best: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    map_widths: dict[str, int | None] = {}
+    seen = 0
+    for batch in batches:
+        outputs = activations(batch)
+        for layer, layer_filters in filters.items():
+            if layer not in outputs:
+                raise KeyError(f"activations returned no output for layer {layer!r}")
+            out = np.asarray(outputs[layer])
+            if out.shape[0] != len(batch):
+                raise ValueError(f"layer {layer!r}: {out.shape[0]} outputs for {len(batch)} images")
+            if layer_filters.max() >= out.shape[-1]:
+                raise ValueError(
+                    f"layer {layer!r} has {out.shape[-1]} channels; filter {layer_filters.max()} "
+                    "was requested"
+                )
+            map_widths[layer] = out.shape[2] if out.ndim == 4 else None
+            flat = out[..., layer_filters].reshape(len(batch), -1, len(layer_filters))
+            positions = flat.argmax(axis=1)
+            values = np.take_along_axis(flat, positions[:, None, :], axis=1)[:, 0, :]
+            images = np.broadcast_to(np.arange(seen, seen + len(batch))[:, None], values.shape)
+            if layer in best:
+                old_values, old_images, old_positions = best[layer]
+                values = np.concatenate([old_values, values])
+                images = np.concatenate([old_images, images])
+                positions = np.concatenate([old_positions, positions])
+            # Stable sort on -value keeps earlier pool images first among equal values.
+            order = np.argsort(-values, axis=0, kind="stable")[:k]
+            best[layer] = tuple(np.take_along_axis(a, order, axis=0) for a in (values, images, positions))
+        seen += len(batch)
+    if not seen:
+        raise ValueError("the reference pool yielded no images")
+    result: dict[FeatureRef, list[TopActivation]] = {}
+    for layer, refs in by_layer.items():
+        values, images, positions = best[layer]
+        width = map_widths[layer]
+        for column, feature in enumerate(refs):
+            tops = []
+            for value, image, position in zip(values[:, column], images[:, column], positions[:, column]):
+                y, x = divmod(int(position), width) if width is not None else (None, None)
+                tops.append(TopActivation(int(image), y, x, float(value)))
+            result[feature] = tops
+    return result
+
+
+# --------------------------------------------------------------------------- feature choice
+
+
+def class_top_features(
+    dks: pd.DataFrame, class_name: str, k: int, layers: Sequence[str] | None = None
+) -> tuple[pd.Series, pd.Series]:
+    """The class's `k` highest-DKS features (presence) and `k` lowest-DKS features (absence).
+
+    Both are Series of DKS values indexed by feature name, most extreme first; ties keep the
+    dks table's feature order.
+    """
+    if class_name not in dks.columns or class_name == "layer":
+        classes = [c for c in dks.columns if c != "layer"]
+        raise KeyError(f"class {class_name!r} is not a column of the dks table; classes: {classes}")
+    values = dks[class_name]
+    if layers is not None:
+        unknown = sorted(set(layers) - set(dks["layer"]))
+        if unknown:
+            raise ValueError(
+                f"layers {unknown} are not in the dks table; its layers: {sorted(set(dks['layer']))}"
+            )
+        values = values[dks["layer"].isin(layers)]
+    values = values.dropna()
+    if values.empty:
+        raise ValueError(f"class {class_name!r} has no DKS values in layers {layers}")
+    return values.nlargest(k, keep="first"), values.nsmallest(k, keep="first")
+
+
+# --------------------------------------------------------------------------- drawing
+
+
+def patch_mosaic(
+    patches: Sequence[np.ndarray], grid: int = 3, tile: int = 64, gap: int = 3
+) -> np.ndarray:
+    """`grid` x `grid` patches, each resized to `tile` pixels, on white; missing tiles stay white."""
+    if len(patches) > grid * grid:
+        raise ValueError(f"{len(patches)} patches do not fit a {grid}x{grid} grid")
+    side = grid * tile + (grid + 1) * gap
+    mosaic = np.full((side, side, 3), 255, dtype=np.uint8)
+    for i, patch in enumerate(patches):
+        row, col = divmod(i, grid)
+        # Small fields (3 pixels for conv1_1) are enlarged without smoothing so the pixels show.
+        resample = Image.Resampling.NEAREST if patch.shape[0] < tile else Image.Resampling.BILINEAR
+        resized = np.asarray(Image.fromarray(patch).resize((tile, tile), resample))
+        top, left = gap + row * (tile + gap), gap + col * (tile + gap)
+        mosaic[top : top + tile, left : left + tile] = resized
+    return mosaic
+
+
+@dataclass(frozen=True)
+class FeatureTile:
+    """One feature as drawn: its name, DKS for the class, patch mosaic, and whether it is fc."""
+
+    feature: str
+    dks: float
+    mosaic: np.ndarray
+    whole_image: bool
+
+
+def class_figure(
+    class_name: str,
+    presence: Sequence[FeatureTile],
+    absence: Sequence[FeatureTile],
+    samples: Sequence[np.ndarray],
+    source_model: str,
+    pool_description: str,
+) -> Figure:
+    """Sample images of the class, then its presence row and its absence row of feature tiles."""
+    rows = [
+        ("class samples", [(None, image) for image in samples]),
+        ("presence\n(highest DKS)", [(tile, tile.mosaic) for tile in presence]),
+        ("absence\n(lowest DKS)", [(tile, tile.mosaic) for tile in absence]),
+    ]
+    n_cols = max(1, *(len(items) for _, items in rows))
+    figure = Figure(figsize=(2.3 * n_cols + 0.8, 8.6), layout="constrained")
+    axes = figure.subplots(len(rows), n_cols, squeeze=False)
+    for row_axes, (label, items) in zip(axes, rows):
+        for column, ax in enumerate(row_axes):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if column >= len(items):
+                ax.set_axis_off()
+                continue
+            tile, image = items[column]
+            ax.imshow(image)
+            if tile is not None:
+                suffix = "\n(fc: whole image)" if tile.whole_image else ""
+                ax.set_title(f"{tile.feature}\nDKS {tile.dks:+.4f}{suffix}", fontsize=9)
+        row_axes[0].set_ylabel(label, fontsize=10)
+    figure.suptitle(f"Top features of class '{class_name}' ({source_model})", fontsize=12)
+    figure.supxlabel(
+        f"Each tile: the 9 images of {pool_description} that activate the feature most, cropped "
+        "to its receptive field\n(checkerboard: field outside the image; fc neurons have no map, "
+        "so the whole image is shown).",
+        fontsize=8,
+    )
+    return figure
