@@ -1,0 +1,544 @@
+"""The paper's figures, drawn from the study's tables: DataFrames in, matplotlib Figures out.
+
+Figures are built on the Agg canvas directly (no pyplot), so nothing accumulates in pyplot's
+figure registry however many reports a process writes. Every figure has a title, axis labels
+and a legend, and stays readable for 1,000 classes (Figure 9) and 11 datasets (Figures 5, 8).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+logger = logging.getLogger(__name__)
+
+REAL_COLOUR = "black"
+RANDOMISED_COLOUR = "tab:red"
+# Figure 10 keeps the paper's colours: original labels blue, randomised labels green.
+KEPT_REAL_COLOUR = "tab:blue"
+KEPT_RANDOMISED_COLOUR = "tab:green"
+# viridis' last tenth is too pale to read on white.
+DATASET_COLOURMAP = "viridis"
+DATASET_COLOURMAP_RANGE = (0.0, 0.88)
+SIDE_LABELS = {"positive": "D+ (DKS > 0)", "negative": "D- (DKS < 0)", "both": "t+ and t- together"}
+SIDE_MARKERS = {"positive": "^", "negative": "v"}
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """An empty figure on its own Agg canvas, outside pyplot's registry."""
+    figure = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _require_columns(table: pd.DataFrame, columns: Sequence[str], table_name: str) -> None:
+    missing = [column for column in columns if column not in table.columns]
+    if missing:
+        raise ValueError(
+            f"{table_name}: missing column(s) {missing}; it has {list(table.columns)}"
+        )
+
+
+def _empty_panel(axes: Axes, message: str) -> None:
+    axes.text(0.5, 0.5, message, ha="center", va="center", transform=axes.transAxes,
+              fontsize=10, color="dimgray", wrap=True)
+
+
+def dataset_order(mean_images_per_class: Mapping[str, float]) -> list[str]:
+    """Datasets by mean images per class, ascending (the paper's order), ties by name."""
+    return sorted(mean_images_per_class, key=lambda name: (mean_images_per_class[name], name))
+
+
+def dataset_colours(ordered_datasets: Sequence[str]) -> dict[str, tuple[float, ...]]:
+    """One colour per dataset along a perceptually ordered colourmap, in the given order."""
+    colourmap = colormaps[DATASET_COLOURMAP]
+    low, high = DATASET_COLOURMAP_RANGE
+    positions = np.linspace(low, high, len(ordered_datasets)) if len(ordered_datasets) > 1 else [low]
+    return {name: colourmap(position) for name, position in zip(ordered_datasets, positions)}
+
+
+def line_style_for(n_lines: int) -> tuple[float, float]:
+    """(alpha, linewidth) that keeps n overlapping lines readable: 1,000 become a translucent band."""
+    alpha = float(np.clip(12.0 / max(n_lines, 1), 0.04, 0.9))
+    linewidth = 1.2 if n_lines <= 20 else 0.8 if n_lines <= 200 else 0.5
+    return alpha, linewidth
+
+
+def layer_order(*tables: pd.DataFrame) -> list[str]:
+    """Layer names in order of first appearance (the producers write them in network order)."""
+    seen: dict[str, None] = {}
+    for table in tables:
+        for layer in table["layer"]:
+            seen.setdefault(layer, None)
+    return list(seen)
+
+
+# --- Figure 1 -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InnerOuterDistributions:
+    """Binned inner-class and outer-class distributions of one feature, as in Figure 1."""
+
+    bin_edges: np.ndarray
+    inner_percent: np.ndarray
+    outer_percent: np.ndarray
+    inner_edf: np.ndarray  # at the right edge of each bin
+    outer_edf: np.ndarray
+    max_distance_bin: int
+    signed_dks: float  # > 0: the class has higher values (its EDF lies below the others')
+
+
+def inner_outer_distributions(
+    values: np.ndarray, is_inner: np.ndarray, bins: int
+) -> InnerOuterDistributions:
+    """Histograms and EDFs of the class's values against the other classes' on `bins` common bins.
+
+    The EDFs are evaluated at the bin edges over the feature's range, the discretisation the
+    paper uses for DKS; the signed distance is outer EDF minus inner EDF where they differ most.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    is_inner = np.asarray(is_inner, dtype=bool)
+    if values.shape != is_inner.shape or values.ndim != 1:
+        raise ValueError(
+            f"values {values.shape} and class membership {is_inner.shape} must be equal-length 1-D"
+        )
+    if not np.isfinite(values).all():
+        raise ValueError(f"{int((~np.isfinite(values)).sum())} non-finite feature value(s)")
+    if bins < 1:
+        raise ValueError(f"bins must be at least 1, got {bins}")
+    n_inner = int(is_inner.sum())
+    n_outer = int((~is_inner).sum())
+    if n_inner == 0 or n_outer == 0:
+        raise ValueError(f"need images inside and outside the class, got {n_inner} and {n_outer}")
+    low, high = float(values.min()), float(values.max())
+    if high == low:  # a constant feature: one bin around the value, both EDFs equal
+        low, high = low - 0.5, high + 0.5
+    edges = np.linspace(low, high, bins + 1)
+    inner_counts = np.histogram(values[is_inner], edges)[0]
+    outer_counts = np.histogram(values[~is_inner], edges)[0]
+    inner_edf = np.cumsum(inner_counts) / n_inner
+    outer_edf = np.cumsum(outer_counts) / n_outer
+    difference = outer_edf - inner_edf
+    max_bin = int(np.argmax(np.abs(difference)))
+    return InnerOuterDistributions(
+        bin_edges=edges,
+        inner_percent=100.0 * inner_counts / n_inner,
+        outer_percent=100.0 * outer_counts / n_outer,
+        inner_edf=inner_edf,
+        outer_edf=outer_edf,
+        max_distance_bin=max_bin,
+        signed_dks=float(difference[max_bin]),
+    )
+
+
+def select_feature_class_pair(
+    dks: pd.DataFrame, feature: str | None = None, class_name: str | None = None
+) -> tuple[str, str, float]:
+    """The (feature, class, DKS) Figure 1 shows: the configured pair, else the largest |DKS|.
+
+    Given only a feature (or only a class), the largest |DKS| over the other; ties go to the
+    first in table order (features in manifest order, classes in label order).
+    """
+    classes = [column for column in dks.columns if column != "layer"]
+    if feature is not None and feature not in dks.index:
+        raise ValueError(f"Figure 1: feature {feature!r} is not in the dks table "
+                         f"(e.g. {list(dks.index[:3])})")
+    if class_name is not None and class_name not in classes:
+        raise ValueError(f"Figure 1: class {class_name!r} is not in the dks table "
+                         f"(classes: {classes[:10]}{' ...' if len(classes) > 10 else ''})")
+    values = dks[classes].astype(np.float64)
+    if feature is not None:
+        values = values.loc[[feature]]
+    if class_name is not None:
+        values = values[[class_name]]
+    magnitudes = np.abs(values.to_numpy())
+    if not np.isfinite(magnitudes).any():
+        raise ValueError("Figure 1: the dks table has no finite value to choose from")
+    row, column = np.unravel_index(np.nanargmax(magnitudes), magnitudes.shape)
+    return str(values.index[row]), str(values.columns[column]), float(values.iat[row, column])
+
+
+def feature_class_pair_figure(
+    values: np.ndarray,
+    is_inner: np.ndarray,
+    *,
+    feature: str,
+    class_name: str,
+    dataset: str,
+    stored_dks: float,
+    bins: int,
+) -> Figure:
+    """Figure 1: inner/outer histograms (left) and EDFs with the DKS point marked (right)."""
+    distributions = inner_outer_distributions(values, is_inner, bins)
+    n_inner = int(np.asarray(is_inner, dtype=bool).sum())
+    n_outer = len(is_inner) - n_inner
+    edges = distributions.bin_edges
+    figure = new_figure(11, 4.2)
+    histogram_axes, edf_axes = figure.subplots(1, 2)
+    inner_label = f"class '{class_name}' ({n_inner} images)"
+    outer_label = f"other classes ({n_outer} images)"
+    histogram_axes.stairs(distributions.outer_percent, edges, color="tab:gray", fill=True,
+                          alpha=0.5, label=outer_label)
+    histogram_axes.stairs(distributions.inner_percent, edges, color="tab:orange", linewidth=1.5,
+                          label=inner_label)
+    histogram_axes.set_xlabel(f"activation of {feature}")
+    histogram_axes.set_ylabel("images (% of the group)")
+    histogram_axes.set_title("Inner and outer class histograms")
+    histogram_axes.legend(loc="best", fontsize=8)
+
+    right_edges = edges[1:]
+    edf_axes.step(right_edges, distributions.outer_edf, where="post", color="tab:gray",
+                  label=outer_label)
+    edf_axes.step(right_edges, distributions.inner_edf, where="post", color="tab:orange",
+                  label=inner_label)
+    at = distributions.max_distance_bin
+    edf_axes.vlines(right_edges[at], distributions.inner_edf[at], distributions.outer_edf[at],
+                    color="tab:red", linewidth=2.5,
+                    label=f"DKS = {distributions.signed_dks:+.3f} (largest EDF gap)")
+    edf_axes.plot([right_edges[at]], [distributions.inner_edf[at]], "o", color="tab:red", ms=4)
+    edf_axes.plot([right_edges[at]], [distributions.outer_edf[at]], "o", color="tab:red", ms=4)
+    edf_axes.set_xlabel(f"activation of {feature}")
+    edf_axes.set_ylabel("empirical distribution function")
+    edf_axes.set_ylim(-0.02, 1.02)
+    edf_axes.set_title("EDFs and the Kolmogorov-Smirnov distance")
+    edf_axes.legend(loc="lower right", fontsize=8)
+    figure.suptitle(
+        f"Figure 1 - feature {feature}, class '{class_name}' of {dataset} "
+        f"(stored DKS {stored_dks:+.3f}, {bins} bins)"
+    )
+    return figure
+
+
+# --- Per dataset: Figures 6, 9, 10 and the davg curve --------------------------------------------
+
+
+def dks_histograms_figure(histograms: pd.DataFrame, *, dataset: str, source_model: str) -> Figure:
+    """Figure 6: DKS histograms of conv features (top) and fc features (bottom), in % of pairs."""
+    _require_columns(histograms, ["group", "bin_left", "bin_right", "percent"], "dks_histograms")
+    figure = new_figure(8, 6.5)
+    panels = figure.subplots(2, 1, sharex=True)
+    for axes, group, title in zip(panels, ("conv", "fc"),
+                                  ("convolutional layers", "fully connected layers")):
+        rows = histograms[histograms["group"] == group].sort_values("bin_left")
+        if rows.empty:
+            _empty_panel(axes, f"the embedding has no {group} layers")
+        else:
+            edges = np.append(rows["bin_left"].to_numpy(), rows["bin_right"].iloc[-1])
+            axes.stairs(rows["percent"].to_numpy(), edges, color="tab:blue", fill=True,
+                        alpha=0.35)
+            axes.stairs(rows["percent"].to_numpy(), edges, color="tab:blue", linewidth=1.2,
+                        label=dataset)
+            axes.legend(loc="upper right")
+        axes.axvline(0.0, color="gray", linewidth=0.6)
+        axes.set_xlim(-1, 1)
+        axes.set_ylabel("(feature, class) pairs (%)")
+        axes.set_title(f"DKS of {title}")
+    panels[-1].set_xlabel("DKS(f, c)")
+    figure.suptitle(f"Figure 6 - DKS distribution, {dataset} on {source_model}")
+    return figure
+
+
+def class_counts_figure(
+    class_counts: pd.DataFrame, *, t_plus: float, t_minus: float, dataset: str, source_model: str
+) -> Figure:
+    """Figure 9: per class, features beyond x; real labels black, randomised red, thresholds dashed."""
+    _require_columns(class_counts, ["side", "x", "labels", "class", "count"], "class_counts")
+    figure = new_figure(12, 4.8)
+    panels = dict(zip(("positive", "negative"), figure.subplots(1, 2)))
+    thresholds = {"positive": t_plus, "negative": t_minus}
+    for side, axes in panels.items():
+        side_rows = class_counts[class_counts["side"] == side]
+        n_classes = 0
+        for labels, colour in (("randomised", RANDOMISED_COLOUR), ("real", REAL_COLOUR)):
+            rows = side_rows[side_rows["labels"] == labels]
+            if rows.empty:
+                raise ValueError(f"class_counts: no rows for side={side!r}, labels={labels!r}")
+            curves = rows.pivot_table(index="x", columns="class", values="count", aggfunc="first")
+            curves = curves.sort_index()
+            n_classes = max(n_classes, curves.shape[1])
+            alpha, linewidth = line_style_for(curves.shape[1])
+            x = curves.index.to_numpy(dtype=float)
+            segments = [np.column_stack([x, curves[column].to_numpy(dtype=float)])
+                        for column in curves.columns]
+            axes.add_collection(LineCollection(segments, colors=colour, alpha=alpha,
+                                               linewidths=linewidth))
+        axes.autoscale()
+        axes.set_ylim(bottom=0)
+        axes.set_xlim((0, 1) if side == "positive" else (-1, 0))
+        threshold = thresholds[side]
+        name = "t+" if side == "positive" else "t-"
+        axes.axvline(threshold, color="tab:blue", linestyle="--", linewidth=1.2)
+        comparison = ">" if side == "positive" else "<"
+        axes.set_xlabel("x (DKS)")
+        axes.set_ylabel(f"features with DKS {comparison} x")
+        axes.set_title(f"{SIDE_LABELS[side]}: {n_classes} classes")
+        axes.legend(handles=[
+            Line2D([], [], color=REAL_COLOUR, label="real labels (one line per class)"),
+            Line2D([], [], color=RANDOMISED_COLOUR, label="randomised labels"),
+            Line2D([], [], color="tab:blue", linestyle="--", label=f"{name} = {threshold:+.3f}"),
+        ], loc="upper right" if side == "positive" else "upper left", fontsize=8)
+    figure.suptitle(f"Figure 9 - features per class beyond x, {dataset} on {source_model}")
+    return figure
+
+
+def davg_figure(
+    davg_curve: pd.DataFrame, *, t_plus: float, t_minus: float, dataset: str, source_model: str
+) -> Figure:
+    """davg(x), the gap between real and randomised mean counts whose maxima are t+ and t-."""
+    _require_columns(davg_curve, ["side", "x", "davg"], "davg_curve")
+    figure = new_figure(8, 4)
+    axes = figure.subplots()
+    for side, colour in (("positive", "tab:blue"), ("negative", "tab:purple")):
+        rows = davg_curve[davg_curve["side"] == side].sort_values("x")
+        if rows.empty:
+            raise ValueError(f"davg_curve: no rows for side={side!r}")
+        axes.plot(rows["x"], rows["davg"], color=colour, label=f"davg(x), {SIDE_LABELS[side]}")
+    axes.axvline(t_plus, color="tab:blue", linestyle="--", label=f"t+ = {t_plus:+.3f}")
+    axes.axvline(t_minus, color="tab:purple", linestyle="--", label=f"t- = {t_minus:+.3f}")
+    axes.axvline(0.0, color="gray", linewidth=0.6)
+    axes.set_xlim(-1, 1)
+    axes.set_xlabel("x (DKS)")
+    axes.set_ylabel("davg(x): mean features per class, real - randomised")
+    axes.legend(loc="upper right", fontsize=8)
+    axes.set_title(f"Threshold selection (Equation 4), {dataset} on {source_model}")
+    return figure
+
+
+def layer_kept_figure(layer_kept: pd.DataFrame, *, dataset: str, source_model: str) -> Figure:
+    """Figure 10: per layer, % of (feature, class) pairs kept by the thresholds, real vs randomised."""
+    _require_columns(layer_kept, ["layer", "side", "percent_real", "percent_randomised"],
+                     "layer_kept")
+    sides = [side for side in ("positive", "negative", "both") if side in set(layer_kept["side"])]
+    if not sides:
+        raise ValueError(f"layer_kept: no known side in {sorted(set(layer_kept['side']))}")
+    layers = layer_order(layer_kept)
+    figure = new_figure(max(8.0, 0.45 * len(layers) + 2), 3.0 * len(sides) + 0.6)
+    panels = np.atleast_1d(figure.subplots(len(sides), 1, sharex=True))
+    positions = np.arange(len(layers))
+    for axes, side in zip(panels, sides):
+        rows = layer_kept[layer_kept["side"] == side].set_index("layer").reindex(layers)
+        axes.bar(positions - 0.2, rows["percent_real"], width=0.4, color=KEPT_REAL_COLOUR,
+                 label="real labels")
+        axes.bar(positions + 0.2, rows["percent_randomised"], width=0.4,
+                 color=KEPT_RANDOMISED_COLOUR, label="randomised labels")
+        axes.set_ylabel("pairs kept (%)")
+        axes.set_title(f"kept by {SIDE_LABELS[side]}" if side == "both"
+                       else f"kept by {'t+' if side == 'positive' else 't-'} ({SIDE_LABELS[side]})")
+        axes.legend(loc="upper left", fontsize=8)
+    panels[-1].set_xticks(positions, layers, rotation=60, ha="right")
+    panels[-1].set_xlabel("layer")
+    figure.suptitle(f"Figure 10 - (feature, class) pairs kept per layer, {dataset} on {source_model}")
+    return figure
+
+
+# --- Across datasets: Figures 5 and 8, the threshold fit ------------------------------------------
+
+
+def _dataset_legend_label(name: str, mean_images: float) -> str:
+    return f"{name} ({mean_images:,.0f} images/class)"
+
+
+def _draw_layer_summary(
+    axes: Axes,
+    summary: pd.DataFrame,
+    ordered_datasets: Sequence[str],
+    colours: Mapping[str, tuple[float, ...]],
+    mean_images: Mapping[str, float],
+) -> None:
+    """Modes and 68% intervals per layer and side, one dodge offset and colour per dataset."""
+    layers = layer_order(summary)
+    present = [name for name in ordered_datasets if name in set(summary["dataset"])]
+    width = min(0.8, 0.07 * len(present) + 0.1)
+    offsets = np.linspace(-width / 2, width / 2, len(present)) if len(present) > 1 else [0.0]
+    marker_size = 5 if len(present) <= 4 else 3
+    for name, offset in zip(present, offsets):
+        rows = summary[summary["dataset"] == name]
+        for side, marker in SIDE_MARKERS.items():
+            side_rows = rows[rows["side"] == side].set_index("layer").reindex(layers)
+            valid = side_rows["mode"].notna()
+            x = np.arange(len(layers))[valid.to_numpy()] + offset
+            mode = side_rows.loc[valid, "mode"].to_numpy(dtype=float)
+            below = mode - side_rows.loc[valid, "low"].to_numpy(dtype=float)
+            above = side_rows.loc[valid, "high"].to_numpy(dtype=float) - mode
+            if (below < 0).any() or (above < 0).any():
+                raise ValueError(
+                    f"dks_layer_summary of {name}, side {side}: the 68% interval must enclose "
+                    "the mode (low <= mode <= high)"
+                )
+            axes.errorbar(x, mode, yerr=[below, above], fmt=marker, color=colours[name],
+                          ms=marker_size, elinewidth=1.0, capsize=0, linestyle="none")
+    axes.axhline(0.0, color="gray", linewidth=0.6)
+    axes.set_xticks(np.arange(len(layers)), layers, rotation=60, ha="right")
+    axes.set_xlim(-0.6, len(layers) - 0.4)
+    axes.set_ylim(-1, 1)
+    axes.set_xlabel("layer")
+    axes.set_ylabel("DKS: mode and 68% interval")
+    handles = [Patch(color=colours[name], label=_dataset_legend_label(name, mean_images[name]))
+               for name in present]
+    handles += [Line2D([], [], marker=SIDE_MARKERS["positive"], color="black", linestyle="none",
+                       label="D+ mode"),
+                Line2D([], [], marker=SIDE_MARKERS["negative"], color="black", linestyle="none",
+                       label="D- mode")]
+    axes.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+
+
+def _drop_incomplete_summary_rows(summary: pd.DataFrame) -> pd.DataFrame:
+    _require_columns(summary, ["dataset", "layer", "side", "mode", "low", "high"],
+                     "dks_layer_summary")
+    complete = summary[["mode", "low", "high"]].notna().all(axis=1)
+    if not complete.all():
+        logger.info("Figure 5: %d (dataset, layer, side) rows have no DKS values on that side",
+                    int((~complete).sum()))
+    return summary[complete]
+
+
+def _ordered_run_datasets(
+    names: set[str], mean_images: Mapping[str, float], table_name: str
+) -> list[str]:
+    unknown = sorted(names - set(mean_images))
+    if unknown:
+        raise ValueError(f"{table_name}: no mean images per class for dataset(s) {unknown}")
+    return dataset_order({name: mean_images[name] for name in names})
+
+
+def _only_one_note(names: Sequence[str], what: str) -> str:
+    return f" - only one {what} run so far: {names[0]}" if len(names) == 1 else ""
+
+
+def layer_summary_figure(
+    summary: pd.DataFrame, mean_images: Mapping[str, float], *, source_model: str
+) -> Figure:
+    """Figure 5: per layer, D+ and D- modes with 68% intervals, datasets by mean images per class."""
+    summary = _drop_incomplete_summary_rows(summary)
+    ordered = _ordered_run_datasets(set(summary["dataset"]), mean_images, "dks_layer_summary")
+    if not ordered:
+        raise ValueError("dks_layer_summary: no dataset has a complete row")
+    figure = new_figure(max(10.0, 0.55 * len(layer_order(summary)) + 4), 5.5)
+    axes = figure.subplots()
+    colours = dataset_colours(dataset_order(mean_images))
+    _draw_layer_summary(axes, summary, ordered, colours, mean_images)
+    axes.set_title(f"Figure 5 - DKS per layer on {source_model}{_only_one_note(ordered, 'dataset')}")
+    return figure
+
+
+def layer_summary_by_model_figure(
+    summaries: Mapping[str, pd.DataFrame], mean_images: Mapping[str, float]
+) -> Figure:
+    """Figure 5 for each source model side by side, each dataset in the same colour everywhere."""
+    if len(summaries) < 2:
+        raise ValueError(f"need at least two source models, got {sorted(summaries)}")
+    cleaned = {model: _drop_incomplete_summary_rows(table) for model, table in summaries.items()}
+    all_datasets = set().union(*(set(table["dataset"]) for table in cleaned.values()))
+    ordered = _ordered_run_datasets(all_datasets, mean_images, "dks_layer_summary")
+    colours = dataset_colours(dataset_order(mean_images))
+    n_layers = max(len(layer_order(table)) for table in cleaned.values())
+    figure = new_figure(max(12.0, 0.5 * n_layers * len(cleaned) + 4), 5.5)
+    panels = np.atleast_1d(figure.subplots(1, len(cleaned), sharey=True))
+    for axes, (model, table) in zip(panels, sorted(cleaned.items())):
+        _draw_layer_summary(axes, table, ordered, colours, mean_images)
+        axes.set_title(f"source model {model}")
+    figure.suptitle("Figure 5 by source model (the paper's Section 8)")
+    return figure
+
+
+def fc_histograms_by_overlap_figure(
+    histograms: pd.DataFrame,
+    overlap_groups: Mapping[str, Sequence[str]],
+    mean_images: Mapping[str, float],
+    *,
+    source_model: str,
+) -> Figure:
+    """Figure 8: fc-layer DKS histograms in one panel per group of overlap with ImageNet.
+
+    Datasets outside every group get a panel of their own rather than disappearing.
+    """
+    _require_columns(histograms, ["dataset", "group", "bin_left", "bin_right", "percent"],
+                     "dks_histograms")
+    fc = histograms[histograms["group"] == "fc"]
+    run = set(histograms["dataset"])
+    without_fc = sorted(run - set(fc["dataset"]))
+    if without_fc:
+        logger.info("Figure 8: %d dataset(s) have no fc histogram: %s", len(without_fc),
+                    without_fc)
+    ordered = _ordered_run_datasets(set(fc["dataset"]), mean_images, "dks_histograms")
+    colours = dataset_colours(dataset_order(mean_images))
+    grouped = {name for members in overlap_groups.values() for name in members}
+    panels_spec = dict(overlap_groups)
+    ungrouped = [name for name in ordered if name not in grouped]
+    if ungrouped:
+        panels_spec["not in the paper's grouping"] = ungrouped
+    figure = new_figure(9, 2.9 * len(panels_spec) + 0.6)
+    panels = np.atleast_1d(figure.subplots(len(panels_spec), 1, sharex=True))
+    for axes, (title, members) in zip(panels, panels_spec.items()):
+        shown = [name for name in ordered if name in set(members)]
+        if not shown:
+            _empty_panel(axes, "no dataset of this group has been run")
+        for name in shown:
+            rows = fc[fc["dataset"] == name].sort_values("bin_left")
+            edges = np.append(rows["bin_left"].to_numpy(), rows["bin_right"].iloc[-1])
+            axes.stairs(rows["percent"].to_numpy(), edges, color=colours[name], linewidth=1.3,
+                        label=_dataset_legend_label(name, mean_images[name]))
+        axes.axvline(0.0, color="gray", linewidth=0.6)
+        axes.set_xlim(-1, 1)
+        axes.set_ylabel("(feature, class) pairs (%)")
+        axes.set_title(f"{title}: {', '.join(members)}", fontsize=9)
+        if shown:
+            axes.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+        else:
+            axes.legend(handles=[Patch(color="none", label="(none run)")], loc="upper right",
+                        fontsize=8)
+    panels[-1].set_xlabel("DKS(f, c) of fully connected features")
+    figure.suptitle(f"Figure 8 - fc DKS by overlap with ImageNet, {source_model}"
+                    f"{_only_one_note(ordered, 'dataset') if ordered else ''}")
+    return figure
+
+
+def threshold_fit_figure(
+    thresholds: pd.DataFrame, fit: pd.DataFrame, *, source_model: str
+) -> Figure:
+    """t+ and t- against mean images per class (log axis), with t = a + b ln(n) and its R^2."""
+    _require_columns(thresholds, ["dataset", "t_plus", "t_minus", "mean_images_per_class"],
+                     "thresholds")
+    _require_columns(fit, ["threshold", "a", "b", "r_squared", "n_datasets"], "threshold_fit")
+    figure = new_figure(8, 4.8)
+    axes = figure.subplots()
+    images = thresholds["mean_images_per_class"].to_numpy(dtype=float)
+    grid = np.geomspace(images.min() * 0.8, images.max() * 1.25, 200)
+    fits = fit.set_index("threshold")
+    for column, colour, name in (("t_plus", "tab:blue", "t+"), ("t_minus", "tab:purple", "t-")):
+        axes.plot(images, thresholds[column], "o", color=colour, label=f"{name} per dataset")
+        if column not in fits.index:
+            raise ValueError(f"threshold_fit: no row for threshold {column!r}")
+        row = fits.loc[column]
+        if np.isfinite([row["a"], row["b"], row["r_squared"]]).all():
+            axes.plot(grid, row["a"] + row["b"] * np.log(grid), "--", color=colour,
+                      label=f"{name} = {row['a']:.3f} {row['b']:+.3f} ln(n), "
+                            f"R\u00b2 = {row['r_squared']:.2f} ({int(row['n_datasets'])} datasets)")
+        else:
+            axes.plot([], [], "--", color=colour,
+                      label=f"{name}: no fit ({int(row['n_datasets'])} dataset(s))")
+    for name, n, t_plus, t_minus in thresholds[
+            ["dataset", "mean_images_per_class", "t_plus", "t_minus"]].itertuples(index=False):
+        axes.annotate(name, (n, t_plus), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        axes.annotate(name, (n, t_minus), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    axes.set_xscale("log")
+    axes.axhline(0.0, color="gray", linewidth=0.6)
+    axes.set_xlabel("mean images per class n (log scale)")
+    axes.set_ylabel("threshold (DKS)")
+    axes.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+    names = list(thresholds["dataset"])
+    axes.set_title(f"Thresholds against images per class, {source_model}"
+                   f"{_only_one_note(names, 'dataset')}")
+    return figure
