@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
@@ -32,6 +33,8 @@ POOL_IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif"
 # colour could be mistaken for image content.
 PADDING_GREYS = (96, 160)
 PADDING_SQUARE = 8
+PATCHES_PER_FEATURE = 9  # the paper's 3 x 3 grid
+RESIZE, CROP = 256, 224
 
 _FEATURE_NAME = re.compile(r"^(?P<layer>[A-Za-z0-9_]+)/n(?P<filter>\d+)$")
 
@@ -330,6 +333,7 @@ def class_figure(
     ]
     n_cols = max(1, *(len(items) for _, items in rows))
     figure = Figure(figsize=(2.3 * n_cols + 0.8, 8.6), layout="constrained")
+    FigureCanvasAgg(figure)  # its own canvas, outside pyplot's registry
     axes = figure.subplots(len(rows), n_cols, squeeze=False)
     for row_axes, (label, items) in zip(axes, rows):
         for column, ax in enumerate(row_axes):
@@ -346,9 +350,259 @@ def class_figure(
         row_axes[0].set_ylabel(label, fontsize=10)
     figure.suptitle(f"Top features of class '{class_name}' ({source_model})", fontsize=12)
     figure.supxlabel(
-        f"Each tile: the 9 images of {pool_description} that activate the feature most, cropped "
-        "to its receptive field\n(checkerboard: field outside the image; fc neurons have no map, "
-        "so the whole image is shown).",
+        f"Each feature: the {PATCHES_PER_FEATURE} reference images that activate it most, at most "
+        "one patch per image, cropped to its receptive field (checkerboard: field outside the "
+        f"image;\nfc neurons have no spatial map, so the whole image is shown). Reference pool: "
+        f"{pool_description}.",
         fontsize=8,
     )
     return figure
+
+
+# --------------------------------------------------------------------------- the report node
+
+
+@dataclass(frozen=True)
+class VisualisationSettings:
+    """The `feature_visualisation` parameters (conf/base/parameters_reporting.yml)."""
+
+    classes: list[str] | None  # class names to draw; None: the first `max_classes` in label order
+    max_classes: int
+    features_per_side: int  # presence features and absence features per class
+    layers: list[str] | None  # paper layer names to choose features from; None: every layer
+    pool_dir: str | None  # folder of reference images; None: the dataset's own images
+    max_pool_images: int
+    sample_images: int  # images of the class shown above its features
+    batch_size: int
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> VisualisationSettings:
+        names = [f.name for f in fields(cls)]
+        missing = [name for name in names if name not in params]
+        unknown = sorted(set(params) - set(names))
+        if missing or unknown:
+            raise ValueError(
+                f"feature_visualisation parameters: missing {missing}, unknown {unknown}; "
+                f"expected exactly {names}"
+            )
+        settings = cls(**{name: params[name] for name in names})
+        for name in ("max_classes", "features_per_side", "max_pool_images", "batch_size"):
+            if not isinstance(getattr(settings, name), int) or getattr(settings, name) < 1:
+                raise ValueError(f"feature_visualisation.{name} must be a positive integer")
+        if not isinstance(settings.sample_images, int) or settings.sample_images < 0:
+            raise ValueError("feature_visualisation.sample_images must be a non-negative integer")
+        return settings
+
+
+def top_feature_patches_figures(
+    dks: pd.DataFrame,
+    image_index: pd.DataFrame,
+    raw_dir: str,
+    source_model: str,
+    source_models: dict[str, Any],
+    visualisation_params: dict[str, Any],
+) -> dict[str, Figure]:
+    """One figure per chosen class, `top_features_<class>.png`: its top presence and absence
+    features, each as the 9 reference-pool patches that activate it most."""
+    settings = VisualisationSettings.from_params(visualisation_params)
+    classes = chosen_classes(dks, settings)
+    selections = {
+        name: class_top_features(dks, name, settings.features_per_side, settings.layers)
+        for name in classes
+    }
+    features = sorted(
+        {FeatureRef.parse(f) for chosen in selections.values() for side in chosen for f in side.index}
+    )
+    if settings.pool_dir is None:
+        pool_paths = dataset_pool_paths(image_index, raw_dir, settings.max_pool_images)
+        pool_description = f"the dataset ({raw_dir})"
+    else:
+        pool_paths = folder_pool_paths(Path(settings.pool_dir), settings.max_pool_images)
+        pool_description = str(settings.pool_dir)
+    pool, _ = load_centre_crops(pool_paths, "reference pool")
+    pool_description = f"{len(pool)} images from {pool_description}"
+
+    if len(pool) < PATCHES_PER_FEATURE:
+        logger.warning(
+            "Reference pool has %d images: features show fewer than %d patches",
+            len(pool), PATCHES_PER_FEATURE,
+        )
+    patches = feature_patches(pool, features, source_model, source_models, settings.batch_size)
+    mosaics = {feature: (patch_mosaic(p), whole_image) for feature, (p, whole_image) in patches.items()}
+
+    def tiles(chosen: pd.Series) -> list[FeatureTile]:
+        return [FeatureTile(f, float(v), *mosaics[FeatureRef.parse(f)]) for f, v in chosen.items()]
+
+    figures: dict[str, Figure] = {}
+    for name in classes:
+        presence, absence = selections[name]
+        samples = class_sample_images(image_index, raw_dir, name, settings.sample_images)
+        figure = class_figure(
+            name,
+            tiles(presence),
+            tiles(absence),
+            samples,
+            source_model,
+            pool_description,
+        )
+        key = f"top_features_{_file_safe(name)}.png"
+        if key in figures:
+            raise ValueError(f"two chosen classes give the same file name {key!r}; rename one")
+        figures[key] = figure
+    logger.info(
+        "Top-feature figures for %d classes, %d features, from %s", len(figures), len(features),
+        pool_description,
+    )
+    return figures
+
+
+def chosen_classes(dks: pd.DataFrame, settings: VisualisationSettings) -> list[str]:
+    """The configured classes, or the first `max_classes` of the dks table in label order."""
+    available = [column for column in dks.columns if column != "layer"]
+    if settings.classes is None:
+        return available[: settings.max_classes]
+    unknown = [name for name in settings.classes if name not in available]
+    if unknown:
+        raise ValueError(
+            f"feature_visualisation.classes: {unknown} are not classes of the dks table; "
+            f"its classes: {available}"
+        )
+    return list(settings.classes)
+
+
+def feature_patches(
+    pool: np.ndarray,
+    features: Sequence[FeatureRef],
+    source_model: str,
+    source_models: dict[str, Any],
+    batch_size: int,
+    k: int = PATCHES_PER_FEATURE,
+) -> dict[FeatureRef, tuple[list[np.ndarray], bool]]:
+    """Each feature's top-`k` pool patches and whether they are whole images (fc neurons)."""
+    from cnn_feature_behavior.source_models import keras_layer_name, load_backbone
+
+    backbone = load_backbone(source_model, source_models)
+    fields_by_keras_name = receptive_fields(spatial_ops_from_keras(backbone), pool.shape[1])
+    layers = sorted({feature.layer for feature in features})
+    run = keras_activations(backbone, layers, source_model, source_models)
+    batches = (pool[start : start + batch_size] for start in range(0, len(pool), batch_size))
+    tops = top_activations(batches, run, features, k)
+    patches = {}
+    for feature, activations in tops.items():
+        field = fields_by_keras_name.get(keras_layer_name(feature.layer))
+        if field is None:
+            patches[feature] = ([pool[top.pool_index] for top in activations], True)
+        else:
+            patches[feature] = (
+                [crop_receptive_field(pool[t.pool_index], field, t.y, t.x) for t in activations],
+                False,
+            )
+    return patches
+
+
+def keras_activations(
+    backbone: Any, layers: Sequence[str], source_model: str, source_models: dict[str, Any]
+) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """A function from RGB uint8 batches to the outputs of `layers` (paper names), computed by
+    one model that stops at the deepest of them."""
+    import keras
+
+    from cnn_feature_behavior.source_models import keras_layer_name, preprocess, source_model_spec
+
+    spec = source_model_spec(source_model, source_models)
+    present = {layer.name for layer in backbone.layers}
+    absent = [layer for layer in layers if keras_layer_name(layer) not in present]
+    if absent:
+        raise ValueError(
+            f"source model {source_model!r} has no layers {absent} (its weights may lack fc layers)"
+        )
+    model = keras.Model(
+        backbone.inputs, [backbone.get_layer(keras_layer_name(layer)).output for layer in layers]
+    )
+
+    def run(batch: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = model.predict_on_batch(preprocess(batch, spec))
+        if len(layers) == 1:
+            outputs = [outputs]
+        return {layer: np.asarray(output) for layer, output in zip(layers, outputs)}
+
+    return run
+
+
+def dataset_pool_paths(image_index: pd.DataFrame, raw_dir: str, max_images: int) -> list[Path]:
+    """At most `max_images` dataset images, evenly spread over the index so every class shows."""
+    if image_index.empty:
+        raise ValueError("image_index is empty: the dataset gives no reference pool")
+    chosen = _evenly_spaced(len(image_index), max_images)
+    logger.info("Reference pool: %d of the dataset's %d images", len(chosen), len(image_index))
+    return [Path(raw_dir) / image_index["path"].iloc[i] for i in chosen]
+
+
+def folder_pool_paths(folder: Path, max_images: int) -> list[Path]:
+    """At most `max_images` image files under `folder` (recursive, sorted, evenly spread)."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"feature_visualisation.pool_dir: {folder} is not a folder")
+    files = sorted(
+        path for path in folder.rglob("*")
+        if path.is_file() and path.suffix.lower() in POOL_IMAGE_SUFFIXES
+    )
+    if not files:
+        raise ValueError(
+            f"feature_visualisation.pool_dir: no image files ({sorted(POOL_IMAGE_SUFFIXES)}) under {folder}"
+        )
+    chosen = _evenly_spaced(len(files), max_images)
+    logger.info("Reference pool: %d of the %d images under %s", len(chosen), len(files), folder)
+    return [files[i] for i in chosen]
+
+
+def class_sample_images(
+    image_index: pd.DataFrame, raw_dir: str, class_name: str, n: int
+) -> list[np.ndarray]:
+    """The first `n` images of the class in index order, centre-cropped as the network sees them."""
+    paths = [Path(raw_dir) / p for p in image_index.loc[image_index["class_name"] == class_name, "path"][:n]]
+    images, _ = load_centre_crops(paths, f"samples of class {class_name!r}", allow_empty=True)
+    return list(images)
+
+
+def load_centre_crops(
+    paths: Sequence[Path], what: str, allow_empty: bool = False
+) -> tuple[np.ndarray, list[Path]]:
+    """The images' centre crops as the extraction takes them, (N, 224, 224, 3) uint8, and their
+    paths; unreadable files are logged one by one and counted, not silently dropped."""
+    images, kept, failures = [], [], 0
+    for path in paths:
+        try:
+            images.append(centre_crop(path))
+        except (OSError, ValueError) as error:
+            failures += 1
+            logger.warning("%s: cannot use %s: %s", what, path, error)
+            continue
+        kept.append(path)
+    if failures:
+        logger.warning("%s: %d of %d images unreadable and left out", what, failures, len(paths))
+    if not images:
+        if allow_empty:
+            return np.zeros((0, CROP, CROP, 3), dtype=np.uint8), []
+        raise ValueError(f"{what}: none of the {len(paths)} images could be read")
+    return np.stack(images), kept
+
+
+def centre_crop(path: Path, resize: int = RESIZE, crop: int = CROP) -> np.ndarray:
+    """RGB uint8 centre crop after scaling the shorter side to `resize`, as the extraction does."""
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        scale = resize / min(image.size)
+        width, height = (max(crop, round(side * scale)) for side in image.size)
+        image = image.resize((width, height), Image.Resampling.BILINEAR)
+        left, top = (width - crop) // 2, (height - crop) // 2
+        return np.asarray(image.crop((left, top, left + crop, top + crop)))
+
+
+def _evenly_spaced(n: int, m: int) -> list[int]:
+    if n <= m:
+        return list(range(n))
+    return sorted({int(i) for i in np.linspace(0, n - 1, m).round()})
+
+
+def _file_safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "class"
