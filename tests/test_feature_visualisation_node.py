@@ -20,6 +20,7 @@ CLASSES = ["red thing", "green/thing", "blue"]
 SOURCE_MODELS = {
     "tiny": {"architecture": "vgg16", "preprocessing": "caffe", "layers": ["conv1_1"], "weights": []}
 }
+EXTRACTION = {"resize": 256, "crop": 224, "batch_size": 32}
 PARAMS = {
     "classes": None, "max_classes": 2, "features_per_side": 3, "layers": None, "pool_dir": None,
     "max_pool_images": 10, "sample_images": 2, "batch_size": 4,
@@ -76,7 +77,8 @@ def _run(raw_dir, image_index, dks, params, output_dir):
         node(
             top_feature_patches_figures,
             inputs=["dks", "image_index", "params:raw_dir", "params:source_model",
-                    "params:source_models", "params:feature_visualisation"],
+                    "params:source_models", "params:feature_visualisation",
+                    "params:feature_extraction"],
             outputs="top_feature_figures",
             name="top_feature_patches_figures",
         )
@@ -88,6 +90,7 @@ def _run(raw_dir, image_index, dks, params, output_dir):
         "params:source_model": MemoryDataset("tiny"),
         "params:source_models": MemoryDataset(SOURCE_MODELS),
         "params:feature_visualisation": MemoryDataset(params),
+        "params:feature_extraction": MemoryDataset(EXTRACTION),
         "top_feature_figures": MatplotlibDataset(filepath=str(output_dir)),
     })
     SequentialRunner().run(pipeline, catalog)
@@ -136,4 +139,6 @@ def test_folder_pool_logs_and_leaves_out_unreadable_files(tmp_path, dataset, tin
 def test_bad_parameters_are_refused_clearly(tmp_path, dataset, tiny_backbone, change, message):
     raw_dir, image_index, dks = dataset
     with pytest.raises(Exception, match=message):
-        top_feature_patches_figures(dks, image_index, str(raw_dir), "tiny", SOURCE_MODELS, PARAMS | change)
+        top_feature_patches_figures(
+            dks, image_index, str(raw_dir), "tiny", SOURCE_MODELS, PARAMS | change, EXTRACTION
+        )

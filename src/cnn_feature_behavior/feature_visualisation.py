@@ -26,6 +26,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
+from cnn_feature_behavior.crops import image_crops
+
 logger = logging.getLogger(__name__)
 
 POOL_IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
@@ -34,7 +36,6 @@ POOL_IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif"
 PADDING_GREYS = (96, 160)
 PADDING_SQUARE = 8
 PATCHES_PER_FEATURE = 9  # the paper's 3 x 3 grid
-RESIZE, CROP = 256, 224
 
 _FEATURE_NAME = re.compile(r"^(?P<layer>[A-Za-z0-9_]+)/n(?P<filter>\d+)$")
 
@@ -401,10 +402,15 @@ def top_feature_patches_figures(
     source_model: str,
     source_models: dict[str, Any],
     visualisation_params: dict[str, Any],
+    feature_extraction_params: dict[str, Any],
 ) -> dict[str, Figure]:
     """One figure per chosen class, `top_features_<class>.png`: its top presence and absence
-    features, each as the 9 reference-pool patches that activate it most."""
+    features, each as the 9 reference-pool patches that activate it most.
+
+    Pool images and class samples are centre-cropped with the extraction's `resize` and `crop`.
+    """
     settings = VisualisationSettings.from_params(visualisation_params)
+    geometry = (feature_extraction_params["resize"], feature_extraction_params["crop"])
     classes = chosen_classes(dks, settings)
     selections = {
         name: class_top_features(dks, name, settings.features_per_side, settings.layers)
@@ -419,7 +425,7 @@ def top_feature_patches_figures(
     else:
         pool_paths = folder_pool_paths(Path(settings.pool_dir), settings.max_pool_images)
         pool_description = str(settings.pool_dir)
-    pool, _ = load_centre_crops(pool_paths, "reference pool")
+    pool = load_centre_crops(pool_paths, *geometry, "reference pool")
     pool_description = f"{len(pool)} images from {pool_description}"
 
     if len(pool) < PATCHES_PER_FEATURE:
@@ -436,7 +442,7 @@ def top_feature_patches_figures(
     figures: dict[str, Figure] = {}
     for name in classes:
         presence, absence = selections[name]
-        samples = class_sample_images(image_index, raw_dir, name, settings.sample_images)
+        samples = class_sample_images(image_index, raw_dir, name, settings.sample_images, geometry)
         figure = class_figure(
             name,
             tiles(presence),
@@ -556,46 +562,32 @@ def folder_pool_paths(folder: Path, max_images: int) -> list[Path]:
 
 
 def class_sample_images(
-    image_index: pd.DataFrame, raw_dir: str, class_name: str, n: int
+    image_index: pd.DataFrame, raw_dir: str, class_name: str, n: int, geometry: tuple[int, int]
 ) -> list[np.ndarray]:
     """The first `n` images of the class in index order, centre-cropped as the network sees them."""
     paths = [Path(raw_dir) / p for p in image_index.loc[image_index["class_name"] == class_name, "path"][:n]]
-    images, _ = load_centre_crops(paths, f"samples of class {class_name!r}", allow_empty=True)
-    return list(images)
+    return list(load_centre_crops(paths, *geometry, f"samples of class {class_name!r}", allow_empty=True))
 
 
 def load_centre_crops(
-    paths: Sequence[Path], what: str, allow_empty: bool = False
-) -> tuple[np.ndarray, list[Path]]:
-    """The images' centre crops as the extraction takes them, (N, 224, 224, 3) uint8, and their
-    paths; unreadable files are logged one by one and counted, not silently dropped."""
-    images, kept, failures = [], [], 0
+    paths: Sequence[Path], resize: int, crop: int, what: str, allow_empty: bool = False
+) -> np.ndarray:
+    """The images' centre crops as the extraction takes them, (N, crop, crop, 3) uint8, in path
+    order; unreadable files are logged one by one and counted, not silently dropped."""
+    images, failures = [], 0
     for path in paths:
         try:
-            images.append(centre_crop(path))
+            images.append(image_crops(path, resize, crop, 1)[0])
         except (OSError, ValueError) as error:
             failures += 1
             logger.warning("%s: cannot use %s: %s", what, path, error)
-            continue
-        kept.append(path)
     if failures:
         logger.warning("%s: %d of %d images unreadable and left out", what, failures, len(paths))
     if not images:
         if allow_empty:
-            return np.zeros((0, CROP, CROP, 3), dtype=np.uint8), []
+            return np.zeros((0, crop, crop, 3), dtype=np.uint8)
         raise ValueError(f"{what}: none of the {len(paths)} images could be read")
-    return np.stack(images), kept
-
-
-def centre_crop(path: Path, resize: int = RESIZE, crop: int = CROP) -> np.ndarray:
-    """RGB uint8 centre crop after scaling the shorter side to `resize`, as the extraction does."""
-    with Image.open(path) as image:
-        image = image.convert("RGB")
-        scale = resize / min(image.size)
-        width, height = (max(crop, round(side * scale)) for side in image.size)
-        image = image.resize((width, height), Image.Resampling.BILINEAR)
-        left, top = (width - crop) // 2, (height - crop) // 2
-        return np.asarray(image.crop((left, top, left + crop, top + crop)))
+    return np.stack(images)
 
 
 def _evenly_spaced(n: int, m: int) -> list[int]:
