@@ -1,0 +1,126 @@
+"""How a dataset's raw files get into raw_dir: scikit-learn's bundled digits, or an explicit download.
+
+Nothing here touches the network unless `download_archives` is called, which the ingestion
+pipeline does only when the user sets `ingestion.download: true`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import tarfile
+import urllib.request
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+from urllib.parse import urlparse
+
+import numpy as np
+from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+# Kept inside raw_dir so that a finished download is not repeated; readers never look there.
+DOWNLOAD_MARKERS = "_downloads"
+_CHUNK = 1 << 20
+
+
+def write_bundled_digits(raw_dir: Path) -> int:
+    """Write scikit-learn's 1,797 8x8 digits as `<raw_dir>/<digit>/<index>.png` (8-bit grey).
+
+    Only when raw_dir is absent or empty; returns the number of images written (0 if none).
+    The images are written to a hidden sibling folder first and moved into place, so an
+    interrupted run never leaves a partial dataset behind.
+    """
+    if raw_dir.is_dir() and any(raw_dir.iterdir()):
+        return 0
+    from sklearn.datasets import load_digits  # bundled with scikit-learn: no network
+
+    digits = load_digits()
+    # Pixel values are counts 0..16 of the original 32x32 bitmap's 4x4 blocks.
+    pixels = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)
+    raw_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = raw_dir.with_name(f".{raw_dir.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    for index, (image, digit) in enumerate(zip(pixels, digits.target)):
+        folder = staging / str(digit)
+        folder.mkdir(exist_ok=True)
+        Image.fromarray(image, mode="L").save(folder / f"{index:04d}.png")
+    if raw_dir.is_dir():
+        raw_dir.rmdir()
+    staging.rename(raw_dir)
+    logger.info("digits: wrote %d bundled images to %s", len(pixels), raw_dir)
+    return len(pixels)
+
+
+BUNDLED_WRITERS: dict[str, Callable[[Path], int]] = {"digits": write_bundled_digits}
+
+
+class DownloadError(RuntimeError):
+    """A download could not be configured, fetched or verified."""
+
+
+def download_archives(
+    raw_dir: Path,
+    archives: Sequence[Mapping[str, Any]],
+    dataset: str,
+    opener: Callable[[str], IO[bytes]] = urllib.request.urlopen,
+) -> None:
+    """Fetch each `{url, sha256}` archive, verify its checksum and unpack it into raw_dir.
+
+    Tar and zip archives are unpacked; any other file (e.g. a `.mat` label file) is placed in
+    raw_dir as is. A marker in `raw_dir/_downloads/` records each verified archive, so a second
+    run does not fetch it again.
+    """
+    if not archives:
+        raise DownloadError(
+            f"{dataset}: no download source configured (dataset_source.archives in "
+            f"conf/{dataset}/parameters.yml); fetch the dataset yourself into {raw_dir}"
+        )
+    for archive in archives:
+        url = archive["url"]
+        expected = archive.get("sha256")
+        if not expected:
+            raise DownloadError(
+                f"{dataset}: no sha256 configured for {url}; add the archive's published sha256 "
+                f"as dataset_source.archives[].sha256 in conf/{dataset}/parameters.yml"
+            )
+        filename = PurePosixPath(urlparse(url).path).name
+        markers = raw_dir / DOWNLOAD_MARKERS
+        marker = markers / f"{filename}.sha256"
+        if marker.is_file() and marker.read_text().strip() == expected:
+            logger.info("%s: %s already downloaded and unpacked", dataset, filename)
+            continue
+        markers.mkdir(parents=True, exist_ok=True)
+        partial = markers / f"{filename}.part"
+        logger.info("%s: downloading %s", dataset, url)
+        digest = hashlib.sha256()
+        with opener(url) as response, open(partial, "wb") as out:
+            while chunk := response.read(_CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
+        if digest.hexdigest() != expected.lower():
+            partial.unlink()
+            raise DownloadError(
+                f"{dataset}: sha256 of {url} is {digest.hexdigest()}, expected {expected} "
+                f"(conf/{dataset}/parameters.yml); the download was discarded"
+            )
+        _unpack(partial, filename, raw_dir)
+        partial.unlink(missing_ok=True)
+        marker.write_text(expected + "\n")
+        logger.info("%s: verified and unpacked %s into %s", dataset, filename, raw_dir)
+
+
+def _unpack(path: Path, filename: str, raw_dir: Path) -> None:
+    if tarfile.is_tarfile(path):
+        with tarfile.open(path) as tar:
+            # The "data" filter refuses absolute paths, links out of raw_dir and device files.
+            tar.extractall(raw_dir, filter="data")
+    elif zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            archive.extractall(raw_dir)
+    else:
+        shutil.move(path, raw_dir / filename)

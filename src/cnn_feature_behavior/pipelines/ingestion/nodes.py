@@ -1,0 +1,50 @@
+"""Nodes of the ingestion pipeline; the work is done in `layouts`, `ingestion_index` and
+`ingestion_sources`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cnn_feature_behavior.ingestion_index import build_index, dataset_properties, properties_markdown
+from cnn_feature_behavior.ingestion_sources import BUNDLED_WRITERS, download_archives
+from cnn_feature_behavior.layouts import scan_layout
+
+
+def prepare_raw_dir(
+    raw_dir: str, dataset: str, ingestion: dict[str, Any], dataset_source: dict[str, Any]
+) -> str:
+    """Write a bundled dataset, or download one when `ingestion.download` asks; returns raw_dir."""
+    if dataset in BUNDLED_WRITERS:
+        BUNDLED_WRITERS[dataset](Path(raw_dir))
+    elif ingestion["download"]:
+        download_archives(Path(raw_dir), dataset_source.get("archives", []), dataset)
+    return raw_dir
+
+
+def build_image_index(
+    raw_dir: str,
+    dataset: str,
+    ingestion: dict[str, Any],
+    dataset_source: dict[str, Any],
+    max_images_per_class: int | None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Index the labelled, decodable images under raw_dir; list every unusable file with why."""
+    scan = scan_layout(dataset, raw_dir, dataset_source)
+    return build_index(
+        scan,
+        Path(raw_dir),
+        dataset=dataset,
+        verify_images=ingestion["verify_images"],
+        allow_missing=ingestion["allow_missing"],
+        max_images_per_class=max_images_per_class,
+        decode_workers=ingestion["decode_workers"],
+    )
+
+
+def summarise_dataset(image_index: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, str]:
+    """The dataset's Table 2 row, as a table and as Markdown."""
+    properties = dataset_properties(image_index, dataset)
+    return properties, properties_markdown(properties)
