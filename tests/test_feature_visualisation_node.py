@@ -142,3 +142,14 @@ def test_bad_parameters_are_refused_clearly(tmp_path, dataset, tiny_backbone, ch
         top_feature_patches_figures(
             dks, image_index, str(raw_dir), "tiny", SOURCE_MODELS, PARAMS | change, EXTRACTION
         )
+
+
+def test_classes_whose_file_names_clash_are_refused_before_any_work(tmp_path, dataset, tiny_backbone):
+    raw_dir, image_index, dks = dataset
+    dks = dks.rename(columns={"blue": "red/thing"})
+    with pytest.raises(ValueError, match="top_features_red_thing.png"):
+        top_feature_patches_figures(
+            dks, image_index, str(raw_dir), "tiny", SOURCE_MODELS,
+            PARAMS | {"classes": ["red thing", "red/thing"]}, EXTRACTION,
+        )
+    assert tiny_backbone == []

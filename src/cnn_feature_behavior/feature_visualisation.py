@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -410,8 +410,15 @@ def top_feature_patches_figures(
     Pool images and class samples are centre-cropped with the extraction's `resize` and `crop`.
     """
     settings = VisualisationSettings.from_params(visualisation_params)
+    missing = [key for key in ("resize", "crop") if key not in feature_extraction_params]
+    if missing:
+        raise ValueError(f"feature_extraction parameters lack {missing}, needed to crop the pool")
     geometry = (feature_extraction_params["resize"], feature_extraction_params["crop"])
+    missing = [column for column in ("path", "class_name") if column not in image_index.columns]
+    if missing:
+        raise ValueError(f"image_index lacks columns {missing}; it has {list(image_index.columns)}")
     classes = chosen_classes(dks, settings)
+    file_names = figure_file_names(classes)
     selections = {
         name: class_top_features(dks, name, settings.features_per_side, settings.layers)
         for name in classes
@@ -421,13 +428,12 @@ def top_feature_patches_figures(
     )
     if settings.pool_dir is None:
         pool_paths = dataset_pool_paths(image_index, raw_dir, settings.max_pool_images)
-        pool_description = f"the dataset ({raw_dir})"
+        pool_source = f"the dataset ({raw_dir})"
     else:
         pool_paths = folder_pool_paths(Path(settings.pool_dir), settings.max_pool_images)
-        pool_description = str(settings.pool_dir)
+        pool_source = str(settings.pool_dir)
     pool = load_centre_crops(pool_paths, *geometry, "reference pool")
-    pool_description = f"{len(pool)} images from {pool_description}"
-
+    pool_description = f"{len(pool)} images from {pool_source}"
     if len(pool) < PATCHES_PER_FEATURE:
         logger.warning(
             "Reference pool has %d images: features show fewer than %d patches",
@@ -440,21 +446,12 @@ def top_feature_patches_figures(
         return [FeatureTile(f, float(v), *mosaics[FeatureRef.parse(f)]) for f, v in chosen.items()]
 
     figures: dict[str, Figure] = {}
-    for name in classes:
+    for name, file_name in zip(classes, file_names):
         presence, absence = selections[name]
         samples = class_sample_images(image_index, raw_dir, name, settings.sample_images, geometry)
-        figure = class_figure(
-            name,
-            tiles(presence),
-            tiles(absence),
-            samples,
-            source_model,
-            pool_description,
+        figures[file_name] = class_figure(
+            name, tiles(presence), tiles(absence), samples, source_model, pool_description
         )
-        key = f"top_features_{_file_safe(name)}.png"
-        if key in figures:
-            raise ValueError(f"two chosen classes give the same file name {key!r}; rename one")
-        figures[key] = figure
     logger.info(
         "Top-feature figures for %d classes, %d features, from %s", len(figures), len(features),
         pool_description,
@@ -476,6 +473,15 @@ def chosen_classes(dks: pd.DataFrame, settings: VisualisationSettings) -> list[s
     return list(settings.classes)
 
 
+def figure_file_names(classes: Sequence[str]) -> list[str]:
+    """`top_features_<class>.png`, the class name reduced to characters safe in file names."""
+    names = [f"top_features_{_file_safe(name)}.png" for name in classes]
+    if len(set(names)) < len(names):
+        clashes = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"classes {list(classes)} give the same figure file names {clashes}")
+    return names
+
+
 def feature_patches(
     pool: np.ndarray,
     features: Sequence[FeatureRef],
@@ -495,14 +501,13 @@ def feature_patches(
     tops = top_activations(batches, run, features, k)
     patches = {}
     for feature, activations in tops.items():
-        field = fields_by_keras_name.get(keras_layer_name(feature.layer))
-        if field is None:
+        if activations[0].y is None:  # an fc neuron: no spatial map, it sees the whole image
             patches[feature] = ([pool[top.pool_index] for top in activations], True)
-        else:
-            patches[feature] = (
-                [crop_receptive_field(pool[t.pool_index], field, t.y, t.x) for t in activations],
-                False,
-            )
+            continue
+        field = fields_by_keras_name[keras_layer_name(feature.layer)]
+        patches[feature] = (
+            [crop_receptive_field(pool[t.pool_index], field, t.y, t.x) for t in activations], False
+        )
     return patches
 
 
