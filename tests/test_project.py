@@ -17,10 +17,11 @@ DATASETS = (
 
 
 def _config(project_root: Path, env: str | None, runtime_params: dict | None = None):
+    from cnn_feature_behavior.settings import CONFIG_LOADER_ARGS
+
     return OmegaConfigLoader(
         str(project_root / "conf"),
-        base_env="base",
-        default_run_env="local",
+        **CONFIG_LOADER_ARGS,
         env=env,
         runtime_params=runtime_params or {},
     )
@@ -48,6 +49,7 @@ def test_default_run_is_digits_with_vgg16_imagenet(project_root):
     assert params["dataset"] == "digits"
     assert params["source_model"] == "vgg16_imagenet"
     assert params["raw_dir"] == "data/01_raw/digits"
+    assert params["crops"] == 1 and params["max_images_per_class"] == 60
 
 
 def test_outputs_from_feature_extraction_on_carry_the_model_name(project_root):

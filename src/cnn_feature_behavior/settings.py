@@ -7,9 +7,9 @@ from kedro.config import OmegaConfigLoader
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry",)
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
-# One environment per target dataset (`kedro run --env caltech101`); `base` holds the
-# embedded default study on `digits`.
+# One environment per target dataset (`kedro run --env caltech101`). A plain `kedro run`
+# runs the embedded default study, the `digits` environment, which needs no download.
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
-    "default_run_env": "local",
+    "default_run_env": "digits",
 }
