@@ -18,6 +18,7 @@ where the converted file exists, or the wheel does (it is then converted on the 
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +99,9 @@ def load_backbone(
 ) -> keras.Model:
     """The full VGG (Keras layer names) with its pretrained weights; fc layers only if the weights have them.
 
+    Layer widths and the input size (with fc layers) are those of the weights, so a small
+    VGG-shaped weights file (tests) loads as well as the real one.
+
     Relative weight paths are taken from `project_root` (default: the working directory, as for
     Kedro's catalog).
     """
@@ -108,11 +112,30 @@ def load_backbone(
     missing_conv = [name for name in conv_layer_names(architecture) if name not in weights]
     if missing_conv:
         raise ValueError(f"{choice.path}: weights lack the {architecture} conv layers {missing_conv}")
-    include_fc = all(name in weights for name in FC_LAYERS)
-    model = build_vgg(architecture, include_fc=include_fc, input_size=224 if include_fc else None)
+    model = build_vgg(architecture, **_widths_of(weights, architecture, choice.path))
     set_layer_weights(model, weights, choice.path)
     logger.info("Source model %s: %s %s", source_model_name, architecture, choice.description)
     return model
+
+
+def _widths_of(weights: LayerWeights, architecture: str, origin: Path) -> dict[str, Any]:
+    """build_vgg's width arguments that fit the weights (VGG's own sizes for real VGG weights)."""
+    last_conv_per_block = [names[-1] for names in _names_by_block(architecture)]
+    block_filters = tuple(int(weights[name][0].shape[-1]) for name in last_conv_per_block)
+    if not all(name in weights for name in FC_LAYERS):
+        return {"include_fc": False, "input_size": None, "block_filters": block_filters}
+    flat_inputs, fc_units = weights["fc1"][0].shape
+    side = math.isqrt(flat_inputs // block_filters[-1])
+    if side * side * block_filters[-1] != flat_inputs:
+        raise ValueError(f"{origin}: fc1 takes {flat_inputs} inputs, not a square grid of {block_filters[-1]} filters")
+    return {"include_fc": True, "input_size": side * 32, "block_filters": block_filters, "fc_units": int(fc_units)}
+
+
+def _names_by_block(architecture: str) -> list[list[str]]:
+    blocks: dict[str, list[str]] = {}
+    for name in conv_layer_names(architecture):
+        blocks.setdefault(name.split("_")[0], []).append(name)
+    return list(blocks.values())
 
 
 def available_layers(model: keras.Model, source_model_name: str, spec: dict[str, Any]) -> list[str]:

