@@ -1,0 +1,286 @@
+"""Signed Kolmogorov-Smirnov statistic (DKS) between each class and the rest of a dataset.
+
+For feature f and class c, inner = the values of f over the images of c, outer = its values
+over every other image. With EDF(x) the fraction of a sample <= x (right-continuous),
+
+    DKS(f, c) = outer_EDF(x*) - inner_EDF(x*),  x* = argmax_x |outer_EDF(x) - inner_EDF(x)|,
+
+so DKS > 0 when the class tends to have higher values than the rest. With n = |inner| and
+N = |inner| + |outer|, outer_EDF - inner_EDF = (n * T(x) - N * I(x)) / (n * (N - n)) where T and I
+count all and inner values <= x, so the statistic is found on exact integer scores.
+
+Tie rule: when the largest positive and the largest negative difference have the same magnitude,
+DKS takes the negative sign (the inner EDF is ahead). This is the choice scipy.stats.ks_2samp
+makes (its `statistic_sign` is +1 on ties with the inner sample first). A constant feature, or any
+pair with identical inner and outer distributions, gives exactly 0.
+
+Modes:
+- binned (`bins` an int, the paper's 100): each feature's values are binned into `bins`
+  equal-width bins over [min, max] of that feature over the whole dataset; the bin of x is
+  floor((x - min) * (bins / (max - min))) computed in float64, the maximum falls in the last bin
+  and a constant feature sits in bin 0. The EDFs are evaluated at the bin edges, which is the exact
+  statistic of the bin indices.
+- exact (`bins=None`): no discretisation; the EDFs are compared at every observed value, as
+  scipy.stats.ks_2samp does.
+
+Features are processed in blocks on a thread pool (numpy releases the GIL), so peak memory is a
+few blocks of the input plus the (features x classes) result.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+BLOCK_FEATURES = 32
+
+# Per-layer summaries share one binning of DKS values: 100 bins over [-1, 1].
+SUMMARY_EDGES = np.linspace(-1.0, 1.0, 101)
+# Half of the 68% interval drawn around each mode (mu +- sigma for a normal distribution).
+HALF_INTERVAL = 0.34
+
+BlockWork = Callable[[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, ...]], None]
+
+
+def class_sizes(labels: np.ndarray, class_names: Sequence[str]) -> np.ndarray:
+    """Images per class (int64); error naming any class with no images or with all of them."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be a 1-D integer array, got {labels.dtype} {labels.shape}")
+    n_classes = len(class_names)
+    if n_classes < 2:
+        raise ValueError(f"DKS needs at least 2 classes, got {n_classes}: {list(class_names)}")
+    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        bad = sorted(set(labels[(labels < 0) | (labels >= n_classes)].tolist()))
+        raise ValueError(f"labels outside 0..{n_classes - 1}: {bad[:10]}")
+    sizes = np.bincount(labels, minlength=n_classes).astype(np.int64)
+    full = [class_names[c] for c in np.flatnonzero(sizes == labels.size)]
+    if full:
+        raise ValueError(
+            f"class {full[0]!r} holds all {labels.size} images: there is no outer sample to compare"
+        )
+    empty = [class_names[c] for c in np.flatnonzero(sizes == 0)]
+    if empty:
+        raise ValueError(f"{len(empty)} class(es) have no images, DKS is undefined: {empty[:20]}")
+    return sizes
+
+
+def feature_range(block_t: np.ndarray, first_feature: int, feature_names: Sequence[str] | None):
+    """Min and max of each row of a (features, images) block, as float64; error on non-finite."""
+    lo = block_t.min(axis=1).astype(np.float64)
+    hi = block_t.max(axis=1).astype(np.float64)
+    bad = np.flatnonzero(~(np.isfinite(lo) & np.isfinite(hi)))
+    if bad.size:
+        columns = [first_feature + int(i) for i in bad]
+        names = [feature_names[i] for i in columns] if feature_names is not None else columns
+        raise ValueError(f"non-finite values (NaN or inf) in {len(names)} feature(s): {names[:10]}")
+    return lo, hi
+
+
+def bin_indices(block_t: np.ndarray, lo: np.ndarray, hi: np.ndarray, bins: int) -> np.ndarray:
+    """Bin index of every value of a (features, images) block, per row's [lo, hi] (see module doc)."""
+    span = hi - lo
+    scale = np.divide(float(bins), span, out=np.zeros_like(span), where=span > 0)
+    scaled = block_t - lo[:, None]  # float64: the subtraction is exact for float32 inputs
+    scaled *= scale[:, None]
+    # Truncation is floor here: x >= lo, so every scaled value is >= 0.
+    index = scaled.astype(np.int16 if bins <= np.iinfo(np.int16).max else np.int32)
+    np.minimum(index, bins - 1, out=index)
+    return index
+
+
+def class_histogram(bin_row: np.ndarray, label_offsets: np.ndarray, n_classes: int, bins: int):
+    """(classes, bins) counts of one feature; label_offsets = label * bins per image (intp)."""
+    return np.bincount(label_offsets + bin_row, minlength=n_classes * bins).reshape(n_classes, bins)
+
+
+def map_feature_blocks(
+    values: np.ndarray,
+    work: BlockWork,
+    n_columns: int,
+    n_outputs: int = 1,
+    workers: int | None = None,
+    feature_names: Sequence[str] | None = None,
+    block_features: int = BLOCK_FEATURES,
+) -> tuple[np.ndarray, ...]:
+    """Run work(block_t, lo, hi, outs) over blocks of features of an (images, features) matrix.
+
+    block_t is the block as a contiguous (features, images) array, lo/hi its rows' ranges, outs
+    the matching rows of each float64 (features, n_columns) output, which work fills in.
+    """
+    if values.ndim != 2:
+        raise ValueError(f"expected an (images, features) matrix, got shape {values.shape}")
+    n_features = values.shape[1]
+    outputs = tuple(np.empty((n_features, n_columns), np.float64) for _ in range(n_outputs))
+
+    def run_block(start: int) -> int:
+        stop = min(start + block_features, n_features)
+        block_t = np.ascontiguousarray(values[:, start:stop].T)
+        lo, hi = feature_range(block_t, start, feature_names)
+        work(block_t, lo, hi, tuple(out[start:stop] for out in outputs))
+        return int(np.count_nonzero(lo == hi))
+
+    workers = workers or os.cpu_count() or 1
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        # sum() consumes every block and re-raises the first error of any.
+        constant = sum(pool.map(run_block, range(0, n_features, block_features)))
+    if constant:
+        logger.info("%d of %d features are constant over the images (all classes alike)",
+                    constant, n_features)
+    return outputs
+
+
+def signed_from_scores(score_max: np.ndarray, score_min: np.ndarray, denominator: np.ndarray):
+    """DKS from the largest and smallest integer scores n*T - N*I; ties take the negative side."""
+    return np.where(score_max > -score_min, score_max, score_min) / denominator
+
+
+def signed_ks(
+    values: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    bins: int | None = 100,
+    workers: int | None = None,
+    feature_names: Sequence[str] | None = None,
+) -> np.ndarray:
+    """DKS of every (feature, class) pair: (features, classes) float64 in [-1, 1].
+
+    values: (images, features) float matrix; labels: (images,) ints in 0..len(class_names)-1.
+    bins: equal-width bins per feature (binned mode) or None (exact mode).
+    """
+    sizes = class_sizes(labels, class_names)
+    n_images = labels.size
+    if values.shape[0] != n_images:
+        raise ValueError(f"{values.shape[0]} rows of values but {n_images} labels")
+    if bins is not None and (not isinstance(bins, (int, np.integer)) or bins < 1):
+        raise ValueError(f"bins must be a positive integer or null (exact), got {bins!r}")
+    denominator = (sizes * (n_images - sizes)).astype(np.float64)
+    # n * T reaches max(n) * N: int32 arithmetic is exact below 2**31 and halves memory traffic.
+    score_type = np.int32 if int(sizes.max()) * n_images < 2**31 else np.int64
+    if bins is None:
+        work = _exact_work(labels, sizes, denominator)
+    else:
+        work = _binned_work(labels, sizes, denominator, int(bins), score_type)
+    (dks,) = map_feature_blocks(values, work, sizes.size, 1, workers, feature_names)
+    return dks
+
+
+def _binned_work(labels, sizes, denominator, bins: int, score_type) -> BlockWork:
+    n_images, n_classes = labels.size, sizes.size
+    label_offsets = labels.astype(np.intp) * bins
+    class_size_column = sizes.astype(score_type)[:, None]
+
+    def work(block_t, lo, hi, outs):
+        (out,) = outs
+        index = bin_indices(block_t, lo, hi, bins)
+        score_max = np.empty((len(index), n_classes), score_type)
+        score_min = np.empty_like(score_max)
+        score = np.empty((n_classes, bins), score_type)
+        for f, bin_row in enumerate(index):
+            inner = np.cumsum(
+                class_histogram(bin_row, label_offsets, n_classes, bins), axis=1, dtype=score_type
+            )
+            total = np.cumsum(np.bincount(bin_row, minlength=bins), dtype=score_type)
+            np.multiply(class_size_column, total, out=score)
+            inner *= n_images
+            score -= inner
+            score.max(axis=1, out=score_max[f])
+            score.min(axis=1, out=score_min[f])
+        out[:] = signed_from_scores(score_max, score_min, denominator)
+
+    return work
+
+
+def _exact_work(labels, sizes, denominator) -> BlockWork:
+    n_images, n_classes = labels.size, sizes.size
+    label_type = np.int16 if n_classes <= np.iinfo(np.int16).max else np.int32
+    labels = labels.astype(label_type)
+    class_starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    positions = np.arange(n_images)
+
+    def run_bounds(is_new_run: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """First and last position of the run of equal entries holding each position."""
+        first = np.maximum.accumulate(np.where(is_new_run, positions, 0))
+        ends = np.empty_like(is_new_run)
+        ends[:-1] = is_new_run[1:]
+        ends[-1] = True
+        last = np.minimum.accumulate(np.where(ends, positions, n_images)[::-1])[::-1]
+        return first, last
+
+    def work(block_t, lo, hi, outs):
+        (out,) = outs
+        score_max = np.empty((len(block_t), n_classes), np.int64)
+        score_min = np.empty_like(score_max)
+        for f, row in enumerate(block_t):
+            by_value = np.argsort(row)
+            sorted_values = row[by_value]
+            new_value = np.empty(n_images, bool)
+            new_value[0] = True
+            np.not_equal(sorted_values[1:], sorted_values[:-1], out=new_value[1:])
+            first, last = run_bounds(new_value)
+            # Stable: images end up sorted by class, then by value within the class.
+            by_class = np.argsort(labels[by_value], kind="stable")
+            class_of = labels[by_value][by_class]
+            values_in_class = sorted_values[by_class]
+            new_run = np.empty(n_images, bool)
+            new_run[0] = True
+            np.not_equal(values_in_class[1:], values_in_class[:-1], out=new_run[1:])
+            new_run[1:] |= class_of[1:] != class_of[:-1]
+            first_in, last_in = run_bounds(new_run)
+            start = class_starts[class_of]
+            n = sizes[class_of]
+            # Just below each inner value (T, I count values < x): where outer - inner peaks.
+            below = n * first[by_class] - n_images * (first_in - start)
+            # At each inner value (T, I count values <= x): where outer - inner bottoms out.
+            at = n * (last[by_class] + 1) - n_images * (last_in + 1 - start)
+            score_max[f] = np.maximum.reduceat(below, class_starts)
+            score_min[f] = np.minimum.reduceat(at, class_starts)
+        out[:] = signed_from_scores(score_max, score_min, denominator)
+
+    return work
+
+
+def side_summary(values: np.ndarray, side: str) -> tuple[float, float, float, int]:
+    """Mode and 68% interval of one side of a set of DKS values (the paper's Figure 5).
+
+    side 'positive' keeps values > 0, 'negative' values < 0 (zeros belong to neither). The mode is
+    the centre of the fullest SUMMARY_EDGES bin on that side (the one nearest 0 on ties); low and
+    high are the quantiles HALF_INTERVAL below and above the fraction of values <= mode, clipped
+    to the side's extremes. Returns (mode, low, high, n_values), NaNs when the side is empty.
+    """
+    values = np.asarray(values, np.float64).ravel()
+    if side == "positive":
+        kept = values[values > 0]
+    elif side == "negative":
+        kept = values[values < 0]
+    else:
+        raise ValueError(f"side must be 'positive' or 'negative', got {side!r}")
+    if kept.size == 0:
+        return np.nan, np.nan, np.nan, 0
+    counts, edges = np.histogram(kept, bins=SUMMARY_EDGES)
+    # The side's bins, ordered from 0 outwards so that argmax picks the bin nearest 0 on ties.
+    half = len(counts) // 2
+    outward = counts[half:] if side == "positive" else counts[:half][::-1]
+    offset = int(np.argmax(outward))
+    fullest = half + offset if side == "positive" else half - 1 - offset
+    mode = float((edges[fullest] + edges[fullest + 1]) / 2)
+    at_mode = float(np.mean(kept <= mode))
+    low, high = np.quantile(
+        kept, [max(at_mode - HALF_INTERVAL, 0.0), min(at_mode + HALF_INTERVAL, 1.0)]
+    )
+    return mode, float(low), float(high), int(kept.size)
+
+
+def percent_histogram(values: np.ndarray) -> np.ndarray:
+    """Percent of values in each SUMMARY_EDGES bin (100 bins over [-1, 1], the last closed)."""
+    values = np.asarray(values, np.float64).ravel()
+    counts, _ = np.histogram(values, bins=SUMMARY_EDGES)
+    if values.size == 0:
+        return counts.astype(np.float64)
+    return 100.0 * counts / values.size
