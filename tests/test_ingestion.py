@@ -110,7 +110,7 @@ def test_select_per_class_without_checker_takes_the_first_n():
     assert select_per_class(candidates, 2, None) == ({"a": ["1", "2"], "b": ["4"]}, {})
 
 
-def _folder_scan(raw_dir: Path, layout: dict[str, list[str]]) -> LayoutScan:
+def _folder_scan(layout: dict[str, list[str]]) -> LayoutScan:
     images = [LabelledImage(f"{c}/{n}", c) for c, names in layout.items() for n in names]
     return LayoutScan(list(layout), images)
 
@@ -134,7 +134,11 @@ def test_build_index_rejects_bad_files_with_reasons(messy_tree, caplog):
     raw_dir, scan = messy_tree
     caplog.set_level("WARNING")
     index, rejects = build_index(
-        scan, raw_dir, dataset="t", verify_images=True, allow_missing=False,
+        scan,
+        raw_dir,
+        dataset="t",
+        verify_images=True,
+        allow_missing=False,
         max_images_per_class=None,
     )
     assert list(index.columns) == INDEX_COLUMNS
@@ -155,7 +159,11 @@ def test_build_index_rejects_bad_files_with_reasons(messy_tree, caplog):
 def test_build_index_without_verification_keeps_undecodable_files(messy_tree):
     raw_dir, scan = messy_tree
     index, rejects = build_index(
-        scan, raw_dir, dataset="t", verify_images=False, allow_missing=False,
+        scan,
+        raw_dir,
+        dataset="t",
+        verify_images=False,
+        allow_missing=False,
         max_images_per_class=None,
     )
     assert (index["class_name"] == "b").sum() == 7
@@ -166,7 +174,11 @@ def test_build_index_order_ids_and_labels(messy_tree):
     raw_dir, scan = messy_tree
     scan.images.reverse()  # the index order must not depend on the reader's order
     index, _ = build_index(
-        scan, raw_dir, dataset="t", verify_images=True, allow_missing=False,
+        scan,
+        raw_dir,
+        dataset="t",
+        verify_images=True,
+        allow_missing=False,
         max_images_per_class=None,
     )
     assert index.equals(index.sort_values(["label", "path"], ignore_index=True))
@@ -174,8 +186,12 @@ def test_build_index_order_ids_and_labels(messy_tree):
     assert (index["image_id"] + ".jpg").tolist() == index["path"].tolist()
     assert index["label"].dtype == np.int64
     again, _ = build_index(
-        scan_layout("digits", raw_dir, {}), raw_dir, dataset="t", verify_images=True,
-        allow_missing=False, max_images_per_class=None,
+        scan_layout("digits", raw_dir, {}),
+        raw_dir,
+        dataset="t",
+        verify_images=True,
+        allow_missing=False,
+        max_images_per_class=None,
     )
     pd.testing.assert_frame_equal(index, again)
 
@@ -184,7 +200,11 @@ def test_subsample_takes_the_first_usable_images_of_each_class(messy_tree):
     raw_dir, scan = messy_tree
     write(raw_dir / "b" / "0.jpg", b"")  # the first image of b is now bad
     index, rejects = build_index(
-        scan, raw_dir, dataset="t", verify_images=True, allow_missing=False,
+        scan,
+        raw_dir,
+        dataset="t",
+        verify_images=True,
+        allow_missing=False,
         max_images_per_class=2,
     )
     assert index.groupby("class_name")["path"].apply(list).to_dict() == {
@@ -200,11 +220,15 @@ def test_missing_labelled_images_fail_unless_allowed(tmp_path):
     for c in ("a", "b"):
         for i in range(2):
             write(tmp_path / c / f"{i}.jpg", jpeg_bytes(seed=i))
-    scan = _folder_scan(tmp_path, {"a": ["0.jpg", "1.jpg"], "b": ["0.jpg", "1.jpg"]})
+    scan = _folder_scan({"a": ["0.jpg", "1.jpg"], "b": ["0.jpg", "1.jpg"]})
     scan.missing = ["a/2.jpg", "b/7.jpg", "b/8.jpg"]
     with pytest.raises(MissingImagesError) as error:
         build_index(
-            scan, tmp_path, dataset="flowers102", verify_images=True, allow_missing=False,
+            scan,
+            tmp_path,
+            dataset="flowers102",
+            verify_images=True,
+            allow_missing=False,
             max_images_per_class=None,
         )
     assert "3 labelled images are missing" in str(error.value)
@@ -212,7 +236,11 @@ def test_missing_labelled_images_fail_unless_allowed(tmp_path):
     assert "allow_missing" in str(error.value)
 
     index, rejects = build_index(
-        scan, tmp_path, dataset="flowers102", verify_images=True, allow_missing=True,
+        scan,
+        tmp_path,
+        dataset="flowers102",
+        verify_images=True,
+        allow_missing=True,
         max_images_per_class=None,
     )
     assert len(index) == 4
@@ -226,8 +254,12 @@ def test_fewer_than_two_usable_classes_is_an_error(tmp_path):
     write(tmp_path / "b" / "0.jpg", b"")
     with pytest.raises(ValueError, match="1 classes with at least 2 usable images"):
         build_index(
-            scan_layout("digits", tmp_path, {}), tmp_path, dataset="t", verify_images=True,
-            allow_missing=False, max_images_per_class=None,
+            scan_layout("digits", tmp_path, {}),
+            tmp_path,
+            dataset="t",
+            verify_images=True,
+            allow_missing=False,
+            max_images_per_class=None,
         )
 
 

@@ -75,8 +75,12 @@ REAL_MINIS = [
 ]
 
 
-@pytest.mark.parametrize(("dataset", "folder", "source", "n_images", "n_classes", "n_rejects"), REAL_MINIS)
-def test_real_mini_datasets(shared_datasets, dataset, folder, source, n_images, n_classes, n_rejects):
+@pytest.mark.parametrize(
+    ("dataset", "folder", "source", "n_images", "n_classes", "n_rejects"), REAL_MINIS
+)
+def test_real_mini_datasets(
+    shared_datasets, dataset, folder, source, n_images, n_classes, n_rejects
+):
     index, rejects = build_image_index(
         str(shared_datasets / folder), dataset, {**INGESTION, "allow_missing": True}, source, None
     )
@@ -94,7 +98,9 @@ def test_real_mini_datasets(shared_datasets, dataset, folder, source, n_images, 
 
 def test_real_partial_flowers102_fails_without_allow_missing(shared_datasets):
     with pytest.raises(MissingImagesError, match="8069 labelled images are missing"):
-        build_image_index(str(shared_datasets / "flowers102-mini"), "flowers102", INGESTION, {}, None)
+        build_image_index(
+            str(shared_datasets / "flowers102-mini"), "flowers102", INGESTION, {}, None
+        )
 
 
 def test_real_food101_without_meta_fails_by_default(shared_datasets):
@@ -107,7 +113,9 @@ def _session_run(project: Path, env: str, runtime_params: dict) -> None:
     from kedro.framework.startup import bootstrap_project
 
     bootstrap_project(project)
-    with KedroSession.create(project_path=project, env=env, runtime_params=runtime_params) as session:
+    with KedroSession.create(
+        project_path=project, env=env, runtime_params=runtime_params
+    ) as session:
         session.run(pipeline_names=["ingestion"])
 
 
@@ -161,8 +169,18 @@ def test_session_run_one_ingestion_key_overridden_under_an_env(
 def test_cli_kedro_run_caltech101_ingestion(project_copy, shared_datasets):
     raw_dir = shared_datasets / "caltech101-mini"
     result = subprocess.run(
-        [sys.executable, "-m", "kedro", "run", "--env", "caltech101", "--pipeline", "ingestion",
-         "--params", f"raw_dir={raw_dir}"],
+        [
+            sys.executable,
+            "-m",
+            "kedro",
+            "run",
+            "--env",
+            "caltech101",
+            "--pipeline",
+            "ingestion",
+            "--params",
+            f"raw_dir={raw_dir}",
+        ],
         cwd=project_copy,
         env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1"},
         capture_output=True,

@@ -89,7 +89,9 @@ def test_download_verifies_and_unpacks_local_archives(tmp_path, archives):
     assert (raw_dir / "meta" / "notes.txt").read_text() == "hello"
     assert (raw_dir / "imagelabels.mat").read_bytes() == b"MATLAB 5.0 MAT-file"
     assert sorted(p.name for p in (raw_dir / DOWNLOAD_MARKERS).iterdir()) == [
-        "102flowers.tgz.sha256", "extra.zip.sha256", "imagelabels.mat.sha256"
+        "102flowers.tgz.sha256",
+        "extra.zip.sha256",
+        "imagelabels.mat.sha256",
     ]
 
     def no_fetch(url):
@@ -112,7 +114,9 @@ def test_download_refuses_an_archive_without_checksum(tmp_path, archives):
     calls = []
     with pytest.raises(DownloadError, match=r"no sha256 configured .*conf/food101/parameters.yml"):
         download_archives(
-            tmp_path, [{"url": archives["tgz"].as_uri(), "sha256": None}], "food101",
+            tmp_path,
+            [{"url": archives["tgz"].as_uri(), "sha256": None}],
+            "food101",
             opener=calls.append,
         )
     assert calls == []

@@ -70,7 +70,10 @@ def test_caltech101_folders_leave_out_background_and_report_odd_files(tmp_path):
 
     assert scan.class_names == ["Faces", "ant"]  # folder-name (code point) order
     assert paths_by_class(scan) == {
-        "ant": ["101_ObjectCategories/ant/image_0001.jpg", "101_ObjectCategories/ant/image_0002.jpg"],
+        "ant": [
+            "101_ObjectCategories/ant/image_0001.jpg",
+            "101_ObjectCategories/ant/image_0002.jpg",
+        ],
         "Faces": [
             "101_ObjectCategories/Faces/image_0001.jpg",
             "101_ObjectCategories/Faces/image_0002.jpg",
@@ -305,15 +308,17 @@ def test_imagenet_devkit_and_solution_csv_agree(tmp_path):
         assert scan.class_names == expected_names
         assert not scan.missing
         assert [reason for _, reason in scan.unusable] == ["no ground-truth label for this file"]
-    labels = [
-        {Path(i.path).stem: i.class_name for i in scan.images} for scan in scans
-    ]
-    assert labels[0] == labels[1] == {
-        "ILSVRC2012_val_00000001": "tench",
-        "ILSVRC2012_val_00000002": "crane (n02012849)",
-        "ILSVRC2012_val_00000003": "crane (n03126707)",
-        "ILSVRC2012_val_00000004": "tench",
-    }
+    labels = [{Path(i.path).stem: i.class_name for i in scan.images} for scan in scans]
+    assert (
+        labels[0]
+        == labels[1]
+        == {
+            "ILSVRC2012_val_00000001": "tench",
+            "ILSVRC2012_val_00000002": "crane (n02012849)",
+            "ILSVRC2012_val_00000003": "crane (n03126707)",
+            "ILSVRC2012_val_00000004": "tench",
+        }
+    )
 
 
 def test_imagenet_solution_csv_without_mapping_names_classes_by_wnid(tmp_path):

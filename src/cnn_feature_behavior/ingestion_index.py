@@ -46,7 +46,9 @@ def decode_problem(path: Path) -> str | None:
             image.verify()
         # verify() checks structure only (it passes truncated JPEGs); load() decodes the pixels.
         with Image.open(path) as image:
-            image.draft("RGB", (max(1, image.width // _DECODE_SCALE), max(1, image.height // _DECODE_SCALE)))
+            image.draft(
+                "RGB", (max(1, image.width // _DECODE_SCALE), max(1, image.height // _DECODE_SCALE))
+            )
             image.load()
     except Exception as error:  # PIL raises many types (OSError, SyntaxError, ValueError...)
         return f"does not decode as an image: {type(error).__name__}: {error}"
@@ -56,7 +58,7 @@ def decode_problem(path: Path) -> str | None:
 def find_decode_problems(
     raw_dir: Path, paths: Iterable[str], workers: int | None = None
 ) -> dict[str, str]:
-    """{path: reason} for each path (relative to raw_dir) that does not decode; threads in parallel."""
+    """{path: reason} for each path (relative to raw_dir) that does not decode, checked by threads."""
     paths = list(paths)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         problems = pool.map(decode_problem, (raw_dir / p for p in paths))
@@ -135,11 +137,15 @@ def build_index(
     for image in scan.images:
         candidates[image.class_name].append(image.path)
     candidates = {c: sorted(paths) for c, paths in candidates.items() if paths}
-    checker = (lambda b: find_decode_problems(raw_dir, b, decode_workers)) if verify_images else None
+    checker = (
+        (lambda b: find_decode_problems(raw_dir, b, decode_workers)) if verify_images else None
+    )
     selected, problems = select_per_class(candidates, max_images_per_class, checker)
     if problems:
         logger.warning(
-            "%s: %d files do not decode as images, listed in ingestion_rejects", dataset, len(problems)
+            "%s: %d files do not decode as images, listed in ingestion_rejects",
+            dataset,
+            len(problems),
         )
         rejects += sorted(problems.items())
     if max_images_per_class is not None:

@@ -1,4 +1,4 @@
-"""How a dataset's raw files get into raw_dir: scikit-learn's bundled digits, or an explicit download.
+"""How raw files get into raw_dir: scikit-learn's bundled digits, or an explicit download.
 
 Nothing here touches the network unless `download_archives` is called, which the ingestion
 pipeline does only when the user sets `ingestion.download: true`.

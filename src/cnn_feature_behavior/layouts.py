@@ -136,7 +136,6 @@ def _int_field(dataset: str, path: Path, value: str) -> int:
 
 
 def _labelled_list(
-    raw_dir: Path,
     class_names: list[str],
     labelled: Iterable[tuple[str, str]],
     on_disk: Iterable[str],
@@ -266,7 +265,6 @@ def read_imagenet(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
         (f"{image_rel}/{image_id}.JPEG", names[wnid]) for image_id, wnid in sorted(labels.items())
     )
     return _labelled_list(
-        raw_dir,
         [names[w] for w in wnids],
         labelled,
         _files_under(image_dir, raw_dir),
@@ -294,7 +292,6 @@ def read_cub200(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
             raise LayoutError("cub200", root / "classes.txt", f"unknown class id {class_id}")
         labelled.append((f"CUB_200_2011/images/{rel_path}", classes[class_id]))
     return _labelled_list(
-        raw_dir,
         [classes[i] for i in sorted(classes)],
         labelled,
         _files_under(images_dir, raw_dir),
@@ -307,12 +304,10 @@ def read_wood(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
     labelled = []
     for rel_path, class_name in _read_rows("wood", label_file, 2):
         if class_name.lower() not in WOOD_CLASSES:
-            raise LayoutError(
-                "wood", label_file, f"unknown class '{class_name}' for {rel_path}"
-            )
+            raise LayoutError("wood", label_file, f"unknown class '{class_name}' for {rel_path}")
         labelled.append((PurePosixPath(rel_path).as_posix(), class_name.lower()))
     on_disk = [p for p in _files_under(raw_dir, raw_dir) if _is_image_name(p)]
-    return _labelled_list(raw_dir, list(WOOD_CLASSES), labelled, on_disk, "not in labels.txt")
+    return _labelled_list(list(WOOD_CLASSES), labelled, on_disk, "not in labels.txt")
 
 
 def read_flowers102(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
@@ -325,7 +320,6 @@ def read_flowers102(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
         for number, label in enumerate(labels, start=1)
     )
     return _labelled_list(
-        raw_dir,
         class_names,
         labelled,
         _files_under(image_dir, raw_dir),
@@ -405,13 +399,13 @@ def read_catsdogs(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
         class_number = _int_field("catsdogs", list_file, class_id)
         if breeds.setdefault(class_number, breed) != breed:
             raise LayoutError(
-                "catsdogs", list_file, f"class id {class_id} names both {breeds[class_number]} "
-                f"and {breed}"
+                "catsdogs",
+                list_file,
+                f"class id {class_id} names both {breeds[class_number]} " f"and {breed}",
             )
         labelled.append((f"images/{name}.jpg", breed))
     on_disk = _files_under(image_dir, raw_dir)
     scan = _labelled_list(
-        raw_dir,
         [breeds[i] for i in sorted(breeds)],
         labelled,
         [p for p in on_disk if _is_image_name(p)],

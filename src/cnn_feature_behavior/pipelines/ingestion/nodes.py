@@ -8,7 +8,11 @@ from typing import Any
 
 import pandas as pd
 
-from cnn_feature_behavior.ingestion_index import build_index, dataset_properties, properties_markdown
+from cnn_feature_behavior.ingestion_index import (
+    build_index,
+    dataset_properties,
+    properties_markdown,
+)
 from cnn_feature_behavior.ingestion_sources import BUNDLED_WRITERS, download_archives
 from cnn_feature_behavior.layouts import scan_layout
 

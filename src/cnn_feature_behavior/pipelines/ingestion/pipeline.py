@@ -10,7 +10,12 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             node(
                 prepare_raw_dir,
-                inputs=["params:raw_dir", "params:dataset", "params:ingestion", "params:dataset_source"],
+                inputs=[
+                    "params:raw_dir",
+                    "params:dataset",
+                    "params:ingestion",
+                    "params:dataset_source",
+                ],
                 outputs="prepared_raw_dir",
                 name="prepare_raw_dir",
             ),
