@@ -1,0 +1,141 @@
+"""Crop geometry and decoding of every image mode (cnn_feature_behavior.crops)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnn_feature_behavior.crops import crop_origins, crops_of, image_crops, load_rgb, resize_shorter_side
+
+
+def _numbered_image(height: int, width: int) -> np.ndarray:
+    """Each pixel holds its own coordinates, so every crop is identifiable."""
+    rows, cols = np.mgrid[0:height, 0:width]
+    return np.stack([rows % 256, cols % 256, (rows + cols) % 256], axis=-1).astype(np.uint8)
+
+
+def test_ten_crops_are_corners_centre_and_mirrors():
+    image = _numbered_image(7, 10)
+    crops = crops_of(image, crop=4, n_crops=10)
+    expected_origins = [(0, 0), (0, 6), (3, 0), (3, 6), (1, 3)]
+    expected = [image[t : t + 4, l : l + 4] for t, l in expected_origins]
+    expected += [np.array([[row[4 - 1 - j] for j in range(4)] for row in crop]) for crop in expected]
+    assert crops.shape == (10, 4, 4, 3)
+    for got, want in zip(crops, expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_one_crop_is_the_centre():
+    image = _numbered_image(9, 12)
+    (centre,) = crops_of(image, crop=5, n_crops=1)
+    np.testing.assert_array_equal(centre, image[2:7, 3:8])
+
+
+def test_crop_origins_for_a_square_image_are_all_zero_when_crop_fills_it():
+    assert crop_origins(6, 6, 6) == [(0, 0)] * 5
+
+
+@pytest.mark.parametrize(("n_crops", "crop"), [(3, 4), (10, 11)])
+def test_bad_crop_requests_are_refused(n_crops, crop):
+    with pytest.raises(ValueError, match="crop"):
+        crops_of(_numbered_image(10, 10), crop=crop, n_crops=n_crops)
+
+
+@pytest.mark.parametrize(
+    ("shape", "size", "expected"),
+    [((100, 300), 50, (50, 150)), ((300, 100), 50, (150, 50)), ((40, 40), 256, (256, 256)), ((30, 45), 256, (256, 384))],
+)
+def test_shorter_side_is_resized_and_small_images_upscaled(shape, size, expected):
+    resized = resize_shorter_side(np.zeros((*shape, 3), np.uint8), size)
+    assert resized.shape == (*expected, 3)
+    assert resized.dtype == np.uint8
+
+
+def test_resize_keeps_a_flat_colour():
+    image = np.full((60, 90, 3), (10, 200, 77), np.uint8)
+    np.testing.assert_array_equal(resize_shorter_side(image, 37), np.full((37, 56, 3), (10, 200, 77), np.uint8))
+
+
+def _save(image: Image.Image, tmp_path, name: str, **kwargs):
+    path = tmp_path / name
+    image.save(path, **kwargs)
+    return path
+
+
+def test_greyscale_palette_and_cmyk_decode_to_rgb(tmp_path):
+    grey = Image.fromarray(np.arange(48, dtype=np.uint8).reshape(6, 8), mode="L")
+    got = load_rgb(_save(grey, tmp_path, "grey.png"))
+    np.testing.assert_array_equal(got, np.repeat(np.asarray(grey)[:, :, None], 3, axis=2))
+
+    rgb = _numbered_image(6, 8)
+    palette = Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=256)
+    np.testing.assert_array_equal(load_rgb(_save(palette, tmp_path, "p.png")), np.asarray(palette.convert("RGB")))
+
+    cmyk = Image.new("CMYK", (5, 4), (0, 255, 255, 0))  # pure red in CMYK
+    np.testing.assert_array_equal(load_rgb(_save(cmyk, tmp_path, "c.tif")), np.full((4, 5, 3), (255, 0, 0), np.uint8))
+
+    bilevel = Image.new("1", (3, 2), 1)
+    np.testing.assert_array_equal(load_rgb(_save(bilevel, tmp_path, "b.png")), np.full((2, 3, 3), 255, np.uint8))
+
+
+def test_transparency_is_composited_on_white(tmp_path):
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[0, 0] = (100, 50, 0, 255)  # opaque
+    rgba[0, 1] = (100, 50, 0, 0)  # fully transparent
+    rgba[1, :] = (0, 0, 200, 128)  # half transparent
+    got = load_rgb(_save(Image.fromarray(rgba, mode="RGBA"), tmp_path, "a.png"))
+    np.testing.assert_array_equal(got[0, 0], (100, 50, 0))
+    np.testing.assert_array_equal(got[0, 1], (255, 255, 255))
+    alpha = 128 / 255
+    np.testing.assert_allclose(got[1, 0], np.array([0, 0, 200]) * alpha + 255 * (1 - alpha), atol=1)
+
+    grey_alpha = Image.new("LA", (2, 1), (0, 0))
+    np.testing.assert_array_equal(load_rgb(_save(grey_alpha, tmp_path, "la.png")), np.full((1, 2, 3), 255, np.uint8))
+
+
+def test_sixteen_bit_images_are_scaled_to_eight_bits(tmp_path):
+    values = np.array([[0, 257, 65535], [32896, 1000, 60000]], dtype=np.uint16)
+    sixteen = Image.fromarray(values)  # mode I;16
+    got = load_rgb(_save(sixteen, tmp_path, "16.png"))
+    expected = np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(got, np.repeat(expected[:, :, None], 3, axis=2))
+
+
+def test_float_images_are_clipped(tmp_path):
+    values = np.array([[-5.0, 12.4, 300.0]], dtype=np.float32)
+    got = load_rgb(_save(Image.fromarray(values, mode="F"), tmp_path, "f.tif"))
+    np.testing.assert_array_equal(got[0, :, 0], [0, 12, 255])
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    pixels = np.zeros((4, 6, 3), np.uint8)
+    pixels[0, 0] = 255  # a white top-left pixel, in the stored orientation
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[0x0112] = 6  # stored rotated: display needs a 90 degree clockwise turn
+    path = _save(image, tmp_path, "rot.png", exif=exif)
+    got = load_rgb(path)
+    assert got.shape == (6, 4, 3)
+    np.testing.assert_array_equal(got, np.rot90(pixels, k=-1))
+
+
+def test_truncated_jpeg_fails_to_decode(tmp_path):
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buffer, "JPEG")
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    with pytest.raises(OSError):
+        load_rgb(path)
+
+
+def test_image_crops_decodes_resizes_and_crops(tmp_path):
+    pixels = np.random.default_rng(1).integers(0, 255, (30, 50, 3), dtype=np.uint8)
+    path = _save(Image.fromarray(pixels), tmp_path, "x.png")
+    got = image_crops(path, resize=20, crop=16, n_crops=10)
+    expected = crops_of(resize_shorter_side(pixels, 20), 16, 10)
+    np.testing.assert_array_equal(got, expected)
+    with pytest.raises(ValueError, match="larger than"):
+        image_crops(path, resize=20, crop=24, n_crops=1)
