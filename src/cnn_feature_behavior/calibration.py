@@ -1,0 +1,100 @@
+"""Noise calibration of DKS with randomised labels (Section 7 of the paper).
+
+Randomised labels are a seeded permutation of the real ones, so every class keeps its size. On a
+grid of x with step GRID_STEP, count the (feature, class) pairs beyond x: DKS > x on the positive
+side (x in [0, 1]), DKS < x on the negative side (x in [-1, 0)). The paper's Equation 4,
+
+    davg(x) = mean over classes of #features beyond x (real labels)
+              - the same for randomised labels (averaged over the repetitions),
+
+equals (pairs beyond x, real - randomised) / number of classes. t+ and t- are the grid x that
+maximise davg on each side; on ties the one nearest 0 (the less strict threshold) is taken.
+Comparisons are made in float64 on the values as given (the stored float32 DKS) against the grid
+x = k * GRID_STEP computed in float64.
+
+Across datasets, t = a + b ln(mean images per class) is fitted by least squares.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+GRID_STEP = 0.001
+SIDES = ("positive", "negative")
+# Two points always fit a line exactly: R-squared only means something from three datasets on.
+MIN_DATASETS_FOR_FIT = 3
+
+
+def threshold_grid(side: str, step: float = GRID_STEP) -> np.ndarray:
+    """x values of one side: [0, 1] for 'positive', [-1, 0) for 'negative', in increasing order."""
+    steps = round(1.0 / step)
+    if not np.isclose(steps * step, 1.0):
+        raise ValueError(f"grid step must divide 1 evenly, got {step}")
+    if side == "positive":
+        return np.arange(0, steps + 1) / steps
+    if side == "negative":
+        return np.arange(-steps, 0) / steps
+    raise ValueError(f"side must be 'positive' or 'negative', got {side!r}")
+
+
+def permuted_labels(labels: np.ndarray, repetitions: int, seed: int) -> list[np.ndarray]:
+    """`repetitions` seeded permutations of labels (class sizes kept); same seed, same result."""
+    if int(repetitions) != repetitions or repetitions < 1:
+        raise ValueError(f"repetitions must be a positive integer, got {repetitions!r}")
+    rng = np.random.default_rng(seed)
+    return [rng.permutation(labels) for _ in range(int(repetitions))]
+
+
+def count_beyond(sorted_values: np.ndarray, x: np.ndarray, side: str) -> np.ndarray:
+    """Number of sorted_values > x (positive side) or < x (negative side), for each x (int64)."""
+    if side == "positive":
+        return sorted_values.size - np.searchsorted(sorted_values, x, side="right")
+    if side == "negative":
+        return np.searchsorted(sorted_values, x, side="left").astype(np.int64)
+    raise ValueError(f"side must be 'positive' or 'negative', got {side!r}")
+
+
+def pairs_beyond(values: np.ndarray, x: np.ndarray, side: str) -> np.ndarray:
+    """How many entries of values (any shape) lie beyond each x on the given side."""
+    return count_beyond(np.sort(np.asarray(values, np.float64).ravel()), x, side)
+
+
+def class_counts_beyond(dks: np.ndarray, x: np.ndarray, side: str) -> np.ndarray:
+    """(classes, len(x)): per class (column of a features x classes DKS), features beyond each x."""
+    by_class = np.sort(np.asarray(dks, np.float64), axis=0).T
+    return np.stack([count_beyond(column, x, side) for column in by_class])
+
+
+def davg(pairs_real: np.ndarray, pairs_randomised: np.ndarray, n_classes: int) -> np.ndarray:
+    """Equation 4 from pair counts beyond x: mean over classes, real minus randomised."""
+    return (np.asarray(pairs_real, np.float64) - np.asarray(pairs_randomised, np.float64)) / n_classes
+
+
+def best_threshold(x: np.ndarray, davg_values: np.ndarray) -> tuple[float, float]:
+    """(x, davg(x)) at the maximum of davg over one side's grid; ties go to the x nearest 0."""
+    x = np.asarray(x, np.float64)
+    davg_values = np.asarray(davg_values, np.float64)
+    if x.size == 0 or x.shape != davg_values.shape:
+        raise ValueError(f"x and davg must be non-empty and alike, got {x.shape} and {davg_values.shape}")
+    nearest_zero_first = np.argsort(np.abs(x), kind="stable")
+    best = nearest_zero_first[np.argmax(davg_values[nearest_zero_first])]
+    return float(x[best]), float(davg_values[best])
+
+
+def fit_log_model(mean_images_per_class: np.ndarray, thresholds: np.ndarray) -> tuple[float, float, float]:
+    """Least-squares t = a + b ln(m): (a, b, R-squared); R-squared is NaN when t does not vary."""
+    m = np.asarray(mean_images_per_class, np.float64)
+    t = np.asarray(thresholds, np.float64)
+    if m.shape != t.shape or m.ndim != 1:
+        raise ValueError(f"need two 1-D arrays of the same length, got {m.shape} and {t.shape}")
+    if np.any(~np.isfinite(m)) or np.any(m <= 0) or np.any(~np.isfinite(t)):
+        raise ValueError("mean images per class must be finite and > 0, thresholds finite")
+    log_m = np.log(m)
+    if np.unique(log_m).size < 2:
+        raise ValueError("all datasets have the same mean images per class: the slope is undefined")
+    design = np.column_stack([np.ones_like(log_m), log_m])
+    (a, b), *_ = np.linalg.lstsq(design, t, rcond=None)
+    residual = float(np.sum((t - (a + b * log_m)) ** 2))
+    total = float(np.sum((t - t.mean()) ** 2))
+    r_squared = 1.0 - residual / total if total > 0 else np.nan
+    return float(a), float(b), r_squared
