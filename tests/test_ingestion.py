@@ -291,3 +291,16 @@ def test_properties_markdown_follows_table_2():
     lines = properties_markdown(properties).splitlines()
     assert lines[2] == "| cub200 | 11,788 | 200 | 41 - 60 | 59 |"
     assert lines[3] == "| mit67 | 6,700 | 67 | 100 | 100 |"
+
+
+def test_max_images_per_class_must_be_positive(messy_tree):
+    raw_dir, scan = messy_tree
+    with pytest.raises(ValueError, match="at least 1, got 0"):
+        build_index(
+            scan,
+            raw_dir,
+            dataset="t",
+            verify_images=True,
+            allow_missing=False,
+            max_images_per_class=0,
+        )

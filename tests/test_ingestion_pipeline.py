@@ -192,3 +192,10 @@ def test_cli_kedro_run_caltech101_ingestion(project_copy, shared_datasets):
         project_copy / "data" / "02_intermediate" / "caltech101" / "image_index.parquet"
     )
     assert len(index) == 160 and index["label"].nunique() == 8
+
+
+def test_an_incomplete_ingestion_block_is_named(tmp_path):
+    with pytest.raises(ValueError, match=r"params:ingestion lacks \['verify_images', 'download'"):
+        build_image_index(
+            str(tmp_path), "digits", {"allow_missing": True, "decode_workers": 1}, {}, None
+        )

@@ -332,3 +332,22 @@ def test_imagenet_without_ground_truth_is_a_layout_error(tmp_path):
     _imagenet_images(tmp_path, "ILSVRC2012_img_val")
     with pytest.raises(LayoutError, match="no ground truth found"):
         scan_layout("imagenet", tmp_path, {})
+
+
+def test_flowers102_unreadable_label_file_is_named(tmp_path):
+    (tmp_path / "jpg").mkdir()
+    (tmp_path / "imagelabels.mat").write_bytes(b"not a mat file")
+    with pytest.raises(LayoutError, match="not a readable .mat file") as error:
+        scan_layout("flowers102", tmp_path, {})
+    assert str(tmp_path / "imagelabels.mat") in str(error.value)
+
+    scipy.io.savemat(tmp_path / "imagelabels.mat", {"lbl": np.array([[1]])})
+    with pytest.raises(LayoutError, match="no variable 'labels'"):
+        scan_layout("flowers102", tmp_path, {})
+
+
+def test_imagenet_solution_row_without_wnid_names_the_line(tmp_path):
+    _imagenet_images(tmp_path, "ILSVRC2012_img_val")
+    text(tmp_path / "LOC_val_solution.csv", "ImageId,PredictionString\nILSVRC2012_val_00000001,\n")
+    with pytest.raises(LayoutError, match="line 2 has no wnid"):
+        scan_layout("imagenet", tmp_path, {})

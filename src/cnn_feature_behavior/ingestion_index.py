@@ -106,6 +106,8 @@ def build_index(
     decode_workers: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(image_index, ingestion_rejects) from a layout scan; see docs/data_contracts.md."""
+    if max_images_per_class is not None and max_images_per_class < 1:
+        raise ValueError(f"max_images_per_class must be at least 1, got {max_images_per_class}")
     rejects: list[tuple[str, str]] = []
     if scan.missing:
         examples = ", ".join(scan.missing[:3])

@@ -191,6 +191,16 @@ def _scan_class_folders(
     return LayoutScan(class_names, images, [], unusable)
 
 
+def _mat_variable(dataset: str, path: Path, name: str, **options: Any) -> np.ndarray:
+    """Variable `name` of a MATLAB file, or a LayoutError naming the file."""
+    try:
+        return scipy.io.loadmat(_require_file(dataset, path), **options)[name]
+    except KeyError:
+        raise LayoutError(dataset, path, f"no variable '{name}' in this .mat file") from None
+    except (scipy.io.matlab.MatReadError, ValueError, TypeError, OSError) as error:
+        raise LayoutError(dataset, path, f"not a readable .mat file ({error})") from None
+
+
 def _strip_number_prefix(folder: str) -> str:
     """`001.Black_footed_Albatross` -> `Black_footed_Albatross`."""
     return folder.split(".", 1)[1] if re.match(r"^\d+\.", folder) else folder
@@ -209,11 +219,16 @@ def _imagenet_find(raw_dir: Path, folders: Iterable[str], name: str) -> Path | N
 
 def _imagenet_meta(meta_path: Path) -> tuple[dict[int, str], dict[str, str]]:
     """meta.mat -> ({ILSVRC2012_ID: wnid}, {wnid: words}) for the 1,000 leaf classes."""
-    synsets = np.atleast_1d(scipy.io.loadmat(meta_path, squeeze_me=True)["synsets"])
-    ids = [int(i) for i in synsets["ILSVRC2012_ID"]]
-    wnids = [str(w) for w in synsets["WNID"]]
-    words = [str(w) for w in synsets["words"]]
-    children = [int(c) for c in synsets["num_children"]]
+    synsets = np.atleast_1d(_mat_variable("imagenet", meta_path, "synsets", squeeze_me=True))
+    try:
+        ids = [int(i) for i in synsets["ILSVRC2012_ID"]]
+        wnids = [str(w) for w in synsets["WNID"]]
+        words = [str(w) for w in synsets["words"]]
+        children = [int(c) for c in synsets["num_children"]]
+    except (ValueError, IndexError) as error:
+        raise LayoutError(
+            "imagenet", meta_path, f"synsets lack ILSVRC2012_ID/WNID/words/num_children ({error})"
+        ) from None
     leaves = [i for i, c in enumerate(children) if c == 0]
     return {ids[i]: wnids[i] for i in leaves}, {wnids[i]: words[i] for i in leaves}
 
@@ -244,7 +259,12 @@ def read_imagenet(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
             rows = list(csv.DictReader(handle))
         if rows and not {"ImageId", "PredictionString"} <= set(rows[0]):
             raise LayoutError("imagenet", solution, "expected columns ImageId,PredictionString")
-        labels = {row["ImageId"]: row["PredictionString"].split()[0] for row in rows}
+        labels = {}
+        for number, row in enumerate(rows, start=2):
+            tokens = (row["PredictionString"] or "").split()
+            if not tokens:
+                raise LayoutError("imagenet", solution, f"line {number} has no wnid")
+            labels[row["ImageId"]] = tokens[0]
     elif ground_truth is not None:
         if not id_to_wnid:
             raise LayoutError("imagenet", raw_dir, "the devkit ground truth needs meta.mat")
@@ -312,8 +332,9 @@ def read_wood(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
 
 def read_flowers102(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
     image_dir = _require_dir("flowers102", raw_dir / "jpg")
-    label_file = _require_file("flowers102", raw_dir / "imagelabels.mat")
-    labels = np.ravel(scipy.io.loadmat(label_file)["labels"]).astype(int)
+    labels = np.ravel(_mat_variable("flowers102", raw_dir / "imagelabels.mat", "labels")).astype(
+        int
+    )
     class_names = [f"class_{c:03d}" for c in range(1, labels.max() + 1)]
     labelled = (
         (f"jpg/image_{number:05d}.jpg", class_names[label - 1])

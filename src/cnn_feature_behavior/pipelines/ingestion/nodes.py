@@ -17,10 +17,24 @@ from cnn_feature_behavior.ingestion_sources import BUNDLED_WRITERS, download_arc
 from cnn_feature_behavior.layouts import scan_layout
 
 
+INGESTION_KEYS = ("verify_images", "allow_missing", "download", "decode_workers")
+
+
+def _check_ingestion_params(ingestion: dict[str, Any]) -> None:
+    missing = [key for key in INGESTION_KEYS if key not in ingestion]
+    if missing:
+        raise ValueError(
+            f"params:ingestion lacks {missing} (defaults in conf/base/parameters_ingestion.yml); "
+            f"got {ingestion}. An env's parameters.yml or a runtime override replaced the whole "
+            "block instead of merging into it."
+        )
+
+
 def prepare_raw_dir(
     raw_dir: str, dataset: str, ingestion: dict[str, Any], dataset_source: dict[str, Any]
 ) -> str:
     """Write a bundled dataset, or download one when `ingestion.download` asks; returns raw_dir."""
+    _check_ingestion_params(ingestion)
     if dataset in BUNDLED_WRITERS:
         BUNDLED_WRITERS[dataset](Path(raw_dir))
     elif ingestion["download"]:
@@ -36,6 +50,7 @@ def build_image_index(
     max_images_per_class: int | None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Index the labelled, decodable images under raw_dir; list every unusable file with why."""
+    _check_ingestion_params(ingestion)
     scan = scan_layout(dataset, raw_dir, dataset_source)
     return build_index(
         scan,
