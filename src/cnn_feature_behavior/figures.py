@@ -21,6 +21,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from cnn_feature_behavior.dks import bin_indices
+
 logger = logging.getLogger(__name__)
 
 REAL_COLOUR = "black"
@@ -33,6 +35,8 @@ DATASET_COLOURMAP = "viridis"
 DATASET_COLOURMAP_RANGE = (0.0, 0.88)
 SIDE_LABELS = {"positive": "D+ (DKS > 0)", "negative": "D- (DKS < 0)", "both": "t+ and t- together"}
 SIDE_MARKERS = {"positive": "^", "negative": "v"}
+KEPT_TITLES = {"positive": "kept by t+ (DKS > t+)", "negative": "kept by t- (DKS < t-)",
+               "both": "kept by either threshold"}
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -89,24 +93,27 @@ def layer_order(*tables: pd.DataFrame) -> list[str]:
 
 @dataclass(frozen=True)
 class InnerOuterDistributions:
-    """Binned inner-class and outer-class distributions of one feature, as in Figure 1."""
+    """Inner-class and outer-class distributions of one feature, as in Figure 1."""
 
-    bin_edges: np.ndarray
+    bin_edges: np.ndarray  # of the histograms
     inner_percent: np.ndarray
     outer_percent: np.ndarray
-    inner_edf: np.ndarray  # at the right edge of each bin
+    edf_points: np.ndarray  # where the EDFs are evaluated
+    inner_edf: np.ndarray
     outer_edf: np.ndarray
-    max_distance_bin: int
+    max_distance_index: int  # into edf_points
     signed_dks: float  # > 0: the class has higher values (its EDF lies below the others')
 
 
 def inner_outer_distributions(
-    values: np.ndarray, is_inner: np.ndarray, bins: int
+    values: np.ndarray, is_inner: np.ndarray, bins: int | None, histogram_bins: int = 100
 ) -> InnerOuterDistributions:
-    """Histograms and EDFs of the class's values against the other classes' on `bins` common bins.
+    """Histograms and EDFs of the class's values against the other classes' values.
 
-    The EDFs are evaluated at the bin edges over the feature's range, the discretisation the
-    paper uses for DKS; the signed distance is outer EDF minus inner EDF where they differ most.
+    The EDFs follow `dks.signed_ks`, so the marked gap is the pair's stored DKS: with `bins`, the
+    values are binned into equal-width bins over the feature's range and the EDFs compared at the
+    bin edges; with None, compared at every observed value. Outer EDF minus inner EDF where they
+    differ most, negative on ties. The histograms use `bins`, or `histogram_bins` when None.
     """
     values = np.asarray(values, dtype=np.float64)
     is_inner = np.asarray(is_inner, dtype=bool)
@@ -116,30 +123,39 @@ def inner_outer_distributions(
         )
     if not np.isfinite(values).all():
         raise ValueError(f"{int((~np.isfinite(values)).sum())} non-finite feature value(s)")
-    if bins < 1:
-        raise ValueError(f"bins must be at least 1, got {bins}")
+    if (bins is not None and bins < 1) or histogram_bins < 1:
+        raise ValueError(f"bins must be at least 1, got {bins} and {histogram_bins}")
     n_inner = int(is_inner.sum())
     n_outer = int((~is_inner).sum())
     if n_inner == 0 or n_outer == 0:
         raise ValueError(f"need images inside and outside the class, got {n_inner} and {n_outer}")
-    low, high = float(values.min()), float(values.max())
-    if high == low:  # a constant feature: one bin around the value, both EDFs equal
-        low, high = low - 0.5, high + 0.5
-    edges = np.linspace(low, high, bins + 1)
-    inner_counts = np.histogram(values[is_inner], edges)[0]
-    outer_counts = np.histogram(values[~is_inner], edges)[0]
-    inner_edf = np.cumsum(inner_counts) / n_inner
-    outer_edf = np.cumsum(outer_counts) / n_outer
+    low, high = np.array([values.min()]), np.array([values.max()])
+    n_bins = bins or histogram_bins
+    index = bin_indices(values[None, :], low, high, n_bins)[0]
+    inner_counts = np.bincount(index[is_inner], minlength=n_bins)
+    outer_counts = np.bincount(index[~is_inner], minlength=n_bins)
+    # A constant feature has every value in bin 0: give the bins a unit span from the value.
+    span = (high[0] - low[0]) or 1.0
+    edges = low[0] + span * np.arange(n_bins + 1) / n_bins
+    if bins is None:
+        points = np.unique(values)
+        inner_edf = np.searchsorted(np.sort(values[is_inner]), points, side="right") / n_inner
+        outer_edf = np.searchsorted(np.sort(values[~is_inner]), points, side="right") / n_outer
+    else:
+        points = edges[1:]
+        inner_edf = np.cumsum(inner_counts) / n_inner
+        outer_edf = np.cumsum(outer_counts) / n_outer
     difference = outer_edf - inner_edf
-    max_bin = int(np.argmax(np.abs(difference)))
+    signed = difference.max() if difference.max() > -difference.min() else difference.min()
     return InnerOuterDistributions(
         bin_edges=edges,
         inner_percent=100.0 * inner_counts / n_inner,
         outer_percent=100.0 * outer_counts / n_outer,
+        edf_points=points,
         inner_edf=inner_edf,
         outer_edf=outer_edf,
-        max_distance_bin=max_bin,
-        signed_dks=float(difference[max_bin]),
+        max_distance_index=int(np.flatnonzero(difference == signed)[0]),
+        signed_dks=float(signed),
     )
 
 
@@ -178,7 +194,7 @@ def feature_class_pair_figure(
     class_name: str,
     dataset: str,
     stored_dks: float,
-    bins: int,
+    bins: int | None,
 ) -> Figure:
     """Figure 1: inner/outer histograms (left) and EDFs with the DKS point marked (right)."""
     distributions = inner_outer_distributions(values, is_inner, bins)
@@ -195,29 +211,27 @@ def feature_class_pair_figure(
                           label=inner_label)
     histogram_axes.set_xlabel(f"activation of {feature}")
     histogram_axes.set_ylabel("images (% of the group)")
-    histogram_axes.set_title("Inner and outer class histograms")
+    histogram_axes.set_title(f"Inner and outer class histograms ({len(edges) - 1} bins)")
     histogram_axes.legend(loc="best", fontsize=8)
 
-    right_edges = edges[1:]
-    edf_axes.step(right_edges, distributions.outer_edf, where="post", color="tab:gray",
+    points = distributions.edf_points
+    edf_axes.step(points, distributions.outer_edf, where="post", color="tab:gray",
                   label=outer_label)
-    edf_axes.step(right_edges, distributions.inner_edf, where="post", color="tab:orange",
+    edf_axes.step(points, distributions.inner_edf, where="post", color="tab:orange",
                   label=inner_label)
-    at = distributions.max_distance_bin
-    edf_axes.vlines(right_edges[at], distributions.inner_edf[at], distributions.outer_edf[at],
-                    color="tab:red", linewidth=2.5,
+    at = distributions.max_distance_index
+    gap = (distributions.inner_edf[at], distributions.outer_edf[at])
+    edf_axes.vlines(points[at], *gap, color="tab:red", linewidth=2.5,
                     label=f"DKS = {distributions.signed_dks:+.3f} (largest EDF gap)")
-    edf_axes.plot([right_edges[at]], [distributions.inner_edf[at]], "o", color="tab:red", ms=4)
-    edf_axes.plot([right_edges[at]], [distributions.outer_edf[at]], "o", color="tab:red", ms=4)
+    edf_axes.plot([points[at]] * 2, gap, "o", color="tab:red", ms=4)
     edf_axes.set_xlabel(f"activation of {feature}")
     edf_axes.set_ylabel("empirical distribution function")
     edf_axes.set_ylim(-0.02, 1.02)
-    edf_axes.set_title("EDFs and the Kolmogorov-Smirnov distance")
+    edf_axes.set_title("EDFs " + (f"on {bins} bins" if bins else "(exact)")
+                       + " and the Kolmogorov-Smirnov distance")
     edf_axes.legend(loc="lower right", fontsize=8)
-    figure.suptitle(
-        f"Figure 1 - feature {feature}, class '{class_name}' of {dataset} "
-        f"(stored DKS {stored_dks:+.3f}, {bins} bins)"
-    )
+    figure.suptitle(f"Figure 1 - feature {feature}, class '{class_name}' of {dataset} "
+                    f"(stored DKS {stored_dks:+.3f})")
     return figure
 
 
@@ -334,8 +348,7 @@ def layer_kept_figure(layer_kept: pd.DataFrame, *, dataset: str, source_model: s
         axes.bar(positions + 0.2, rows["percent_randomised"], width=0.4,
                  color=KEPT_RANDOMISED_COLOUR, label="randomised labels")
         axes.set_ylabel("pairs kept (%)")
-        axes.set_title(f"kept by {SIDE_LABELS[side]}" if side == "both"
-                       else f"kept by {'t+' if side == 'positive' else 't-'} ({SIDE_LABELS[side]})")
+        axes.set_title(KEPT_TITLES[side])
         axes.legend(loc="upper left", fontsize=8)
     panels[-1].set_xticks(positions, layers, rotation=60, ha="right")
     panels[-1].set_xlabel("layer")
@@ -356,6 +369,7 @@ def _draw_layer_summary(
     ordered_datasets: Sequence[str],
     colours: Mapping[str, tuple[float, ...]],
     mean_images: Mapping[str, float],
+    legend: bool = True,
 ) -> None:
     """Modes and 68% intervals per layer and side, one dodge offset and colour per dataset."""
     layers = layer_order(summary)
@@ -391,7 +405,8 @@ def _draw_layer_summary(
                        label="D+ mode"),
                 Line2D([], [], marker=SIDE_MARKERS["negative"], color="black", linestyle="none",
                        label="D- mode")]
-    axes.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+    if legend:
+        axes.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
 
 
 def _drop_incomplete_summary_rows(summary: pd.DataFrame) -> pd.DataFrame:
@@ -446,8 +461,10 @@ def layer_summary_by_model_figure(
     n_layers = max(len(layer_order(table)) for table in cleaned.values())
     figure = new_figure(max(12.0, 0.5 * n_layers * len(cleaned) + 4), 5.5)
     panels = np.atleast_1d(figure.subplots(1, len(cleaned), sharey=True))
-    for axes, (model, table) in zip(panels, sorted(cleaned.items())):
-        _draw_layer_summary(axes, table, ordered, colours, mean_images)
+    for position, (axes, (model, table)) in enumerate(zip(panels, sorted(cleaned.items()))):
+        # One legend, beside the last panel: the colours are the same in every panel.
+        _draw_layer_summary(axes, table, ordered, colours, mean_images,
+                            legend=position == len(cleaned) - 1)
         axes.set_title(f"source model {model}")
     figure.suptitle("Figure 5 by source model (the paper's Section 8)")
     return figure

@@ -1,0 +1,225 @@
+"""The reporting pipeline through Kedro's runner on synthetic studies, its catalog entries in the
+project's configuration, and the hook that says where the report is."""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from kedro.config import OmegaConfigLoader
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+from kedro_datasets.text import TextDataset
+from PIL import Image
+
+from cnn_feature_behavior.pipelines.reporting import create_pipeline
+from cnn_feature_behavior.pipelines.reporting.hooks import ReportLocationHooks
+from cnn_feature_behavior.pipelines.reporting.nodes import (
+    gather_partitions,
+    layer_summaries_by_model,
+    plot_feature_class_pair,
+)
+from report_synthetic import synthetic_study, threshold_fit
+
+DATASET_SECTIONS = [
+    "Table 2: dataset properties", "Table 3: thresholds", "Figure 1: one (feature, class) pair",
+    "Figure 6: DKS distribution of conv and fc features", "Figure 9: features per class beyond x",
+    "Threshold selection: davg(x)", "Figure 10: pairs kept per layer", "Across datasets",
+]
+INDEX_SECTIONS = [
+    "Reports per dataset", "Table 2: dataset properties", "Table 3: thresholds",
+    "Thresholds against images per class", "Figure 5: DKS per layer across datasets",
+    "Figure 8: fc DKS by overlap with ImageNet", "Figure 5 by source model",
+]
+
+
+def reporting_parameters(project_root: Path) -> dict:
+    return yaml.safe_load((project_root / "conf/base/parameters_reporting.yml").read_text())[
+        "reporting"]
+
+
+def output_catalog(project_root: Path, out: Path) -> dict:
+    """The project's catalog entries for the reporting outputs, writing under `out`."""
+    catalog = OmegaConfigLoader(conf_source=str(project_root / "conf"), base_env="base",
+                                default_run_env="base")["catalog"]
+    entries = {}
+    for name in create_pipeline().all_outputs():
+        entry = dict(catalog[name])
+        if "filepath" in entry:
+            prefix = "data/08_reporting/vgg16_imagenet"
+            assert entry["filepath"].startswith(prefix), entry
+            entry["filepath"] = str(out) + entry["filepath"].removeprefix(prefix)
+        entries[name] = entry
+    return entries
+
+
+def run_reporting(project_root: Path, out: Path, studies: dict[str, dict], current: str,
+                  other_models: dict[str, list[str]]) -> DataCatalog:
+    """Run the pipeline for `current` with the other studies as stored partitions, inputs in
+    memory, outputs through the project's catalog entries into `out`."""
+    params = reporting_parameters(project_root)
+
+    def partitions(key):
+        return {name: (lambda s=study: s[key]) for name, study in studies.items()}
+
+    model_outputs = {f"vgg16_imagenet/dks_layer_summary/{name}": (lambda s=s: s["dks_layer_summary"])
+                     for name, s in studies.items()}
+    for model, names in other_models.items():
+        model_outputs.update({f"{model}/dks_layer_summary/{name}":
+                              (lambda s=studies[name]: s["dks_layer_summary"]) for name in names})
+    model_outputs["vgg16_imagenet/thresholds/" + current] = lambda: pytest.fail("loaded: not a summary")
+    inputs = {
+        **studies[current],
+        "params:dataset": current, "params:source_model": "vgg16_imagenet",
+        "params:reporting": params, "params:reporting.figure_1": params["figure_1"],
+        "params:dks.bins": 100,
+        "params:reporting.imagenet_overlap_groups": params["imagenet_overlap_groups"],
+        "all_dataset_properties": partitions("dataset_properties"),
+        "all_thresholds": partitions("thresholds"),
+        "all_dks_layer_summary": partitions("dks_layer_summary"),
+        "all_dks_histograms": partitions("dks_histograms"),
+        "all_model_outputs": model_outputs,
+        "threshold_fit": threshold_fit(pd.concat([s["thresholds"] for s in studies.values()])),
+    }
+    catalog = DataCatalog.from_config(output_catalog(project_root, out))
+    for name, data in inputs.items():
+        catalog[name] = MemoryDataset(data)
+    SequentialRunner().run(create_pipeline(), catalog)
+    return catalog
+
+
+def assert_report(markdown: str, page: str, folder: Path, sections: list[str]) -> None:
+    """Every section in order; every figure written beside the Markdown and embedded, not blank."""
+    assert re.findall(r"^## (.+)$", markdown, flags=re.MULTILINE) == sections
+    referenced = re.findall(r"!\[[^]]*\]\(([^)]+)\)", markdown)
+    assert referenced and all((folder / name).is_file() for name in referenced)
+    embedded = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(embedded) == len(referenced)
+    for data in embedded:
+        pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"))
+        assert pixels.std() > 0
+        assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20
+    for section in sections:
+        assert f"<h2>{section}</h2>" in page
+
+
+@pytest.mark.slow
+def test_reporting_pipeline_on_four_datasets_and_two_models(project_root, tmp_path):
+    studies = {name: synthetic_study(name, n_classes=n, images_per_class=per_class, seed=seed)
+               for seed, (name, n, per_class) in enumerate(
+                   [("digits", 6, 30), ("caltech101", 5, 20), ("wood", 4, 60), ("food101", 5, 80)])}
+    catalog = run_reporting(project_root, tmp_path, studies, "digits",
+                            {"vgg19_imagenet": ["digits", "wood"]})
+
+    report = (tmp_path / "digits/report.md").read_text()
+    assert_report(report, (tmp_path / "digits/report.html").read_text(), tmp_path / "digits",
+                  DATASET_SECTIONS)
+    assert "| digits | 180 | 6 | 30 | 30 | 30.0 |" in report
+    index = (tmp_path / "index.md").read_text()
+    assert_report(index, (tmp_path / "index.html").read_text(), tmp_path, INDEX_SECTIONS)
+    assert "figure_5_by_source_model.png" in index
+    # Table rows by mean images per class, as in the paper.
+    table_3 = catalog.load("study_thresholds")
+    assert list(table_3["dataset"]) == ["caltech101", "digits", "wood", "food101"]
+    assert "[wood](wood/report.html)" in index
+    assert catalog.load("thresholds_row_md").count("\n") == 3
+    assert list(catalog.load("study_threshold_fit")["threshold"]) == ["t_plus", "t_minus"]
+
+
+@pytest.mark.slow
+def test_reporting_pipeline_with_only_one_dataset_run(project_root, tmp_path):
+    studies = {"digits": synthetic_study("digits", n_classes=4, images_per_class=20)}
+    catalog = run_reporting(project_root, tmp_path, studies, "digits", {})
+    index = (tmp_path / "index.md").read_text()
+    assert_report(index, (tmp_path / "index.html").read_text(), tmp_path, INDEX_SECTIONS)
+    assert "Not drawn: no dataset has been run for two source models yet." in index
+    assert not (tmp_path / "figure_5_by_source_model.png").exists()
+    assert catalog.load("study_dataset_properties")["dataset"].tolist() == ["digits"]
+
+
+def test_every_reporting_dataset_is_in_the_catalog(project_root):
+    pipeline = create_pipeline()
+    names = {name for name in pipeline.datasets() if not name.startswith("params:")}
+    for env, model in (("base", "vgg16_imagenet"), ("caltech101", "vgg19_imagenet")):
+        loader = OmegaConfigLoader(
+            conf_source=str(project_root / "conf"), base_env="base", default_run_env=env,
+            runtime_params={"source_model": model} if env != "base" else {})
+        catalog = loader["catalog"]
+        assert sorted(names - set(catalog)) == []
+        dataset = "digits" if env == "base" else "caltech101"
+        assert catalog["dataset_report_html"]["filepath"] == (
+            f"data/08_reporting/{model}/{dataset}/report.html")
+        assert catalog["index_html"]["filepath"] == f"data/08_reporting/{model}/index.html"
+        assert catalog["all_dks_layer_summary"]["path"] == (
+            f"data/07_model_output/{model}/dks_layer_summary")
+        for name in names:
+            if name.startswith("figure_"):
+                assert catalog[name] == {"type": "MemoryDataset", "copy_mode": "assign"}
+        params = loader["parameters"]
+        for name in pipeline.datasets():
+            if name.startswith("params:"):
+                value = params
+                for key in name.removeprefix("params:").split("."):
+                    value = value[key]
+        DataCatalog.from_config({name: catalog[name] for name in names if name != "embedding"})
+
+
+def test_gather_partitions_replaces_this_run_and_checks_names():
+    stored = {"digits": lambda: pd.DataFrame({"dataset": ["digits"], "v": [0]}),
+              "wood": lambda: pd.DataFrame({"dataset": ["wood"], "v": [1]})}
+    current = pd.DataFrame({"dataset": ["digits"], "v": [2]})
+    gathered = gather_partitions(stored, current, "digits", "thresholds")
+    assert gathered.sort_values("dataset")["v"].tolist() == [2, 1]
+    wrong = {"wood": lambda: pd.DataFrame({"dataset": ["mit67"], "v": [1]})}
+    with pytest.raises(ValueError, match=r"thresholds/wood: the 'dataset' column must be 'wood'"):
+        gather_partitions(wrong, current, "digits", "thresholds")
+
+
+def test_layer_summaries_by_model_keeps_only_summaries():
+    def summary(name):
+        return pd.DataFrame({"dataset": [name]})
+
+    outputs = {"vgg16_imagenet/dks_layer_summary/wood": lambda: summary("wood"),
+               "vgg16_imagenet/dks_layer_summary/digits": lambda: pytest.fail("this run's is given"),
+               "vgg19_imagenet/dks_layer_summary/digits": lambda: summary("digits"),
+               "vgg16_imagenet/digits/dks": lambda: pytest.fail("not a summary"),
+               "vgg16_imagenet/thresholds/digits": lambda: pytest.fail("not a summary")}
+    tables = layer_summaries_by_model(outputs, summary("digits"), "digits", "vgg16_imagenet")
+    assert sorted(tables) == ["vgg16_imagenet", "vgg19_imagenet"]
+    assert sorted(tables["vgg16_imagenet"]["dataset"]) == ["digits", "wood"]
+
+
+def test_figure_1_names_images_missing_from_the_index():
+    study = synthetic_study("digits", n_classes=3, images_per_class=10)
+    choice = {"feature": None, "class_name": None}
+    with pytest.raises(ValueError, match="1 image_id.s. absent from image_index"):
+        plot_feature_class_pair(study["dks"], study["embedding"], study["image_index"].iloc[1:],
+                                choice, 100, "digits")
+    with pytest.raises(ValueError, match="class 'class z' is not in the dks table"):
+        plot_feature_class_pair(study["dks"], study["embedding"], study["image_index"],
+                                {**choice, "class_name": "class z"}, 100, "digits")
+
+
+def test_report_location_hook_logs_absolute_paths(tmp_path, caplog):
+    catalog = DataCatalog({
+        "dataset_report_html": TextDataset(filepath="data/08_reporting/m/digits/report.html"),
+        "index_html": TextDataset(filepath="data/08_reporting/m/index.html"),
+    })
+    with caplog.at_level(logging.INFO):
+        ReportLocationHooks().after_pipeline_run(
+            {"project_path": str(tmp_path)}, create_pipeline(), catalog)
+    assert f"Report: {tmp_path}/data/08_reporting/m/digits/report.html" in caplog.text
+    assert f"Index of every dataset run: {tmp_path}/data/08_reporting/m/index.html" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        ReportLocationHooks().after_pipeline_run(
+            {"project_path": str(tmp_path)}, create_pipeline().only_nodes("dataset_report_tables"),
+            catalog)
+    assert caplog.text == ""
