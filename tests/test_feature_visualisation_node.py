@@ -27,17 +27,21 @@ PARAMS = {
 }
 
 
+@pytest.fixture(scope="module")
+def tiny_vgg():
+    return source_models_api.build_tiny_vgg(input_size=224, include_fc=True, seed=3)
+
+
 @pytest.fixture
-def tiny_backbone(monkeypatch):
+def tiny_backbone(monkeypatch, tiny_vgg):
     """`load_backbone` replaced by a seeded tiny VGG16 with 224 inputs and fc layers: no weights
-    file, no network."""
-    model = source_models_api.build_tiny_vgg(input_size=224, include_fc=True, seed=3)
+    file, no network. Returns the names it was called with."""
     calls = []
 
     def load_backbone(name, source_models, project_root=None):
         calls.append(name)
         assert name in source_models
-        return model
+        return tiny_vgg
 
     monkeypatch.setattr(source_models_api, "load_backbone", load_backbone)
     return calls
@@ -153,3 +157,16 @@ def test_classes_whose_file_names_clash_are_refused_before_any_work(tmp_path, da
             PARAMS | {"classes": ["red thing", "red/thing"]}, EXTRACTION,
         )
     assert tiny_backbone == []
+
+
+def test_project_parameters_are_valid_settings(project_root):
+    from kedro.config import OmegaConfigLoader
+
+    from cnn_feature_behavior.feature_visualisation import VisualisationSettings
+
+    params = OmegaConfigLoader(str(project_root / "conf"), base_env="base", default_run_env="local")[
+        "parameters"
+    ]
+    settings = VisualisationSettings.from_params(params["reporting"]["feature_visualisation"])
+    assert settings.pool_dir is None  # by default the dataset is its own reference pool
+    assert {"resize", "crop"} <= set(params["feature_extraction"])
