@@ -12,4 +12,7 @@ CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "digits",
+    # An env's parameters.yml overrides single keys of a block (e.g. `ingestion.allow_missing`)
+    # instead of replacing the whole block from base.
+    "merge_strategy": {"parameters": "soft"},
 }
