@@ -539,10 +539,11 @@ def threshold_fit_figure(
         if column not in fits.index:
             raise ValueError(f"threshold_fit: no row for threshold {column!r}")
         row = fits.loc[column]
-        if np.isfinite([row["a"], row["b"], row["r_squared"]]).all():
+        if np.isfinite([row["a"], row["b"]]).all():
+            r_squared = f"{row['r_squared']:.2f}" if np.isfinite(row["r_squared"]) else "n/a"
             axes.plot(grid, row["a"] + row["b"] * np.log(grid), "--", color=colour,
                       label=f"{name} = {row['a']:.3f} {row['b']:+.3f} ln(n), "
-                            f"R\u00b2 = {row['r_squared']:.2f} ({int(row['n_datasets'])} datasets)")
+                            f"R\u00b2 = {r_squared} ({int(row['n_datasets'])} datasets)")
         else:
             axes.plot([], [], "--", color=colour,
                       label=f"{name}: no fit ({int(row['n_datasets'])} dataset(s))")
