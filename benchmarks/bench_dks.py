@@ -136,8 +136,10 @@ def scipy_comparison(values, labels, names, workers, n_pairs, rng):
 
 def scaling(base: tuple[int, int, int], factors: tuple[float, ...], workers: int) -> None:
     names_of_axes = ("images", "features", "classes")
-    print(f"\nScaling of one binned DKS matrix around {base[0]:,} images x {base[1]:,} features x {base[2]:,} classes:")
-    print(f"  {'varied':<9}{'images':>9}{'features':>10}{'classes':>9}{'seconds':>10}{'Mpairs/s':>10}{'x time / x size':>17}")
+    print(f"\nScaling of one binned DKS matrix around "
+          f"{base[0]:,} images x {base[1]:,} features x {base[2]:,} classes:")
+    print(f"  {'varied':<9}{'images':>9}{'features':>10}{'classes':>9}"
+          f"{'seconds':>10}{'Mpairs/s':>10}{'x time / x size':>17}")
     for axis, axis_name in enumerate(names_of_axes):
         first = None
         for factor in factors:
@@ -194,7 +196,8 @@ def main() -> None:
     speedup = binned_rate / scipy_rate
     print(f"Speed-up of binned DKS over ks_2samp: {speedup:,.0f}x (target >= {TARGET_SPEEDUP:,.0f}x): "
           f"{'PASS' if speedup >= TARGET_SPEEDUP else 'FAIL'}")
-    print(f"Exact DKS (bins: null) on 16 features: {exact_rate:,.0f} pairs/s, {exact_rate / scipy_rate:,.0f}x ks_2samp; "
+    print(f"Exact DKS (bins: null) on 16 features: {exact_rate:,.0f} pairs/s, "
+          f"{exact_rate / scipy_rate:,.0f}x ks_2samp; "
           f"vs ks_2samp on the sampled pairs: largest |DKS| difference {magnitude:.1e}, "
           f"sign differences {sign_differences}")
 

@@ -110,11 +110,13 @@ def test_fit_with_one_dataset_writes_nan_and_says_why(caplog):
 
 
 def test_fit_recovers_a_log_law_and_prefers_this_runs_row():
+    def on_the_law(name: str, m: float) -> pd.DataFrame:
+        return thresholds_row(name, m, 0.4 - 0.05 * np.log(m), -0.3 + 0.04 * np.log(m))
+
     means = {"a": 20.0, "b": 50.0, "c": 120.0, "d": 1000.0}
-    partitions = {name: (lambda m=m, name=name: thresholds_row(name, m, 0.4 - 0.05 * np.log(m), -0.3 + 0.04 * np.log(m)))
-                  for name, m in means.items()}
+    partitions = {name: (lambda name=name, m=m: on_the_law(name, m)) for name, m in means.items()}
     partitions["d"] = lambda: thresholds_row("d", 1000.0, 9.0, 9.0)  # stale row of this run's dataset
-    fit = fit_threshold_model(partitions, thresholds_row("d", 1000.0, 0.4 - 0.05 * np.log(1000), -0.3 + 0.04 * np.log(1000)))
+    fit = fit_threshold_model(partitions, on_the_law("d", 1000.0))
     fit = fit.set_index("threshold")
     np.testing.assert_allclose(fit.loc["t_plus", ["a", "b", "r_squared"]].astype(float), [0.4, -0.05, 1.0])
     np.testing.assert_allclose(fit.loc["t_minus", ["a", "b", "r_squared"]].astype(float), [-0.3, 0.04, 1.0])
