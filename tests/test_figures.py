@@ -179,6 +179,18 @@ def test_per_dataset_figures_render(study):
     assert f"t+ = {thresholds['t_plus']:+.3f}" in figure_text(drawn[2])
 
 
+def test_figure_10_puts_layer_groups_after_the_layers():
+    kept = pd.DataFrame({"layer": ["all", "conv1_1", "conv", "fc6"], "side": "both",
+                         "percent_real": [30.0, 40.0, 35.0, 20.0],
+                         "percent_randomised": [5.0, 6.0, 5.5, 4.0]})
+    figure = figures.layer_kept_figure(kept, dataset="digits", source_model="m")
+    assert_not_blank(figure)
+    axes = figure.axes[0]
+    assert [t.get_text() for t in axes.get_xticklabels()] == [
+        "conv1_1", "fc6", "all layers", "all conv"]
+    assert [bar.get_height() for bar in axes.patches[:4]] == [40.0, 20.0, 30.0, 35.0]
+
+
 def test_figure_9_with_1000_classes_is_a_translucent_band():
     grid = np.round(np.arange(0, 1.001, 0.01), 2)
     rng = np.random.default_rng(0)
@@ -273,6 +285,18 @@ def test_figure_8_groups_datasets_and_keeps_ungrouped_ones():
     legends = [[t.get_text() for t in axes.get_legend().get_texts()] for axes in figure.axes]
     assert legends[0] == ["caltech101 (91 images/class)"]
     assert legends[3] == ["digits (180 images/class)"]
+
+
+def test_figure_8_names_datasets_run_without_fc_layers():
+    histograms = fc_histograms(["caltech101"]).assign(group="conv")
+    figure = figures.fc_histograms_by_overlap_figure(histograms, OVERLAP_GROUPS,
+                                                     {"caltech101": 20.0}, source_model="m")
+    assert_not_blank(figure)
+    texts = [" ".join(t.get_text() for t in axes.texts) for axes in figure.axes]
+    assert texts == ["no fc layers in the embedding of caltech101",
+                     "no dataset of this group has been run",
+                     "no dataset of this group has been run"]
+    assert "only one dataset run so far: caltech101" in figure.get_suptitle()
 
 
 def test_figure_8_with_11_datasets():

@@ -24,11 +24,11 @@ from cnn_feature_behavior.report import (
 def test_format_table_rounds_per_column_and_separates_thousands():
     frame = pd.DataFrame({"dataset": ["imagenet"], "n_images": [50000], "t_plus": [0.150123],
                           "davg_t_plus": [3100.44], "mean_images_per_class": [49.96],
-                          "r_squared": [np.nan], "other": [1.23456]})
+                          "r_squared": [np.nan], "other": [1.23456], "seed": [2018]})
     cells = format_table(frame).cells.iloc[0].to_dict()
     assert cells == {"dataset": "imagenet", "n_images": "50,000", "t_plus": "0.150",
                      "davg_t_plus": "3,100.4", "mean_images_per_class": "50.0",
-                     "r_squared": "n/a", "other": "1.235"}
+                     "r_squared": "n/a", "other": "1.235", "seed": "2018"}
     assert format_table(frame, {"other": 1}).cells.loc[0, "other"] == "1.2"
 
 

@@ -15,6 +15,7 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 from kedro.config import OmegaConfigLoader
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
@@ -73,13 +74,30 @@ def write_upstream_outputs(project: Path) -> None:
                 pd.concat([s["thresholds"] for s, _ in studies.values()], ignore_index=True)))
 
 
+def write_images(image_index: pd.DataFrame, raw_dir: Path) -> None:
+    """A small image per index row, a different colour per class, for the top-feature patches."""
+    rng = np.random.default_rng(0)
+    for path, label in image_index[["path", "label"]].itertuples(index=False):
+        pixels = rng.integers(0, 80, (72, 96, 3), dtype=np.uint8)
+        pixels[20:50, 30:60, label % 3] = 255
+        (raw_dir / path).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(raw_dir / path)
+
+
 @pytest.fixture(scope="module")
 def reported_project(tmp_path_factory) -> Path:
-    """A project copy holding upstream outputs and a finished reporting run."""
+    """A project copy holding upstream outputs and a finished reporting run; the top-feature
+    patches come from a seeded tiny VGG with the real layer names instead of VGG16's weights."""
+    import cnn_feature_behavior.source_models as source_models
+
     project = make_project_copy(tmp_path_factory.mktemp("reporting") / "project")
+    tiny_vgg = source_models.build_tiny_vgg(base_filters=8, input_size=224, seed=3)
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(project)  # the catalog's paths are relative to the project
+        patch.setattr(source_models, "load_backbone", lambda *args, **kwargs: tiny_vgg)
         write_upstream_outputs(project)
+        write_images(pd.read_parquet(project / "data/02_intermediate/digits/image_index.parquet"),
+                     project / "data/01_raw/digits")
         bootstrap_project(project)
         with KedroSession.create(project_path=project) as session:
             session.run(pipeline_name="reporting")
@@ -94,7 +112,10 @@ def test_reporting_run_writes_reports_through_the_catalog(reported_project):
         "davg_curve.png", "figure_10_layer_kept.png", "figure_1_feature_class_pair.png",
         "figure_6_dks_histograms.png", "figure_9_class_counts.png", "report.html", "report.md",
         "table_2_dataset_properties.csv", "table_2_dataset_properties.md",
-        "table_3_thresholds.csv", "table_3_thresholds.md"])
+        "table_3_thresholds.csv", "table_3_thresholds.md",
+        # feature_visualisation.max_classes of the 6 classes, in label order
+        "top_features_class_a.png", "top_features_class_b.png", "top_features_class_c.png",
+        "top_features_class_d.png"])
     report = (dataset_dir / "report.md").read_text()
     for name in re.findall(r"!\[[^]]*\]\(([^)]+)\)", report):
         assert (dataset_dir / name).stat().st_size > 10_000

@@ -15,10 +15,12 @@ import pytest
 import yaml
 from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog, MemoryDataset
+from kedro.pipeline import Pipeline, node
 from kedro.runner import SequentialRunner
 from kedro_datasets.text import TextDataset
 from PIL import Image
 
+from cnn_feature_behavior.figures import new_figure
 from cnn_feature_behavior.pipelines.reporting import create_pipeline
 from cnn_feature_behavior.pipelines.reporting.hooks import ReportLocationHooks
 from cnn_feature_behavior.pipelines.reporting.nodes import (
@@ -31,7 +33,8 @@ from report_synthetic import synthetic_study, threshold_fit
 DATASET_SECTIONS = [
     "Table 2: dataset properties", "Table 3: thresholds", "Figure 1: one (feature, class) pair",
     "Figure 6: DKS distribution of conv and fc features", "Figure 9: features per class beyond x",
-    "Threshold selection: davg(x)", "Figure 10: pairs kept per layer", "Across datasets",
+    "Threshold selection: davg(x)", "Figure 10: pairs kept per layer",
+    "Figures 2, 3, 4 and 7: top features per class", "Across datasets",
 ]
 INDEX_SECTIONS = [
     "Reports per dataset", "Table 2: dataset properties", "Table 3: thresholds",
@@ -43,6 +46,32 @@ INDEX_SECTIONS = [
 def reporting_parameters(project_root: Path) -> dict:
     return yaml.safe_load((project_root / "conf/base/parameters_reporting.yml").read_text())[
         "reporting"]
+
+
+def fake_top_feature_patches(dks, image_index, raw_dir, source_model, source_models,
+                             visualisation, feature_extraction) -> dict:
+    """Stands in for the network-driven node (tested in test_feature_visualisation_node.py)."""
+    assert {"max_classes", "pool_dir"} <= set(visualisation) and "crop" in feature_extraction
+    assert source_model in source_models and isinstance(raw_dir, str)
+    figures = {}
+    for name in [column for column in dks.columns if column != "layer"][:2]:
+        figure = new_figure(4, 3)
+        axes = figure.subplots()
+        axes.imshow(np.random.default_rng(len(figures)).random((9, 9, 3)))
+        axes.set_title(f"top features of {name}")
+        figures[f"top_features_{name.replace(' ', '_')}.png"] = figure
+    return figures
+
+
+def reporting_pipeline() -> Pipeline:
+    """The reporting pipeline with the top-feature patches drawn without a network."""
+    nodes = []
+    for original in create_pipeline().nodes:
+        if original.name == "plot_top_feature_patches":
+            original = node(fake_top_feature_patches, original.inputs, "top_feature_figures",
+                            name=original.name)
+        nodes.append(original)
+    return Pipeline(nodes)
 
 
 def output_catalog(project_root: Path, out: Path) -> dict:
@@ -79,7 +108,10 @@ def run_reporting(project_root: Path, out: Path, studies: dict[str, dict], curre
         **studies[current],
         "params:dataset": current, "params:source_model": "vgg16_imagenet",
         "params:reporting": params, "params:reporting.figure_1": params["figure_1"],
-        "params:dks.bins": 100,
+        "params:dks.bins": 100, "params:raw_dir": "data/01_raw/" + current,
+        "params:source_models": {"vgg16_imagenet": {}},
+        "params:reporting.feature_visualisation": params["feature_visualisation"],
+        "params:feature_extraction": {"resize": 256, "crop": 224},
         "params:reporting.imagenet_overlap_groups": params["imagenet_overlap_groups"],
         "all_dataset_properties": partitions("dataset_properties"),
         "all_thresholds": partitions("thresholds"),
@@ -91,7 +123,7 @@ def run_reporting(project_root: Path, out: Path, studies: dict[str, dict], curre
     catalog = DataCatalog.from_config(output_catalog(project_root, out))
     for name, data in inputs.items():
         catalog[name] = MemoryDataset(data)
-    SequentialRunner().run(create_pipeline(), catalog)
+    SequentialRunner().run(reporting_pipeline(), catalog)
     return catalog
 
 
@@ -122,6 +154,7 @@ def test_reporting_pipeline_on_four_datasets_and_two_models(project_root, tmp_pa
     assert_report(report, (tmp_path / "digits/report.html").read_text(), tmp_path / "digits",
                   DATASET_SECTIONS)
     assert "| digits | 180 | 6 | 30 | 30 | 30.0 |" in report
+    assert "![Figures 2, 3, 4 and 7: top features per class](top_features_class_b.png)" in report
     index = (tmp_path / "index.md").read_text()
     assert_report(index, (tmp_path / "index.html").read_text(), tmp_path, INDEX_SECTIONS)
     assert "figure_5_by_source_model.png" in index

@@ -35,6 +35,7 @@ DATASET_COLOURMAP = "viridis"
 DATASET_COLOURMAP_RANGE = (0.0, 0.88)
 SIDE_LABELS = {"positive": "D+ (DKS > 0)", "negative": "D- (DKS < 0)", "both": "t+ and t- together"}
 SIDE_MARKERS = {"positive": "^", "negative": "v"}
+LAYER_GROUP_LABELS = {"conv": "all conv", "fc": "all fc", "all": "all layers"}
 KEPT_TITLES = {"positive": "kept by t+ (DKS > t+)", "negative": "kept by t- (DKS < t-)",
                "both": "kept by either threshold"}
 
@@ -331,26 +332,35 @@ def davg_figure(
 
 
 def layer_kept_figure(layer_kept: pd.DataFrame, *, dataset: str, source_model: str) -> Figure:
-    """Figure 10: per layer, % of (feature, class) pairs kept by the thresholds, real vs randomised."""
+    """Figure 10: per layer, % of (feature, class) pairs kept by the thresholds, real vs randomised.
+
+    Rows for groups of layers (`conv`, `fc`, `all`) follow the layers, past a dotted line.
+    """
     _require_columns(layer_kept, ["layer", "side", "percent_real", "percent_randomised"],
                      "layer_kept")
     sides = [side for side in ("positive", "negative", "both") if side in set(layer_kept["side"])]
     if not sides:
         raise ValueError(f"layer_kept: no known side in {sorted(set(layer_kept['side']))}")
-    layers = layer_order(layer_kept)
-    figure = new_figure(max(8.0, 0.45 * len(layers) + 2), 3.0 * len(sides) + 0.6)
+    names = layer_order(layer_kept)
+    layers = [name for name in names if name not in LAYER_GROUP_LABELS]
+    groups = [name for name in names if name in LAYER_GROUP_LABELS]
+    order = layers + groups
+    figure = new_figure(max(8.0, 0.45 * len(order) + 3), 3.0 * len(sides) + 0.6)
     panels = np.atleast_1d(figure.subplots(len(sides), 1, sharex=True))
-    positions = np.arange(len(layers))
+    positions = np.arange(len(order))
     for axes, side in zip(panels, sides):
-        rows = layer_kept[layer_kept["side"] == side].set_index("layer").reindex(layers)
+        rows = layer_kept[layer_kept["side"] == side].set_index("layer").reindex(order)
         axes.bar(positions - 0.2, rows["percent_real"], width=0.4, color=KEPT_REAL_COLOUR,
                  label="real labels")
         axes.bar(positions + 0.2, rows["percent_randomised"], width=0.4,
                  color=KEPT_RANDOMISED_COLOUR, label="randomised labels")
+        if layers and groups:
+            axes.axvline(len(layers) - 0.5, color="gray", linestyle=":", linewidth=1)
         axes.set_ylabel("pairs kept (%)")
         axes.set_title(KEPT_TITLES[side])
-        axes.legend(loc="upper left", fontsize=8)
-    panels[-1].set_xticks(positions, layers, rotation=60, ha="right")
+        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    panels[-1].set_xticks(positions, [LAYER_GROUP_LABELS.get(name, name) for name in order],
+                          rotation=60, ha="right")
     panels[-1].set_xlabel("layer")
     figure.suptitle(f"Figure 10 - (feature, class) pairs kept per layer, {dataset} on {source_model}")
     return figure
@@ -479,29 +489,33 @@ def fc_histograms_by_overlap_figure(
 ) -> Figure:
     """Figure 8: fc-layer DKS histograms in one panel per group of overlap with ImageNet.
 
-    Datasets outside every group get a panel of their own rather than disappearing.
+    Datasets outside every group get a panel of their own rather than disappearing, and a
+    dataset run on an embedding without fc layers is named as such in its panel.
     """
     _require_columns(histograms, ["dataset", "group", "bin_left", "bin_right", "percent"],
                      "dks_histograms")
     fc = histograms[histograms["group"] == "fc"]
-    run = set(histograms["dataset"])
-    without_fc = sorted(run - set(fc["dataset"]))
-    if without_fc:
-        logger.info("Figure 8: %d dataset(s) have no fc histogram: %s", len(without_fc),
-                    without_fc)
-    ordered = _ordered_run_datasets(set(fc["dataset"]), mean_images, "dks_histograms")
+    run = _ordered_run_datasets(set(histograms["dataset"]), mean_images, "dks_histograms")
+    with_fc = set(fc["dataset"])
+    if set(run) - with_fc:
+        logger.info("Figure 8: %d dataset(s) have no fc histogram: %s",
+                    len(set(run) - with_fc), sorted(set(run) - with_fc))
     colours = dataset_colours(dataset_order(mean_images))
     grouped = {name for members in overlap_groups.values() for name in members}
     panels_spec = dict(overlap_groups)
-    ungrouped = [name for name in ordered if name not in grouped]
+    ungrouped = [name for name in run if name not in grouped]
     if ungrouped:
         panels_spec["not in the paper's grouping"] = ungrouped
     figure = new_figure(9, 2.9 * len(panels_spec) + 0.6)
     panels = np.atleast_1d(figure.subplots(len(panels_spec), 1, sharex=True))
     for axes, (title, members) in zip(panels, panels_spec.items()):
-        shown = [name for name in ordered if name in set(members)]
-        if not shown:
+        members_run = [name for name in run if name in set(members)]
+        shown = [name for name in members_run if name in with_fc]
+        without_fc = [name for name in members_run if name not in with_fc]
+        if not members_run:
             _empty_panel(axes, "no dataset of this group has been run")
+        elif without_fc:
+            _empty_panel(axes, f"no fc layers in the embedding of {', '.join(without_fc)}")
         for name in shown:
             rows = fc[fc["dataset"] == name].sort_values("bin_left")
             edges = np.append(rows["bin_left"].to_numpy(), rows["bin_right"].iloc[-1])
@@ -514,11 +528,11 @@ def fc_histograms_by_overlap_figure(
         if shown:
             axes.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
         else:
-            axes.legend(handles=[Patch(color="none", label="(none run)")], loc="upper right",
-                        fontsize=8)
+            label = "(none run)" if not members_run else "(no fc histogram)"
+            axes.legend(handles=[Patch(color="none", label=label)], loc="upper right", fontsize=8)
     panels[-1].set_xlabel("DKS(f, c) of fully connected features")
     figure.suptitle(f"Figure 8 - fc DKS by overlap with ImageNet, {source_model}"
-                    f"{_only_one_note(ordered, 'dataset') if ordered else ''}")
+                    f"{_only_one_note(run, 'dataset')}")
     return figure
 
 

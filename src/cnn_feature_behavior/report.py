@@ -28,6 +28,8 @@ COLUMN_DECIMALS: dict[str, int] = {
     "dks": 3,
 }
 DEFAULT_DECIMALS = 3
+# Integers that are identifiers, not quantities: no thousands separator.
+IDENTIFIER_COLUMNS = frozenset({"seed", "label", "class", "filter"})
 MISSING = "n/a"
 
 
@@ -57,13 +59,13 @@ class Report:
     sections: tuple[Section, ...]
 
 
-def _format_number(value: object, decimals: int) -> str:
+def _format_number(value: object, decimals: int, separator: str = ",") -> str:
     if value is None or (isinstance(value, float | np.floating) and not np.isfinite(value)):
         return MISSING
     if isinstance(value, bool | np.bool_):
         return str(bool(value))
     if isinstance(value, int | np.integer):
-        return f"{int(value):,}"
+        return f"{int(value):{separator}}"
     if isinstance(value, float | np.floating):
         return f"{float(value):,.{decimals}f}"
     return str(value)
@@ -77,7 +79,8 @@ def format_table(
     cells = pd.DataFrame(
         {
             str(column): [
-                _format_number(value, per_column.get(str(column), DEFAULT_DECIMALS))
+                _format_number(value, per_column.get(str(column), DEFAULT_DECIMALS),
+                               "" if column in IDENTIFIER_COLUMNS else ",")
                 for value in frame[column].tolist()
             ]
             for column in frame.columns

@@ -280,6 +280,7 @@ def write_dataset_report(
     figure_9: Figure,
     davg: Figure,
     figure_10: Figure,
+    top_feature_figures: dict[str, Figure],
     options: dict[str, Any],
     dataset: str,
     source_model: str,
@@ -289,6 +290,10 @@ def write_dataset_report(
     row = _one_row(thresholds, "thresholds")
     figures_by_name = {FIGURE_1: figure_1, FIGURE_6: figure_6, FIGURE_9: figure_9, DAVG: davg,
                        FIGURE_10: figure_10}
+    clashes = sorted(set(top_feature_figures) & set(figures_by_name))
+    if clashes:
+        raise ValueError(f"top-feature figures reuse the report's file names {clashes}")
+    figures_by_name |= top_feature_figures
     report = Report(
         title=f"{dataset} on {source_model}",
         intro=(
@@ -322,6 +327,11 @@ def write_dataset_report(
                     text="Share of each layer's (feature, class) pairs beyond the thresholds, "
                          "real labels against randomised labels.",
                     figures=(FIGURE_10,)),
+            Section("Figures 2, 3, 4 and 7: top features per class",
+                    text="For each class shown, the features with the highest DKS (presence) and "
+                         "the lowest (absence), each as the 9 patches of the reference pool that "
+                         "activate it most, cropped to its receptive field.",
+                    figures=tuple(top_feature_figures)),
             Section("Across datasets",
                     text=f"Every dataset run so far on {source_model}: Figures 5 and 8, Tables 2 "
                          "and 3, the threshold fit.",

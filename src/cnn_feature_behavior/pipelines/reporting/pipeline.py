@@ -2,6 +2,8 @@
 
 from kedro.pipeline import Pipeline, node
 
+from cnn_feature_behavior.feature_visualisation import top_feature_patches_figures
+
 from .nodes import (
     cross_dataset_tables,
     dataset_tables,
@@ -40,10 +42,14 @@ def create_pipeline(**kwargs) -> Pipeline:
              name="plot_davg_curve"),
         node(plot_layer_kept, ["layer_kept", DATASET, MODEL], "figure_10_layer_kept",
              name="plot_layer_kept"),
+        node(top_feature_patches_figures,
+             ["dks", "image_index", "params:raw_dir", MODEL, "params:source_models",
+              "params:reporting.feature_visualisation", "params:feature_extraction"],
+             "top_feature_figures", name="plot_top_feature_patches"),
         node(write_dataset_report,
              ["dataset_properties", "thresholds", "figure_1_feature_class_pair",
               "figure_6_dks_histograms", "figure_9_class_counts", "figure_davg_curve",
-              "figure_10_layer_kept", "params:reporting", DATASET, MODEL],
+              "figure_10_layer_kept", "top_feature_figures", "params:reporting", DATASET, MODEL],
              ["dataset_report_figures", "dataset_report_md", "dataset_report_html"],
              name="write_dataset_report"),
     ]
