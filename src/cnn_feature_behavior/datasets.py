@@ -146,7 +146,8 @@ class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
         table = table.replace_schema_metadata({_FINGERPRINT_KEY: plan.fingerprint.encode()})
         final = self._shard_path(shard.name)
         partial = final.with_name(f".{final.name}.{os.getpid()}.partial")
-        pq.write_table(table, partial, write_statistics=False)
+        # Float features gain nothing from dictionaries or statistics; skipping them halves write time.
+        pq.write_table(table, partial, write_statistics=False, use_dictionary=False)
         os.replace(partial, final)
 
     def _shard_matches(
