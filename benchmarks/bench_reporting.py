@@ -11,12 +11,15 @@ so it should grow far less than 100x).
 
 from __future__ import annotations
 
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import psutil
 
+from cnn_feature_behavior.datasets import EmbeddingPlan, ShardedEmbeddingDataset, ShardSpec
 from cnn_feature_behavior.figures import class_counts_figure, inner_outer_distributions
 from cnn_feature_behavior.pipelines.reporting import nodes
 from cnn_feature_behavior.report import figure_png
@@ -79,7 +82,7 @@ def render(figure) -> None:
     figure_png(figure, FILE_DPI)
 
 
-def main() -> None:
+def main(workdir: str) -> None:
     rng = np.random.default_rng(0)
     n_classes, n_images = 1000, 50_000
     features = [f"{layer}/n{f}" for layer, width in zip(LAYERS, WIDTHS) for f in range(width)]
@@ -91,11 +94,18 @@ def main() -> None:
     image_ids = [f"img_{i:05d}" for i in range(n_images)]
     image_index = pd.DataFrame({"image_id": image_ids, "path": [f"{i}.jpg" for i in image_ids],
                                 "label": labels, "class_name": [classes[k] for k in labels]})
-    chosen = features[5000]
-    values = rng.gamma(2.0, size=n_images).astype(np.float32)
-    values[labels == 7] += 3.0
-    dks.loc[chosen, "class 7"] = inner_outer_distributions(values, labels == 7, 100).signed_dks
-    embedding = pd.DataFrame({chosen: values}, index=pd.Index(image_ids, name="image_id"))
+    # A slice of the embedding (256 of its 12,416 columns) in 10 shards, to time Figure 1's
+    # one-column read against loading the whole table.
+    stored = features[4992:5248]
+    chosen = stored[8]
+    block = rng.gamma(2.0, size=(n_images, len(stored))).astype(np.float32)
+    block[labels == 7, 8] += 3.0
+    dks.loc[chosen, "class 7"] = inner_outer_distributions(block[:, 8], labels == 7, 100).signed_dks
+    shards = tuple(ShardSpec(f"shard-{k:05d}", tuple(image_ids[k * 5000:(k + 1) * 5000]))
+                   for k in range(10))
+    embedding = ShardedEmbeddingDataset(str(Path(workdir) / "embedding"))
+    embedding.save(EmbeddingPlan("bench", tuple(stored), shards, lambda todo: (
+        (shard, block[int(shard.name[-5:]) * 5000:][:5000]) for shard in todo)))
     counts = class_counts(n_classes, rng)
     thresholds = pd.DataFrame([{"dataset": "imagenet", "source_model": "vgg16_imagenet",
                                 "t_plus": 0.15, "davg_t_plus": 3100.0, "t_minus": -0.121,
@@ -160,6 +170,13 @@ def main() -> None:
                    {"html_dpi": HTML_DPI}, "imagenet", "vgg16_imagenet")
     total = time.perf_counter() - total_start
 
+    start = time.perf_counter()
+    embedding.load_columns([chosen])
+    one_column = time.perf_counter() - start
+    start = time.perf_counter()
+    embedding.load()
+    all_columns = time.perf_counter() - start
+
     small = class_counts(10, rng)
     start = time.perf_counter()
     render(class_counts_figure(small, t_plus=0.15, t_minus=-0.12, dataset="d", source_model="m"))
@@ -174,9 +191,13 @@ def main() -> None:
     print(f"{'total':<{width}}  {total:7.2f} s")
     print(f"report.html size: {len(report[2]) / 1e6:.1f} MB; "
           f"peak RSS {process.memory_info().rss / 2**30:.2f} GiB")
+    print(f"Figure 1's column of 50,000 images: {one_column:.3f} s, against {all_columns:.2f} s "
+          f"for all {len(stored)} stored columns ({all_columns / one_column:.0f}x; the real "
+          f"embedding has {len(features):,})")
     print(f"Figure 9 draw + render: 10 classes {ten:.2f} s, 1,000 classes {thousand:.2f} s, "
           f"ratio {thousand / ten:.1f}x for 100x the lines")
 
 
 if __name__ == "__main__":
-    main()
+    with tempfile.TemporaryDirectory() as workdir:
+        main(workdir)

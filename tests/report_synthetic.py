@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from cnn_feature_behavior.datasets import EmbeddingPlan, ShardSpec
 from cnn_feature_behavior.dks import signed_ks
 
 LAYERS = {"conv1_1": ("conv", 6), "conv3_2": ("conv", 6), "conv5_3": ("conv", 6),
@@ -163,3 +164,11 @@ def threshold_fit(thresholds: pd.DataFrame) -> pd.DataFrame:
         rows.append({"threshold": column, "a": a, "b": b, "r_squared": r_squared,
                      "n_datasets": len(y)})
     return pd.DataFrame(rows)
+
+
+def embedding_plan(embedding: pd.DataFrame) -> EmbeddingPlan:
+    """The plan that makes ShardedEmbeddingDataset.save write `embedding` as one shard."""
+    shard = ShardSpec("shard-00000", tuple(embedding.index))
+    return EmbeddingPlan(
+        fingerprint="synthetic", columns=tuple(embedding.columns), shards=(shard,),
+        compute=lambda shards: ((s, embedding.to_numpy(dtype=np.float32)) for s in shards))

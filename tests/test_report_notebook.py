@@ -21,10 +21,9 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from kedro.io import DataCatalog
 
-from cnn_feature_behavior.datasets import EmbeddingPlan, ShardSpec
 from cnn_feature_behavior.settings import CONFIG_LOADER_ARGS
 from conftest import PROJECT_ROOT, make_project_copy
-from report_synthetic import synthetic_study, threshold_fit
+from report_synthetic import embedding_plan, synthetic_study, threshold_fit
 
 MODEL = "vgg16_imagenet"
 CROSS_DATASET_INPUTS = ("dataset_properties", "thresholds", "dks_layer_summary", "dks_histograms")
@@ -50,13 +49,6 @@ def _guarded_connect(sock, address):
 
 socket.socket.connect = _guarded_connect
 '''
-
-
-def embedding_plan(embedding: pd.DataFrame) -> EmbeddingPlan:
-    shard = ShardSpec("shard-00000", tuple(embedding.index))
-    return EmbeddingPlan(
-        fingerprint="synthetic", columns=tuple(embedding.columns), shards=(shard,),
-        compute=lambda shards: ((s, embedding.to_numpy(dtype=np.float32)) for s in shards))
 
 
 def write_upstream_outputs(project: Path) -> None:

@@ -14,12 +14,14 @@ import pandas as pd
 import pytest
 import yaml
 from kedro.config import OmegaConfigLoader
-from kedro.io import DataCatalog, MemoryDataset
+from kedro.io import DataCatalog, DatasetError, MemoryDataset
 from kedro.pipeline import Pipeline, node
 from kedro.runner import SequentialRunner
 from kedro_datasets.text import TextDataset
 from PIL import Image
 
+from cnn_feature_behavior.datasets import ShardedEmbeddingDataset
+from cnn_feature_behavior.embedding_columns import EmbeddingColumnsDataset
 from cnn_feature_behavior.figures import new_figure
 from cnn_feature_behavior.pipelines.reporting import create_pipeline
 from cnn_feature_behavior.pipelines.reporting.hooks import ReportLocationHooks
@@ -28,7 +30,7 @@ from cnn_feature_behavior.pipelines.reporting.nodes import (
     layer_summaries_by_model,
     plot_feature_class_pair,
 )
-from report_synthetic import synthetic_study, threshold_fit
+from report_synthetic import embedding_plan, synthetic_study, threshold_fit
 
 DATASET_SECTIONS = [
     "Table 2: dataset properties", "Table 3: thresholds", "Figure 1: one (feature, class) pair",
@@ -120,9 +122,12 @@ def run_reporting(project_root: Path, out: Path, studies: dict[str, dict], curre
         "all_model_outputs": model_outputs,
         "threshold_fit": threshold_fit(pd.concat([s["thresholds"] for s in studies.values()])),
     }
+    embedding = ShardedEmbeddingDataset(str(out / "embedding"))
+    embedding.save(embedding_plan(studies[current]["embedding"]))
     catalog = DataCatalog.from_config(output_catalog(project_root, out))
     for name, data in inputs.items():
         catalog[name] = MemoryDataset(data)
+    catalog["embedding_columns"] = MemoryDataset(embedding, copy_mode="assign")
     SequentialRunner().run(reporting_pipeline(), catalog)
     return catalog
 
@@ -201,7 +206,8 @@ def test_every_reporting_dataset_is_in_the_catalog(project_root):
                 value = params
                 for key in name.removeprefix("params:").split("."):
                     value = value[key]
-        DataCatalog.from_config({name: catalog[name] for name in names if name != "embedding"})
+        assert catalog["embedding_columns"]["path"] == catalog["embedding"]["path"]
+        DataCatalog.from_config({name: catalog[name] for name in names})
 
 
 def test_gather_partitions_replaces_this_run_and_checks_names():
@@ -229,14 +235,31 @@ def test_layer_summaries_by_model_keeps_only_summaries():
     assert sorted(tables["vgg16_imagenet"]["dataset"]) == ["digits", "wood"]
 
 
-def test_figure_1_names_images_missing_from_the_index():
+class ColumnReader:
+    """An embedding that records which columns are read."""
+
+    def __init__(self, embedding: pd.DataFrame) -> None:
+        self.embedding, self.requests = embedding, []
+
+    def load_columns(self, columns):
+        self.requests.append(list(columns))
+        return self.embedding[list(columns)]
+
+
+def test_figure_1_reads_only_its_column_and_names_bad_inputs():
     study = synthetic_study("digits", n_classes=3, images_per_class=10)
-    choice = {"feature": None, "class_name": None}
+    choice = {"feature": None, "class_name": "class b"}
+    reader = ColumnReader(study["embedding"])
+    figure = plot_feature_class_pair(study["dks"], reader, study["image_index"], choice, 100,
+                                     "digits")
+    best = study["dks"]["class b"].abs().idxmax()
+    assert reader.requests == [[best]]
+    assert f"feature {best}, class 'class b'" in figure.get_suptitle()
     with pytest.raises(ValueError, match="1 image_id.s. absent from image_index"):
-        plot_feature_class_pair(study["dks"], study["embedding"], study["image_index"].iloc[1:],
-                                choice, 100, "digits")
+        plot_feature_class_pair(study["dks"], reader, study["image_index"].iloc[1:], choice, 100,
+                                "digits")
     with pytest.raises(ValueError, match="class 'class z' is not in the dks table"):
-        plot_feature_class_pair(study["dks"], study["embedding"], study["image_index"],
+        plot_feature_class_pair(study["dks"], reader, study["image_index"],
                                 {**choice, "class_name": "class z"}, 100, "digits")
 
 
@@ -256,3 +279,18 @@ def test_report_location_hook_logs_absolute_paths(tmp_path, caplog):
             {"project_path": str(tmp_path)}, create_pipeline().only_nodes("dataset_report_tables"),
             catalog)
     assert caplog.text == ""
+
+
+def test_embedding_columns_dataset_reads_named_columns(tmp_path):
+    study = synthetic_study("digits", n_classes=3, images_per_class=10)
+    ShardedEmbeddingDataset(str(tmp_path / "embedding")).save(embedding_plan(study["embedding"]))
+    view = EmbeddingColumnsDataset(str(tmp_path / "embedding"))
+    assert view.exists()
+    columns = view.load().load_columns(["fc6/n1", "conv1_1/n0"])
+    pd.testing.assert_frame_equal(columns, study["embedding"][["fc6/n1", "conv1_1/n0"]])
+    with pytest.raises(DatasetError, match="read-only"):
+        view.save(study["embedding"])
+    missing = EmbeddingColumnsDataset(str(tmp_path / "nowhere"))
+    assert not missing.exists()
+    with pytest.raises(DatasetError, match="nowhere"):
+        missing.load()

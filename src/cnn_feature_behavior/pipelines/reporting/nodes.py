@@ -12,6 +12,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from cnn_feature_behavior import figures
+from cnn_feature_behavior.datasets import ShardedEmbeddingDataset
 from cnn_feature_behavior.report import (
     Report,
     Section,
@@ -114,19 +115,18 @@ def cross_dataset_tables(
 
 def plot_feature_class_pair(
     dks: pd.DataFrame,
-    embedding: pd.DataFrame,
+    embedding_columns: ShardedEmbeddingDataset,
     image_index: pd.DataFrame,
     choice: dict[str, str | None],
     bins: int | None,
     dataset: str,
 ) -> Figure:
     """Figure 1 for the chosen (feature, class) pair, or the one with the largest |DKS|, on the
-    DKS's own bins (`dks.bins`)."""
+    DKS's own bins (`dks.bins`); reads only that feature's column of the embedding."""
     feature, class_name, stored = figures.select_feature_class_pair(
         dks, choice.get("feature"), choice.get("class_name")
     )
-    if feature not in embedding.columns:
-        raise ValueError(f"embedding: no column for feature {feature!r} (it is in the dks table)")
+    embedding = embedding_columns.load_columns([feature])
     labels = image_index.set_index("image_id")["class_name"]
     unknown = embedding.index.difference(labels.index)
     if len(unknown):
