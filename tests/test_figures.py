@@ -41,7 +41,8 @@ def assert_not_blank(figure: Figure) -> None:
 
 
 def figure_text(figure: Figure) -> str:
-    return " ".join(text.get_text() for text in figure.findobj(lambda artist: hasattr(artist, "get_text")))
+    texts = figure.findobj(lambda artist: hasattr(artist, "get_text"))
+    return " ".join(text.get_text() for text in texts)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,8 @@ def brute_force_edfs(values: np.ndarray, is_inner: np.ndarray, bins: int):
     """EDFs at bin edges by counting, with dks.py's bin rule written out per value."""
     low, high = values.min(), values.max()
     bin_of = [min(int((v - low) * (bins / (high - low))), bins - 1) for v in values]
-    inner = np.array([sum(1 for b, i in zip(bin_of, is_inner) if i and b <= k) for k in range(bins)])
+    inner = np.array([sum(1 for b, i in zip(bin_of, is_inner) if i and b <= k)
+                      for k in range(bins)])
     outer = np.array([sum(1 for b, i in zip(bin_of, is_inner) if not i and b <= k)
                       for k in range(bins)])
     return inner / is_inner.sum(), outer / (~is_inner).sum()
@@ -76,7 +78,8 @@ def test_inner_outer_distributions_match_brute_force(seed):
     gaps = outer - inner
     assert abs(result.signed_dks) == pytest.approx(np.abs(gaps).max())
     assert result.signed_dks == pytest.approx(gaps[result.max_distance_index])
-    assert result.bin_edges[0] == values.min() and result.bin_edges[-1] == pytest.approx(values.max())
+    assert result.bin_edges[0] == values.min()
+    assert result.bin_edges[-1] == pytest.approx(values.max())
     np.testing.assert_allclose(result.edf_points, result.bin_edges[1:])
 
 
@@ -93,7 +96,8 @@ def test_inner_outer_distributions_exact_mode_is_scipy_ks():
     assert exact.edf_points[exact.max_distance_index] == pytest.approx(reference.statistic_location)
     assert len(exact.bin_edges) == 101  # histograms still need bins
     # Binning can only hide part of the gap.
-    assert 0 < figures.inner_outer_distributions(values, is_inner, 10).signed_dks <= exact.signed_dks
+    coarse = figures.inner_outer_distributions(values, is_inner, 10)
+    assert 0 < coarse.signed_dks <= exact.signed_dks
     assert figures.inner_outer_distributions(-values, is_inner, None).signed_dks < 0
 
 
@@ -268,7 +272,8 @@ def fc_histograms(names) -> pd.DataFrame:
     for k, name in enumerate(names):
         density = np.exp(-((np.abs(centres) - 0.2 - 0.01 * k) ** 2) / 0.005)
         frames.append(pd.DataFrame({"dataset": name, "group": "fc", "bin_left": edges[:-1],
-                                    "bin_right": edges[1:], "percent": 100 * density / density.sum()}))
+                                    "bin_right": edges[1:],
+                                    "percent": 100 * density / density.sum()}))
     return pd.concat(frames, ignore_index=True)
 
 

@@ -100,12 +100,12 @@ def run_reporting(project_root: Path, out: Path, studies: dict[str, dict], curre
     def partitions(key):
         return {name: (lambda s=study: s[key]) for name, study in studies.items()}
 
-    model_outputs = {f"vgg16_imagenet/dks_layer_summary/{name}": (lambda s=s: s["dks_layer_summary"])
-                     for name, s in studies.items()}
+    model_outputs = {f"vgg16_imagenet/dks_layer_summary/{name}":
+                     (lambda s=s: s["dks_layer_summary"]) for name, s in studies.items()}
     for model, names in other_models.items():
         model_outputs.update({f"{model}/dks_layer_summary/{name}":
                               (lambda s=studies[name]: s["dks_layer_summary"]) for name in names})
-    model_outputs["vgg16_imagenet/thresholds/" + current] = lambda: pytest.fail("loaded: not a summary")
+    model_outputs["vgg16_imagenet/thresholds/" + current] = lambda: pytest.fail("not a summary")
     inputs = {
         **studies[current],
         "params:dataset": current, "params:source_model": "vgg16_imagenet",
@@ -226,7 +226,7 @@ def test_layer_summaries_by_model_keeps_only_summaries():
         return pd.DataFrame({"dataset": [name]})
 
     outputs = {"vgg16_imagenet/dks_layer_summary/wood": lambda: summary("wood"),
-               "vgg16_imagenet/dks_layer_summary/digits": lambda: pytest.fail("this run's is given"),
+               "vgg16_imagenet/dks_layer_summary/digits": lambda: pytest.fail("given in memory"),
                "vgg19_imagenet/dks_layer_summary/digits": lambda: summary("digits"),
                "vgg16_imagenet/digits/dks": lambda: pytest.fail("not a summary"),
                "vgg16_imagenet/thresholds/digits": lambda: pytest.fail("not a summary")}

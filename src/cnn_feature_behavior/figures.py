@@ -69,12 +69,13 @@ def dataset_colours(ordered_datasets: Sequence[str]) -> dict[str, tuple[float, .
     """One colour per dataset along a perceptually ordered colourmap, in the given order."""
     colourmap = colormaps[DATASET_COLOURMAP]
     low, high = DATASET_COLOURMAP_RANGE
-    positions = np.linspace(low, high, len(ordered_datasets)) if len(ordered_datasets) > 1 else [low]
+    count = len(ordered_datasets)
+    positions = np.linspace(low, high, count) if count > 1 else [low]
     return {name: colourmap(position) for name, position in zip(ordered_datasets, positions)}
 
 
 def line_style_for(n_lines: int) -> tuple[float, float]:
-    """(alpha, linewidth) that keeps n overlapping lines readable: 1,000 become a translucent band."""
+    """(alpha, linewidth) keeping n overlapping lines readable: 1,000 make a translucent band."""
     alpha = float(np.clip(12.0 / max(n_lines, 1), 0.04, 0.9))
     linewidth = 1.2 if n_lines <= 20 else 0.8 if n_lines <= 200 else 0.5
     return alpha, linewidth
@@ -268,7 +269,7 @@ def dks_histograms_figure(histograms: pd.DataFrame, *, dataset: str, source_mode
 def class_counts_figure(
     class_counts: pd.DataFrame, *, t_plus: float, t_minus: float, dataset: str, source_model: str
 ) -> Figure:
-    """Figure 9: per class, features beyond x; real labels black, randomised red, thresholds dashed."""
+    """Figure 9: per class, features beyond x; real labels black, randomised red, t dashed."""
     _require_columns(class_counts, ["side", "x", "labels", "class", "count"], "class_counts")
     figure = new_figure(12, 4.8)
     panels = dict(zip(("positive", "negative"), figure.subplots(1, 2)))
@@ -362,7 +363,8 @@ def layer_kept_figure(layer_kept: pd.DataFrame, *, dataset: str, source_model: s
     panels[-1].set_xticks(positions, [LAYER_GROUP_LABELS.get(name, name) for name in order],
                           rotation=60, ha="right")
     panels[-1].set_xlabel("layer")
-    figure.suptitle(f"Figure 10 - (feature, class) pairs kept per layer, {dataset} on {source_model}")
+    figure.suptitle(
+        f"Figure 10 - (feature, class) pairs kept per layer, {dataset} on {source_model}")
     return figure
 
 
@@ -445,7 +447,7 @@ def _only_one_note(names: Sequence[str], what: str) -> str:
 def layer_summary_figure(
     summary: pd.DataFrame, mean_images: Mapping[str, float], *, source_model: str
 ) -> Figure:
-    """Figure 5: per layer, D+ and D- modes with 68% intervals, datasets by mean images per class."""
+    """Figure 5: per layer, D+ and D- modes with 68% intervals, datasets by images per class."""
     summary = _drop_incomplete_summary_rows(summary)
     ordered = _ordered_run_datasets(set(summary["dataset"]), mean_images, "dks_layer_summary")
     if not ordered:
@@ -454,7 +456,8 @@ def layer_summary_figure(
     axes = figure.subplots()
     colours = dataset_colours(dataset_order(mean_images))
     _draw_layer_summary(axes, summary, ordered, colours, mean_images)
-    axes.set_title(f"Figure 5 - DKS per layer on {source_model}{_only_one_note(ordered, 'dataset')}")
+    axes.set_title(
+        f"Figure 5 - DKS per layer on {source_model}{_only_one_note(ordered, 'dataset')}")
     return figure
 
 
