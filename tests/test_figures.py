@@ -166,8 +166,8 @@ def test_per_dataset_figures_render(study):
         figures.feature_class_pair_figure(
             study["embedding"][feature].to_numpy(), is_inner, feature=feature,
             class_name="class a", dataset="digits", stored_dks=0.5, bins=100),
-        figures.dks_histograms_figure(study["dks_histograms"], dataset="digits",
-                                      source_model="vgg16_imagenet"),
+        figures.dks_histograms_figure(study["dks_histograms"], {"digits": 24.0},
+                                      title="Figure 6 - digits"),
         figures.class_counts_figure(study["class_counts"], t_plus=thresholds["t_plus"],
                                     t_minus=thresholds["t_minus"], dataset="digits",
                                     source_model="vgg16_imagenet"),
@@ -275,6 +275,18 @@ def fc_histograms(names) -> pd.DataFrame:
                                     "bin_right": edges[1:],
                                     "percent": 100 * density / density.sum()}))
     return pd.concat(frames, ignore_index=True)
+
+
+def test_figure_6_across_datasets_names_those_without_fc_layers():
+    conv = fc_histograms(PAPER_DATASETS).assign(group="conv")
+    fc = fc_histograms([name for name in PAPER_DATASETS if name != "wood"])
+    figure = figures.dks_histograms_figure(pd.concat([conv, fc]), PAPER_DATASETS, title="Fig 6")
+    assert_not_blank(figure)
+    conv_axes, fc_axes = figure.axes
+    assert len(conv_axes.get_legend().get_texts()) == 11
+    fc_legend = [t.get_text() for t in fc_axes.get_legend().get_texts()]
+    assert len(fc_legend) == 11 and fc_legend[-1] == "no fc layers: wood"
+    assert fc_legend[0] == "imagenet (50 images/class)"  # by mean images per class
 
 
 def test_figure_8_groups_datasets_and_keeps_ungrouped_ones():

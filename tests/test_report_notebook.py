@@ -117,7 +117,9 @@ def test_reporting_run_writes_reports_through_the_catalog(reported_project):
     study_thresholds = pd.read_csv(reported_project / "data/08_reporting" / MODEL /
                                    "table_3_thresholds.csv")
     assert list(study_thresholds["dataset"]) == ["caltech101", "digits"]
-    assert (reported_project / "data/08_reporting" / MODEL / "figure_8_fc_histograms.png").is_file()
+    for name in ("figure_5_layer_summary.png", "figure_6_dks_histograms_across_datasets.png",
+                 "figure_8_fc_histograms.png", "threshold_fit.png", "index.html"):
+        assert (reported_project / "data/08_reporting" / MODEL / name).is_file(), name
 
 
 @pytest.mark.slow

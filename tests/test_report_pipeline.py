@@ -41,6 +41,7 @@ DATASET_SECTIONS = [
 INDEX_SECTIONS = [
     "Reports per dataset", "Table 2: dataset properties", "Table 3: thresholds",
     "Thresholds against images per class", "Figure 5: DKS per layer across datasets",
+    "Figure 6: DKS of conv and fc features across datasets",
     "Figure 8: fc DKS by overlap with ImageNet", "Figure 5 by source model",
 ]
 

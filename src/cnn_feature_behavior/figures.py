@@ -240,29 +240,42 @@ def feature_class_pair_figure(
 # --- Per dataset: Figures 6, 9, 10 and the davg curve --------------------------------------------
 
 
-def dks_histograms_figure(histograms: pd.DataFrame, *, dataset: str, source_model: str) -> Figure:
-    """Figure 6: DKS histograms of conv features (top) and fc features (bottom), in % of pairs."""
-    _require_columns(histograms, ["group", "bin_left", "bin_right", "percent"], "dks_histograms")
-    figure = new_figure(8, 6.5)
+def dks_histograms_figure(
+    histograms: pd.DataFrame, mean_images: Mapping[str, float], *, title: str
+) -> Figure:
+    """Figure 6: DKS histograms of conv features (top) and fc features (bottom), in % of pairs;
+    one line per dataset, datasets ordered and coloured by mean images per class."""
+    _require_columns(histograms, ["dataset", "group", "bin_left", "bin_right", "percent"],
+                     "dks_histograms")
+    run = _ordered_run_datasets(set(histograms["dataset"]), mean_images, "dks_histograms")
+    colours = dataset_colours(dataset_order(mean_images))
+    figure = new_figure(9, 6.5)
     panels = figure.subplots(2, 1, sharex=True)
-    for axes, group, title in zip(panels, ("conv", "fc"),
-                                  ("convolutional layers", "fully connected layers")):
-        rows = histograms[histograms["group"] == group].sort_values("bin_left")
-        if rows.empty:
-            _empty_panel(axes, f"the embedding has no {group} layers")
-        else:
-            edges = np.append(rows["bin_left"].to_numpy(), rows["bin_right"].iloc[-1])
-            axes.stairs(rows["percent"].to_numpy(), edges, color="tab:blue", fill=True,
-                        alpha=0.35)
-            axes.stairs(rows["percent"].to_numpy(), edges, color="tab:blue", linewidth=1.2,
-                        label=dataset)
-            axes.legend(loc="upper right")
+    for axes, group, kind in zip(panels, ("conv", "fc"),
+                                 ("convolutional layers", "fully connected layers")):
+        rows = histograms[histograms["group"] == group]
+        shown = [name for name in run if name in set(rows["dataset"])]
+        without = [name for name in run if name not in shown]
+        if not shown:
+            _empty_panel(axes, f"no {group} layers in the embedding")
+        for name in shown:
+            line = rows[rows["dataset"] == name].sort_values("bin_left")
+            edges = np.append(line["bin_left"].to_numpy(), line["bin_right"].iloc[-1])
+            if len(run) == 1:
+                axes.stairs(line["percent"].to_numpy(), edges, color=colours[name], fill=True,
+                            alpha=0.3)
+            axes.stairs(line["percent"].to_numpy(), edges, color=colours[name], linewidth=1.2,
+                        label=_dataset_legend_label(name, mean_images[name]))
+        handles, _ = axes.get_legend_handles_labels()
+        if without:
+            handles.append(Patch(color="none", label=f"no {group} layers: {', '.join(without)}"))
+        axes.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
         axes.axvline(0.0, color="gray", linewidth=0.6)
         axes.set_xlim(-1, 1)
         axes.set_ylabel("(feature, class) pairs (%)")
-        axes.set_title(f"DKS of {title}")
+        axes.set_title(f"DKS of {kind}")
     panels[-1].set_xlabel("DKS(f, c)")
-    figure.suptitle(f"Figure 6 - DKS distribution, {dataset} on {source_model}")
+    figure.suptitle(title)
     return figure
 
 

@@ -31,6 +31,7 @@ FIGURE_9 = "figure_9_class_counts.png"
 DAVG = "davg_curve.png"
 FIGURE_10 = "figure_10_layer_kept.png"
 FIGURE_5 = "figure_5_layer_summary.png"
+FIGURE_6_ACROSS = "figure_6_dks_histograms_across_datasets.png"
 FIGURE_8 = "figure_8_fc_histograms.png"
 THRESHOLD_FIT = "threshold_fit.png"
 FIGURE_5_BY_MODEL = "figure_5_by_source_model.png"
@@ -147,9 +148,14 @@ def plot_feature_class_pair(
     )
 
 
-def plot_dks_histograms(dks_histograms: pd.DataFrame, dataset: str, source_model: str) -> Figure:
+def plot_dks_histograms(
+    dks_histograms: pd.DataFrame, dataset_properties: pd.DataFrame, dataset: str,
+    source_model: str,
+) -> Figure:
     """Figure 6 for this dataset."""
-    return figures.dks_histograms_figure(dks_histograms, dataset=dataset, source_model=source_model)
+    return figures.dks_histograms_figure(
+        dks_histograms, _mean_images(dataset_properties),
+        title=f"Figure 6 - DKS distribution, {dataset} on {source_model}")
 
 
 def plot_class_counts(
@@ -194,6 +200,22 @@ def plot_layer_summary_across_datasets(
     summary = gather_partitions(all_dks_layer_summary, dks_layer_summary, dataset,
                                 "dks_layer_summary")
     return figures.layer_summary_figure(summary, _mean_images(summary), source_model=source_model)
+
+
+def plot_dks_histograms_across_datasets(
+    all_dks_histograms: Partitions,
+    dks_histograms: pd.DataFrame,
+    study_dataset_properties: pd.DataFrame,
+    dataset: str,
+    source_model: str,
+) -> Figure:
+    """Figure 6 over every dataset run so far for this source model."""
+    histograms = gather_partitions(all_dks_histograms, dks_histograms, dataset, "dks_histograms")
+    names = sorted(set(histograms["dataset"]))
+    note = f" - only one dataset run so far: {names[0]}" if len(names) == 1 else ""
+    return figures.dks_histograms_figure(
+        histograms, _mean_images(study_dataset_properties),
+        title=f"Figure 6 - DKS distribution across datasets, {source_model}{note}")
 
 
 def plot_fc_histograms_by_overlap(
@@ -346,6 +368,7 @@ def write_index_report(
     study_thresholds: pd.DataFrame,
     threshold_fit: pd.DataFrame,
     figure_5: Figure,
+    figure_6: Figure,
     figure_8: Figure,
     threshold_fit_plot: Figure,
     figure_5_by_model: dict[str, Figure],
@@ -354,8 +377,8 @@ def write_index_report(
 ) -> tuple[dict[str, Figure], str, str]:
     """The index across every dataset run on one source model: figures, Markdown and HTML."""
     names = list(study_thresholds["dataset"])
-    figures_by_name = {FIGURE_5: figure_5, FIGURE_8: figure_8, THRESHOLD_FIT: threshold_fit_plot,
-                       **figure_5_by_model}
+    figures_by_name = {FIGURE_5: figure_5, FIGURE_6_ACROSS: figure_6, FIGURE_8: figure_8,
+                       THRESHOLD_FIT: threshold_fit_plot, **figure_5_by_model}
     by_model = (
         Section("Figure 5 by source model", figures=tuple(figure_5_by_model))
         if figure_5_by_model
@@ -380,6 +403,9 @@ def write_index_report(
                     text="Per layer, the modes of D+ and D- with intervals enclosing 68% of each "
                          "side's values; datasets ordered and coloured by mean images per class.",
                     figures=(FIGURE_5,)),
+            Section("Figure 6: DKS of conv and fc features across datasets",
+                    text="Share of (feature, class) pairs per DKS bin, one line per dataset.",
+                    figures=(FIGURE_6_ACROSS,)),
             Section("Figure 8: fc DKS by overlap with ImageNet", figures=(FIGURE_8,)),
             by_model,
         ),
