@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import io
-import logging
 import re
 from pathlib import Path
 
@@ -264,22 +263,20 @@ def test_figure_1_reads_only_its_column_and_names_bad_inputs():
                                 {**choice, "class_name": "class z"}, 100, "digits")
 
 
-def test_report_location_hook_logs_absolute_paths(tmp_path, caplog):
+def test_report_location_hook_prints_absolute_paths(tmp_path, capsys):
     catalog = DataCatalog({
         "dataset_report_html": TextDataset(filepath="data/08_reporting/m/digits/report.html"),
         "index_html": TextDataset(filepath="data/08_reporting/m/index.html"),
     })
-    with caplog.at_level(logging.INFO):
-        ReportLocationHooks().after_pipeline_run(
-            {"project_path": str(tmp_path)}, create_pipeline(), catalog)
-    assert f"Report: {tmp_path}/data/08_reporting/m/digits/report.html" in caplog.text
-    assert f"Index of every dataset run: {tmp_path}/data/08_reporting/m/index.html" in caplog.text
-    caplog.clear()
-    with caplog.at_level(logging.INFO):
-        ReportLocationHooks().after_pipeline_run(
-            {"project_path": str(tmp_path)}, create_pipeline().only_nodes("dataset_report_tables"),
-            catalog)
-    assert caplog.text == ""
+    ReportLocationHooks().after_pipeline_run(
+        {"project_path": str(tmp_path)}, create_pipeline(), catalog)
+    printed = capsys.readouterr().out
+    assert f"Report: {tmp_path}/data/08_reporting/m/digits/report.html\n" in printed
+    assert f"Index of every dataset run: {tmp_path}/data/08_reporting/m/index.html\n" in printed
+    ReportLocationHooks().after_pipeline_run(
+        {"project_path": str(tmp_path)}, create_pipeline().only_nodes("dataset_report_tables"),
+        catalog)
+    assert capsys.readouterr().out == ""
 
 
 def test_embedding_columns_dataset_reads_named_columns(tmp_path):

@@ -2,6 +2,11 @@
 
 from kedro.config import OmegaConfigLoader
 
+from cnn_feature_behavior.pipelines.reporting.hooks import ReportLocationHooks
+
+# Says where the report is at the end of a run that wrote one.
+HOOKS = (ReportLocationHooks(),)
+
 # The project must never reach the network unasked: the telemetry plugin's hooks stay off
 # here, and `.telemetry` (consent: false) silences its CLI hook too.
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry",)

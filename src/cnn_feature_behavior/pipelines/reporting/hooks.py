@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -10,13 +9,11 @@ from kedro.framework.hooks import hook_impl
 from kedro.io import CatalogProtocol
 from kedro.pipeline import Pipeline
 
-logger = logging.getLogger(__name__)
-
 REPORT_OUTPUTS = {"dataset_report_html": "Report", "index_html": "Index of every dataset run"}
 
 
 class ReportLocationHooks:
-    """Logs the absolute path of each HTML report the finished run wrote."""
+    """Prints the absolute path of each HTML report the finished run wrote."""
 
     @hook_impl
     def after_pipeline_run(
@@ -29,4 +26,6 @@ class ReportLocationHooks:
         project = Path(run_params["project_path"])
         for name in written:
             path = Path(config[name]["filepath"])
-            logger.info("%s: %s", REPORT_OUTPUTS[name], (project / path).resolve())
+            # Printed, not logged: the log handler wraps long paths, and this is the line a
+            # user copies into a browser.
+            print(f"{REPORT_OUTPUTS[name]}: {(project / path).resolve()}", flush=True)
