@@ -151,3 +151,23 @@ def test_an_empty_plan_loads_as_an_empty_frame(tmp_path):
 def test_unknown_load_args_are_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown load_args"):
         ShardedEmbeddingDataset(path=str(tmp_path), load_args={"filters": []})
+
+
+def test_a_killed_rerun_with_another_shard_size_never_loads_old_shards(tmp_path):
+    ids = [f"class_a/img{k}" for k in range(8)]
+    dataset = ShardedEmbeddingDataset(path=str(tmp_path / "emb"))
+    dataset.save(_plan(ids, shard_size=2))  # shard-00002 holds img4, img5
+    resized = _plan(ids, shard_size=3)  # same fingerprint; shard-00002 must hold img6, img7
+
+    def killed_before_the_last_shard(todo):
+        for shard, features in resized.compute(todo):
+            if shard.name == "shard-00002":
+                raise KeyboardInterrupt
+            yield shard, features
+
+    with pytest.raises(KeyboardInterrupt):
+        dataset.save(EmbeddingPlan(resized.fingerprint, COLUMNS, resized.shards, killed_before_the_last_shard))
+    with pytest.raises(DatasetError, match="incomplete"):
+        dataset.load()
+    dataset.save(resized)
+    pd.testing.assert_frame_equal(dataset.load(), _expected(ids), check_exact=True)

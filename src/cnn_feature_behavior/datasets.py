@@ -106,7 +106,7 @@ class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
             raise DatasetError(f"{self._path}: expected an EmbeddingPlan to save, got {type(data).__name__}")
         self._path.mkdir(parents=True, exist_ok=True)
         self._discard_partial_files()
-        self._discard_stale_plan(data.fingerprint)
+        self._discard_stale_plan(data.fingerprint, [_shard_record(s) for s in data.shards])
         self._write_json_atomically(
             self._path / PLAN_FILE,
             {
@@ -164,10 +164,15 @@ class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
         stored = pq.read_table(path, columns=[INDEX_COLUMN]).column(INDEX_COLUMN).to_pylist()
         return tuple(stored) == image_ids
 
-    def _discard_stale_plan(self, fingerprint: str) -> None:
+    def _discard_stale_plan(self, fingerprint: str, shards: list[dict[str, Any]]) -> None:
         plan_path = self._path / PLAN_FILE
         shard_files = sorted(self._path.glob("shard-*.parquet"))
-        stale_plan = plan_path.is_file() and self._read_plan()["fingerprint"] != fingerprint
+        # Another shard layout (e.g. another shard_size) under the same fingerprint is stale too:
+        # loading checks only fingerprints and row counts, so its shards must not outlive it.
+        old_plan = self._read_plan() if plan_path.is_file() else None
+        stale_plan = old_plan is not None and (
+            old_plan["fingerprint"] != fingerprint or old_plan["shards"] != shards
+        )
         if not stale_plan and (plan_path.is_file() or not shard_files):
             return
         logger.warning(
