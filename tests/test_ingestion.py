@@ -304,3 +304,20 @@ def test_max_images_per_class_must_be_positive(messy_tree):
             allow_missing=False,
             max_images_per_class=0,
         )
+
+
+def test_build_index_reports_classes_with_no_image_on_disk(tmp_path, caplog):
+    for name in ("a/0.jpg", "a/1.jpg", "b/0.jpg", "b/1.jpg"):
+        write(tmp_path / name, jpeg_bytes())
+    scan = LayoutScan(
+        ["a", "b", "empty"],
+        [LabelledImage(p, p[0]) for p in ("a/0.jpg", "a/1.jpg", "b/0.jpg", "b/1.jpg")],
+    )
+    caplog.set_level("WARNING")
+    index, _ = build_index(
+        scan, tmp_path, dataset="t", verify_images=False, allow_missing=False,
+        max_images_per_class=None,
+    )
+    assert sorted(set(index["class_name"])) == ["a", "b"]
+    assert "1 classes have fewer than 2 usable images" in caplog.text
+    assert "empty (0)" in caplog.text

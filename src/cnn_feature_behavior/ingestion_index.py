@@ -161,7 +161,12 @@ def build_index(
             len(scan.images) - kept - len(problems),
         )
 
-    too_small = {c: paths for c, paths in selected.items() if len(paths) < MIN_IMAGES_PER_CLASS}
+    # Over every class of the layout: one with no image on disk at all is reported too.
+    too_small = {
+        c: selected.get(c, [])
+        for c in scan.class_names
+        if len(selected.get(c, ())) < MIN_IMAGES_PER_CLASS
+    }
     if too_small:
         logger.warning(
             "%s: %d classes have fewer than %d usable images and are left out: %s",
