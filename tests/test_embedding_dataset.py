@@ -171,3 +171,17 @@ def test_a_killed_rerun_with_another_shard_size_never_loads_old_shards(tmp_path)
         dataset.load()
     dataset.save(resized)
     pd.testing.assert_frame_equal(dataset.load(), _expected(ids), check_exact=True)
+
+
+def test_a_damaged_shard_is_named_and_recomputed(tmp_path, caplog):
+    dataset = ShardedEmbeddingDataset(path=str(tmp_path / "emb"))
+    dataset.save(_plan(IDS))
+    (tmp_path / "emb/shard-00001.parquet").write_bytes(b"")  # what a crash before the data hit the disk leaves
+    with caplog.at_level(logging.WARNING), pytest.raises(DatasetError, match="incomplete.*shard-00001"):
+        dataset.load()
+    assert "shard-00001.parquet" in caplog.text
+    assert not dataset.exists()
+    computed: list[str] = []
+    dataset.save(_plan(IDS, computed=computed))
+    assert computed == ["shard-00001"]
+    pd.testing.assert_frame_equal(dataset.load(), _expected(IDS), check_exact=True)

@@ -156,12 +156,17 @@ class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
         path = self._shard_path(shard["name"])
         if not path.is_file():
             return False
-        metadata = pq.read_schema(path).metadata or {}
-        if metadata.get(_FINGERPRINT_KEY) != fingerprint.encode():
+        try:
+            metadata = pq.read_schema(path).metadata or {}
+            if metadata.get(_FINGERPRINT_KEY) != fingerprint.encode():
+                return False
+            if image_ids is None:
+                return pq.read_metadata(path).num_rows == shard["n_images"]
+            stored = pq.read_table(path, columns=[INDEX_COLUMN]).column(INDEX_COLUMN).to_pylist()
+        except (OSError, pa.ArrowException) as error:
+            # A damaged shard (e.g. a machine crash before its data reached the disk) is not complete.
+            logger.warning("Embedding shard %s is unreadable (%s); it counts as missing", path, error)
             return False
-        if image_ids is None:
-            return pq.read_metadata(path).num_rows == shard["n_images"]
-        stored = pq.read_table(path, columns=[INDEX_COLUMN]).column(INDEX_COLUMN).to_pylist()
         return tuple(stored) == image_ids
 
     def _discard_stale_plan(self, fingerprint: str, shards: list[dict[str, Any]]) -> None:
