@@ -25,6 +25,7 @@ from cnn_feature_behavior.figures import new_figure
 from cnn_feature_behavior.pipelines.reporting import create_pipeline
 from cnn_feature_behavior.pipelines.reporting.hooks import ReportLocationHooks
 from cnn_feature_behavior.pipelines.reporting.nodes import (
+    cross_dataset_tables,
     gather_partitions,
     layer_summaries_by_model,
     plot_feature_class_pair,
@@ -219,6 +220,19 @@ def test_gather_partitions_replaces_this_run_and_checks_names():
     wrong = {"wood": lambda: pd.DataFrame({"dataset": ["mit67"], "v": [1]})}
     with pytest.raises(ValueError, match=r"thresholds/wood: the 'dataset' column must be 'wood'"):
         gather_partitions(wrong, current, "digits", "thresholds")
+
+
+def test_cross_dataset_table_2_lists_only_datasets_run_on_this_model():
+    def row(name, images):
+        return lambda: pd.DataFrame({"dataset": [name], "mean_images_per_class": [images]})
+
+    properties = {"wood": row("wood", 63.0), "mit67": row("mit67", 100.0)}
+    thresholds = {"wood": row("wood", 63.0)}
+    table_2, *_ = cross_dataset_tables(
+        properties, row("digits", 60.0)(), thresholds, row("digits", 60.0)(),
+        pd.DataFrame({"threshold": ["t_plus"]}), "digits",
+    )
+    assert table_2["dataset"].tolist() == ["digits", "wood"]
 
 
 def test_layer_summaries_by_model_keeps_only_summaries():

@@ -100,6 +100,12 @@ def cross_dataset_tables(
     study_thresholds = _by_images_per_class(
         gather_partitions(all_thresholds, thresholds, dataset, "thresholds")
     )
+    # Dataset properties are shared by every source model: keep the datasets run on this one.
+    not_run = sorted(set(properties["dataset"]) - set(study_thresholds["dataset"]))
+    if not_run:
+        logger.info("Table 2 across datasets leaves out %s: ingested but not calibrated on "
+                    "this source model", not_run)
+        properties = properties[~properties["dataset"].isin(not_run)].reset_index(drop=True)
     return (
         properties,
         markdown_table(format_table(properties)) + "\n",
