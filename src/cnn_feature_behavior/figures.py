@@ -217,10 +217,14 @@ def feature_class_pair_figure(
     histogram_axes.legend(loc="best", fontsize=8)
 
     points = distributions.edf_points
-    edf_axes.step(points, distributions.outer_edf, where="post", color="tab:gray",
-                  label=outer_label)
-    edf_axes.step(points, distributions.inner_edf, where="post", color="tab:orange",
-                  label=inner_label)
+    # A post-step draws its last value with no width: carry both EDFs a little past the last
+    # point so that their final rise to 1 shows.
+    tail = (points[-1] - points[0]) * 0.03 or 1.0
+    drawn = np.append(points, points[-1] + tail)
+    edf_axes.step(drawn, np.append(distributions.outer_edf, distributions.outer_edf[-1]),
+                  where="post", color="tab:gray", label=outer_label)
+    edf_axes.step(drawn, np.append(distributions.inner_edf, distributions.inner_edf[-1]),
+                  where="post", color="tab:orange", label=inner_label)
     at = distributions.max_distance_index
     gap = (distributions.inner_edf[at], distributions.outer_edf[at])
     edf_axes.vlines(points[at], *gap, color="tab:red", linewidth=2.5,
