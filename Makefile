@@ -5,10 +5,10 @@ PYTHON ?= python
 # Install the project and fetch the offline default weights (VGG16 ImageNet conv layers).
 setup:
 	$(PYTHON) -m pip install -e ".[test]"
-	$(PYTHON) -m cnn_feature_behavior.source_models.fetch_default_weights
+	$(PYTHON) -m cnn_feature_behavior.extraction.source_models.fetch_default_weights
 
 weights:
-	$(PYTHON) -m cnn_feature_behavior.source_models.fetch_default_weights
+	$(PYTHON) -m cnn_feature_behavior.extraction.source_models.fetch_default_weights
 
 test:
 	$(PYTHON) -m pytest

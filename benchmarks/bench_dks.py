@@ -24,9 +24,9 @@ import numpy as np
 import psutil
 from scipy.stats import ks_2samp
 
-from cnn_feature_behavior import calibration
-from cnn_feature_behavior.dks import signed_ks
-from cnn_feature_behavior.histogram_distances import histogram_distances
+from cnn_feature_behavior.statistics import calibration
+from cnn_feature_behavior.statistics.dks import signed_ks
+from cnn_feature_behavior.statistics.histogram_distances import histogram_distances
 
 GIB = 2**30
 TARGET_SECONDS, TARGET_PEAK_GIB, TARGET_SPEEDUP = 120.0, 4.0, 1000.0

@@ -43,7 +43,7 @@ def real_images(count: int) -> tuple[Path, pd.DataFrame]:
 def _setup(count: int):
     from kedro.config import OmegaConfigLoader
 
-    from cnn_feature_behavior.source_models import available_layers, load_backbone, source_model_spec
+    from cnn_feature_behavior.extraction.source_models import available_layers, load_backbone, source_model_spec
 
     params = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), base_env="base", default_run_env="local")["parameters"]
     source_models = params["source_models"]
@@ -56,8 +56,8 @@ def _setup(count: int):
 
 def pipeline_seconds(index, raw, backbone, spec, layers, settings, crops, batch_size, shard_size) -> tuple[float, int]:
     """Wall time of the whole extraction (decode check, plan, stream, shard writes) and the feature count."""
-    from cnn_feature_behavior.datasets import ShardedEmbeddingDataset
-    from cnn_feature_behavior.extraction import plan_embedding
+    from cnn_feature_behavior.extraction.embedding_store import ShardedEmbeddingDataset
+    from cnn_feature_behavior.extraction.stream import plan_embedding
 
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
@@ -70,9 +70,9 @@ def pipeline_seconds(index, raw, backbone, spec, layers, settings, crops, batch_
 
 def bare_seconds(index, raw, extractor, spec, settings, crops, batch_size) -> float:
     """Wall time of the model's forward passes alone, on the same crops decoded beforehand."""
-    from cnn_feature_behavior.crops import image_crops
-    from cnn_feature_behavior.extraction import CropStream
-    from cnn_feature_behavior.source_models import preprocess
+    from cnn_feature_behavior.extraction.crops import image_crops
+    from cnn_feature_behavior.extraction.stream import CropStream
+    from cnn_feature_behavior.extraction.source_models import preprocess
 
     stream = CropStream(extractor, spec, {}, resize=settings["resize"], crop=settings["crop"],
                         n_crops=crops, batch_size=batch_size, workers=1)
@@ -100,7 +100,7 @@ def speed_child(count: int, crops: int, batch_size: int, shard_size: int, rounds
 
     The machine may be shared: alternating every few seconds makes both sides see the same load.
     """
-    from cnn_feature_behavior.extraction import build_extractor
+    from cnn_feature_behavior.extraction.stream import build_extractor
 
     settings, spec, backbone, layers, raw, index = _setup(count)
     args = (backbone, spec, layers, settings, crops, batch_size)

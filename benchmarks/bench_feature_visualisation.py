@@ -15,14 +15,14 @@ from pathlib import Path
 
 import yaml
 
-from cnn_feature_behavior.feature_visualisation import (
+from cnn_feature_behavior.reporting.feature_visualisation import (
     FeatureRef,
     folder_pool_paths,
     keras_activations,
     load_centre_crops,
     top_activations,
 )
-from cnn_feature_behavior.source_models import load_backbone
+from cnn_feature_behavior.extraction.source_models import load_backbone
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ("conv1_1", "conv3_3", "conv4_3", "conv5_3")

@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 import psutil
 
-from cnn_feature_behavior.datasets import EmbeddingPlan, ShardedEmbeddingDataset, ShardSpec
-from cnn_feature_behavior.figures import class_counts_figure, inner_outer_distributions
+from cnn_feature_behavior.extraction.embedding_store import EmbeddingPlan, ShardedEmbeddingDataset, ShardSpec
+from cnn_feature_behavior.reporting.figures import class_counts_figure, inner_outer_distributions
 from cnn_feature_behavior.pipelines.reporting import nodes
-from cnn_feature_behavior.report import figure_png
+from cnn_feature_behavior.reporting.report import figure_png
 
 LAYERS = ["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3", "conv4_1",
           "conv4_2", "conv4_3", "conv5_1", "conv5_2", "conv5_3", "fc6", "fc7"]

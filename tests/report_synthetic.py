@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cnn_feature_behavior.datasets import EmbeddingPlan, ShardSpec
-from cnn_feature_behavior.dks import signed_ks
+from cnn_feature_behavior.extraction.embedding_store import EmbeddingPlan, ShardSpec
+from cnn_feature_behavior.statistics.dks import signed_ks
 
 LAYERS = {"conv1_1": ("conv", 6), "conv3_2": ("conv", 6), "conv5_3": ("conv", 6),
           "fc6": ("fc", 6), "fc7": ("fc", 6)}

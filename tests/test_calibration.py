@@ -1,4 +1,4 @@
-"""Unit tests of the calibration core (cnn_feature_behavior.calibration) against plain references."""
+"""Unit tests of the calibration core (cnn_feature_behavior.statistics.calibration) against plain references."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import linregress
 
-from cnn_feature_behavior import calibration as core
+from cnn_feature_behavior.statistics import calibration as core
 
 
 def test_grids_have_the_paper_step_and_ranges():

@@ -1,4 +1,4 @@
-"""Crop geometry and decoding of every image mode (cnn_feature_behavior.crops)."""
+"""Crop geometry and decoding of every image mode (cnn_feature_behavior.extraction.crops)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnn_feature_behavior.crops import crop_origins, crops_of, image_crops, load_rgb, resize_shorter_side
+from cnn_feature_behavior.extraction.crops import crop_origins, crops_of, image_crops, load_rgb, resize_shorter_side
 
 
 def _numbered_image(height: int, width: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Unit tests of the DKS core (cnn_feature_behavior.dks) against independent references."""
+"""Unit tests of the DKS core (cnn_feature_behavior.statistics.dks) against independent references."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.stats import ks_2samp
 
-from cnn_feature_behavior import dks
+from cnn_feature_behavior.statistics import dks
 
 
 def names(n_classes: int) -> list[str]:

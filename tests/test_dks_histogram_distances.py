@@ -1,4 +1,4 @@
-"""KL divergence and Bhattacharyya distance (cnn_feature_behavior.histogram_distances)."""
+"""KL divergence and Bhattacharyya distance (cnn_feature_behavior.statistics.histogram_distances)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.stats import entropy
 
-from cnn_feature_behavior.histogram_distances import histogram_distances
+from cnn_feature_behavior.statistics.histogram_distances import histogram_distances
 
 
 def reference(values, labels, n_classes, bins, smoothing):

@@ -10,7 +10,7 @@ import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
-from cnn_feature_behavior.dks import signed_ks
+from cnn_feature_behavior.statistics.dks import signed_ks
 from cnn_feature_behavior.pipelines.dks import create_pipeline
 
 N_CLASSES, PER_CLASS, PER_LAYER = 8, 50, 200

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from kedro.io import DatasetError
 
-from cnn_feature_behavior.datasets import EmbeddingPlan, ShardedEmbeddingDataset, ShardSpec
+from cnn_feature_behavior.extraction.embedding_store import EmbeddingPlan, ShardedEmbeddingDataset, ShardSpec
 
 COLUMNS = ("conv1_1/n0", "conv1_1/n1", "fc6/n0")
 

@@ -20,9 +20,9 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 from PIL import Image
 
-from cnn_feature_behavior.crops import crops_of, load_rgb, resize_shorter_side
-from cnn_feature_behavior.datasets import ShardedEmbeddingDataset
-from cnn_feature_behavior.extraction import (
+from cnn_feature_behavior.extraction.crops import crops_of, load_rgb, resize_shorter_side
+from cnn_feature_behavior.extraction.embedding_store import ShardedEmbeddingDataset
+from cnn_feature_behavior.extraction.stream import (
     CropStream,
     build_extractor,
     feature_manifest,
@@ -31,8 +31,8 @@ from cnn_feature_behavior.extraction import (
     prefetched,
 )
 from cnn_feature_behavior.pipelines.feature_extraction import create_pipeline
-from cnn_feature_behavior.source_models import build_tiny_vgg, keras_layer_name
-from cnn_feature_behavior.source_models.weight_files import write_legacy_h5
+from cnn_feature_behavior.extraction.source_models import build_tiny_vgg, keras_layer_name
+from cnn_feature_behavior.extraction.source_models.weight_files import write_legacy_h5
 
 CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68])
 TINY_LAYERS = ["conv1_1", "conv2_2", "conv3_3", "conv4_1", "conv5_3", "fc6", "fc7"]
@@ -234,9 +234,9 @@ _EXTRACT_SCRIPT = textwrap.dedent(
     import logging, sys, time
     from pathlib import Path
     import pandas as pd
-    from cnn_feature_behavior.datasets import EmbeddingPlan, ShardedEmbeddingDataset
-    from cnn_feature_behavior.extraction import plan_embedding
-    from cnn_feature_behavior.source_models import build_tiny_vgg
+    from cnn_feature_behavior.extraction.embedding_store import EmbeddingPlan, ShardedEmbeddingDataset
+    from cnn_feature_behavior.extraction.stream import plan_embedding
+    from cnn_feature_behavior.extraction.source_models import build_tiny_vgg
 
     logging.basicConfig(level=logging.INFO)
     raw, out, pause = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
@@ -280,7 +280,7 @@ def test_kill_minus_nine_then_rerun_gives_the_uninterrupted_embedding(tmp_path, 
         monkeypatch.setattr(sys, "argv", ["extract.py", str(raw), str(out), "0"])
         runpy.run_path(str(script), run_name="__main__")
 
-    with caplog.at_level(logging.INFO, logger="cnn_feature_behavior.datasets"):
+    with caplog.at_level(logging.INFO, logger="cnn_feature_behavior.extraction.embedding_store"):
         run_in_process(resumed)
     assert f"{done_at_kill} of {n_shards} shards already complete" in caplog.text
     run_in_process(reference)

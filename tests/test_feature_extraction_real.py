@@ -11,10 +11,10 @@ from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
-from cnn_feature_behavior.datasets import ShardedEmbeddingDataset
-from cnn_feature_behavior.extraction import plan_embedding
+from cnn_feature_behavior.extraction.embedding_store import ShardedEmbeddingDataset
+from cnn_feature_behavior.extraction.stream import plan_embedding
 from cnn_feature_behavior.pipelines.feature_extraction import create_pipeline
-from cnn_feature_behavior.source_models import build_vgg, source_model_spec
+from cnn_feature_behavior.extraction.source_models import build_vgg, source_model_spec
 
 pytestmark = pytest.mark.slow
 

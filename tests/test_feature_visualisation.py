@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from cnn_feature_behavior.feature_visualisation import (
+from cnn_feature_behavior.reporting.feature_visualisation import (
     PADDING_GREYS,
     FeatureRef,
     FeatureTile,
@@ -47,7 +47,7 @@ def test_vgg16_receptive_fields_match_published_values():
 
 
 def test_fields_read_from_a_keras_vgg_equal_the_hand_built_stack():
-    from cnn_feature_behavior.source_models.architecture import build_tiny_vgg
+    from cnn_feature_behavior.extraction.source_models.architecture import build_tiny_vgg
 
     model = build_tiny_vgg(input_size=224, include_fc=True)
     keras_fields = receptive_fields(spatial_ops_from_keras(model), 224)

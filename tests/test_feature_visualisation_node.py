@@ -13,8 +13,8 @@ from kedro.runner import SequentialRunner
 from kedro_datasets.matplotlib import MatplotlibDataset
 from PIL import Image
 
-import cnn_feature_behavior.source_models as source_models_api
-from cnn_feature_behavior.feature_visualisation import top_feature_patches_figures
+import cnn_feature_behavior.extraction.source_models as source_models_api
+from cnn_feature_behavior.reporting.feature_visualisation import top_feature_patches_figures
 
 CLASSES = ["red thing", "green/thing", "blue"]
 SOURCE_MODELS = {
@@ -162,7 +162,7 @@ def test_classes_whose_file_names_clash_are_refused_before_any_work(tmp_path, da
 def test_project_parameters_are_valid_settings(project_root):
     from kedro.config import OmegaConfigLoader
 
-    from cnn_feature_behavior.feature_visualisation import VisualisationSettings
+    from cnn_feature_behavior.reporting.feature_visualisation import VisualisationSettings
 
     params = OmegaConfigLoader(str(project_root / "conf"), base_env="base", default_run_env="local")[
         "parameters"

@@ -9,8 +9,8 @@ import pytest
 from matplotlib.figure import Figure
 from scipy.stats import ks_2samp
 
-from cnn_feature_behavior import figures
-from cnn_feature_behavior.dks import signed_ks
+from cnn_feature_behavior.reporting import figures
+from cnn_feature_behavior.statistics.dks import signed_ks
 from report_synthetic import synthetic_study, threshold_fit
 
 PAPER_DATASETS = {  # mean images per class, Table 2

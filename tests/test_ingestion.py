@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from cnn_feature_behavior.ingestion_index import (
+from cnn_feature_behavior.ingestion.index import (
     INDEX_COLUMNS,
     PROPERTY_COLUMNS,
     REJECT_COLUMNS,
@@ -23,7 +23,7 @@ from cnn_feature_behavior.ingestion_index import (
     properties_markdown,
     select_per_class,
 )
-from cnn_feature_behavior.layouts import LabelledImage, LayoutScan, scan_layout
+from cnn_feature_behavior.ingestion.layouts import LabelledImage, LayoutScan, scan_layout
 
 
 def jpeg_bytes(size=(64, 48), seed=0) -> bytes:

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from cnn_feature_behavior.ingestion_sources import (
+from cnn_feature_behavior.ingestion.sources import (
     DOWNLOAD_MARKERS,
     DownloadError,
     download_archives,

@@ -9,7 +9,7 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from cnn_feature_behavior.layouts import LAYOUTS, WOOD_CLASSES, LayoutError, scan_layout
+from cnn_feature_behavior.ingestion.layouts import LAYOUTS, WOOD_CLASSES, LayoutError, scan_layout
 
 
 def image(path: Path, colour: int = 128, fmt: str | None = None) -> Path:

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cnn_feature_behavior.figures import new_figure
-from cnn_feature_behavior.report import (
+from cnn_feature_behavior.reporting.figures import new_figure
+from cnn_feature_behavior.reporting.report import (
     Report,
     Section,
     figure_png,

@@ -80,7 +80,7 @@ def write_images(image_index: pd.DataFrame, raw_dir: Path) -> None:
 def reported_project(tmp_path_factory) -> Path:
     """A project copy holding upstream outputs and a finished reporting run; the top-feature
     patches come from a seeded tiny VGG with the real layer names instead of VGG16's weights."""
-    import cnn_feature_behavior.source_models as source_models
+    import cnn_feature_behavior.extraction.source_models as source_models
 
     project = make_project_copy(tmp_path_factory.mktemp("reporting") / "project")
     tiny_vgg = source_models.build_tiny_vgg(base_filters=8, input_size=224, seed=3)

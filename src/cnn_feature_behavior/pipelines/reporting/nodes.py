@@ -10,9 +10,9 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from cnn_feature_behavior import figures
-from cnn_feature_behavior.datasets import ShardedEmbeddingDataset
-from cnn_feature_behavior.report import (
+from cnn_feature_behavior.reporting import figures
+from cnn_feature_behavior.extraction.embedding_store import ShardedEmbeddingDataset
+from cnn_feature_behavior.reporting.report import (
     Report,
     Section,
     figure_png,

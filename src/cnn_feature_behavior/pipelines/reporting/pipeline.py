@@ -2,7 +2,7 @@
 
 from kedro.pipeline import Pipeline, node
 
-from cnn_feature_behavior.feature_visualisation import top_feature_patches_figures
+from cnn_feature_behavior.reporting.feature_visualisation import top_feature_patches_figures
 
 from .nodes import (
     cross_dataset_tables,

@@ -6,7 +6,7 @@ from typing import Any, NoReturn
 
 from kedro.io import AbstractDataset, DatasetError
 
-from cnn_feature_behavior.datasets import ShardedEmbeddingDataset
+from cnn_feature_behavior.extraction.embedding_store import ShardedEmbeddingDataset
 
 
 class EmbeddingColumnsDataset(AbstractDataset[object, ShardedEmbeddingDataset]):

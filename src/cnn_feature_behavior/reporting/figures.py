@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from cnn_feature_behavior.dks import bin_indices
+from cnn_feature_behavior.statistics.dks import bin_indices
 
 logger = logging.getLogger(__name__)
 

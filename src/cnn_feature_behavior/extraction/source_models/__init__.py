@@ -17,14 +17,14 @@ Public API (imported by the extraction and the feature-visualisation code):
 - `build_vgg(architecture, *, include_fc, input_size=224, ...)`, `conv_layer_names(architecture)`.
 """
 
-from cnn_feature_behavior.source_models.architecture import (
+from cnn_feature_behavior.extraction.source_models.architecture import (
     build_tiny_vgg,
     build_vgg,
     conv_layer_names,
     keras_layer_name,
     paper_layer_name,
 )
-from cnn_feature_behavior.source_models.backbone import (
+from cnn_feature_behavior.extraction.source_models.backbone import (
     available_layers,
     load_backbone,
     preprocess,

@@ -26,7 +26,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-from cnn_feature_behavior.crops import image_crops
+from cnn_feature_behavior.extraction.crops import image_crops
 
 logger = logging.getLogger(__name__)
 
@@ -491,7 +491,7 @@ def feature_patches(
     k: int = PATCHES_PER_FEATURE,
 ) -> dict[FeatureRef, tuple[list[np.ndarray], bool]]:
     """Each feature's top-`k` pool patches and whether they are whole images (fc neurons)."""
-    from cnn_feature_behavior.source_models import keras_layer_name, load_backbone
+    from cnn_feature_behavior.extraction.source_models import keras_layer_name, load_backbone
 
     backbone = load_backbone(source_model, source_models)
     fields_by_keras_name = receptive_fields(spatial_ops_from_keras(backbone), pool.shape[1])
@@ -518,7 +518,7 @@ def keras_activations(
     one model that stops at the deepest of them."""
     import keras
 
-    from cnn_feature_behavior.source_models import keras_layer_name, preprocess, source_model_spec
+    from cnn_feature_behavior.extraction.source_models import keras_layer_name, preprocess, source_model_spec
 
     spec = source_model_spec(source_model, source_models)
     present = {layer.name for layer in backbone.layers}

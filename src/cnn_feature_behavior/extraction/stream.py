@@ -26,9 +26,9 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from cnn_feature_behavior.crops import image_crops, load_rgb
-from cnn_feature_behavior.datasets import EmbeddingPlan, ShardSpec
-from cnn_feature_behavior.source_models import keras_layer_name, preprocess
+from cnn_feature_behavior.extraction.crops import image_crops, load_rgb
+from cnn_feature_behavior.extraction.embedding_store import EmbeddingPlan, ShardSpec
+from cnn_feature_behavior.extraction.source_models import keras_layer_name, preprocess
 
 logger = logging.getLogger(__name__)
 

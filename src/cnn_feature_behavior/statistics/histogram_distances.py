@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cnn_feature_behavior.dks import bin_indices, class_histogram, class_sizes, map_feature_blocks
+from cnn_feature_behavior.statistics.dks import bin_indices, class_histogram, class_sizes, map_feature_blocks
 
 DEFAULT_SMOOTHING = 1e-4
 

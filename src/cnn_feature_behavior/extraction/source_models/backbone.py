@@ -27,18 +27,18 @@ from typing import Any
 import keras
 import numpy as np
 
-from cnn_feature_behavior.source_models.architecture import (
+from cnn_feature_behavior.extraction.source_models.architecture import (
     FC_LAYERS,
     build_vgg,
     conv_layer_names,
     keras_layer_name,
 )
-from cnn_feature_behavior.source_models.onnx_import import (
+from cnn_feature_behavior.extraction.source_models.onnx_import import (
     WHEEL_NAME,
     cached_weights_are_valid,
     convert_wheel,
 )
-from cnn_feature_behavior.source_models.weight_files import LayerWeights, read_layer_weights
+from cnn_feature_behavior.extraction.source_models.weight_files import LayerWeights, read_layer_weights
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 from PIL import Image
 
-from cnn_feature_behavior.layouts import LayoutScan
+from cnn_feature_behavior.ingestion.layouts import LayoutScan
 
 logger = logging.getLogger(__name__)
 

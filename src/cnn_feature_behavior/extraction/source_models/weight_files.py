@@ -18,7 +18,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from cnn_feature_behavior.source_models.architecture import CONV_BLOCKS, FC_LAYERS, conv_layer_names
+from cnn_feature_behavior.extraction.source_models.architecture import CONV_BLOCKS, FC_LAYERS, conv_layer_names
 
 LayerWeights = dict[str, tuple[np.ndarray, np.ndarray]]
 """Keras layer name -> (kernel, bias); conv kernels (H, W, I, O), dense kernels (I, O)."""

@@ -1,0 +1,1 @@
+"""Extraction core: crops, source models, the streamed embedding and its sharded store."""

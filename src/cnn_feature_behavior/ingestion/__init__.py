@@ -1,0 +1,1 @@
+"""Ingestion core: dataset layouts, the image index and where raw files come from."""

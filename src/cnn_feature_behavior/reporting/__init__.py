@@ -1,0 +1,1 @@
+"""Reporting core: the paper's figures, report assembly and top-feature patches."""

@@ -1,0 +1,1 @@
+"""Statistics core: DKS, histogram distances and the noise calibration (numpy only)."""
