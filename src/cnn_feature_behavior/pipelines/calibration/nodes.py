@@ -11,7 +11,7 @@ import pandas as pd
 
 from cnn_feature_behavior.statistics import calibration as core
 from cnn_feature_behavior.statistics.dks import signed_ks
-from cnn_feature_behavior.pipelines.dks.nodes import (
+from cnn_feature_behavior.statistics.tables import (
     dks_values,
     embedding_labels,
     embedding_matrix,
@@ -31,11 +31,17 @@ def layer_pair_counts(values: np.ndarray, layers: np.ndarray) -> pd.DataFrame:
         layer_values = np.sort(values[layers == layer].astype(np.float64).ravel())
         for side in core.SIDES:
             x = core.threshold_grid(side)
-            frames.append(pd.DataFrame({
-                "layer": layer, "side": side, "x": x,
-                "count": core.count_beyond(layer_values, x, side).astype(np.float64),
-                "n_pairs": layer_values.size,
-            }))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "layer": layer,
+                        "side": side,
+                        "x": x,
+                        "count": core.count_beyond(layer_values, x, side).astype(np.float64),
+                        "n_pairs": layer_values.size,
+                    }
+                )
+            )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -56,16 +62,28 @@ def compute_randomised_dks(
     first_table, counts = None, None
     for repetition, permuted in enumerate(core.permuted_labels(labels, repetitions, seed)):
         randomised = signed_ks(
-            values, permuted, random_names, bins=dks_params["bins"], workers=dks_params.get("workers"),
+            values,
+            permuted,
+            random_names,
+            bins=dks_params["bins"],
+            workers=dks_params.get("workers"),
             feature_names=features,
         ).astype(np.float32)
         # Counted on float32 values, exactly as the stored real DKS is.
         repetition_counts = layer_pair_counts(randomised, layers)
-        counts = repetition_counts if counts is None else counts.assign(
-            count=counts["count"] + repetition_counts["count"])
+        counts = (
+            repetition_counts
+            if counts is None
+            else counts.assign(count=counts["count"] + repetition_counts["count"])
+        )
         if repetition == 0:
             first_table = labelled_frame(randomised, feature_manifest, random_names)
-        logger.info("randomised labels, repetition %d of %d (seed %s) done", repetition + 1, repetitions, seed)
+        logger.info(
+            "randomised labels, repetition %d of %d (seed %s) done",
+            repetition + 1,
+            repetitions,
+            seed,
+        )
     counts["count"] /= repetitions
     return first_table, counts
 
@@ -80,19 +98,24 @@ def _totals(pair_counts: pd.DataFrame) -> pd.DataFrame:
 
 
 def compute_davg_curve(
-    real_pair_counts: pd.DataFrame, randomised_pair_counts: pd.DataFrame, dks_class_sizes: pd.DataFrame
+    real_pair_counts: pd.DataFrame,
+    randomised_pair_counts: pd.DataFrame,
+    dks_class_sizes: pd.DataFrame,
 ) -> pd.DataFrame:
     """davg(x) on both sides (Equation 4), with the mean counts per class it is the difference of."""
     n_classes = len(dks_class_sizes)
     real, randomised = _totals(real_pair_counts), _totals(randomised_pair_counts)
     if not real[["side", "x"]].equals(randomised[["side", "x"]]):
         raise ValueError("real and randomised pair counts are not on the same grid")
-    return pd.DataFrame({
-        "side": real["side"], "x": real["x"],
-        "davg": core.davg(real["count"], randomised["count"], n_classes),
-        "mean_count_real": real["count"] / n_classes,
-        "mean_count_randomised": randomised["count"] / n_classes,
-    })
+    return pd.DataFrame(
+        {
+            "side": real["side"],
+            "x": real["x"],
+            "davg": core.davg(real["count"], randomised["count"], n_classes),
+            "mean_count_real": real["count"] / n_classes,
+            "mean_count_randomised": randomised["count"] / n_classes,
+        }
+    )
 
 
 def select_thresholds(
@@ -113,15 +136,34 @@ def select_thresholds(
     values = dks_values(dks, feature_manifest).astype(np.float64)
     relevant_plus = int(np.count_nonzero((values > t_plus).any(axis=1)))
     relevant_minus = int(np.count_nonzero((values < t_minus).any(axis=1)))
-    logger.info("%s: t+ = %.3f (davg %.1f), t- = %.3f (davg %.1f); %d / %d of %d features relevant",
-                dataset, t_plus, davg_plus, t_minus, davg_minus, relevant_plus, relevant_minus, len(values))
-    return pd.DataFrame([{
-        "dataset": dataset, "source_model": source_model,
-        "t_plus": t_plus, "davg_t_plus": davg_plus, "t_minus": t_minus, "davg_t_minus": davg_minus,
-        "features_relevant_plus": relevant_plus, "features_relevant_minus": relevant_minus,
-        "mean_images_per_class": mean_images_per_class(dks_class_sizes),
-        "repetitions": int(calibration_params["repetitions"]), "seed": int(calibration_params["seed"]),
-    }])
+    logger.info(
+        "%s: t+ = %.3f (davg %.1f), t- = %.3f (davg %.1f); %d / %d of %d features relevant",
+        dataset,
+        t_plus,
+        davg_plus,
+        t_minus,
+        davg_minus,
+        relevant_plus,
+        relevant_minus,
+        len(values),
+    )
+    return pd.DataFrame(
+        [
+            {
+                "dataset": dataset,
+                "source_model": source_model,
+                "t_plus": t_plus,
+                "davg_t_plus": davg_plus,
+                "t_minus": t_minus,
+                "davg_t_minus": davg_minus,
+                "features_relevant_plus": relevant_plus,
+                "features_relevant_minus": relevant_minus,
+                "mean_images_per_class": mean_images_per_class(dks_class_sizes),
+                "repetitions": int(calibration_params["repetitions"]),
+                "seed": int(calibration_params["seed"]),
+            }
+        ]
+    )
 
 
 def compute_layer_kept(
@@ -131,14 +173,19 @@ def compute_layer_kept(
     feature_manifest: pd.DataFrame,
 ) -> pd.DataFrame:
     """Percent of each layer's (and all conv / fc / all layers') pairs beyond t+ or t- (Figure 10)."""
-    threshold = {"positive": float(thresholds["t_plus"].iloc[0]), "negative": float(thresholds["t_minus"].iloc[0])}
+    threshold = {
+        "positive": float(thresholds["t_plus"].iloc[0]),
+        "negative": float(thresholds["t_minus"].iloc[0]),
+    }
     kinds = feature_manifest.drop_duplicates("layer").set_index("layer")["layer_kind"].astype(str)
 
     def kept_at_thresholds(pair_counts: pd.DataFrame) -> pd.DataFrame:
-        at_threshold = pd.concat([
-            pair_counts[(pair_counts["side"] == side) & (pair_counts["x"] == x)]
-            for side, x in threshold.items()
-        ])
+        at_threshold = pd.concat(
+            [
+                pair_counts[(pair_counts["side"] == side) & (pair_counts["x"] == x)]
+                for side, x in threshold.items()
+            ]
+        )
         if at_threshold["layer"].nunique() * 2 != len(at_threshold):
             raise ValueError(f"thresholds {threshold} are not both on the pair counts' grid")
         kept = at_threshold.pivot(index="layer", columns="side", values="count")
@@ -154,15 +201,27 @@ def compute_layer_kept(
         kept["both"] = kept["positive"] + kept["negative"]
         return 100.0 * kept[["positive", "negative", "both"]].div(kept["n_pairs"], axis=0)
 
-    real, randomised = kept_at_thresholds(real_pair_counts), kept_at_thresholds(randomised_pair_counts)
-    real_long = real.rename_axis("layer").reset_index().melt("layer", var_name="side", value_name="percent_real")
-    randomised_long = randomised.rename_axis("layer").reset_index().melt(
-        "layer", var_name="side", value_name="percent_randomised")
+    real, randomised = (
+        kept_at_thresholds(real_pair_counts),
+        kept_at_thresholds(randomised_pair_counts),
+    )
+    real_long = (
+        real.rename_axis("layer")
+        .reset_index()
+        .melt("layer", var_name="side", value_name="percent_real")
+    )
+    randomised_long = (
+        randomised.rename_axis("layer")
+        .reset_index()
+        .melt("layer", var_name="side", value_name="percent_randomised")
+    )
     return real_long.merge(randomised_long, on=["layer", "side"], sort=False)
 
 
 def count_class_features(
-    dks: pd.DataFrame, dks_randomised: pd.DataFrame, feature_manifest: pd.DataFrame,
+    dks: pd.DataFrame,
+    dks_randomised: pd.DataFrame,
+    feature_manifest: pd.DataFrame,
     calibration_params: dict[str, Any],
 ) -> pd.DataFrame:
     """Per class, features beyond x for real and (first) randomised labels on a coarse grid (Figure 9)."""
@@ -174,10 +233,17 @@ def count_class_features(
         for side in core.SIDES:
             x = core.threshold_grid(side, step)
             counts = core.class_counts_beyond(values, x, side)  # (classes, x)
-            frames.append(pd.DataFrame({
-                "side": side, "x": np.tile(x, len(classes)), "labels": labels_kind,
-                "class": np.repeat(classes, len(x)), "count": counts.ravel(),
-            }))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "side": side,
+                        "x": np.tile(x, len(classes)),
+                        "labels": labels_kind,
+                        "class": np.repeat(classes, len(x)),
+                        "count": counts.ravel(),
+                    }
+                )
+            )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -197,24 +263,38 @@ def fit_threshold_model(
             raise ValueError(f"thresholds partition {partition!r} lacks column(s) {missing}")
         frames.append(frame)
     current = thresholds["dataset"].iloc[0]
-    table = pd.concat([*frames, thresholds], ignore_index=True).drop_duplicates("dataset", keep="last")
+    table = pd.concat([*frames, thresholds], ignore_index=True).drop_duplicates(
+        "dataset", keep="last"
+    )
     models = table["source_model"].unique().tolist()
     if len(models) > 1:
         raise ValueError(f"thresholds of several source models mixed in one folder: {models}")
     n_datasets = len(table)
-    logger.info("threshold fit over %d dataset(s) (this run: %s): %s",
-                n_datasets, current, sorted(table["dataset"].tolist()))
+    logger.info(
+        "threshold fit over %d dataset(s) (this run: %s): %s",
+        n_datasets,
+        current,
+        sorted(table["dataset"].tolist()),
+    )
     rows = []
     for column in ("t_plus", "t_minus"):
         a = b = r_squared = np.nan
         if n_datasets < core.MIN_DATASETS_FOR_FIT:
-            logger.warning("%s: only %d dataset(s) calibrated for %s, the fit needs %d: a, b, R2 = NaN",
-                           column, n_datasets, models[0], core.MIN_DATASETS_FOR_FIT)
+            logger.warning(
+                "%s: only %d dataset(s) calibrated for %s, the fit needs %d: a, b, R2 = NaN",
+                column,
+                n_datasets,
+                models[0],
+                core.MIN_DATASETS_FOR_FIT,
+            )
         else:
             try:
                 a, b, r_squared = core.fit_log_model(
-                    table["mean_images_per_class"].to_numpy(), table[column].to_numpy())
+                    table["mean_images_per_class"].to_numpy(), table[column].to_numpy()
+                )
             except ValueError as error:
                 logger.warning("%s: no fit over %d datasets: %s", column, n_datasets, error)
-        rows.append({"threshold": column, "a": a, "b": b, "r_squared": r_squared, "n_datasets": n_datasets})
+        rows.append(
+            {"threshold": column, "a": a, "b": b, "r_squared": r_squared, "n_datasets": n_datasets}
+        )
     return pd.DataFrame(rows)

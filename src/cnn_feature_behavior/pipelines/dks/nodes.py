@@ -10,88 +10,16 @@ import pandas as pd
 
 from cnn_feature_behavior.statistics import dks as dks_core
 from cnn_feature_behavior.statistics.histogram_distances import histogram_distances
+from cnn_feature_behavior.statistics.tables import (
+    dks_values,
+    embedding_labels,
+    embedding_matrix,
+    labelled_frame,
+    layer_groups,
+    mean_images_per_class,
+)
 
 logger = logging.getLogger(__name__)
-
-INDEX_COLUMNS = ("image_id", "label", "class_name")
-MANIFEST_COLUMNS = ("feature", "layer", "layer_kind")
-LAYER_COLUMN = "layer"
-
-
-def embedding_labels(embedding: pd.DataFrame, image_index: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
-    """Label of each embedding row (joined on image_id) and the class names in label order.
-
-    Images of the index missing from the embedding (rejected at extraction) are logged; embedding
-    rows missing from the index, duplicates and gaps in the labels are errors.
-    """
-    missing_columns = [c for c in INDEX_COLUMNS if c not in image_index.columns]
-    if missing_columns:
-        raise ValueError(f"image_index lacks column(s) {missing_columns}; has {list(image_index.columns)}")
-    duplicated = image_index["image_id"][image_index["image_id"].duplicated()]
-    if len(duplicated):
-        raise ValueError(f"image_index has {len(duplicated)} duplicated image_id(s): {duplicated.head(5).tolist()}")
-    if embedding.index.has_duplicates:
-        repeated = embedding.index[embedding.index.duplicated()]
-        raise ValueError(f"embedding has {len(repeated)} duplicated image_id(s): {repeated[:5].tolist()}")
-
-    classes = image_index[["label", "class_name"]].drop_duplicates().sort_values("label")
-    ambiguous = classes["label"][classes["label"].duplicated()]
-    if len(ambiguous):
-        raise ValueError(f"image_index gives several class_name values to label(s) {ambiguous.unique()[:10].tolist()}")
-    class_names = classes["class_name"].astype(str).tolist()
-    if classes["label"].tolist() != list(range(len(classes))):
-        gaps = sorted(set(range(int(classes["label"].max()) + 1)) - set(classes["label"].tolist()))
-        raise ValueError(f"image_index labels must be 0..C-1 without gaps; missing {gaps[:10]}")
-    repeated_names = sorted({n for n in class_names if class_names.count(n) > 1})
-    if repeated_names:
-        raise ValueError(f"image_index has class_name(s) used by several labels: {repeated_names[:10]}")
-
-    labels = image_index.set_index("image_id")["label"].reindex(embedding.index)
-    unknown = labels.index[labels.isna()]
-    if len(unknown):
-        raise ValueError(
-            f"{len(unknown)} embedding image(s) are not in image_index, e.g. {unknown[:5].tolist()}"
-        )
-    not_embedded = len(image_index) - len(embedding)
-    if not_embedded:
-        logger.info(
-            "%d of %d indexed images have no embedding row (rejected at extraction); DKS uses %d",
-            not_embedded, len(image_index), len(embedding),
-        )
-    return labels.to_numpy(np.int64), class_names
-
-
-def embedding_matrix(embedding: pd.DataFrame, feature_manifest: pd.DataFrame) -> np.ndarray:
-    """The embedding's (images, features) float32 values, checked against the manifest's features."""
-    missing_columns = [c for c in MANIFEST_COLUMNS if c not in feature_manifest.columns]
-    if missing_columns:
-        raise ValueError(f"feature_manifest lacks column(s) {missing_columns}")
-    features = feature_manifest["feature"].astype(str).tolist()
-    columns = [str(c) for c in embedding.columns]
-    if columns != features:
-        if len(columns) != len(features):
-            raise ValueError(
-                f"embedding has {len(columns)} feature columns, feature_manifest {len(features)} features"
-            )
-        first = next(i for i, (a, b) in enumerate(zip(columns, features)) if a != b)
-        raise ValueError(
-            f"embedding column {first} is {columns[first]!r} but feature_manifest row {first} is "
-            f"{features[first]!r}: the two must list the same features in the same order"
-        )
-    return embedding.to_numpy(dtype=np.float32, copy=False)
-
-
-def labelled_frame(matrix: np.ndarray, feature_manifest: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """A (features x columns) float32 table indexed by feature, with the layer as first column."""
-    if LAYER_COLUMN in columns:
-        raise ValueError(f"a class is named {LAYER_COLUMN!r}, which clashes with the layer column")
-    frame = pd.DataFrame(
-        matrix.astype(np.float32, copy=False),
-        index=pd.Index(feature_manifest["feature"].astype(str).to_numpy(), name="feature"),
-        columns=columns,
-    )
-    frame.insert(0, LAYER_COLUMN, feature_manifest[LAYER_COLUMN].astype(str).to_numpy())
-    return frame
 
 
 def compute_dks(
@@ -104,14 +32,27 @@ def compute_dks(
     labels, class_names = embedding_labels(embedding, image_index)
     values = embedding_matrix(embedding, feature_manifest)
     matrix = dks_core.signed_ks(
-        values, labels, class_names, bins=dks_params["bins"], workers=dks_params.get("workers"),
+        values,
+        labels,
+        class_names,
+        bins=dks_params["bins"],
+        workers=dks_params.get("workers"),
         feature_names=feature_manifest["feature"].astype(str).tolist(),
     )
-    logger.info("DKS of %d features x %d classes over %d images (bins: %s)",
-                matrix.shape[0], matrix.shape[1], len(labels), dks_params["bins"])
+    logger.info(
+        "DKS of %d features x %d classes over %d images (bins: %s)",
+        matrix.shape[0],
+        matrix.shape[1],
+        len(labels),
+        dks_params["bins"],
+    )
     sizes = np.bincount(labels, minlength=len(class_names))
     class_sizes = pd.DataFrame(
-        {"label": np.arange(len(class_names), dtype=np.int64), "class_name": class_names, "n_images": sizes}
+        {
+            "label": np.arange(len(class_names), dtype=np.int64),
+            "class_name": class_names,
+            "n_images": sizes,
+        }
     )
     return labelled_frame(matrix, feature_manifest, class_names), class_sizes
 
@@ -127,40 +68,18 @@ def compute_histogram_distances(
     values = embedding_matrix(embedding, feature_manifest)
     settings = dks_params["histogram_distances"]
     kl, bhattacharyya = histogram_distances(
-        values, labels, class_names, bins=settings["bins"], smoothing=settings["smoothing"],
-        workers=dks_params.get("workers"), feature_names=feature_manifest["feature"].astype(str).tolist(),
+        values,
+        labels,
+        class_names,
+        bins=settings["bins"],
+        smoothing=settings["smoothing"],
+        workers=dks_params.get("workers"),
+        feature_names=feature_manifest["feature"].astype(str).tolist(),
     )
     return (
         labelled_frame(kl, feature_manifest, class_names),
         labelled_frame(bhattacharyya, feature_manifest, class_names),
     )
-
-
-def dks_values(dks: pd.DataFrame, feature_manifest: pd.DataFrame) -> np.ndarray:
-    """The (features, classes) values of a dks-shaped table, checked against the manifest."""
-    if LAYER_COLUMN not in dks.columns:
-        raise ValueError(f"DKS table lacks the {LAYER_COLUMN!r} column")
-    features = feature_manifest["feature"].astype(str).tolist()
-    if [str(f) for f in dks.index] != features:
-        raise ValueError(
-            f"DKS table rows ({len(dks)}) are not feature_manifest's {len(features)} features in order"
-        )
-    return dks.drop(columns=LAYER_COLUMN).to_numpy(np.float32)
-
-
-def layer_groups(feature_manifest: pd.DataFrame, with_kinds: bool) -> list[tuple[str, np.ndarray]]:
-    """(group, feature row mask) per layer in manifest order, then 'conv' and 'fc' if asked."""
-    layers = feature_manifest[LAYER_COLUMN].astype(str).to_numpy()
-    groups = [(layer, layers == layer) for layer in pd.unique(layers)]
-    if with_kinds:
-        kinds = feature_manifest["layer_kind"].astype(str).to_numpy()
-        groups += [(kind, kinds == kind) for kind in ("conv", "fc") if np.any(kinds == kind)]
-    return groups
-
-
-def mean_images_per_class(dks_class_sizes: pd.DataFrame) -> float:
-    """Mean images per class over the images the DKS was computed on."""
-    return float(dks_class_sizes["n_images"].mean())
 
 
 def summarise_dks_by_layer(
@@ -173,26 +92,48 @@ def summarise_dks_by_layer(
         layer_values = values[rows_of_layer]
         zeros = int(np.count_nonzero(layer_values == 0))
         if zeros:
-            logger.info("layer %s: %d of %d DKS values are exactly 0 (on neither side)",
-                        layer, zeros, layer_values.size)
+            logger.info(
+                "layer %s: %d of %d DKS values are exactly 0 (on neither side)",
+                layer,
+                zeros,
+                layer_values.size,
+            )
         for side in ("positive", "negative"):
             mode, low, high, n_pairs = dks_core.side_summary(layer_values, side)
             if n_pairs == 0:
                 logger.warning("layer %s has no %s DKS values: its summary is NaN", layer, side)
-            rows.append({"dataset": dataset, "layer": layer, "side": side, "mode": mode,
-                         "low": low, "high": high, "n_pairs": n_pairs})
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "layer": layer,
+                    "side": side,
+                    "mode": mode,
+                    "low": low,
+                    "high": high,
+                    "n_pairs": n_pairs,
+                }
+            )
     summary = pd.DataFrame(rows)
     summary["mean_images_per_class"] = mean_images_per_class(dks_class_sizes)
     return summary
 
 
-def histogram_dks_by_layer(dks: pd.DataFrame, feature_manifest: pd.DataFrame, dataset: str) -> pd.DataFrame:
+def histogram_dks_by_layer(
+    dks: pd.DataFrame, feature_manifest: pd.DataFrame, dataset: str
+) -> pd.DataFrame:
     """Percent of (feature, class) pairs per DKS bin, for each layer and for all conv / fc layers."""
     values = dks_values(dks, feature_manifest)
     edges = dks_core.SUMMARY_EDGES
     frames = [
-        pd.DataFrame({"dataset": dataset, "group": group, "bin_left": edges[:-1], "bin_right": edges[1:],
-                      "percent": dks_core.percent_histogram(values[rows_of_group])})
+        pd.DataFrame(
+            {
+                "dataset": dataset,
+                "group": group,
+                "bin_left": edges[:-1],
+                "bin_right": edges[1:],
+                "percent": dks_core.percent_histogram(values[rows_of_group]),
+            }
+        )
         for group, rows_of_group in layer_groups(feature_manifest, with_kinds=True)
     ]
     return pd.concat(frames, ignore_index=True)
