@@ -18,10 +18,10 @@ from kedro.pipeline import Pipeline, node
 from kedro.runner import SequentialRunner
 from kedro_datasets.text import TextDataset
 from PIL import Image
+from report_synthetic import embedding_plan, synthetic_study, threshold_fit
 
-from cnn_feature_behavior.extraction.embedding_store import ShardedEmbeddingDataset
 from cnn_feature_behavior.extraction.embedding_columns import EmbeddingColumnsDataset
-from cnn_feature_behavior.reporting.figures import new_figure
+from cnn_feature_behavior.extraction.embedding_store import ShardedEmbeddingDataset
 from cnn_feature_behavior.pipelines.reporting import create_pipeline
 from cnn_feature_behavior.pipelines.reporting.hooks import ReportLocationHooks
 from cnn_feature_behavior.pipelines.reporting.nodes import (
@@ -30,29 +30,40 @@ from cnn_feature_behavior.pipelines.reporting.nodes import (
     layer_summaries_by_model,
     plot_feature_class_pair,
 )
-from report_synthetic import embedding_plan, synthetic_study, threshold_fit
+from cnn_feature_behavior.reporting.figures import new_figure
 
 DATASET_SECTIONS = [
-    "Table 2: dataset properties", "Table 3: thresholds", "Figure 1: one (feature, class) pair",
-    "Figure 6: DKS distribution of conv and fc features", "Figure 9: features per class beyond x",
-    "Threshold selection: davg(x)", "Figure 10: pairs kept per layer",
-    "Figures 2, 3, 4 and 7: top features per class", "Across datasets",
+    "Table 2: dataset properties",
+    "Table 3: thresholds",
+    "Figure 1: one (feature, class) pair",
+    "Figure 6: DKS distribution of conv and fc features",
+    "Figure 9: features per class beyond x",
+    "Threshold selection: davg(x)",
+    "Figure 10: pairs kept per layer",
+    "Figures 2, 3, 4 and 7: top features per class",
+    "Across datasets",
 ]
 INDEX_SECTIONS = [
-    "Reports per dataset", "Table 2: dataset properties", "Table 3: thresholds",
-    "Thresholds against images per class", "Figure 5: DKS per layer across datasets",
+    "Reports per dataset",
+    "Table 2: dataset properties",
+    "Table 3: thresholds",
+    "Thresholds against images per class",
+    "Figure 5: DKS per layer across datasets",
     "Figure 6: DKS of conv and fc features across datasets",
-    "Figure 8: fc DKS by overlap with ImageNet", "Figure 5 by source model",
+    "Figure 8: fc DKS by overlap with ImageNet",
+    "Figure 5 by source model",
 ]
 
 
 def reporting_parameters(project_root: Path) -> dict:
     return yaml.safe_load((project_root / "conf/base/parameters_reporting.yml").read_text())[
-        "reporting"]
+        "reporting"
+    ]
 
 
-def fake_top_feature_patches(dks, image_index, raw_dir, source_model, source_models,
-                             visualisation, feature_extraction) -> dict:
+def fake_top_feature_patches(
+    dks, image_index, raw_dir, source_model, source_models, visualisation, feature_extraction
+) -> dict:
     """Stands in for the network-driven node (tested in test_feature_visualisation_node.py)."""
     assert {"max_classes", "pool_dir"} <= set(visualisation) and "crop" in feature_extraction
     assert source_model in source_models and isinstance(raw_dir, str)
@@ -71,16 +82,18 @@ def reporting_pipeline() -> Pipeline:
     nodes = []
     for original in create_pipeline().nodes:
         if original.name == "plot_top_feature_patches":
-            original = node(fake_top_feature_patches, original.inputs, "top_feature_figures",
-                            name=original.name)
+            original = node(
+                fake_top_feature_patches, original.inputs, "top_feature_figures", name=original.name
+            )
         nodes.append(original)
     return Pipeline(nodes)
 
 
 def output_catalog(project_root: Path, out: Path) -> dict:
     """The project's catalog entries for the reporting outputs, writing under `out`."""
-    catalog = OmegaConfigLoader(conf_source=str(project_root / "conf"), base_env="base",
-                                default_run_env="base")["catalog"]
+    catalog = OmegaConfigLoader(
+        conf_source=str(project_root / "conf"), base_env="base", default_run_env="base"
+    )["catalog"]
     entries = {}
     for name in create_pipeline().all_outputs():
         entry = dict(catalog[name])
@@ -92,8 +105,13 @@ def output_catalog(project_root: Path, out: Path) -> dict:
     return entries
 
 
-def run_reporting(project_root: Path, out: Path, studies: dict[str, dict], current: str,
-                  other_models: dict[str, list[str]]) -> DataCatalog:
+def run_reporting(
+    project_root: Path,
+    out: Path,
+    studies: dict[str, dict],
+    current: str,
+    other_models: dict[str, list[str]],
+) -> DataCatalog:
     """Run the pipeline for `current` with the other studies as stored partitions, inputs in
     memory, outputs through the project's catalog entries into `out`."""
     params = reporting_parameters(project_root)
@@ -101,17 +119,28 @@ def run_reporting(project_root: Path, out: Path, studies: dict[str, dict], curre
     def partitions(key):
         return {name: (lambda s=study: s[key]) for name, study in studies.items()}
 
-    model_outputs = {f"vgg16_imagenet/dks_layer_summary/{name}":
-                     (lambda s=s: s["dks_layer_summary"]) for name, s in studies.items()}
+    model_outputs = {
+        f"vgg16_imagenet/dks_layer_summary/{name}": (lambda s=s: s["dks_layer_summary"])
+        for name, s in studies.items()
+    }
     for model, names in other_models.items():
-        model_outputs.update({f"{model}/dks_layer_summary/{name}":
-                              (lambda s=studies[name]: s["dks_layer_summary"]) for name in names})
+        model_outputs.update(
+            {
+                f"{model}/dks_layer_summary/{name}": (
+                    lambda s=studies[name]: s["dks_layer_summary"]
+                )
+                for name in names
+            }
+        )
     model_outputs["vgg16_imagenet/thresholds/" + current] = lambda: pytest.fail("not a summary")
     inputs = {
         **studies[current],
-        "params:dataset": current, "params:source_model": "vgg16_imagenet",
-        "params:reporting": params, "params:reporting.figure_1": params["figure_1"],
-        "params:dks.bins": 100, "params:raw_dir": "data/01_raw/" + current,
+        "params:dataset": current,
+        "params:source_model": "vgg16_imagenet",
+        "params:reporting": params,
+        "params:reporting.figure_1": params["figure_1"],
+        "params:dks.bins": 100,
+        "params:raw_dir": "data/01_raw/" + current,
         "params:source_models": {"vgg16_imagenet": {}},
         "params:reporting.feature_visualisation": params["feature_visualisation"],
         "params:feature_extraction": {"resize": 256, "crop": 224},
@@ -150,15 +179,20 @@ def assert_report(markdown: str, page: str, folder: Path, sections: list[str]) -
 
 @pytest.mark.slow
 def test_reporting_pipeline_on_four_datasets_and_two_models(project_root, tmp_path):
-    studies = {name: synthetic_study(name, n_classes=n, images_per_class=per_class, seed=seed)
-               for seed, (name, n, per_class) in enumerate(
-                   [("digits", 6, 30), ("caltech101", 5, 20), ("wood", 4, 60), ("food101", 5, 80)])}
-    catalog = run_reporting(project_root, tmp_path, studies, "digits",
-                            {"vgg19_imagenet": ["digits", "wood"]})
+    studies = {
+        name: synthetic_study(name, n_classes=n, images_per_class=per_class, seed=seed)
+        for seed, (name, n, per_class) in enumerate(
+            [("digits", 6, 30), ("caltech101", 5, 20), ("wood", 4, 60), ("food101", 5, 80)]
+        )
+    }
+    catalog = run_reporting(
+        project_root, tmp_path, studies, "digits", {"vgg19_imagenet": ["digits", "wood"]}
+    )
 
     report = (tmp_path / "digits/report.md").read_text()
-    assert_report(report, (tmp_path / "digits/report.html").read_text(), tmp_path / "digits",
-                  DATASET_SECTIONS)
+    assert_report(
+        report, (tmp_path / "digits/report.html").read_text(), tmp_path / "digits", DATASET_SECTIONS
+    )
     assert "| digits | 180 | 6 | 30 | 30 | 30.0 |" in report
     assert "![Figures 2, 3, 4 and 7: top features per class](top_features_class_b.png)" in report
     index = (tmp_path / "index.md").read_text()
@@ -188,16 +222,21 @@ def test_every_reporting_dataset_is_in_the_catalog(project_root):
     names = {name for name in pipeline.datasets() if not name.startswith("params:")}
     for env, model in (("base", "vgg16_imagenet"), ("caltech101", "vgg19_imagenet")):
         loader = OmegaConfigLoader(
-            conf_source=str(project_root / "conf"), base_env="base", default_run_env=env,
-            runtime_params={"source_model": model} if env != "base" else {})
+            conf_source=str(project_root / "conf"),
+            base_env="base",
+            default_run_env=env,
+            runtime_params={"source_model": model} if env != "base" else {},
+        )
         catalog = loader["catalog"]
         assert sorted(names - set(catalog)) == []
         dataset = "digits" if env == "base" else "caltech101"
         assert catalog["dataset_report_html"]["filepath"] == (
-            f"data/08_reporting/{model}/{dataset}/report.html")
+            f"data/08_reporting/{model}/{dataset}/report.html"
+        )
         assert catalog["index_html"]["filepath"] == f"data/08_reporting/{model}/index.html"
         assert catalog["all_dks_layer_summary"]["path"] == (
-            f"data/07_model_output/{model}/dks_layer_summary")
+            f"data/07_model_output/{model}/dks_layer_summary"
+        )
         for name in names:
             if name.startswith("figure_"):
                 assert catalog[name] == {"type": "MemoryDataset", "copy_mode": "assign"}
@@ -212,8 +251,10 @@ def test_every_reporting_dataset_is_in_the_catalog(project_root):
 
 
 def test_gather_partitions_replaces_this_run_and_checks_names():
-    stored = {"digits": lambda: pd.DataFrame({"dataset": ["digits"], "v": [0]}),
-              "wood": lambda: pd.DataFrame({"dataset": ["wood"], "v": [1]})}
+    stored = {
+        "digits": lambda: pd.DataFrame({"dataset": ["digits"], "v": [0]}),
+        "wood": lambda: pd.DataFrame({"dataset": ["wood"], "v": [1]}),
+    }
     current = pd.DataFrame({"dataset": ["digits"], "v": [2]})
     gathered = gather_partitions(stored, current, "digits", "thresholds")
     assert gathered.sort_values("dataset")["v"].tolist() == [2, 1]
@@ -229,8 +270,12 @@ def test_cross_dataset_table_2_lists_only_datasets_run_on_this_model():
     properties = {"wood": row("wood", 63.0), "mit67": row("mit67", 100.0)}
     thresholds = {"wood": row("wood", 63.0)}
     table_2, *_ = cross_dataset_tables(
-        properties, row("digits", 60.0)(), thresholds, row("digits", 60.0)(),
-        pd.DataFrame({"threshold": ["t_plus"]}), "digits",
+        properties,
+        row("digits", 60.0)(),
+        thresholds,
+        row("digits", 60.0)(),
+        pd.DataFrame({"threshold": ["t_plus"]}),
+        "digits",
     )
     assert table_2["dataset"].tolist() == ["digits", "wood"]
 
@@ -239,11 +284,13 @@ def test_layer_summaries_by_model_keeps_only_summaries():
     def summary(name):
         return pd.DataFrame({"dataset": [name]})
 
-    outputs = {"vgg16_imagenet/dks_layer_summary/wood": lambda: summary("wood"),
-               "vgg16_imagenet/dks_layer_summary/digits": lambda: pytest.fail("given in memory"),
-               "vgg19_imagenet/dks_layer_summary/digits": lambda: summary("digits"),
-               "vgg16_imagenet/digits/dks": lambda: pytest.fail("not a summary"),
-               "vgg16_imagenet/thresholds/digits": lambda: pytest.fail("not a summary")}
+    outputs = {
+        "vgg16_imagenet/dks_layer_summary/wood": lambda: summary("wood"),
+        "vgg16_imagenet/dks_layer_summary/digits": lambda: pytest.fail("given in memory"),
+        "vgg19_imagenet/dks_layer_summary/digits": lambda: summary("digits"),
+        "vgg16_imagenet/digits/dks": lambda: pytest.fail("not a summary"),
+        "vgg16_imagenet/thresholds/digits": lambda: pytest.fail("not a summary"),
+    }
     tables = layer_summaries_by_model(outputs, summary("digits"), "digits", "vgg16_imagenet")
     assert sorted(tables) == ["vgg16_imagenet", "vgg19_imagenet"]
     assert sorted(tables["vgg16_imagenet"]["dataset"]) == ["digits", "wood"]
@@ -264,32 +311,45 @@ def test_figure_1_reads_only_its_column_and_names_bad_inputs():
     study = synthetic_study("digits", n_classes=3, images_per_class=10)
     choice = {"feature": None, "class_name": "class b"}
     reader = ColumnReader(study["embedding"])
-    figure = plot_feature_class_pair(study["dks"], reader, study["image_index"], choice, 100,
-                                     "digits")
+    figure = plot_feature_class_pair(
+        study["dks"], reader, study["image_index"], choice, 100, "digits"
+    )
     best = study["dks"]["class b"].abs().idxmax()
     assert reader.requests == [[best]]
     assert f"feature {best}, class 'class b'" in figure.get_suptitle()
     with pytest.raises(ValueError, match="1 image_id.s. absent from image_index"):
-        plot_feature_class_pair(study["dks"], reader, study["image_index"].iloc[1:], choice, 100,
-                                "digits")
+        plot_feature_class_pair(
+            study["dks"], reader, study["image_index"].iloc[1:], choice, 100, "digits"
+        )
     with pytest.raises(ValueError, match="class 'class z' is not in the dks table"):
-        plot_feature_class_pair(study["dks"], reader, study["image_index"],
-                                {**choice, "class_name": "class z"}, 100, "digits")
+        plot_feature_class_pair(
+            study["dks"],
+            reader,
+            study["image_index"],
+            {**choice, "class_name": "class z"},
+            100,
+            "digits",
+        )
 
 
 def test_report_location_hook_prints_absolute_paths(tmp_path, capsys):
-    catalog = DataCatalog({
-        "dataset_report_html": TextDataset(filepath="data/08_reporting/m/digits/report.html"),
-        "index_html": TextDataset(filepath="data/08_reporting/m/index.html"),
-    })
+    catalog = DataCatalog(
+        {
+            "dataset_report_html": TextDataset(filepath="data/08_reporting/m/digits/report.html"),
+            "index_html": TextDataset(filepath="data/08_reporting/m/index.html"),
+        }
+    )
     ReportLocationHooks().after_pipeline_run(
-        {"project_path": str(tmp_path)}, create_pipeline(), catalog)
+        {"project_path": str(tmp_path)}, create_pipeline(), catalog
+    )
     printed = capsys.readouterr().out
     assert f"Report: {tmp_path}/data/08_reporting/m/digits/report.html\n" in printed
     assert f"Index of every dataset run: {tmp_path}/data/08_reporting/m/index.html\n" in printed
     ReportLocationHooks().after_pipeline_run(
-        {"project_path": str(tmp_path)}, create_pipeline().only_nodes("dataset_report_tables"),
-        catalog)
+        {"project_path": str(tmp_path)},
+        create_pipeline().only_nodes("reporting.dataset_report_tables"),
+        catalog,
+    )
     assert capsys.readouterr().out == ""
 
 

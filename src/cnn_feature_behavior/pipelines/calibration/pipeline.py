@@ -13,7 +13,13 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 nodes.compute_randomised_dks,
-                inputs=["embedding", "image_index", "feature_manifest", "params:dks", "params:calibration"],
+                inputs=[
+                    "embedding",
+                    "image_index",
+                    "feature_manifest",
+                    "params:dks",
+                    "params:calibration",
+                ],
                 outputs=["dks_randomised", "randomised_pair_counts"],
                 name="compute_randomised_dks",
             ),
@@ -32,15 +38,25 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 nodes.select_thresholds,
                 inputs=[
-                    "davg_curve", "dks", "feature_manifest", "dks_class_sizes",
-                    "params:dataset", "params:source_model", "params:calibration",
+                    "davg_curve",
+                    "dks",
+                    "feature_manifest",
+                    "dks_class_sizes",
+                    "params:dataset",
+                    "params:source_model",
+                    "params:calibration",
                 ],
                 outputs="thresholds",
                 name="select_thresholds",
             ),
             Node(
                 nodes.compute_layer_kept,
-                inputs=["real_pair_counts", "randomised_pair_counts", "thresholds", "feature_manifest"],
+                inputs=[
+                    "real_pair_counts",
+                    "randomised_pair_counts",
+                    "thresholds",
+                    "feature_manifest",
+                ],
                 outputs="layer_kept",
                 name="compute_layer_kept",
             ),
@@ -56,5 +72,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 outputs="threshold_fit",
                 name="fit_threshold_model",
             ),
-        ]
+        ],
+        namespace="calibration",
+        prefix_datasets_with_namespace=False,
     )

@@ -36,5 +36,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 outputs="dks_histograms",
                 name="histogram_dks_by_layer",
             ),
-        ]
+        ],
+        namespace="dks",
+        prefix_datasets_with_namespace=False,
     )

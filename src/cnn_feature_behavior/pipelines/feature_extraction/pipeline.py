@@ -24,5 +24,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 outputs=["feature_manifest", "extraction_rejects", "embedding"],
                 name="extract_embedding",
             )
-        ]
+        ],
+        namespace="feature_extraction",
+        prefix_datasets_with_namespace=False,
     )

@@ -37,5 +37,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 outputs=["dataset_properties", "dataset_properties_table"],
                 name="summarise_dataset",
             ),
-        ]
+        ],
+        namespace="ingestion",
+        prefix_datasets_with_namespace=False,
     )
