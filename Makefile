@@ -1,6 +1,6 @@
 PYTHON ?= python
 
-.PHONY: setup weights test study viz
+.PHONY: setup weights lint test study viz
 
 # Install the project and fetch the offline default weights (VGG16 ImageNet conv layers).
 setup:
@@ -9,6 +9,10 @@ setup:
 
 weights:
 	$(PYTHON) -m cnn_feature_behavior.extraction.source_models.fetch_default_weights
+
+lint:
+	ruff check .
+	ruff format --check .
 
 test:
 	$(PYTHON) -m pytest

@@ -100,7 +100,9 @@ def dks_and_one_randomised_repetition(values, labels, names, workers):
     times["randomised dks"] = time.perf_counter() - start
     start = time.perf_counter()
     thresholds = []
-    sorted_real, sorted_randomised = (np.sort(m.astype(np.float64).ravel()) for m in (real, randomised))
+    sorted_real, sorted_randomised = (
+        np.sort(m.astype(np.float64).ravel()) for m in (real, randomised)
+    )
     for side in calibration.SIDES:
         x = calibration.threshold_grid(side)
         davg = calibration.davg(
@@ -122,7 +124,9 @@ def scipy_comparison(values, labels, names, workers, n_pairs, rng):
     reference = [ks_2samp(values[labels == c, f], values[labels != c, f]) for f, c in pairs]
     scipy_rate = n_pairs / (time.perf_counter() - start)
     start = time.perf_counter()
-    exact = signed_ks(np.ascontiguousarray(values[:, features]), labels, names, bins=None, workers=workers)
+    exact = signed_ks(
+        np.ascontiguousarray(values[:, features]), labels, names, bins=None, workers=workers
+    )
     exact_rate = exact.size / (time.perf_counter() - start)
     row_of = {int(f): i for i, f in enumerate(features)}
     ours = np.array([exact[row_of[f], c] for f, c in pairs])
@@ -136,10 +140,14 @@ def scipy_comparison(values, labels, names, workers, n_pairs, rng):
 
 def scaling(base: tuple[int, int, int], factors: tuple[float, ...], workers: int) -> None:
     names_of_axes = ("images", "features", "classes")
-    print(f"\nScaling of one binned DKS matrix around "
-          f"{base[0]:,} images x {base[1]:,} features x {base[2]:,} classes:")
-    print(f"  {'varied':<9}{'images':>9}{'features':>10}{'classes':>9}"
-          f"{'seconds':>10}{'Mpairs/s':>10}{'x time / x size':>17}")
+    print(
+        f"\nScaling of one binned DKS matrix around "
+        f"{base[0]:,} images x {base[1]:,} features x {base[2]:,} classes:"
+    )
+    print(
+        f"  {'varied':<9}{'images':>9}{'features':>10}{'classes':>9}"
+        f"{'seconds':>10}{'Mpairs/s':>10}{'x time / x size':>17}"
+    )
     for axis, axis_name in enumerate(names_of_axes):
         first = None
         for factor in factors:
@@ -153,21 +161,31 @@ def scaling(base: tuple[int, int, int], factors: tuple[float, ...], workers: int
                 seconds = min(seconds, time.perf_counter() - start)
             first = first or (seconds, size[axis])
             growth = (seconds / first[0]) / (size[axis] / first[1])
-            print(f"  {axis_name:<9}{size[0]:>9,}{size[1]:>10,}{size[2]:>9,}{seconds:>10.2f}"
-                  f"{size[1] * size[2] / seconds / 1e6:>10.2f}{growth:>17.2f}")
+            print(
+                f"  {axis_name:<9}{size[0]:>9,}{size[1]:>10,}{size[2]:>9,}{seconds:>10.2f}"
+                f"{size[1] * size[2] / seconds / 1e6:>10.2f}{growth:>17.2f}"
+            )
             del values
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="10,000 x 1,024 x 200 instead of ImageNet scale")
-    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="threads (default: all CPUs)")
+    parser.add_argument(
+        "--quick", action="store_true", help="10,000 x 1,024 x 200 instead of ImageNet scale"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count(), help="threads (default: all CPUs)"
+    )
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # progress shows when piped to a file
-    n_images, n_features, n_classes = (10_000, 1_024, 200) if args.quick else (50_000, 12_416, 1_000)
+    n_images, n_features, n_classes = (
+        (10_000, 1_024, 200) if args.quick else (50_000, 12_416, 1_000)
+    )
     rng = np.random.default_rng(1)
-    print(f"DKS benchmark: {n_images:,} images x {n_features:,} features x {n_classes:,} classes "
-          f"({n_features * n_classes:,} pairs), bins 100, {args.workers} thread(s), {os.cpu_count()} CPU(s)")
+    print(
+        f"DKS benchmark: {n_images:,} images x {n_features:,} features x {n_classes:,} classes "
+        f"({n_features * n_classes:,} pairs), bins 100, {args.workers} thread(s), {os.cpu_count()} CPU(s)"
+    )
 
     values, labels, names = synthetic(n_images, n_features, n_classes)
     input_bytes = values.nbytes
@@ -182,28 +200,41 @@ def main() -> None:
     print(f"\nInput matrix: {input_bytes / GIB:.2f} GiB float32")
     for stage, seconds in times.items():
         print(f"  {stage:<22}{seconds:8.1f} s")
-    print(f"Full DKS + one randomised repetition: {wall:.1f} s wall (target <= {TARGET_SECONDS:.0f} s): "
-          f"{'PASS' if wall <= TARGET_SECONDS else 'FAIL'}")
-    print(f"Peak memory above the input ({memory.method}): {peak_above / GIB:.2f} GiB "
-          f"(target <= {TARGET_PEAK_GIB:.0f} GiB): {'PASS' if peak_above <= TARGET_PEAK_GIB * GIB else 'FAIL'}")
-    print(f"Thresholds on these synthetic values: t+ = {thresholds[0]:.3f}, t- = {thresholds[1]:.3f}")
+    print(
+        f"Full DKS + one randomised repetition: {wall:.1f} s wall (target <= {TARGET_SECONDS:.0f} s): "
+        f"{'PASS' if wall <= TARGET_SECONDS else 'FAIL'}"
+    )
+    print(
+        f"Peak memory above the input ({memory.method}): {peak_above / GIB:.2f} GiB "
+        f"(target <= {TARGET_PEAK_GIB:.0f} GiB): {'PASS' if peak_above <= TARGET_PEAK_GIB * GIB else 'FAIL'}"
+    )
+    print(
+        f"Thresholds on these synthetic values: t+ = {thresholds[0]:.3f}, t- = {thresholds[1]:.3f}"
+    )
     binned_rate = pairs / times["dks"]
     print(f"Binned DKS: {binned_rate:,.0f} pairs/s")
 
     scipy_rate, exact_rate, magnitude, sign_differences = scipy_comparison(
-        values, labels, names, args.workers, n_pairs=100 if args.quick else 200, rng=rng)
+        values, labels, names, args.workers, n_pairs=100 if args.quick else 200, rng=rng
+    )
     print(f"scipy.stats.ks_2samp per pair: {scipy_rate:,.1f} pairs/s")
     speedup = binned_rate / scipy_rate
-    print(f"Speed-up of binned DKS over ks_2samp: {speedup:,.0f}x (target >= {TARGET_SPEEDUP:,.0f}x): "
-          f"{'PASS' if speedup >= TARGET_SPEEDUP else 'FAIL'}")
-    print(f"Exact DKS (bins: null) on 16 features: {exact_rate:,.0f} pairs/s, "
-          f"{exact_rate / scipy_rate:,.0f}x ks_2samp; "
-          f"vs ks_2samp on the sampled pairs: largest |DKS| difference {magnitude:.1e}, "
-          f"sign differences {sign_differences}")
+    print(
+        f"Speed-up of binned DKS over ks_2samp: {speedup:,.0f}x (target >= {TARGET_SPEEDUP:,.0f}x): "
+        f"{'PASS' if speedup >= TARGET_SPEEDUP else 'FAIL'}"
+    )
+    print(
+        f"Exact DKS (bins: null) on 16 features: {exact_rate:,.0f} pairs/s, "
+        f"{exact_rate / scipy_rate:,.0f}x ks_2samp; "
+        f"vs ks_2samp on the sampled pairs: largest |DKS| difference {magnitude:.1e}, "
+        f"sign differences {sign_differences}"
+    )
 
     start = time.perf_counter()
     histogram_distances(values, labels, names, bins=100, workers=args.workers)
-    print(f"KL + Bhattacharyya (node compute_histogram_distances): {time.perf_counter() - start:.1f} s")
+    print(
+        f"KL + Bhattacharyya (node compute_histogram_distances): {time.perf_counter() - start:.1f} s"
+    )
 
     del values, real
     if args.quick:

@@ -43,9 +43,15 @@ def real_images(count: int) -> tuple[Path, pd.DataFrame]:
 def _setup(count: int):
     from kedro.config import OmegaConfigLoader
 
-    from cnn_feature_behavior.extraction.source_models import available_layers, load_backbone, source_model_spec
+    from cnn_feature_behavior.extraction.source_models import (
+        available_layers,
+        load_backbone,
+        source_model_spec,
+    )
 
-    params = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), base_env="base", default_run_env="local")["parameters"]
+    params = OmegaConfigLoader(
+        str(PROJECT_ROOT / "conf"), base_env="base", default_run_env="local"
+    )["parameters"]
     source_models = params["source_models"]
     spec = source_model_spec("vgg16_imagenet", source_models)
     backbone = load_backbone("vgg16_imagenet", source_models, project_root=PROJECT_ROOT)
@@ -54,16 +60,29 @@ def _setup(count: int):
     return params["feature_extraction"], spec, backbone, layers, raw, index
 
 
-def pipeline_seconds(index, raw, backbone, spec, layers, settings, crops, batch_size, shard_size) -> tuple[float, int]:
+def pipeline_seconds(
+    index, raw, backbone, spec, layers, settings, crops, batch_size, shard_size
+) -> tuple[float, int]:
     """Wall time of the whole extraction (decode check, plan, stream, shard writes) and the feature count."""
     from cnn_feature_behavior.extraction.embedding_store import ShardedEmbeddingDataset
     from cnn_feature_behavior.extraction.stream import plan_embedding
 
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
-        plan, manifest, _ = plan_embedding(index, raw, backbone, "vgg16_imagenet", spec, layers, n_crops=crops,
-                                           resize=settings["resize"], crop=settings["crop"], batch_size=batch_size,
-                                           shard_size=shard_size, workers=settings["decode_workers"])
+        plan, manifest, _ = plan_embedding(
+            index,
+            raw,
+            backbone,
+            "vgg16_imagenet",
+            spec,
+            layers,
+            n_crops=crops,
+            resize=settings["resize"],
+            crop=settings["crop"],
+            batch_size=batch_size,
+            shard_size=shard_size,
+            workers=settings["decode_workers"],
+        )
         ShardedEmbeddingDataset(path=folder).save(plan)
         return time.perf_counter() - start, len(manifest)
 
@@ -71,17 +90,29 @@ def pipeline_seconds(index, raw, backbone, spec, layers, settings, crops, batch_
 def bare_seconds(index, raw, extractor, spec, settings, crops, batch_size) -> float:
     """Wall time of the model's forward passes alone, on the same crops decoded beforehand."""
     from cnn_feature_behavior.extraction.crops import image_crops
-    from cnn_feature_behavior.extraction.stream import CropStream
     from cnn_feature_behavior.extraction.source_models import preprocess
+    from cnn_feature_behavior.extraction.stream import CropStream
 
-    stream = CropStream(extractor, spec, {}, resize=settings["resize"], crop=settings["crop"],
-                        n_crops=crops, batch_size=batch_size, workers=1)
-    per_image = [image_crops(raw / p, settings["resize"], settings["crop"], crops) for p in index["path"]]
+    stream = CropStream(
+        extractor,
+        spec,
+        {},
+        resize=settings["resize"],
+        crop=settings["crop"],
+        n_crops=crops,
+        batch_size=batch_size,
+        workers=1,
+    )
+    per_image = [
+        image_crops(raw / p, settings["resize"], settings["crop"], crops) for p in index["path"]
+    ]
     full = stream.images_per_batch * crops
     inputs = []
     for i in range(0, len(per_image), stream.images_per_batch):
         batch = preprocess(np.concatenate(per_image[i : i + stream.images_per_batch]), spec)
-        inputs.append(np.concatenate([batch, np.zeros((full - len(batch), *batch.shape[1:]), batch.dtype)]))
+        inputs.append(
+            np.concatenate([batch, np.zeros((full - len(batch), *batch.shape[1:]), batch.dtype)])
+        )
     start = time.perf_counter()
     for x in inputs:
         stream.extractor.predict_on_batch(x)
@@ -92,7 +123,10 @@ def memory_child(count: int, crops: int, batch_size: int, shard_size: int) -> di
     """Peak RSS of one whole extraction of `count` images, in a process of its own."""
     settings, spec, backbone, layers, raw, index = _setup(count)
     pipeline_seconds(index, raw, backbone, spec, layers, settings, crops, batch_size, shard_size)
-    return {"images": count, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "images": count,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def speed_child(count: int, crops: int, batch_size: int, shard_size: int, rounds: int) -> dict:
@@ -121,8 +155,13 @@ def speed_child(count: int, crops: int, batch_size: int, shard_size: int, rounds
         pipeline_total += seconds
         bare_total += bare
         round_ratios.append(bare / seconds)
-    return {"images": count, "pipeline_s": pipeline_total, "bare_s": bare_total, "features": features,
-            "round_ratios": round_ratios}
+    return {
+        "images": count,
+        "pipeline_s": pipeline_total,
+        "bare_s": bare_total,
+        "features": features,
+        "round_ratios": round_ratios,
+    }
 
 
 def main() -> None:
@@ -131,7 +170,9 @@ def main() -> None:
     parser.add_argument("--crops", type=int, default=1, choices=[1, 10])
     parser.add_argument("--batch-size", type=int, default=10)
     parser.add_argument("--shard-size", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=8, help="alternations of pipeline and bare timing")
+    parser.add_argument(
+        "--rounds", type=int, default=8, help="alternations of pipeline and bare timing"
+    )
     parser.add_argument("--child", choices=["memory", "speed"], help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -139,12 +180,30 @@ def main() -> None:
         print(json.dumps(memory_child(args.count, args.crops, args.batch_size, args.shard_size)))
         return
     if args.child == "speed":
-        print(json.dumps(speed_child(args.count, args.crops, args.batch_size, args.shard_size, args.rounds)))
+        print(
+            json.dumps(
+                speed_child(args.count, args.crops, args.batch_size, args.shard_size, args.rounds)
+            )
+        )
         return
 
     def run_child(kind: str, count: int) -> dict:
-        command = [sys.executable, __file__, "--child", kind, "--count", str(count), "--crops", str(args.crops),
-                   "--batch-size", str(args.batch_size), "--shard-size", str(args.shard_size), "--rounds", str(args.rounds)]
+        command = [
+            sys.executable,
+            __file__,
+            "--child",
+            kind,
+            "--count",
+            str(count),
+            "--crops",
+            str(args.crops),
+            "--batch-size",
+            str(args.batch_size),
+            "--shard-size",
+            str(args.shard_size),
+            "--rounds",
+            str(args.rounds),
+        ]
         done = subprocess.run(command, check=True, capture_output=True, text=True)
         return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -154,16 +213,28 @@ def main() -> None:
     pipeline_ips = speed["images"] / speed["pipeline_s"]
     bare_ips = speed["images"] / speed["bare_s"]
     crops_per_s = pipeline_ips * args.crops
-    print(f"command: python benchmarks/bench_feature_extraction.py --images {args.images} --crops {args.crops} "
-          f"--batch-size {args.batch_size} --shard-size {args.shard_size} --rounds {args.rounds}")
-    print(f"vgg16_imagenet, {speed['features']} features, {args.crops} crop(s)/image, batches of {args.batch_size} crops")
-    print(f"pipeline: {pipeline_ips:.2f} images/s over {speed['images']} images ({speed['pipeline_s']:.1f} s)")
-    print(f"bare model forward on the same crops in memory: {bare_ips:.2f} images/s ({speed['bare_s']:.1f} s)")
-    print(f"ratio pipeline / bare: {pipeline_ips / bare_ips:.3f} over all rounds, median of rounds "
-          f"{float(np.median(speed['round_ratios'])):.3f} (target >= 0.9); per round: "
-          + ", ".join(f"{r:.2f}" for r in speed["round_ratios"]))
-    print(f"pipeline crops/s: {crops_per_s:.2f}; achieved {crops_per_s * GFLOP_PER_CROP:.1f} GFLOP/s "
-          f"({GFLOP_PER_CROP} GFLOP per crop)")
+    print(
+        f"command: python benchmarks/bench_feature_extraction.py --images {args.images} --crops {args.crops} "
+        f"--batch-size {args.batch_size} --shard-size {args.shard_size} --rounds {args.rounds}"
+    )
+    print(
+        f"vgg16_imagenet, {speed['features']} features, {args.crops} crop(s)/image, batches of {args.batch_size} crops"
+    )
+    print(
+        f"pipeline: {pipeline_ips:.2f} images/s over {speed['images']} images ({speed['pipeline_s']:.1f} s)"
+    )
+    print(
+        f"bare model forward on the same crops in memory: {bare_ips:.2f} images/s ({speed['bare_s']:.1f} s)"
+    )
+    print(
+        f"ratio pipeline / bare: {pipeline_ips / bare_ips:.3f} over all rounds, median of rounds "
+        f"{float(np.median(speed['round_ratios'])):.3f} (target >= 0.9); per round: "
+        + ", ".join(f"{r:.2f}" for r in speed["round_ratios"])
+    )
+    print(
+        f"pipeline crops/s: {crops_per_s:.2f}; achieved {crops_per_s * GFLOP_PER_CROP:.1f} GFLOP/s "
+        f"({GFLOP_PER_CROP} GFLOP per crop)"
+    )
     for count, run in memory.items():
         print(f"peak RSS, whole run of {count} images: {run['peak_rss_mib']:.0f} MiB")
     growth = memory[4 * args.images]["peak_rss_mib"] / memory[args.images]["peak_rss_mib"]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from cnn_feature_behavior.extraction.source_models import load_backbone
 from cnn_feature_behavior.reporting.feature_visualisation import (
     FeatureRef,
     folder_pool_paths,
@@ -22,7 +23,6 @@ from cnn_feature_behavior.reporting.feature_visualisation import (
     load_centre_crops,
     top_activations,
 )
-from cnn_feature_behavior.extraction.source_models import load_backbone
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ("conv1_1", "conv3_3", "conv4_3", "conv5_3")
@@ -38,28 +38,39 @@ def seconds_per_image(pool, runs, features, batch_size: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pool", default=str(PROJECT_ROOT.parent / "shared/datasets/imagenet-sample-mini"))
+    parser.add_argument(
+        "--pool", default=str(PROJECT_ROOT.parent / "shared/datasets/imagenet-sample-mini")
+    )
     parser.add_argument("--images", type=int, default=48)
     parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args()
 
-    config = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_feature_extraction.yml").read_text())
+    config = yaml.safe_load(
+        (PROJECT_ROOT / "conf/base/parameters_feature_extraction.yml").read_text()
+    )
     source_models, geometry = config["source_models"], config["feature_extraction"]
     pool = load_centre_crops(
-        folder_pool_paths(Path(args.pool), args.images), geometry["resize"], geometry["crop"], "pool"
+        folder_pool_paths(Path(args.pool), args.images),
+        geometry["resize"],
+        geometry["crop"],
+        "pool",
     )
     backbone = load_backbone("vgg16_imagenet", source_models, PROJECT_ROOT)
     features = [FeatureRef(layer, f) for layer in LAYERS for f in range(0, 64, 8)]
     single = [(LAYERS, keras_activations(backbone, LAYERS, "vgg16_imagenet", source_models))]
-    per_layer = [((layer,), keras_activations(backbone, [layer], "vgg16_imagenet", source_models))
-                 for layer in LAYERS]
+    per_layer = [
+        ((layer,), keras_activations(backbone, [layer], "vgg16_imagenet", source_models))
+        for layer in LAYERS
+    ]
     # One untimed batch each, so graph tracing is not counted.
     for _, run in single + per_layer:
         run(pool[: args.batch_size])
     one_pass = seconds_per_image(pool, single, features, args.batch_size)
     many_passes = seconds_per_image(pool, per_layer, features, args.batch_size)
-    print(f"pool: {len(pool)} images from {args.pool}; layers {', '.join(LAYERS)}; "
-          f"{len(features)} features; batch {args.batch_size}")
+    print(
+        f"pool: {len(pool)} images from {args.pool}; layers {', '.join(LAYERS)}; "
+        f"{len(features)} features; batch {args.batch_size}"
+    )
     print(f"one multi-output pass:  {one_pass:.3f} s per pool image")
     print(f"one pass per layer:     {many_passes:.3f} s per pool image")
     print(f"ratio (per layer / one pass): {many_passes / one_pass:.2f}")

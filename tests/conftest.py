@@ -60,7 +60,11 @@ def _no_network(monkeypatch):
 
     def guarded_connect(sock, address):
         host = address[0] if isinstance(address, tuple) else address
-        if isinstance(host, str) and host not in ("localhost", "::1") and not host.startswith("127."):
+        if (
+            isinstance(host, str)
+            and host not in ("localhost", "::1")
+            and not host.startswith("127.")
+        ):
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 raise RuntimeError(f"test tried to reach the network: {address!r}")
         return real_connect(sock, address)

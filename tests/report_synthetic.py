@@ -9,16 +9,25 @@ import pandas as pd
 from cnn_feature_behavior.extraction.embedding_store import EmbeddingPlan, ShardSpec
 from cnn_feature_behavior.statistics.dks import signed_ks
 
-LAYERS = {"conv1_1": ("conv", 6), "conv3_2": ("conv", 6), "conv5_3": ("conv", 6),
-          "fc6": ("fc", 6), "fc7": ("fc", 6)}
+LAYERS = {
+    "conv1_1": ("conv", 6),
+    "conv3_2": ("conv", 6),
+    "conv5_3": ("conv", 6),
+    "fc6": ("fc", 6),
+    "fc7": ("fc", 6),
+}
 BINS = 100
 
 
-def _dks_table(embedding: pd.DataFrame, labels: np.ndarray, class_names: list[str],
-               layers: list[str]) -> pd.DataFrame:
+def _dks_table(
+    embedding: pd.DataFrame, labels: np.ndarray, class_names: list[str], layers: list[str]
+) -> pd.DataFrame:
     values = signed_ks(embedding.to_numpy(), labels, class_names, bins=BINS)
-    table = pd.DataFrame(values.astype(np.float32), columns=class_names,
-                         index=pd.Index(embedding.columns, name="feature"))
+    table = pd.DataFrame(
+        values.astype(np.float32),
+        columns=class_names,
+        index=pd.Index(embedding.columns, name="feature"),
+    )
     table.insert(0, "layer", layers)
     return table
 
@@ -32,22 +41,43 @@ def _histograms(dks: pd.DataFrame, dataset: str, kinds: dict[str, str]) -> pd.Da
     for group, features in groups.items():
         values = dks.loc[features].drop(columns="layer").to_numpy().ravel()
         counts = np.histogram(values, edges)[0]
-        rows.append(pd.DataFrame({"dataset": dataset, "group": group, "bin_left": edges[:-1],
-                                  "bin_right": edges[1:], "percent": 100 * counts / len(values)}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "dataset": dataset,
+                    "group": group,
+                    "bin_left": edges[:-1],
+                    "bin_right": edges[1:],
+                    "percent": 100 * counts / len(values),
+                }
+            )
+        )
     return pd.concat(rows, ignore_index=True)
 
 
 def _class_counts(dks: pd.DataFrame, labels_kind: str) -> pd.DataFrame:
     values = dks.drop(columns="layer").to_numpy()
     rows = []
-    for side, grid in (("positive", np.round(np.arange(0, 1.001, 0.01), 2)),
-                       ("negative", np.round(np.arange(-1, 0.001, 0.01), 2))):
+    for side, grid in (
+        ("positive", np.round(np.arange(0, 1.001, 0.01), 2)),
+        ("negative", np.round(np.arange(-1, 0.001, 0.01), 2)),
+    ):
         for klass in range(values.shape[1]):
             column = values[:, klass]
-            counts = [(column > x).sum() if side == "positive" else (column < x).sum()
-                      for x in grid]
-            rows.append(pd.DataFrame({"side": side, "x": grid, "labels": labels_kind,
-                                      "class": klass, "count": counts}))
+            counts = [
+                (column > x).sum() if side == "positive" else (column < x).sum() for x in grid
+            ]
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "side": side,
+                        "x": grid,
+                        "labels": labels_kind,
+                        "class": klass,
+                        "count": counts,
+                    }
+                )
+            )
     return pd.concat(rows, ignore_index=True)
 
 
@@ -63,10 +93,14 @@ def synthetic_study(
     class_names = [f"class {chr(ord('a') + k)}" for k in range(n_classes)]
     labels = np.repeat(np.arange(n_classes), images_per_class)
     image_ids = [f"{class_names[label]}/img_{i:04d}" for i, label in enumerate(labels)]
-    image_index = pd.DataFrame({"image_id": image_ids,
-                                "path": [f"{image_id}.jpg" for image_id in image_ids],
-                                "label": labels.astype(np.int64),
-                                "class_name": [class_names[label] for label in labels]})
+    image_index = pd.DataFrame(
+        {
+            "image_id": image_ids,
+            "path": [f"{image_id}.jpg" for image_id in image_ids],
+            "label": labels.astype(np.int64),
+            "class_name": [class_names[label] for label in labels],
+        }
+    )
     features, layers, kinds = [], [], {}
     for layer, (kind, n_filters) in LAYERS.items():
         kinds[layer] = kind
@@ -78,22 +112,27 @@ def synthetic_study(
     for column in range(len(features)):
         klass = column % n_classes
         values[labels == klass, column] *= 2.5 if column % 2 == 0 else 0.3
-    embedding = pd.DataFrame(values.astype(np.float32), columns=features,
-                             index=pd.Index(image_ids, name="image_id"))
+    embedding = pd.DataFrame(
+        values.astype(np.float32), columns=features, index=pd.Index(image_ids, name="image_id")
+    )
     dks = _dks_table(embedding, labels, class_names, layers)
-    randomised = _dks_table(embedding, rng.permutation(labels),
-                            [f"random_{k}" for k in range(n_classes)], layers)
+    randomised = _dks_table(
+        embedding, rng.permutation(labels), [f"random_{k}" for k in range(n_classes)], layers
+    )
 
-    class_counts = pd.concat([_class_counts(dks, "real"), _class_counts(randomised, "randomised")],
-                             ignore_index=True)
+    class_counts = pd.concat(
+        [_class_counts(dks, "real"), _class_counts(randomised, "randomised")], ignore_index=True
+    )
     mean_counts = class_counts.groupby(["side", "x", "labels"])["count"].mean().unstack("labels")
-    davg_curve = pd.DataFrame({
-        "side": mean_counts.index.get_level_values("side"),
-        "x": mean_counts.index.get_level_values("x"),
-        "davg": (mean_counts["real"] - mean_counts["randomised"]).to_numpy(),
-        "mean_count_real": mean_counts["real"].to_numpy(),
-        "mean_count_randomised": mean_counts["randomised"].to_numpy(),
-    })
+    davg_curve = pd.DataFrame(
+        {
+            "side": mean_counts.index.get_level_values("side"),
+            "x": mean_counts.index.get_level_values("x"),
+            "davg": (mean_counts["real"] - mean_counts["randomised"]).to_numpy(),
+            "mean_count_real": mean_counts["real"].to_numpy(),
+            "mean_count_randomised": mean_counts["randomised"].to_numpy(),
+        }
+    )
     best = davg_curve.loc[davg_curve.groupby("side")["davg"].idxmax()].set_index("side")
     t_plus, t_minus = float(best.loc["positive", "x"]), float(best.loc["negative", "x"])
 
@@ -103,26 +142,42 @@ def synthetic_study(
     for layer in LAYERS:
         in_layer = dks["layer"] == layer
         for side in ("positive", "negative", "both"):
-            def kept(table: pd.DataFrame) -> float:
+
+            def kept(table: pd.DataFrame, in_layer=in_layer, side=side) -> float:
                 block = table[in_layer].to_numpy()
-                mask = {"positive": block > t_plus, "negative": block < t_minus,
-                        "both": (block > t_plus) | (block < t_minus)}[side]
+                mask = {
+                    "positive": block > t_plus,
+                    "negative": block < t_minus,
+                    "both": (block > t_plus) | (block < t_minus),
+                }[side]
                 return 100 * mask.mean()
-            kept_rows.append({"layer": layer, "side": side, "percent_real": kept(real_values),
-                              "percent_randomised": kept(random_values)})
+
+            kept_rows.append(
+                {
+                    "layer": layer,
+                    "side": side,
+                    "percent_real": kept(real_values),
+                    "percent_randomised": kept(random_values),
+                }
+            )
 
     mean_images = float(images_per_class)
     summary_rows = []
     for layer in LAYERS:
         block = real_values[dks["layer"] == layer].to_numpy().ravel()
         for side, side_values in (("positive", block[block > 0]), ("negative", block[block < 0])):
-            summary_rows.append({
-                "dataset": dataset, "layer": layer, "side": side,
-                "mode": float(np.median(side_values)),
-                "low": float(np.quantile(side_values, 0.16)),
-                "high": float(np.quantile(side_values, 0.84)),
-                "n_pairs": len(side_values), "mean_images_per_class": mean_images,
-            })
+            summary_rows.append(
+                {
+                    "dataset": dataset,
+                    "layer": layer,
+                    "side": side,
+                    "mode": float(np.median(side_values)),
+                    "low": float(np.quantile(side_values, 0.16)),
+                    "high": float(np.quantile(side_values, 0.84)),
+                    "n_pairs": len(side_values),
+                    "mean_images_per_class": mean_images,
+                }
+            )
 
     relevant = lambda table, mask: int(mask(table.to_numpy()).any(axis=1).sum())  # noqa: E731
     return {
@@ -135,17 +190,35 @@ def synthetic_study(
         "davg_curve": davg_curve,
         "class_counts": class_counts,
         "layer_kept": pd.DataFrame(kept_rows),
-        "dataset_properties": pd.DataFrame([{
-            "dataset": dataset, "n_images": len(labels), "n_classes": n_classes,
-            "min_images_per_class": images_per_class, "max_images_per_class": images_per_class,
-            "mean_images_per_class": mean_images}]),
-        "thresholds": pd.DataFrame([{
-            "dataset": dataset, "source_model": source_model,
-            "t_plus": t_plus, "davg_t_plus": float(best.loc["positive", "davg"]),
-            "t_minus": t_minus, "davg_t_minus": float(best.loc["negative", "davg"]),
-            "features_relevant_plus": relevant(real_values, lambda v: v > t_plus),
-            "features_relevant_minus": relevant(real_values, lambda v: v < t_minus),
-            "mean_images_per_class": mean_images, "repetitions": 1, "seed": seed}]),
+        "dataset_properties": pd.DataFrame(
+            [
+                {
+                    "dataset": dataset,
+                    "n_images": len(labels),
+                    "n_classes": n_classes,
+                    "min_images_per_class": images_per_class,
+                    "max_images_per_class": images_per_class,
+                    "mean_images_per_class": mean_images,
+                }
+            ]
+        ),
+        "thresholds": pd.DataFrame(
+            [
+                {
+                    "dataset": dataset,
+                    "source_model": source_model,
+                    "t_plus": t_plus,
+                    "davg_t_plus": float(best.loc["positive", "davg"]),
+                    "t_minus": t_minus,
+                    "davg_t_minus": float(best.loc["negative", "davg"]),
+                    "features_relevant_plus": relevant(real_values, lambda v: v > t_plus),
+                    "features_relevant_minus": relevant(real_values, lambda v: v < t_minus),
+                    "mean_images_per_class": mean_images,
+                    "repetitions": 1,
+                    "seed": seed,
+                }
+            ]
+        ),
     }
 
 
@@ -161,8 +234,9 @@ def threshold_fit(thresholds: pd.DataFrame) -> pd.DataFrame:
             r_squared = 1 - residual.var() / y.var() if y.var() > 0 else np.nan
         else:
             a = b = r_squared = np.nan
-        rows.append({"threshold": column, "a": a, "b": b, "r_squared": r_squared,
-                     "n_datasets": len(y)})
+        rows.append(
+            {"threshold": column, "a": a, "b": b, "r_squared": r_squared, "n_datasets": len(y)}
+        )
     return pd.DataFrame(rows)
 
 
@@ -170,5 +244,8 @@ def embedding_plan(embedding: pd.DataFrame) -> EmbeddingPlan:
     """The plan that makes ShardedEmbeddingDataset.save write `embedding` as one shard."""
     shard = ShardSpec("shard-00000", tuple(embedding.index))
     return EmbeddingPlan(
-        fingerprint="synthetic", columns=tuple(embedding.columns), shards=(shard,),
-        compute=lambda shards: ((s, embedding.to_numpy(dtype=np.float32)) for s in shards))
+        fingerprint="synthetic",
+        columns=tuple(embedding.columns),
+        shards=(shard,),
+        compute=lambda shards: ((s, embedding.to_numpy(dtype=np.float32)) for s in shards),
+    )

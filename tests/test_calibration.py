@@ -40,8 +40,12 @@ def test_counts_beyond_match_brute_force_on_both_sides():
         x = core.threshold_grid(side, 0.01)
         flat = values.astype(np.float64).ravel()
         beyond = (lambda v, t: v > t) if side == "positive" else (lambda v, t: v < t)
-        np.testing.assert_array_equal(core.pairs_beyond(values, x, side), [np.sum(beyond(flat, t)) for t in x])
-        expected = [[np.sum(beyond(values[:, c].astype(np.float64), t)) for t in x] for c in range(6)]
+        np.testing.assert_array_equal(
+            core.pairs_beyond(values, x, side), [np.sum(beyond(flat, t)) for t in x]
+        )
+        expected = [
+            [np.sum(beyond(values[:, c].astype(np.float64), t)) for t in x] for c in range(6)
+        ]
         np.testing.assert_array_equal(core.class_counts_beyond(values, x, side), expected)
 
 
@@ -53,7 +57,9 @@ def test_best_threshold_takes_the_maximum_and_the_x_nearest_zero_on_ties():
     x = core.threshold_grid("positive", 0.1)
     assert core.best_threshold(x, np.array([0, 1, 5, 5, 2, 0, 0, 0, 0, 0, 0])) == (0.2, 5.0)
     x = core.threshold_grid("negative", 0.1)  # -1.0 ... -0.1
-    assert core.best_threshold(x, np.array([0, 0, 0, 0, 0, 7, 7, 1, 0, 0])) == pytest.approx((-0.4, 7.0))
+    assert core.best_threshold(x, np.array([0, 0, 0, 0, 0, 7, 7, 1, 0, 0])) == pytest.approx(
+        (-0.4, 7.0)
+    )
 
 
 def test_log_fit_matches_scipy_linregress():
@@ -62,7 +68,9 @@ def test_log_fit_matches_scipy_linregress():
     thresholds = 0.3 - 0.03 * np.log(means) + rng.normal(0, 0.005, means.size)
     a, b, r_squared = core.fit_log_model(means, thresholds)
     reference = linregress(np.log(means), thresholds)
-    np.testing.assert_allclose([a, b, r_squared], [reference.intercept, reference.slope, reference.rvalue**2])
+    np.testing.assert_allclose(
+        [a, b, r_squared], [reference.intercept, reference.slope, reference.rvalue**2]
+    )
     exact = core.fit_log_model(means, 0.2 + 0.01 * np.log(means))
     np.testing.assert_allclose(exact, [0.2, 0.01, 1.0])
     assert np.isnan(core.fit_log_model(means, np.full(5, 0.1))[2])

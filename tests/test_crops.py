@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnn_feature_behavior.extraction.crops import crop_origins, crops_of, image_crops, load_rgb, resize_shorter_side
+from cnn_feature_behavior.extraction.crops import (
+    crop_origins,
+    crops_of,
+    image_crops,
+    load_rgb,
+    resize_shorter_side,
+)
 
 
 def _numbered_image(height: int, width: int) -> np.ndarray:
@@ -21,8 +27,10 @@ def test_ten_crops_are_corners_centre_and_mirrors():
     image = _numbered_image(7, 10)
     crops = crops_of(image, crop=4, n_crops=10)
     expected_origins = [(0, 0), (0, 6), (3, 0), (3, 6), (1, 3)]
-    expected = [image[t : t + 4, l : l + 4] for t, l in expected_origins]
-    expected += [np.array([[row[4 - 1 - j] for j in range(4)] for row in crop]) for crop in expected]
+    expected = [image[top : top + 4, left : left + 4] for top, left in expected_origins]
+    expected += [
+        np.array([[row[4 - 1 - j] for j in range(4)] for row in crop]) for crop in expected
+    ]
     assert crops.shape == (10, 4, 4, 3)
     for got, want in zip(crops, expected, strict=True):
         np.testing.assert_array_equal(got, want)
@@ -46,7 +54,12 @@ def test_bad_crop_requests_are_refused(n_crops, crop):
 
 @pytest.mark.parametrize(
     ("shape", "size", "expected"),
-    [((100, 300), 50, (50, 150)), ((300, 100), 50, (150, 50)), ((40, 40), 256, (256, 256)), ((30, 45), 256, (256, 384))],
+    [
+        ((100, 300), 50, (50, 150)),
+        ((300, 100), 50, (150, 50)),
+        ((40, 40), 256, (256, 256)),
+        ((30, 45), 256, (256, 384)),
+    ],
 )
 def test_shorter_side_is_resized_and_small_images_upscaled(shape, size, expected):
     resized = resize_shorter_side(np.zeros((*shape, 3), np.uint8), size)
@@ -56,7 +69,9 @@ def test_shorter_side_is_resized_and_small_images_upscaled(shape, size, expected
 
 def test_resize_keeps_a_flat_colour():
     image = np.full((60, 90, 3), (10, 200, 77), np.uint8)
-    np.testing.assert_array_equal(resize_shorter_side(image, 37), np.full((37, 56, 3), (10, 200, 77), np.uint8))
+    np.testing.assert_array_equal(
+        resize_shorter_side(image, 37), np.full((37, 56, 3), (10, 200, 77), np.uint8)
+    )
 
 
 def _save(image: Image.Image, tmp_path, name: str, **kwargs):
@@ -72,13 +87,19 @@ def test_greyscale_palette_and_cmyk_decode_to_rgb(tmp_path):
 
     rgb = _numbered_image(6, 8)
     palette = Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=256)
-    np.testing.assert_array_equal(load_rgb(_save(palette, tmp_path, "p.png")), np.asarray(palette.convert("RGB")))
+    np.testing.assert_array_equal(
+        load_rgb(_save(palette, tmp_path, "p.png")), np.asarray(palette.convert("RGB"))
+    )
 
     cmyk = Image.new("CMYK", (5, 4), (0, 255, 255, 0))  # pure red in CMYK
-    np.testing.assert_array_equal(load_rgb(_save(cmyk, tmp_path, "c.tif")), np.full((4, 5, 3), (255, 0, 0), np.uint8))
+    np.testing.assert_array_equal(
+        load_rgb(_save(cmyk, tmp_path, "c.tif")), np.full((4, 5, 3), (255, 0, 0), np.uint8)
+    )
 
     bilevel = Image.new("1", (3, 2), 1)
-    np.testing.assert_array_equal(load_rgb(_save(bilevel, tmp_path, "b.png")), np.full((2, 3, 3), 255, np.uint8))
+    np.testing.assert_array_equal(
+        load_rgb(_save(bilevel, tmp_path, "b.png")), np.full((2, 3, 3), 255, np.uint8)
+    )
 
 
 def test_transparency_is_composited_on_white(tmp_path):
@@ -93,7 +114,9 @@ def test_transparency_is_composited_on_white(tmp_path):
     np.testing.assert_allclose(got[1, 0], np.array([0, 0, 200]) * alpha + 255 * (1 - alpha), atol=1)
 
     grey_alpha = Image.new("LA", (2, 1), (0, 0))
-    np.testing.assert_array_equal(load_rgb(_save(grey_alpha, tmp_path, "la.png")), np.full((1, 2, 3), 255, np.uint8))
+    np.testing.assert_array_equal(
+        load_rgb(_save(grey_alpha, tmp_path, "la.png")), np.full((1, 2, 3), 255, np.uint8)
+    )
 
 
 def test_sixteen_bit_images_are_scaled_to_eight_bits(tmp_path):
@@ -124,7 +147,9 @@ def test_exif_orientation_is_applied(tmp_path):
 
 def test_truncated_jpeg_fails_to_decode(tmp_path):
     buffer = io.BytesIO()
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buffer, "JPEG")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(
+        buffer, "JPEG"
+    )
     path = tmp_path / "cut.jpg"
     path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
     with pytest.raises(OSError):

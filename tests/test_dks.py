@@ -20,7 +20,11 @@ def random_case(rng: np.random.Generator, kind: str):
     """(values, labels, n_classes) of one random dataset of the given kind."""
     if kind == "imbalanced":
         n_classes = int(rng.integers(2, 5))
-        sizes = [1] + [int(rng.integers(1, 4)) for _ in range(n_classes - 2)] + [int(rng.integers(60, 200))]
+        sizes = (
+            [1]
+            + [int(rng.integers(1, 4)) for _ in range(n_classes - 2)]
+            + [int(rng.integers(60, 200))]
+        )
     else:
         n_classes = int(rng.integers(2, 7))
         sizes = [int(rng.integers(1, 3 if kind == "tiny" else 25)) for _ in range(n_classes)]
@@ -37,13 +41,16 @@ def random_case(rng: np.random.Generator, kind: str):
 def exact_extremes(inner: np.ndarray, outer: np.ndarray) -> tuple[Fraction, Fraction]:
     """max(outer_EDF - inner_EDF) and max(inner_EDF - outer_EDF) over all values, in exact fractions."""
     differences = [
-        Fraction(int(np.sum(outer <= x)), outer.size) - Fraction(int(np.sum(inner <= x)), inner.size)
+        Fraction(int(np.sum(outer <= x)), outer.size)
+        - Fraction(int(np.sum(inner <= x)), inner.size)
         for x in np.concatenate([inner, outer])
     ]
     return max(differences), -min(differences)
 
 
-@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")  # scipy p-values of 1-image samples
+@pytest.mark.filterwarnings(
+    "ignore:divide by zero:RuntimeWarning"
+)  # scipy p-values of 1-image samples
 @pytest.mark.parametrize("kind", ["continuous", "ties", "tiny", "imbalanced"])
 def test_exact_mode_matches_scipy_ks_2samp(kind):
     rng = np.random.default_rng({"continuous": 1, "ties": 2, "tiny": 3, "imbalanced": 4}[kind])
@@ -63,14 +70,19 @@ def test_exact_mode_matches_scipy_ks_2samp(kind):
                     exact_ties += 1
                     assert result[f, c] == -float(inner_ahead)
                 else:
-                    assert abs(result[f, c] - (-reference.statistic_sign * reference.statistic)) <= 1e-9
+                    assert (
+                        abs(result[f, c] - (-reference.statistic_sign * reference.statistic))
+                        <= 1e-9
+                    )
                 compared += 1
     assert compared > 300
     if kind in ("ties", "tiny"):
         assert exact_ties > 0
 
 
-def binned_reference(values: np.ndarray, labels: np.ndarray, n_classes: int, bins: int) -> np.ndarray:
+def binned_reference(
+    values: np.ndarray, labels: np.ndarray, n_classes: int, bins: int
+) -> np.ndarray:
     """A plain loop over every (feature, class) pair and every bin, on exact fractions."""
     result = np.zeros((values.shape[1], n_classes))
     for f in range(values.shape[1]):
@@ -98,7 +110,9 @@ def test_binned_mode_matches_a_per_pair_loop(bins):
         for _ in range(3):
             values, labels, n_classes = random_case(rng, kind)
             result = dks.signed_ks(values, labels, names(n_classes), bins=bins, workers=2)
-            np.testing.assert_allclose(result, binned_reference(values, labels, n_classes, bins), rtol=0, atol=1e-12)
+            np.testing.assert_allclose(
+                result, binned_reference(values, labels, n_classes, bins), rtol=0, atol=1e-12
+            )
 
 
 def test_binned_mode_is_the_exact_statistic_of_the_bin_indices():
@@ -157,7 +171,9 @@ def test_blocks_threads_and_memory_layout_do_not_change_results():
     )
     for layout in (np.ascontiguousarray(values), np.asfortranarray(values)):
         for workers in (1, 3):
-            np.testing.assert_array_equal(dks.signed_ks(layout, labels, names(5), workers=workers), reference)
+            np.testing.assert_array_equal(
+                dks.signed_ks(layout, labels, names(5), workers=workers), reference
+            )
 
 
 def test_large_classes_use_exact_64_bit_scores():
@@ -169,7 +185,8 @@ def test_large_classes_use_exact_64_bit_scores():
     lo, hi = dks.feature_range(values.T.copy(), 0, None)
     bin_values = dks.bin_indices(values.T.copy(), lo, hi, 100).T.astype(np.float32)
     np.testing.assert_array_equal(
-        dks.signed_ks(values, labels, names(11)), dks.signed_ks(bin_values, labels, names(11), bins=None)
+        dks.signed_ks(values, labels, names(11)),
+        dks.signed_ks(bin_values, labels, names(11), bins=None),
     )
 
 
@@ -206,12 +223,18 @@ def side_reference(values: np.ndarray, side: str) -> tuple[float, float, float]:
     fullest = max(counts, key=lambda k: (counts[k], -abs(k - 49.5)))
     mode = -1 + 0.02 * fullest + 0.01
     at_mode = sum(v <= mode for v in kept) / len(kept)
-    return (mode, float(np.quantile(kept, max(at_mode - 0.34, 0))), float(np.quantile(kept, min(at_mode + 0.34, 1))))
+    return (
+        mode,
+        float(np.quantile(kept, max(at_mode - 0.34, 0))),
+        float(np.quantile(kept, min(at_mode + 0.34, 1))),
+    )
 
 
 def test_side_summary_against_a_loop():
     rng = np.random.default_rng(5)
-    values = np.concatenate([rng.lognormal(-1.5, 0.4, 3000), -rng.lognormal(-2.0, 0.5, 2000), np.zeros(30)])
+    values = np.concatenate(
+        [rng.lognormal(-1.5, 0.4, 3000), -rng.lognormal(-2.0, 0.5, 2000), np.zeros(30)]
+    )
     values = np.clip(values, -1, 1)
     for side, n in (("positive", 3000), ("negative", 2000)):
         mode, low, high, n_pairs = dks.side_summary(values, side)

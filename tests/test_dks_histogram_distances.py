@@ -39,7 +39,9 @@ def test_matches_a_per_pair_reference(bins, smoothing):
     values = rng.standard_normal((labels.size, 6)).astype(np.float32)
     values[:, 3] = rng.integers(0, 3, labels.size)
     values[:, 4] += 2 * (labels == 2)
-    kl, bhattacharyya = histogram_distances(values, labels, list("abcd"), bins=bins, smoothing=smoothing)
+    kl, bhattacharyya = histogram_distances(
+        values, labels, list("abcd"), bins=bins, smoothing=smoothing
+    )
     expected_kl, expected_bhattacharyya = reference(values, labels, 4, bins, smoothing)
     np.testing.assert_allclose(kl, expected_kl, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(bhattacharyya, expected_bhattacharyya, rtol=1e-10, atol=1e-12)

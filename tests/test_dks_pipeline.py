@@ -10,8 +10,8 @@ import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
-from cnn_feature_behavior.statistics.dks import signed_ks
 from cnn_feature_behavior.pipelines.dks import create_pipeline
+from cnn_feature_behavior.statistics.dks import signed_ks
 
 N_CLASSES, PER_CLASS, PER_LAYER = 8, 50, 200
 PLANTED = 5  # features shifted up, and as many shifted down, for each class
@@ -40,31 +40,45 @@ def planted_inputs(seed: int = 0) -> dict[str, pd.DataFrame]:
     features = [f"{layer}/n{i % PER_LAYER}" for i, layer in enumerate(layers)]
     image_ids = [f"class{label}/img{i:03d}" for i, label in enumerate(labels)]
     embedding = pd.DataFrame(values, index=pd.Index(image_ids, name="image_id"), columns=features)
-    image_index = pd.DataFrame({
-        "image_id": image_ids + ["class0/rejected"],
-        "path": [f"{i}.jpg" for i in image_ids] + ["class0/rejected.jpg"],
-        "label": np.append(labels, 0).astype(np.int64),
-        "class_name": [f"class{label}" for label in labels] + ["class0"],
-    })
-    manifest = pd.DataFrame({
-        "feature": features, "layer": layers, "filter": np.arange(2 * PER_LAYER) % PER_LAYER,
-        "layer_kind": ["conv"] * PER_LAYER + ["fc"] * PER_LAYER,
-    })
+    image_index = pd.DataFrame(
+        {
+            "image_id": image_ids + ["class0/rejected"],
+            "path": [f"{i}.jpg" for i in image_ids] + ["class0/rejected.jpg"],
+            "label": np.append(labels, 0).astype(np.int64),
+            "class_name": [f"class{label}" for label in labels] + ["class0"],
+        }
+    )
+    manifest = pd.DataFrame(
+        {
+            "feature": features,
+            "layer": layers,
+            "filter": np.arange(2 * PER_LAYER) % PER_LAYER,
+            "layer_kind": ["conv"] * PER_LAYER + ["fc"] * PER_LAYER,
+        }
+    )
     return {"embedding": embedding, "image_index": image_index, "feature_manifest": manifest}
 
 
 DKS_PARAMS = {"bins": 100, "workers": 2, "histogram_distances": {"bins": 100, "smoothing": 1e-4}}
-DKS_OUTPUTS = ("dks", "dks_class_sizes", "kl_divergence", "bhattacharyya_distance",
-               "dks_layer_summary", "dks_histograms")
+DKS_OUTPUTS = (
+    "dks",
+    "dks_class_sizes",
+    "kl_divergence",
+    "bhattacharyya_distance",
+    "dks_layer_summary",
+    "dks_histograms",
+)
 
 
 def run_dks(inputs: dict[str, pd.DataFrame], dks_params: dict = DKS_PARAMS) -> DataCatalog:
-    catalog = DataCatalog({
-        **{name: MemoryDataset(data) for name, data in inputs.items()},
-        "params:dks": MemoryDataset(dks_params),
-        "params:dataset": MemoryDataset("synthetic"),
-        **{name: KeptMemoryDataset() for name in DKS_OUTPUTS},
-    })
+    catalog = DataCatalog(
+        {
+            **{name: MemoryDataset(data) for name, data in inputs.items()},
+            "params:dks": MemoryDataset(dks_params),
+            "params:dataset": MemoryDataset("synthetic"),
+            **{name: KeptMemoryDataset() for name in DKS_OUTPUTS},
+        }
+    )
     SequentialRunner().run(create_pipeline(), catalog)
     return catalog
 
@@ -78,19 +92,26 @@ def test_dks_pipeline_outputs_follow_the_contract(caplog):
     dks = catalog.load("dks")
     classes = [f"class{k}" for k in range(N_CLASSES)]
     assert list(dks.columns) == ["layer", *classes]
-    assert dks.index.name == "feature" and list(dks.index) == list(inputs["feature_manifest"]["feature"])
+    assert dks.index.name == "feature" and list(dks.index) == list(
+        inputs["feature_manifest"]["feature"]
+    )
     assert (dks.dtypes[classes] == np.float32).all()
     assert dks["layer"].tolist() == inputs["feature_manifest"]["layer"].tolist()
     labels = np.repeat(np.arange(N_CLASSES), PER_CLASS)
-    expected = signed_ks(inputs["embedding"].to_numpy(), labels, classes, bins=100).astype(np.float32)
+    expected = signed_ks(inputs["embedding"].to_numpy(), labels, classes, bins=100).astype(
+        np.float32
+    )
     np.testing.assert_array_equal(dks[classes].to_numpy(), expected)
     for k in range(N_CLASSES):
         assert (dks.iloc[10 * k : 10 * k + PLANTED, k + 1] > 0.8).all()
         assert (dks.iloc[10 * k + PLANTED : 10 * k + 2 * PLANTED, k + 1] < -0.8).all()
 
     sizes = catalog.load("dks_class_sizes")
-    assert sizes.to_dict("list") == {"label": list(range(N_CLASSES)), "class_name": classes,
-                                     "n_images": [PER_CLASS] * N_CLASSES}
+    assert sizes.to_dict("list") == {
+        "label": list(range(N_CLASSES)),
+        "class_name": classes,
+        "n_images": [PER_CLASS] * N_CLASSES,
+    }
 
     for name in ("kl_divergence", "bhattacharyya_distance"):
         table = catalog.load(name)
@@ -101,9 +122,15 @@ def test_dks_pipeline_outputs_follow_the_contract(caplog):
 
     summary = catalog.load("dks_layer_summary")
     assert summary[["layer", "side"]].values.tolist() == [
-        ["conv1_1", "positive"], ["conv1_1", "negative"], ["fc6", "positive"], ["fc6", "negative"]]
+        ["conv1_1", "positive"],
+        ["conv1_1", "negative"],
+        ["fc6", "positive"],
+        ["fc6", "negative"],
+    ]
     assert (summary["low"] <= summary["mode"]).all() and (summary["mode"] <= summary["high"]).all()
-    assert (summary["mean_images_per_class"] == PER_CLASS).all() and (summary["dataset"] == "synthetic").all()
+    assert (summary["mean_images_per_class"] == PER_CLASS).all() and (
+        summary["dataset"] == "synthetic"
+    ).all()
     assert summary["n_pairs"].sum() + int((dks[classes] == 0).sum().sum()) == dks[classes].size
 
     histograms = catalog.load("dks_histograms")
@@ -124,8 +151,14 @@ def test_exact_mode_through_the_pipeline():
 def test_class_left_without_images_is_named():
     inputs = planted_inputs()
     index = inputs["image_index"]
-    ghost = pd.DataFrame({"image_id": ["ghost/img"], "path": ["ghost/img.jpg"], "label": [N_CLASSES],
-                          "class_name": ["ghost"]})
+    ghost = pd.DataFrame(
+        {
+            "image_id": ["ghost/img"],
+            "path": ["ghost/img.jpg"],
+            "label": [N_CLASSES],
+            "class_name": ["ghost"],
+        }
+    )
     inputs["image_index"] = pd.concat([index, ghost], ignore_index=True)
     with pytest.raises(ValueError, match="no images.*ghost"):
         run_dks(inputs)
@@ -134,12 +167,16 @@ def test_class_left_without_images_is_named():
 def test_embedding_image_missing_from_the_index_is_an_error():
     inputs = planted_inputs()
     inputs["image_index"] = inputs["image_index"].iloc[1:]
-    with pytest.raises(ValueError, match=r"1 embedding image\(s\) are not in image_index.*class0/img000"):
+    with pytest.raises(
+        ValueError, match=r"1 embedding image\(s\) are not in image_index.*class0/img000"
+    ):
         run_dks(inputs)
 
 
 def test_manifest_out_of_order_is_an_error():
     inputs = planted_inputs()
     inputs["feature_manifest"] = inputs["feature_manifest"].iloc[::-1].reset_index(drop=True)
-    with pytest.raises(ValueError, match="embedding column 0 is 'conv1_1/n0' but feature_manifest row 0"):
+    with pytest.raises(
+        ValueError, match="embedding column 0 is 'conv1_1/n0' but feature_manifest row 0"
+    ):
         run_dks(inputs)

@@ -10,7 +10,11 @@ import pandas as pd
 import pytest
 from kedro.io import DatasetError
 
-from cnn_feature_behavior.extraction.embedding_store import EmbeddingPlan, ShardedEmbeddingDataset, ShardSpec
+from cnn_feature_behavior.extraction.embedding_store import (
+    EmbeddingPlan,
+    ShardedEmbeddingDataset,
+    ShardSpec,
+)
 
 COLUMNS = ("conv1_1/n0", "conv1_1/n1", "fc6/n0")
 
@@ -20,7 +24,9 @@ def _features(image_id: str) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(len(COLUMNS)).astype(np.float32)
 
 
-def _plan(image_ids: list[str], shard_size: int = 2, fingerprint: str = "f1", computed: list | None = None) -> EmbeddingPlan:
+def _plan(
+    image_ids: list[str], shard_size: int = 2, fingerprint: str = "f1", computed: list | None = None
+) -> EmbeddingPlan:
     shards = tuple(
         ShardSpec(f"shard-{k:05d}", tuple(image_ids[i : i + shard_size]))
         for k, i in enumerate(range(0, len(image_ids), shard_size))
@@ -36,7 +42,11 @@ def _plan(image_ids: list[str], shard_size: int = 2, fingerprint: str = "f1", co
 
 
 def _expected(image_ids: list[str]) -> pd.DataFrame:
-    frame = pd.DataFrame([_features(i) for i in image_ids], index=pd.Index(image_ids, name="image_id"), columns=list(COLUMNS))
+    frame = pd.DataFrame(
+        [_features(i) for i in image_ids],
+        index=pd.Index(image_ids, name="image_id"),
+        columns=list(COLUMNS),
+    )
     return frame.astype(np.float32)
 
 
@@ -49,7 +59,10 @@ def test_save_then_load_gives_rows_in_order_and_float32(tmp_path):
     loaded = dataset.load()
     pd.testing.assert_frame_equal(loaded, _expected(IDS), check_exact=True)
     assert sorted(p.name for p in (tmp_path / "emb").iterdir()) == [
-        "plan.json", "shard-00000.parquet", "shard-00001.parquet", "shard-00002.parquet"
+        "plan.json",
+        "shard-00000.parquet",
+        "shard-00001.parquet",
+        "shard-00002.parquet",
     ]
     assert dataset.exists()
     assert dataset.feature_columns() == list(COLUMNS)
@@ -60,7 +73,9 @@ def test_a_block_of_columns_is_read_alone(tmp_path):
     dataset.save(_plan(IDS))
     block = dataset.load_columns(["fc6/n0", "conv1_1/n0"])
     pd.testing.assert_frame_equal(block, _expected(IDS)[["fc6/n0", "conv1_1/n0"]], check_exact=True)
-    configured = ShardedEmbeddingDataset(path=str(tmp_path / "emb"), load_args={"columns": ["conv1_1/n1"]})
+    configured = ShardedEmbeddingDataset(
+        path=str(tmp_path / "emb"), load_args={"columns": ["conv1_1/n1"]}
+    )
     assert list(configured.load().columns) == ["conv1_1/n1"]
     with pytest.raises(DatasetError, match="no feature columns"):
         dataset.load_columns(["conv9_9/n0"])
@@ -132,7 +147,9 @@ def test_a_shard_with_a_foreign_fingerprint_is_recomputed(tmp_path):
 def test_wrong_computed_shapes_and_types_are_refused(tmp_path):
     plan = _plan(IDS)
     bad = EmbeddingPlan(
-        fingerprint="x", columns=COLUMNS, shards=plan.shards,
+        fingerprint="x",
+        columns=COLUMNS,
+        shards=plan.shards,
         compute=lambda todo: ((s, np.zeros((len(s.image_ids), 3), np.float64)) for s in todo),
     )
     with pytest.raises(DatasetError, match="shard-00000 computed as float64"):
@@ -145,7 +162,9 @@ def test_an_empty_plan_loads_as_an_empty_frame(tmp_path):
     dataset = ShardedEmbeddingDataset(path=str(tmp_path / "emb"))
     dataset.save(_plan([]))
     loaded = dataset.load()
-    assert loaded.empty and list(loaded.columns) == list(COLUMNS) and loaded.index.name == "image_id"
+    assert (
+        loaded.empty and list(loaded.columns) == list(COLUMNS) and loaded.index.name == "image_id"
+    )
 
 
 def test_unknown_load_args_are_refused(tmp_path):
@@ -166,7 +185,11 @@ def test_a_killed_rerun_with_another_shard_size_never_loads_old_shards(tmp_path)
             yield shard, features
 
     with pytest.raises(KeyboardInterrupt):
-        dataset.save(EmbeddingPlan(resized.fingerprint, COLUMNS, resized.shards, killed_before_the_last_shard))
+        dataset.save(
+            EmbeddingPlan(
+                resized.fingerprint, COLUMNS, resized.shards, killed_before_the_last_shard
+            )
+        )
     with pytest.raises(DatasetError, match="incomplete"):
         dataset.load()
     dataset.save(resized)
@@ -176,8 +199,13 @@ def test_a_killed_rerun_with_another_shard_size_never_loads_old_shards(tmp_path)
 def test_a_damaged_shard_is_named_and_recomputed(tmp_path, caplog):
     dataset = ShardedEmbeddingDataset(path=str(tmp_path / "emb"))
     dataset.save(_plan(IDS))
-    (tmp_path / "emb/shard-00001.parquet").write_bytes(b"")  # what a crash before the data hit the disk leaves
-    with caplog.at_level(logging.WARNING), pytest.raises(DatasetError, match="incomplete.*shard-00001"):
+    (tmp_path / "emb/shard-00001.parquet").write_bytes(
+        b""
+    )  # what a crash before the data hit the disk leaves
+    with (
+        caplog.at_level(logging.WARNING),
+        pytest.raises(DatasetError, match="incomplete.*shard-00001"),
+    ):
         dataset.load()
     assert "shard-00001.parquet" in caplog.text
     assert not dataset.exists()

@@ -7,7 +7,6 @@ import sys
 
 import pandas as pd
 import pytest
-
 from conftest import PROJECT_ROOT
 
 WEIGHTS = PROJECT_ROOT / "data" / "06_models" / "vgg16_imagenet_conv.h5"
@@ -20,10 +19,19 @@ def test_full_study_on_caltech101_mini(project_copy, shared_datasets):
     raw_dir = shared_datasets / "caltech101-mini"
     result = subprocess.run(
         [
-            sys.executable, "-m", "kedro", "run", "--env", "caltech101",
-            "--params", f"raw_dir={raw_dir},crops=1",
+            sys.executable,
+            "-m",
+            "kedro",
+            "run",
+            "--env",
+            "caltech101",
+            "--params",
+            f"raw_dir={raw_dir},crops=1",
         ],
-        cwd=project_copy, capture_output=True, text=True, timeout=1800,
+        cwd=project_copy,
+        capture_output=True,
+        text=True,
+        timeout=1800,
     )
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-5000:]
@@ -44,7 +52,10 @@ def test_full_study_on_caltech101_mini(project_copy, shared_datasets):
     # several times more features than randomised ones.
     curve = pd.read_parquet(model_output / "caltech101" / "davg_curve.parquet")
     thresholds = pd.read_parquet(model_output / "thresholds" / "caltech101.parquet").iloc[0]
-    for side, threshold in (("positive", thresholds["t_plus"]), ("negative", thresholds["t_minus"])):
+    for side, threshold in (
+        ("positive", thresholds["t_plus"]),
+        ("negative", thresholds["t_minus"]),
+    ):
         at = curve[(curve["side"] == side) & ((curve["x"] - threshold).abs() < 5e-4)].iloc[0]
         assert at["mean_count_real"] > 3 * at["mean_count_randomised"], (side, at.to_dict())
     assert 0.05 < thresholds["t_plus"] < 0.6 and -0.6 < thresholds["t_minus"] < -0.05

@@ -22,6 +22,8 @@ from PIL import Image
 
 from cnn_feature_behavior.extraction.crops import crops_of, load_rgb, resize_shorter_side
 from cnn_feature_behavior.extraction.embedding_store import ShardedEmbeddingDataset
+from cnn_feature_behavior.extraction.source_models import build_tiny_vgg, keras_layer_name
+from cnn_feature_behavior.extraction.source_models.weight_files import write_legacy_h5
 from cnn_feature_behavior.extraction.stream import (
     CropStream,
     build_extractor,
@@ -31,8 +33,6 @@ from cnn_feature_behavior.extraction.stream import (
     prefetched,
 )
 from cnn_feature_behavior.pipelines.feature_extraction import create_pipeline
-from cnn_feature_behavior.extraction.source_models import build_tiny_vgg, keras_layer_name
-from cnn_feature_behavior.extraction.source_models.weight_files import write_legacy_h5
 
 CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68])
 TINY_LAYERS = ["conv1_1", "conv2_2", "conv3_3", "conv4_1", "conv5_3", "fc6", "fc7"]
@@ -49,7 +49,9 @@ def _random_images(folder: Path, sizes: list[tuple[int, int]], seed: int = 0) ->
     names = []
     for k, (height, width) in enumerate(sizes):
         name = f"img{k:03d}.png"
-        Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(folder / name)
+        Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(
+            folder / name
+        )
         names.append(name)
     return names
 
@@ -70,7 +72,15 @@ def test_extractor_outputs_are_spatial_means_and_fc_as_is():
 def test_manifest_lists_every_column_in_layer_order():
     extractor = build_extractor(build_tiny_vgg(seed=0), TINY_LAYERS)
     manifest = feature_manifest(extractor, TINY_LAYERS)
-    widths = {"conv1_1": 2, "conv2_2": 4, "conv3_3": 8, "conv4_1": 16, "conv5_3": 16, "fc6": 8, "fc7": 8}
+    widths = {
+        "conv1_1": 2,
+        "conv2_2": 4,
+        "conv3_3": 8,
+        "conv4_1": 16,
+        "conv5_3": 16,
+        "fc6": 8,
+        "fc7": 8,
+    }
     expected = [(f"{layer}/n{i}", layer, i) for layer in TINY_LAYERS for i in range(widths[layer])]
     assert list(zip(manifest["feature"], manifest["layer"], manifest["filter"])) == expected
     assert list(manifest.columns) == ["feature", "layer", "filter", "layer_kind"]
@@ -91,7 +101,9 @@ def _pixel_probe() -> keras.Model:
     kernel[1, 2, 0, 1], kernel[1, 1, 0, 1] = 1.0, -1.0  # right neighbour minus pixel
     conv = keras.layers.Conv2D(2, 3, padding="same", activation="relu", name="block1_conv1")
     outputs = conv(inputs)
-    conv.set_weights([kernel, np.full(2, 400.0, np.float32)])  # keeps every value above the ReLU's 0
+    conv.set_weights(
+        [kernel, np.full(2, 400.0, np.float32)]
+    )  # keeps every value above the ReLU's 0
     return keras.Model(inputs, outputs)
 
 
@@ -106,8 +118,14 @@ def _probe_reference(crop_uint8: np.ndarray) -> np.ndarray:
 def test_crop_geometry_and_crop_mean_through_the_model(tmp_path, n_crops):
     names = _random_images(tmp_path, [(20, 30), (33, 20)])
     stream = CropStream(
-        build_extractor(_pixel_probe(), ["conv1_1"]), SPEC, {n: tmp_path / n for n in names},
-        resize=20, crop=16, n_crops=n_crops, batch_size=7, workers=2,
+        build_extractor(_pixel_probe(), ["conv1_1"]),
+        SPEC,
+        {n: tmp_path / n for n in names},
+        resize=20,
+        crop=16,
+        n_crops=n_crops,
+        batch_size=7,
+        workers=2,
     )
     ((_, got),) = list(stream([plan_shards(names, 10)[0]]))
     # 20x30 stays as it is; 33x20 is already 20 on its shorter side.
@@ -117,7 +135,7 @@ def test_crop_geometry_and_crop_mean_through_the_model(tmp_path, n_crops):
     }
     for row, name in zip(got, names, strict=True):
         pixels = np.asarray(Image.open(tmp_path / name).convert("RGB"))
-        crops = [pixels[t : t + 16, l : l + 16] for t, l in origins[name]]
+        crops = [pixels[top : top + 16, left : left + 16] for top, left in origins[name]]
         crops = crops[4:] if n_crops == 1 else crops + [c[:, ::-1] for c in crops]
         expected = np.mean([_probe_reference(c) for c in crops], axis=0)
         np.testing.assert_allclose(row, expected, rtol=1e-5)  # float32 sums inside the model
@@ -128,13 +146,25 @@ def test_image_vector_is_the_mean_of_its_crop_vectors(tmp_path):
     names = _random_images(tmp_path, [(40, 50), (36, 36), (60, 37)], seed=1)
     backbone = build_tiny_vgg(seed=2)
     extractor = build_extractor(backbone, TINY_LAYERS)
-    stream = CropStream(extractor, SPEC, {n: tmp_path / n for n in names}, resize=36, crop=32,
-                        n_crops=10, batch_size=20, workers=2)
+    stream = CropStream(
+        extractor,
+        SPEC,
+        {n: tmp_path / n for n in names},
+        resize=36,
+        crop=32,
+        n_crops=10,
+        batch_size=20,
+        workers=2,
+    )
     ((_, got),) = list(stream(plan_shards(names, 5)))
     for row, name in zip(got, names, strict=True):
         crops = crops_of(resize_shorter_side(load_rgb(tmp_path / name), 36), 32, 10)
         per_crop = np.concatenate(
-            [np.asarray(o, np.float64) for o in extractor.predict_on_batch(_caffe(crops).astype(np.float32))], axis=1
+            [
+                np.asarray(o, np.float64)
+                for o in extractor.predict_on_batch(_caffe(crops).astype(np.float32))
+            ],
+            axis=1,
         )
         np.testing.assert_allclose(row, per_crop.mean(axis=0), rtol=1e-4, atol=1e-5)
 
@@ -157,17 +187,34 @@ def test_prefetch_keeps_order_and_bounds_work_in_flight():
 
 def _tiny_weights(path: Path, seed: int = 0) -> None:
     model = build_tiny_vgg(seed=seed)
-    write_legacy_h5({layer.name: tuple(np.asarray(w) for w in layer.weights) for layer in model.layers if layer.weights}, path)
+    write_legacy_h5(
+        {
+            layer.name: tuple(np.asarray(w) for w in layer.weights)
+            for layer in model.layers
+            if layer.weights
+        },
+        path,
+    )
 
 
 def _index(raw: Path, names: list[str]) -> pd.DataFrame:
-    return pd.DataFrame({"image_id": [n.split(".")[0] for n in names], "path": names,
-                         "label": np.arange(len(names)) % 2, "class_name": ["a", "b"] * (len(names) // 2) + ["a"] * (len(names) % 2)})
+    return pd.DataFrame(
+        {
+            "image_id": [n.split(".")[0] for n in names],
+            "path": names,
+            "label": np.arange(len(names)) % 2,
+            "class_name": ["a", "b"] * (len(names) // 2) + ["a"] * (len(names) % 2),
+        }
+    )
 
 
-def _run_pipeline(tmp_path: Path, index: pd.DataFrame, raw: Path, crops: int = 10, crop: int = 32) -> DataCatalog:
+def _run_pipeline(
+    tmp_path: Path, index: pd.DataFrame, raw: Path, crops: int = 10, crop: int = 32
+) -> DataCatalog:
     _tiny_weights(tmp_path / "tiny.h5")
-    source_models = {"tiny": {**SPEC, "weights": [{"source": "file", "path": str(tmp_path / "tiny.h5")}]}}
+    source_models = {
+        "tiny": {**SPEC, "weights": [{"source": "file", "path": str(tmp_path / "tiny.h5")}]}
+    }
     catalog = DataCatalog(
         {
             "image_index": MemoryDataset(index),
@@ -211,8 +258,16 @@ def test_pipeline_writes_embedding_manifest_and_rejects(tmp_path):
 
     extractor = build_extractor(build_tiny_vgg(seed=0), TINY_LAYERS)
     crops = crops_of(resize_shorter_side(load_rgb(raw / "grey.jpg"), 36), 32, 10)
-    per_crop = np.concatenate([np.asarray(o, np.float64) for o in extractor.predict_on_batch(_caffe(crops).astype(np.float32))], axis=1)
-    np.testing.assert_allclose(embedding.loc["grey"].to_numpy(), per_crop.mean(axis=0), rtol=1e-4, atol=1e-5)
+    per_crop = np.concatenate(
+        [
+            np.asarray(o, np.float64)
+            for o in extractor.predict_on_batch(_caffe(crops).astype(np.float32))
+        ],
+        axis=1,
+    )
+    np.testing.assert_allclose(
+        embedding.loc["grey"].to_numpy(), per_crop.mean(axis=0), rtol=1e-4, atol=1e-5
+    )
 
 
 def test_fc_layers_refuse_a_crop_of_another_size(tmp_path):
@@ -225,8 +280,20 @@ def test_fc_layers_refuse_a_crop_of_another_size(tmp_path):
 def test_repeated_image_ids_are_refused(tmp_path):
     index = pd.DataFrame({"image_id": ["a", "a"], "path": ["x.png", "y.png"]})
     with pytest.raises(ValueError, match="repeats image ids"):
-        plan_embedding(index, tmp_path, build_tiny_vgg(), "tiny", SPEC, TINY_LAYERS, n_crops=1, resize=36,
-                       crop=32, batch_size=4, shard_size=2, workers=1)
+        plan_embedding(
+            index,
+            tmp_path,
+            build_tiny_vgg(),
+            "tiny",
+            SPEC,
+            TINY_LAYERS,
+            n_crops=1,
+            resize=36,
+            crop=32,
+            batch_size=4,
+            shard_size=2,
+            workers=1,
+        )
 
 
 _EXTRACT_SCRIPT = textwrap.dedent(
@@ -258,7 +325,9 @@ _EXTRACT_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_kill_minus_nine_then_rerun_gives_the_uninterrupted_embedding(tmp_path, monkeypatch, caplog):
+def test_kill_minus_nine_then_rerun_gives_the_uninterrupted_embedding(
+    tmp_path, monkeypatch, caplog
+):
     raw = tmp_path / "raw"
     _random_images(raw, [(36 + k % 5, 40 + 3 * k) for k in range(30)], seed=9)
     script = tmp_path / "extract.py"

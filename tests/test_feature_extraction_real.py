@@ -12,9 +12,9 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
 from cnn_feature_behavior.extraction.embedding_store import ShardedEmbeddingDataset
+from cnn_feature_behavior.extraction.source_models import build_vgg, source_model_spec
 from cnn_feature_behavior.extraction.stream import plan_embedding
 from cnn_feature_behavior.pipelines.feature_extraction import create_pipeline
-from cnn_feature_behavior.extraction.source_models import build_vgg, source_model_spec
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +26,9 @@ def caltech_index(shared_datasets: Path) -> tuple[Path, pd.DataFrame]:
     """caltech101-mini's 8 object classes (the clutter class left out), 20 images each."""
     raw = shared_datasets / "caltech101-mini"
     rows = []
-    classes = sorted(p.name for p in (raw / "101_ObjectCategories").iterdir() if p.name != "BACKGROUND_Google")
+    classes = sorted(
+        p.name for p in (raw / "101_ObjectCategories").iterdir() if p.name != "BACKGROUND_Google"
+    )
     for label, name in enumerate(classes):
         for path in sorted((raw / "101_ObjectCategories" / name).glob("*.jpg")):
             relative = path.relative_to(raw).as_posix()
@@ -65,11 +67,15 @@ def test_default_weights_separate_caltech_classes_and_random_weights_do_not(
     caltech_index, project_root, tmp_path, monkeypatch
 ):
     if not (project_root / "data/06_models/vgg16_imagenet_conv.h5").is_file():
-        pytest.skip("default weights not fetched: run `make setup` (data/06_models/vgg16_imagenet_conv.h5 absent)")
+        pytest.skip(
+            "default weights not fetched: run `make setup` (data/06_models/vgg16_imagenet_conv.h5 absent)"
+        )
     raw, index = caltech_index
     assert len(index) == 160
     source_models = _source_models(project_root)
-    monkeypatch.chdir(project_root)  # weights paths in conf are relative to the project, as in `kedro run`
+    monkeypatch.chdir(
+        project_root
+    )  # weights paths in conf are relative to the project, as in `kedro run`
     catalog = DataCatalog(
         {
             "image_index": MemoryDataset(index),
@@ -96,11 +102,25 @@ def test_default_weights_separate_caltech_classes_and_random_weights_do_not(
 
     spec = source_model_spec("vgg16_imagenet", source_models)
     random_backbone = build_vgg("vgg16", include_fc=False, input_size=None, seed=0)
-    plan, _, _ = plan_embedding(index, raw, random_backbone, "vgg16_random", spec, ["conv5_3"], n_crops=1,
-                                resize=256, crop=224, batch_size=16, shard_size=64, workers=2)
+    plan, _, _ = plan_embedding(
+        index,
+        raw,
+        random_backbone,
+        "vgg16_random",
+        spec,
+        ["conv5_3"],
+        n_crops=1,
+        resize=256,
+        crop=224,
+        batch_size=16,
+        shard_size=64,
+        workers=2,
+    )
     random_features = np.concatenate([features for _, features in plan.compute(plan.shards)])
     random = leave_one_out_1nn_accuracy(random_features.astype(np.float64), labels)
 
-    print(f"leave-one-out 1-NN on conv5_3: pretrained {pretrained:.3f}, random weights {random:.3f}")
+    print(
+        f"leave-one-out 1-NN on conv5_3: pretrained {pretrained:.3f}, random weights {random:.3f}"
+    )
     assert pretrained >= 0.8
     assert random <= pretrained - 0.2  # random conv features still see colour and texture

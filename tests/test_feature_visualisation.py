@@ -39,8 +39,16 @@ def _vgg16_ops() -> list[SpatialOp]:
 
 def test_vgg16_receptive_fields_match_published_values():
     fields = receptive_fields(_vgg16_ops(), 224)
-    published = {"conv1_1": 3, "conv1_2": 5, "pool1": 6, "conv2_2": 14, "conv3_3": 40,
-                 "conv4_3": 92, "conv5_3": 196, "pool5": 212}
+    published = {
+        "conv1_1": 3,
+        "conv1_2": 5,
+        "pool1": 6,
+        "conv2_2": 14,
+        "conv3_3": 40,
+        "conv4_3": 92,
+        "conv5_3": 196,
+        "pool5": 212,
+    }
     assert {name: fields[name].size for name in published} == published
     assert fields["conv5_3"] == ReceptiveField(size=196, jump=16, first=-90, map_size=14)
     assert fields["conv1_1"] == ReceptiveField(size=3, jump=1, first=-1, map_size=224)
@@ -69,14 +77,24 @@ def _impulse_support(layer_specs, input_size):
     x, outputs = inputs, []
     for kind, name, kernel, stride, padding in layer_specs:
         if kind == "conv":
-            x = keras.layers.Conv2D(1, kernel, strides=stride, padding=padding, activation="relu",
-                                    kernel_initializer="ones", bias_initializer="zeros", name=name)(x)
+            x = keras.layers.Conv2D(
+                1,
+                kernel,
+                strides=stride,
+                padding=padding,
+                activation="relu",
+                kernel_initializer="ones",
+                bias_initializer="zeros",
+                name=name,
+            )(x)
         else:
             pool = keras.layers.MaxPooling2D if kind == "max" else keras.layers.AveragePooling2D
             x = pool(kernel, strides=stride, padding=padding, name=name)(x)
         outputs.append(x)
     model = keras.Model(inputs, outputs)
-    impulses = np.eye(input_size * input_size, dtype=np.float32).reshape(-1, input_size, input_size, 1)
+    impulses = np.eye(input_size * input_size, dtype=np.float32).reshape(
+        -1, input_size, input_size, 1
+    )
     maps = model.predict(impulses, batch_size=256, verbose=0)
     return model, {spec[1]: m[..., 0] > 0 for spec, m in zip(layer_specs, maps)}
 
@@ -85,11 +103,28 @@ def _impulse_support(layer_specs, input_size):
     "layer_specs, input_size",
     [
         # VGG's geometry: 3x3 'same' convolutions and 2x2 stride-2 pools.
-        ([("conv", "c1", 3, 1, "same"), ("conv", "c2", 3, 1, "same"), ("max", "p1", 2, 2, "valid"),
-          ("conv", "c3", 3, 1, "same"), ("max", "p2", 2, 2, "valid"), ("conv", "c4", 3, 1, "same")], 28),
+        (
+            [
+                ("conv", "c1", 3, 1, "same"),
+                ("conv", "c2", 3, 1, "same"),
+                ("max", "p1", 2, 2, "valid"),
+                ("conv", "c3", 3, 1, "same"),
+                ("max", "p2", 2, 2, "valid"),
+                ("conv", "c4", 3, 1, "same"),
+            ],
+            28,
+        ),
         # Strided and 'same' windows on odd sizes, where TensorFlow pads asymmetrically.
-        ([("conv", "a", 5, 2, "same"), ("avg", "b", 3, 2, "same"), ("conv", "c", 3, 1, "valid"),
-          ("max", "d", 2, 1, "same"), ("conv", "e", 4, 3, "same")], 31),
+        (
+            [
+                ("conv", "a", 5, 2, "same"),
+                ("avg", "b", 3, 2, "same"),
+                ("conv", "c", 3, 1, "valid"),
+                ("max", "d", 2, 1, "same"),
+                ("conv", "e", 4, 3, "same"),
+            ],
+            31,
+        ),
     ],
 )
 def test_receptive_fields_match_impulse_responses(layer_specs, input_size):
@@ -170,9 +205,15 @@ def test_top_activations_equal_a_brute_force_ranking(batch_size):
             for dx in range(3):
                 conv += x[:, dy : dy + 10, dx : dx + 10] @ kernels[dy, dx]
         # Rounding creates ties, both between positions and between images.
-        return {"conv": np.round(np.maximum(conv, 0), 0), "fc": np.round(x.mean(axis=(1, 2)) @ kernels[0, 0], 1)}
+        return {
+            "conv": np.round(np.maximum(conv, 0), 0),
+            "fc": np.round(x.mean(axis=(1, 2)) @ kernels[0, 0], 1),
+        }
 
-    features = [FeatureRef("conv", f) for f in (0, 3, 4)] + [FeatureRef("fc", 2), FeatureRef("fc", 0)]
+    features = [FeatureRef("conv", f) for f in (0, 3, 4)] + [
+        FeatureRef("fc", 2),
+        FeatureRef("fc", 0),
+    ]
     batches = (images[i : i + batch_size] for i in range(0, len(images), batch_size))
     found = top_activations(batches, activations, features, k=9)
     everything = activations(images)
@@ -182,8 +223,9 @@ def test_top_activations_equal_a_brute_force_ranking(batch_size):
 
 def test_top_activations_with_a_pool_smaller_than_k():
     images = np.zeros((3, 4, 4, 3), dtype=np.uint8)
-    found = top_activations([images], lambda b: {"fc": np.arange(len(b) * 2).reshape(-1, 2)},
-                            [FeatureRef("fc", 1)], k=9)
+    found = top_activations(
+        [images], lambda b: {"fc": np.arange(len(b) * 2).reshape(-1, 2)}, [FeatureRef("fc", 1)], k=9
+    )
     assert [t.pool_index for t in found[FeatureRef("fc", 1)]] == [2, 1, 0]
 
 
@@ -193,11 +235,19 @@ def test_bright_square_is_inside_every_top_patch():
     import keras
 
     inputs = keras.Input((32, 32, 3))
-    x = keras.layers.Conv2D(1, 5, padding="same", activation="relu", kernel_initializer="ones",
-                            bias_initializer=keras.initializers.Constant(-60.0), name="block1_conv1")(inputs)
+    x = keras.layers.Conv2D(
+        1,
+        5,
+        padding="same",
+        activation="relu",
+        kernel_initializer="ones",
+        bias_initializer=keras.initializers.Constant(-60.0),
+        name="block1_conv1",
+    )(inputs)
     x = keras.layers.MaxPooling2D(2, name="block1_pool")(x)
-    x = keras.layers.Conv2D(2, 3, padding="same", activation="relu", kernel_initializer="ones",
-                            name="block2_conv1")(x)
+    x = keras.layers.Conv2D(
+        2, 3, padding="same", activation="relu", kernel_initializer="ones", name="block2_conv1"
+    )(x)
     model = keras.Model(inputs, x)
 
     rng = np.random.default_rng(2)
@@ -211,16 +261,19 @@ def test_bright_square_is_inside_every_top_patch():
         brightness[image] = (int(level), int(top), int(left))
 
     feature = FeatureRef("block2_conv1", 1)
-    found = top_activations((images[i : i + 5] for i in range(0, 16, 5)),
-                            lambda b: {"block2_conv1": model.predict_on_batch(b.astype(np.float32))},
-                            [feature])[feature]
+    found = top_activations(
+        (images[i : i + 5] for i in range(0, 16, 5)),
+        lambda b: {"block2_conv1": model.predict_on_batch(b.astype(np.float32))},
+        [feature],
+    )[feature]
     brightest = sorted(brightness, key=lambda i: -brightness[i][0])[:9]
     assert [t.pool_index for t in found] == brightest
     field = receptive_fields(spatial_ops_from_keras(model), 32)["block2_conv1"]
     for top_activation in found:
         level, top, left = brightness[top_activation.pool_index]
-        patch = crop_receptive_field(images[top_activation.pool_index], field,
-                                     top_activation.y, top_activation.x)
+        patch = crop_receptive_field(
+            images[top_activation.pool_index], field, top_activation.y, top_activation.x
+        )
         assert (patch[..., 0] == level).sum() == 16, top_activation
 
 
@@ -229,9 +282,14 @@ def test_bright_square_is_inside_every_top_patch():
 
 def test_class_top_features_by_presence_and_absence():
     dks = pd.DataFrame(
-        {"layer": ["conv1_1", "conv1_1", "conv5_3", "fc7", "fc7"],
-         "cat": [0.9, -0.2, 0.5, -0.8, 0.5], "dog": [0.0, 0.1, 0.2, 0.3, 0.4]},
-        index=pd.Index(["conv1_1/n0", "conv1_1/n1", "conv5_3/n7", "fc7/n2", "fc7/n9"], name="feature"),
+        {
+            "layer": ["conv1_1", "conv1_1", "conv5_3", "fc7", "fc7"],
+            "cat": [0.9, -0.2, 0.5, -0.8, 0.5],
+            "dog": [0.0, 0.1, 0.2, 0.3, 0.4],
+        },
+        index=pd.Index(
+            ["conv1_1/n0", "conv1_1/n1", "conv5_3/n7", "fc7/n2", "fc7/n9"], name="feature"
+        ),
     )
     presence, absence = class_top_features(dks, "cat", 2)
     assert list(presence.index) == ["conv1_1/n0", "conv5_3/n7"]  # tie at 0.5: table order
@@ -274,14 +332,21 @@ def test_mosaic_places_patches_and_enlarges_small_ones_without_smoothing():
 def test_class_figure_renders_every_row_and_is_not_blank():
     rng = np.random.default_rng(3)
     tile = lambda name, value, fc=False: FeatureTile(  # noqa: E731
-        name, value, patch_mosaic([rng.integers(0, 256, (9, 9, 3), dtype=np.uint8)] * 9), fc)
+        name, value, patch_mosaic([rng.integers(0, 256, (9, 9, 3), dtype=np.uint8)] * 9), fc
+    )
     figure = class_figure(
-        "cat", [tile("conv1_1/n3", 0.91), tile("fc7/n5", 0.8, True)], [tile("conv5_3/n1", -0.7)],
-        [rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)] * 3, "vgg16_imagenet", "the dataset",
+        "cat",
+        [tile("conv1_1/n3", 0.91), tile("fc7/n5", 0.8, True)],
+        [tile("conv5_3/n1", -0.7)],
+        [rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)] * 3,
+        "vgg16_imagenet",
+        "the dataset",
     )
     assert figure.get_suptitle() == "Top features of class 'cat' (vgg16_imagenet)"
     titles = [ax.get_title() for ax in figure.axes]
-    assert "conv1_1/n3\nDKS +0.9100" in titles and "fc7/n5\nDKS +0.8000\n(fc: whole image)" in titles
+    assert (
+        "conv1_1/n3\nDKS +0.9100" in titles and "fc7/n5\nDKS +0.8000\n(fc: whole image)" in titles
+    )
     labels = [ax.get_ylabel() for ax in figure.axes if ax.get_ylabel()]
     assert labels == ["class samples", "presence\n(highest DKS)", "absence\n(lowest DKS)"]
     assert _rendered(figure).std() > 20

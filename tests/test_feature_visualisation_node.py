@@ -18,12 +18,23 @@ from cnn_feature_behavior.reporting.feature_visualisation import top_feature_pat
 
 CLASSES = ["red thing", "green/thing", "blue"]
 SOURCE_MODELS = {
-    "tiny": {"architecture": "vgg16", "preprocessing": "caffe", "layers": ["conv1_1"], "weights": []}
+    "tiny": {
+        "architecture": "vgg16",
+        "preprocessing": "caffe",
+        "layers": ["conv1_1"],
+        "weights": [],
+    }
 }
 EXTRACTION = {"resize": 256, "crop": 224, "batch_size": 32}
 PARAMS = {
-    "classes": None, "max_classes": 2, "features_per_side": 3, "layers": None, "pool_dir": None,
-    "max_pool_images": 10, "sample_images": 2, "batch_size": 4,
+    "classes": None,
+    "max_classes": 2,
+    "features_per_side": 3,
+    "layers": None,
+    "pool_dir": None,
+    "max_pool_images": 10,
+    "sample_images": 2,
+    "batch_size": 4,
 }
 
 
@@ -65,7 +76,8 @@ def dataset(tmp_path):
             rows.append({"image_id": path[:-4], "path": path, "label": label, "class_name": name})
     image_index = pd.DataFrame(rows)
     features = (
-        [f"conv1_1/n{f}" for f in range(2)] + [f"conv4_3/n{f}" for f in range(16)]
+        [f"conv1_1/n{f}" for f in range(2)]
+        + [f"conv4_3/n{f}" for f in range(16)]
         + [f"fc7/n{f}" for f in range(8)]
     )
     dks = pd.DataFrame(
@@ -77,26 +89,36 @@ def dataset(tmp_path):
 
 
 def _run(raw_dir, image_index, dks, params, output_dir):
-    pipeline = Pipeline([
-        node(
-            top_feature_patches_figures,
-            inputs=["dks", "image_index", "params:raw_dir", "params:source_model",
-                    "params:source_models", "params:feature_visualisation",
-                    "params:feature_extraction"],
-            outputs="top_feature_figures",
-            name="top_feature_patches_figures",
-        )
-    ])
-    catalog = DataCatalog({
-        "dks": MemoryDataset(dks),
-        "image_index": MemoryDataset(image_index),
-        "params:raw_dir": MemoryDataset(str(raw_dir)),
-        "params:source_model": MemoryDataset("tiny"),
-        "params:source_models": MemoryDataset(SOURCE_MODELS),
-        "params:feature_visualisation": MemoryDataset(params),
-        "params:feature_extraction": MemoryDataset(EXTRACTION),
-        "top_feature_figures": MatplotlibDataset(filepath=str(output_dir)),
-    })
+    pipeline = Pipeline(
+        [
+            node(
+                top_feature_patches_figures,
+                inputs=[
+                    "dks",
+                    "image_index",
+                    "params:raw_dir",
+                    "params:source_model",
+                    "params:source_models",
+                    "params:feature_visualisation",
+                    "params:feature_extraction",
+                ],
+                outputs="top_feature_figures",
+                name="top_feature_patches_figures",
+            )
+        ]
+    )
+    catalog = DataCatalog(
+        {
+            "dks": MemoryDataset(dks),
+            "image_index": MemoryDataset(image_index),
+            "params:raw_dir": MemoryDataset(str(raw_dir)),
+            "params:source_model": MemoryDataset("tiny"),
+            "params:source_models": MemoryDataset(SOURCE_MODELS),
+            "params:feature_visualisation": MemoryDataset(params),
+            "params:feature_extraction": MemoryDataset(EXTRACTION),
+            "top_feature_figures": MatplotlibDataset(filepath=str(output_dir)),
+        }
+    )
     SequentialRunner().run(pipeline, catalog)
     return sorted(output_dir.iterdir())
 
@@ -108,7 +130,10 @@ def _pixels(path) -> np.ndarray:
 def test_one_figure_per_chosen_class_written_through_the_catalog(tmp_path, dataset, tiny_backbone):
     raw_dir, image_index, dks = dataset
     written = _run(raw_dir, image_index, dks, PARAMS, tmp_path / "figures")
-    assert [p.name for p in written] == ["top_features_green_thing.png", "top_features_red_thing.png"]
+    assert [p.name for p in written] == [
+        "top_features_green_thing.png",
+        "top_features_red_thing.png",
+    ]
     for path in written:
         assert _pixels(path).std() > 20, path
     assert tiny_backbone == ["tiny"]  # one backbone for every class and feature
@@ -148,13 +173,20 @@ def test_bad_parameters_are_refused_clearly(tmp_path, dataset, tiny_backbone, ch
         )
 
 
-def test_classes_whose_file_names_clash_are_refused_before_any_work(tmp_path, dataset, tiny_backbone):
+def test_classes_whose_file_names_clash_are_refused_before_any_work(
+    tmp_path, dataset, tiny_backbone
+):
     raw_dir, image_index, dks = dataset
     dks = dks.rename(columns={"blue": "red/thing"})
     with pytest.raises(ValueError, match="top_features_red_thing.png"):
         top_feature_patches_figures(
-            dks, image_index, str(raw_dir), "tiny", SOURCE_MODELS,
-            PARAMS | {"classes": ["red thing", "red/thing"]}, EXTRACTION,
+            dks,
+            image_index,
+            str(raw_dir),
+            "tiny",
+            SOURCE_MODELS,
+            PARAMS | {"classes": ["red thing", "red/thing"]},
+            EXTRACTION,
         )
     assert tiny_backbone == []
 
@@ -164,9 +196,9 @@ def test_project_parameters_are_valid_settings(project_root):
 
     from cnn_feature_behavior.reporting.feature_visualisation import VisualisationSettings
 
-    params = OmegaConfigLoader(str(project_root / "conf"), base_env="base", default_run_env="local")[
-        "parameters"
-    ]
+    params = OmegaConfigLoader(
+        str(project_root / "conf"), base_env="base", default_run_env="local"
+    )["parameters"]
     settings = VisualisationSettings.from_params(params["reporting"]["feature_visualisation"])
     assert settings.pool_dir is None  # by default the dataset is its own reference pool
     assert {"resize", "crop"} <= set(params["feature_extraction"])

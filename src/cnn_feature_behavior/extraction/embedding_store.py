@@ -55,7 +55,9 @@ class EmbeddingPlan:
     fingerprint: str
     columns: tuple[str, ...]
     shards: tuple[ShardSpec, ...]
-    compute: Callable[[Sequence[ShardSpec]], Iterator[tuple[ShardSpec, np.ndarray]]] = field(repr=False)
+    compute: Callable[[Sequence[ShardSpec]], Iterator[tuple[ShardSpec, np.ndarray]]] = field(
+        repr=False
+    )
     description: dict[str, Any] = field(default_factory=dict)
 
 
@@ -70,7 +72,9 @@ class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
         self._load_args = dict(load_args or {})
         unknown = set(self._load_args) - {"columns"}
         if unknown:
-            raise ValueError(f"ShardedEmbeddingDataset({path}): unknown load_args {sorted(unknown)}")
+            raise ValueError(
+                f"ShardedEmbeddingDataset({path}): unknown load_args {sorted(unknown)}"
+            )
 
     def load(self) -> pd.DataFrame:
         return self.load_columns(self._load_args.get("columns"))
@@ -82,17 +86,28 @@ class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
             known = set(plan["columns"])
             unknown = [c for c in columns if c not in known]
             if unknown:
-                raise DatasetError(f"{self._path}: no feature columns {unknown[:5]} (of {len(unknown)} asked)")
-        missing = [shard["name"] for shard in plan["shards"] if not self._shard_matches(shard, plan["fingerprint"])]
+                raise DatasetError(
+                    f"{self._path}: no feature columns {unknown[:5]} (of {len(unknown)} asked)"
+                )
+        missing = [
+            shard["name"]
+            for shard in plan["shards"]
+            if not self._shard_matches(shard, plan["fingerprint"])
+        ]
         if missing:
             raise DatasetError(
                 f"embedding at {self._path} is incomplete: {len(missing)} of {len(plan['shards'])} shards "
                 f"missing or stale (first: {missing[0]}); run the feature_extraction pipeline again, it resumes"
             )
         wanted = None if columns is None else [INDEX_COLUMN, *columns]
-        tables = [pq.read_table(self._shard_path(shard["name"]), columns=wanted) for shard in plan["shards"]]
+        tables = [
+            pq.read_table(self._shard_path(shard["name"]), columns=wanted)
+            for shard in plan["shards"]
+        ]
         if not tables:
-            empty = pd.DataFrame(columns=list(plan["columns"] if columns is None else columns), dtype=np.float32)
+            empty = pd.DataFrame(
+                columns=list(plan["columns"] if columns is None else columns), dtype=np.float32
+            )
             return empty.rename_axis(INDEX_COLUMN)
         frame = pa.concat_tables(tables).to_pandas()
         return frame.set_index(INDEX_COLUMN)
@@ -103,7 +118,9 @@ class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
 
     def save(self, data: EmbeddingPlan) -> None:
         if not isinstance(data, EmbeddingPlan):
-            raise DatasetError(f"{self._path}: expected an EmbeddingPlan to save, got {type(data).__name__}")
+            raise DatasetError(
+                f"{self._path}: expected an EmbeddingPlan to save, got {type(data).__name__}"
+            )
         self._path.mkdir(parents=True, exist_ok=True)
         self._discard_partial_files()
         self._discard_stale_plan(data.fingerprint, [_shard_record(s) for s in data.shards])
@@ -116,10 +133,17 @@ class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
                 "shards": [{"name": s.name, "n_images": len(s.image_ids)} for s in data.shards],
             },
         )
-        todo = [s for s in data.shards if not self._shard_matches(_shard_record(s), data.fingerprint, s.image_ids)]
+        todo = [
+            s
+            for s in data.shards
+            if not self._shard_matches(_shard_record(s), data.fingerprint, s.image_ids)
+        ]
         logger.info(
             "Embedding %s: %d of %d shards already complete, %d to compute",
-            self._path, len(data.shards) - len(todo), len(data.shards), len(todo),
+            self._path,
+            len(data.shards) - len(todo),
+            len(data.shards),
+            len(todo),
         )
         for shard, features in data.compute(todo):
             self._write_shard(shard, features, data)
@@ -138,7 +162,8 @@ class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
         expected = (len(shard.image_ids), len(plan.columns))
         if features.shape != expected or features.dtype != np.float32:
             raise DatasetError(
-                f"{self._path}: shard {shard.name} computed as {features.dtype}{features.shape}, expected float32{expected}"
+                f"{self._path}: shard {shard.name} computed as {features.dtype}{features.shape}, "
+                f"expected float32{expected}"
             )
         arrays = [pa.array(shard.image_ids, type=pa.string())]
         arrays += [pa.array(features[:, j]) for j in range(features.shape[1])]
@@ -165,7 +190,9 @@ class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
             stored = pq.read_table(path, columns=[INDEX_COLUMN]).column(INDEX_COLUMN).to_pylist()
         except (OSError, pa.ArrowException) as error:
             # A damaged shard (e.g. a machine crash before its data reached the disk) is not complete.
-            logger.warning("Embedding shard %s is unreadable (%s); it counts as missing", path, error)
+            logger.warning(
+                "Embedding shard %s is unreadable (%s); it counts as missing", path, error
+            )
             return False
         return tuple(stored) == image_ids
 
@@ -182,7 +209,8 @@ class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
             return
         logger.warning(
             "Embedding %s holds %d shards of another plan (other images or extraction config); discarding them",
-            self._path, len(shard_files),
+            self._path,
+            len(shard_files),
         )
         for path in shard_files:
             path.unlink()
@@ -195,7 +223,9 @@ class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
     def _read_plan(self) -> dict[str, Any]:
         plan_path = self._path / PLAN_FILE
         if not plan_path.is_file():
-            raise DatasetError(f"no embedding at {self._path} ({PLAN_FILE} absent); run the feature_extraction pipeline")
+            raise DatasetError(
+                f"no embedding at {self._path} ({PLAN_FILE} absent); run the feature_extraction pipeline"
+            )
         try:
             return json.loads(plan_path.read_text())
         except json.JSONDecodeError as error:

@@ -101,7 +101,9 @@ def plan_fingerprint(content: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def prefetched(executor: Executor, function: Callable[[T], R], items: Iterable[T], depth: int) -> Iterator[R]:
+def prefetched(
+    executor: Executor, function: Callable[[T], R], items: Iterable[T], depth: int
+) -> Iterator[R]:
     """`map(function, items)` run ahead on `executor`, at most `depth` results in flight (bounded memory)."""
     pending: deque[Future[R]] = deque()
     for item in items:
@@ -137,15 +139,24 @@ class CropStream:
     def __call__(self, shards: Sequence[ShardSpec]) -> Iterator[tuple[ShardSpec, np.ndarray]]:
         image_ids = [image_id for shard in shards for image_id in shard.image_ids]
         depth = 2 * self.images_per_batch + self.workers
-        with ThreadPoolExecutor(max_workers=self.workers) as pool, tqdm(
-            total=len(image_ids), unit="img", desc="feature extraction", smoothing=0.1, disable=not image_ids
-        ) as progress:
+        with (
+            ThreadPoolExecutor(max_workers=self.workers) as pool,
+            tqdm(
+                total=len(image_ids),
+                unit="img",
+                desc="feature extraction",
+                smoothing=0.1,
+                disable=not image_ids,
+            ) as progress,
+        ):
             # One decode stream across shard boundaries, so the model never waits at a shard's start.
             crops = prefetched(pool, self._crops_of, image_ids, depth)
             for shard in shards:
                 yield shard, self._shard_features(shard, crops, progress)
 
-    def _shard_features(self, shard: ShardSpec, crops: Iterator[np.ndarray], progress: tqdm) -> np.ndarray:
+    def _shard_features(
+        self, shard: ShardSpec, crops: Iterator[np.ndarray], progress: tqdm
+    ) -> np.ndarray:
         rows = []
         for start in range(0, len(shard.image_ids), self.images_per_batch):
             n_images = min(self.images_per_batch, len(shard.image_ids) - start)
@@ -167,7 +178,9 @@ class CropStream:
             inputs = np.concatenate([inputs, np.zeros((padding, *inputs.shape[1:]), inputs.dtype)])
         outputs = self.extractor.predict_on_batch(inputs)
         outputs = outputs if isinstance(outputs, list) else [outputs]
-        per_crop = np.concatenate([np.asarray(o, dtype=np.float32) for o in outputs], axis=1)[: len(crops_uint8)]
+        per_crop = np.concatenate([np.asarray(o, dtype=np.float32) for o in outputs], axis=1)[
+            : len(crops_uint8)
+        ]
         per_image = per_crop.reshape(n_images, self.n_crops, -1).astype(np.float64).mean(axis=1)
         return per_image.astype(np.float32)
 
@@ -206,16 +219,27 @@ def plan_embedding(
             f"crops, but crop is {crop}"
         )
     manifest = feature_manifest(extractor, layers)
-    paths = {image_id: raw_dir / path for image_id, path in zip(image_index["image_id"], image_index["path"])}
+    paths = {
+        image_id: raw_dir / path
+        for image_id, path in zip(image_index["image_id"], image_index["path"])
+    }
     undecodable = find_undecodable(list(paths.values()), workers)
     rejects = pd.DataFrame(
-        {"path": [str(p) for p in undecodable], "reason": list(undecodable.values()), "stage": "feature_extraction"},
+        {
+            "path": [str(p) for p in undecodable],
+            "reason": list(undecodable.values()),
+            "stage": "feature_extraction",
+        },
         columns=["path", "reason", "stage"],
     )
     kept_ids = [image_id for image_id, path in paths.items() if path not in undecodable]
     logger.info(
         "Feature extraction: %d images, %d rejected (undecodable), %d features (%s), %d crop(s) per image",
-        len(paths), len(undecodable), len(manifest), ", ".join(layers), n_crops,
+        len(paths),
+        len(undecodable),
+        len(manifest),
+        ", ".join(layers),
+        n_crops,
     )
     for path, reason in undecodable.items():
         logger.warning("Rejected %s: %s", path, reason)
@@ -230,10 +254,18 @@ def plan_embedding(
         "batch_size": batch_size,
         "raw_dir": str(raw_dir),
     }
-    fingerprint = plan_fingerprint({**description, "images": [(i, str(paths[i])) for i in kept_ids]})
+    fingerprint = plan_fingerprint(
+        {**description, "images": [(i, str(paths[i])) for i in kept_ids]}
+    )
     stream = CropStream(
-        extractor, source_model_spec, {i: paths[i] for i in kept_ids},
-        resize=resize, crop=crop, n_crops=n_crops, batch_size=batch_size, workers=workers,
+        extractor,
+        source_model_spec,
+        {i: paths[i] for i in kept_ids},
+        resize=resize,
+        crop=crop,
+        n_crops=n_crops,
+        batch_size=batch_size,
+        workers=workers,
     )
     plan = EmbeddingPlan(
         fingerprint=fingerprint,
@@ -251,4 +283,6 @@ def _check_image_index(image_index: pd.DataFrame) -> None:
         raise ValueError(f"image_index lacks columns {sorted(missing)}")
     duplicated = image_index["image_id"][image_index["image_id"].duplicated()]
     if len(duplicated):
-        raise ValueError(f"image_index repeats image ids, e.g. {duplicated.iloc[0]!r} ({len(duplicated)} repeats)")
+        raise ValueError(
+            f"image_index repeats image ids, e.g. {duplicated.iloc[0]!r} ({len(duplicated)} repeats)"
+        )

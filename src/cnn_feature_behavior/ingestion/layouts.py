@@ -422,7 +422,7 @@ def read_catsdogs(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
             raise LayoutError(
                 "catsdogs",
                 list_file,
-                f"class id {class_id} names both {breeds[class_number]} " f"and {breed}",
+                f"class id {class_id} names both {breeds[class_number]} and {breed}",
             )
         labelled.append((f"images/{name}.jpg", breed))
     on_disk = _files_under(image_dir, raw_dir)

@@ -107,8 +107,16 @@ def receptive_fields(ops: Sequence[SpatialOp], input_size: int) -> dict[str, Rec
 # Layers that leave every position where it is; anything else unknown is refused rather than
 # silently given a wrong field.
 _GEOMETRY_NEUTRAL = frozenset(
-    {"InputLayer", "Activation", "ReLU", "BatchNormalization", "Dropout", "Rescaling",
-     "Normalization", "LayerNormalization"}
+    {
+        "InputLayer",
+        "Activation",
+        "ReLU",
+        "BatchNormalization",
+        "Dropout",
+        "Rescaling",
+        "Normalization",
+        "LayerNormalization",
+    }
 )
 _NON_SPATIAL = frozenset({"Flatten", "Dense", "GlobalAveragePooling2D", "GlobalMaxPooling2D"})
 
@@ -139,9 +147,7 @@ def spatial_ops_from_keras(model: Any) -> list[SpatialOp]:
     return ops
 
 
-def crop_receptive_field(
-    image: np.ndarray, field: ReceptiveField, y: int, x: int
-) -> np.ndarray:
+def crop_receptive_field(image: np.ndarray, field: ReceptiveField, y: int, x: int) -> np.ndarray:
     """The `field.size` square of `image` seen by unit (y, x); outside the image: a checkerboard."""
     top, bottom = field.span(y)
     left, right = field.span(x)
@@ -180,7 +186,9 @@ class FeatureRef:
     def parse(cls, name: str) -> FeatureRef:
         match = _FEATURE_NAME.match(name)
         if not match:
-            raise ValueError(f"feature name {name!r} is not '<layer>/n<filter>', e.g. 'conv4_3/n458'")
+            raise ValueError(
+                f"feature name {name!r} is not '<layer>/n<filter>', e.g. 'conv4_3/n458'"
+            )
         return cls(match["layer"], int(match["filter"]))
 
 
@@ -242,7 +250,9 @@ def top_activations(
                 positions = np.concatenate([old_positions, positions])
             # Stable sort on -value keeps earlier pool images first among equal values.
             order = np.argsort(-values, axis=0, kind="stable")[:k]
-            best[layer] = tuple(np.take_along_axis(a, order, axis=0) for a in (values, images, positions))
+            best[layer] = tuple(
+                np.take_along_axis(a, order, axis=0) for a in (values, images, positions)
+            )
         seen += len(batch)
     if not seen:
         raise ValueError("the reference pool yielded no images")
@@ -252,7 +262,9 @@ def top_activations(
         width = map_widths[layer]
         for column, feature in enumerate(refs):
             tops = []
-            for value, image, position in zip(values[:, column], images[:, column], positions[:, column]):
+            for value, image, position in zip(
+                values[:, column], images[:, column], positions[:, column]
+            ):
                 y, x = divmod(int(position), width) if width is not None else (None, None)
                 tops.append(TopActivation(int(image), y, x, float(value)))
             result[feature] = tops
@@ -424,7 +436,12 @@ def top_feature_patches_figures(
         for name in classes
     }
     features = sorted(
-        {FeatureRef.parse(f) for chosen in selections.values() for side in chosen for f in side.index}
+        {
+            FeatureRef.parse(f)
+            for chosen in selections.values()
+            for side in chosen
+            for f in side.index
+        }
     )
     if settings.pool_dir is None:
         pool_paths = dataset_pool_paths(image_index, raw_dir, settings.max_pool_images)
@@ -437,10 +454,13 @@ def top_feature_patches_figures(
     if len(pool) < PATCHES_PER_FEATURE:
         logger.warning(
             "Reference pool has %d images: features show fewer than %d patches",
-            len(pool), PATCHES_PER_FEATURE,
+            len(pool),
+            PATCHES_PER_FEATURE,
         )
     patches = feature_patches(pool, features, source_model, source_models, settings.batch_size)
-    mosaics = {feature: (patch_mosaic(p), whole_image) for feature, (p, whole_image) in patches.items()}
+    mosaics = {
+        feature: (patch_mosaic(p), whole_image) for feature, (p, whole_image) in patches.items()
+    }
 
     def tiles(chosen: pd.Series) -> list[FeatureTile]:
         return [FeatureTile(f, float(v), *mosaics[FeatureRef.parse(f)]) for f, v in chosen.items()]
@@ -453,7 +473,9 @@ def top_feature_patches_figures(
             name, tiles(presence), tiles(absence), samples, source_model, pool_description
         )
     logger.info(
-        "Top-feature figures for %d classes, %d features, from %s", len(figures), len(features),
+        "Top-feature figures for %d classes, %d features, from %s",
+        len(figures),
+        len(features),
         pool_description,
     )
     return figures
@@ -506,7 +528,8 @@ def feature_patches(
             continue
         field = fields_by_keras_name[keras_layer_name(feature.layer)]
         patches[feature] = (
-            [crop_receptive_field(pool[t.pool_index], field, t.y, t.x) for t in activations], False
+            [crop_receptive_field(pool[t.pool_index], field, t.y, t.x) for t in activations],
+            False,
         )
     return patches
 
@@ -518,7 +541,11 @@ def keras_activations(
     one model that stops at the deepest of them."""
     import keras
 
-    from cnn_feature_behavior.extraction.source_models import keras_layer_name, preprocess, source_model_spec
+    from cnn_feature_behavior.extraction.source_models import (
+        keras_layer_name,
+        preprocess,
+        source_model_spec,
+    )
 
     spec = source_model_spec(source_model, source_models)
     present = {layer.name for layer in backbone.layers}
@@ -554,7 +581,8 @@ def folder_pool_paths(folder: Path, max_images: int) -> list[Path]:
     if not folder.is_dir():
         raise FileNotFoundError(f"feature_visualisation.pool_dir: {folder} is not a folder")
     files = sorted(
-        path for path in folder.rglob("*")
+        path
+        for path in folder.rglob("*")
         if path.is_file() and path.suffix.lower() in POOL_IMAGE_SUFFIXES
     )
     if not files:
@@ -570,8 +598,13 @@ def class_sample_images(
     image_index: pd.DataFrame, raw_dir: str, class_name: str, n: int, geometry: tuple[int, int]
 ) -> list[np.ndarray]:
     """The first `n` images of the class in index order, centre-cropped as the network sees them."""
-    paths = [Path(raw_dir) / p for p in image_index.loc[image_index["class_name"] == class_name, "path"][:n]]
-    return list(load_centre_crops(paths, *geometry, f"samples of class {class_name!r}", allow_empty=True))
+    paths = [
+        Path(raw_dir) / p
+        for p in image_index.loc[image_index["class_name"] == class_name, "path"][:n]
+    ]
+    return list(
+        load_centre_crops(paths, *geometry, f"samples of class {class_name!r}", allow_empty=True)
+    )
 
 
 def load_centre_crops(

@@ -36,8 +36,11 @@ DATASET_COLOURMAP_RANGE = (0.0, 0.88)
 SIDE_LABELS = {"positive": "D+ (DKS > 0)", "negative": "D- (DKS < 0)", "both": "t+ and t- together"}
 SIDE_MARKERS = {"positive": "^", "negative": "v"}
 LAYER_GROUP_LABELS = {"conv": "all conv", "fc": "all fc", "all": "all layers"}
-KEPT_TITLES = {"positive": "kept by t+ (DKS > t+)", "negative": "kept by t- (DKS < t-)",
-               "both": "kept by either threshold"}
+KEPT_TITLES = {
+    "positive": "kept by t+ (DKS > t+)",
+    "negative": "kept by t- (DKS < t-)",
+    "both": "kept by either threshold",
+}
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -50,14 +53,21 @@ def new_figure(width: float, height: float) -> Figure:
 def _require_columns(table: pd.DataFrame, columns: Sequence[str], table_name: str) -> None:
     missing = [column for column in columns if column not in table.columns]
     if missing:
-        raise ValueError(
-            f"{table_name}: missing column(s) {missing}; it has {list(table.columns)}"
-        )
+        raise ValueError(f"{table_name}: missing column(s) {missing}; it has {list(table.columns)}")
 
 
 def _empty_panel(axes: Axes, message: str) -> None:
-    axes.text(0.5, 0.5, message, ha="center", va="center", transform=axes.transAxes,
-              fontsize=10, color="dimgray", wrap=True)
+    axes.text(
+        0.5,
+        0.5,
+        message,
+        ha="center",
+        va="center",
+        transform=axes.transAxes,
+        fontsize=10,
+        color="dimgray",
+        wrap=True,
+    )
 
 
 def dataset_order(mean_images_per_class: Mapping[str, float]) -> list[str]:
@@ -171,11 +181,14 @@ def select_feature_class_pair(
     """
     classes = [column for column in dks.columns if column != "layer"]
     if feature is not None and feature not in dks.index:
-        raise ValueError(f"Figure 1: feature {feature!r} is not in the dks table "
-                         f"(e.g. {list(dks.index[:3])})")
+        raise ValueError(
+            f"Figure 1: feature {feature!r} is not in the dks table (e.g. {list(dks.index[:3])})"
+        )
     if class_name is not None and class_name not in classes:
-        raise ValueError(f"Figure 1: class {class_name!r} is not in the dks table "
-                         f"(classes: {classes[:10]}{' ...' if len(classes) > 10 else ''})")
+        raise ValueError(
+            f"Figure 1: class {class_name!r} is not in the dks table "
+            f"(classes: {classes[:10]}{' ...' if len(classes) > 10 else ''})"
+        )
     values = dks[classes].astype(np.float64)
     if feature is not None:
         values = values.loc[[feature]]
@@ -207,10 +220,17 @@ def feature_class_pair_figure(
     histogram_axes, edf_axes = figure.subplots(1, 2)
     inner_label = f"class '{class_name}' ({n_inner} images)"
     outer_label = f"other classes ({n_outer} images)"
-    histogram_axes.stairs(distributions.outer_percent, edges, color="tab:gray", fill=True,
-                          alpha=0.5, label=outer_label)
-    histogram_axes.stairs(distributions.inner_percent, edges, color="tab:orange", linewidth=1.5,
-                          label=inner_label)
+    histogram_axes.stairs(
+        distributions.outer_percent,
+        edges,
+        color="tab:gray",
+        fill=True,
+        alpha=0.5,
+        label=outer_label,
+    )
+    histogram_axes.stairs(
+        distributions.inner_percent, edges, color="tab:orange", linewidth=1.5, label=inner_label
+    )
     histogram_axes.set_xlabel(f"activation of {feature}")
     histogram_axes.set_ylabel("images (% of the group)")
     histogram_axes.set_title(f"Inner and outer class histograms ({len(edges) - 1} bins)")
@@ -221,23 +241,43 @@ def feature_class_pair_figure(
     # point so that their final rise to 1 shows.
     tail = (points[-1] - points[0]) * 0.03 or 1.0
     drawn = np.append(points, points[-1] + tail)
-    edf_axes.step(drawn, np.append(distributions.outer_edf, distributions.outer_edf[-1]),
-                  where="post", color="tab:gray", label=outer_label)
-    edf_axes.step(drawn, np.append(distributions.inner_edf, distributions.inner_edf[-1]),
-                  where="post", color="tab:orange", label=inner_label)
+    edf_axes.step(
+        drawn,
+        np.append(distributions.outer_edf, distributions.outer_edf[-1]),
+        where="post",
+        color="tab:gray",
+        label=outer_label,
+    )
+    edf_axes.step(
+        drawn,
+        np.append(distributions.inner_edf, distributions.inner_edf[-1]),
+        where="post",
+        color="tab:orange",
+        label=inner_label,
+    )
     at = distributions.max_distance_index
     gap = (distributions.inner_edf[at], distributions.outer_edf[at])
-    edf_axes.vlines(points[at], *gap, color="tab:red", linewidth=2.5,
-                    label=f"DKS = {distributions.signed_dks:+.3f} (largest EDF gap)")
+    edf_axes.vlines(
+        points[at],
+        *gap,
+        color="tab:red",
+        linewidth=2.5,
+        label=f"DKS = {distributions.signed_dks:+.3f} (largest EDF gap)",
+    )
     edf_axes.plot([points[at]] * 2, gap, "o", color="tab:red", ms=4)
     edf_axes.set_xlabel(f"activation of {feature}")
     edf_axes.set_ylabel("empirical distribution function")
     edf_axes.set_ylim(-0.02, 1.02)
-    edf_axes.set_title("EDFs " + (f"on {bins} bins" if bins else "(exact)")
-                       + " and the Kolmogorov-Smirnov distance")
+    edf_axes.set_title(
+        "EDFs "
+        + (f"on {bins} bins" if bins else "(exact)")
+        + " and the Kolmogorov-Smirnov distance"
+    )
     edf_axes.legend(loc="lower right", fontsize=8)
-    figure.suptitle(f"Figure 1 - feature {feature}, class '{class_name}' of {dataset} "
-                    f"(stored DKS {stored_dks:+.3f})")
+    figure.suptitle(
+        f"Figure 1 - feature {feature}, class '{class_name}' of {dataset} "
+        f"(stored DKS {stored_dks:+.3f})"
+    )
     return figure
 
 
@@ -249,14 +289,16 @@ def dks_histograms_figure(
 ) -> Figure:
     """Figure 6: DKS histograms of conv features (top) and fc features (bottom), in % of pairs;
     one line per dataset, datasets ordered and coloured by mean images per class."""
-    _require_columns(histograms, ["dataset", "group", "bin_left", "bin_right", "percent"],
-                     "dks_histograms")
+    _require_columns(
+        histograms, ["dataset", "group", "bin_left", "bin_right", "percent"], "dks_histograms"
+    )
     run = _ordered_run_datasets(set(histograms["dataset"]), mean_images, "dks_histograms")
     colours = dataset_colours(dataset_order(mean_images))
     figure = new_figure(9, 6.5)
     panels = figure.subplots(2, 1, sharex=True)
-    for axes, group, kind in zip(panels, ("conv", "fc"),
-                                 ("convolutional layers", "fully connected layers")):
+    for axes, group, kind in zip(
+        panels, ("conv", "fc"), ("convolutional layers", "fully connected layers")
+    ):
         rows = histograms[histograms["group"] == group]
         shown = [name for name in run if name in set(rows["dataset"])]
         without = [name for name in run if name not in shown]
@@ -266,10 +308,16 @@ def dks_histograms_figure(
             line = rows[rows["dataset"] == name].sort_values("bin_left")
             edges = np.append(line["bin_left"].to_numpy(), line["bin_right"].iloc[-1])
             if len(run) == 1:
-                axes.stairs(line["percent"].to_numpy(), edges, color=colours[name], fill=True,
-                            alpha=0.3)
-            axes.stairs(line["percent"].to_numpy(), edges, color=colours[name], linewidth=1.2,
-                        label=_dataset_legend_label(name, mean_images[name]))
+                axes.stairs(
+                    line["percent"].to_numpy(), edges, color=colours[name], fill=True, alpha=0.3
+                )
+            axes.stairs(
+                line["percent"].to_numpy(),
+                edges,
+                color=colours[name],
+                linewidth=1.2,
+                label=_dataset_legend_label(name, mean_images[name]),
+            )
         handles, _ = axes.get_legend_handles_labels()
         if without:
             handles.append(Patch(color="none", label=f"no {group} layers: {', '.join(without)}"))
@@ -303,10 +351,13 @@ def class_counts_figure(
             n_classes = max(n_classes, curves.shape[1])
             alpha, linewidth = line_style_for(curves.shape[1])
             x = curves.index.to_numpy(dtype=float)
-            segments = [np.column_stack([x, curves[column].to_numpy(dtype=float)])
-                        for column in curves.columns]
-            axes.add_collection(LineCollection(segments, colors=colour, alpha=alpha,
-                                               linewidths=linewidth))
+            segments = [
+                np.column_stack([x, curves[column].to_numpy(dtype=float)])
+                for column in curves.columns
+            ]
+            axes.add_collection(
+                LineCollection(segments, colors=colour, alpha=alpha, linewidths=linewidth)
+            )
         axes.autoscale()
         axes.set_ylim(bottom=0)
         axes.set_xlim((0, 1) if side == "positive" else (-1, 0))
@@ -317,11 +368,17 @@ def class_counts_figure(
         axes.set_xlabel("x (DKS)")
         axes.set_ylabel(f"features with DKS {comparison} x")
         axes.set_title(f"{SIDE_LABELS[side]}: {n_classes} classes")
-        axes.legend(handles=[
-            Line2D([], [], color=REAL_COLOUR, label="real labels (one line per class)"),
-            Line2D([], [], color=RANDOMISED_COLOUR, label="randomised labels"),
-            Line2D([], [], color="tab:blue", linestyle="--", label=f"{name} = {threshold:+.3f}"),
-        ], loc="upper right" if side == "positive" else "upper left", fontsize=8)
+        axes.legend(
+            handles=[
+                Line2D([], [], color=REAL_COLOUR, label="real labels (one line per class)"),
+                Line2D([], [], color=RANDOMISED_COLOUR, label="randomised labels"),
+                Line2D(
+                    [], [], color="tab:blue", linestyle="--", label=f"{name} = {threshold:+.3f}"
+                ),
+            ],
+            loc="upper right" if side == "positive" else "upper left",
+            fontsize=8,
+        )
     figure.suptitle(f"Figure 9 - features per class beyond x, {dataset} on {source_model}")
     return figure
 
@@ -354,8 +411,9 @@ def layer_kept_figure(layer_kept: pd.DataFrame, *, dataset: str, source_model: s
 
     Rows for groups of layers (`conv`, `fc`, `all`) follow the layers, past a dotted line.
     """
-    _require_columns(layer_kept, ["layer", "side", "percent_real", "percent_randomised"],
-                     "layer_kept")
+    _require_columns(
+        layer_kept, ["layer", "side", "percent_real", "percent_randomised"], "layer_kept"
+    )
     sides = [side for side in ("positive", "negative", "both") if side in set(layer_kept["side"])]
     if not sides:
         raise ValueError(f"layer_kept: no known side in {sorted(set(layer_kept['side']))}")
@@ -368,20 +426,32 @@ def layer_kept_figure(layer_kept: pd.DataFrame, *, dataset: str, source_model: s
     positions = np.arange(len(order))
     for axes, side in zip(panels, sides):
         rows = layer_kept[layer_kept["side"] == side].set_index("layer").reindex(order)
-        axes.bar(positions - 0.2, rows["percent_real"], width=0.4, color=KEPT_REAL_COLOUR,
-                 label="real labels")
-        axes.bar(positions + 0.2, rows["percent_randomised"], width=0.4,
-                 color=KEPT_RANDOMISED_COLOUR, label="randomised labels")
+        axes.bar(
+            positions - 0.2,
+            rows["percent_real"],
+            width=0.4,
+            color=KEPT_REAL_COLOUR,
+            label="real labels",
+        )
+        axes.bar(
+            positions + 0.2,
+            rows["percent_randomised"],
+            width=0.4,
+            color=KEPT_RANDOMISED_COLOUR,
+            label="randomised labels",
+        )
         if layers and groups:
             axes.axvline(len(layers) - 0.5, color="gray", linestyle=":", linewidth=1)
         axes.set_ylabel("pairs kept (%)")
         axes.set_title(KEPT_TITLES[side])
         axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    panels[-1].set_xticks(positions, [LAYER_GROUP_LABELS.get(name, name) for name in order],
-                          rotation=60, ha="right")
+    panels[-1].set_xticks(
+        positions, [LAYER_GROUP_LABELS.get(name, name) for name in order], rotation=60, ha="right"
+    )
     panels[-1].set_xlabel("layer")
     figure.suptitle(
-        f"Figure 10 - (feature, class) pairs kept per layer, {dataset} on {source_model}")
+        f"Figure 10 - (feature, class) pairs kept per layer, {dataset} on {source_model}"
+    )
     return figure
 
 
@@ -420,31 +490,59 @@ def _draw_layer_summary(
                     f"dks_layer_summary of {name}, side {side}: the 68% interval must enclose "
                     "the mode (low <= mode <= high)"
                 )
-            axes.errorbar(x, mode, yerr=[below, above], fmt=marker, color=colours[name],
-                          ms=marker_size, elinewidth=1.0, capsize=0, linestyle="none")
+            axes.errorbar(
+                x,
+                mode,
+                yerr=[below, above],
+                fmt=marker,
+                color=colours[name],
+                ms=marker_size,
+                elinewidth=1.0,
+                capsize=0,
+                linestyle="none",
+            )
     axes.axhline(0.0, color="gray", linewidth=0.6)
     axes.set_xticks(np.arange(len(layers)), layers, rotation=60, ha="right")
     axes.set_xlim(-0.6, len(layers) - 0.4)
     axes.set_ylim(-1, 1)
     axes.set_xlabel("layer")
     axes.set_ylabel("DKS: mode and 68% interval")
-    handles = [Patch(color=colours[name], label=_dataset_legend_label(name, mean_images[name]))
-               for name in present]
-    handles += [Line2D([], [], marker=SIDE_MARKERS["positive"], color="black", linestyle="none",
-                       label="D+ mode"),
-                Line2D([], [], marker=SIDE_MARKERS["negative"], color="black", linestyle="none",
-                       label="D- mode")]
+    handles = [
+        Patch(color=colours[name], label=_dataset_legend_label(name, mean_images[name]))
+        for name in present
+    ]
+    handles += [
+        Line2D(
+            [],
+            [],
+            marker=SIDE_MARKERS["positive"],
+            color="black",
+            linestyle="none",
+            label="D+ mode",
+        ),
+        Line2D(
+            [],
+            [],
+            marker=SIDE_MARKERS["negative"],
+            color="black",
+            linestyle="none",
+            label="D- mode",
+        ),
+    ]
     if legend:
         axes.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
 
 
 def _drop_incomplete_summary_rows(summary: pd.DataFrame) -> pd.DataFrame:
-    _require_columns(summary, ["dataset", "layer", "side", "mode", "low", "high"],
-                     "dks_layer_summary")
+    _require_columns(
+        summary, ["dataset", "layer", "side", "mode", "low", "high"], "dks_layer_summary"
+    )
     complete = summary[["mode", "low", "high"]].notna().all(axis=1)
     if not complete.all():
-        logger.info("Figure 5: %d (dataset, layer, side) rows have no DKS values on that side",
-                    int((~complete).sum()))
+        logger.info(
+            "Figure 5: %d (dataset, layer, side) rows have no DKS values on that side",
+            int((~complete).sum()),
+        )
     return summary[complete]
 
 
@@ -474,7 +572,8 @@ def layer_summary_figure(
     colours = dataset_colours(dataset_order(mean_images))
     _draw_layer_summary(axes, summary, ordered, colours, mean_images)
     axes.set_title(
-        f"Figure 5 - DKS per layer on {source_model}{_only_one_note(ordered, 'dataset')}")
+        f"Figure 5 - DKS per layer on {source_model}{_only_one_note(ordered, 'dataset')}"
+    )
     return figure
 
 
@@ -493,8 +592,9 @@ def layer_summary_by_model_figure(
     panels = np.atleast_1d(figure.subplots(1, len(cleaned), sharey=True))
     for position, (axes, (model, table)) in enumerate(zip(panels, sorted(cleaned.items()))):
         # One legend, beside the last panel: the colours are the same in every panel.
-        _draw_layer_summary(axes, table, ordered, colours, mean_images,
-                            legend=position == len(cleaned) - 1)
+        _draw_layer_summary(
+            axes, table, ordered, colours, mean_images, legend=position == len(cleaned) - 1
+        )
         axes.set_title(f"source model {model}")
     figure.suptitle("Figure 5 by source model (the paper's Section 8)")
     return figure
@@ -512,14 +612,18 @@ def fc_histograms_by_overlap_figure(
     Datasets outside every group get a panel of their own rather than disappearing, and a
     dataset run on an embedding without fc layers is named as such in its panel.
     """
-    _require_columns(histograms, ["dataset", "group", "bin_left", "bin_right", "percent"],
-                     "dks_histograms")
+    _require_columns(
+        histograms, ["dataset", "group", "bin_left", "bin_right", "percent"], "dks_histograms"
+    )
     fc = histograms[histograms["group"] == "fc"]
     run = _ordered_run_datasets(set(histograms["dataset"]), mean_images, "dks_histograms")
     with_fc = set(fc["dataset"])
     if set(run) - with_fc:
-        logger.info("Figure 8: %d dataset(s) have no fc histogram: %s",
-                    len(set(run) - with_fc), sorted(set(run) - with_fc))
+        logger.info(
+            "Figure 8: %d dataset(s) have no fc histogram: %s",
+            len(set(run) - with_fc),
+            sorted(set(run) - with_fc),
+        )
     colours = dataset_colours(dataset_order(mean_images))
     grouped = {name for members in overlap_groups.values() for name in members}
     panels_spec = dict(overlap_groups)
@@ -539,8 +643,13 @@ def fc_histograms_by_overlap_figure(
         for name in shown:
             rows = fc[fc["dataset"] == name].sort_values("bin_left")
             edges = np.append(rows["bin_left"].to_numpy(), rows["bin_right"].iloc[-1])
-            axes.stairs(rows["percent"].to_numpy(), edges, color=colours[name], linewidth=1.3,
-                        label=_dataset_legend_label(name, mean_images[name]))
+            axes.stairs(
+                rows["percent"].to_numpy(),
+                edges,
+                color=colours[name],
+                linewidth=1.3,
+                label=_dataset_legend_label(name, mean_images[name]),
+            )
         axes.axvline(0.0, color="gray", linewidth=0.6)
         axes.set_xlim(-1, 1)
         axes.set_ylabel("(feature, class) pairs (%)")
@@ -551,8 +660,10 @@ def fc_histograms_by_overlap_figure(
             label = "(none run)" if not members_run else "(no fc histogram)"
             axes.legend(handles=[Patch(color="none", label=label)], loc="upper right", fontsize=8)
     panels[-1].set_xlabel("DKS(f, c) of fully connected features")
-    figure.suptitle(f"Figure 8 - fc DKS by overlap with ImageNet, {source_model}"
-                    f"{_only_one_note(run, 'dataset')}")
+    figure.suptitle(
+        f"Figure 8 - fc DKS by overlap with ImageNet, {source_model}"
+        f"{_only_one_note(run, 'dataset')}"
+    )
     return figure
 
 
@@ -560,8 +671,9 @@ def threshold_fit_figure(
     thresholds: pd.DataFrame, fit: pd.DataFrame, *, source_model: str
 ) -> Figure:
     """t+ and t- against mean images per class (log axis), with t = a + b ln(n) and its R^2."""
-    _require_columns(thresholds, ["dataset", "t_plus", "t_minus", "mean_images_per_class"],
-                     "thresholds")
+    _require_columns(
+        thresholds, ["dataset", "t_plus", "t_minus", "mean_images_per_class"], "thresholds"
+    )
     _require_columns(fit, ["threshold", "a", "b", "r_squared", "n_datasets"], "threshold_fit")
     figure = new_figure(8, 4.8)
     axes = figure.subplots()
@@ -575,14 +687,25 @@ def threshold_fit_figure(
         row = fits.loc[column]
         if np.isfinite([row["a"], row["b"]]).all():
             r_squared = f"{row['r_squared']:.2f}" if np.isfinite(row["r_squared"]) else "n/a"
-            axes.plot(grid, row["a"] + row["b"] * np.log(grid), "--", color=colour,
-                      label=f"{name} = {row['a']:.3f} {row['b']:+.3f} ln(n), "
-                            f"R\u00b2 = {r_squared} ({int(row['n_datasets'])} datasets)")
+            axes.plot(
+                grid,
+                row["a"] + row["b"] * np.log(grid),
+                "--",
+                color=colour,
+                label=f"{name} = {row['a']:.3f} {row['b']:+.3f} ln(n), "
+                f"R\u00b2 = {r_squared} ({int(row['n_datasets'])} datasets)",
+            )
         else:
-            axes.plot([], [], "--", color=colour,
-                      label=f"{name}: no fit ({int(row['n_datasets'])} dataset(s))")
+            axes.plot(
+                [],
+                [],
+                "--",
+                color=colour,
+                label=f"{name}: no fit ({int(row['n_datasets'])} dataset(s))",
+            )
     for name, n, t_plus, t_minus in thresholds[
-            ["dataset", "mean_images_per_class", "t_plus", "t_minus"]].itertuples(index=False):
+        ["dataset", "mean_images_per_class", "t_plus", "t_minus"]
+    ].itertuples(index=False):
         axes.annotate(name, (n, t_plus), textcoords="offset points", xytext=(4, 4), fontsize=7)
         axes.annotate(name, (n, t_minus), textcoords="offset points", xytext=(4, -10), fontsize=7)
     axes.set_xscale("log")
@@ -591,6 +714,7 @@ def threshold_fit_figure(
     axes.set_ylabel("threshold (DKS)")
     axes.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
     names = list(thresholds["dataset"])
-    axes.set_title(f"Thresholds against images per class, {source_model}"
-                   f"{_only_one_note(names, 'dataset')}")
+    axes.set_title(
+        f"Thresholds against images per class, {source_model}{_only_one_note(names, 'dataset')}"
+    )
     return figure

@@ -79,8 +79,11 @@ def format_table(
     cells = pd.DataFrame(
         {
             str(column): [
-                _format_number(value, per_column.get(str(column), DEFAULT_DECIMALS),
-                               "" if column in IDENTIFIER_COLUMNS else ",")
+                _format_number(
+                    value,
+                    per_column.get(str(column), DEFAULT_DECIMALS),
+                    "" if column in IDENTIFIER_COLUMNS else ",",
+                )
                 for value in frame[column].tolist()
             ]
             for column in frame.columns
@@ -98,11 +101,17 @@ def markdown_table(table: Table) -> str:
     """A GitHub-flavoured pipe table; numeric-looking columns right-aligned."""
     cells = table.cells
     header = "| " + " | ".join(_markdown_cell(column) for column in cells.columns) + " |"
-    rule = "|" + "|".join(
-        "---:" if _is_numeric_column(cells[column]) else "---" for column in cells.columns
-    ) + "|"
-    rows = ["| " + " | ".join(_markdown_cell(value) for value in row) + " |"
-            for row in cells.itertuples(index=False)]
+    rule = (
+        "|"
+        + "|".join(
+            "---:" if _is_numeric_column(cells[column]) else "---" for column in cells.columns
+        )
+        + "|"
+    )
+    rows = [
+        "| " + " | ".join(_markdown_cell(value) for value in row) + " |"
+        for row in cells.itertuples(index=False)
+    ]
     lines = ([f"*{table.caption}*", ""] if table.caption else []) + [header, rule, *rows]
     return "\n".join(lines)
 
@@ -159,11 +168,14 @@ def html_table(table: Table) -> str:
     numeric = {column: _is_numeric_column(cells[column]) for column in cells.columns}
     head = "".join(f"<th>{html.escape(column)}</th>" for column in cells.columns)
     body = "".join(
-        "<tr>" + "".join(
-            f'<td class="num">{html.escape(value)}</td>' if numeric[column]
+        "<tr>"
+        + "".join(
+            f'<td class="num">{html.escape(value)}</td>'
+            if numeric[column]
             else f"<td>{html.escape(value)}</td>"
             for column, value in zip(cells.columns, row)
-        ) + "</tr>"
+        )
+        + "</tr>"
         for row in cells.itertuples(index=False)
     )
     caption = f"<caption>{html.escape(table.caption)}</caption>" if table.caption else ""
@@ -172,27 +184,38 @@ def html_table(table: Table) -> str:
 
 def render_html(report: Report, figure_pngs: Mapping[str, bytes]) -> str:
     """The report as one HTML page with every figure embedded as a base64 PNG."""
-    missing = [name for section in report.sections for name in section.figures
-               if name not in figure_pngs]
+    missing = [
+        name for section in report.sections for name in section.figures if name not in figure_pngs
+    ]
     if missing:
         raise ValueError(f"report '{report.title}': no rendered figure for {missing}")
     body = [f"<h1>{html.escape(report.title)}</h1>", f"<p>{html.escape(report.intro)}</p>"]
     for section in report.sections:
         body.append(f"<h2>{html.escape(section.title)}</h2>")
-        body += [f"<p>{html.escape(paragraph)}</p>"
-                 for paragraph in section.text.split("\n\n") if paragraph]
+        body += [
+            f"<p>{html.escape(paragraph)}</p>"
+            for paragraph in section.text.split("\n\n")
+            if paragraph
+        ]
         if section.links:
-            body.append("<ul>" + "".join(
-                f'<li><a href="{html.escape(href)}">{html.escape(label)}</a></li>'
-                for label, href in section.links) + "</ul>")
+            body.append(
+                "<ul>"
+                + "".join(
+                    f'<li><a href="{html.escape(href)}">{html.escape(label)}</a></li>'
+                    for label, href in section.links
+                )
+                + "</ul>"
+            )
         body += [html_table(table) for table in section.tables]
         for name in section.figures:
             encoded = base64.b64encode(figure_pngs[name]).decode("ascii")
-            body.append(f'<img alt="{html.escape(section.title)} ({html.escape(name)})" '
-                        f'src="data:image/png;base64,{encoded}">')
+            body.append(
+                f'<img alt="{html.escape(section.title)} ({html.escape(name)})" '
+                f'src="data:image/png;base64,{encoded}">'
+            )
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(report.title)}</title><style>{_STYLE}</style></head>\n<body>\n"
-        + "\n".join(body) + "\n</body></html>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
     )
-

@@ -67,7 +67,9 @@ def class_counts_beyond(dks: np.ndarray, x: np.ndarray, side: str) -> np.ndarray
 
 def davg(pairs_real: np.ndarray, pairs_randomised: np.ndarray, n_classes: int) -> np.ndarray:
     """Equation 4 from pair counts beyond x: mean over classes, real minus randomised."""
-    return (np.asarray(pairs_real, np.float64) - np.asarray(pairs_randomised, np.float64)) / n_classes
+    return (
+        np.asarray(pairs_real, np.float64) - np.asarray(pairs_randomised, np.float64)
+    ) / n_classes
 
 
 def best_threshold(x: np.ndarray, davg_values: np.ndarray) -> tuple[float, float]:
@@ -75,13 +77,17 @@ def best_threshold(x: np.ndarray, davg_values: np.ndarray) -> tuple[float, float
     x = np.asarray(x, np.float64)
     davg_values = np.asarray(davg_values, np.float64)
     if x.size == 0 or x.shape != davg_values.shape:
-        raise ValueError(f"x and davg must be non-empty and alike, got {x.shape} and {davg_values.shape}")
+        raise ValueError(
+            f"x and davg must be non-empty and alike, got {x.shape} and {davg_values.shape}"
+        )
     nearest_zero_first = np.argsort(np.abs(x), kind="stable")
     best = nearest_zero_first[np.argmax(davg_values[nearest_zero_first])]
     return float(x[best]), float(davg_values[best])
 
 
-def fit_log_model(mean_images_per_class: np.ndarray, thresholds: np.ndarray) -> tuple[float, float, float]:
+def fit_log_model(
+    mean_images_per_class: np.ndarray, thresholds: np.ndarray
+) -> tuple[float, float, float]:
     """Least-squares t = a + b ln(m): (a, b, R-squared); R-squared is NaN when t does not vary."""
     m = np.asarray(mean_images_per_class, np.float64)
     t = np.asarray(thresholds, np.float64)

@@ -131,8 +131,11 @@ def map_feature_blocks(
         # sum() consumes every block and re-raises the first error of any.
         constant = sum(pool.map(run_block, range(0, n_features, block_features)))
     if constant:
-        logger.info("%d of %d features are constant over the images (all classes alike)",
-                    constant, n_features)
+        logger.info(
+            "%d of %d features are constant over the images (all classes alike)",
+            constant,
+            n_features,
+        )
     return outputs
 
 

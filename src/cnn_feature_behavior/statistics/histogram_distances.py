@@ -19,7 +19,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cnn_feature_behavior.statistics.dks import bin_indices, class_histogram, class_sizes, map_feature_blocks
+from cnn_feature_behavior.statistics.dks import (
+    bin_indices,
+    class_histogram,
+    class_sizes,
+    map_feature_blocks,
+)
 
 DEFAULT_SMOOTHING = 1e-4
 
@@ -42,9 +47,13 @@ def histogram_distances(
     if values.shape[0] != n_images:
         raise ValueError(f"{values.shape[0]} rows of values but {n_images} labels")
     if not isinstance(bins, (int, np.integer)) or bins < 1:
-        raise ValueError(f"histogram distances need a positive integer number of bins, got {bins!r}")
+        raise ValueError(
+            f"histogram distances need a positive integer number of bins, got {bins!r}"
+        )
     if not smoothing > 0:
-        raise ValueError(f"smoothing must be > 0 to keep KL finite on empty bins, got {smoothing!r}")
+        raise ValueError(
+            f"smoothing must be > 0 to keep KL finite on empty bins, got {smoothing!r}"
+        )
     bins = int(bins)
     label_offsets = labels.astype(np.intp) * bins
     # Divisions, not reciprocal products: equal fractions must give bit-identical probabilities.

@@ -28,7 +28,9 @@ def paper_layer_name(keras_name: str) -> str:
         return f"conv{match[1]}_{match[2]}"
     if keras_name in FC_LAYERS:
         return FC_LAYERS[keras_name]
-    raise ValueError(f"{keras_name!r} is not a VGG conv or fc layer name (block<b>_conv<i>, fc1, fc2)")
+    raise ValueError(
+        f"{keras_name!r} is not a VGG conv or fc layer name (block<b>_conv<i>, fc1, fc2)"
+    )
 
 
 def keras_layer_name(paper_name: str) -> str:

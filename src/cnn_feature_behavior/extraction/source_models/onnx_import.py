@@ -19,7 +19,11 @@ import onnx
 from onnx import numpy_helper
 
 from cnn_feature_behavior.extraction.source_models.architecture import conv_layer_names
-from cnn_feature_behavior.extraction.source_models.weight_files import LayerWeights, read_layer_weights, write_legacy_h5
+from cnn_feature_behavior.extraction.source_models.weight_files import (
+    LayerWeights,
+    read_layer_weights,
+    write_legacy_h5,
+)
 
 logger = logging.getLogger(__name__)
 

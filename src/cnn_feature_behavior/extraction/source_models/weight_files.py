@@ -18,7 +18,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from cnn_feature_behavior.extraction.source_models.architecture import CONV_BLOCKS, FC_LAYERS, conv_layer_names
+from cnn_feature_behavior.extraction.source_models.architecture import (
+    CONV_BLOCKS,
+    FC_LAYERS,
+    conv_layer_names,
+)
 
 LayerWeights = dict[str, tuple[np.ndarray, np.ndarray]]
 """Keras layer name -> (kernel, bias); conv kernels (H, W, I, O), dense kernels (I, O)."""
@@ -70,11 +74,15 @@ def _read_legacy(h5: h5py.File, path: Path) -> LayerWeights:
     for raw in h5.attrs["layer_names"]:
         layer = raw.decode() if isinstance(raw, bytes) else str(raw)
         group = h5[layer]
-        names = [n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs["weight_names"]]
+        names = [
+            n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs["weight_names"]
+        ]
         if not names:
             continue
         if len(names) != 2:
-            raise ValueError(f"{path}: layer {layer} holds {len(names)} arrays, expected kernel and bias")
+            raise ValueError(
+                f"{path}: layer {layer} holds {len(names)} arrays, expected kernel and bias"
+            )
         weights[layer] = (np.asarray(group[names[0]]), np.asarray(group[names[1]]))
     return weights
 
@@ -89,7 +97,9 @@ def _read_keras3(h5: h5py.File, path: Path) -> LayerWeights:
             continue
         variables = group["vars"]
         if len(variables) != 2:
-            raise ValueError(f"{path}: layer group {group_name} holds {len(variables)} arrays, expected 2")
+            raise ValueError(
+                f"{path}: layer group {group_name} holds {len(variables)} arrays, expected 2"
+            )
         position = int(match[2] or 0)
         found[match[1]].append((position, (np.asarray(variables["0"]), np.asarray(variables["1"]))))
     convs = [w for _, w in sorted(found["conv2d"], key=lambda item: item[0])]

@@ -8,8 +8,12 @@ from typing import Any
 import pandas as pd
 
 from cnn_feature_behavior.extraction.embedding_store import EmbeddingPlan
+from cnn_feature_behavior.extraction.source_models import (
+    available_layers,
+    load_backbone,
+    source_model_spec,
+)
 from cnn_feature_behavior.extraction.stream import plan_embedding
-from cnn_feature_behavior.extraction.source_models import available_layers, load_backbone, source_model_spec
 
 
 def extract_embedding(

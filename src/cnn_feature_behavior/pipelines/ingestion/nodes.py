@@ -13,9 +13,8 @@ from cnn_feature_behavior.ingestion.index import (
     dataset_properties,
     properties_markdown,
 )
-from cnn_feature_behavior.ingestion.sources import BUNDLED_WRITERS, download_archives
 from cnn_feature_behavior.ingestion.layouts import scan_layout
-
+from cnn_feature_behavior.ingestion.sources import BUNDLED_WRITERS, download_archives
 
 INGESTION_KEYS = ("verify_images", "allow_missing", "download", "decode_workers")
 

@@ -10,8 +10,8 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from cnn_feature_behavior.reporting import figures
 from cnn_feature_behavior.extraction.embedding_store import ShardedEmbeddingDataset
+from cnn_feature_behavior.reporting import figures
 from cnn_feature_behavior.reporting.report import (
     Report,
     Section,
@@ -103,8 +103,11 @@ def cross_dataset_tables(
     # Dataset properties are shared by every source model: keep the datasets run on this one.
     not_run = sorted(set(properties["dataset"]) - set(study_thresholds["dataset"]))
     if not_run:
-        logger.info("Table 2 across datasets leaves out %s: ingested but not calibrated on "
-                    "this source model", not_run)
+        logger.info(
+            "Table 2 across datasets leaves out %s: ingested but not calibrated on "
+            "this source model",
+            not_run,
+        )
         properties = properties[~properties["dataset"].isin(not_run)].reset_index(drop=True)
     return (
         properties,
@@ -142,26 +145,40 @@ def plot_feature_class_pair(
     values = embedding[feature].to_numpy()
     is_inner = (labels.loc[embedding.index] == class_name).to_numpy()
     drawn = figures.inner_outer_distributions(values, is_inner, bins).signed_dks
-    logger.info("Figure 1: %s, class %r: stored DKS %+.4f, drawn %+.4f", feature, class_name,
-                stored, drawn)
+    logger.info(
+        "Figure 1: %s, class %r: stored DKS %+.4f, drawn %+.4f", feature, class_name, stored, drawn
+    )
     # float32 storage of the DKS table allows a difference of about 1e-7.
     if abs(drawn - stored) > 1e-4:
-        logger.warning("Figure 1: the drawn EDF gap %+.4f differs from the stored DKS %+.4f; was "
-                       "the dks table computed on other bins or images?", drawn, stored)
+        logger.warning(
+            "Figure 1: the drawn EDF gap %+.4f differs from the stored DKS %+.4f; was "
+            "the dks table computed on other bins or images?",
+            drawn,
+            stored,
+        )
     return figures.feature_class_pair_figure(
-        values, is_inner, feature=feature, class_name=class_name, dataset=dataset,
-        stored_dks=stored, bins=bins,
+        values,
+        is_inner,
+        feature=feature,
+        class_name=class_name,
+        dataset=dataset,
+        stored_dks=stored,
+        bins=bins,
     )
 
 
 def plot_dks_histograms(
-    dks_histograms: pd.DataFrame, dataset_properties: pd.DataFrame, dataset: str,
+    dks_histograms: pd.DataFrame,
+    dataset_properties: pd.DataFrame,
+    dataset: str,
     source_model: str,
 ) -> Figure:
     """Figure 6 for this dataset."""
     return figures.dks_histograms_figure(
-        dks_histograms, _mean_images(dataset_properties),
-        title=f"Figure 6 - DKS distribution, {dataset} on {source_model}")
+        dks_histograms,
+        _mean_images(dataset_properties),
+        title=f"Figure 6 - DKS distribution, {dataset} on {source_model}",
+    )
 
 
 def plot_class_counts(
@@ -169,9 +186,13 @@ def plot_class_counts(
 ) -> Figure:
     """Figure 9 for this dataset, with its t+ and t- dashed."""
     row = _one_row(thresholds, "thresholds")
-    return figures.class_counts_figure(class_counts, t_plus=float(row["t_plus"]),
-                                       t_minus=float(row["t_minus"]), dataset=dataset,
-                                       source_model=source_model)
+    return figures.class_counts_figure(
+        class_counts,
+        t_plus=float(row["t_plus"]),
+        t_minus=float(row["t_minus"]),
+        dataset=dataset,
+        source_model=source_model,
+    )
 
 
 def plot_davg_curve(
@@ -179,9 +200,13 @@ def plot_davg_curve(
 ) -> Figure:
     """davg(x) for this dataset, with the thresholds at its maxima."""
     row = _one_row(thresholds, "thresholds")
-    return figures.davg_figure(davg_curve, t_plus=float(row["t_plus"]),
-                               t_minus=float(row["t_minus"]), dataset=dataset,
-                               source_model=source_model)
+    return figures.davg_figure(
+        davg_curve,
+        t_plus=float(row["t_plus"]),
+        t_minus=float(row["t_minus"]),
+        dataset=dataset,
+        source_model=source_model,
+    )
 
 
 def plot_layer_kept(layer_kept: pd.DataFrame, dataset: str, source_model: str) -> Figure:
@@ -203,8 +228,9 @@ def plot_layer_summary_across_datasets(
     source_model: str,
 ) -> Figure:
     """Figure 5 over every dataset run so far for this source model."""
-    summary = gather_partitions(all_dks_layer_summary, dks_layer_summary, dataset,
-                                "dks_layer_summary")
+    summary = gather_partitions(
+        all_dks_layer_summary, dks_layer_summary, dataset, "dks_layer_summary"
+    )
     return figures.layer_summary_figure(summary, _mean_images(summary), source_model=source_model)
 
 
@@ -220,8 +246,10 @@ def plot_dks_histograms_across_datasets(
     names = sorted(set(histograms["dataset"]))
     note = f" - only one dataset run so far: {names[0]}" if len(names) == 1 else ""
     return figures.dks_histograms_figure(
-        histograms, _mean_images(study_dataset_properties),
-        title=f"Figure 6 - DKS distribution across datasets, {source_model}{note}")
+        histograms,
+        _mean_images(study_dataset_properties),
+        title=f"Figure 6 - DKS distribution across datasets, {source_model}{note}",
+    )
 
 
 def plot_fc_histograms_by_overlap(
@@ -235,7 +263,9 @@ def plot_fc_histograms_by_overlap(
     """Figure 8 over every dataset run so far for this source model."""
     histograms = gather_partitions(all_dks_histograms, dks_histograms, dataset, "dks_histograms")
     return figures.fc_histograms_by_overlap_figure(
-        histograms, overlap_groups, _mean_images(study_dataset_properties),
+        histograms,
+        overlap_groups,
+        _mean_images(study_dataset_properties),
         source_model=source_model,
     )
 
@@ -248,7 +278,9 @@ def plot_threshold_fit(
 
 
 def layer_summaries_by_model(
-    all_model_outputs: Partitions, dks_layer_summary: pd.DataFrame, dataset: str,
+    all_model_outputs: Partitions,
+    dks_layer_summary: pd.DataFrame,
+    dataset: str,
     source_model: str,
 ) -> dict[str, pd.DataFrame]:
     """Each source model's layer summaries, from `<model>/dks_layer_summary/<dataset>` files."""
@@ -260,30 +292,40 @@ def layer_summaries_by_model(
             if (model, name) != (source_model, dataset):
                 tables.setdefault(model, {})[name] = load()
     tables.setdefault(source_model, {})[dataset] = dks_layer_summary
-    return {model: pd.concat(frames.values(), ignore_index=True)
-            for model, frames in tables.items()}
+    return {
+        model: pd.concat(frames.values(), ignore_index=True) for model, frames in tables.items()
+    }
 
 
 def plot_layer_summary_by_source_model(
-    all_model_outputs: Partitions, dks_layer_summary: pd.DataFrame, dataset: str,
+    all_model_outputs: Partitions,
+    dks_layer_summary: pd.DataFrame,
+    dataset: str,
     source_model: str,
 ) -> dict[str, Figure]:
     """Figure 5 per source model side by side, over the datasets run for two models or more.
 
     Empty when fewer than two source models share a dataset; the index says so.
     """
-    summaries = layer_summaries_by_model(all_model_outputs, dks_layer_summary, dataset,
-                                         source_model)
+    summaries = layer_summaries_by_model(
+        all_model_outputs, dks_layer_summary, dataset, source_model
+    )
     shared = _datasets_shared_by_models(summaries)
     if not shared:
-        logger.info("Figure 5 by source model: no dataset run for two models (models: %s)",
-                    sorted(summaries))
+        logger.info(
+            "Figure 5 by source model: no dataset run for two models (models: %s)",
+            sorted(summaries),
+        )
         return {}
-    compared = {model: table[table["dataset"].isin(shared)] for model, table in summaries.items()
-                if table["dataset"].isin(shared).any()}
+    compared = {
+        model: table[table["dataset"].isin(shared)]
+        for model, table in summaries.items()
+        if table["dataset"].isin(shared).any()
+    }
     everything = pd.concat(compared.values(), ignore_index=True)
-    return {FIGURE_5_BY_MODEL: figures.layer_summary_by_model_figure(compared,
-                                                                     _mean_images(everything))}
+    return {
+        FIGURE_5_BY_MODEL: figures.layer_summary_by_model_figure(compared, _mean_images(everything))
+    }
 
 
 def _datasets_shared_by_models(summaries: Mapping[str, pd.DataFrame]) -> list[str]:
@@ -315,8 +357,13 @@ def write_dataset_report(
     """The report of one dataset on one source model: figures (PNG files), Markdown and HTML."""
     properties = _one_row(dataset_properties, "dataset_properties")
     row = _one_row(thresholds, "thresholds")
-    figures_by_name = {FIGURE_1: figure_1, FIGURE_6: figure_6, FIGURE_9: figure_9, DAVG: davg,
-                       FIGURE_10: figure_10}
+    figures_by_name = {
+        FIGURE_1: figure_1,
+        FIGURE_6: figure_6,
+        FIGURE_9: figure_9,
+        DAVG: davg,
+        FIGURE_10: figure_10,
+    }
     clashes = sorted(set(top_feature_figures) & set(figures_by_name))
     if clashes:
         raise ValueError(f"top-feature figures reuse the report's file names {clashes}")
@@ -330,39 +377,55 @@ def write_dataset_report(
             f"Thresholds: t+ = {row['t_plus']:+.3f}, t- = {row['t_minus']:+.3f}."
         ),
         sections=(
-            Section("Table 2: dataset properties",
-                    tables=(format_table(dataset_properties),)),
-            Section("Table 3: thresholds",
-                    text="t+ and t- maximise davg, the mean number of features per class beyond "
-                         "x with real labels minus that with randomised labels (Equation 4).",
-                    tables=(format_table(thresholds),)),
-            Section("Figure 1: one (feature, class) pair",
-                    text="Inner-class and outer-class histograms of one feature, and their EDFs; "
-                         "the red segment is the largest gap, the signed DKS.",
-                    figures=(FIGURE_1,)),
-            Section("Figure 6: DKS distribution of conv and fc features",
-                    text="Share of (feature, class) pairs per DKS bin.", figures=(FIGURE_6,)),
-            Section("Figure 9: features per class beyond x",
-                    text="One line per class: features with DKS above x (left) or below x "
-                         "(right); real labels in black, randomised labels in red, thresholds "
-                         "dashed.",
-                    figures=(FIGURE_9,)),
-            Section("Threshold selection: davg(x)",
-                    text="davg(x) on each side of 0; t+ and t- are where it peaks.",
-                    figures=(DAVG,)),
-            Section("Figure 10: pairs kept per layer",
-                    text="Share of each layer's (feature, class) pairs beyond the thresholds, "
-                         "real labels against randomised labels.",
-                    figures=(FIGURE_10,)),
-            Section("Figures 2, 3, 4 and 7: top features per class",
-                    text="For each class shown, the features with the highest DKS (presence) and "
-                         "the lowest (absence), each as the 9 patches of the reference pool that "
-                         "activate it most, cropped to its receptive field.",
-                    figures=tuple(top_feature_figures)),
-            Section("Across datasets",
-                    text=f"Every dataset run so far on {source_model}: Figures 5 and 8, Tables 2 "
-                         "and 3, the threshold fit.",
-                    links=(("Study index", "../index.html"),)),
+            Section("Table 2: dataset properties", tables=(format_table(dataset_properties),)),
+            Section(
+                "Table 3: thresholds",
+                text="t+ and t- maximise davg, the mean number of features per class beyond "
+                "x with real labels minus that with randomised labels (Equation 4).",
+                tables=(format_table(thresholds),),
+            ),
+            Section(
+                "Figure 1: one (feature, class) pair",
+                text="Inner-class and outer-class histograms of one feature, and their EDFs; "
+                "the red segment is the largest gap, the signed DKS.",
+                figures=(FIGURE_1,),
+            ),
+            Section(
+                "Figure 6: DKS distribution of conv and fc features",
+                text="Share of (feature, class) pairs per DKS bin.",
+                figures=(FIGURE_6,),
+            ),
+            Section(
+                "Figure 9: features per class beyond x",
+                text="One line per class: features with DKS above x (left) or below x "
+                "(right); real labels in black, randomised labels in red, thresholds "
+                "dashed.",
+                figures=(FIGURE_9,),
+            ),
+            Section(
+                "Threshold selection: davg(x)",
+                text="davg(x) on each side of 0; t+ and t- are where it peaks.",
+                figures=(DAVG,),
+            ),
+            Section(
+                "Figure 10: pairs kept per layer",
+                text="Share of each layer's (feature, class) pairs beyond the thresholds, "
+                "real labels against randomised labels.",
+                figures=(FIGURE_10,),
+            ),
+            Section(
+                "Figures 2, 3, 4 and 7: top features per class",
+                text="For each class shown, the features with the highest DKS (presence) and "
+                "the lowest (absence), each as the 9 patches of the reference pool that "
+                "activate it most, cropped to its receptive field.",
+                figures=tuple(top_feature_figures),
+            ),
+            Section(
+                "Across datasets",
+                text=f"Every dataset run so far on {source_model}: Figures 5 and 8, Tables 2 "
+                "and 3, the threshold fit.",
+                links=(("Study index", "../index.html"),),
+            ),
         ),
     )
     html = render_html(report, _rendered(figures_by_name, int(options["html_dpi"])))
@@ -383,35 +446,54 @@ def write_index_report(
 ) -> tuple[dict[str, Figure], str, str]:
     """The index across every dataset run on one source model: figures, Markdown and HTML."""
     names = list(study_thresholds["dataset"])
-    figures_by_name = {FIGURE_5: figure_5, FIGURE_6_ACROSS: figure_6, FIGURE_8: figure_8,
-                       THRESHOLD_FIT: threshold_fit_plot, **figure_5_by_model}
+    figures_by_name = {
+        FIGURE_5: figure_5,
+        FIGURE_6_ACROSS: figure_6,
+        FIGURE_8: figure_8,
+        THRESHOLD_FIT: threshold_fit_plot,
+        **figure_5_by_model,
+    }
     by_model = (
         Section("Figure 5 by source model", figures=tuple(figure_5_by_model))
         if figure_5_by_model
-        else Section("Figure 5 by source model",
-                     text="Not drawn: no dataset has been run for two source models yet.")
+        else Section(
+            "Figure 5 by source model",
+            text="Not drawn: no dataset has been run for two source models yet.",
+        )
     )
     report = Report(
         title=f"Study index: {source_model}",
-        intro=(f"{len(names)} dataset(s) run on {source_model}, by mean images per class: "
-               f"{', '.join(names)}."),
+        intro=(
+            f"{len(names)} dataset(s) run on {source_model}, by mean images per class: "
+            f"{', '.join(names)}."
+        ),
         sections=(
-            Section("Reports per dataset",
-                    text="One report per dataset whose reporting pipeline has run.",
-                    links=tuple((name, f"{name}/report.html") for name in names)),
-            Section("Table 2: dataset properties",
-                    tables=(format_table(study_dataset_properties),)),
+            Section(
+                "Reports per dataset",
+                text="One report per dataset whose reporting pipeline has run.",
+                links=tuple((name, f"{name}/report.html") for name in names),
+            ),
+            Section(
+                "Table 2: dataset properties", tables=(format_table(study_dataset_properties),)
+            ),
             Section("Table 3: thresholds", tables=(format_table(study_thresholds),)),
-            Section("Thresholds against images per class",
-                    text="t = a + b ln(mean images per class), fitted over the datasets run.",
-                    tables=(format_table(threshold_fit),), figures=(THRESHOLD_FIT,)),
-            Section("Figure 5: DKS per layer across datasets",
-                    text="Per layer, the modes of D+ and D- with intervals enclosing 68% of each "
-                         "side's values; datasets ordered and coloured by mean images per class.",
-                    figures=(FIGURE_5,)),
-            Section("Figure 6: DKS of conv and fc features across datasets",
-                    text="Share of (feature, class) pairs per DKS bin, one line per dataset.",
-                    figures=(FIGURE_6_ACROSS,)),
+            Section(
+                "Thresholds against images per class",
+                text="t = a + b ln(mean images per class), fitted over the datasets run.",
+                tables=(format_table(threshold_fit),),
+                figures=(THRESHOLD_FIT,),
+            ),
+            Section(
+                "Figure 5: DKS per layer across datasets",
+                text="Per layer, the modes of D+ and D- with intervals enclosing 68% of each "
+                "side's values; datasets ordered and coloured by mean images per class.",
+                figures=(FIGURE_5,),
+            ),
+            Section(
+                "Figure 6: DKS of conv and fc features across datasets",
+                text="Share of (feature, class) pairs per DKS bin, one line per dataset.",
+                figures=(FIGURE_6_ACROSS,),
+            ),
             Section("Figure 8: fc DKS by overlap with ImageNet", figures=(FIGURE_8,)),
             by_model,
         ),
