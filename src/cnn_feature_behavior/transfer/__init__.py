@@ -1,0 +1,1 @@
+"""Transfer evaluation: which layers and features to transfer, measured by a classifier."""

@@ -1,0 +1,58 @@
+"""The embeddings compared in transfer: standardisation with fitted statistics and the
+three-valued full-network embedding (FNE, Garcia-Gasulla et al. 2017/2018)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# The FNE paper's public code: standardised values above 0.15 become 1, below -0.25 become -1.
+FNE_POSITIVE = 0.15
+FNE_NEGATIVE = -0.25
+
+
+@dataclass(frozen=True)
+class Standardisation:
+    """Per-feature mean and scale, fitted on some images (the training split) and applied to any."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, values: np.ndarray) -> Standardisation:
+        """Mean and standard deviation of each column; a constant column gets scale 1 (maps to 0)."""
+        values = np.asarray(values, dtype=np.float64)
+        if values.ndim != 2 or len(values) == 0:
+            raise ValueError(f"standardisation needs a non-empty 2-D matrix, got {values.shape}")
+        mean = values.mean(axis=0)
+        scale = values.std(axis=0)
+        scale[scale == 0] = 1.0
+        return cls(mean=mean, scale=scale)
+
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        """(values - mean) / scale as float32."""
+        values = np.asarray(values)
+        if values.ndim != 2 or values.shape[1] != len(self.mean):
+            raise ValueError(
+                f"matrix {values.shape} does not have the {len(self.mean)} fitted features"
+            )
+        return ((values - self.mean) / self.scale).astype(np.float32)
+
+
+def standardise(values: np.ndarray, fitted_on: np.ndarray | None = None) -> np.ndarray:
+    """`values` standardised with the statistics of `fitted_on` (default: of `values` itself)."""
+    return Standardisation.fit(values if fitted_on is None else fitted_on).apply(values)
+
+
+def fne_values(
+    standardised: np.ndarray, positive: float = FNE_POSITIVE, negative: float = FNE_NEGATIVE
+) -> np.ndarray:
+    """Three values of standardised features: > positive is 1, < negative is -1, else 0 (float32)."""
+    if not negative <= positive:
+        raise ValueError(f"FNE thresholds: negative {negative} must not exceed positive {positive}")
+    standardised = np.asarray(standardised)
+    out = np.zeros(standardised.shape, dtype=np.float32)
+    out[standardised > positive] = 1.0
+    out[standardised < negative] = -1.0
+    return out

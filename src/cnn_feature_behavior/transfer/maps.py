@@ -1,0 +1,237 @@
+"""2-D maps of an embedding: t-SNE after PCA on a stratified subsample of the images.
+
+A map is for looking at, not for measuring, so it uses every image (no train/test split): each
+embedding is standardised over the subsample it draws, then reduced by a seeded PCA and laid out
+by a seeded Barnes-Hut t-SNE (scikit-learn).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
+
+from cnn_feature_behavior.transfer.embeddings import fne_values, standardise
+
+logger = logging.getLogger(__name__)
+
+FULL_NETWORK = "full_network"
+FNE = "fne"
+DEFAULT_EMBEDDINGS = ("conv3_3", "conv5_3", FULL_NETWORK, FNE)
+MAP_COLUMNS = ("dataset", "source_model", "embedding", "image_id", "label", "class_name", "x", "y")
+
+
+@dataclass(frozen=True)
+class MapSettings:
+    """How the maps are drawn (`transfer.maps` parameters)."""
+
+    embeddings: tuple[str, ...] = DEFAULT_EMBEDDINGS
+    max_images: int = 2000
+    pca_components: int = 50
+    perplexity: float = 30.0
+    max_iter: int = 1000
+    seed: int = 2018
+    fne_positive: float = 0.15
+    fne_negative: float = -0.25
+
+    @classmethod
+    def from_params(cls, params: dict) -> MapSettings:
+        """Settings from a parameters block; unknown keys are errors, absent keys the defaults."""
+        fields = set(cls.__dataclass_fields__)
+        unknown = sorted(set(params) - fields)
+        if unknown:
+            raise ValueError(f"transfer.maps: unknown key(s) {unknown}; known: {sorted(fields)}")
+        settings = cls(**{**params, "embeddings": tuple(params.get("embeddings", cls.embeddings))})
+        if not settings.embeddings:
+            raise ValueError("transfer.maps.embeddings: name at least one embedding")
+        if settings.max_images < 2:
+            raise ValueError(
+                f"transfer.maps.max_images must be at least 2, got {settings.max_images}"
+            )
+        if settings.pca_components < 2:
+            raise ValueError(
+                f"transfer.maps.pca_components must be at least 2, got {settings.pca_components}"
+            )
+        if settings.perplexity <= 0:
+            raise ValueError(f"transfer.maps.perplexity must be > 0, got {settings.perplexity}")
+        return settings
+
+
+def stratified_subsample(labels: np.ndarray, max_images: int, seed: int) -> np.ndarray:
+    """Sorted row positions of at most `max_images` images, each class in proportion to its size.
+
+    Quotas by largest remainder, so they add up to exactly `max_images`; when there are at least
+    as many places as classes, every class keeps one image or more. All rows when they fit.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError(f"labels must be 1-D, got shape {labels.shape}")
+    if max_images < 1:
+        raise ValueError(f"max_images must be at least 1, got {max_images}")
+    if len(labels) <= max_images:
+        return np.arange(len(labels))
+    classes, sizes = np.unique(labels, return_counts=True)
+    share = sizes * (max_images / len(labels))
+    quotas = np.floor(share).astype(np.int64)
+    if max_images >= len(classes):
+        quotas = np.maximum(quotas, 1)
+    # Hand out what is left by largest remainder, or take back from the largest quotas.
+    order = np.argsort(-(share - np.floor(share)), kind="stable")
+    position = 0
+    while quotas.sum() < max_images:
+        index = order[position % len(order)]
+        if quotas[index] < sizes[index]:
+            quotas[index] += 1
+        position += 1
+    while quotas.sum() > max_images:
+        quotas[np.argmax(quotas)] -= 1
+    rng = np.random.default_rng(seed)
+    chosen = [
+        rng.choice(np.flatnonzero(labels == klass), size=int(quota), replace=False)
+        for klass, quota in zip(classes, quotas)
+    ]
+    return np.sort(np.concatenate(chosen))
+
+
+def tsne_coordinates(
+    values: np.ndarray,
+    *,
+    pca_components: int = 50,
+    perplexity: float = 30.0,
+    max_iter: int = 1000,
+    seed: int = 2018,
+) -> np.ndarray:
+    """(images, 2) t-SNE coordinates of the rows of `values`, after a seeded PCA.
+
+    PCA keeps at most `pca_components` (fewer when there are fewer images or features); the
+    perplexity is lowered to (images - 1) / 3 when there are too few images for it.
+    """
+    values = np.asarray(values, dtype=np.float32)
+    n_images, n_features = values.shape
+    if n_images < 4:
+        raise ValueError(f"a t-SNE map needs at least 4 images, got {n_images}")
+    if not np.isfinite(values).all():
+        raise ValueError(
+            f"{int((~np.isfinite(values)).sum())} non-finite value(s) in the embedding"
+        )
+    components = min(pca_components, n_images - 1, n_features)
+    if components < n_features:
+        reduced = PCA(
+            n_components=components, svd_solver="randomized", random_state=seed
+        ).fit_transform(values)
+    else:
+        reduced = values - values.mean(axis=0)
+    effective = min(float(perplexity), (n_images - 1) / 3.0)
+    tsne = TSNE(
+        n_components=2,
+        perplexity=effective,
+        init="pca",
+        learning_rate="auto",
+        max_iter=max_iter,
+        random_state=seed,
+    )
+    return tsne.fit_transform(reduced.astype(np.float32)).astype(np.float64)
+
+
+def embedding_values(
+    name: str, values: np.ndarray, feature_layers: np.ndarray, settings: MapSettings
+) -> np.ndarray | None:
+    """The standardised matrix of one named embedding of the subsample, None for an absent layer.
+
+    `full_network` is every feature; `fne` the full network three-valued; any other name is a
+    layer of the source model, which the embedding may lack (fc layers with conv-only weights).
+    """
+    if name == FULL_NETWORK:
+        return standardise(values)
+    if name == FNE:
+        return fne_values(
+            standardise(values), positive=settings.fne_positive, negative=settings.fne_negative
+        )
+    mask = feature_layers == name
+    if not mask.any():
+        return None
+    return standardise(values[:, mask])
+
+
+def embedding_maps(
+    values: np.ndarray,
+    feature_layers: Sequence[str],
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    image_ids: Sequence[str],
+    settings: MapSettings,
+    *,
+    known_layers: Sequence[str],
+    dataset: str,
+    source_model: str,
+) -> pd.DataFrame:
+    """The `embedding_maps` table: one row per (embedding, subsampled image), coordinates x, y.
+
+    `known_layers` are the source model's layer names: a listed embedding that is one of them but
+    absent from `feature_layers` is skipped with a log line; a name that is none of them (nor
+    `full_network` / `fne`) is an error.
+    """
+    values = np.asarray(values)
+    feature_layers = np.asarray([str(layer) for layer in feature_layers])
+    labels = np.asarray(labels, dtype=np.int64)
+    image_ids = np.asarray([str(image_id) for image_id in image_ids])
+    if values.shape != (len(labels), len(feature_layers)) or len(image_ids) != len(labels):
+        raise ValueError(
+            f"embedding {values.shape} must be (images {len(labels)}, features "
+            f"{len(feature_layers)}) with {len(image_ids)} image ids"
+        )
+    known = set(known_layers) | {FULL_NETWORK, FNE}
+    unknown = [name for name in settings.embeddings if name not in known]
+    if unknown:
+        raise ValueError(
+            f"transfer.maps.embeddings: unknown embedding(s) {unknown}; known: "
+            f"{FULL_NETWORK}, {FNE} and the layers {list(known_layers)}"
+        )
+    rows = stratified_subsample(labels, settings.max_images, settings.seed)
+    sample = values[rows]
+    logger.info(
+        "Embedding maps: %d of %d images (stratified, seed %d), embeddings %s",
+        len(rows),
+        len(labels),
+        settings.seed,
+        list(settings.embeddings),
+    )
+    class_names = np.asarray([str(name) for name in class_names])
+    frames = []
+    for name in settings.embeddings:
+        matrix = embedding_values(name, sample, feature_layers, settings)
+        if matrix is None:
+            logger.info("Embedding maps: layer %s is not in the embedding; no map drawn", name)
+            continue
+        xy = tsne_coordinates(
+            matrix,
+            pca_components=settings.pca_components,
+            perplexity=settings.perplexity,
+            max_iter=settings.max_iter,
+            seed=settings.seed,
+        )
+        frames.append(
+            pd.DataFrame(
+                {
+                    "dataset": dataset,
+                    "source_model": source_model,
+                    "embedding": name,
+                    "image_id": image_ids[rows],
+                    "label": labels[rows],
+                    "class_name": class_names[labels[rows]],
+                    "x": xy[:, 0],
+                    "y": xy[:, 1],
+                }
+            )
+        )
+    if not frames:
+        raise ValueError(
+            f"transfer.maps.embeddings {list(settings.embeddings)}: none is in the embedding "
+            f"(its layers: {list(pd.unique(feature_layers))})"
+        )
+    return pd.concat(frames, ignore_index=True)[list(MAP_COLUMNS)]
