@@ -11,11 +11,13 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 from PIL import Image
 
+from cnn_feature_behavior.extraction.crops import ImageValuesError, upright_rgb
 from cnn_feature_behavior.ingestion.layouts import LayoutScan
 
 logger = logging.getLogger(__name__)
 
-INDEX_COLUMNS = ["image_id", "path", "label", "class_name"]
+# split: the official membership, `train` / `test`, or None where the dataset ships none.
+INDEX_COLUMNS = ["image_id", "path", "label", "class_name", "split"]
 REJECT_COLUMNS = ["path", "reason", "stage"]
 PROPERTY_COLUMNS = [
     "dataset",
@@ -38,7 +40,12 @@ class MissingImagesError(RuntimeError):
 
 
 def decode_problem(path: Path) -> str | None:
-    """Why the file at `path` cannot be used as an image, or None when it decodes."""
+    """Why the file at `path` cannot be used as an image, or None when it decodes.
+
+    The pixels are read by extraction's own rule (`extraction.crops.upright_rgb`), so a file whose
+    values have no 8-bit reading (e.g. a float image outside [0, 1] and [0, 255]) is rejected here
+    with the reason extraction would give.
+    """
     try:
         if path.stat().st_size == 0:
             return "empty file (0 bytes)"
@@ -50,6 +57,9 @@ def decode_problem(path: Path) -> str | None:
                 "RGB", (max(1, image.width // _DECODE_SCALE), max(1, image.height // _DECODE_SCALE))
             )
             image.load()
+            upright_rgb(image, source=path)
+    except ImageValuesError as error:
+        return error.reason
     except Exception as error:  # PIL raises many types (OSError, SyntaxError, ValueError...)
         return f"does not decode as an image: {type(error).__name__}: {error}"
     return None
@@ -136,8 +146,10 @@ def build_index(
         rejects += scan.unusable
 
     candidates: dict[str, list[str]] = {c: [] for c in scan.class_names}
+    splits: dict[str, str | None] = {}
     for image in scan.images:
         candidates[image.class_name].append(image.path)
+        splits[image.path] = image.split
     candidates = {c: sorted(paths) for c, paths in candidates.items() if paths}
     checker = (
         (lambda b: find_decode_problems(raw_dir, b, decode_workers)) if verify_images else None
@@ -188,11 +200,11 @@ def build_index(
         )
 
     rows = [
-        (str(PurePosixPath(path).with_suffix("")), path, label, class_name)
+        (str(PurePosixPath(path).with_suffix("")), path, label, class_name, splits[path])
         for label, class_name in enumerate(kept_classes)
         for path in selected[class_name]
     ]
-    index = pd.DataFrame(rows, columns=INDEX_COLUMNS).astype({"label": "int64"})
+    index = pd.DataFrame(rows, columns=INDEX_COLUMNS).astype({"label": "int64", "split": object})
     duplicated = index["image_id"][index["image_id"].duplicated()]
     if not duplicated.empty:
         raise ValueError(

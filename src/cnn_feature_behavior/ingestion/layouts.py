@@ -2,8 +2,11 @@
 
 Each reader turns a dataset's files under `raw_dir` into a `LayoutScan`: the labelled images
 present on disk, the labelled images missing from it, and the files found that the layout cannot
-use. Train and test splits are merged, as in the paper. A `raw_dir` that does not match the
-layout raises `LayoutError`, which names the path and shows the expected layout.
+use. Each image carries the dataset's official split (`train` or `test`, validation sets counted
+as train) where the dataset ships split files, else None; the study itself merges the splits, as
+in the paper. A `raw_dir` that does not match the layout, or split files that are malformed or do
+not cover every labelled image, raise `LayoutError`, which names the path and shows the expected
+layout. An optional class-names file (`class_names_file`) renames the classes.
 """
 
 from __future__ import annotations
@@ -13,12 +16,14 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 import scipy.io
+
+from cnn_feature_behavior.ingestion.class_names import class_names_from_file
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +31,9 @@ IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".pbm", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 )
 WOOD_CLASSES = ("sound", "dry", "edge", "leaf", "horn", "encased", "decayed")
+TRAIN, TEST = "train", "test"
+# DTD ships ten train/val/test splits, numbered 1..10.
+TEXTURES_SPLIT_NUMBERS = range(1, 11)
 
 
 class LayoutError(ValueError):
@@ -42,6 +50,7 @@ class LayoutError(ValueError):
 class LabelledImage:
     path: str  # POSIX, relative to raw_dir
     class_name: str
+    split: str | None = None  # official membership, `train` or `test`; None: no official split
 
 
 @dataclass
@@ -70,7 +79,33 @@ def scan_layout(dataset: str, raw_dir: Path | str, options: Mapping[str, Any]) -
     scan = LAYOUTS[dataset].read(raw_dir, options)
     if len(set(scan.class_names)) != len(scan.class_names):
         raise LayoutError(dataset, raw_dir, "class names are not unique")
+    names_file = options.get("class_names_file")
+    if names_file is not None:
+        scan = rename_classes(scan, class_names_file_path(raw_dir, names_file))
     return scan
+
+
+def class_names_file_path(raw_dir: Path, names_file: Any) -> Path:
+    """`dataset_source.class_names_file`: absolute, or relative to raw_dir."""
+    if not isinstance(names_file, str) or not names_file.strip():
+        raise ValueError(
+            f"dataset_source.class_names_file must be a path (absolute, or relative to raw_dir) "
+            f"or null, got {names_file!r}"
+        )
+    path = Path(names_file).expanduser()
+    return path if path.is_absolute() else raw_dir / path
+
+
+def rename_classes(scan: LayoutScan, names_file: Path) -> LayoutScan:
+    """The scan with its classes renamed by `names_file` (format: ingestion/class_names.py)."""
+    renamed = dict(zip(scan.class_names, class_names_from_file(names_file, scan.class_names)))
+    logger.info("class names from %s", names_file)
+    return LayoutScan(
+        [renamed[c] for c in scan.class_names],
+        [replace(image, class_name=renamed[image.class_name]) for image in scan.images],
+        scan.missing,
+        scan.unusable,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,6 +242,143 @@ def _strip_number_prefix(folder: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# Official splits
+
+
+def _split_files_present(dataset: str, files: Iterable[Path]) -> bool:
+    """True when every file of a split set is present, False when none is; a partial set is an
+    error (the split it describes would be one-sided)."""
+    files = list(files)
+    present = [f for f in files if f.is_file()]
+    if not present:
+        logger.info(
+            "%s: no official split files (%s): the index's split column is null",
+            dataset,
+            ", ".join(f.name for f in files),
+        )
+        return False
+    absent = [f for f in files if not f.is_file()]
+    if absent:
+        raise LayoutError(
+            dataset,
+            absent[0],
+            f"split file missing while {', '.join(f.name for f in present)} is present "
+            "(give the whole set of split files, or none)",
+        )
+    return True
+
+
+def _split_membership(
+    dataset: str, lists: Iterable[tuple[str, Path, Iterable[str]]]
+) -> dict[str, str]:
+    """{path: split} from (split, file, paths) lists; a path in two splits is an error."""
+    membership: dict[str, str] = {}
+    source: dict[str, Path] = {}
+    for split, path, entries in lists:
+        for entry in entries:
+            previous = membership.setdefault(entry, split)
+            if previous != split:
+                raise LayoutError(
+                    dataset,
+                    path,
+                    f"{entry} is listed in both the {previous} split ({source[entry].name}) "
+                    f"and the {split} split",
+                )
+            source.setdefault(entry, path)
+    return membership
+
+
+def _with_splits(
+    dataset: str, scan: LayoutScan, membership: Mapping[str, str], files: Iterable[Path]
+) -> LayoutScan:
+    """The scan with each image's official split; every labelled image on disk needs one.
+
+    The official split files of every dataset here cover all of its labelled images, so an image
+    in none of them means split files that do not belong to these images: an error, not a guess.
+    """
+    named = ", ".join(str(f) for f in files)
+    unsplit = [image.path for image in scan.images if image.path not in membership]
+    if unsplit:
+        raise LayoutError(
+            dataset,
+            named,
+            f"{len(unsplit)} of the {len(scan.images)} labelled images on disk are in no split "
+            f"file (e.g. {', '.join(unsplit[:3])}); split files from another release? Remove "
+            "them to index without an official split",
+        )
+    known = {image.path for image in scan.images}.union(scan.missing)
+    stray = [path for path in membership if path not in known]
+    if stray:
+        logger.warning(
+            "%s: %d entries of the split files name no labelled image on disk (e.g. %s); left out",
+            dataset,
+            len(stray),
+            ", ".join(stray[:3]),
+        )
+    images = [replace(image, split=membership[image.path]) for image in scan.images]
+    n_train = sum(image.split == TRAIN for image in images)
+    logger.info(
+        "%s: official split from %s: %d train, %d test",
+        dataset,
+        named,
+        n_train,
+        len(images) - n_train,
+    )
+    return LayoutScan(scan.class_names, images, scan.missing, scan.unusable)
+
+
+def _read_image_paths(dataset: str, path: Path) -> list[str]:
+    """`<folder>/<image>` lines of a split list (blank lines skipped)."""
+    entries = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        entry = line.strip()
+        if not entry:
+            continue
+        parts = PurePosixPath(entry).parts
+        if len(parts) != 2 or entry.startswith("/") or not _is_image_name(entry):
+            raise LayoutError(
+                dataset, path, f"line {number}: '{entry}' is not a <folder>/<image> path"
+            )
+        entries.append(entry)
+    return entries
+
+
+def _mat_image_numbers(dataset: str, path: Path, name: str, n_images: int) -> list[int]:
+    """Variable `name` of a .mat file as image numbers 1..n_images."""
+    values = np.ravel(_mat_variable(dataset, path, name))
+    try:
+        numbers = values.astype(float)
+    except (TypeError, ValueError):
+        numbers = np.array([np.nan])
+    if numbers.size and (
+        not np.all(np.isfinite(numbers))
+        or np.any(numbers != np.round(numbers))
+        or numbers.min() < 1
+        or numbers.max() > n_images
+    ):
+        raise LayoutError(
+            dataset, path, f"'{name}' holds values that are not image numbers 1..{n_images}"
+        )
+    return [int(n) for n in numbers]
+
+
+def _mat_strings(dataset: str, path: Path, name: str) -> list[str]:
+    """Variable `name` of a .mat file as strings: a cell array of strings or a char matrix."""
+    values = _mat_variable(dataset, path, name)
+    if values.dtype.kind == "U":
+        return [str(v).strip() for v in np.ravel(values)]
+    strings = []
+    for number, cell in enumerate(np.ravel(values), start=1):
+        item = np.ravel(cell) if isinstance(cell, np.ndarray) else np.array([cell])
+        if item.size != 1 or not isinstance(item[0], str):
+            raise LayoutError(
+                dataset, path, f"entry {number} of '{name}' is not a string ({cell!r})"
+            )
+        strings.append(item[0].strip())
+    return strings
+
+
+# ---------------------------------------------------------------------------------------------
 # Readers, one per dataset
 
 IMAGENET_IMAGE_DIRS = ("ILSVRC2012_img_val", "ILSVRC/Data/CLS-LOC/val")
@@ -311,12 +483,30 @@ def read_cub200(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
         if class_id not in classes:
             raise LayoutError("cub200", root / "classes.txt", f"unknown class id {class_id}")
         labelled.append((f"CUB_200_2011/images/{rel_path}", classes[class_id]))
-    return _labelled_list(
+    scan = _labelled_list(
         [classes[i] for i in sorted(classes)],
         labelled,
         _files_under(images_dir, raw_dir),
         "not listed in images.txt",
     )
+    split_file = root / "train_test_split.txt"
+    if not _split_files_present("cub200", [split_file]):
+        return scan
+    membership = {}
+    for image_id, is_training in _read_rows("cub200", split_file, 2):
+        if image_id not in image_paths:
+            raise LayoutError("cub200", split_file, f"image id {image_id} is not in images.txt")
+        if is_training not in ("0", "1"):
+            raise LayoutError(
+                "cub200",
+                split_file,
+                f"image id {image_id}: is_training_image '{is_training}' "
+                "is neither 1 (train) nor 0 (test)",
+            )
+        membership[f"CUB_200_2011/images/{image_paths[image_id]}"] = (
+            TRAIN if is_training == "1" else TEST
+        )
+    return _with_splits("cub200", scan, membership, [split_file])
 
 
 def read_wood(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
@@ -340,12 +530,28 @@ def read_flowers102(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
         (f"jpg/image_{number:05d}.jpg", class_names[label - 1])
         for number, label in enumerate(labels, start=1)
     )
-    return _labelled_list(
+    scan = _labelled_list(
         class_names,
         labelled,
         _files_under(image_dir, raw_dir),
         "not labelled in imagelabels.mat",
     )
+    setid = raw_dir / "setid.mat"
+    if not _split_files_present("flowers102", [setid]):
+        return scan
+    # trnid and valid (10 images per class each) are train, tstid test.
+    lists = [
+        (
+            split,
+            setid,
+            [
+                f"jpg/image_{n:05d}.jpg"
+                for n in _mat_image_numbers("flowers102", setid, variable, len(labels))
+            ],
+        )
+        for variable, split in (("trnid", TRAIN), ("valid", TRAIN), ("tstid", TEST))
+    ]
+    return _with_splits("flowers102", scan, _split_membership("flowers102", lists), [setid])
 
 
 def read_caltech101(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
@@ -361,7 +567,7 @@ def read_caltech101(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
 def read_mit67(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
     scan = _scan_class_folders("mit67", raw_dir, raw_dir / "Images")
     split_files = [raw_dir / "TrainImages.txt", raw_dir / "TestImages.txt"]
-    if not all(f.is_file() for f in split_files):
+    if not _split_files_present("mit67", split_files):
         logger.warning(
             "mit67: TrainImages.txt/TestImages.txt not in %s: indexing every image under Images/ "
             "(%d); the paper's 6,700 images are those two lists",
@@ -369,12 +575,14 @@ def read_mit67(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
             len(scan.images),
         )
         return scan
-    listed = [
-        f"Images/{line.strip()}"
-        for f in split_files
-        for line in f.read_text(encoding="utf-8").splitlines()
-        if line.strip()
-    ]
+    membership = _split_membership(
+        "mit67",
+        [
+            (split, f, [f"Images/{entry}" for entry in _read_image_paths("mit67", f)])
+            for split, f in zip((TRAIN, TEST), split_files)
+        ],
+    )
+    listed = list(membership)
     listed_set = set(listed)
     images = [image for image in scan.images if image.path in listed_set]
     present = {image.path for image in images}
@@ -383,11 +591,32 @@ def read_mit67(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
         len(scan.images) - len(images),
     )
     missing = [path for path in listed if path not in present]
-    return LayoutScan(scan.class_names, images, missing, scan.unusable)
+    return _with_splits(
+        "mit67",
+        LayoutScan(scan.class_names, images, missing, scan.unusable),
+        membership,
+        split_files,
+    )
 
 
 def read_textures(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
-    return _scan_class_folders("textures", raw_dir, raw_dir / "dtd" / "images")
+    scan = _scan_class_folders("textures", raw_dir, raw_dir / "dtd" / "images")
+    number = options.get("split_number", 1)
+    if isinstance(number, bool) or number not in TEXTURES_SPLIT_NUMBERS:
+        raise ValueError(
+            "textures: dataset_source.split_number must be one of DTD's splits 1..10, "
+            f"got {number!r} (conf/textures/parameters.yml)"
+        )
+    labels = raw_dir / "dtd" / "labels"
+    split_files = [labels / f"{name}{number}.txt" for name in ("train", "val", "test")]
+    if not _split_files_present("textures", split_files):
+        return scan
+    # The validation list is training data here, as every split's validation set.
+    lists = [
+        (split, f, [f"dtd/images/{entry}" for entry in _read_image_paths("textures", f)])
+        for split, f in zip((TRAIN, TRAIN, TEST), split_files)
+    ]
+    return _with_splits("textures", scan, _split_membership("textures", lists), split_files)
 
 
 def read_caltech256(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
@@ -402,12 +631,27 @@ def read_caltech256(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
 
 
 def read_stanforddogs(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
-    return _scan_class_folders(
+    scan = _scan_class_folders(
         "stanforddogs",
         raw_dir,
         raw_dir / "Images",
         class_name=lambda folder: folder.split("-", 1)[-1],
     )
+    split_files = [raw_dir / "train_list.mat", raw_dir / "test_list.mat"]
+    if not _split_files_present("stanforddogs", split_files):
+        return scan
+    lists = []
+    for split, f in zip((TRAIN, TEST), split_files):
+        entries = _mat_strings("stanforddogs", f, "file_list")
+        for number, entry in enumerate(entries, start=1):
+            if len(PurePosixPath(entry).parts) != 2 or not _is_image_name(entry):
+                raise LayoutError(
+                    "stanforddogs",
+                    f,
+                    f"file_list entry {number}: '{entry}' is not a <n<wnid>-<breed>>/<image> path",
+                )
+        lists.append((split, f, [f"Images/{entry}" for entry in entries]))
+    return _with_splits("stanforddogs", scan, _split_membership("stanforddogs", lists), split_files)
 
 
 def read_catsdogs(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
@@ -433,7 +677,16 @@ def read_catsdogs(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
         "not listed in annotations/list.txt",
     )
     scan.unusable += [(p, _not_image_reason(p)) for p in on_disk if not _is_image_name(p)]
-    return scan
+    split_files = [raw_dir / "annotations" / "trainval.txt", raw_dir / "annotations" / "test.txt"]
+    if not _split_files_present("catsdogs", split_files):
+        return scan
+    lists = []
+    for split, f in zip((TRAIN, TEST), split_files):
+        rows = _read_rows("catsdogs", f, 4)
+        for _name, class_id, _species, _breed_id in rows:
+            _int_field("catsdogs", f, class_id)
+        lists.append((split, f, [f"images/{row[0]}.jpg" for row in rows]))
+    return _with_splits("catsdogs", scan, _split_membership("catsdogs", lists), split_files)
 
 
 def read_food101(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
@@ -498,6 +751,7 @@ LAYOUTS: dict[str, Layout] = {
     images.txt              ("<image_id> <class_folder>/<file>.jpg")
     image_class_labels.txt  ("<image_id> <class_id>")
     classes.txt             ("<class_id> <NNN.Class_name>")
+    train_test_split.txt    (optional: "<image_id> <is_training_image>", 1 train, 0 test)
     images/<NNN.Class_name>/<file>.jpg""",
     ),
     "wood": Layout(
@@ -513,7 +767,7 @@ LAYOUTS: dict[str, Layout] = {
         """\
 <raw_dir>/
   imagelabels.mat   (labels: 1..102, one per image, in image number order)
-  setid.mat         (optional: the splits, merged anyway)
+  setid.mat         (optional: the official split; trnid and valid are train, tstid test)
   jpg/image_00001.jpg ... image_08189.jpg""",
     ),
     "caltech101": Layout(
@@ -528,13 +782,16 @@ LAYOUTS: dict[str, Layout] = {
 <raw_dir>/
   Images/<class>/<image>.jpg
   TrainImages.txt, TestImages.txt   (optional: "<class>/<image>.jpg" lines; when present only
-                                     these images are indexed, as in the paper)""",
+                                     these images are indexed, as in the paper, with their
+                                     split)""",
     ),
     "textures": Layout(
         read_textures,
         """\
 <raw_dir>/
-  dtd/images/<class>/<class>_NNNN.jpg""",
+  dtd/images/<class>/<class>_NNNN.jpg
+  dtd/labels/train<k>.txt, val<k>.txt, test<k>.txt   (optional: "<class>/<image>.jpg" lines;
+      split k = dataset_source.split_number, 1 by default; train and val are train)""",
     ),
     "caltech256": Layout(
         read_caltech256,
@@ -546,13 +803,17 @@ LAYOUTS: dict[str, Layout] = {
         read_stanforddogs,
         """\
 <raw_dir>/
-  Images/n<wnid>-<breed>/<image>.jpg""",
+  Images/n<wnid>-<breed>/<image>.jpg
+  train_list.mat, test_list.mat   (optional: the official split; variable file_list, a cell
+                                   array of "n<wnid>-<breed>/<image>.jpg" paths under Images/)""",
     ),
     "catsdogs": Layout(
         read_catsdogs,
         """\
 <raw_dir>/
   annotations/list.txt   ("<Breed_name>_<n> <class_id> <species> <breed_id>" lines)
+  annotations/trainval.txt, annotations/test.txt   (optional: the official split, lines as in
+                                                    list.txt)
   images/<Breed_name>_<n>.jpg""",
     ),
     "food101": Layout(

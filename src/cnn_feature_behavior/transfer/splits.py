@@ -1,0 +1,215 @@
+"""Train / test splits of the image index for the transfer evaluation.
+
+The dataset's official split is used where it has one (the index's `split` column, filled by the
+ingestion readers) and `use_official` is true. Elsewhere `repetitions` seeded, stratified draws:
+in each class, `train_per_class` images for training where set, else `train_fraction` of the class
+(rounded half up), and the rest for testing. A class too small for its `train_per_class` quota
+(fewer than `train_per_class + 1` images) trains on half of its images (rounded down); every class
+keeps at least one training and one test image, so a class of one image cannot be split.
+
+Draw `r` shuffles the images of the class with label `c` (in `image_id` order) with
+`numpy.random.default_rng([seed, r, c])`: a draw depends only on the seed, the repetition and
+the class's images, not on the index's row order nor on the other classes; unlike
+`default_rng(seed + r)`, seed `s`'s draw 1 is not seed `s + 1`'s draw 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+SPLIT_COLUMNS = ["repetition", "image_id", "split", "split_source"]
+TRAIN, TEST = "train", "test"
+OFFICIAL, SEEDED = "official", "seeded"
+DEFAULT_SPLIT_PARAMS: dict[str, Any] = {
+    "use_official": True,
+    "train_per_class": None,
+    "train_fraction": 0.5,
+    "repetitions": 3,
+    "seed": 2018,
+}
+_PARAM = "transfer.split"
+
+
+def transfer_splits(image_index: pd.DataFrame, split_params: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per (repetition, image): `repetition`, `image_id`, `split`, `split_source`.
+
+    Official (one repetition, 0) when `use_official` and every indexed image has a split;
+    otherwise `repetitions` seeded stratified draws (module docstring). Rows follow the index's
+    order within each repetition.
+    """
+    params = check_split_params(split_params)
+    _check_index(image_index)
+    official = image_index["split"] if "split" in image_index.columns else None
+    if params["use_official"] and official is not None and official.notna().all():
+        _warn_one_sided_classes(image_index)
+        logger.info(
+            "transfer splits: the official split, %d train and %d test images",
+            int((official == TRAIN).sum()),
+            int((official == TEST).sum()),
+        )
+        return pd.DataFrame(
+            {
+                "repetition": np.zeros(len(image_index), dtype=np.int64),
+                "image_id": image_index["image_id"].to_numpy(),
+                "split": official.to_numpy(dtype=object),
+                "split_source": OFFICIAL,
+            },
+            columns=SPLIT_COLUMNS,
+        )
+    if params["use_official"]:
+        n_missing = len(image_index) if official is None else int(official.isna().sum())
+        if n_missing < len(image_index):
+            logger.warning(
+                "transfer splits: %d of the %d indexed images have no official split; seeded "
+                "splits for all of them",
+                n_missing,
+                len(image_index),
+            )
+        else:
+            logger.info("transfer splits: no official split for this dataset; seeded splits")
+    return seeded_splits(image_index, params)
+
+
+def seeded_splits(image_index: pd.DataFrame, params: Mapping[str, Any]) -> pd.DataFrame:
+    """`repetitions` seeded, stratified train/test draws of the index (module docstring)."""
+    classes = _class_members(image_index)
+    quotas = {label: train_quota(len(rows), params) for label, (_, rows) in classes.items()}
+    small = [
+        f"{name} ({len(rows)})"
+        for label, (name, rows) in classes.items()
+        if params["train_per_class"] is not None and len(rows) < params["train_per_class"] + 1
+    ]
+    if small:
+        logger.warning(
+            "transfer splits: %d classes have too few images for train_per_class=%d and train "
+            "on half of them: %s",
+            len(small),
+            params["train_per_class"],
+            ", ".join(small[:10]),
+        )
+    frames = []
+    for repetition in range(params["repetitions"]):
+        split = np.full(len(image_index), TEST, dtype=object)
+        for label, (_, rows) in classes.items():
+            rng = np.random.default_rng([params["seed"], repetition, label])
+            split[rows[rng.permutation(len(rows))[: quotas[label]]]] = TRAIN
+        frames.append(
+            pd.DataFrame(
+                {
+                    "repetition": np.full(len(image_index), repetition, dtype=np.int64),
+                    "image_id": image_index["image_id"].to_numpy(),
+                    "split": split,
+                    "split_source": SEEDED,
+                },
+                columns=SPLIT_COLUMNS,
+            )
+        )
+    logger.info(
+        "transfer splits: %d seeded draws (seed %d), %d train and %d test images each",
+        params["repetitions"],
+        params["seed"],
+        sum(quotas.values()),
+        len(image_index) - sum(quotas.values()),
+    )
+    return pd.concat(frames, ignore_index=True)
+
+
+def train_quota(n_images: int, params: Mapping[str, Any]) -> int:
+    """Training images of a class of `n_images` (at least 1 train and 1 test image)."""
+    per_class = params["train_per_class"]
+    if per_class is not None:
+        quota = per_class if n_images >= per_class + 1 else n_images // 2
+    else:
+        quota = math.floor(params["train_fraction"] * n_images + 0.5)
+    return min(max(quota, 1), n_images - 1)
+
+
+def check_split_params(split_params: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters with defaults for absent keys; unknown keys and bad values are errors."""
+    if not isinstance(split_params, Mapping):
+        raise ValueError(f"{_PARAM} must be a mapping, got {split_params!r}")
+    unknown = sorted(set(split_params) - set(DEFAULT_SPLIT_PARAMS))
+    if unknown:
+        raise ValueError(
+            f"{_PARAM} has unknown keys {unknown}; known: {sorted(DEFAULT_SPLIT_PARAMS)}"
+        )
+    params = {**DEFAULT_SPLIT_PARAMS, **split_params}
+
+    def bad(name: str, expected: str) -> ValueError:
+        return ValueError(f"{_PARAM}.{name} must be {expected}, got {params[name]!r}")
+
+    if not isinstance(params["use_official"], bool):
+        raise bad("use_official", "true or false")
+    per_class = params["train_per_class"]
+    if per_class is not None and (
+        isinstance(per_class, bool) or not isinstance(per_class, Integral) or per_class < 1
+    ):
+        raise bad("train_per_class", "an integer of at least 1, or null")
+    fraction = params["train_fraction"]
+    if isinstance(fraction, bool) or not isinstance(fraction, Real) or not 0 < fraction < 1:
+        raise bad("train_fraction", "a number between 0 and 1 (exclusive)")
+    for name, low in (("repetitions", 1), ("seed", 0)):
+        value = params[name]
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
+            raise bad(name, f"an integer of at least {low}")
+    return {
+        **params,
+        "train_per_class": None if per_class is None else int(per_class),
+        "train_fraction": float(fraction),
+        "repetitions": int(params["repetitions"]),
+        "seed": int(params["seed"]),
+    }
+
+
+def _check_index(image_index: pd.DataFrame) -> None:
+    missing = [c for c in ("image_id", "label", "class_name") if c not in image_index.columns]
+    if missing:
+        raise ValueError(f"image_index lacks column(s) {missing}; has {list(image_index.columns)}")
+    duplicated = image_index["image_id"][image_index["image_id"].duplicated()]
+    if len(duplicated):
+        raise ValueError(
+            f"image_index has {len(duplicated)} duplicated image_id(s): {duplicated.head(5).tolist()}"
+        )
+    if "split" in image_index.columns:
+        values = image_index["split"]
+        odd = sorted(set(values[values.notna()]) - {TRAIN, TEST})
+        if odd:
+            raise ValueError(f"image_index split column holds {odd}; expected train, test or null")
+
+
+def _class_members(image_index: pd.DataFrame) -> dict[int, tuple[str, np.ndarray]]:
+    """{label: (class_name, row positions in image_id order)}; a class of one image is an error."""
+    members = {}
+    order = np.lexsort((image_index["image_id"].astype(str).to_numpy(), image_index["label"]))
+    labels = image_index["label"].to_numpy()[order]
+    names = image_index["class_name"].to_numpy()[order]
+    for label in np.unique(labels):
+        rows = order[labels == label]
+        name = str(names[labels == label][0])
+        if len(rows) < 2:
+            raise ValueError(
+                f"class {name} (label {label}) has {len(rows)} image: a train/test split needs at "
+                "least 2 (one to train on, one to test)"
+            )
+        members[int(label)] = (name, rows)
+    return members
+
+
+def _warn_one_sided_classes(image_index: pd.DataFrame) -> None:
+    sides = image_index.groupby("class_name", sort=False)["split"].agg(lambda s: set(s))
+    one_sided = [f"{name} ({'/'.join(sorted(s))} only)" for name, s in sides.items() if len(s) < 2]
+    if one_sided:
+        logger.warning(
+            "transfer splits: %d classes lie in one official split only: %s",
+            len(one_sided),
+            ", ".join(one_sided[:10]),
+        )
