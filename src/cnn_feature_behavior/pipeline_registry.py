@@ -5,7 +5,7 @@ from __future__ import annotations
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
-STUDY_ORDER = ("ingestion", "feature_extraction", "dks", "calibration", "reporting")
+STUDY_ORDER = ("ingestion", "feature_extraction", "dks", "calibration", "transfer", "reporting")
 
 
 def register_pipelines() -> dict[str, Pipeline]:

@@ -16,7 +16,12 @@ import pandas as pd
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
-from cnn_feature_behavior.transfer.embeddings import fne_values, standardise
+from cnn_feature_behavior.transfer.embeddings import (
+    FNE_NEGATIVE,
+    FNE_POSITIVE,
+    fne_values,
+    standardise,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +41,8 @@ class MapSettings:
     perplexity: float = 30.0
     max_iter: int = 1000
     seed: int = 2018
-    fne_positive: float = 0.15
-    fne_negative: float = -0.25
+    fne_positive: float = FNE_POSITIVE
+    fne_negative: float = FNE_NEGATIVE
 
     @classmethod
     def from_params(cls, params: dict) -> MapSettings:
@@ -81,7 +86,7 @@ def stratified_subsample(labels: np.ndarray, max_images: int, seed: int) -> np.n
     if max_images >= len(classes):
         quotas = np.maximum(quotas, 1)
     # Hand out what is left by largest remainder, or take back from the largest quotas.
-    order = np.argsort(-(share - np.floor(share)), kind="stable")
+    order = np.argsort(-(share - quotas), kind="stable")
     position = 0
     while quotas.sum() < max_images:
         index = order[position % len(order)]

@@ -1,0 +1,31 @@
+"""The transfer pipeline."""
+
+from __future__ import annotations
+
+from kedro.pipeline import Node, Pipeline
+
+from cnn_feature_behavior.pipelines.transfer import nodes
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    """Transfer evaluation of the embeddings and their 2-D maps."""
+    return Pipeline(
+        [
+            Node(
+                nodes.compute_embedding_maps,
+                inputs=[
+                    "embedding",
+                    "image_index",
+                    "feature_manifest",
+                    "params:transfer.maps",
+                    "params:source_models",
+                    "params:source_model",
+                    "params:dataset",
+                ],
+                outputs="embedding_maps",
+                name="compute_embedding_maps",
+            ),
+        ],
+        namespace="transfer",
+        prefix_datasets_with_namespace=False,
+    )
