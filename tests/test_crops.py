@@ -127,10 +127,17 @@ def test_sixteen_bit_images_are_scaled_to_eight_bits(tmp_path):
     np.testing.assert_array_equal(got, np.repeat(expected[:, :, None], 3, axis=2))
 
 
-def test_float_images_are_clipped(tmp_path):
-    values = np.array([[-5.0, 12.4, 300.0]], dtype=np.float32)
-    got = load_rgb(_save(Image.fromarray(values, mode="F"), tmp_path, "f.tif"))
+def test_float_images_are_read_by_their_range(tmp_path):
+    levels = np.array([[0.0, 12.4, 254.6]], dtype=np.float32)
+    got = load_rgb(_save(Image.fromarray(levels, mode="F"), tmp_path, "f.tif"))
     np.testing.assert_array_equal(got[0, :, 0], [0, 12, 255])
+    unit = np.array([[0.0, 0.5, 1.0]], dtype=np.float32)
+    got = load_rgb(_save(Image.fromarray(unit, mode="F"), tmp_path, "unit.tif"))
+    np.testing.assert_array_equal(got[0, :, 0], [0, 128, 255])
+    # Out of both ranges: rejected (tests/test_image_modes.py covers the reasons).
+    outside = np.array([[-5.0, 12.4, 300.0]], dtype=np.float32)
+    with pytest.raises(ValueError, match="outside.tif"):
+        load_rgb(_save(Image.fromarray(outside, mode="F"), tmp_path, "outside.tif"))
 
 
 def test_exif_orientation_is_applied(tmp_path):

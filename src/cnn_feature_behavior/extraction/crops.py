@@ -6,6 +6,22 @@ An image is decoded to RGB uint8 whatever its mode, its shorter side is resized 
   each, in that order;
 - 1 crop: the centre.
 The centre crop starts at ((H - crop) // 2, (W - crop) // 2).
+
+How pixel values become 8-bit levels, decided by the PIL mode and, where the mode does not fix
+the scale, by the range of values found (documented in docs/datasets.md, "Image modes"):
+- 8-bit modes (`1`, `L`, `P`, `RGB`, `CMYK`, `YCbCr`, ...) are converted by PIL.
+- `I;16`, `I;16L`, `I;16B`, `I;16N` (16-bit greyscale, e.g. 16-bit PNG and TIFF) scale
+  0..65535 to 0..255 (divide by 257, round).
+- `I` (32-bit signed integer greyscale): values within 0..255 are taken as 8-bit levels, else
+  within 0..65535 as 16-bit levels (divide by 257); anything else is rejected.
+- `F` (32-bit float greyscale): values within [0, 1] are scaled by 255, else within [0, 255]
+  taken as levels (rounded); negative, above 255, NaN or infinite values are rejected.
+- Transparency (an alpha band, a palette's transparent entries, or a transparency colour in
+  `info['transparency']` for `L`, `RGB`, `I`, `I;16*` and `F`) is composited on white.
+A rejection is an `ImageValuesError` (a ValueError) naming the file and the range found; ingestion's
+decode check calls the same function, so such files land in `ingestion_rejects` with that reason.
+An all-dark image of a wider mode (an `F` image within [0, 1] meant as 0..255 levels, an `I` image
+within 0..255 meant as 16-bit levels) cannot be told apart by its values and follows the rule.
 """
 
 from __future__ import annotations
@@ -16,36 +32,98 @@ import numpy as np
 from PIL import Image, ImageOps
 
 CROP_COUNTS = (1, 10)
-_SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+_SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N"}
+_GREY_MODES_BY_VALUE = _SIXTEEN_BIT_MODES | {"I", "F"}
 _BACKGROUND = (255, 255, 255)  # transparent pixels are shown on white, as viewers do
+
+
+class ImageValuesError(ValueError):
+    """An image whose pixel values have no 8-bit reading under the rule (see the module doc)."""
+
+    def __init__(self, source: object, reason: str) -> None:
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
 
 
 def load_rgb(path: Path) -> np.ndarray:
     """Decode an image file to an RGB uint8 array (H, W, 3), upright as its EXIF says.
 
-    Greyscale, palette, CMYK, YCbCr and the like are converted by PIL; transparency is composited
-    on white; 16/32-bit integer images are scaled from 0..65535 and float images clipped to 0..255.
+    Every mode is read by the module's rule; raises ImageValuesError (naming `path`) for an image
+    whose values have no 8-bit reading.
     """
     with Image.open(path) as image:
         image.load()
-        image = ImageOps.exif_transpose(image)
-        return to_rgb_array(image)
+        return upright_rgb(image, source=path)
 
 
-def to_rgb_array(image: Image.Image) -> np.ndarray:
-    """An RGB uint8 array (H, W, 3) from a decoded PIL image of any mode."""
-    if image.mode in _SIXTEEN_BIT_MODES:
-        values = np.asarray(image, dtype=np.float64) / 257.0
-        grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
-        return np.repeat(grey[:, :, None], 3, axis=2)
-    if image.mode == "F":
-        grey = np.clip(np.rint(np.asarray(image, dtype=np.float64)), 0, 255).astype(np.uint8)
-        return np.repeat(grey[:, :, None], 3, axis=2)
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+def upright_rgb(image: Image.Image, source: object = "image") -> np.ndarray:
+    """The RGB uint8 array (H, W, 3) of a loaded PIL image, turned upright as its EXIF says."""
+    return to_rgb_array(ImageOps.exif_transpose(image), source=source)
+
+
+def to_rgb_array(image: Image.Image, source: object = "image") -> np.ndarray:
+    """An RGB uint8 array (H, W, 3) from a decoded PIL image of any mode, by the module's rule.
+
+    `source` (the file) names the image in an ImageValuesError.
+    """
+    if image.mode in _GREY_MODES_BY_VALUE:
+        values = np.asarray(image)
+        grey = _grey_levels(values, image.mode, source)
+        rgb = np.repeat(grey[:, :, None], 3, axis=2)
+        transparent = _transparent_pixels(values, image.info.get("transparency"))
+        if transparent is not None:
+            rgb[transparent] = _BACKGROUND
+        return rgb
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        image.mode in ("P", "L", "RGB") and "transparency" in image.info
+    ):
+        # PIL turns a palette's transparent entries and an L or RGB transparency colour into alpha.
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, _BACKGROUND + (255,))
         image = Image.alpha_composite(background, rgba)
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def _grey_levels(values: np.ndarray, mode: str, source: object) -> np.ndarray:
+    """The 8-bit levels (H, W) of a 16-bit, 32-bit integer or float greyscale image."""
+    if values.size == 0:
+        return np.zeros(values.shape, np.uint8)
+    if mode == "F":
+        if not np.isfinite(values).all():
+            raise ImageValuesError(
+                source, "float image (mode F) holds NaN or infinite values; it has no 8-bit reading"
+            )
+        low, high = float(values.min()), float(values.max())
+        if low >= 0 and high <= 1:
+            scale = 255.0
+        elif low >= 0 and high <= 255:
+            scale = 1.0
+        else:
+            raise ImageValuesError(
+                source,
+                f"float image (mode F) with values in [{low:g}, {high:g}]; only [0, 1] (scaled "
+                "by 255) or [0, 255] (8-bit levels) have an 8-bit reading",
+            )
+        return np.rint(values.astype(np.float64) * scale).astype(np.uint8)
+    low, high = int(values.min()), int(values.max())
+    if mode == "I" and low >= 0 and high <= 255:
+        return values.astype(np.uint8)
+    if low >= 0 and high <= 65535:
+        return np.rint(values.astype(np.float64) / 257.0).astype(np.uint8)
+    raise ImageValuesError(
+        source,
+        f"32-bit integer image (mode {mode}) with values in [{low}, {high}]; only 0..255 (8-bit) "
+        "or 0..65535 (16-bit levels) have an 8-bit reading",
+    )
+
+
+def _transparent_pixels(values: np.ndarray, transparency: object) -> np.ndarray | None:
+    """The pixels equal to a greyscale image's transparency colour, or None when it has none."""
+    if transparency is None or isinstance(transparency, (tuple, list, bytes)):
+        return None
+    mask = values == transparency
+    return mask if mask.any() else None
 
 
 def resize_shorter_side(image: np.ndarray, size: int) -> np.ndarray:
