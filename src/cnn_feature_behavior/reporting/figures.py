@@ -17,10 +17,12 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
+from matplotlib.colors import hsv_to_rgb
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from cnn_feature_behavior.reporting import transfer_summary
 from cnn_feature_behavior.statistics.dks import bin_indices
 
 logger = logging.getLogger(__name__)
@@ -716,5 +718,194 @@ def threshold_fit_figure(
     names = list(thresholds["dataset"])
     axes.set_title(
         f"Thresholds against images per class, {source_model}{_only_one_note(names, 'dataset')}"
+    )
+    return figure
+
+
+# --- Transfer: accuracy per layer, accuracy against features kept, 2-D maps ----------------------
+
+SELECTION_COLOURS = {"dks_count": "tab:blue", "dks_mean_abs": "tab:purple", "random": "tab:gray"}
+CURVE_LINESTYLES = {"full_network": "-", "fne": "--"}
+WHOLE_COLOURS = {"full_network": "tab:orange", "fne": "tab:green", "best_dks": "tab:blue"}
+# Above this many classes a map's legend would hide the points: a note says so instead.
+MAP_LEGEND_MAX_CLASSES = 20
+
+
+def _with_std(axes_method, x, rows: pd.DataFrame, **style) -> None:
+    std = rows["accuracy_std"].to_numpy(dtype=float)
+    yerr = np.where(np.isfinite(std), std, 0.0) if np.isfinite(std).any() else None
+    axes_method(x, rows["accuracy"].to_numpy(dtype=float), yerr=yerr, **style)
+
+
+def transfer_by_layer_figure(results: pd.DataFrame, *, dataset: str, source_model: str) -> Figure:
+    """Test accuracy of each layer alone (mean over repetitions, std as error bars), with the
+    full network's, the FNE's and the best DKS-ranked selection's accuracies drawn across."""
+    summary = transfer_summary.summarise(results)
+    layers = summary[(summary["embedding"] == "layer") & summary["selection"].isna()]
+    layers = layers[layers["accuracy"].notna()]
+    figure = new_figure(max(8.0, 0.5 * len(layers) + 4.5), 4.8)
+    axes = figure.subplots()
+    positions = np.arange(len(layers))
+    if len(layers):
+        _with_std(
+            axes.bar,
+            positions,
+            layers,
+            color="lightsteelblue",
+            edgecolor="steelblue",
+            capsize=3,
+            label="each layer alone",
+        )
+        axes.set_xticks(positions, layers["layer"].tolist(), rotation=60, ha="right")
+        axes.set_xlim(-0.6, len(layers) - 0.4)
+    else:
+        _empty_panel(axes, "no single layer was evaluated")
+    levels = [
+        ("full_network", transfer_summary.whole(summary, "full_network"), "-"),
+        ("fne", transfer_summary.whole(summary, "fne"), "--"),
+        (
+            "best_dks",
+            transfer_summary.best_selection(summary, transfer_summary.DKS_SELECTIONS),
+            ":",
+        ),
+    ]
+    for key, row, style in levels:
+        if row is None:
+            continue
+        if key == "best_dks":
+            label = f"best DKS-ranked: {transfer_summary.selection_label(row)}"
+        else:
+            label = transfer_summary.EMBEDDING_LONG_LABELS[key]
+        axes.axhline(
+            float(row["accuracy"]),
+            color=WHOLE_COLOURS[key],
+            linestyle=style,
+            linewidth=1.6,
+            label=f"{label}: {row['accuracy']:.3f}",
+        )
+    axes.set_ylim(0, 1)
+    axes.set_xlabel("layer")
+    axes.set_ylabel("test accuracy")
+    axes.legend(loc="upper left", fontsize=8)
+    axes.set_title(
+        f"Transfer - accuracy per layer, {dataset} on {source_model}\n"
+        f"({transfer_summary.split_description(summary)})",
+        fontsize=10,
+    )
+    return figure
+
+
+def transfer_curve_figure(results: pd.DataFrame, *, dataset: str, source_model: str) -> Figure:
+    """Test accuracy against the share of features kept (log axis): DKS-ranked against random
+    selections of the same sizes, from the full network (solid) and the FNE (dashed)."""
+    summary = transfer_summary.summarise(results)
+    curves = summary[summary["selection"].notna()]
+    figure = new_figure(9, 5)
+    axes = figure.subplots()
+    percents = []
+    for embedding in ("full_network", "fne"):
+        for selection in transfer_summary.SELECTIONS:
+            rows = curves[
+                (curves["embedding"] == embedding) & (curves["selection"] == selection)
+            ].sort_values("fraction")
+            rows = rows[rows["accuracy"].notna()]
+            if rows.empty:
+                continue
+            percent = 100 * rows["fraction"].to_numpy(dtype=float)
+            percents.extend(percent)
+            _with_std(
+                axes.errorbar,
+                percent,
+                rows,
+                color=SELECTION_COLOURS[selection],
+                linestyle=CURVE_LINESTYLES[embedding],
+                marker="o",
+                ms=4,
+                capsize=2,
+                label=f"{transfer_summary.EMBEDDING_LONG_LABELS[embedding]}, "
+                f"{transfer_summary.SELECTION_LABELS[selection]}",
+            )
+    if percents:
+        ticks = sorted(set(np.round(percents, 6)))
+        axes.set_xscale("log")
+        axes.set_xticks(ticks, [f"{tick:g}%" for tick in ticks])
+        axes.minorticks_off()
+        axes.legend(loc="lower right", fontsize=8)
+    else:
+        _empty_panel(axes, "no feature selection was evaluated")
+    axes.set_ylim(0, 1)
+    axes.set_xlabel("features kept (share of the full network, log scale)")
+    axes.set_ylabel("test accuracy")
+    axes.set_title(
+        f"Transfer - accuracy against features kept, {dataset} on {source_model}\n"
+        f"({transfer_summary.split_description(summary)})",
+        fontsize=10,
+    )
+    return figure
+
+
+def class_colours(n_classes: int) -> np.ndarray:
+    """(n, 4) RGBA colours, neighbouring labels far apart: tab10 / tab20 when they suffice, else
+    hues stepped by the golden ratio with three saturation and three brightness levels."""
+    if n_classes <= 10:
+        return np.asarray(colormaps["tab10"].colors[:n_classes], dtype=float).reshape(-1, 3)
+    if n_classes <= 20:
+        return np.asarray(colormaps["tab20"].colors[:n_classes], dtype=float)
+    k = np.arange(n_classes)
+    hsv = np.c_[
+        (k * 0.6180339887) % 1.0,
+        np.array([0.95, 0.6, 0.85])[k % 3],
+        np.array([0.95, 0.7, 0.5])[(k // 3) % 3],
+    ]
+    return hsv_to_rgb(hsv)
+
+
+def embedding_maps_figure(maps: pd.DataFrame, *, dataset: str, source_model: str) -> Figure:
+    """One t-SNE panel per embedding, each point an image coloured by its class; a legend for up
+    to MAP_LEGEND_MAX_CLASSES classes, a note beyond."""
+    _require_columns(maps, ["embedding", "label", "class_name", "x", "y"], "embedding_maps")
+    if maps.empty:
+        raise ValueError("embedding_maps: no rows")
+    names = list(pd.unique(maps["embedding"]))
+    classes = maps[["label", "class_name"]].drop_duplicates().sort_values("label")
+    colours = class_colours(int(classes["label"].max()) + 1)
+    n_columns = 2 if len(names) == 4 else min(len(names), 3)
+    n_rows = int(np.ceil(len(names) / n_columns))
+    figure = new_figure(4.6 * n_columns + 0.5, 4.4 * n_rows + 0.6)
+    panels = np.atleast_1d(figure.subplots(n_rows, n_columns, squeeze=False)).ravel()
+    n_points = int(maps.groupby("embedding").size().max())
+    size = float(np.clip(6000.0 / n_points, 1.5, 16.0))
+    for axes, name in zip(panels, names):
+        rows = maps[maps["embedding"] == name]
+        axes.scatter(
+            rows["x"],
+            rows["y"],
+            c=colours[rows["label"].to_numpy()],
+            s=size,
+            linewidths=0,
+            alpha=0.85,
+            rasterized=True,
+        )
+        axes.set_title(
+            f"{transfer_summary.EMBEDDING_LONG_LABELS.get(name, name)} ({len(rows):,} images)",
+            fontsize=10,
+        )
+        axes.set_xticks([])
+        axes.set_yticks([])
+        axes.set_xlabel("t-SNE 1")
+        axes.set_ylabel("t-SNE 2")
+    for axes in panels[len(names) :]:
+        axes.set_axis_off()
+    if len(classes) <= MAP_LEGEND_MAX_CLASSES:
+        handles = [
+            Line2D([], [], marker="o", linestyle="none", color=colours[label], label=name)
+            for label, name in classes.itertuples(index=False)
+        ]
+        figure.legend(handles=handles, loc="outside right center", fontsize=8, title="class")
+        note = ""
+    else:
+        note = f"\n{len(classes)} classes, one colour each (too many to list in a legend)"
+    figure.suptitle(
+        f"2-D maps (t-SNE after PCA) of the embeddings, {dataset} on {source_model}{note}"
     )
     return figure
