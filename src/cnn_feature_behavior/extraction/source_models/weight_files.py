@@ -65,6 +65,21 @@ def write_legacy_h5(weights: LayerWeights, path: Path) -> None:
             group.create_dataset(names[1], data=np.asarray(bias, dtype=np.float32))
 
 
+def check_conv_shapes(
+    weights: LayerWeights, expected: dict[str, tuple[int, ...]], origin: str
+) -> None:
+    """Raise, naming `origin` and the layer, unless every expected conv layer has its shapes."""
+    for layer, shape in expected.items():
+        if layer not in weights:
+            raise ValueError(f"{origin}: conv layer {layer} is missing")
+        kernel, bias = weights[layer]
+        if kernel.shape != shape or bias.shape != shape[-1:]:
+            raise ValueError(
+                f"{origin}: {layer} has kernel {kernel.shape} and bias {bias.shape}, "
+                f"expected {shape} and {shape[-1:]}"
+            )
+
+
 def _read_legacy(h5: h5py.File, path: Path) -> LayerWeights:
     if "layer_names" not in h5.attrs and "model_weights" in h5:
         h5 = h5["model_weights"]  # a whole model saved with model.save(...h5)
