@@ -142,3 +142,18 @@ def test_defaults_fill_absent_keys():
     assert sorted(set(splits["repetition"])) == [0, 1, 2]
     assert train_counts(splits, index_of([4, 6]))[0] == [2, 3]
     assert np.all(splits.groupby("repetition").size() == 10)
+
+
+def test_env_split_blocks_merge_into_the_base_block(project_root):
+    from kedro.config import OmegaConfigLoader
+
+    from cnn_feature_behavior.settings import CONFIG_LOADER_ARGS
+    from cnn_feature_behavior.transfer.splits import DEFAULT_SPLIT_PARAMS
+
+    def split_block(env):
+        loader = OmegaConfigLoader(str(project_root / "conf"), **CONFIG_LOADER_ARGS, env=env)
+        return loader["parameters"]["transfer"]["split"]
+
+    assert split_block("flowers102") == DEFAULT_SPLIT_PARAMS
+    assert split_block("caltech101") == DEFAULT_SPLIT_PARAMS | {"train_per_class": 30}
+    assert split_block("caltech256") == DEFAULT_SPLIT_PARAMS | {"train_per_class": 60}
