@@ -18,7 +18,13 @@ from kedro.pipeline import Pipeline, node
 from kedro.runner import SequentialRunner
 from kedro_datasets.text import TextDataset
 from PIL import Image
-from report_synthetic import embedding_plan, synthetic_study, threshold_fit
+from report_synthetic import (
+    embedding_plan,
+    synthetic_embedding_maps,
+    synthetic_study,
+    synthetic_transfer_results,
+    threshold_fit,
+)
 
 from cnn_feature_behavior.extraction.embedding_columns import EmbeddingColumnsDataset
 from cnn_feature_behavior.extraction.embedding_store import ShardedEmbeddingDataset
@@ -41,6 +47,7 @@ DATASET_SECTIONS = [
     "Threshold selection: davg(x)",
     "Figure 10: pairs kept per layer",
     "Figures 2, 3, 4 and 7: top features per class",
+    "Transfer",
     "Across datasets",
 ]
 INDEX_SECTIONS = [
@@ -52,6 +59,7 @@ INDEX_SECTIONS = [
     "Figure 6: DKS of conv and fc features across datasets",
     "Figure 8: fc DKS by overlap with ImageNet",
     "Figure 5 by source model",
+    "Transfer across datasets and source models",
 ]
 
 
@@ -81,7 +89,7 @@ def reporting_pipeline() -> Pipeline:
     """The reporting pipeline with the top-feature patches drawn without a network."""
     nodes = []
     for original in create_pipeline().nodes:
-        if original.name == "plot_top_feature_patches":
+        if original.name == "reporting.plot_top_feature_patches":
             original = node(
                 fake_top_feature_patches, original.inputs, "top_feature_figures", name=original.name
             )
@@ -133,6 +141,22 @@ def run_reporting(
             }
         )
     model_outputs["vgg16_imagenet/thresholds/" + current] = lambda: pytest.fail("not a summary")
+    # Transfer results of every study on this model (the current one's given in memory), and of
+    # the other models' datasets; seeded splits on this model, the official split on the others.
+    for position, name in enumerate(studies):
+        model_outputs[f"vgg16_imagenet/transfer_results/{name}"] = (
+            (lambda: pytest.fail("this run's table is given in memory"))
+            if name == current
+            else (lambda name=name, seed=position: synthetic_transfer_results(name, seed=seed))
+        )
+    for model, names in other_models.items():
+        for name in names:
+            model_outputs[f"{model}/transfer_results/{name}"] = lambda name=name, model=model: (
+                synthetic_transfer_results(
+                    name, source_model=model, repetitions=1, layers=["conv4_3", "conv5_3"]
+                )
+            )
+    model_outputs[f"vgg16_imagenet/{current}/embedding_maps"] = lambda: pytest.fail("not read")
     inputs = {
         **studies[current],
         "params:dataset": current,
@@ -151,6 +175,8 @@ def run_reporting(
         "all_dks_histograms": partitions("dks_histograms"),
         "all_model_outputs": model_outputs,
         "threshold_fit": threshold_fit(pd.concat([s["thresholds"] for s in studies.values()])),
+        "transfer_results": synthetic_transfer_results(current, seed=99),
+        "embedding_maps": synthetic_embedding_maps(current, n_classes=6),
     }
     embedding = ShardedEmbeddingDataset(str(out / "embedding"))
     embedding.save(embedding_plan(studies[current]["embedding"]))
@@ -198,6 +224,29 @@ def test_reporting_pipeline_on_four_datasets_and_two_models(project_root, tmp_pa
     index = (tmp_path / "index.md").read_text()
     assert_report(index, (tmp_path / "index.html").read_text(), tmp_path, INDEX_SECTIONS)
     assert "figure_5_by_source_model.png" in index
+    for name in (
+        "transfer_accuracy_per_layer.png",
+        "transfer_accuracy_by_features_kept.png",
+        "embedding_maps.png",
+    ):
+        assert f"![Transfer]({name})" in report
+    assert "On digits with vgg16_imagenet (seeded split, mean \u00b1 standard deviation" in report
+    assert "the best single layer is conv5_3" in report
+    assert (tmp_path / "digits/table_transfer.md").read_text() in report
+    # One row per (dataset, model): four datasets on this model, two on vgg19_imagenet.
+    across = catalog.load("study_transfer")
+    assert list(zip(across["dataset"], across["source_model"])) == [
+        ("caltech101", "vgg16_imagenet"),
+        ("digits", "vgg16_imagenet"),
+        ("digits", "vgg19_imagenet"),
+        ("food101", "vgg16_imagenet"),
+        ("wood", "vgg16_imagenet"),
+        ("wood", "vgg19_imagenet"),
+    ]
+    assert set(across.loc[across["source_model"] == "vgg19_imagenet", "split_source"]) == {
+        "official"
+    }
+    assert "| digits | vgg19_imagenet | official | 1 | conv5_3 |" in index
     # Table rows by mean images per class, as in the paper.
     table_3 = catalog.load("study_thresholds")
     assert list(table_3["dataset"]) == ["caltech101", "digits", "wood", "food101"]

@@ -11,7 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from cnn_feature_behavior.extraction.embedding_store import ShardedEmbeddingDataset
-from cnn_feature_behavior.reporting import figures
+from cnn_feature_behavior.reporting import figures, transfer_summary
 from cnn_feature_behavior.reporting.report import (
     Report,
     Section,
@@ -35,6 +35,9 @@ FIGURE_6_ACROSS = "figure_6_dks_histograms_across_datasets.png"
 FIGURE_8 = "figure_8_fc_histograms.png"
 THRESHOLD_FIT = "threshold_fit.png"
 FIGURE_5_BY_MODEL = "figure_5_by_source_model.png"
+FIGURE_TRANSFER_BY_LAYER = "transfer_accuracy_per_layer.png"
+FIGURE_TRANSFER_CURVE = "transfer_accuracy_by_features_kept.png"
+FIGURE_EMBEDDING_MAPS = "embedding_maps.png"
 
 Partitions = Mapping[str, Callable[[], pd.DataFrame]]
 
@@ -334,6 +337,117 @@ def _datasets_shared_by_models(summaries: Mapping[str, pd.DataFrame]) -> list[st
     return sorted(counts[counts >= 2].index)
 
 
+# --- Transfer -----------------------------------------------------------------------------------
+
+
+def _check_run(table: pd.DataFrame, name: str, dataset: str, source_model: str) -> None:
+    for column, expected in (("dataset", dataset), ("source_model", source_model)):
+        if column not in table.columns:
+            raise ValueError(f"{name}: no {column!r} column; it has {list(table.columns)}")
+        found = sorted(set(table[column].astype(str)))
+        if found != [expected]:
+            raise ValueError(f"{name}: the {column!r} column must be {expected!r}, found {found}")
+
+
+def transfer_tables(
+    transfer_results: pd.DataFrame, dataset: str, source_model: str
+) -> tuple[pd.DataFrame, str]:
+    """This dataset's transfer results, one row per embedding and selection (mean and standard
+    deviation over the repetitions), as a frame (for CSV) and as Markdown."""
+    _check_run(transfer_results, "transfer_results", dataset, source_model)
+    table = transfer_summary.summarise(transfer_results)
+    shown = format_table(
+        transfer_summary.report_table(table), transfer_summary.REPORT_TABLE_DECIMALS
+    )
+    return table, markdown_table(shown) + "\n"
+
+
+def plot_transfer_by_layer(
+    transfer_results: pd.DataFrame, dataset: str, source_model: str
+) -> Figure:
+    """Accuracy of each layer, with the full network, FNE and best DKS-ranked levels across."""
+    _check_run(transfer_results, "transfer_results", dataset, source_model)
+    return figures.transfer_by_layer_figure(
+        transfer_results, dataset=dataset, source_model=source_model
+    )
+
+
+def plot_transfer_curve(transfer_results: pd.DataFrame, dataset: str, source_model: str) -> Figure:
+    """Accuracy against features kept, DKS-ranked against random, continuous and three-valued."""
+    _check_run(transfer_results, "transfer_results", dataset, source_model)
+    return figures.transfer_curve_figure(
+        transfer_results, dataset=dataset, source_model=source_model
+    )
+
+
+def plot_embedding_maps(embedding_maps: pd.DataFrame, dataset: str, source_model: str) -> Figure:
+    """The 2-D maps of the embeddings, one panel each, points coloured by class."""
+    _check_run(embedding_maps, "embedding_maps", dataset, source_model)
+    return figures.embedding_maps_figure(embedding_maps, dataset=dataset, source_model=source_model)
+
+
+def transfer_results_by_model(
+    all_model_outputs: Partitions,
+    transfer_results: pd.DataFrame,
+    dataset: str,
+    source_model: str,
+) -> list[pd.DataFrame]:
+    """Every `<model>/transfer_results/<dataset>` table stored, this run's replacing its own."""
+    tables = []
+    for key, load in sorted(all_model_outputs.items()):
+        parts = key.split("/")
+        if len(parts) == 3 and parts[1] == "transfer_results":
+            model, name = parts[0], parts[2]
+            if (model, name) != (source_model, dataset):
+                table = load()
+                _check_run(table, f"{model}/transfer_results/{name}", name, model)
+                tables.append(table)
+    _check_run(transfer_results, "transfer_results", dataset, source_model)
+    tables.append(transfer_results)
+    logger.info("Transfer across datasets and source models: %d table(s)", len(tables))
+    return tables
+
+
+def cross_model_transfer_table(
+    all_model_outputs: Partitions,
+    transfer_results: pd.DataFrame,
+    dataset: str,
+    source_model: str,
+) -> tuple[pd.DataFrame, str]:
+    """Best layer, best selection, full network and FNE accuracy per dataset and source model."""
+    table = transfer_summary.across_table(
+        transfer_results_by_model(all_model_outputs, transfer_results, dataset, source_model)
+    )
+    shown = format_table(table, transfer_summary.ACROSS_TABLE_DECIMALS)
+    return table, markdown_table(shown) + "\n"
+
+
+def _transfer_section(transfer_results: pd.DataFrame, figure_names: tuple[str, ...]) -> Section:
+    summary = transfer_summary.summarise(transfer_results)
+    n_train = ", ".join(f"{value:,.0f}" for value in sorted(set(summary["n_train"])))
+    n_test = ", ".join(f"{value:,.0f}" for value in sorted(set(summary["n_test"])))
+    classifiers = ", ".join(sorted(set(summary["classifier"])))
+    return Section(
+        "Transfer",
+        text=(
+            f"{transfer_summary.transfer_verdict(transfer_results)}\n\n"
+            f"Split: {transfer_summary.split_description(summary)}; {n_train} training and "
+            f"{n_test} test images. Classifier: {classifiers} on each embedding standardised "
+            "with training statistics; its regularisation C (column regularisation_c: the "
+            "values chosen over the repetitions), the DKS ranking, t+ and t- are fitted on the "
+            "training images only. Accuracy on the test images; mean per-class accuracy "
+            "averages the per-class recalls. The maps are t-SNE after PCA of a stratified "
+            "subsample of every image."
+        ),
+        tables=(
+            format_table(
+                transfer_summary.report_table(summary), transfer_summary.REPORT_TABLE_DECIMALS
+            ),
+        ),
+        figures=figure_names,
+    )
+
+
 # --- Reports ------------------------------------------------------------------------------------
 
 
@@ -350,6 +464,10 @@ def write_dataset_report(
     davg: Figure,
     figure_10: Figure,
     top_feature_figures: dict[str, Figure],
+    transfer_results: pd.DataFrame,
+    transfer_by_layer: Figure,
+    transfer_curve: Figure,
+    embedding_maps: Figure,
     options: dict[str, Any],
     dataset: str,
     source_model: str,
@@ -363,6 +481,9 @@ def write_dataset_report(
         FIGURE_9: figure_9,
         DAVG: davg,
         FIGURE_10: figure_10,
+        FIGURE_TRANSFER_BY_LAYER: transfer_by_layer,
+        FIGURE_TRANSFER_CURVE: transfer_curve,
+        FIGURE_EMBEDDING_MAPS: embedding_maps,
     }
     clashes = sorted(set(top_feature_figures) & set(figures_by_name))
     if clashes:
@@ -420,6 +541,10 @@ def write_dataset_report(
                 "activate it most, cropped to its receptive field.",
                 figures=tuple(top_feature_figures),
             ),
+            _transfer_section(
+                transfer_results,
+                (FIGURE_TRANSFER_BY_LAYER, FIGURE_TRANSFER_CURVE, FIGURE_EMBEDDING_MAPS),
+            ),
             Section(
                 "Across datasets",
                 text=f"Every dataset run so far on {source_model}: Figures 5 and 8, Tables 2 "
@@ -441,6 +566,7 @@ def write_index_report(
     figure_8: Figure,
     threshold_fit_plot: Figure,
     figure_5_by_model: dict[str, Figure],
+    study_transfer: pd.DataFrame,
     options: dict[str, Any],
     source_model: str,
 ) -> tuple[dict[str, Figure], str, str]:
@@ -485,8 +611,10 @@ def write_index_report(
             ),
             Section(
                 "Figure 5: DKS per layer across datasets",
-                text="Per layer, the modes of D+ and D- with intervals enclosing 68% of each "
-                "side's values; datasets ordered and coloured by mean images per class.",
+                text="Per layer, the modes of D+ and D- with 68% bars by the rule named on the "
+                "axis (dks.layer_summary.interval; side_68, the default, holds 68% of the values "
+                "on each side of the mode); datasets ordered and coloured by mean images per "
+                "class.",
                 figures=(FIGURE_5,),
             ),
             Section(
@@ -496,6 +624,14 @@ def write_index_report(
             ),
             Section("Figure 8: fc DKS by overlap with ImageNet", figures=(FIGURE_8,)),
             by_model,
+            Section(
+                "Transfer across datasets and source models",
+                text="Per dataset and source model (every transfer run stored): the single layer "
+                "with the best test accuracy, the full network and the FNE with every feature, "
+                "and the best feature selection with a random selection of the same size; mean "
+                "accuracy over the repetitions of seeded splits.",
+                tables=(format_table(study_transfer, transfer_summary.ACROSS_TABLE_DECIMALS),),
+            ),
         ),
     )
     html = render_html(report, _rendered(figures_by_name, int(options["html_dpi"])))

@@ -6,17 +6,22 @@ from cnn_feature_behavior.reporting.feature_visualisation import top_feature_pat
 
 from .nodes import (
     cross_dataset_tables,
+    cross_model_transfer_table,
     dataset_tables,
     plot_class_counts,
     plot_davg_curve,
     plot_dks_histograms,
     plot_dks_histograms_across_datasets,
+    plot_embedding_maps,
     plot_fc_histograms_by_overlap,
     plot_feature_class_pair,
     plot_layer_kept,
     plot_layer_summary_across_datasets,
     plot_layer_summary_by_source_model,
     plot_threshold_fit,
+    plot_transfer_by_layer,
+    plot_transfer_curve,
+    transfer_tables,
     write_dataset_report,
     write_index_report,
 )
@@ -91,6 +96,30 @@ def create_pipeline(**kwargs) -> Pipeline:
             name="plot_top_feature_patches",
         ),
         node(
+            transfer_tables,
+            ["transfer_results", DATASET, MODEL],
+            ["transfer_table_csv", "transfer_table_md"],
+            name="transfer_tables",
+        ),
+        node(
+            plot_transfer_by_layer,
+            ["transfer_results", DATASET, MODEL],
+            "figure_transfer_by_layer",
+            name="plot_transfer_by_layer",
+        ),
+        node(
+            plot_transfer_curve,
+            ["transfer_results", DATASET, MODEL],
+            "figure_transfer_curve",
+            name="plot_transfer_curve",
+        ),
+        node(
+            plot_embedding_maps,
+            ["embedding_maps", DATASET, MODEL],
+            "figure_embedding_maps",
+            name="plot_embedding_maps",
+        ),
+        node(
             write_dataset_report,
             [
                 "dataset_properties",
@@ -101,6 +130,10 @@ def create_pipeline(**kwargs) -> Pipeline:
                 "figure_davg_curve",
                 "figure_10_layer_kept",
                 "top_feature_figures",
+                "transfer_results",
+                "figure_transfer_by_layer",
+                "figure_transfer_curve",
+                "figure_embedding_maps",
                 "params:reporting",
                 DATASET,
                 MODEL,
@@ -168,6 +201,12 @@ def create_pipeline(**kwargs) -> Pipeline:
             name="plot_layer_summary_by_source_model",
         ),
         node(
+            cross_model_transfer_table,
+            ["all_model_outputs", "transfer_results", DATASET, MODEL],
+            ["study_transfer", "study_transfer_md"],
+            name="cross_model_transfer_table",
+        ),
+        node(
             write_index_report,
             [
                 "study_dataset_properties",
@@ -178,6 +217,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 "figure_8_fc_histograms",
                 "figure_threshold_fit",
                 "figure_5_by_source_model",
+                "study_transfer",
                 "params:reporting",
                 MODEL,
             ],
