@@ -17,6 +17,9 @@ Public API (imported by the extraction and the feature-visualisation code):
 - `build_vgg(architecture, *, include_fc, input_size=224, ...)`, `conv_layer_names(architecture)`.
 """
 
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from cnn_feature_behavior.extraction.source_models.architecture import (
     build_tiny_vgg,
     build_vgg,
@@ -24,12 +27,24 @@ from cnn_feature_behavior.extraction.source_models.architecture import (
     keras_layer_name,
     paper_layer_name,
 )
-from cnn_feature_behavior.extraction.source_models.backbone import (
-    available_layers,
-    load_backbone,
-    preprocess,
-    source_model_spec,
-)
+
+if TYPE_CHECKING:
+    from cnn_feature_behavior.extraction.source_models.backbone import (
+        available_layers,
+        load_backbone,
+        preprocess,
+        source_model_spec,
+    )
+
+# Imported on first use, so that `make setup` (fetch_default_weights) does not load TensorFlow.
+_FROM_BACKBONE = ("available_layers", "load_backbone", "preprocess", "source_model_spec")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_BACKBONE:
+        return getattr(import_module(f"{__name__}.backbone"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "available_layers",

@@ -8,8 +8,10 @@ Keras' own weight files load by name; tables and figures use the paper's names (
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-import keras
+if TYPE_CHECKING:
+    import keras
 
 # Convolutions per block; every block ends with a 2x2 max-pool.
 CONV_BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
@@ -80,6 +82,8 @@ def build_vgg(
     Without fc layers the input may be any size (`input_size=None`); with them it must be fixed
     because `fc1` sees the flattened `block5_pool` output.
     """
+    import keras  # here, not at the top: `make setup` needs the names, not TensorFlow
+
     if include_fc and input_size is None:
         raise ValueError("a VGG with fc layers needs a fixed input_size")
     if len(block_filters) != 5:

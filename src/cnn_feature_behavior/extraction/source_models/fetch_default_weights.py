@@ -54,6 +54,8 @@ def fetch_default_weights(project_root: Path) -> list[Path]:
 
 def fetch_keras_imagenet(architectures: list[str]) -> None:
     """Let Keras download (once, into its cache) its own full ImageNet VGG weights."""
+    if not architectures:
+        return
     import keras
 
     builders = {"vgg16": keras.applications.VGG16, "vgg19": keras.applications.VGG19}
