@@ -237,7 +237,7 @@ def test_side_summary_against_a_loop():
     )
     values = np.clip(values, -1, 1)
     for side, n in (("positive", 3000), ("negative", 2000)):
-        mode, low, high, n_pairs = dks.side_summary(values, side)
+        mode, low, high, n_pairs = dks.side_summary(values, side, "central_68")
         assert n_pairs == n
         assert low <= mode <= high
         np.testing.assert_allclose((mode, low, high), side_reference(values, side), atol=1e-9)

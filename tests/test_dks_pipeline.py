@@ -11,7 +11,7 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
 from cnn_feature_behavior.pipelines.dks import create_pipeline
-from cnn_feature_behavior.statistics.dks import signed_ks
+from cnn_feature_behavior.statistics.dks import side_summary, signed_ks
 
 N_CLASSES, PER_CLASS, PER_LAYER = 8, 50, 200
 PLANTED = 5  # features shifted up, and as many shifted down, for each class
@@ -70,11 +70,14 @@ DKS_OUTPUTS = (
 )
 
 
-def run_dks(inputs: dict[str, pd.DataFrame], dks_params: dict = DKS_PARAMS) -> DataCatalog:
+def run_dks(
+    inputs: dict[str, pd.DataFrame], dks_params: dict = DKS_PARAMS, interval: str = "side_68"
+) -> DataCatalog:
     catalog = DataCatalog(
         {
             **{name: MemoryDataset(data) for name, data in inputs.items()},
             "params:dks": MemoryDataset(dks_params),
+            "params:dks.layer_summary.interval": MemoryDataset(interval),
             "params:dataset": MemoryDataset("synthetic"),
             **{name: KeptMemoryDataset() for name in DKS_OUTPUTS},
         }
@@ -132,6 +135,7 @@ def test_dks_pipeline_outputs_follow_the_contract(caplog):
         summary["dataset"] == "synthetic"
     ).all()
     assert summary["n_pairs"].sum() + int((dks[classes] == 0).sum().sum()) == dks[classes].size
+    assert (summary["interval"] == "side_68").all()
 
     histograms = catalog.load("dks_histograms")
     assert histograms["group"].unique().tolist() == ["conv1_1", "fc6", "conv", "fc"]
@@ -180,3 +184,21 @@ def test_manifest_out_of_order_is_an_error():
         ValueError, match="embedding column 0 is 'conv1_1/n0' but feature_manifest row 0"
     ):
         run_dks(inputs)
+
+
+@pytest.mark.parametrize("interval", ["side_68", "central_68"])
+def test_the_interval_parameter_reaches_the_layer_summary(interval):
+    inputs = planted_inputs()
+    catalog = run_dks(inputs, interval=interval)
+    summary = catalog.load("dks_layer_summary").set_index(["layer", "side"])
+    assert (summary["interval"] == interval).all()
+    dks = catalog.load("dks")
+    for (layer, side), row in summary.iterrows():
+        values = dks.loc[dks["layer"] == layer].drop(columns="layer").to_numpy()
+        mode, low, high, n_pairs = side_summary(values, side, interval)
+        assert (row["mode"], row["low"], row["high"], row["n_pairs"]) == (mode, low, high, n_pairs)
+
+
+def test_an_unknown_interval_rule_is_refused_naming_the_parameter():
+    with pytest.raises(Exception, match="dks.layer_summary.interval must be one of"):
+        run_dks(planted_inputs(), interval="central_95")

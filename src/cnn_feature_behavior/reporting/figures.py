@@ -548,6 +548,31 @@ def _drop_incomplete_summary_rows(summary: pd.DataFrame) -> pd.DataFrame:
     return summary[complete]
 
 
+def interval_rule(summary: pd.DataFrame) -> str | None:
+    """The one bar rule (`interval` column) of dks_layer_summary rows; None if not recorded.
+
+    Bars drawn by different rules cannot share a figure: ValueError naming the datasets of each.
+    """
+    if "interval" not in summary.columns:
+        return None
+    recorded = summary["interval"].astype(object).where(summary["interval"].notna(), "unrecorded")
+    rules = sorted(set(recorded))
+    if len(rules) == 1:
+        return None if rules[0] == "unrecorded" else rules[0]
+    by_rule = "; ".join(
+        f"{rule}: {', '.join(sorted(set(summary.loc[recorded == rule, 'dataset'])))}"
+        for rule in rules
+    )
+    raise ValueError(
+        f"dks_layer_summary: Figure 5 would mix bar rules ({by_rule}); run the dks pipeline "
+        "again for those datasets with one dks.layer_summary.interval"
+    )
+
+
+def _rule_label(rule: str | None) -> str:
+    return "DKS: mode and 68% bars" + (f" ({rule})" if rule else "")
+
+
 def _ordered_run_datasets(
     names: set[str], mean_images: Mapping[str, float], table_name: str
 ) -> list[str]:
@@ -573,6 +598,7 @@ def layer_summary_figure(
     axes = figure.subplots()
     colours = dataset_colours(dataset_order(mean_images))
     _draw_layer_summary(axes, summary, ordered, colours, mean_images)
+    axes.set_ylabel(_rule_label(interval_rule(summary)))
     axes.set_title(
         f"Figure 5 - DKS per layer on {source_model}{_only_one_note(ordered, 'dataset')}"
     )
@@ -586,6 +612,7 @@ def layer_summary_by_model_figure(
     if len(summaries) < 2:
         raise ValueError(f"need at least two source models, got {sorted(summaries)}")
     cleaned = {model: _drop_incomplete_summary_rows(table) for model, table in summaries.items()}
+    rule = interval_rule(pd.concat(cleaned.values(), ignore_index=True))
     all_datasets = set().union(*(set(table["dataset"]) for table in cleaned.values()))
     ordered = _ordered_run_datasets(all_datasets, mean_images, "dks_layer_summary")
     colours = dataset_colours(dataset_order(mean_images))
@@ -598,6 +625,7 @@ def layer_summary_by_model_figure(
             axes, table, ordered, colours, mean_images, legend=position == len(cleaned) - 1
         )
         axes.set_title(f"source model {model}")
+        axes.set_ylabel(_rule_label(rule))
     figure.suptitle("Figure 5 by source model (the paper's Section 8)")
     return figure
 

@@ -42,8 +42,13 @@ BLOCK_FEATURES = 32
 
 # Per-layer summaries share one binning of DKS values: 100 bins over [-1, 1].
 SUMMARY_EDGES = np.linspace(-1.0, 1.0, 101)
-# Half of the 68% interval drawn around each mode (mu +- sigma for a normal distribution).
-HALF_INTERVAL = 0.34
+# Figure 5's bars: "two error bars enclosing 68% of accumulated probability on each side
+# (equivalent to mu +- sigma for normal distribution)". Both readings give mu +- sigma for a
+# normal distribution; they part on the skewed DKS distributions (docs/data_contracts.md).
+INTERVAL_MASS = 0.68
+# `central_68`: 34% of the side's values on each side of the mode's cumulative fraction.
+HALF_INTERVAL = INTERVAL_MASS / 2
+INTERVAL_RULES = ("side_68", "central_68")
 
 BlockWork = Callable[[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, ...]], None]
 
@@ -249,14 +254,22 @@ def _exact_work(labels, sizes, denominator) -> BlockWork:
     return work
 
 
-def side_summary(values: np.ndarray, side: str) -> tuple[float, float, float, int]:
-    """Mode and 68% interval of one side of a set of DKS values (the paper's Figure 5).
+def side_summary(
+    values: np.ndarray, side: str, interval: str = "side_68"
+) -> tuple[float, float, float, int]:
+    """Mode and 68% bars of one side of a set of DKS values (the paper's Figure 5).
 
     side 'positive' keeps values > 0, 'negative' values < 0 (zeros belong to neither). The mode is
-    the centre of the fullest SUMMARY_EDGES bin on that side (the one nearest 0 on ties); low and
-    high are the quantiles HALF_INTERVAL below and above the fraction of values <= mode, clipped
-    to the side's extremes. Returns (mode, low, high, n_values), NaNs when the side is empty.
+    the centre of the fullest SUMMARY_EDGES bin on that side (the one nearest 0 on ties). With
+    interval 'side_68', low is the INTERVAL_MASS quantile, counted from the mode outwards, of the
+    side's values below the mode (so that 68% of them lie in [low, mode]) and high likewise of the
+    values above it; a bar with no value beyond the mode is the mode itself. With 'central_68',
+    low and high are the quantiles HALF_INTERVAL below and above the fraction of values <= mode,
+    clipped to the side's extremes. Quantiles interpolate linearly (numpy's default). Returns
+    (mode, low, high, n_values), NaNs when the side is empty.
     """
+    if interval not in INTERVAL_RULES:
+        raise ValueError(f"interval must be one of {INTERVAL_RULES}, got {interval!r}")
     values = np.asarray(values, np.float64).ravel()
     if side == "positive":
         kept = values[values > 0]
@@ -273,10 +286,15 @@ def side_summary(values: np.ndarray, side: str) -> tuple[float, float, float, in
     offset = int(np.argmax(outward))
     fullest = half + offset if side == "positive" else half - 1 - offset
     mode = float((edges[fullest] + edges[fullest + 1]) / 2)
-    at_mode = float(np.mean(kept <= mode))
-    low, high = np.quantile(
-        kept, [max(at_mode - HALF_INTERVAL, 0.0), min(at_mode + HALF_INTERVAL, 1.0)]
-    )
+    if interval == "side_68":
+        below, above = kept[kept < mode], kept[kept > mode]
+        low = np.quantile(below, 1.0 - INTERVAL_MASS) if below.size else mode
+        high = np.quantile(above, INTERVAL_MASS) if above.size else mode
+    else:
+        at_mode = float(np.mean(kept <= mode))
+        low, high = np.quantile(
+            kept, [max(at_mode - HALF_INTERVAL, 0.0), min(at_mode + HALF_INTERVAL, 1.0)]
+        )
     return mode, float(low), float(high), int(kept.size)
 
 

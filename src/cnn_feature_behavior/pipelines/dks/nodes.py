@@ -83,9 +83,18 @@ def compute_histogram_distances(
 
 
 def summarise_dks_by_layer(
-    dks: pd.DataFrame, feature_manifest: pd.DataFrame, dks_class_sizes: pd.DataFrame, dataset: str
+    dks: pd.DataFrame,
+    feature_manifest: pd.DataFrame,
+    dks_class_sizes: pd.DataFrame,
+    dataset: str,
+    interval: str,
 ) -> pd.DataFrame:
-    """Per layer and side, the mode of the DKS values and the 68% interval around it (Figure 5)."""
+    """Per layer and side, the DKS mode and its 68% bars by rule `interval` (Figure 5)."""
+    if interval not in dks_core.INTERVAL_RULES:
+        raise ValueError(
+            f"parameter dks.layer_summary.interval must be one of {dks_core.INTERVAL_RULES}, "
+            f"got {interval!r}"
+        )
     values = dks_values(dks, feature_manifest)
     rows = []
     for layer, rows_of_layer in layer_groups(feature_manifest, with_kinds=False):
@@ -99,7 +108,7 @@ def summarise_dks_by_layer(
                 layer_values.size,
             )
         for side in ("positive", "negative"):
-            mode, low, high, n_pairs = dks_core.side_summary(layer_values, side)
+            mode, low, high, n_pairs = dks_core.side_summary(layer_values, side, interval)
             if n_pairs == 0:
                 logger.warning("layer %s has no %s DKS values: its summary is NaN", layer, side)
             rows.append(
@@ -110,6 +119,7 @@ def summarise_dks_by_layer(
                     "mode": mode,
                     "low": low,
                     "high": high,
+                    "interval": interval,
                     "n_pairs": n_pairs,
                 }
             )

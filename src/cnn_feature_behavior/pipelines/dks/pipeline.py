@@ -26,7 +26,13 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 nodes.summarise_dks_by_layer,
-                inputs=["dks", "feature_manifest", "dks_class_sizes", "params:dataset"],
+                inputs=[
+                    "dks",
+                    "feature_manifest",
+                    "dks_class_sizes",
+                    "params:dataset",
+                    "params:dks.layer_summary.interval",
+                ],
                 outputs="dks_layer_summary",
                 name="summarise_dks_by_layer",
             ),
