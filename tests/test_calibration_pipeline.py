@@ -23,7 +23,6 @@ from cnn_feature_behavior.pipelines.calibration import create_pipeline
 from cnn_feature_behavior.pipelines.calibration.nodes import fit_threshold_model
 
 CALIBRATION_OUTPUTS = (
-    "dks_randomised",
     "davg_curve",
     "class_counts",
     "layer_kept",
@@ -36,16 +35,18 @@ def run_calibration(
     seed: int = 0, repetitions: int = 1, all_thresholds: dict | None = None
 ) -> dict[str, pd.DataFrame]:
     inputs = planted_inputs()
-    dks_catalog = run_dks(inputs)
+    calibration_params = {"repetitions": repetitions, "seed": seed, "class_counts_step": 0.01}
+    # The randomised DKS comes from the dks pipeline's single read of the embedding.
+    dks_catalog = run_dks(inputs, calibration_params=calibration_params)
     catalog = DataCatalog(
         {
             **{name: MemoryDataset(data) for name, data in inputs.items()},
-            "dks": MemoryDataset(dks_catalog.load("dks")),
-            "dks_class_sizes": MemoryDataset(dks_catalog.load("dks_class_sizes")),
+            **{
+                name: MemoryDataset(dks_catalog.load(name))
+                for name in ("dks", "dks_class_sizes", "dks_randomised", "randomised_pair_counts")
+            },
             "params:dks": MemoryDataset(DKS_PARAMS),
-            "params:calibration": MemoryDataset(
-                {"repetitions": repetitions, "seed": seed, "class_counts_step": 0.01}
-            ),
+            "params:calibration": MemoryDataset(calibration_params),
             "params:dataset": MemoryDataset("synthetic"),
             "params:source_model": MemoryDataset("vgg16_imagenet"),
             "all_thresholds": MemoryDataset(all_thresholds or {}),
@@ -55,6 +56,7 @@ def run_calibration(
     SequentialRunner().run(create_pipeline(), catalog)
     return {
         "dks": dks_catalog.load("dks"),
+        "dks_randomised": dks_catalog.load("dks_randomised"),
         **{name: catalog.load(name) for name in CALIBRATION_OUTPUTS},
     }
 

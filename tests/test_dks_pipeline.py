@@ -67,16 +67,29 @@ DKS_OUTPUTS = (
     "bhattacharyya_distance",
     "dks_layer_summary",
     "dks_histograms",
+    "dks_randomised",
+    "randomised_pair_counts",
 )
+CALIBRATION_PARAMS = {"repetitions": 1, "seed": 0, "class_counts_step": 0.01}
 
 
 def run_dks(
-    inputs: dict[str, pd.DataFrame], dks_params: dict = DKS_PARAMS, interval: str = "side_68"
+    inputs: dict[str, pd.DataFrame],
+    dks_params: dict = DKS_PARAMS,
+    interval: str = "side_68",
+    calibration_params: dict = CALIBRATION_PARAMS,
 ) -> DataCatalog:
     catalog = DataCatalog(
         {
-            **{name: MemoryDataset(data) for name, data in inputs.items()},
+            # The node reads the embedding through the lazy view, or takes an in-memory table.
+            **{
+                ("embedding_columns" if name == "embedding" else name): MemoryDataset(data)
+                for name, data in inputs.items()
+            },
             "params:dks": MemoryDataset(dks_params),
+            "params:calibration": MemoryDataset(calibration_params),
+            "params:executor": MemoryDataset("local"),
+            "params:dask": MemoryDataset({}),
             "params:dks.layer_summary.interval": MemoryDataset(interval),
             "params:dataset": MemoryDataset("synthetic"),
             **{name: KeptMemoryDataset() for name in DKS_OUTPUTS},

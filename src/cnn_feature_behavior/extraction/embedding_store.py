@@ -116,6 +116,11 @@ class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
         """The embedding's feature column names, in order, without reading any shard."""
         return list(self._read_plan()["columns"])
 
+    @property
+    def path(self) -> Path:
+        """The embedding folder (statistics/blocks.py reads feature blocks from its shards)."""
+        return self._path
+
     def save(self, data: EmbeddingPlan) -> None:
         if not isinstance(data, EmbeddingPlan):
             raise DatasetError(

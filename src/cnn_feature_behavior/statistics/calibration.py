@@ -18,6 +18,7 @@ Across datasets, t = a + b ln(mean images per class) is fitted by least squares.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 GRID_STEP = 0.001
 SIDES = ("positive", "negative")
@@ -63,6 +64,45 @@ def class_counts_beyond(dks: np.ndarray, x: np.ndarray, side: str) -> np.ndarray
     """(classes, len(x)): per class (column of a features x classes DKS), features beyond each x."""
     by_class = np.sort(np.asarray(dks, np.float64), axis=0).T
     return np.stack([count_beyond(column, x, side) for column in by_class])
+
+
+def layer_pair_counts(values: np.ndarray, layers: np.ndarray) -> pd.DataFrame:
+    """Per layer (order of first appearance) and side, (feature, class) pairs beyond each grid x.
+
+    Columns: layer, side, x, count (float64), n_pairs (the layer's pairs).
+    """
+    frames = []
+    for layer in pd.unique(layers):
+        layer_values = np.sort(values[layers == layer].astype(np.float64).ravel())
+        for side in SIDES:
+            x = threshold_grid(side)
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "layer": layer,
+                        "side": side,
+                        "x": x,
+                        "count": count_beyond(layer_values, x, side).astype(np.float64),
+                        "n_pairs": layer_values.size,
+                    }
+                )
+            )
+    return pd.concat(frames, ignore_index=True)
+
+
+def mean_layer_pair_counts(randomised: np.ndarray, layers: np.ndarray) -> pd.DataFrame:
+    """layer_pair_counts averaged over the repetitions of a (repetitions, features, classes) DKS."""
+    counts = None
+    for repetition in randomised:
+        # Counted on float32 values, exactly as the stored real DKS is.
+        repetition_counts = layer_pair_counts(repetition.astype(np.float32), layers)
+        counts = (
+            repetition_counts
+            if counts is None
+            else counts.assign(count=counts["count"] + repetition_counts["count"])
+        )
+    counts["count"] /= len(randomised)
+    return counts
 
 
 def davg(pairs_real: np.ndarray, pairs_randomised: np.ndarray, n_classes: int) -> np.ndarray:

@@ -23,8 +23,10 @@ Modes:
 - exact (`bins=None`): no discretisation; the EDFs are compared at every observed value, as
   scipy.stats.ks_2samp does.
 
-Features are processed in blocks on a thread pool (numpy releases the GIL), so peak memory is a
-few blocks of the input plus the (features x classes) result.
+Features are processed in blocks on a thread pool by compiled kernels (dks_kernels.py, numba,
+GIL released), so peak memory is a few blocks of the input plus the (features x classes) result.
+Several labellings (real and randomised) are served from one pass (`signed_ks_labellings`): the
+binning or the value order of a feature is computed once for all of them.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from cnn_feature_behavior.statistics import dks_kernels as kernels
 
 logger = logging.getLogger(__name__)
 
@@ -100,11 +104,6 @@ def bin_indices(block_t: np.ndarray, lo: np.ndarray, hi: np.ndarray, bins: int) 
     return index
 
 
-def class_histogram(bin_row: np.ndarray, label_offsets: np.ndarray, n_classes: int, bins: int):
-    """(classes, bins) counts of one feature; label_offsets = label * bins per image (intp)."""
-    return np.bincount(label_offsets + bin_row, minlength=n_classes * bins).reshape(n_classes, bins)
-
-
 def map_feature_blocks(
     values: np.ndarray,
     work: BlockWork,
@@ -144,9 +143,93 @@ def map_feature_blocks(
     return outputs
 
 
-def signed_from_scores(score_max: np.ndarray, score_min: np.ndarray, denominator: np.ndarray):
-    """DKS from the largest and smallest integer scores n*T - N*I; ties take the negative side."""
-    return np.where(score_max > -score_min, score_max, score_min) / denominator
+def check_labellings(
+    label_sets: np.ndarray | Sequence[np.ndarray], class_names: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(labellings, images) int32 labels and the class sizes (int64) all of them share.
+
+    The first labelling is checked as `class_sizes` does; every other one must be a relabelling
+    with the same class sizes (a permutation of the first, as the randomised repetitions are).
+    """
+    label_sets = [np.asarray(labels) for labels in label_sets]
+    if not label_sets:
+        raise ValueError("no labelling given")
+    sizes = class_sizes(label_sets[0], class_names)
+    for k, labels in enumerate(label_sets[1:], start=1):
+        if labels.shape != label_sets[0].shape or not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(
+                f"labelling {k} is {labels.dtype}{labels.shape}, expected like labelling 0: "
+                f"{label_sets[0].dtype}{label_sets[0].shape}"
+            )
+        if labels.size and (labels.min() < 0 or labels.max() >= len(class_names)):
+            raise ValueError(f"labelling {k} has labels outside 0..{len(class_names) - 1}")
+        if not np.array_equal(np.bincount(labels, minlength=len(class_names)), sizes):
+            raise ValueError(f"labelling {k} does not keep the class sizes of labelling 0")
+    return np.ascontiguousarray(np.stack(label_sets), dtype=np.int32), sizes
+
+
+def check_bins(bins: int | None) -> int | None:
+    """bins as an int (binned mode) or None (exact mode); error on anything else."""
+    if bins is None:
+        return None
+    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
+        raise ValueError(f"bins must be a positive integer or null (exact), got {bins!r}")
+    return int(bins)
+
+
+def block_dks(
+    block_t: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    label_sets: np.ndarray,
+    sizes: np.ndarray,
+    bins: int | None,
+) -> np.ndarray:
+    """DKS of a contiguous (features, images) float32 block for each labelling: (L, features, C).
+
+    label_sets and sizes as `check_labellings` returns them; lo and hi as `feature_range`.
+    """
+    out = np.empty((label_sets.shape[0], block_t.shape[0], sizes.size), np.float64)
+    if bins is None:
+        kernels.exact_block(block_t, label_sets, sizes, out)
+    else:
+        kernels.binned_block(block_t, lo, hi, label_sets, sizes, bins, out)
+    return out
+
+
+def signed_ks_labellings(
+    values: np.ndarray,
+    label_sets: np.ndarray | Sequence[np.ndarray],
+    class_names: Sequence[str],
+    bins: int | None = 100,
+    workers: int | None = None,
+    feature_names: Sequence[str] | None = None,
+) -> np.ndarray:
+    """DKS of every (feature, class) pair under each labelling: (labellings, features, classes).
+
+    One pass over the features serves every labelling (the real labels and their permutations):
+    a feature's binning or value order is computed once. Equal to signed_ks per labelling.
+    """
+    label_sets, sizes = check_labellings(label_sets, class_names)
+    if values.shape[0] != label_sets.shape[1]:
+        raise ValueError(f"{values.shape[0]} rows of values but {label_sets.shape[1]} labels")
+    bins = check_bins(bins)
+    n_labellings = label_sets.shape[0]
+
+    def work(block_t, lo, hi, outs):
+        result = block_dks(block_t, lo, hi, label_sets, sizes, bins)
+        for labelling, out in enumerate(outs):
+            out[:] = result[labelling]
+
+    outputs = map_feature_blocks(
+        np.asarray(values, np.float32),
+        work,
+        sizes.size,
+        n_labellings,
+        workers,
+        feature_names,
+    )
+    return np.stack(outputs)
 
 
 def signed_ks(
@@ -162,96 +245,11 @@ def signed_ks(
     values: (images, features) float matrix; labels: (images,) ints in 0..len(class_names)-1.
     bins: equal-width bins per feature (binned mode) or None (exact mode).
     """
-    sizes = class_sizes(labels, class_names)
-    n_images = labels.size
-    if values.shape[0] != n_images:
-        raise ValueError(f"{values.shape[0]} rows of values but {n_images} labels")
-    if bins is not None and (not isinstance(bins, (int, np.integer)) or bins < 1):
-        raise ValueError(f"bins must be a positive integer or null (exact), got {bins!r}")
-    denominator = (sizes * (n_images - sizes)).astype(np.float64)
-    # n * T reaches max(n) * N: int32 arithmetic is exact below 2**31 and halves memory traffic.
-    score_type = np.int32 if int(sizes.max()) * n_images < 2**31 else np.int64
-    if bins is None:
-        work = _exact_work(labels, sizes, denominator)
-    else:
-        work = _binned_work(labels, sizes, denominator, int(bins), score_type)
-    (dks,) = map_feature_blocks(values, work, sizes.size, 1, workers, feature_names)
-    return dks
-
-
-def _binned_work(labels, sizes, denominator, bins: int, score_type) -> BlockWork:
-    n_images, n_classes = labels.size, sizes.size
-    label_offsets = labels.astype(np.intp) * bins
-    class_size_column = sizes.astype(score_type)[:, None]
-
-    def work(block_t, lo, hi, outs):
-        (out,) = outs
-        index = bin_indices(block_t, lo, hi, bins)
-        score_max = np.empty((len(index), n_classes), score_type)
-        score_min = np.empty_like(score_max)
-        score = np.empty((n_classes, bins), score_type)
-        for f, bin_row in enumerate(index):
-            inner = np.cumsum(
-                class_histogram(bin_row, label_offsets, n_classes, bins), axis=1, dtype=score_type
-            )
-            total = np.cumsum(np.bincount(bin_row, minlength=bins), dtype=score_type)
-            np.multiply(class_size_column, total, out=score)
-            inner *= n_images
-            score -= inner
-            score.max(axis=1, out=score_max[f])
-            score.min(axis=1, out=score_min[f])
-        out[:] = signed_from_scores(score_max, score_min, denominator)
-
-    return work
-
-
-def _exact_work(labels, sizes, denominator) -> BlockWork:
-    n_images, n_classes = labels.size, sizes.size
-    label_type = np.int16 if n_classes <= np.iinfo(np.int16).max else np.int32
-    labels = labels.astype(label_type)
-    class_starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    positions = np.arange(n_images)
-
-    def run_bounds(is_new_run: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """First and last position of the run of equal entries holding each position."""
-        first = np.maximum.accumulate(np.where(is_new_run, positions, 0))
-        ends = np.empty_like(is_new_run)
-        ends[:-1] = is_new_run[1:]
-        ends[-1] = True
-        last = np.minimum.accumulate(np.where(ends, positions, n_images)[::-1])[::-1]
-        return first, last
-
-    def work(block_t, lo, hi, outs):
-        (out,) = outs
-        score_max = np.empty((len(block_t), n_classes), np.int64)
-        score_min = np.empty_like(score_max)
-        for f, row in enumerate(block_t):
-            by_value = np.argsort(row)
-            sorted_values = row[by_value]
-            new_value = np.empty(n_images, bool)
-            new_value[0] = True
-            np.not_equal(sorted_values[1:], sorted_values[:-1], out=new_value[1:])
-            first, last = run_bounds(new_value)
-            # Stable: images end up sorted by class, then by value within the class.
-            by_class = np.argsort(labels[by_value], kind="stable")
-            class_of = labels[by_value][by_class]
-            values_in_class = sorted_values[by_class]
-            new_run = np.empty(n_images, bool)
-            new_run[0] = True
-            np.not_equal(values_in_class[1:], values_in_class[:-1], out=new_run[1:])
-            new_run[1:] |= class_of[1:] != class_of[:-1]
-            first_in, last_in = run_bounds(new_run)
-            start = class_starts[class_of]
-            n = sizes[class_of]
-            # Just below each inner value (T, I count values < x): where outer - inner peaks.
-            below = n * first[by_class] - n_images * (first_in - start)
-            # At each inner value (T, I count values <= x): where outer - inner bottoms out.
-            at = n * (last[by_class] + 1) - n_images * (last_in + 1 - start)
-            score_max[f] = np.maximum.reduceat(below, class_starts)
-            score_min[f] = np.minimum.reduceat(at, class_starts)
-        out[:] = signed_from_scores(score_max, score_min, denominator)
-
-    return work
+    labels = np.asarray(labels)
+    class_sizes(labels, class_names)
+    if values.shape[0] != labels.size:
+        raise ValueError(f"{values.shape[0]} rows of values but {labels.size} labels")
+    return signed_ks_labellings(values, [labels], class_names, bins, workers, feature_names)[0]
 
 
 def side_summary(

@@ -1,7 +1,7 @@
 """Kullback-Leibler divergence and Bhattacharyya distance between inner and outer class histograms.
 
 Section 4 of the paper: for feature f and class c, P is the histogram of f over the images of c
-(inner) and Q over all other images (outer), on the same bins as the binned DKS (`dks.bin_indices`:
+(inner) and Q over all other images (outer), on the same bins as the binned DKS (`dks.bin_indices`,
 equal-width bins over the feature's range over the whole dataset).
 
     KL(P || Q) = sum_i P(i) ln(P(i) / Q(i)),    Bhattacharyya(P, Q) = -ln sum_i sqrt(P(i) Q(i)).
@@ -19,14 +19,43 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cnn_feature_behavior.statistics.dks import (
-    bin_indices,
-    class_histogram,
-    class_sizes,
-    map_feature_blocks,
-)
+from cnn_feature_behavior.statistics import dks_kernels as kernels
+from cnn_feature_behavior.statistics.dks import class_sizes, map_feature_blocks
 
 DEFAULT_SMOOTHING = 1e-4
+
+
+def check_histogram_settings(bins: int, smoothing: float) -> None:
+    """Error naming the setting unless bins is a positive int and smoothing > 0."""
+    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
+        raise ValueError(
+            f"histogram distances need a positive integer number of bins, got {bins!r}"
+        )
+    if not smoothing > 0:
+        raise ValueError(
+            f"smoothing must be > 0 to keep KL finite on empty bins, got {smoothing!r}"
+        )
+
+
+def block_histogram_distances(
+    block_t: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    labels: np.ndarray,
+    sizes: np.ndarray,
+    bins: int,
+    smoothing: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """KL and Bhattacharyya of a contiguous (features, images) float32 block: two (features, C).
+
+    labels: int32 (images,); sizes: int64 class sizes; lo, hi: each row's range (float64).
+    """
+    kl = np.empty((block_t.shape[0], sizes.size), np.float64)
+    bhattacharyya = np.empty_like(kl)
+    kernels.histogram_distance_block(
+        block_t, lo, hi, labels, sizes, int(bins), float(smoothing), kl, bhattacharyya
+    )
+    return kl, bhattacharyya
 
 
 def histogram_distances(
@@ -46,40 +75,16 @@ def histogram_distances(
     n_images, n_classes = labels.size, sizes.size
     if values.shape[0] != n_images:
         raise ValueError(f"{values.shape[0]} rows of values but {n_images} labels")
-    if not isinstance(bins, (int, np.integer)) or bins < 1:
-        raise ValueError(
-            f"histogram distances need a positive integer number of bins, got {bins!r}"
-        )
-    if not smoothing > 0:
-        raise ValueError(
-            f"smoothing must be > 0 to keep KL finite on empty bins, got {smoothing!r}"
-        )
+    check_histogram_settings(bins, smoothing)
     bins = int(bins)
-    label_offsets = labels.astype(np.intp) * bins
-    # Divisions, not reciprocal products: equal fractions must give bit-identical probabilities.
-    inner_sizes = sizes[:, None].astype(np.float64)
-    outer_sizes = (n_images - sizes)[:, None].astype(np.float64)
-    renorm = 1.0 / (1.0 + bins * smoothing)
+    labels = np.ascontiguousarray(labels, dtype=np.int32)
 
     def work(block_t, lo, hi, outs):
         kl_out, bhattacharyya_out = outs
-        for f, bin_row in enumerate(bin_indices(block_t, lo, hi, bins)):
-            inner = class_histogram(bin_row, label_offsets, n_classes, bins)
-            outer = inner.sum(axis=0) - inner
-            p = inner / inner_sizes
-            p += smoothing
-            p *= renorm
-            q = outer / outer_sizes
-            q += smoothing
-            q *= renorm
-            log_ratio = np.log(p)
-            log_ratio -= np.log(q)
-            kl_out[f] = np.einsum("cb,cb->c", p, log_ratio)
-            p *= q
-            np.sqrt(p, out=p)
-            bhattacharyya_out[f] = -np.log(p.sum(axis=1))
-        # Both are >= 0; rounding could otherwise leave values like -1e-17.
-        np.maximum(kl_out, 0.0, out=kl_out)
-        np.maximum(bhattacharyya_out, 0.0, out=bhattacharyya_out)
+        kl, bhattacharyya = block_histogram_distances(
+            block_t, lo, hi, labels, sizes, bins, smoothing
+        )
+        kl_out[:] = kl
+        bhattacharyya_out[:] = bhattacharyya
 
     return map_feature_blocks(values, work, n_classes, 2, workers, feature_names)

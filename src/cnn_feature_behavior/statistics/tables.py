@@ -77,11 +77,17 @@ def embedding_labels(
 
 def embedding_matrix(embedding: pd.DataFrame, feature_manifest: pd.DataFrame) -> np.ndarray:
     """The embedding's (images, features) float32 values, checked against the manifest's features."""
+    check_feature_columns(list(embedding.columns), feature_manifest)
+    return embedding.to_numpy(dtype=np.float32, copy=False)
+
+
+def check_feature_columns(embedding_columns: list, feature_manifest: pd.DataFrame) -> None:
+    """Error unless the embedding's feature columns are the manifest's features, in order."""
     missing_columns = [c for c in MANIFEST_COLUMNS if c not in feature_manifest.columns]
     if missing_columns:
         raise ValueError(f"feature_manifest lacks column(s) {missing_columns}")
     features = feature_manifest["feature"].astype(str).tolist()
-    columns = [str(c) for c in embedding.columns]
+    columns = [str(c) for c in embedding_columns]
     if columns != features:
         if len(columns) != len(features):
             raise ValueError(
@@ -92,7 +98,6 @@ def embedding_matrix(embedding: pd.DataFrame, feature_manifest: pd.DataFrame) ->
             f"embedding column {first} is {columns[first]!r} but feature_manifest row {first} is "
             f"{features[first]!r}: the two must list the same features in the same order"
         )
-    return embedding.to_numpy(dtype=np.float32, copy=False)
 
 
 def labelled_frame(

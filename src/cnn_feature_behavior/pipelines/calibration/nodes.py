@@ -1,4 +1,8 @@
-"""Nodes of the calibration pipeline: DKS under randomised labels, davg, thresholds t+ / t-."""
+"""Nodes of the calibration pipeline: davg, thresholds t+ / t-, kept pairs, the cross-dataset fit.
+
+The DKS under randomised labels (dks_randomised, randomised_pair_counts) is computed by the dks
+pipeline's compute_statistics node, in the same read of the embedding as the real DKS.
+"""
 
 from __future__ import annotations
 
@@ -10,87 +14,18 @@ import numpy as np
 import pandas as pd
 
 from cnn_feature_behavior.statistics import calibration as core
-from cnn_feature_behavior.statistics.dks import signed_ks
-from cnn_feature_behavior.statistics.tables import (
-    dks_values,
-    embedding_labels,
-    embedding_matrix,
-    labelled_frame,
-    mean_images_per_class,
-)
+from cnn_feature_behavior.statistics.tables import dks_values, mean_images_per_class
 
 logger = logging.getLogger(__name__)
 
 THRESHOLD_COLUMNS = ("dataset", "source_model", "t_plus", "t_minus", "mean_images_per_class")
 
 
-def layer_pair_counts(values: np.ndarray, layers: np.ndarray) -> pd.DataFrame:
-    """Per layer (order of first appearance) and side, (feature, class) pairs beyond each grid x."""
-    frames = []
-    for layer in pd.unique(layers):
-        layer_values = np.sort(values[layers == layer].astype(np.float64).ravel())
-        for side in core.SIDES:
-            x = core.threshold_grid(side)
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "layer": layer,
-                        "side": side,
-                        "x": x,
-                        "count": core.count_beyond(layer_values, x, side).astype(np.float64),
-                        "n_pairs": layer_values.size,
-                    }
-                )
-            )
-    return pd.concat(frames, ignore_index=True)
-
-
-def compute_randomised_dks(
-    embedding: pd.DataFrame,
-    image_index: pd.DataFrame,
-    feature_manifest: pd.DataFrame,
-    dks_params: dict[str, Any],
-    calibration_params: dict[str, Any],
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """DKS under seeded label permutations: the first one's table, and pair counts averaged over all."""
-    labels, class_names = embedding_labels(embedding, image_index)
-    values = embedding_matrix(embedding, feature_manifest)
-    features = feature_manifest["feature"].astype(str).tolist()
-    layers = feature_manifest["layer"].astype(str).to_numpy()
-    repetitions, seed = calibration_params["repetitions"], calibration_params["seed"]
-    random_names = [f"random_{k}" for k in range(len(class_names))]
-    first_table, counts = None, None
-    for repetition, permuted in enumerate(core.permuted_labels(labels, repetitions, seed)):
-        randomised = signed_ks(
-            values,
-            permuted,
-            random_names,
-            bins=dks_params["bins"],
-            workers=dks_params.get("workers"),
-            feature_names=features,
-        ).astype(np.float32)
-        # Counted on float32 values, exactly as the stored real DKS is.
-        repetition_counts = layer_pair_counts(randomised, layers)
-        counts = (
-            repetition_counts
-            if counts is None
-            else counts.assign(count=counts["count"] + repetition_counts["count"])
-        )
-        if repetition == 0:
-            first_table = labelled_frame(randomised, feature_manifest, random_names)
-        logger.info(
-            "randomised labels, repetition %d of %d (seed %s) done",
-            repetition + 1,
-            repetitions,
-            seed,
-        )
-    counts["count"] /= repetitions
-    return first_table, counts
-
-
 def count_real_pairs(dks: pd.DataFrame, feature_manifest: pd.DataFrame) -> pd.DataFrame:
     """Per layer and side, real-label (feature, class) pairs beyond each grid x."""
-    return layer_pair_counts(dks_values(dks, feature_manifest), dks["layer"].astype(str).to_numpy())
+    return core.layer_pair_counts(
+        dks_values(dks, feature_manifest), dks["layer"].astype(str).to_numpy()
+    )
 
 
 def _totals(pair_counts: pd.DataFrame) -> pd.DataFrame:

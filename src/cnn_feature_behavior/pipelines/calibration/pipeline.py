@@ -8,21 +8,9 @@ from cnn_feature_behavior.pipelines.calibration import nodes
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Randomised-label DKS, davg curve, t+ / t-, kept pairs per layer, cross-dataset fit."""
+    """davg curve, t+ / t-, kept pairs per layer, cross-dataset fit (randomised DKS: dks pipeline)."""
     return Pipeline(
         [
-            Node(
-                nodes.compute_randomised_dks,
-                inputs=[
-                    "embedding",
-                    "image_index",
-                    "feature_manifest",
-                    "params:dks",
-                    "params:calibration",
-                ],
-                outputs=["dks_randomised", "randomised_pair_counts"],
-                name="compute_randomised_dks",
-            ),
             Node(
                 nodes.count_real_pairs,
                 inputs=["dks", "feature_manifest"],

@@ -1,4 +1,4 @@
-"""Nodes of the dks pipeline: DKS, histogram distances and their per-layer summaries."""
+"""Nodes of the dks pipeline: every per-(feature, class) statistic in one read, layer summaries."""
 
 from __future__ import annotations
 
@@ -8,9 +8,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cnn_feature_behavior.executors import dask_client
+from cnn_feature_behavior.extraction.embedding_store import ShardedEmbeddingDataset
+from cnn_feature_behavior.statistics import calibration as calibration_core
 from cnn_feature_behavior.statistics import dks as dks_core
-from cnn_feature_behavior.statistics.histogram_distances import histogram_distances
+from cnn_feature_behavior.statistics.blocks import (
+    MatrixColumnReader,
+    ShardColumnReader,
+    StatisticSettings,
+    feature_block_statistics,
+)
 from cnn_feature_behavior.statistics.tables import (
+    check_feature_columns,
     dks_values,
     embedding_labels,
     embedding_matrix,
@@ -22,31 +31,64 @@ from cnn_feature_behavior.statistics.tables import (
 logger = logging.getLogger(__name__)
 
 
-def compute_dks(
-    embedding: pd.DataFrame,
+def compute_statistics(
+    embedding: pd.DataFrame | ShardedEmbeddingDataset,
     image_index: pd.DataFrame,
     feature_manifest: pd.DataFrame,
     dks_params: dict[str, Any],
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Signed KS statistic of every (feature, class) pair, and the class sizes it was computed on."""
-    labels, class_names = embedding_labels(embedding, image_index)
-    values = embedding_matrix(embedding, feature_manifest)
-    matrix = dks_core.signed_ks(
-        values,
-        labels,
-        class_names,
-        bins=dks_params["bins"],
-        workers=dks_params.get("workers"),
-        feature_names=feature_manifest["feature"].astype(str).tolist(),
+    calibration_params: dict[str, Any],
+    executor: str,
+    dask_params: dict[str, Any],
+) -> tuple[pd.DataFrame, ...]:
+    """DKS, KL / Bhattacharyya and the randomised-label DKS of every (feature, class), one read.
+
+    The embedding (its shards, or an in-memory table) is read one block of feature columns at a
+    time, on threads or on Dask (params:executor); returns dks, dks_class_sizes, kl_divergence,
+    bhattacharyya_distance, dks_randomised (first repetition) and randomised_pair_counts (per
+    layer and side, averaged over the repetitions).
+    """
+    if isinstance(embedding, pd.DataFrame):
+        reader = MatrixColumnReader(
+            embedding_matrix(embedding, feature_manifest), embedding.columns
+        )
+        row_ids = embedding.index
+    else:
+        reader = ShardColumnReader(embedding.path, dks_params.get("keep_shards_open", True))
+        check_feature_columns(reader.columns, feature_manifest)
+        row_ids = pd.Index(reader.image_ids(), name="image_id")
+    labels, class_names = embedding_labels(pd.DataFrame(index=row_ids), image_index)
+    permutations = calibration_core.permuted_labels(
+        labels, calibration_params["repetitions"], calibration_params["seed"]
     )
+    label_sets, sizes = dks_core.check_labellings([labels, *permutations], class_names)
+    histogram = dks_params["histogram_distances"]
+    settings = StatisticSettings(
+        bins=dks_params["bins"], histogram_bins=histogram["bins"], smoothing=histogram["smoothing"]
+    )
+    with dask_client(executor, dask_params) as client:
+        result = feature_block_statistics(
+            reader,
+            label_sets,
+            sizes,
+            settings,
+            block_features=dks_params.get("block_features"),
+            workers=dks_params.get("workers"),
+            client=client,
+        )
     logger.info(
-        "DKS of %d features x %d classes over %d images (bins: %s)",
-        matrix.shape[0],
-        matrix.shape[1],
-        len(labels),
+        "DKS (bins: %s), %d randomised repetition(s) and KL / Bhattacharyya of %d features x %d "
+        "classes over %d images: %d blocks of %d features on %s, %.1f s reading, %.1f s computing",
         dks_params["bins"],
+        len(permutations),
+        len(reader.columns),
+        len(class_names),
+        len(labels),
+        result.n_blocks,
+        result.block_features,
+        executor,
+        result.read_seconds,
+        result.compute_seconds,
     )
-    sizes = np.bincount(labels, minlength=len(class_names))
     class_sizes = pd.DataFrame(
         {
             "label": np.arange(len(class_names), dtype=np.int64),
@@ -54,31 +96,15 @@ def compute_dks(
             "n_images": sizes,
         }
     )
-    return labelled_frame(matrix, feature_manifest, class_names), class_sizes
-
-
-def compute_histogram_distances(
-    embedding: pd.DataFrame,
-    image_index: pd.DataFrame,
-    feature_manifest: pd.DataFrame,
-    dks_params: dict[str, Any],
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """KL divergence (inner || outer) and Bhattacharyya distance of every (feature, class) pair."""
-    labels, class_names = embedding_labels(embedding, image_index)
-    values = embedding_matrix(embedding, feature_manifest)
-    settings = dks_params["histogram_distances"]
-    kl, bhattacharyya = histogram_distances(
-        values,
-        labels,
-        class_names,
-        bins=settings["bins"],
-        smoothing=settings["smoothing"],
-        workers=dks_params.get("workers"),
-        feature_names=feature_manifest["feature"].astype(str).tolist(),
-    )
+    random_names = [f"random_{k}" for k in range(len(class_names))]
+    layers = feature_manifest["layer"].astype(str).to_numpy()
     return (
-        labelled_frame(kl, feature_manifest, class_names),
-        labelled_frame(bhattacharyya, feature_manifest, class_names),
+        labelled_frame(result.dks[0], feature_manifest, class_names),
+        class_sizes,
+        labelled_frame(result.kl, feature_manifest, class_names),
+        labelled_frame(result.bhattacharyya, feature_manifest, class_names),
+        labelled_frame(result.dks[1], feature_manifest, random_names),
+        calibration_core.mean_layer_pair_counts(result.dks[1:], layers),
     )
 
 

@@ -8,21 +8,30 @@ from cnn_feature_behavior.pipelines.dks import nodes
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """DKS of every (feature, class), KL / Bhattacharyya on the same histograms, layer summaries."""
+    """DKS, KL / Bhattacharyya and randomised-label DKS in one read of the embedding; summaries."""
     return Pipeline(
         [
             Node(
-                nodes.compute_dks,
-                inputs=["embedding", "image_index", "feature_manifest", "params:dks"],
-                outputs=["dks", "dks_class_sizes"],
-                name="compute_dks",
-            ),
-            Node(
-                nodes.compute_histogram_distances,
-                inputs=["embedding", "image_index", "feature_manifest", "params:dks"],
-                outputs=["kl_divergence", "bhattacharyya_distance"],
-                name="compute_histogram_distances",
-                tags=["histogram_distances"],
+                nodes.compute_statistics,
+                inputs=[
+                    "embedding_columns",
+                    "image_index",
+                    "feature_manifest",
+                    "params:dks",
+                    "params:calibration",
+                    "params:executor",
+                    "params:dask",
+                ],
+                outputs=[
+                    "dks",
+                    "dks_class_sizes",
+                    "kl_divergence",
+                    "bhattacharyya_distance",
+                    "dks_randomised",
+                    "randomised_pair_counts",
+                ],
+                name="compute_statistics",
+                tags=["histogram_distances", "calibration"],
             ),
             Node(
                 nodes.summarise_dks_by_layer,

@@ -1,0 +1,328 @@
+"""Every per-(feature, class) statistic of a run from one read of each block of feature columns.
+
+DKS under the real labels, DKS under each randomised labelling (calibration) and, optionally,
+KL / Bhattacharyya are computed together per block of feature columns: a block is read once
+(from the embedding's Parquet shards by column projection, or sliced from an in-memory matrix)
+and every statistic is computed from it before the next is read. Blocks run on a thread pool of
+this process (`executor: local`) or as tasks on a Dask cluster (`executor: dask`): a task gets
+the embedding folder and its column range and reads the block itself, so workers need only the
+path (shared storage) and no process ever holds the whole (images x features) matrix. Peak memory
+per process is about (blocks in flight) x block_features x images x 4 bytes, plus the opened
+shards' footers and the (features x classes) results.
+
+Reading cost: a shard's Parquet footer lists every one of its ~12,417 columns (about 2 MB, ~0.1
+to 0.3 s to parse), and pyarrow spends a fixed ~30-80 us per column chunk it decodes. So each
+reader opens every shard once and keeps it open (`keep_shards_open`), and the cost of a full pass
+grows with shards x features: large embeddings read far faster from large shards (see
+benchmarks/bench_out_of_core.py for measured figures).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from cnn_feature_behavior.extraction.embedding_store import INDEX_COLUMN, PLAN_FILE
+from cnn_feature_behavior.statistics.dks import block_dks, check_bins, feature_range
+from cnn_feature_behavior.statistics.histogram_distances import (
+    block_histogram_distances,
+    check_histogram_settings,
+)
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+logger = logging.getLogger(__name__)
+
+# The plan fingerprint every shard records in its Parquet metadata (embedding_store.py).
+FINGERPRINT_KEY = b"cnn_feature_behavior.plan_fingerprint"
+# Automatic block size: this many bytes of float32 block per block in flight.
+BLOCK_BYTES = 256 * 2**20
+MIN_BLOCK_FEATURES, MAX_BLOCK_FEATURES = 16, 4096
+
+
+@dataclass(frozen=True)
+class StatisticSettings:
+    """What to compute per block: DKS bins (None: exact) and the histogram distances' settings
+    (histogram_bins None: no KL / Bhattacharyya)."""
+
+    bins: int | None
+    histogram_bins: int | None = None
+    smoothing: float = 1e-4
+
+    def __post_init__(self) -> None:
+        check_bins(self.bins)
+        if self.histogram_bins is not None:
+            check_histogram_settings(self.histogram_bins, self.smoothing)
+
+
+@dataclass
+class BlockStatistics:
+    """Results of a run: dks[l] (features, classes) float32 for labelling l (0: real labels),
+    kl / bhattacharyya (features, classes) float32 or None, and where the time went."""
+
+    dks: np.ndarray
+    kl: np.ndarray | None
+    bhattacharyya: np.ndarray | None
+    read_seconds: float = 0.0
+    compute_seconds: float = 0.0
+    n_blocks: int = 0
+    block_features: int = 0
+    workers: dict[str, Any] = field(default_factory=dict)
+
+
+class ShardColumnReader:
+    """Reads blocks of feature columns from an embedding folder's shards, as (features, images).
+
+    Rows are the shards' rows in plan order (`image_ids`). Every shard is checked against the
+    plan's fingerprint when first opened; with keep_shards_open, each opened shard (its parsed
+    footer) is kept for later blocks.
+    """
+
+    def __init__(self, path: str | os.PathLike, keep_shards_open: bool = True) -> None:
+        self.path = Path(path)
+        plan_path = self.path / PLAN_FILE
+        if not plan_path.is_file():
+            raise FileNotFoundError(
+                f"no embedding at {self.path} ({PLAN_FILE} absent); run the feature_extraction pipeline"
+            )
+        try:
+            plan = json.loads(plan_path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{plan_path} is not valid JSON: {error}") from error
+        self.columns: list[str] = list(plan["columns"])
+        self._fingerprint = str(plan["fingerprint"]).encode()
+        self._shards = [shard["name"] for shard in plan["shards"]]
+        self.keep_shards_open = keep_shards_open
+        self._files: dict[str, pq.ParquetFile] = {}
+        self._lock = threading.Lock()
+        self._offsets: np.ndarray | None = None
+        self._image_ids: list[str] | None = None
+
+    def _open(self, name: str) -> pq.ParquetFile:
+        with self._lock:
+            opened = self._files.get(name)
+        if opened is not None:
+            return opened
+        path = self.path / f"{name}.parquet"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"embedding at {self.path} is incomplete: shard {path.name} is missing; "
+                "run the feature_extraction pipeline again, it resumes"
+            )
+        opened = pq.ParquetFile(path)
+        metadata = opened.schema_arrow.metadata or {}
+        if metadata.get(FINGERPRINT_KEY) != self._fingerprint:
+            raise ValueError(
+                f"{path} belongs to another extraction plan (fingerprint differs from {PLAN_FILE}); "
+                "run the feature_extraction pipeline again"
+            )
+        if self.keep_shards_open:
+            with self._lock:
+                self._files[name] = opened
+        return opened
+
+    def image_ids(self) -> list[str]:
+        """The image id of every row, in row order (read from the shards' image_id columns)."""
+        if self._image_ids is None:
+            ids, sizes = [], []
+            for name in self._shards:
+                column = self._open(name).read(columns=[INDEX_COLUMN]).column(INDEX_COLUMN)
+                ids += column.to_pylist()
+                sizes.append(len(column))
+            self._offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+            self._image_ids = ids
+        return self._image_ids
+
+    def read_block(self, start: int, stop: int) -> np.ndarray:
+        """Feature columns start..stop-1 as a contiguous (features, images) float32 array."""
+        self.image_ids()
+        names = self.columns[start:stop]
+        block_t = np.empty((len(names), int(self._offsets[-1])), np.float32)
+        for shard, name in enumerate(self._shards):
+            first, last = self._offsets[shard], self._offsets[shard + 1]
+            table = self._open(name).read(columns=names, use_threads=False)
+            for j, column in enumerate(table.columns):
+                block_t[j, first:last] = column.to_numpy()
+            del table
+        return block_t
+
+
+class MatrixColumnReader:
+    """The same interface over an in-memory (images, features) matrix."""
+
+    def __init__(self, values: np.ndarray, columns: Sequence[str]) -> None:
+        if values.ndim != 2 or values.shape[1] != len(columns):
+            raise ValueError(f"matrix {values.shape} does not hold {len(columns)} feature columns")
+        self.values = values
+        self.columns = list(columns)
+
+    def read_block(self, start: int, stop: int) -> np.ndarray:
+        return np.ascontiguousarray(self.values[:, start:stop].T, dtype=np.float32)
+
+
+def auto_block_features(n_images: int, n_features: int, block_features: int | None) -> int:
+    """block_features as given, else as many as fit BLOCK_BYTES (within 16..4096)."""
+    if block_features is not None:
+        if isinstance(block_features, bool) or int(block_features) != block_features:
+            raise ValueError(
+                f"block_features must be a positive integer or null, got {block_features!r}"
+            )
+        if block_features < 1:
+            raise ValueError(f"block_features must be >= 1, got {block_features}")
+        return int(block_features)
+    fitting = BLOCK_BYTES // max(4 * n_images, 1)
+    return int(min(max(fitting, MIN_BLOCK_FEATURES), MAX_BLOCK_FEATURES, max(n_features, 1)))
+
+
+def compute_block(
+    reader: ShardColumnReader | MatrixColumnReader,
+    start: int,
+    stop: int,
+    label_sets: np.ndarray,
+    sizes: np.ndarray,
+    settings: StatisticSettings,
+) -> dict[str, Any]:
+    """Every statistic of feature columns start..stop-1, from one read of the block."""
+    began = time.perf_counter()
+    block_t = reader.read_block(start, stop)
+    read = time.perf_counter() - began
+    lo, hi = feature_range(block_t, start, reader.columns)
+    result = {
+        "start": start,
+        "dks": block_dks(block_t, lo, hi, label_sets, sizes, settings.bins).astype(np.float32),
+        "kl": None,
+        "bhattacharyya": None,
+        "constant": int(np.count_nonzero(lo == hi)),
+    }
+    if settings.histogram_bins is not None:
+        kl, bhattacharyya = block_histogram_distances(
+            block_t, lo, hi, label_sets[0], sizes, settings.histogram_bins, settings.smoothing
+        )
+        result["kl"], result["bhattacharyya"] = (
+            kl.astype(np.float32),
+            bhattacharyya.astype(np.float32),
+        )
+    result["read_seconds"] = read
+    result["compute_seconds"] = time.perf_counter() - began - read
+    result["pid"] = os.getpid()
+    return result
+
+
+# One reader per embedding folder per worker process, so that its shards are opened once.
+_WORKER_READERS: dict[tuple[str, bool], ShardColumnReader] = {}
+_WORKER_LOCK = threading.Lock()
+
+
+def _worker_block(
+    path: str,
+    keep_shards_open: bool,
+    start: int,
+    stop: int,
+    label_sets: np.ndarray,
+    sizes: np.ndarray,
+    settings: StatisticSettings,
+) -> dict[str, Any]:
+    """A Dask task: read the block from the shards at `path` in this worker and compute it."""
+    with _WORKER_LOCK:
+        reader = _WORKER_READERS.get((path, keep_shards_open))
+        if reader is None:
+            reader = _WORKER_READERS[(path, keep_shards_open)] = ShardColumnReader(
+                path, keep_shards_open
+            )
+    return compute_block(reader, start, stop, label_sets, sizes, settings)
+
+
+def feature_block_statistics(
+    reader: ShardColumnReader | MatrixColumnReader,
+    label_sets: np.ndarray,
+    sizes: np.ndarray,
+    settings: StatisticSettings,
+    block_features: int | None = None,
+    workers: int | None = None,
+    client: Client | None = None,
+) -> BlockStatistics:
+    """Every statistic of every feature, block by block, locally (client None) or on Dask.
+
+    label_sets: (labellings, images) int32 rows in the reader's row order, all with the class
+    sizes `sizes` (as `dks.check_labellings` returns them). On Dask the reader must read shards.
+    """
+    n_labellings, n_images = label_sets.shape
+    n_features, n_classes = len(reader.columns), sizes.size
+    block_features = auto_block_features(n_images, n_features, block_features)
+    starts = list(range(0, n_features, block_features))
+    dks = np.empty((n_labellings, n_features, n_classes), np.float32)
+    with_histograms = settings.histogram_bins is not None
+    kl = np.empty((n_features, n_classes), np.float32) if with_histograms else None
+    bhattacharyya = np.empty_like(kl) if with_histograms else None
+    result = BlockStatistics(
+        dks, kl, bhattacharyya, n_blocks=len(starts), block_features=block_features
+    )
+    constant = 0
+
+    def collect(block: dict[str, Any]) -> None:
+        nonlocal constant
+        rows = slice(block["start"], block["start"] + block["dks"].shape[1])
+        dks[:, rows] = block["dks"]
+        if with_histograms:
+            kl[rows] = block["kl"]
+            bhattacharyya[rows] = block["bhattacharyya"]
+        result.read_seconds += block["read_seconds"]
+        result.compute_seconds += block["compute_seconds"]
+        pid = str(block["pid"])
+        result.workers[pid] = result.workers.get(pid, 0) + 1
+        constant += block["constant"]
+
+    stops = [min(start + block_features, n_features) for start in starts]
+    if client is None:
+        workers = workers or os.cpu_count() or 1
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for block in pool.map(
+                lambda bounds: compute_block(reader, *bounds, label_sets, sizes, settings),
+                zip(starts, stops),
+            ):
+                collect(block)
+    else:
+        if not isinstance(reader, ShardColumnReader):
+            raise ValueError(
+                "executor: dask reads feature blocks from the embedding shards; got an in-memory "
+                "embedding (use executor: local)"
+            )
+        from distributed import as_completed
+
+        shared_labels = client.scatter(label_sets, broadcast=True)
+        futures = [
+            client.submit(
+                _worker_block,
+                str(reader.path),
+                reader.keep_shards_open,
+                start,
+                stop,
+                shared_labels,
+                sizes,
+                settings,
+                key=f"feature-block-{start}-{stop}-{id(result)}",
+            )
+            for start, stop in zip(starts, stops)
+        ]
+        for future in as_completed(futures):
+            collect(future.result())
+            future.release()
+    if constant:
+        logger.info(
+            "%d of %d features are constant over the images (all classes alike)",
+            constant,
+            n_features,
+        )
+    return result
