@@ -18,9 +18,11 @@ import pandas as pd
 import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
+from kedro_datasets.pandas import ParquetDataset
 from PIL import Image
 
 from cnn_feature_behavior.extraction.crops import crops_of, load_rgb, resize_shorter_side
+from cnn_feature_behavior.extraction.embedding_columns import EmbeddingColumnsDataset
 from cnn_feature_behavior.extraction.embedding_store import ShardedEmbeddingDataset
 from cnn_feature_behavior.extraction.source_models import build_tiny_vgg, keras_layer_name
 from cnn_feature_behavior.extraction.source_models.weight_files import write_legacy_h5
@@ -37,6 +39,7 @@ from cnn_feature_behavior.pipelines.feature_extraction import create_pipeline
 CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68])
 TINY_LAYERS = ["conv1_1", "conv2_2", "conv3_3", "conv4_1", "conv5_3", "fc6", "fc7"]
 SPEC = {"architecture": "vgg16", "preprocessing": "caffe", "layers": TINY_LAYERS, "weights": []}
+DASK = {"scheduler_address": None, "n_workers": 2, "threads_per_worker": 1}
 
 
 def _caffe(crop_uint8: np.ndarray) -> np.ndarray:
@@ -127,7 +130,8 @@ def test_crop_geometry_and_crop_mean_through_the_model(tmp_path, n_crops):
         batch_size=7,
         workers=2,
     )
-    ((_, got),) = list(stream([plan_shards(names, 10)[0]]))
+    ((_, got, rejects),) = list(stream([plan_shards(names, 10)[0]]))
+    assert rejects == []
     # 20x30 stays as it is; 33x20 is already 20 on its shorter side.
     origins = {
         names[0]: [(0, 0), (0, 14), (4, 0), (4, 14), (2, 7)],
@@ -156,7 +160,7 @@ def test_image_vector_is_the_mean_of_its_crop_vectors(tmp_path):
         batch_size=20,
         workers=2,
     )
-    ((_, got),) = list(stream(plan_shards(names, 5)))
+    ((_, got, _),) = list(stream(plan_shards(names, 5)))
     for row, name in zip(got, names, strict=True):
         crops = crops_of(resize_shorter_side(load_rgb(tmp_path / name), 36), 32, 10)
         per_crop = np.concatenate(
@@ -209,7 +213,12 @@ def _index(raw: Path, names: list[str]) -> pd.DataFrame:
 
 
 def _run_pipeline(
-    tmp_path: Path, index: pd.DataFrame, raw: Path, crops: int = 10, crop: int = 32
+    tmp_path: Path,
+    index: pd.DataFrame,
+    raw: Path,
+    crops: int = 10,
+    crop: int = 32,
+    executor: str = "local",
 ) -> DataCatalog:
     _tiny_weights(tmp_path / "tiny.h5")
     source_models = {
@@ -225,8 +234,12 @@ def _run_pipeline(
             "params:feature_extraction": MemoryDataset(
                 {"resize": 36, "crop": crop, "batch_size": 10, "shard_size": 2, "decode_workers": 2}
             ),
+            "params:executor": MemoryDataset(executor),
+            "params:dask": MemoryDataset(DASK),
             "embedding": ShardedEmbeddingDataset(path=str(tmp_path / "embedding")),
-            "feature_manifest": MemoryDataset(),
+            "embedding_shards": EmbeddingColumnsDataset(path=str(tmp_path / "embedding")),
+            # A file: a MemoryDataset would be released once collect_extraction_rejects read it.
+            "feature_manifest": ParquetDataset(filepath=str(tmp_path / "feature_manifest.parquet")),
             "extraction_rejects": MemoryDataset(),
         }
     )
@@ -310,7 +323,7 @@ _EXTRACT_SCRIPT = textwrap.dedent(
     names = sorted(p.name for p in raw.iterdir())
     index = pd.DataFrame({"image_id": names, "path": names})
     spec = {"architecture": "vgg16", "preprocessing": "caffe", "layers": ["conv1_1", "conv5_3", "fc7"], "weights": []}
-    plan, _, _ = plan_embedding(index, raw, build_tiny_vgg(seed=11), "tiny", spec, spec["layers"], n_crops=10,
+    plan, _ = plan_embedding(index, raw, build_tiny_vgg(seed=11), "tiny", spec, spec["layers"], n_crops=10,
                                 resize=36, crop=32, batch_size=20, shard_size=3, workers=2)
 
     def slowly(shards):
@@ -359,3 +372,30 @@ def test_kill_minus_nine_then_rerun_gives_the_uninterrupted_embedding(
     assert len(got) == 30
     pd.testing.assert_frame_equal(got, expected, check_exact=True)
     assert not list(resumed.glob(".*partial"))
+
+
+def test_each_image_is_decoded_once_and_rejects_come_from_the_shards(tmp_path, monkeypatch):
+    import cnn_feature_behavior.extraction.stream as stream_module
+
+    raw = tmp_path / "raw"
+    names = _random_images(raw, [(40, 50), (36, 80), (50, 40)], seed=5)
+    (raw / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    names = names[:1] + ["broken.png"] + names[1:]
+    decoded: list[Path] = []
+    real_load_rgb = stream_module.load_rgb
+
+    def counting_load_rgb(path):
+        decoded.append(Path(path))
+        return real_load_rgb(path)
+
+    monkeypatch.setattr(stream_module, "load_rgb", counting_load_rgb)
+    catalog = _run_pipeline(tmp_path, _index(raw, names), raw, crops=1)
+
+    assert sorted(decoded) == sorted(raw / n for n in names)  # every image once, no second pass
+    rejects = catalog.load("extraction_rejects")
+    assert rejects["path"].tolist() == [str(raw / "broken.png")]
+    assert rejects["reason"].iloc[0].startswith("cannot decode: OSError")
+    embedding = catalog.load("embedding")
+    assert embedding.index.tolist() == [n.split(".")[0] for n in names if n != "broken.png"]
+    store = ShardedEmbeddingDataset(path=str(tmp_path / "embedding"))
+    assert [r.image_id for r in store.rejects()] == ["broken"]

@@ -10,7 +10,9 @@ import pytest
 from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
+from kedro_datasets.pandas import ParquetDataset
 
+from cnn_feature_behavior.extraction.embedding_columns import EmbeddingColumnsDataset
 from cnn_feature_behavior.extraction.embedding_store import ShardedEmbeddingDataset
 from cnn_feature_behavior.extraction.source_models import build_vgg, source_model_spec
 from cnn_feature_behavior.extraction.stream import plan_embedding
@@ -84,8 +86,12 @@ def test_default_weights_separate_caltech_classes_and_random_weights_do_not(
             "params:source_model": MemoryDataset("vgg16_imagenet"),
             "params:crops": MemoryDataset(1),
             "params:feature_extraction": MemoryDataset(SETTINGS),
+            "params:executor": MemoryDataset("local"),
+            "params:dask": MemoryDataset({}),
             "embedding": ShardedEmbeddingDataset(path=str(tmp_path / "embedding")),
-            "feature_manifest": MemoryDataset(),
+            "embedding_shards": EmbeddingColumnsDataset(path=str(tmp_path / "embedding")),
+            # A file: a MemoryDataset would be released once collect_extraction_rejects read it.
+            "feature_manifest": ParquetDataset(filepath=str(tmp_path / "feature_manifest.parquet")),
             "extraction_rejects": MemoryDataset(),
         }
     )
@@ -102,7 +108,7 @@ def test_default_weights_separate_caltech_classes_and_random_weights_do_not(
 
     spec = source_model_spec("vgg16_imagenet", source_models)
     random_backbone = build_vgg("vgg16", include_fc=False, input_size=None, seed=0)
-    plan, _, _ = plan_embedding(
+    plan, _ = plan_embedding(
         index,
         raw,
         random_backbone,
@@ -116,7 +122,7 @@ def test_default_weights_separate_caltech_classes_and_random_weights_do_not(
         shard_size=64,
         workers=2,
     )
-    random_features = np.concatenate([features for _, features in plan.compute(plan.shards)])
+    random_features = np.concatenate([features for _, features, _ in plan.compute(plan.shards)])
     random = leave_one_out_1nn_accuracy(random_features.astype(np.float64), labels)
 
     print(

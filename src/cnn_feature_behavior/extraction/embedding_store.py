@@ -4,13 +4,15 @@
 
     <path>/plan.json              what the embedding holds: fingerprint, feature columns, shards
     <path>/shard-00000.parquet    `image_id` then one float32 column per feature, for a run of
-    <path>/shard-00001.parquet    consecutive images (image-index order minus extraction rejects)
+    <path>/shard-00001.parquet    consecutive indexed images, minus the ones that failed to decode
 
 Saving takes an `EmbeddingPlan` (the shards to produce and a way to compute any of them) and
-writes only the shards not already complete, each to a temporary file that is then renamed into
-place: a killed run never leaves a partial shard under a shard's name, and a rerun continues from
-the finished ones. Every shard records the plan's fingerprint (a hash of the image ids and the
-extraction config), so shards of another plan are detected and discarded, never mixed in.
+writes only the shards not already complete, each to a temporary file (named by process and
+attempt) that is then renamed into place: a killed run or worker never leaves a partial shard
+under a shard's name, and a rerun continues from the finished ones. Every shard records the
+plan's fingerprint (a hash of the image ids and the extraction config), so shards of another plan
+are detected and discarded, never mixed in, and the images of its run that could not be used
+(`Reject`: image id, path, reason) in its Parquet metadata: rows + rejects = the planned ids.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,7 @@ logger = logging.getLogger(__name__)
 PLAN_FILE = "plan.json"
 INDEX_COLUMN = "image_id"
 _FINGERPRINT_KEY = b"cnn_feature_behavior.plan_fingerprint"
+_REJECTS_KEY = b"cnn_feature_behavior.rejects"
 
 
 @dataclass(frozen=True)
@@ -45,20 +49,77 @@ class ShardSpec:
 
 
 @dataclass(frozen=True)
+class Reject:
+    """An image of a shard left out of the embedding: its id, its file and why."""
+
+    image_id: str
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class EmbeddingPlan:
     """What an embedding holds and how to compute any of its shards.
 
-    `compute(shards)` yields, for each given shard in order, the shard and its float32 feature
-    matrix (one row per image id, one column per entry of `columns`).
+    `compute(shards)` yields, for each given shard in order, `(shard, features)` or
+    `(shard, features, rejects)`: the float32 feature matrix has one row per image id of the
+    shard that is not among its `rejects` (a sequence of `Reject`), in shard order, one column
+    per entry of `columns`.
+
+    `write_in_place`, when set, is used instead of `compute` to save: `write_in_place(shards,
+    folder)` writes each shard into the embedding folder itself (with `write_shard`, e.g. on the
+    workers of a Dask cluster) and yields each shard once it is there, in any order.
     """
 
     fingerprint: str
     columns: tuple[str, ...]
     shards: tuple[ShardSpec, ...]
-    compute: Callable[[Sequence[ShardSpec]], Iterator[tuple[ShardSpec, np.ndarray]]] = field(
-        repr=False
-    )
+    compute: Callable[[Sequence[ShardSpec]], Iterator[tuple[Any, ...]]] = field(repr=False)
     description: dict[str, Any] = field(default_factory=dict)
+    write_in_place: Callable[[Sequence[ShardSpec], Path], Iterator[ShardSpec]] | None = field(
+        default=None, repr=False
+    )
+
+
+def write_shard(
+    folder: Path,
+    shard: ShardSpec,
+    columns: Sequence[str],
+    fingerprint: str,
+    features: np.ndarray,
+    rejects: Iterable[Reject] = (),
+) -> None:
+    """Write one shard atomically: a temporary file unique to this process and attempt, renamed."""
+    rejects = list(rejects)
+    rejected = {r.image_id for r in rejects}
+    if not rejected <= set(shard.image_ids):
+        raise DatasetError(
+            f"{folder}: shard {shard.name} rejects images it does not hold: "
+            f"{sorted(rejected - set(shard.image_ids))[:5]}"
+        )
+    image_ids = [i for i in shard.image_ids if i not in rejected]
+    expected = (len(image_ids), len(columns))
+    if features.shape != expected or features.dtype != np.float32:
+        raise DatasetError(
+            f"{folder}: shard {shard.name} computed as {features.dtype}{features.shape}, "
+            f"expected float32{expected}"
+        )
+    # One contiguous block per column: pa.array then wraps each without a strided gather.
+    by_column = np.asfortranarray(features)
+    arrays = [pa.array(image_ids, type=pa.string())]
+    arrays += [pa.array(by_column[:, j]) for j in range(by_column.shape[1])]
+    table = pa.Table.from_arrays(arrays, names=[INDEX_COLUMN, *columns])
+    metadata = {
+        _FINGERPRINT_KEY: fingerprint.encode(),
+        _REJECTS_KEY: json.dumps([[r.image_id, r.path, r.reason] for r in rejects]).encode(),
+    }
+    table = table.replace_schema_metadata(metadata)
+    final = Path(folder) / f"{shard.name}.parquet"
+    # A killed attempt may leave its partial file, never a file another attempt renames.
+    partial = final.with_name(f".{final.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.partial")
+    # Float features gain nothing from dictionaries or statistics; skipping them halves write time.
+    pq.write_table(table, partial, write_statistics=False, use_dictionary=False)
+    os.replace(partial, final)
 
 
 class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
@@ -150,8 +211,29 @@ class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
             len(data.shards),
             len(todo),
         )
-        for shard, features in data.compute(todo):
-            self._write_shard(shard, features, data)
+        if data.write_in_place is None:
+            for shard, features, *rejects in data.compute(todo):
+                write_shard(self._path, shard, data.columns, data.fingerprint, features, *rejects)
+            return
+        for shard in data.write_in_place(todo, self._path):
+            if not self._shard_matches(_shard_record(shard), data.fingerprint, shard.image_ids):
+                raise DatasetError(
+                    f"{self._shard_path(shard.name)} was reported written but is missing or "
+                    "does not match the plan (is the embedding folder on storage every worker shares?)"
+                )
+
+    def rejects(self) -> list[Reject]:
+        """The images the shards left out (undecodable), in shard order, from metadata alone."""
+        plan = self._read_plan()
+        found = []
+        for shard in plan["shards"]:
+            if not self._shard_matches(shard, plan["fingerprint"]):
+                raise DatasetError(
+                    f"embedding at {self._path} is incomplete (first missing or stale shard: "
+                    f"{shard['name']}); run the feature_extraction pipeline again, it resumes"
+                )
+            found += _rejects_of(pq.read_schema(self._shard_path(shard["name"])).metadata or {})
+        return found
 
     def _exists(self) -> bool:
         try:
@@ -163,23 +245,6 @@ class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
     def _describe(self) -> dict[str, Any]:
         return {"path": str(self._path), "load_args": self._load_args}
 
-    def _write_shard(self, shard: ShardSpec, features: np.ndarray, plan: EmbeddingPlan) -> None:
-        expected = (len(shard.image_ids), len(plan.columns))
-        if features.shape != expected or features.dtype != np.float32:
-            raise DatasetError(
-                f"{self._path}: shard {shard.name} computed as {features.dtype}{features.shape}, "
-                f"expected float32{expected}"
-            )
-        arrays = [pa.array(shard.image_ids, type=pa.string())]
-        arrays += [pa.array(features[:, j]) for j in range(features.shape[1])]
-        table = pa.Table.from_arrays(arrays, names=[INDEX_COLUMN, *plan.columns])
-        table = table.replace_schema_metadata({_FINGERPRINT_KEY: plan.fingerprint.encode()})
-        final = self._shard_path(shard.name)
-        partial = final.with_name(f".{final.name}.{os.getpid()}.partial")
-        # Float features gain nothing from dictionaries or statistics; skipping them halves write time.
-        pq.write_table(table, partial, write_statistics=False, use_dictionary=False)
-        os.replace(partial, final)
-
     def _shard_matches(
         self, shard: dict[str, Any], fingerprint: str, image_ids: tuple[str, ...] | None = None
     ) -> bool:
@@ -190,16 +255,20 @@ class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
             metadata = pq.read_schema(path).metadata or {}
             if metadata.get(_FINGERPRINT_KEY) != fingerprint.encode():
                 return False
+            rejected = [r.image_id for r in _rejects_of(metadata)]
             if image_ids is None:
-                return pq.read_metadata(path).num_rows == shard["n_images"]
+                return pq.read_metadata(path).num_rows + len(rejected) == shard["n_images"]
             stored = pq.read_table(path, columns=[INDEX_COLUMN]).column(INDEX_COLUMN).to_pylist()
-        except (OSError, pa.ArrowException) as error:
+        except (OSError, pa.ArrowException, ValueError) as error:
             # A damaged shard (e.g. a machine crash before its data reached the disk) is not complete.
             logger.warning(
                 "Embedding shard %s is unreadable (%s); it counts as missing", path, error
             )
             return False
-        return tuple(stored) == image_ids
+        left_out = set(rejected)
+        return set(rejected) <= set(image_ids) and stored == [
+            i for i in image_ids if i not in left_out
+        ]
 
     def _discard_stale_plan(self, fingerprint: str, shards: list[dict[str, Any]]) -> None:
         plan_path = self._path / PLAN_FILE
@@ -247,3 +316,8 @@ class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
 
 def _shard_record(shard: ShardSpec) -> dict[str, Any]:
     return {"name": shard.name, "n_images": len(shard.image_ids)}
+
+
+def _rejects_of(metadata: dict[bytes, bytes]) -> list[Reject]:
+    # Shards written before rejects were recorded per shard hold none.
+    return [Reject(*entry) for entry in json.loads(metadata.get(_REJECTS_KEY, b"[]"))]

@@ -6,8 +6,15 @@ decoded and cropped by a thread pool while the model runs on the previous batch;
 crops of whole images, always padded to the same number of crops so that every batch runs the same
 computation. An image's feature vector is the mean of its crops' vectors.
 
-Images that cannot be decoded are found before any shard is planned, and left out: the
-embedding's rows are the image index's rows minus the extraction rejects, in index order.
+Shards are planned over every indexed image and each image is decoded once, by the computation
+of its shard: one that cannot be decoded (or cropped) is left out of the shard's rows and recorded
+in the shard with the reason, so the embedding's rows are the image index's rows minus the
+extraction rejects, in index order, and `extraction_rejects` is read back from the shards.
+
+The batches of a shard depend on the shard alone (its usable images, `images_per_batch` at a time,
+the last batch padded), so a shard computes to the same bits in this process (`executor: local`)
+and on a Dask worker (`executor: dask`: one task per shard, each worker process loads the model
+once and keeps it, and writes the shard into the shared embedding folder itself).
 """
 
 from __future__ import annotations
@@ -15,9 +22,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
+import uuid
+import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,9 +37,24 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from cnn_feature_behavior.extraction.crops import image_crops, load_rgb
-from cnn_feature_behavior.extraction.embedding_store import EmbeddingPlan, ShardSpec
-from cnn_feature_behavior.extraction.source_models import keras_layer_name, preprocess
+from cnn_feature_behavior.executors import check_executor, dask_client
+from cnn_feature_behavior.extraction.crops import (
+    CROP_COUNTS,
+    crops_of,
+    load_rgb,
+    resize_shorter_side,
+)
+from cnn_feature_behavior.extraction.embedding_store import (
+    EmbeddingPlan,
+    Reject,
+    ShardSpec,
+    write_shard,
+)
+from cnn_feature_behavior.extraction.source_models import (
+    keras_layer_name,
+    load_backbone,
+    preprocess,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -63,27 +89,14 @@ def weights_digest(model: keras.Model) -> str:
     first_kernel_done = False
     for layer in model.layers:
         for variable in layer.weights:
-            value = np.asarray(variable)
-            digest.update(f"{layer.name}{value.shape}".encode())
-            if value.ndim == 1 or not first_kernel_done:
+            shape = tuple(int(n) for n in variable.shape)
+            digest.update(f"{layer.name}{shape}".encode())
+            # Only what is hashed is copied out: VGG16's fc6 kernel alone is 400 MB.
+            if len(shape) == 1 or not first_kernel_done:
+                value = np.asarray(variable)
                 digest.update(np.ascontiguousarray(value, dtype=np.float32).tobytes())
-                first_kernel_done = first_kernel_done or value.ndim > 1
+                first_kernel_done = first_kernel_done or len(shape) > 1
     return digest.hexdigest()[:16]
-
-
-def find_undecodable(paths: Sequence[Path], workers: int) -> dict[Path, str]:
-    """The images that cannot be decoded, with the reason, checked in parallel."""
-
-    def reason(path: Path) -> str | None:
-        try:
-            load_rgb(path)
-        except Exception as error:  # noqa: BLE001 - any decoder failure rejects the image, with its reason
-            return f"cannot decode: {type(error).__name__}: {error}"
-        return None
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        reasons = list(pool.map(reason, paths))
-    return {path: why for path, why in zip(paths, reasons) if why is not None}
 
 
 def plan_shards(image_ids: Sequence[str], shard_size: int) -> tuple[ShardSpec, ...]:
@@ -114,6 +127,62 @@ def prefetched(
         yield pending.popleft().result()
 
 
+_EXTRACTORS: weakref.WeakKeyDictionary[keras.Model, dict[tuple[str, ...], keras.Model]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def cached_extractor(backbone: keras.Model, layers: Sequence[str]) -> keras.Model:
+    """`build_extractor(backbone, layers)`, built once per backbone and layers in this process.
+
+    Reusing the model reuses its traced forward pass: a new model is traced again on its first
+    batch, seconds for VGG16, paid by every extraction of a process that plans several.
+    """
+    by_layers = _EXTRACTORS.setdefault(backbone, {})
+    key = tuple(layers)
+    if key not in by_layers:
+        by_layers[key] = build_extractor(backbone, layers)
+    return by_layers[key]
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a worker process loads the source model from by itself: small and picklable.
+
+    `source_models` is the `source_models` parameter; relative weights paths are taken from
+    `project_root`, which must be the same path on every worker (shared storage).
+    """
+
+    name: str
+    source_models: dict[str, Any]
+    project_root: str
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """Everything a Dask task needs besides its shard: settings and how to load the model."""
+
+    fingerprint: str
+    columns: tuple[str, ...]
+    model: ModelSource
+    spec: dict[str, Any]
+    layers: tuple[str, ...]
+    weights_digest: str
+    resize: int
+    crop: int
+    n_crops: int
+    batch_size: int
+    decode_workers: int
+    # Relative image paths are opened from here, as the planning process would.
+    working_dir: str
+
+    def stream_key(self) -> str:
+        """What the per-process model cache is keyed by: everything but the shard layout."""
+        left_out = ("fingerprint", "columns", "working_dir")
+        content = {k: v for k, v in self.__dict__.items() if k not in left_out}
+        return plan_fingerprint(content)
+
+
 class CropStream:
     """Computes shards of the embedding: decode and crop in threads, one forward pass per batch."""
 
@@ -121,13 +190,14 @@ class CropStream:
         self,
         extractor: keras.Model,
         source_model_spec: dict[str, Any],
-        paths: dict[str, Path],
+        paths: Mapping[str, Path],
         *,
         resize: int,
         crop: int,
         n_crops: int,
         batch_size: int,
         workers: int,
+        show_progress: bool = True,
     ) -> None:
         self.extractor = extractor
         self.spec = source_model_spec
@@ -135,8 +205,14 @@ class CropStream:
         self.resize, self.crop, self.n_crops = resize, crop, n_crops
         self.images_per_batch = max(1, batch_size // n_crops)
         self.workers = workers
+        self.show_progress = show_progress
+        self.n_features = sum(int(output.shape[-1]) for output in extractor.outputs)
 
-    def __call__(self, shards: Sequence[ShardSpec]) -> Iterator[tuple[ShardSpec, np.ndarray]]:
+    def __call__(
+        self, shards: Sequence[ShardSpec], paths: Mapping[str, Path] | None = None
+    ) -> Iterator[tuple[ShardSpec, np.ndarray, list[Reject]]]:
+        """For each shard in order: the shard, its usable images' features, its rejects."""
+        paths = self.paths if paths is None else paths
         image_ids = [image_id for shard in shards for image_id in shard.image_ids]
         depth = 2 * self.images_per_batch + self.workers
         with (
@@ -146,28 +222,37 @@ class CropStream:
                 unit="img",
                 desc="feature extraction",
                 smoothing=0.1,
-                disable=not image_ids,
+                disable=not image_ids or not self.show_progress,
             ) as progress,
         ):
             # One decode stream across shard boundaries, so the model never waits at a shard's start.
-            crops = prefetched(pool, self._crops_of, image_ids, depth)
+            crops = prefetched(pool, self.crops_or_reason, [paths[i] for i in image_ids], depth)
             for shard in shards:
-                yield shard, self._shard_features(shard, crops, progress)
+                yield self._shard_features(shard, paths, crops, progress)
 
     def _shard_features(
-        self, shard: ShardSpec, crops: Iterator[np.ndarray], progress: tqdm
-    ) -> np.ndarray:
-        rows = []
-        for start in range(0, len(shard.image_ids), self.images_per_batch):
-            n_images = min(self.images_per_batch, len(shard.image_ids) - start)
-            batch = np.concatenate([next(crops) for _ in range(n_images)])
-            rows.append(self.image_features(batch, n_images))
-            progress.update(n_images)
-        return np.concatenate(rows) if rows else np.zeros((0, self.n_features), np.float32)
-
-    @property
-    def n_features(self) -> int:
-        return sum(int(output.shape[-1]) for output in self.extractor.outputs)
+        self,
+        shard: ShardSpec,
+        paths: Mapping[str, Path],
+        crops: Iterator[np.ndarray | str],
+        progress: tqdm,
+    ) -> tuple[ShardSpec, np.ndarray, list[Reject]]:
+        rows: list[np.ndarray] = []
+        rejects: list[Reject] = []
+        batch: list[np.ndarray] = []
+        for position, image_id in enumerate(shard.image_ids, start=1):
+            image_crops = next(crops)
+            if isinstance(image_crops, str):
+                rejects.append(Reject(image_id, str(paths[image_id]), image_crops))
+                logger.warning("Rejected %s: %s", paths[image_id], image_crops)
+            else:
+                batch.append(image_crops)
+            if batch and (len(batch) == self.images_per_batch or position == len(shard.image_ids)):
+                rows.append(self.image_features(np.concatenate(batch), len(batch)))
+                batch = []
+            progress.update(1)
+        features = np.concatenate(rows) if rows else np.zeros((0, self.n_features), np.float32)
+        return shard, features, rejects
 
     def image_features(self, crops_uint8: np.ndarray, n_images: int) -> np.ndarray:
         """Mean crop vector of each image, from its `n_crops` consecutive crops (float32)."""
@@ -181,18 +266,117 @@ class CropStream:
         per_crop = np.concatenate([np.asarray(o, dtype=np.float32) for o in outputs], axis=1)[
             : len(crops_uint8)
         ]
+        if self.n_crops == 1:
+            return per_crop
         per_image = per_crop.reshape(n_images, self.n_crops, -1).astype(np.float64).mean(axis=1)
         return per_image.astype(np.float32)
 
-    def _crops_of(self, image_id: str) -> np.ndarray:
-        path = self.paths[image_id]
+    def crops_or_reason(self, path: Path) -> np.ndarray | str:
+        """The image's crops, or why it cannot be used: it is decoded here and nowhere else."""
         try:
-            return image_crops(path, self.resize, self.crop, self.n_crops)
-        except Exception as error:
-            raise RuntimeError(
-                f"{path} decoded when the run started but fails now ({type(error).__name__}: {error}); "
-                "was it changed? Run again: finished shards are kept"
-            ) from error
+            image = load_rgb(path)
+        except Exception as error:  # noqa: BLE001 - any decoder failure rejects the image, with its reason
+            return f"cannot decode: {type(error).__name__}: {error}"
+        try:
+            return crops_of(resize_shorter_side(image, self.resize), self.crop, self.n_crops)
+        except Exception as error:  # noqa: BLE001 - e.g. an empty image: rejected, with its reason
+            return f"cannot crop: {type(error).__name__}: {error}"
+
+
+_WORKER_STREAM: dict[str, CropStream] = {}
+_WORKER_LOCK = threading.Lock()
+
+
+def worker_stream(job: ShardJob) -> CropStream:
+    """This process's stream for `job`'s model and settings, the model loaded on first use only.
+
+    One stream is kept per process (a new job's model replaces the previous one), so a long-lived
+    worker serving several runs holds one model, not one per run.
+    """
+    key = job.stream_key()
+    with _WORKER_LOCK:
+        if key not in _WORKER_STREAM:
+            _WORKER_STREAM.clear()
+            backbone = load_backbone(
+                job.model.name, job.model.source_models, Path(job.model.project_root)
+            )
+            digest = weights_digest(backbone)
+            if digest != job.weights_digest:
+                raise RuntimeError(
+                    f"source model {job.model.name}: this worker loaded other weights (digest "
+                    f"{digest}) than the run that planned the embedding ({job.weights_digest}); "
+                    f"every worker must see the same weights files under {job.model.project_root}"
+                )
+            _WORKER_STREAM[key] = CropStream(
+                build_extractor(backbone, job.layers),
+                job.spec,
+                {},
+                resize=job.resize,
+                crop=job.crop,
+                n_crops=job.n_crops,
+                batch_size=job.batch_size,
+                workers=job.decode_workers,
+                show_progress=False,
+            )
+        return _WORKER_STREAM[key]
+
+
+def embed_and_write_shard(
+    job: ShardJob, shard: ShardSpec, paths: Sequence[str], folder: str
+) -> int:
+    """One Dask task: decode, crop and embed one shard's images, write the shard; rows written."""
+    stream = worker_stream(job)
+    planned = dict(zip(shard.image_ids, paths))
+    opened = {i: Path(job.working_dir) / p for i, p in planned.items()}
+    ((_, features, rejects),) = stream([shard], opened)
+    # Rejects name the image as the plan does, whatever this worker's working directory.
+    rejects = [Reject(r.image_id, planned[r.image_id], r.reason) for r in rejects]
+    write_shard(Path(folder), shard, job.columns, job.fingerprint, features, rejects)
+    return len(features)
+
+
+@dataclass(frozen=True)
+class DaskShardWriter:
+    """`EmbeddingPlan.write_in_place` on a Dask cluster: one task per shard, workers write them."""
+
+    job: ShardJob
+    paths: dict[str, str] = field(repr=False)
+    dask_params: dict[str, Any] = field(default_factory=dict)
+
+    def __call__(self, shards: Sequence[ShardSpec], folder: Path) -> Iterator[ShardSpec]:
+        if not shards:
+            return
+        from distributed import as_completed
+
+        run = uuid.uuid4().hex[:8]
+        # Workers have their own working directory: they get the folder as an absolute path.
+        target = str(Path(folder).resolve())
+        with (
+            dask_client("dask", self.dask_params) as client,
+            tqdm(
+                total=sum(len(s.image_ids) for s in shards),
+                unit="img",
+                desc="feature extraction (dask)",
+                smoothing=0.1,
+            ) as progress,
+        ):
+            futures = {
+                client.submit(
+                    embed_and_write_shard,
+                    self.job,
+                    shard,
+                    [self.paths[i] for i in shard.image_ids],
+                    target,
+                    key=f"embed-{shard.name}-{run}",
+                    retries=0,
+                ): shard
+                for shard in shards
+            }
+            for future in as_completed(futures):
+                future.result()  # a task's error is raised here, with the worker's traceback
+                shard = futures[future]
+                progress.update(len(shard.image_ids))
+                yield shard
 
 
 def plan_embedding(
@@ -209,10 +393,30 @@ def plan_embedding(
     batch_size: int,
     shard_size: int,
     workers: int,
-) -> tuple[EmbeddingPlan, pd.DataFrame, pd.DataFrame]:
-    """The embedding's plan, its feature manifest and the extraction rejects."""
+    executor: str = "local",
+    dask_params: Mapping[str, Any] | None = None,
+    model_source: ModelSource | None = None,
+) -> tuple[EmbeddingPlan, pd.DataFrame]:
+    """The embedding's plan over every indexed image, and its feature manifest.
+
+    Nothing is decoded here. With `executor="dask"` the plan's shards are computed and written by
+    the workers of `dask_client(executor, dask_params)`, which load the model from `model_source`.
+    """
     _check_image_index(image_index)
-    extractor = build_extractor(backbone, layers)
+    check_executor(executor, dask_params)
+    if n_crops not in CROP_COUNTS:
+        raise ValueError(f"params:crops must be one of {CROP_COUNTS}, got {n_crops}")
+    if crop > resize:
+        raise ValueError(
+            f"params:feature_extraction.crop ({crop}) is larger than the resized shorter side "
+            f"feature_extraction.resize ({resize})"
+        )
+    if executor == "dask" and model_source is None:
+        raise ValueError(
+            "executor dask: the workers load the source model from its weights file, so the "
+            "plan needs a model_source (name, source_models, project_root)"
+        )
+    extractor = cached_extractor(backbone, layers)
     if extractor.inputs[0].shape[1] not in (None, crop):
         raise ValueError(
             f"source model {source_model_name} has fc layers and takes {extractor.inputs[0].shape[1]}-pixel "
@@ -223,30 +427,19 @@ def plan_embedding(
         image_id: raw_dir / path
         for image_id, path in zip(image_index["image_id"], image_index["path"])
     }
-    undecodable = find_undecodable(list(paths.values()), workers)
-    rejects = pd.DataFrame(
-        {
-            "path": [str(p) for p in undecodable],
-            "reason": list(undecodable.values()),
-            "stage": "feature_extraction",
-        },
-        columns=["path", "reason", "stage"],
-    )
-    kept_ids = [image_id for image_id, path in paths.items() if path not in undecodable]
     logger.info(
-        "Feature extraction: %d images, %d rejected (undecodable), %d features (%s), %d crop(s) per image",
+        "Feature extraction: %d images, %d features (%s), %d crop(s) per image, executor %s",
         len(paths),
-        len(undecodable),
         len(manifest),
         ", ".join(layers),
         n_crops,
+        executor,
     )
-    for path, reason in undecodable.items():
-        logger.warning("Rejected %s: %s", path, reason)
+    digest = weights_digest(backbone)
     description = {
         "source_model": source_model_name,
         "spec": source_model_spec,
-        "weights": weights_digest(backbone),
+        "weights": digest,
         "layers": list(layers),
         "crops": n_crops,
         "resize": resize,
@@ -255,26 +448,59 @@ def plan_embedding(
         "raw_dir": str(raw_dir),
     }
     fingerprint = plan_fingerprint(
-        {**description, "images": [(i, str(paths[i])) for i in kept_ids]}
+        {**description, "images": [(i, str(p)) for i, p in paths.items()]}
     )
     stream = CropStream(
         extractor,
         source_model_spec,
-        {i: paths[i] for i in kept_ids},
+        paths,
         resize=resize,
         crop=crop,
         n_crops=n_crops,
         batch_size=batch_size,
         workers=workers,
     )
+    columns = tuple(manifest["feature"])
+    write_in_place = None
+    if executor == "dask":
+        job = ShardJob(
+            fingerprint=fingerprint,
+            columns=columns,
+            model=model_source,
+            spec=dict(source_model_spec),
+            layers=tuple(layers),
+            weights_digest=digest,
+            resize=resize,
+            crop=crop,
+            n_crops=n_crops,
+            batch_size=batch_size,
+            decode_workers=workers,
+            working_dir=str(Path.cwd().resolve()),
+        )
+        write_in_place = DaskShardWriter(
+            job, {i: str(p) for i, p in paths.items()}, dict(dask_params or {})
+        )
     plan = EmbeddingPlan(
         fingerprint=fingerprint,
-        columns=tuple(manifest["feature"]),
-        shards=plan_shards(kept_ids, shard_size),
+        columns=columns,
+        shards=plan_shards(list(paths), shard_size),
         compute=stream,
         description=description,
+        write_in_place=write_in_place,
     )
-    return plan, manifest, rejects
+    return plan, manifest
+
+
+def extraction_rejects_table(rejects: Sequence[Reject]) -> pd.DataFrame:
+    """The `extraction_rejects` table (`path`, `reason`, `stage`) from the shards' rejects."""
+    return pd.DataFrame(
+        {
+            "path": [r.path for r in rejects],
+            "reason": [r.reason for r in rejects],
+            "stage": "feature_extraction",
+        },
+        columns=["path", "reason", "stage"],
+    )
 
 
 def _check_image_index(image_index: pd.DataFrame) -> None:

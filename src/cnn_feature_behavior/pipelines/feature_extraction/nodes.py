@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from cnn_feature_behavior.extraction.embedding_store import EmbeddingPlan
+from cnn_feature_behavior.extraction.embedding_store import EmbeddingPlan, ShardedEmbeddingDataset
 from cnn_feature_behavior.extraction.source_models import (
     available_layers,
     load_backbone,
     source_model_spec,
 )
-from cnn_feature_behavior.extraction.stream import plan_embedding
+from cnn_feature_behavior.extraction.stream import (
+    ModelSource,
+    extraction_rejects_table,
+    plan_embedding,
+)
+
+logger = logging.getLogger(__name__)
 
 
 def extract_embedding(
@@ -23,12 +30,14 @@ def extract_embedding(
     source_model: str,
     crops: int,
     feature_extraction: dict[str, Any],
-) -> tuple[pd.DataFrame, pd.DataFrame, EmbeddingPlan]:
-    """Feature manifest, extraction rejects, and the embedding's plan (computed as it is saved)."""
+    executor: str,
+    dask: dict[str, Any],
+) -> tuple[pd.DataFrame, EmbeddingPlan]:
+    """Feature manifest and the embedding's plan (computed as it is saved, here or on Dask)."""
     spec = source_model_spec(source_model, source_models)
     backbone = load_backbone(source_model, source_models)
     layers = available_layers(backbone, source_model, spec)
-    plan, manifest, rejects = plan_embedding(
+    plan, manifest = plan_embedding(
         image_index,
         Path(raw_dir),
         backbone,
@@ -41,5 +50,23 @@ def extract_embedding(
         batch_size=feature_extraction["batch_size"],
         shard_size=feature_extraction["shard_size"],
         workers=feature_extraction["decode_workers"],
+        executor=executor,
+        dask_params=dask,
+        # Workers take relative weights paths from here, as this process does.
+        model_source=ModelSource(source_model, source_models, str(Path.cwd().resolve())),
     )
-    return manifest, rejects, plan
+    return manifest, plan
+
+
+def collect_extraction_rejects(
+    embedding_shards: ShardedEmbeddingDataset, feature_manifest: pd.DataFrame
+) -> pd.DataFrame:
+    """The images the embedding's shards left out, with the reason (shard metadata only)."""
+    columns = embedding_shards.feature_columns()
+    if columns != feature_manifest["feature"].tolist():
+        raise ValueError(
+            "the embedding's columns differ from feature_manifest's features: rerun feature_extraction"
+        )
+    rejects = extraction_rejects_table(embedding_shards.rejects())
+    logger.info("Feature extraction: %d image(s) rejected", len(rejects))
+    return rejects

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from kedro.pipeline import Pipeline, node
 
-from cnn_feature_behavior.pipelines.feature_extraction.nodes import extract_embedding
+from cnn_feature_behavior.pipelines.feature_extraction.nodes import (
+    collect_extraction_rejects,
+    extract_embedding,
+)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    # The embedding is saved last: the manifest and rejects are on disk while its shards stream.
+    # Each image is decoded once, by its shard's computation, which records the rejects in the
+    # shard: they are known once the embedding is saved. collect_extraction_rejects reads them
+    # through a view of the same folder (no feature is read); it takes feature_manifest, an
+    # output of extract_embedding, so Kedro runs it after that node, embedding saved.
     return Pipeline(
         [
             node(
@@ -20,10 +26,18 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:source_model",
                     "params:crops",
                     "params:feature_extraction",
+                    "params:executor",
+                    "params:dask",
                 ],
-                outputs=["feature_manifest", "extraction_rejects", "embedding"],
+                outputs=["feature_manifest", "embedding"],
                 name="extract_embedding",
-            )
+            ),
+            node(
+                collect_extraction_rejects,
+                inputs=["embedding_shards", "feature_manifest"],
+                outputs="extraction_rejects",
+                name="collect_extraction_rejects",
+            ),
         ],
         namespace="feature_extraction",
         prefix_datasets_with_namespace=False,
