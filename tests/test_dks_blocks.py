@@ -143,7 +143,8 @@ def test_a_stale_or_missing_shard_is_named(tmp_path, sharded):
 
 def test_block_size_follows_the_memory_budget():
     assert blocks.auto_block_features(250_000, 12_416, None) == 268
-    assert blocks.auto_block_features(100, 50, None) == 50
+    assert blocks.auto_block_features(100, 50, None) == 16
+    assert blocks.auto_block_features(100, 10, None) == 10
     assert blocks.auto_block_features(100, 5000, 7) == 7
     with pytest.raises(ValueError, match="block_features must be"):
         blocks.auto_block_features(100, 50, 0)

@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 FINGERPRINT_KEY = b"cnn_feature_behavior.plan_fingerprint"
 # Automatic block size: this many bytes of float32 block per block in flight.
 BLOCK_BYTES = 256 * 2**20
-MIN_BLOCK_FEATURES, MAX_BLOCK_FEATURES = 16, 4096
+MIN_BLOCK_FEATURES, MAX_BLOCK_FEATURES, MIN_BLOCKS = 16, 4096, 8
 
 
 @dataclass(frozen=True)
@@ -173,7 +173,8 @@ class MatrixColumnReader:
 
 
 def auto_block_features(n_images: int, n_features: int, block_features: int | None) -> int:
-    """block_features as given, else as many as fit BLOCK_BYTES (within 16..4096)."""
+    """block_features as given, else as many as fit BLOCK_BYTES, in at least 8 blocks where the
+    features allow (within 16..4096)."""
     if block_features is not None:
         if isinstance(block_features, bool) or int(block_features) != block_features:
             raise ValueError(
@@ -183,6 +184,8 @@ def auto_block_features(n_images: int, n_features: int, block_features: int | No
             raise ValueError(f"block_features must be >= 1, got {block_features}")
         return int(block_features)
     fitting = BLOCK_BYTES // max(4 * n_images, 1)
+    # At least MIN_BLOCKS blocks where features allow, so that every thread or worker has work.
+    fitting = min(fitting, -(-n_features // MIN_BLOCKS))
     return int(min(max(fitting, MIN_BLOCK_FEATURES), MAX_BLOCK_FEATURES, max(n_features, 1)))
 
 
