@@ -2,12 +2,98 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from cnn_feature_behavior.statistics.tables import embedding_labels, embedding_matrix
 from cnn_feature_behavior.transfer import maps
+from cnn_feature_behavior.transfer.evaluation import TransferSettings, evaluate_split
+from cnn_feature_behavior.transfer.splits import SPLIT_COLUMNS, TRAIN, transfer_splits
+
+logger = logging.getLogger(__name__)
+
+
+def split_images(image_index: pd.DataFrame, split_params: dict[str, Any]) -> pd.DataFrame:
+    """Train / test membership of every indexed image, per repetition (official or seeded)."""
+    return transfer_splits(image_index, split_params)
+
+
+def evaluate_transfer(
+    embedding: pd.DataFrame,
+    image_index: pd.DataFrame,
+    feature_manifest: pd.DataFrame,
+    splits: pd.DataFrame,
+    transfer_params: dict[str, Any],
+    dks_params: dict[str, Any],
+    calibration_params: dict[str, Any],
+    dataset: str,
+    source_model: str,
+) -> pd.DataFrame:
+    """Test accuracy of every embedding per split repetition, everything fitted on its training
+    images (`transfer_results`, docs/data_contracts.md)."""
+    settings = TransferSettings.from_params(transfer_params, dks_params, calibration_params)
+    labels, class_names = embedding_labels(embedding, image_index)
+    values = embedding_matrix(embedding, feature_manifest)
+    missing = [c for c in SPLIT_COLUMNS if c not in splits.columns]
+    if missing:
+        raise ValueError(f"transfer_splits lacks column(s) {missing}; has {list(splits.columns)}")
+    image_ids = embedding.index.astype(str)
+    frames = []
+    for repetition, split in splits.groupby("repetition", sort=True):
+        membership = split.set_index(split["image_id"].astype(str))["split"]
+        unsplit = image_ids.difference(membership.index)
+        if len(unsplit):
+            raise ValueError(
+                f"transfer_splits repetition {repetition}: {len(unsplit)} embedded image(s) have "
+                f"no split, e.g. {unsplit[:5].tolist()}"
+            )
+        not_embedded = len(membership) - len(image_ids)
+        if not_embedded:
+            logger.info(
+                "transfer repetition %s: %d split image(s) have no embedding row (rejected at "
+                "extraction) and are left out",
+                repetition,
+                not_embedded,
+            )
+        is_train = (membership.reindex(image_ids) == TRAIN).to_numpy()
+        evaluation = evaluate_split(
+            values,
+            labels,
+            is_train,
+            feature_manifest["layer"].astype(str).to_numpy(),
+            class_names,
+            settings,
+            seed=[settings.seed, int(repetition)],
+            feature_names=feature_manifest["feature"].astype(str).tolist(),
+        )
+        seconds = evaluation.fitted["seconds"]
+        logger.info(
+            "transfer repetition %s: t+ = %.3f, t- = %.3f on the training images; %.0f s "
+            "(DKS ranking %.0f s, classifiers %.0f s)",
+            repetition,
+            evaluation.fitted["t_plus"],
+            evaluation.fitted["t_minus"],
+            sum(seconds.values()),
+            seconds["dks_ranking"],
+            seconds["classifiers"],
+        )
+        results = evaluation.results
+        results.insert(0, "dataset", dataset)
+        results.insert(1, "source_model", source_model)
+        results.insert(results.columns.get_loc("n_features") + 1, "split_source", "")
+        results["split_source"] = str(split["split_source"].iloc[0])
+        results.insert(results.columns.get_loc("split_source") + 1, "repetition", int(repetition))
+        frames.append(results)
+    if not frames:
+        raise ValueError("transfer_splits has no rows: nothing to evaluate")
+    table = pd.concat(frames, ignore_index=True)
+    table["fraction"] = table["fraction"].astype(np.float64)
+    for column in ("layer", "selection"):
+        table[column] = table[column].astype(object).where(table[column].notna(), None)
+    return table
 
 
 def compute_embedding_maps(

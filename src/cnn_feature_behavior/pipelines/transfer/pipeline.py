@@ -12,6 +12,28 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             Node(
+                nodes.split_images,
+                inputs=["image_index", "params:transfer.split"],
+                outputs="transfer_splits",
+                name="split_images",
+            ),
+            Node(
+                nodes.evaluate_transfer,
+                inputs=[
+                    "embedding",
+                    "image_index",
+                    "feature_manifest",
+                    "transfer_splits",
+                    "params:transfer",
+                    "params:dks",
+                    "params:calibration",
+                    "params:dataset",
+                    "params:source_model",
+                ],
+                outputs="transfer_results",
+                name="evaluate_transfer",
+            ),
+            Node(
                 nodes.compute_embedding_maps,
                 inputs=[
                     "embedding",

@@ -1,0 +1,111 @@
+"""Feature selections compared by the transfer evaluation, fitted on the training images only.
+
+The DKS ranking of the features (DKS and the thresholds t+ / t- of the training split, found as
+the calibration pipeline finds them on the whole dataset), the curve's sizes, and the seeded
+random selection the ranking is compared with. Standardisation and the FNE are in embeddings.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from cnn_feature_behavior.statistics import calibration
+from cnn_feature_behavior.statistics.dks import signed_ks
+
+RANKINGS = ("dks_count", "dks_mean_abs")
+
+
+@dataclass(frozen=True)
+class DksRanking:
+    """Features ordered from most to least relevant, with what the order was computed from."""
+
+    order: np.ndarray  # feature positions, best first
+    dks: np.ndarray  # (features, classes) float32 DKS of the training images
+    t_plus: float
+    t_minus: float
+    classes_passed: np.ndarray  # per feature, classes with DKS > t+ or DKS < t-
+    mean_abs_dks: np.ndarray
+
+
+def training_thresholds(
+    dks: np.ndarray, randomised: Sequence[np.ndarray], n_classes: int
+) -> tuple[float, float]:
+    """t+ and t- maximising davg (Equation 4) over every (feature, class) pair, ties nearest 0.
+
+    dks and each randomised table are (features, classes) values; the randomised pair counts are
+    averaged over the tables, as the calibration pipeline averages its repetitions.
+    """
+    best = []
+    for side in calibration.SIDES:
+        x = calibration.threshold_grid(side)
+        real = calibration.pairs_beyond(dks, x, side)
+        shuffled = np.mean([calibration.pairs_beyond(r, x, side) for r in randomised], axis=0)
+        best.append(calibration.best_threshold(x, calibration.davg(real, shuffled, n_classes))[0])
+    return best[0], best[1]
+
+
+def dks_ranking(
+    train_values: np.ndarray,
+    train_labels: np.ndarray,
+    class_names: Sequence[str],
+    bins: int | None,
+    repetitions: int,
+    seed: int,
+    ranking: str = "dks_count",
+    workers: int | None = None,
+    feature_names: Sequence[str] | None = None,
+) -> DksRanking:
+    """Rank features by DKS on the training images only.
+
+    dks_count: by the number of classes whose DKS passes t+ or t- (thresholds calibrated on the
+    training images with `repetitions` seeded label permutations), ties by mean |DKS| over the
+    classes, then by feature position. dks_mean_abs: by mean |DKS|, then feature position.
+    """
+    if ranking not in RANKINGS:
+        raise ValueError(f"transfer.ranking must be one of {RANKINGS}, got {ranking!r}")
+    labels = np.asarray(train_labels, np.int64)
+    missing = np.setdiff1d(np.arange(len(class_names)), labels)
+    if missing.size:
+        names = [class_names[c] for c in missing[:10]]
+        raise ValueError(f"{missing.size} class(es) have no training image: {names}")
+
+    def table(lab: np.ndarray, names: Sequence[str]) -> np.ndarray:
+        # float32, as the dks pipeline stores it and the calibration pipeline counts it.
+        return signed_ks(
+            train_values, lab, names, bins=bins, workers=workers, feature_names=feature_names
+        ).astype(np.float32)
+
+    dks = table(labels, class_names)
+    random_names = [f"random_{k}" for k in range(len(class_names))]
+    randomised = [
+        table(permuted, random_names)
+        for permuted in calibration.permuted_labels(labels, repetitions, seed)
+    ]
+    t_plus, t_minus = training_thresholds(dks, randomised, len(class_names))
+    values = dks.astype(np.float64)
+    passed = np.count_nonzero((values > t_plus) | (values < t_minus), axis=1)
+    mean_abs = np.abs(values).mean(axis=1)
+    position = np.arange(len(values))
+    if ranking == "dks_count":
+        order = np.lexsort((position, -mean_abs, -passed))
+    else:
+        order = np.lexsort((position, -mean_abs))
+    return DksRanking(order, dks, t_plus, t_minus, passed, mean_abs)
+
+
+def curve_sizes(n_features: int, fractions: Sequence[float]) -> list[tuple[float, int]]:
+    """(fraction, features kept) for each fraction in (0, 1]: round(fraction * n), at least 1."""
+    sizes = []
+    for fraction in fractions:
+        if not 0 < float(fraction) <= 1:
+            raise ValueError(f"transfer.fractions must lie in (0, 1], got {fraction!r}")
+        sizes.append((float(fraction), max(1, int(round(float(fraction) * n_features)))))
+    return sizes
+
+
+def random_order(n_features: int, seed: int) -> np.ndarray:
+    """A seeded permutation of the features; its first k are the random selection of size k."""
+    return np.random.default_rng(seed).permutation(n_features)

@@ -1,0 +1,245 @@
+"""Transfer evaluation: row-space classifier against scikit-learn, DKS selections on planted
+data, no test information in anything fitted, and the pipeline through Kedro's runner."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, balanced_accuracy_score
+
+from cnn_feature_behavior.pipelines.transfer import create_pipeline
+from cnn_feature_behavior.transfer.classifier import (
+    ClassifierSettings,
+    accuracies,
+    fit_classifier,
+    holdout_split,
+    row_space_basis,
+)
+from cnn_feature_behavior.transfer.embeddings import fne_values
+from cnn_feature_behavior.transfer.evaluation import (
+    RESULT_COLUMNS,
+    TransferSettings,
+    evaluate_split,
+)
+
+N_CLASSES, PER_CLASS, PER_LAYER = 6, 40, 60
+FRACTIONS = (0.05, 0.1, 1.0)
+
+
+def planted(seed: int = 0):
+    """Class k's feature 10k (conv1_1) is shifted up by 3; everything else is N(0, 1) noise.
+
+    Half of each class trains; features 0..59 are layer conv1_1, 60..119 conv2_1.
+    """
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(N_CLASSES), PER_CLASS)
+    values = rng.standard_normal((labels.size, 2 * PER_LAYER)).astype(np.float32)
+    for k in range(N_CLASSES):
+        values[labels == k, 10 * k] += 3.0
+    is_train = np.tile(np.arange(PER_CLASS) < PER_CLASS // 2, N_CLASSES)
+    layers = np.array(["conv1_1"] * PER_LAYER + ["conv2_1"] * PER_LAYER)
+    return values, labels, is_train, layers
+
+
+SETTINGS = TransferSettings.from_params(
+    {"fractions": list(FRACTIONS), "logistic_regression": {"c_grid": [0.01, 0.1, 1.0]}},
+    {"bins": 20, "workers": 1},
+    {"repetitions": 1, "seed": 3},
+)
+
+
+def evaluate(labels: np.ndarray, settings: TransferSettings = SETTINGS):
+    values, _, is_train, layers = planted()
+    names = [f"class{k}" for k in range(N_CLASSES)]
+    return evaluate_split(values, labels, is_train, layers, names, settings, seed=[7, 0])
+
+
+@pytest.fixture(scope="module")
+def evaluated():
+    return evaluate(planted()[1])
+
+
+def test_row_space_solution_is_scikit_learns_on_the_full_matrix():
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(4), 10)
+    train = rng.standard_normal((40, 150)).astype(np.float32) + labels[:, None] * 0.1
+    test = (
+        rng.standard_normal((80, 150)).astype(np.float32)
+        + np.repeat(np.arange(4), 20)[:, None] * 0.1
+    )
+    test_labels = np.repeat(np.arange(4), 20)
+    settings = ClassifierSettings(c_grid=(0.05,), tol=1e-10, max_iter=5000)
+    ours = fit_classifier(train, labels, test, settings, holdout_split(labels, 0.25, 0))
+    direct = LogisticRegression(C=0.05, tol=1e-10, max_iter=5000).fit(train, labels)
+    np.testing.assert_array_equal(ours.predictions, direct.predict(test))
+    assert accuracies(test_labels, ours.predictions) == pytest.approx(
+        (
+            accuracy_score(test_labels, direct.predict(test)),
+            balanced_accuracy_score(test_labels, direct.predict(test)),
+        )
+    )
+    # The weights themselves: Z Z^T = X X^T, and w = X^T Z^-T a reproduces scikit-learn's w.
+    gram = train.astype(np.float64) @ train.T.astype(np.float64)
+    basis, to_weights = row_space_basis(train, gram)
+    np.testing.assert_allclose(basis.astype(np.float64) @ basis.T, gram, rtol=1e-4, atol=1e-3)
+    reduced = LogisticRegression(C=0.05, tol=1e-10, max_iter=5000).fit(basis, labels)
+    np.testing.assert_allclose(to_weights(reduced.coef_).T, direct.coef_, atol=2e-3)
+    np.testing.assert_allclose(reduced.intercept_, direct.intercept_, atol=2e-3)
+
+
+def test_singular_gram_falls_back_to_the_spanned_directions():
+    rng = np.random.default_rng(2)
+    rows = rng.standard_normal((10, 50))
+    values = np.vstack([rows, rows[:3]]).astype(np.float32)  # 13 images, rank 10
+    gram = values.astype(np.float64) @ values.T.astype(np.float64)
+    basis, to_weights = row_space_basis(values, gram)
+    assert basis.shape == (13, 10)
+    coef = rng.standard_normal((3, 10))
+    weights = to_weights(coef)
+    np.testing.assert_allclose(values @ weights, basis @ coef.T, atol=1e-4)
+    np.testing.assert_allclose(np.linalg.norm(weights, axis=0), np.linalg.norm(coef, axis=1))
+
+
+def test_measures_and_holdout_split():
+    labels, predicted = np.array([0, 0, 0, 1, 2, 2]), np.array([0, 1, 0, 1, 0, 2])
+    assert accuracies(labels, predicted) == pytest.approx(
+        (accuracy_score(labels, predicted), balanced_accuracy_score(labels, predicted))
+    )
+    fit, held = holdout_split(np.array([0] * 10 + [1] * 5 + [2]), 0.2, 0)
+    assert np.bincount(np.array([0] * 10 + [1] * 5 + [2])[held], minlength=3).tolist() == [2, 1, 0]
+    assert np.union1d(fit, held).size == 16 and np.intersect1d(fit, held).size == 0
+
+
+def test_fne_thresholds_are_exact():
+    up, down = np.float32(0.15), np.float32(-0.25)
+    above, below = np.nextafter(up, np.float32(1)), np.nextafter(down, np.float32(-1))
+    x = np.array([[up, above, down, below, 0.0]], np.float32)
+    np.testing.assert_array_equal(fne_values(x, 0.15, -0.25), [[0, 1, 0, -1, 0]])
+
+
+def test_dks_selection_keeps_the_planted_features_and_beats_random(evaluated):
+    planted_features = {10 * k for k in range(N_CLASSES)}
+    # A planted feature also passes t- for other classes (its class lifts the rest's EDF), so
+    # noise can only tie it by chance: all six are in the top 10%, nearly all in the top 5%.
+    assert planted_features <= set(evaluated.fitted["selections"][("dks_count", 0.1)].tolist())
+    top = set(evaluated.fitted["selections"][("dks_count", 0.05)].tolist())
+    assert len(top & planted_features) >= N_CLASSES - 1
+    assert set(evaluated.fitted["ranking"][:6].tolist()) == top
+    assert 0 < evaluated.fitted["t_plus"] < 1 and -1 < evaluated.fitted["t_minus"] < 0
+    results = evaluated.results.set_index(["embedding", "layer", "selection", "fraction"])
+    dks = results.loc[("full_network", None, "dks_count", 0.05), "accuracy"]
+    random = results.loc[("full_network", None, "random", 0.05), "accuracy"]
+    assert dks > 0.7 and dks > random + 0.3
+    assert (
+        results.loc[("layer", "conv1_1", None, None), "accuracy"]
+        > results.loc[("layer", "conv2_1", None, None), "accuracy"] + 0.3
+    )  # conv2_1 is noise: about chance
+    # 100% of the features, whichever the order: the full network's own fit.
+    full = evaluated.results[evaluated.results["n_features"] == 2 * PER_LAYER]
+    assert full.groupby("embedding")["accuracy"].nunique().eq(1).all()
+    assert list(evaluated.results.columns) == list(RESULT_COLUMNS)
+    assert len(evaluated.results) == 2 + 2 + 2 * 2 * len(FRACTIONS)
+
+
+def test_no_test_label_reaches_anything_fitted(evaluated):
+    values, labels, is_train, _ = planted()
+    changed = labels.copy()
+    changed[~is_train] = (labels[~is_train] + 1) % N_CLASSES  # every test label changed
+    other = evaluate(changed)
+    for name in ("mean", "scale", "dks", "ranking", "random"):
+        np.testing.assert_array_equal(other.fitted[name], evaluated.fitted[name], err_msg=name)
+    assert (other.fitted["t_plus"], other.fitted["t_minus"]) == (
+        evaluated.fitted["t_plus"],
+        evaluated.fitted["t_minus"],
+    )
+    for key, kept in evaluated.fitted["selections"].items():
+        np.testing.assert_array_equal(other.fitted["selections"][key], kept, err_msg=str(key))
+    for part, again in zip(evaluated.fitted["holdout"], other.fitted["holdout"]):
+        np.testing.assert_array_equal(part, again)
+    pd.testing.assert_series_equal(
+        other.results["regularisation_c"], evaluated.results["regularisation_c"]
+    )
+    # ... while the measures do read the test labels.
+    assert not np.allclose(other.results["accuracy"], evaluated.results["accuracy"])
+
+
+def test_unknown_parameters_are_named():
+    with pytest.raises(ValueError, match="unknown key.*'clasifier'"):
+        TransferSettings.from_params({"clasifier": "linear_svc"})
+    with pytest.raises(ValueError, match="transfer.classifier must be one of"):
+        TransferSettings.from_params({"classifier": "svm"})
+    with pytest.raises(ValueError, match="transfer.ranking must be one of"):
+        TransferSettings.from_params({"ranking": "dks"})
+
+
+class KeptMemoryDataset(MemoryDataset):
+    def _release(self) -> None:
+        pass
+
+
+def test_pipeline_through_the_runner_writes_the_contract_table():
+    values, labels, _, layers = planted()
+    ids = [f"class{label}/img{i:03d}" for i, label in enumerate(labels)]
+    features = [f"{layer}/n{i % PER_LAYER}" for i, layer in enumerate(layers)]
+    params = {
+        "split": {"use_official": True, "train_per_class": 8, "repetitions": 2, "seed": 1},
+        "fractions": [0.05, 1.0],
+        "logistic_regression": {"c_grid": [0.1, 1.0]},
+        "classifier": "logistic_regression",
+    }
+    catalog = DataCatalog(
+        {
+            "embedding": MemoryDataset(
+                pd.DataFrame(values, index=pd.Index(ids, name="image_id"), columns=features)
+            ),
+            "image_index": MemoryDataset(
+                pd.DataFrame(
+                    {
+                        "image_id": ids,
+                        "path": [f"{i}.jpg" for i in ids],
+                        "label": labels,
+                        "class_name": [f"class{label}" for label in labels],
+                        "split": None,
+                    }
+                )
+            ),
+            "feature_manifest": MemoryDataset(
+                pd.DataFrame(
+                    {
+                        "feature": features,
+                        "layer": layers,
+                        "filter": np.arange(layers.size) % PER_LAYER,
+                        "layer_kind": "conv",
+                    }
+                )
+            ),
+            "params:transfer": MemoryDataset(params),
+            "params:transfer.split": MemoryDataset(params["split"]),
+            "params:dks": MemoryDataset({"bins": 20, "workers": 1}),
+            "params:calibration": MemoryDataset({"repetitions": 1, "seed": 0}),
+            "params:dataset": MemoryDataset("synthetic"),
+            "params:source_model": MemoryDataset("vgg16_imagenet"),
+            "transfer_splits": KeptMemoryDataset(),
+            "transfer_results": KeptMemoryDataset(),
+        }
+    )
+    pipeline = create_pipeline().only_nodes("transfer.split_images", "transfer.evaluate_transfer")
+    SequentialRunner().run(pipeline, catalog)
+    results = catalog.load("transfer_results")
+    from cnn_feature_behavior.reporting.transfer_summary import RESULT_COLUMNS as CONTRACT
+    from cnn_feature_behavior.reporting.transfer_summary import check_results
+
+    check_results(results)
+    assert list(results.columns) == list(CONTRACT)
+    assert results["repetition"].tolist() == [0] * 12 + [1] * 12
+    assert set(results["split_source"]) == {"seeded"}
+    assert (results["n_train"] == N_CLASSES * 8).all()
+    assert (results["n_test"] == N_CLASSES * (PER_CLASS - 8)).all()
+    assert results["layer"].isna().sum() == 20 and results["fraction"].isna().sum() == 8
+    at_5 = results[(results["embedding"] == "full_network") & (results["fraction"] == 0.05)]
+    by_selection = at_5.pivot(index="repetition", columns="selection", values="accuracy")
+    assert (by_selection["dks_count"] > by_selection["random"] + 0.2).all()
