@@ -59,23 +59,60 @@ def test_outputs_from_feature_extraction_on_carry_the_model_name(project_root):
         assert "vgg16_places365" in path and "caltech101" in path, (name, path)
 
 
+STUDY = ("ingestion", "feature_extraction", "dks", "calibration", "transfer", "reporting")
+
+
 def test_registry_runs_the_study_in_order(project_root):
     from kedro.framework.project import pipelines
     from kedro.framework.startup import bootstrap_project
 
     bootstrap_project(project_root)
-    registered = set(pipelines)
-    assert "__default__" in registered
-    assert registered - {"__default__"} <= {
-        "ingestion",
-        "feature_extraction",
-        "dks",
-        "calibration",
-        "reporting",
-    }
-    default_nodes = {n.name for n in pipelines["__default__"].nodes}
-    for name in registered - {"__default__"}:
-        assert {n.name for n in pipelines[name].nodes} <= default_nodes
+    registered = set(pipelines) - {"__default__"}
+    assert "__default__" in pipelines
+    assert registered <= set(STUDY)
+    default = pipelines["__default__"]
+    assert {n.name for n in default.nodes} == set().union(
+        *({n.name for n in pipelines[name].nodes} for name in registered)
+    )
+    # __default__ runs the stages in study order: no node depends on a later stage's output.
+    stage_of = {n.name: n.namespace for n in default.nodes}
+    position = {name: STUDY.index(name) for name in registered}
+    for later in default.nodes:
+        for earlier in default.nodes:
+            if set(earlier.outputs) & set(later.inputs):
+                assert position[stage_of[earlier.name]] <= position[stage_of[later.name]], (
+                    earlier.name,
+                    later.name,
+                )
+
+
+def test_every_node_is_in_its_stage_namespace_and_no_dataset_is_prefixed(project_root):
+    """kedro-viz groups the stages by namespace; catalog and --to-outputs names stay as they are."""
+    from kedro.framework.project import pipelines
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(project_root)
+    registered = set(pipelines) - {"__default__"}
+    config = _config(project_root, None)
+    parameters, catalog = config["parameters"], config["catalog"]
+    for name in registered:
+        for node in pipelines[name].nodes:
+            assert node.namespace == name, (name, node.name)
+            assert node.name.startswith(f"{name}.") and node.name.count(".") == 1, node.name
+    default_namespaces = {node.namespace for node in pipelines["__default__"].nodes}
+    assert default_namespaces == registered
+    for dataset in pipelines["__default__"].datasets():
+        if dataset.startswith("params:"):
+            # A nested parameter resolves in the base configuration, from its top-level key.
+            value = parameters
+            for key in dataset.removeprefix("params:").split("."):
+                assert key in value, dataset
+                value = value[key]
+            continue
+        assert not any(dataset.startswith(f"{stage}.") for stage in STUDY), dataset
+    for public in ("image_index", "embedding", "dks", "dks_layer_summary", "thresholds"):
+        assert public in catalog and public in pipelines["__default__"].datasets()
+    assert parameters["dks"]["layer_summary"]["interval"] == "side_68"
 
 
 @pytest.mark.slow
