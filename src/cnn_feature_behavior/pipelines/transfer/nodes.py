@@ -101,11 +101,13 @@ def compute_embedding_maps(
     image_index: pd.DataFrame,
     feature_manifest: pd.DataFrame,
     maps_params: dict[str, Any],
+    fne_params: dict[str, float],
     source_models: dict[str, Any],
     source_model: str,
     dataset: str,
 ) -> pd.DataFrame:
-    """t-SNE maps (after PCA) of a stratified subsample for the `transfer.maps.embeddings`."""
+    """t-SNE maps (after PCA) of a stratified subsample for the `transfer.maps.embeddings`; the
+    FNE map uses the evaluation's thresholds (`transfer.fne`)."""
     labels, class_names = embedding_labels(embedding, image_index)
     values = embedding_matrix(embedding, feature_manifest)
     if source_model not in source_models:
@@ -116,7 +118,13 @@ def compute_embedding_maps(
         labels,
         class_names,
         embedding.index.astype(str).tolist(),
-        maps.MapSettings.from_params(maps_params),
+        maps.MapSettings.from_params(
+            {
+                **maps_params,
+                "fne_positive": fne_params["positive"],
+                "fne_negative": fne_params["negative"],
+            }
+        ),
         known_layers=list(source_models[source_model]["layers"]),
         dataset=dataset,
         source_model=source_model,

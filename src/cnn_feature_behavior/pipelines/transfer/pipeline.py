@@ -40,6 +40,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "image_index",
                     "feature_manifest",
                     "params:transfer.maps",
+                    "params:transfer.fne",
                     "params:source_models",
                     "params:source_model",
                     "params:dataset",
