@@ -59,3 +59,14 @@ def test_full_study_on_caltech101_mini(project_copy, shared_datasets):
         at = curve[(curve["side"] == side) & ((curve["x"] - threshold).abs() < 5e-4)].iloc[0]
         assert at["mean_count_real"] > 3 * at["mean_count_randomised"], (side, at.to_dict())
     assert 0.05 < thresholds["t_plus"] < 0.6 and -0.6 < thresholds["t_minus"] < -0.05
+
+    # Transfer: caltech101 has no official split, so three seeded draws; 20 images per class are
+    # too few for the customary 30 training images, so each class trains on half (10).
+    transfer = pd.read_parquet(model_output / "transfer_results" / "caltech101.parquet")
+    assert set(transfer["split_source"]) == {"seeded"}
+    assert sorted(transfer["repetition"].unique()) == [0, 1, 2]
+    assert (transfer["n_train"] == 80).all() and (transfer["n_test"] == 80).all()
+    layers = transfer[transfer["embedding"] == "layer"].groupby("layer")["accuracy"].mean()
+    assert layers["conv5_3"] >= 0.8, layers.to_dict()
+    curve = transfer[transfer["selection"].notna()]
+    assert set(curve["selection"]) == {"dks_count", "random"}

@@ -84,11 +84,12 @@ def test_row_space_solution_is_scikit_learns_on_the_full_matrix():
     )
     # The weights themselves: Z Z^T = X X^T, and w = X^T Z^-T a reproduces scikit-learn's w.
     gram = train.astype(np.float64) @ train.T.astype(np.float64)
-    basis, to_weights = row_space_basis(train, gram)
+    basis, to_weights, from_weights = row_space_basis(train, gram)
     np.testing.assert_allclose(basis.astype(np.float64) @ basis.T, gram, rtol=1e-4, atol=1e-3)
     reduced = LogisticRegression(C=0.05, tol=1e-10, max_iter=5000).fit(basis, labels)
     np.testing.assert_allclose(to_weights(reduced.coef_).T, direct.coef_, atol=2e-3)
     np.testing.assert_allclose(reduced.intercept_, direct.intercept_, atol=2e-3)
+    np.testing.assert_allclose(from_weights(direct.coef_.T), reduced.coef_, atol=2e-3)
 
 
 def test_singular_gram_falls_back_to_the_spanned_directions():
@@ -96,12 +97,13 @@ def test_singular_gram_falls_back_to_the_spanned_directions():
     rows = rng.standard_normal((10, 50))
     values = np.vstack([rows, rows[:3]]).astype(np.float32)  # 13 images, rank 10
     gram = values.astype(np.float64) @ values.T.astype(np.float64)
-    basis, to_weights = row_space_basis(values, gram)
+    basis, to_weights, from_weights = row_space_basis(values, gram)
     assert basis.shape == (13, 10)
     coef = rng.standard_normal((3, 10))
     weights = to_weights(coef)
     np.testing.assert_allclose(values @ weights, basis @ coef.T, atol=1e-4)
     np.testing.assert_allclose(np.linalg.norm(weights, axis=0), np.linalg.norm(coef, axis=1))
+    np.testing.assert_allclose(from_weights(weights), coef, atol=1e-6)
 
 
 def test_measures_and_holdout_split():

@@ -44,6 +44,8 @@ class ClassifierSettings:
     max_iter: int = 300
     tol: float = 1e-4
     row_space: bool = True
+    # Stop the ascending C path once this many C in a row score below the best so far.
+    patience: int | None = 1
     svc_c: float = 1.0
     svc_max_iter: int = 1000
 
@@ -55,6 +57,11 @@ class ClassifierSettings:
         if not self.c_grid or any(not float(c) > 0 for c in self.c_grid):
             raise ValueError(
                 f"transfer.logistic_regression.c_grid must be C > 0, got {self.c_grid}"
+            )
+        if self.patience is not None and (int(self.patience) != self.patience or self.patience < 1):
+            raise ValueError(
+                f"transfer.logistic_regression.patience must be an integer >= 1 or null, "
+                f"got {self.patience!r}"
             )
         if not 0 < self.holdout_fraction < 1:
             raise ValueError(
@@ -75,7 +82,9 @@ class FitResult:
     n_iter: int = 0
 
 
-def holdout_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def holdout_split(
+    labels: np.ndarray, fraction: float, seed: int | Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
     """Seeded stratified (fit, held-out) positions: round(fraction * n) of each class held out,
     at least 1 where the class has 2 images or more, and never the class's last image."""
     labels = np.asarray(labels)
@@ -89,13 +98,15 @@ def holdout_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.nd
     return np.setdiff1d(np.arange(labels.size), held_out), held_out
 
 
-def row_space_basis(
-    values: np.ndarray, gram: np.ndarray
-) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
-    """Z with Z Z^T = gram = values values^T, and the map from coefficients on Z to weights on values.
+Weights = Callable[[np.ndarray], np.ndarray]
 
-    The map takes (classes, r) coefficients to (features, classes) float64 weights w with
-    values w = Z a and |w| = |a| (see the module docstring).
+
+def row_space_basis(values: np.ndarray, gram: np.ndarray) -> tuple[np.ndarray, Weights, Weights]:
+    """Z with Z Z^T = gram = values values^T, and the maps between coefficients on Z and weights.
+
+    to_weights takes (classes, r) coefficients a to (features, classes) float64 weights w with
+    values w = Z a and |w| = |a| (see the module docstring); from_weights takes any weights to
+    the coefficients of their projection on the row space (a starting point for the solver).
     """
     try:
         factor, _ = cho_factor(gram, lower=True, check_finite=False)
@@ -105,6 +116,10 @@ def row_space_basis(
         def to_weights(coef: np.ndarray) -> np.ndarray:
             right = solve_triangular(lower, coef.T, trans="T", lower=True, check_finite=False)
             return values.T.astype(np.float64) @ right
+
+        def from_weights(weights: np.ndarray) -> np.ndarray:
+            scores = values.astype(np.float64) @ weights
+            return solve_triangular(lower, scores, lower=True, check_finite=False).T
 
     except LinAlgError:
         # Fewer independent images than images (duplicates, constant rows): keep the spanned part.
@@ -117,7 +132,10 @@ def row_space_basis(
         def to_weights(coef: np.ndarray) -> np.ndarray:
             return values.T.astype(np.float64) @ (inverse_root @ coef.T)
 
-    return basis.astype(np.float32), to_weights
+        def from_weights(weights: np.ndarray) -> np.ndarray:
+            return (inverse_root.T @ (values.astype(np.float64) @ weights)).T
+
+    return basis.astype(np.float32), to_weights, from_weights
 
 
 def _gram(values: np.ndarray) -> np.ndarray:
@@ -131,13 +149,19 @@ class _Probe:
     def __init__(self, values: np.ndarray, labels: np.ndarray, settings: ClassifierSettings, gram):
         self.values, self.labels, self.settings = values, labels, settings
         if gram is not None:
-            self.design, self.to_weights = row_space_basis(values, gram)
+            self.design, self.to_weights, self.from_weights = row_space_basis(values, gram)
         else:
-            self.design, self.to_weights = values, None
+            self.design, self.to_weights, self.from_weights = values, None, None
         self.model = LogisticRegression(
             C=float(settings.c_grid[0]), max_iter=settings.max_iter, tol=settings.tol,
             warm_start=True,
         )  # fmt: skip
+
+    def start_from(self, weights: np.ndarray, intercept: np.ndarray) -> None:
+        """Start the solver from (features, classes) weights and intercepts (same classes)."""
+        coef = weights.T if self.from_weights is None else self.from_weights(weights)
+        self.model.coef_ = coef.astype(self.design.dtype)
+        self.model.intercept_ = intercept.astype(self.design.dtype)
 
     def fit(self, c: float) -> int:
         self.model.set_params(C=float(c))
@@ -147,10 +171,15 @@ class _Probe:
             self.model.fit(self.design, self.labels)
         return int(np.max(self.model.n_iter_))
 
-    def predict(self, values: np.ndarray) -> np.ndarray:
+    def weights(self) -> tuple[np.ndarray, np.ndarray]:
+        """(features, classes) float64 weights on the values, and the intercepts."""
         coef = self.model.coef_.astype(np.float64)
         weights = coef.T if self.to_weights is None else self.to_weights(coef)
-        scores = values.astype(np.float64) @ weights + self.model.intercept_
+        return weights, self.model.intercept_.astype(np.float64)
+
+    def predict(self, values: np.ndarray) -> np.ndarray:
+        weights, intercept = self.weights()
+        scores = values.astype(np.float64) @ weights + intercept
         return self.model.classes_[np.argmax(scores, axis=1)]
 
 
@@ -175,17 +204,26 @@ def fit_logistic_regression(
         gram[np.ix_(fit_part, fit_part)] if use_rows else None,
     )
     scores: dict[float, float] = {}
+    best_weights, below_best = None, 0
     for c in sorted(float(c) for c in settings.c_grid):
         probe.fit(c)
         predicted = probe.predict(train_values[held_out])
-        scores[c] = float(np.mean(predicted == train_labels[held_out]))
-    best = max(scores.values())
-    chosen = min(c for c, score in scores.items() if score == best)
+        score = float(np.mean(predicted == train_labels[held_out]))
+        if best_weights is None or score > max(scores.values()):
+            # Ties keep the smaller C (stronger penalty), met first on the ascending grid.
+            chosen, best_weights, below_best = c, probe.weights(), 0
+        elif score < max(scores.values()):
+            below_best += 1
+        scores[c] = score
+        if settings.patience is not None and below_best >= settings.patience:
+            break
     selected = time.perf_counter()
 
     final = _Probe(
         train_values, train_labels, settings, gram if n_train < n_features and use_rows else None
     )
+    # The held-out fit at the chosen C is close to the refit: start the solver there.
+    final.start_from(*best_weights)
     n_iter = final.fit(chosen)
     predictions = final.predict(test_values)
     return FitResult(

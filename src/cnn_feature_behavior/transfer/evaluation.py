@@ -92,7 +92,7 @@ class TransferSettings:
             raise ValueError(f"transfer: unknown key(s) {unknown}; known: {sorted(TRANSFER_KEYS)}")
         logistic = dict(transfer.get("logistic_regression") or {})
         svc = dict(transfer.get("linear_svc") or {})
-        known_logistic = {"c_grid", "holdout_fraction", "max_iter", "tol", "row_space"}
+        known_logistic = {"c_grid", "holdout_fraction", "max_iter", "tol", "row_space", "patience"}
         if set(logistic) - known_logistic or set(svc) - {"C", "max_iter"}:
             raise ValueError(
                 f"transfer.logistic_regression keys must be among {sorted(known_logistic)} and "
@@ -143,7 +143,7 @@ def evaluate_split(
     layers: Sequence[str],
     class_names: Sequence[str],
     settings: TransferSettings,
-    seed: int,
+    seed: int | Sequence[int],
     feature_names: Sequence[str] | None = None,
 ) -> SplitEvaluation:
     """Every embedding's classifier fitted on the training rows and measured on the test rows.

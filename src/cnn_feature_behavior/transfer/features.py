@@ -106,6 +106,6 @@ def curve_sizes(n_features: int, fractions: Sequence[float]) -> list[tuple[float
     return sizes
 
 
-def random_order(n_features: int, seed: int) -> np.ndarray:
+def random_order(n_features: int, seed: int | Sequence[int]) -> np.ndarray:
     """A seeded permutation of the features; its first k are the random selection of size k."""
     return np.random.default_rng(seed).permutation(n_features)
