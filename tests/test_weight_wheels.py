@@ -144,6 +144,10 @@ def _no_bias(h5):
     del h5["block1/layers/conv2d/vars/1"]
 
 
+def _batch_norm(h5):
+    h5["block2/layers/batch_normalization/vars/0"] = np.ones(4, np.float32)
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
@@ -153,6 +157,7 @@ def _no_bias(h5):
         (_misnamed, "conv 2 of block5 \\(block5_conv2\\) but is named 'block5_conv3'"),
         (_no_block, "expected block1 ... block5"),
         (_no_bias, "holds arrays \\['0'\\], expected kernel and bias"),
+        (_batch_norm, "batch_normalization holds weights but is not a conv layer"),
     ],
 )
 def test_hed_files_without_vgg16s_13_conv_layers_are_refused(tmp_path, damage, message):

@@ -87,7 +87,16 @@ def _block_convs(block: h5py.Group, origin: str) -> list[tuple[int, h5py.Group]]
         match = _CONV.match(name)
         if match:
             convs.append((int(match[1] or 0), group))
+        elif _holds_arrays(group):
+            # A weighted layer other than a conv (a batch norm, say) would change what the
+            # conv layers compute: not VGG16's backbone.
+            raise ValueError(f"{origin}: {group.name} holds weights but is not a conv layer")
     return sorted(convs, key=lambda item: item[0])
+
+
+def _holds_arrays(group: h5py.Group) -> bool:
+    # visititems stops at, and returns, the first value that is not None.
+    return group.visititems(lambda _, item: isinstance(item, h5py.Dataset) or None) is not None
 
 
 def _stored_name(group: h5py.Group) -> str | None:
