@@ -3,7 +3,7 @@
     python benchmarks/bench_feature_extraction.py [--images 32] [--crops 1] [--batch-size 10] [--rounds 8]
 
 Prints, measured in this one run:
-- pipeline images/s (decode check, decode, crop, forward, crop mean, shard writes) against the
+- pipeline images/s (plan, decode once, crop, forward, crop mean, shard writes) against the
   bare model's forward pass on the same crops already in memory, and their ratio (target >= 0.9),
   over 4N images; the two are timed in alternation, an eighth of the images at a time, so that a
   change in the machine's load hits both sides (the per-round ratios show how noisy the machine is);
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -63,13 +64,13 @@ def _setup(count: int):
 def pipeline_seconds(
     index, raw, backbone, spec, layers, settings, crops, batch_size, shard_size
 ) -> tuple[float, int]:
-    """Wall time of the whole extraction (decode check, plan, stream, shard writes) and the feature count."""
+    """Wall time of the whole extraction (plan, stream, shard writes) and the feature count."""
     from cnn_feature_behavior.extraction.embedding_store import ShardedEmbeddingDataset
     from cnn_feature_behavior.extraction.stream import plan_embedding
 
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
-        plan, manifest, _ = plan_embedding(
+        plan, manifest = plan_embedding(
             index,
             raw,
             backbone,
@@ -207,8 +208,10 @@ def main() -> None:
         done = subprocess.run(command, check=True, capture_output=True, text=True)
         return json.loads(done.stdout.strip().splitlines()[-1])
 
+    load_before = os.getloadavg()
     memory = {count: run_child("memory", count) for count in (args.images, 4 * args.images)}
     speed = run_child("speed", 4 * args.images)
+    load_after = os.getloadavg()
 
     pipeline_ips = speed["images"] / speed["pipeline_s"]
     bare_ips = speed["images"] / speed["bare_s"]
@@ -239,6 +242,13 @@ def main() -> None:
         print(f"peak RSS, whole run of {count} images: {run['peak_rss_mib']:.0f} MiB")
     growth = memory[4 * args.images]["peak_rss_mib"] / memory[args.images]["peak_rss_mib"]
     print(f"peak RSS ratio 4N / N: {growth:.3f} (flat means memory does not grow with the images)")
+    print(
+        "load average (1, 5, 15 min) before: "
+        + ", ".join(f"{x:.2f}" for x in load_before)
+        + "; after: "
+        + ", ".join(f"{x:.2f}" for x in load_after)
+        + f" on {os.cpu_count()} CPUs (a shared machine slows the two sides unevenly: see the per-round ratios)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,192 @@
+"""Feature extraction on a loopback Dask LocalCluster: equal to local, bit for bit, even when a
+worker is killed (kill -9) in the middle of a shard."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from cnn_feature_behavior.extraction.embedding_store import ShardedEmbeddingDataset
+from cnn_feature_behavior.extraction.source_models import build_tiny_vgg, load_backbone
+from cnn_feature_behavior.extraction.source_models.weight_files import write_legacy_h5
+from cnn_feature_behavior.extraction.stream import ModelSource, plan_embedding
+
+pytestmark = pytest.mark.slow
+
+LAYERS = ["conv1_1", "conv3_3", "conv5_3", "fc6", "fc7"]
+TIMEOUT_S = 120
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Two single-threaded worker processes on 127.0.0.1 (with nannies: a killed one restarts)."""
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as local_cluster,
+        Client(local_cluster, timeout=TIMEOUT_S) as client,
+    ):
+        client.wait_for_workers(2, timeout=TIMEOUT_S)
+        yield client
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> tuple[dict, Path]:
+    """A tiny VGG written as the weights file the backbone loader reads, as its source_models."""
+    folder = tmp_path_factory.mktemp("model")
+    model = build_tiny_vgg(seed=4)
+    weights = {layer.name: tuple(np.asarray(w) for w in layer.weights) for layer in model.layers}
+    write_legacy_h5({name: w for name, w in weights.items() if w}, folder / "tiny.h5")
+    spec = {
+        "architecture": "vgg16",
+        "preprocessing": "caffe",
+        "layers": LAYERS,
+        "weights": [{"source": "file", "path": "tiny.h5"}],  # relative: workers resolve it too
+    }
+    return {"tiny": spec}, folder
+
+
+def _png(seed: int, size: tuple[int, int]) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _images(raw: Path, count: int) -> pd.DataFrame:
+    raw.mkdir(parents=True)
+    names = [f"img{k:02d}.png" for k in range(count)]
+    for k, name in enumerate(names):
+        (raw / name).write_bytes(_png(k, (36 + k % 4, 40 + 2 * k)))
+    return pd.DataFrame({"image_id": [n[:-4] for n in names], "path": names})
+
+
+def _plan(index, raw, tiny_model, executor, address=None):
+    source_models, root = tiny_model
+    backbone = load_backbone("tiny", source_models, root)
+    plan, _ = plan_embedding(
+        index,
+        raw,
+        backbone,
+        "tiny",
+        source_models["tiny"],
+        LAYERS,
+        n_crops=10,
+        resize=36,
+        crop=32,
+        batch_size=30,  # 3 images a batch: shards of 4 end on a padded batch
+        shard_size=4,
+        workers=2,
+        executor=executor,
+        dask_params={"scheduler_address": address, "n_workers": 2, "threads_per_worker": 1},
+        model_source=ModelSource("tiny", source_models, str(root)),
+    )
+    return plan
+
+
+def _address(client) -> str:
+    return client.scheduler.address
+
+
+def test_cluster_embedding_is_the_local_one_bit_for_bit(cluster, tiny_model, tmp_path):
+    from cnn_feature_behavior.extraction import stream
+
+    raw = tmp_path / "raw"
+    index = _images(raw, 10)
+    (raw / "img03.png").write_bytes(b"not an image")
+    local = ShardedEmbeddingDataset(path=str(tmp_path / "local"))
+    local.save(_plan(index, raw, tiny_model, "local"))
+    remote = ShardedEmbeddingDataset(path=str(tmp_path / "remote"))
+    remote.save(_plan(index, raw, tiny_model, "dask", _address(cluster)))
+
+    pd.testing.assert_frame_equal(remote.load(), local.load(), check_exact=True)
+    assert remote.rejects() == local.rejects()
+    assert [r.image_id for r in remote.rejects()] == ["img03"]
+
+    def kept_stream() -> int | None:
+        kept = list(stream._WORKER_STREAM.values())
+        return id(kept[0]) if kept else None
+
+    before = cluster.run(kept_stream)
+    for shard in (tmp_path / "remote").glob("shard-*.parquet"):
+        shard.unlink()
+    remote.save(_plan(index, raw, tiny_model, "dask", _address(cluster)))
+    assert cluster.run(kept_stream) == before  # each worker kept its model for the second run
+    pd.testing.assert_frame_equal(remote.load(), local.load(), check_exact=True)
+
+
+def test_a_worker_killed_mid_shard_leaves_no_shard_and_the_run_completes_identical(
+    cluster, tiny_model, tmp_path
+):
+    local_raw, raw = tmp_path / "local_raw", tmp_path / "raw"
+    index = _images(local_raw, 12)
+    _images(raw, 12)
+    # img05 (shard-00001) is a named pipe: the worker decoding it blocks in open() until the
+    # test writes the image into it, so the kill lands mid-shard, model loaded, images decoded.
+    blocked = raw / "img05.png"
+    blocked.unlink()
+    os.mkfifo(blocked)
+    done: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            ShardedEmbeddingDataset(path=str(tmp_path / "remote")).save(
+                _plan(index, raw, tiny_model, "dask", _address(cluster))
+            )
+            done["ok"] = True
+        except BaseException as error:  # noqa: BLE001 - reported by the test below
+            done["error"] = error
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + TIMEOUT_S
+    victim = None
+    while victim is None and time.monotonic() < deadline:
+        for address, keys in cluster.processing().items():
+            if any(str(key).startswith("embed-shard-00001") for key in keys):
+                victim = address
+        time.sleep(0.05)
+    assert victim is not None, "shard-00001 never started on a worker"
+    time.sleep(1.0)  # well inside the shard: the pipe blocks it until written
+    pid = cluster.run(os.getpid, workers=[victim])[victim]
+    os.kill(pid, signal.SIGKILL)
+    assert not (tmp_path / "remote" / "shard-00001.parquet").exists()
+
+    # The scheduler hands shard-00001 to a worker again; that attempt gets the image.
+    image = (local_raw / "img05.png").read_bytes()
+    while time.monotonic() < deadline:
+        try:
+            pipe = os.open(blocked, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # ENXIO: nobody is reading it yet
+            time.sleep(0.05)
+            continue
+        os.set_blocking(pipe, True)
+        os.write(pipe, image)
+        os.close(pipe)
+        break
+    thread.join(timeout=max(1.0, deadline - time.monotonic()))
+    assert done.get("ok"), done.get("error", "the run did not finish in time")
+
+    local = ShardedEmbeddingDataset(path=str(tmp_path / "local"))
+    local.save(_plan(index, local_raw, tiny_model, "local"))
+    remote = ShardedEmbeddingDataset(path=str(tmp_path / "remote"))
+    pd.testing.assert_frame_equal(remote.load(), local.load(), check_exact=True)
+    assert remote.rejects() == []
+    assert sorted(p.name for p in (tmp_path / "remote").glob("shard-*")) == [
+        f"shard-{k:05d}.parquet" for k in range(3)
+    ]
