@@ -71,12 +71,12 @@ def _sweep(order, group_starts, n_groups, labels, sizes, sorted_labels, count, h
             count[c] += 1
             low[c] = min(low[c], below + n - n_images)
             continue
-        # A tied group: every score below it first, then every score at it (duplicates agree).
+        # A tied group: scores below it, counting as we go (a class's later duplicates score
+        # lower, so its first one sets the maximum), then every score at it (duplicates agree).
         for i in range(start, stop):
             c = sorted_labels[i]
             high[c] = max(high[c], sizes[c] * start - n_images * count[c])
-        for i in range(start, stop):
-            count[sorted_labels[i]] += 1
+            count[c] += 1
         for i in range(start, stop):
             c = sorted_labels[i]
             low[c] = min(low[c], sizes[c] * stop - n_images * count[c])
