@@ -242,7 +242,8 @@ def signed_ks(
 ) -> np.ndarray:
     """DKS of every (feature, class) pair: (features, classes) float64 in [-1, 1].
 
-    values: (images, features) float matrix; labels: (images,) ints in 0..len(class_names)-1.
+    values: (images, features) float32 matrix, the embedding's type (other types are converted
+    to float32 first); labels: (images,) ints in 0..len(class_names)-1.
     bins: equal-width bins per feature (binned mode) or None (exact mode).
     """
     labels = np.asarray(labels)
