@@ -119,7 +119,7 @@ def test_report_table_and_markdown(hand_made):
     assert len(table) == 8
     lines = markdown.strip().splitlines()
     assert lines[0].startswith("| embedding | layer | selection | percent_kept | n_features |")
-    assert "| layer | conv5_3 |  | 100.0 | 512 | 0.630 | 0.042 | 0.530 | 0.042 | 0.1, 1 |" in lines
+    assert "| layer | conv5_3 |  | n/a | 512 | 0.630 | 0.042 | 0.530 | 0.042 | 0.1, 1 |" in lines
     assert "| fne |  | dks_count | 10.0 | 422 | 0.740 | 0.000 |" in markdown
 
 

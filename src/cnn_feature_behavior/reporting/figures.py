@@ -771,7 +771,7 @@ def transfer_by_layer_figure(results: pd.DataFrame, *, dataset: str, source_mode
     summary = transfer_summary.summarise(results)
     layers = summary[(summary["embedding"] == "layer") & summary["selection"].isna()]
     layers = layers[layers["accuracy"].notna()]
-    figure = new_figure(max(8.0, 0.5 * len(layers) + 4.5), 4.8)
+    figure = new_figure(max(9.0, 0.5 * len(layers) + 4.5), 6.0)
     axes = figure.subplots()
     positions = np.arange(len(layers))
     if len(layers):
@@ -814,7 +814,8 @@ def transfer_by_layer_figure(results: pd.DataFrame, *, dataset: str, source_mode
     axes.set_ylim(0, 1)
     axes.set_xlabel("layer")
     axes.set_ylabel("test accuracy")
-    axes.legend(loc="upper left", fontsize=8)
+    # Beside the axes: inside, it would hide the levels it names.
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28), fontsize=8, ncol=2)
     axes.set_title(
         f"Transfer - accuracy per layer, {dataset} on {source_model}\n"
         f"({transfer_summary.split_description(summary)})",

@@ -231,7 +231,8 @@ def report_table(summary: pd.DataFrame) -> pd.DataFrame:
             "embedding": summary["embedding"],
             "layer": summary["layer"].fillna(""),
             "selection": summary["selection"].fillna(""),
-            "percent_kept": 100 * summary["fraction"].astype(float).fillna(1.0),
+            # Only a selection keeps a share of the features; n/a elsewhere.
+            "percent_kept": 100 * summary["fraction"].astype(float),
             "n_features": summary["n_features"],
             "accuracy": summary["accuracy"],
             "accuracy_std": summary["accuracy_std"],
