@@ -123,6 +123,64 @@ def layer_summary(dataset: str, mean_images: float, rng: np.random.Generator) ->
     return pd.DataFrame(rows)
 
 
+def transfer_results(rng: np.random.Generator, repetitions: int = 3) -> pd.DataFrame:
+    """A transfer_results table: every layer, the full network, the FNE and both curves."""
+    conv = [layer for layer in LAYERS if layer.startswith("conv")]
+    configurations = [("layer", layer, None, None, 512) for layer in conv]
+    configurations += [("full_network", None, None, None, 4224), ("fne", None, None, None, 4224)]
+    for embedding in ("full_network", "fne"):
+        for selection in ("dks_count", "random"):
+            for fraction in (0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0):
+                configurations.append(
+                    (embedding, None, selection, fraction, round(fraction * 4224))
+                )
+    rows = [
+        {
+            "dataset": "imagenet",
+            "source_model": "vgg16_imagenet",
+            "embedding": embedding,
+            "layer": layer,
+            "selection": selection,
+            "fraction": fraction,
+            "n_features": n_features,
+            "split_source": "seeded",
+            "repetition": repetition,
+            "classifier": "logistic_regression",
+            "regularisation_c": 0.01,
+            "n_train": 25000,
+            "n_test": 25000,
+            "accuracy": rng.uniform(0.2, 0.8),
+            "mean_per_class_accuracy": rng.uniform(0.2, 0.8),
+        }
+        for embedding, layer, selection, fraction, n_features in configurations
+        for repetition in range(repetitions)
+    ]
+    return pd.DataFrame(rows)
+
+
+def embedding_maps(rng: np.random.Generator, n_classes: int, n_images: int) -> pd.DataFrame:
+    """An embedding_maps table of the four default embeddings."""
+    labels = np.arange(n_images) % n_classes
+    return pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "dataset": "imagenet",
+                    "source_model": "vgg16_imagenet",
+                    "embedding": name,
+                    "image_id": [f"img_{i}" for i in range(n_images)],
+                    "label": labels,
+                    "class_name": [f"class_{k}" for k in labels],
+                    "x": rng.normal(size=n_images) + labels % 37,
+                    "y": rng.normal(size=n_images) + labels // 37,
+                }
+            )
+            for name in ("conv3_3", "conv5_3", "full_network", "fne")
+        ],
+        ignore_index=True,
+    )
+
+
 def timed(label: str, results: dict, function, *args):
     start = time.perf_counter()
     value = function(*args)
@@ -321,10 +379,35 @@ def main(workdir: str) -> None:
             "vgg16_imagenet",
         ),
     }
+    transfer = transfer_results(rng)
+    figures_made["transfer per layer"] = timed(
+        "transfer accuracy per layer (draw)",
+        times,
+        nodes.plot_transfer_by_layer,
+        transfer,
+        "imagenet",
+        "vgg16_imagenet",
+    )
+    figures_made["transfer curve"] = timed(
+        "transfer accuracy against features kept (draw)",
+        times,
+        nodes.plot_transfer_curve,
+        transfer,
+        "imagenet",
+        "vgg16_imagenet",
+    )
+    figures_made["embedding maps"] = timed(
+        "embedding maps, 4 x 2,000 points, 1,000 classes (draw)",
+        times,
+        nodes.plot_embedding_maps,
+        embedding_maps(rng, 1000, 2000),
+        "imagenet",
+        "vgg16_imagenet",
+    )
     for name, figure in figures_made.items():
         timed(f"{name} (render HTML + file PNG)", times, render, figure)
     report = timed(
-        "report assembly (Markdown + HTML, 5 figures)",
+        "report assembly (Markdown + HTML, 8 figures)",
         times,
         nodes.write_dataset_report,
         properties.iloc[[0]],
@@ -335,6 +418,10 @@ def main(workdir: str) -> None:
         figures_made["davg"],
         figures_made["figure 10"],
         {},
+        transfer,
+        figures_made["transfer per layer"],
+        figures_made["transfer curve"],
+        figures_made["embedding maps"],
         {"html_dpi": HTML_DPI},
         "imagenet",
         "vgg16_imagenet",

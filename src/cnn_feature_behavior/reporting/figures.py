@@ -814,7 +814,7 @@ def transfer_by_layer_figure(results: pd.DataFrame, *, dataset: str, source_mode
     axes.set_ylim(0, 1)
     axes.set_xlabel("layer")
     axes.set_ylabel("test accuracy")
-    # Beside the axes: inside, it would hide the levels it names.
+    # Below the axes: inside, it would hide the levels it names.
     axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28), fontsize=8, ncol=2)
     axes.set_title(
         f"Transfer - accuracy per layer, {dataset} on {source_model}\n"
