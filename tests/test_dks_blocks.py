@@ -258,3 +258,11 @@ def test_dask_cluster_equals_local_even_when_a_worker_is_killed(sharded, tmp_pat
             np.testing.assert_array_equal(getattr(remote, name), getattr(local, name))
         assert remote.n_blocks == local.n_blocks == 11
         assert sum(remote.workers.values()) == 11
+
+
+def test_shards_are_reopened_when_their_footers_exceed_the_budget(sharded, monkeypatch, caplog):
+    folder, values, label_sets, sizes = sharded
+    monkeypatch.setattr(blocks, "FOOTER_BUDGET", 1000)
+    reader = blocks.ShardColumnReader(folder, keep_shards_open=True)
+    assert not reader.keep_shards_open and "reopening each shard" in caplog.text
+    np.testing.assert_array_equal(reader.read_block(3, 5), values[:, 3:5].T)

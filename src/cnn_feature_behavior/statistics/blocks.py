@@ -50,6 +50,10 @@ FINGERPRINT_KEY = b"cnn_feature_behavior.plan_fingerprint"
 # Automatic block size: this many bytes of float32 block per block in flight.
 BLOCK_BYTES = 256 * 2**20
 MIN_BLOCK_FEATURES, MAX_BLOCK_FEATURES, MIN_BLOCKS = 16, 4096, 8
+# A parsed footer takes ~1.8 kB per column chunk in memory (22 MB for 12,417 columns, measured);
+# shards stay open only while all their footers fit this budget.
+FOOTER_BYTES_PER_COLUMN = 1800
+FOOTER_BUDGET = 2**30
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,7 @@ class ShardColumnReader:
 
     Rows are the shards' rows in plan order (`image_ids`). Every shard is checked against the
     plan's fingerprint when first opened; with keep_shards_open, each opened shard (its parsed
-    footer) is kept for later blocks.
+    footer) is kept for later blocks, as long as all footers fit FOOTER_BUDGET.
     """
 
     def __init__(self, path: str | os.PathLike, keep_shards_open: bool = True) -> None:
@@ -104,6 +108,18 @@ class ShardColumnReader:
         self.columns: list[str] = list(plan["columns"])
         self._fingerprint = str(plan["fingerprint"]).encode()
         self._shards = [shard["name"] for shard in plan["shards"]]
+        footers = len(self._shards) * (len(self.columns) + 1) * FOOTER_BYTES_PER_COLUMN
+        if keep_shards_open and footers > FOOTER_BUDGET:
+            logger.warning(
+                "%s: %d shards x %d columns would keep ~%.1f GiB of parsed Parquet footers open; "
+                "reopening each shard for each block instead (slower: larger shards, i.e. "
+                "feature_extraction shard_size, read faster)",
+                self.path,
+                len(self._shards),
+                len(self.columns),
+                footers / 2**30,
+            )
+            keep_shards_open = False
         self.keep_shards_open = keep_shards_open
         self._files: dict[str, pq.ParquetFile] = {}
         self._lock = threading.Lock()
