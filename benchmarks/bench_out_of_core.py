@@ -125,12 +125,12 @@ def run(folder: Path, executor: str, block_features: int | None, with_histograms
         f"{tuple(round(v, 2) for v in os.getloadavg())}"
     )
     Path("/proc/self/clear_refs").write_text("5")  # restart this process's high-water mark
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     if executor == "local":
         result = feature_block_statistics(
             reader, label_sets, sizes, settings, block_features=block_features, workers=2
         )
-        worker_peaks = {}
+        worker_peaks, worker_cpu = {}, {}
     else:
         with (
             LocalCluster(
@@ -148,6 +148,7 @@ def run(folder: Path, executor: str, block_features: int | None, with_histograms
                 reader, label_sets, sizes, settings, block_features=block_features, client=client
             )
             worker_peaks = client.run(peak_rss_bytes)
+            worker_cpu = client.run(time.process_time)
         print(f"  cluster start-up {cluster_up - started:.1f} s (included in the wall time)")
     computed = time.perf_counter()
     t_plus, t_minus = davg_thresholds(result.dks[0], result.dks[1], n_classes)
@@ -171,6 +172,14 @@ def run(folder: Path, executor: str, block_features: int | None, with_histograms
             f"  peak memory {process}: {peak / GIB:.2f} GiB (target <= {TARGET_PEAK_GIB:.0f} GiB): "
             f"{'PASS' if peak <= TARGET_PEAK_GIB * GIB else 'FAIL'}"
         )
+    cpu = {"this process": time.process_time() - cpu_started, **worker_cpu}
+    # CPU seconds do not grow with other processes' load: their sum / 2 is the wall time on 2
+    # idle cores (workers' figures include their start-up).
+    print(
+        "  CPU time: "
+        + ", ".join(f"{process} {seconds:.0f} s" for process, seconds in cpu.items())
+        + f"; total {sum(cpu.values()):.0f} s (/ 2 cores = {sum(cpu.values()) / 2:.0f} s)"
+    )
     print(f"  load average after {tuple(round(v, 2) for v in os.getloadavg())}")
 
 
