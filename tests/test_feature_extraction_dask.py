@@ -23,7 +23,7 @@ from cnn_feature_behavior.extraction.stream import ModelSource, plan_embedding
 pytestmark = pytest.mark.slow
 
 LAYERS = ["conv1_1", "conv3_3", "conv5_3", "fc6", "fc7"]
-TIMEOUT_S = 120
+TIMEOUT_S = 300  # bounded, and generous for a loaded 2-core machine
 
 
 @pytest.fixture(scope="module")
@@ -103,31 +103,69 @@ def _address(client) -> str:
     return client.scheduler.address
 
 
-def test_cluster_embedding_is_the_local_one_bit_for_bit(cluster, tiny_model, tmp_path):
+def _run_pipeline(index, raw, tiny_model, folder: Path, executor: str, address: str | None):
+    from kedro.io import DataCatalog, MemoryDataset
+    from kedro.runner import SequentialRunner
+    from kedro_datasets.pandas import ParquetDataset
+
+    from cnn_feature_behavior.extraction.embedding_columns import EmbeddingColumnsDataset
+    from cnn_feature_behavior.pipelines.feature_extraction import create_pipeline
+
+    source_models, _ = tiny_model
+    catalog = DataCatalog(
+        {
+            "image_index": MemoryDataset(index),
+            "params:raw_dir": MemoryDataset(str(raw)),
+            "params:source_models": MemoryDataset(source_models),
+            "params:source_model": MemoryDataset("tiny"),
+            "params:crops": MemoryDataset(10),
+            "params:feature_extraction": MemoryDataset(
+                {"resize": 36, "crop": 32, "batch_size": 30, "shard_size": 4, "decode_workers": 2}
+            ),
+            "params:executor": MemoryDataset(executor),
+            "params:dask": MemoryDataset(
+                {"scheduler_address": address, "n_workers": 2, "threads_per_worker": 1}
+            ),
+            "embedding": ShardedEmbeddingDataset(path=str(folder / "embedding")),
+            "embedding_shards": EmbeddingColumnsDataset(path=str(folder / "embedding")),
+            "feature_manifest": ParquetDataset(filepath=str(folder / "feature_manifest.parquet")),
+            "extraction_rejects": ParquetDataset(filepath=str(folder / "rejects.parquet")),
+        }
+    )
+    SequentialRunner().run(create_pipeline(), catalog)
+    return catalog
+
+
+def test_cluster_embedding_is_the_local_one_bit_for_bit(cluster, tiny_model, tmp_path, monkeypatch):
     from cnn_feature_behavior.extraction import stream
 
     raw = tmp_path / "raw"
     index = _images(raw, 10)
     (raw / "img03.png").write_bytes(b"not an image")
-    local = ShardedEmbeddingDataset(path=str(tmp_path / "local"))
-    local.save(_plan(index, raw, tiny_model, "local"))
-    remote = ShardedEmbeddingDataset(path=str(tmp_path / "remote"))
-    remote.save(_plan(index, raw, tiny_model, "dask", _address(cluster)))
+    monkeypatch.chdir(tiny_model[1])  # relative weights paths, as in `kedro run`
+    local = _run_pipeline(index, raw, tiny_model, tmp_path / "local", "local", None)
+    remote = _run_pipeline(index, raw, tiny_model, tmp_path / "remote", "dask", _address(cluster))
 
-    pd.testing.assert_frame_equal(remote.load(), local.load(), check_exact=True)
-    assert remote.rejects() == local.rejects()
-    assert [r.image_id for r in remote.rejects()] == ["img03"]
+    pd.testing.assert_frame_equal(
+        remote.load("embedding"), local.load("embedding"), check_exact=True
+    )
+    pd.testing.assert_frame_equal(
+        remote.load("extraction_rejects"), local.load("extraction_rejects")
+    )
+    assert remote.load("extraction_rejects")["path"].tolist() == [str(raw / "img03.png")]
 
     def kept_stream() -> int | None:
         kept = list(stream._WORKER_STREAM.values())
         return id(kept[0]) if kept else None
 
     before = cluster.run(kept_stream)
-    for shard in (tmp_path / "remote").glob("shard-*.parquet"):
+    for shard in (tmp_path / "remote" / "embedding").glob("shard-*.parquet"):
         shard.unlink()
-    remote.save(_plan(index, raw, tiny_model, "dask", _address(cluster)))
+    remote = _run_pipeline(index, raw, tiny_model, tmp_path / "remote", "dask", _address(cluster))
     assert cluster.run(kept_stream) == before  # each worker kept its model for the second run
-    pd.testing.assert_frame_equal(remote.load(), local.load(), check_exact=True)
+    pd.testing.assert_frame_equal(
+        remote.load("embedding"), local.load("embedding"), check_exact=True
+    )
 
 
 def test_a_worker_killed_mid_shard_leaves_no_shard_and_the_run_completes_identical(

@@ -221,6 +221,8 @@ class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
                     f"{self._shard_path(shard.name)} was reported written but is missing or "
                     "does not match the plan (is the embedding folder on storage every worker shares?)"
                 )
+        # What a worker killed while writing left: never under a shard's name, removed now.
+        self._discard_partial_files()
 
     def rejects(self) -> list[Reject]:
         """The images the shards left out (undecodable), in shard order, from metadata alone."""
