@@ -10,13 +10,16 @@ classifier itself all use the training rows alone; test labels are only read by 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from cnn_feature_behavior.transfer.classifier import (
     ClassifierSettings,
@@ -60,6 +63,7 @@ TRANSFER_KEYS = {
     "ranking",
     "fractions",
     "seed",
+    "workers",
     "maps",
 }
 
@@ -74,6 +78,7 @@ class TransferSettings:
     ranking: str = "dks_count"
     fractions: tuple[float, ...] = DEFAULT_FRACTIONS
     seed: int = 2018
+    workers: int | None = None
     dks_bins: int | None = 100
     dks_workers: int | None = None
     calibration_repetitions: int = 1
@@ -120,11 +125,18 @@ class TransferSettings:
             ranking=ranking,
             fractions=tuple(float(f) for f in transfer.get("fractions", DEFAULT_FRACTIONS)),
             seed=int(transfer.get("seed", 2018)),
+            workers=_workers(transfer.get("workers")),
             dks_bins=dks.get("bins", 100),
             dks_workers=dks.get("workers"),
             calibration_repetitions=int(calibration.get("repetitions", 1)),
             calibration_seed=int(calibration.get("seed", 2018)),
         )
+
+
+def _workers(value: Any) -> int | None:
+    if value is not None and (int(value) != value or value < 1):
+        raise ValueError(f"transfer.workers must be an integer >= 1 or null, got {value!r}")
+    return None if value is None else int(value)
 
 
 @dataclass
@@ -204,42 +216,50 @@ def evaluate_split(
                 jobs.append(({**row, "fraction": fraction}, kind, kept))
 
     # Identical feature sets (every selection at 100%) are fitted once.
-    fitted_sets: dict[tuple[str, bytes], tuple[dict[str, Any], dict[str, Any]]] = {}
+    distinct: dict[tuple[str, bytes], tuple[str, np.ndarray]] = {}
+    for _, kind, columns in jobs:
+        distinct.setdefault((kind, columns.tobytes()), (kind, columns))
+
+    def fit_one(kind: str, columns: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:
+        train_matrix, test_matrix = matrices[kind]
+        if columns.size < n_features:
+            train_matrix, test_matrix = train_matrix[:, columns], test_matrix[:, columns]
+        fit = fit_classifier(train_matrix, train_labels, test_matrix, settings.classifier, holdout)
+        accuracy, per_class = accuracies(test_labels, fit.predictions)
+        measured = {
+            "regularisation_c": fit.regularisation_c,
+            "accuracy": accuracy,
+            "mean_per_class_accuracy": per_class,
+        }
+        timing = {
+            "selection_seconds": fit.selection_seconds,
+            "fit_seconds": fit.fit_seconds,
+            "n_iter": fit.n_iter,
+            "holdout_accuracy": fit.holdout_accuracy,
+        }
+        return measured, timing
+
+    # One BLAS thread per fit and one fit per core: the solver's many small products spend more
+    # time synchronising BLAS threads than computing (tenfold on a loaded machine).
+    workers = settings.workers or os.cpu_count() or 1
+    with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {key: pool.submit(fit_one, *job) for key, job in distinct.items()}
+        fitted_sets = {key: future.result() for key, future in futures.items()}
+
     rows, timings = [], []
     for row, kind, columns in jobs:
-        key = (kind, columns.tobytes())
-        if key not in fitted_sets:
-            train_matrix, test_matrix = matrices[kind]
-            if columns.size < n_features:
-                train_matrix, test_matrix = train_matrix[:, columns], test_matrix[:, columns]
-            fit = fit_classifier(
-                train_matrix, train_labels, test_matrix, settings.classifier, holdout
-            )
-            accuracy, per_class = accuracies(test_labels, fit.predictions)
-            measured = {
-                "regularisation_c": fit.regularisation_c,
-                "accuracy": accuracy,
-                "mean_per_class_accuracy": per_class,
-            }
-            timing = {
-                "selection_seconds": fit.selection_seconds,
-                "fit_seconds": fit.fit_seconds,
-                "n_iter": fit.n_iter,
-                "holdout_accuracy": fit.holdout_accuracy,
-            }
-            fitted_sets[key] = (measured, timing)
-            logger.info(
-                "%s %s %s %s: %d features, C = %g, accuracy %.3f (%.1f s)",
-                row["embedding"],
-                row["layer"] or "",
-                row["selection"] or "",
-                "" if row["fraction"] is None else f"{row['fraction']:g}",
-                columns.size,
-                fit.regularisation_c,
-                accuracy,
-                fit.selection_seconds + fit.fit_seconds,
-            )
-        measured, timing = fitted_sets[key]
+        measured, timing = fitted_sets[(kind, columns.tobytes())]
+        logger.info(
+            "%s %s %s %s: %d features, C = %g, accuracy %.3f (%.1f s)",
+            row["embedding"],
+            row["layer"] or "",
+            row["selection"] or "",
+            "" if row["fraction"] is None else f"{row['fraction']:g}",
+            columns.size,
+            measured["regularisation_c"],
+            measured["accuracy"],
+            timing["selection_seconds"] + timing["fit_seconds"],
+        )
         common = {**row, "n_features": int(columns.size)}
         rows.append(
             {
