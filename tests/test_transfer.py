@@ -245,3 +245,16 @@ def test_pipeline_through_the_runner_writes_the_contract_table():
     at_5 = results[(results["embedding"] == "full_network") & (results["fraction"] == 0.05)]
     by_selection = at_5.pivot(index="repetition", columns="selection", values="accuracy")
     assert (by_selection["dks_count"] > by_selection["random"] + 0.2).all()
+
+
+def test_linear_svc_option_is_the_fne_codes_fixed_c():
+    settings = TransferSettings.from_params(
+        {"classifier": "linear_svc", "fractions": [1.0], "ranking": "dks_mean_abs"},
+        {"bins": 20, "workers": 1},
+    )
+    results = evaluate(planted()[1], settings).results
+    assert set(results["classifier"]) == {"linear_svc"} and set(results["regularisation_c"]) == {
+        1.0
+    }
+    assert set(results["selection"].dropna()) == {"dks_mean_abs", "random"}
+    assert results.loc[results["layer"] == "conv1_1", "accuracy"].iloc[0] > 0.5
