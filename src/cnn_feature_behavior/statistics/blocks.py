@@ -123,6 +123,8 @@ class ShardColumnReader:
         self.keep_shards_open = keep_shards_open
         self._files: dict[str, pq.ParquetFile] = {}
         self._lock = threading.Lock()
+        self._shard_locks = [threading.Lock() for _ in self._shards]
+        self._ids_lock = threading.Lock()
         self._offsets: np.ndarray | None = None
         self._image_ids: list[str] | None = None
 
@@ -151,14 +153,16 @@ class ShardColumnReader:
 
     def image_ids(self) -> list[str]:
         """The image id of every row, in row order (read from the shards' image_id columns)."""
-        if self._image_ids is None:
-            ids, sizes = [], []
-            for name in self._shards:
-                column = self._open(name).read(columns=[INDEX_COLUMN]).column(INDEX_COLUMN)
-                ids += column.to_pylist()
-                sizes.append(len(column))
-            self._offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-            self._image_ids = ids
+        with self._ids_lock:
+            if self._image_ids is None:
+                ids, sizes = [], []
+                for shard, name in enumerate(self._shards):
+                    with self._shard_locks[shard]:
+                        table = self._open(name).read(columns=[INDEX_COLUMN])
+                    ids += table.column(INDEX_COLUMN).to_pylist()
+                    sizes.append(table.num_rows)
+                self._offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+                self._image_ids = ids
         return self._image_ids
 
     def read_block(self, start: int, stop: int) -> np.ndarray:
@@ -166,9 +170,15 @@ class ShardColumnReader:
         self.image_ids()
         names = self.columns[start:stop]
         block_t = np.empty((len(names), int(self._offsets[-1])), np.float32)
-        for shard, name in enumerate(self._shards):
+        n_shards = len(self._shards)
+        # Blocks read in parallel start at different shards, so they seldom wait for one another.
+        first_shard = (start // max(stop - start, 1)) % max(n_shards, 1)
+        for k in range(n_shards):
+            shard = (first_shard + k) % n_shards
             first, last = self._offsets[shard], self._offsets[shard + 1]
-            table = self._open(name).read(columns=names, use_threads=False)
+            # An open ParquetFile is not safe to read from two threads at once.
+            with self._shard_locks[shard]:
+                table = self._open(self._shards[shard]).read(columns=names, use_threads=False)
             for j, column in enumerate(table.columns):
                 block_t[j, first:last] = column.to_numpy()
             del table
