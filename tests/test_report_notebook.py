@@ -21,7 +21,13 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from kedro.io import DataCatalog
 from PIL import Image
-from report_synthetic import embedding_plan, synthetic_study, threshold_fit
+from report_synthetic import (
+    embedding_plan,
+    synthetic_embedding_maps,
+    synthetic_study,
+    synthetic_transfer_results,
+    threshold_fit,
+)
 
 from cnn_feature_behavior.settings import CONFIG_LOADER_ARGS
 
@@ -69,6 +75,8 @@ def write_upstream_outputs(project: Path) -> None:
             catalog.save(name, study[name])
         if env is None:
             catalog.save("embedding", embedding_plan(study["embedding"]))
+            catalog.save("transfer_results", synthetic_transfer_results("digits"))
+            catalog.save("embedding_maps", synthetic_embedding_maps("digits", n_classes=6))
             catalog.save(
                 "threshold_fit",
                 threshold_fit(
@@ -116,6 +124,7 @@ def test_reporting_run_writes_reports_through_the_catalog(reported_project):
     assert written == sorted(
         [
             "davg_curve.png",
+            "embedding_maps.png",
             "figure_10_layer_kept.png",
             "figure_1_feature_class_pair.png",
             "figure_6_dks_histograms.png",
@@ -126,11 +135,15 @@ def test_reporting_run_writes_reports_through_the_catalog(reported_project):
             "table_2_dataset_properties.md",
             "table_3_thresholds.csv",
             "table_3_thresholds.md",
+            "table_transfer.csv",
+            "table_transfer.md",
             # feature_visualisation.max_classes of the 6 classes, in label order
             "top_features_class_a.png",
             "top_features_class_b.png",
             "top_features_class_c.png",
             "top_features_class_d.png",
+            "transfer_accuracy_by_features_kept.png",
+            "transfer_accuracy_per_layer.png",
         ]
     )
     report = (dataset_dir / "report.md").read_text()
