@@ -9,13 +9,15 @@ import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, balanced_accuracy_score
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, log_loss
 
 from cnn_feature_behavior.pipelines.transfer import create_pipeline
 from cnn_feature_behavior.transfer.classifier import (
     ClassifierSettings,
+    _Probe,
     accuracies,
     fit_classifier,
+    fit_logistic_regression,
     holdout_split,
     row_space_basis,
 )
@@ -114,6 +116,35 @@ def test_measures_and_holdout_split():
     fit, held = holdout_split(np.array([0] * 10 + [1] * 5 + [2]), 0.2, 0)
     assert np.bincount(np.array([0] * 10 + [1] * 5 + [2])[held], minlength=3).tolist() == [2, 1, 0]
     assert np.union1d(fit, held).size == 16 and np.intersect1d(fit, held).size == 0
+
+
+def test_holdout_score_is_accuracy_then_scikit_learns_log_loss():
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(3), 8)
+    values = rng.standard_normal((24, 5)) + labels[:, None]
+    probe = _Probe(values[:18], labels[:18], ClassifierSettings(), None)
+    probe.fit(0.1)
+    accuracy, minus_loss = probe.holdout_score(values[18:], labels[18:])
+    assert accuracy == accuracy_score(labels[18:], probe.model.predict(values[18:]))
+    expected = log_loss(labels[18:], probe.model.predict_proba(values[18:]), labels=[0, 1, 2])
+    assert -minus_loss == pytest.approx(expected, rel=1e-6)
+
+
+def test_tiny_unbalanced_training_split_does_not_collapse_to_the_largest_class():
+    # flowers102-mini's official split: 1 to 9 training images per class, so the held-out
+    # part is a few images whose accuracy ties across C; the smallest C then predicted the
+    # largest class for every test image. Ties now go to the lower held-out log-loss.
+    rng = np.random.default_rng(0)
+    sizes, centres = [9, 1, 2, 3, 1, 2], 4.0 * np.eye(6, 40)
+    train_labels = np.repeat(np.arange(6), sizes)
+    test_labels = np.repeat(np.arange(6), 15)
+    train = centres[train_labels] + rng.standard_normal((train_labels.size, 40))
+    test = centres[test_labels] + rng.standard_normal((test_labels.size, 40))
+    settings = ClassifierSettings()
+    holdout = holdout_split(train_labels, settings.holdout_fraction, 0)
+    result = fit_logistic_regression(train, train_labels, test, settings, holdout)
+    assert len(set(result.predictions.tolist())) > 1
+    assert accuracies(test_labels, result.predictions)[0] > 0.5
 
 
 def test_fne_thresholds_are_exact():

@@ -2,8 +2,10 @@
 
 Default: scikit-learn's multinomial LogisticRegression (lbfgs, L2 penalty), its C chosen on the
 training images only: fitted on a seeded stratified part of the training split along an
-ascending C grid (warm starts), scored on the held-out rest, the best C (smallest on ties)
-refitted on the whole training split, the linear-probe protocol of Kornblith et al. (CVPR 2019).
+ascending C grid (warm starts), scored on the held-out rest by accuracy, ties broken by the
+lower held-out log-loss (a handful of held-out images ties often, and the smallest C then
+predicts the largest training class), the best C refitted on the whole training split: the
+linear-probe protocol of Kornblith et al. (CVPR 2019).
 Option: LinearSVC with C = 1, one-vs-rest (the FNE's public code), no selection.
 
 Row space. With an L2 penalty the optimal weights lie in the span of the training rows (the loss
@@ -177,10 +179,23 @@ class _Probe:
         weights = coef.T if self.to_weights is None else self.to_weights(coef)
         return weights, self.model.intercept_.astype(np.float64)
 
-    def predict(self, values: np.ndarray) -> np.ndarray:
+    def decision(self, values: np.ndarray) -> np.ndarray:
         weights, intercept = self.weights()
-        scores = values.astype(np.float64) @ weights + intercept
-        return self.model.classes_[np.argmax(scores, axis=1)]
+        return values.astype(np.float64) @ weights + intercept
+
+    def predict(self, values: np.ndarray) -> np.ndarray:
+        return self.model.classes_[np.argmax(self.decision(values), axis=1)]
+
+    def holdout_score(self, values: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+        """(accuracy, minus the log-loss) on held-out images: compared accuracy first."""
+        scores = self.decision(values)
+        accuracy = float(np.mean(self.model.classes_[np.argmax(scores, axis=1)] == labels))
+        scores -= scores.max(axis=1, keepdims=True)
+        log_probability = scores - np.log(np.exp(scores).sum(axis=1, keepdims=True))
+        # Every class has training images in the fit part (holdout_split keeps one back).
+        position = np.searchsorted(self.model.classes_, labels)
+        log_loss = -float(np.mean(log_probability[np.arange(labels.size), position]))
+        return accuracy, -log_loss
 
 
 def fit_logistic_regression(
@@ -204,17 +219,16 @@ def fit_logistic_regression(
         gram[np.ix_(fit_part, fit_part)] if use_rows else None,
     )
     scores: dict[float, float] = {}
-    best_weights, below_best = None, 0
+    best_weights, best_key, below_best = None, None, 0
     for c in sorted(float(c) for c in settings.c_grid):
         probe.fit(c)
-        predicted = probe.predict(train_values[held_out])
-        score = float(np.mean(predicted == train_labels[held_out]))
-        if best_weights is None or score > max(scores.values()):
-            # Ties keep the smaller C (stronger penalty), met first on the ascending grid.
-            chosen, best_weights, below_best = c, probe.weights(), 0
-        elif score < max(scores.values()):
+        key = probe.holdout_score(train_values[held_out], train_labels[held_out])
+        if best_key is None or key > best_key:
+            chosen, best_weights, best_key, below_best = c, probe.weights(), key, 0
+        elif key[0] < best_key[0]:
+            # Patience counts C that lose accuracy; a tie that only loses log-loss does not.
             below_best += 1
-        scores[c] = score
+        scores[c] = key[0]
         if settings.patience is not None and below_best >= settings.patience:
             break
     selected = time.perf_counter()
