@@ -24,27 +24,15 @@ from cnn_feature_behavior.extraction.embedding_store import (
     ShardedEmbeddingDataset,
     ShardSpec,
 )
+from cnn_feature_behavior.extraction.source_models.architecture import (
+    conv_layer_names,
+    paper_layer_name,
+)
 from cnn_feature_behavior.pipelines.reporting import nodes
 from cnn_feature_behavior.reporting.figures import class_counts_figure, inner_outer_distributions
 from cnn_feature_behavior.reporting.report import figure_png
 
-LAYERS = [
-    "conv1_1",
-    "conv1_2",
-    "conv2_1",
-    "conv2_2",
-    "conv3_1",
-    "conv3_2",
-    "conv3_3",
-    "conv4_1",
-    "conv4_2",
-    "conv4_3",
-    "conv5_1",
-    "conv5_2",
-    "conv5_3",
-    "fc6",
-    "fc7",
-]
+LAYERS = [paper_layer_name(name) for name in conv_layer_names("vgg16")] + ["fc6", "fc7"]
 WIDTHS = [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512, 4096, 4096]
 DATASETS = {
     "imagenet": 50,

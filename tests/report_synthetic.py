@@ -7,6 +7,10 @@ import numpy as np
 import pandas as pd
 
 from cnn_feature_behavior.extraction.embedding_store import EmbeddingPlan, ShardSpec
+from cnn_feature_behavior.extraction.source_models.architecture import (
+    conv_layer_names,
+    paper_layer_name,
+)
 from cnn_feature_behavior.statistics.dks import signed_ks
 
 LAYERS = {
@@ -251,21 +255,7 @@ def embedding_plan(embedding: pd.DataFrame) -> EmbeddingPlan:
     )
 
 
-TRANSFER_LAYERS = [
-    "conv1_1",
-    "conv1_2",
-    "conv2_1",
-    "conv2_2",
-    "conv3_1",
-    "conv3_2",
-    "conv3_3",
-    "conv4_1",
-    "conv4_2",
-    "conv4_3",
-    "conv5_1",
-    "conv5_2",
-    "conv5_3",
-]
+TRANSFER_LAYERS = [paper_layer_name(name) for name in conv_layer_names("vgg16")]
 TRANSFER_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
