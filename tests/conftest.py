@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATASETS = Path(
-    os.environ.get("CNN_FB_SHARED_DATASETS", PROJECT_ROOT.parent / "shared" / "datasets")
-)
+from builders.project import PROJECT_ROOT, SHARED_DATASETS, make_project_copy
 
 
 @pytest.fixture(scope="session")
@@ -25,24 +19,6 @@ def shared_datasets() -> Path:
     if not SHARED_DATASETS.is_dir():
         pytest.skip(f"real mini datasets not found at {SHARED_DATASETS} (../shared is absent)")
     return SHARED_DATASETS
-
-
-def make_project_copy(destination: Path) -> Path:
-    """A runnable copy of the project (config, metadata, empty data folders) in `destination`.
-
-    The package itself is imported from the editable install; the converted weights cache
-    (data/06_models) is shared with the real project so that the copy needs no set-up.
-    """
-    destination.mkdir(parents=True, exist_ok=True)
-    for item in ("pyproject.toml", ".telemetry"):
-        shutil.copy(PROJECT_ROOT / item, destination / item)
-    shutil.copytree(PROJECT_ROOT / "conf", destination / "conf", dirs_exist_ok=True)
-    (destination / "src").mkdir(exist_ok=True)
-    for layer in (PROJECT_ROOT / "data").iterdir():
-        if layer.is_dir() and layer.name != "06_models":
-            (destination / "data" / layer.name).mkdir(parents=True, exist_ok=True)
-    (destination / "data" / "06_models").symlink_to(PROJECT_ROOT / "data" / "06_models")
-    return destination
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from builders.report_synthetic import synthetic_embedding_maps, synthetic_transfer_results
 from matplotlib.figure import Figure
-from report_synthetic import synthetic_embedding_maps, synthetic_transfer_results
 
 from cnn_feature_behavior.pipelines.reporting.nodes import (
     cross_model_transfer_table,

@@ -7,7 +7,7 @@ import sys
 
 import pandas as pd
 import pytest
-from conftest import PROJECT_ROOT
+from builders.project import PROJECT_ROOT
 
 WEIGHTS = PROJECT_ROOT / "data" / "06_models" / "vgg16_imagenet_conv.h5"
 

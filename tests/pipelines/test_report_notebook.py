@@ -15,19 +15,19 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import PROJECT_ROOT, make_project_copy
-from kedro.config import OmegaConfigLoader
-from kedro.framework.session import KedroSession
-from kedro.framework.startup import bootstrap_project
-from kedro.io import DataCatalog
-from PIL import Image
-from report_synthetic import (
+from builders.project import PROJECT_ROOT, make_project_copy
+from builders.report_synthetic import (
     embedding_plan,
     synthetic_embedding_maps,
     synthetic_study,
     synthetic_transfer_results,
     threshold_fit,
 )
+from kedro.config import OmegaConfigLoader
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+from kedro.io import DataCatalog
+from PIL import Image
 
 from cnn_feature_behavior.settings import CONFIG_LOADER_ARGS
 

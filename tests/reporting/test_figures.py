@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from builders.report_synthetic import synthetic_study, threshold_fit
 from matplotlib.figure import Figure
-from report_synthetic import synthetic_study, threshold_fit
 from scipy.stats import ks_2samp
 
 from cnn_feature_behavior.reporting import figures

