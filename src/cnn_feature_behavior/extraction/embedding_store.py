@@ -117,9 +117,26 @@ def write_shard(
     final = Path(folder) / f"{shard.name}.parquet"
     # A killed attempt may leave its partial file, never a file another attempt renames.
     partial = final.with_name(f".{final.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.partial")
-    # Float features gain nothing from dictionaries or statistics; skipping them halves write time.
-    pq.write_table(table, partial, write_statistics=False, use_dictionary=False)
+    with open(partial, "wb") as file:
+        # Float features gain nothing from dictionaries or statistics; skipping them halves write time.
+        pq.write_table(table, file, write_statistics=False, use_dictionary=False)
+        file.flush()
+        os.fsync(file.fileno())
+    durable_replace(partial, final)
+
+
+def durable_replace(partial: Path, final: Path) -> None:
+    """Rename a file whose data is already on disk into place, and the rename onto disk too.
+
+    Without the fsyncs a power loss can leave a renamed file whose data never reached the disk
+    (a garbled plan.json or shard under its final name).
+    """
     os.replace(partial, final)
+    folder = os.open(Path(final).parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
@@ -277,7 +294,7 @@ class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
         shard_files = sorted(self._path.glob("shard-*.parquet"))
         # Another shard layout (e.g. another shard_size) under the same fingerprint is stale too:
         # loading checks only fingerprints and row counts, so its shards must not outlive it.
-        old_plan = self._read_plan() if plan_path.is_file() else None
+        old_plan = self._old_plan()
         stale_plan = old_plan is not None and (
             old_plan["fingerprint"] != fingerprint or old_plan["shards"] != shards
         )
@@ -303,17 +320,51 @@ class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
                 f"no embedding at {self._path} ({PLAN_FILE} absent); run the feature_extraction pipeline"
             )
         try:
-            return json.loads(plan_path.read_text())
-        except json.JSONDecodeError as error:
-            raise DatasetError(f"{plan_path} is not valid JSON: {error}") from error
+            return read_plan_file(plan_path)
+        except ValueError as error:
+            raise DatasetError(
+                f"{error}; run the feature_extraction pipeline again, it discards it"
+            ) from error
+
+    def _old_plan(self) -> dict[str, Any] | None:
+        """The folder's plan before this save; None when absent or unreadable (a stale plan)."""
+        plan_path = self._path / PLAN_FILE
+        if not plan_path.is_file():
+            return None
+        try:
+            return read_plan_file(plan_path)
+        except ValueError as error:
+            logger.warning("%s; discarding it as a stale plan", error)
+            return {"fingerprint": None, "shards": None}
 
     def _shard_path(self, name: str) -> Path:
         return self._path / f"{name}.parquet"
 
     def _write_json_atomically(self, path: Path, content: dict[str, Any]) -> None:
         partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-        partial.write_text(json.dumps(content, indent=1))
-        os.replace(partial, path)
+        with open(partial, "w") as file:
+            file.write(json.dumps(content, indent=1))
+            file.flush()
+            os.fsync(file.fileno())
+        durable_replace(partial, path)
+
+
+def read_plan_file(plan_path: Path) -> dict[str, Any]:
+    """An embedding's plan.json; ValueError naming the file when unreadable or malformed."""
+    try:
+        plan = json.loads(plan_path.read_bytes())
+        shards = plan["shards"]
+        if not (
+            isinstance(plan["fingerprint"], str)
+            and isinstance(plan["columns"], list)
+            and all(isinstance(s["name"], str) and isinstance(s["n_images"], int) for s in shards)
+        ):
+            raise TypeError("fields of the wrong type")
+    except (ValueError, KeyError, TypeError) as error:  # JSON and UTF-8 errors are ValueErrors
+        raise ValueError(
+            f"{plan_path} is unreadable ({type(error).__name__}: {error}), e.g. garbled by a crash"
+        ) from error
+    return plan
 
 
 def _shard_record(shard: ShardSpec) -> dict[str, Any]:

@@ -19,7 +19,6 @@ benchmarks/bench_out_of_core.py for measured figures).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -33,7 +32,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from cnn_feature_behavior.extraction.embedding_store import INDEX_COLUMN, PLAN_FILE
+from cnn_feature_behavior.extraction.embedding_store import (
+    INDEX_COLUMN,
+    PLAN_FILE,
+    read_plan_file,
+)
 from cnn_feature_behavior.statistics.dks import block_dks, check_bins, feature_range
 from cnn_feature_behavior.statistics.histogram_distances import (
     block_histogram_distances,
@@ -102,9 +105,11 @@ class ShardColumnReader:
                 f"no embedding at {self.path} ({PLAN_FILE} absent); run the feature_extraction pipeline"
             )
         try:
-            plan = json.loads(plan_path.read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{plan_path} is not valid JSON: {error}") from error
+            plan = read_plan_file(plan_path)
+        except ValueError as error:
+            raise ValueError(
+                f"{error}; run the feature_extraction pipeline again, it discards it"
+            ) from error
         self.columns: list[str] = list(plan["columns"])
         self._fingerprint = str(plan["fingerprint"]).encode()
         self._shards = [shard["name"] for shard in plan["shards"]]

@@ -1,0 +1,61 @@
+"""ShardedEmbeddingDataset under faults: power loss (fsync), a garbled plan.json, two runs on one
+folder (the lock), a damaged shard."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import pandas as pd
+import pytest
+from test_embedding_dataset import IDS, _expected, _plan
+
+from cnn_feature_behavior.extraction import embedding_store
+from cnn_feature_behavior.extraction.embedding_store import ShardedEmbeddingDataset
+
+
+def test_shards_and_plan_reach_the_disk_before_they_are_renamed(tmp_path, monkeypatch):
+    synced: set[str] = set()
+    renamed: list[tuple[str, bool]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(descriptor):
+        synced.add(os.readlink(f"/proc/self/fd/{descriptor}"))
+        real_fsync(descriptor)
+
+    def replace(source, target):
+        renamed.append((os.path.basename(target), os.path.abspath(source) in synced))
+        real_replace(source, target)
+
+    monkeypatch.setattr(embedding_store.os, "fsync", fsync)
+    monkeypatch.setattr(embedding_store.os, "replace", replace)
+    ShardedEmbeddingDataset(path=str(tmp_path / "emb")).save(_plan(IDS))
+    assert sorted(renamed) == [
+        ("plan.json", True),
+        ("shard-00000.parquet", True),
+        ("shard-00001.parquet", True),
+        ("shard-00002.parquet", True),
+    ]
+    assert str(tmp_path / "emb") in synced  # the folder too, so that the renames are durable
+
+
+@pytest.mark.parametrize("garbage", [b"", b'{"fingerprint": "f1", "col', b"[1, 2]", b"\xff\xfe"])
+def test_a_garbled_plan_is_a_stale_plan_discarded_with_a_warning(tmp_path, caplog, garbage):
+    dataset = ShardedEmbeddingDataset(path=str(tmp_path / "emb"))
+    dataset.save(_plan(IDS))
+    (tmp_path / "emb/plan.json").write_bytes(garbage)  # what a power loss can leave
+    computed: list[str] = []
+    with caplog.at_level(logging.WARNING):
+        dataset.save(_plan(IDS, computed=computed))
+    assert "plan.json" in caplog.text and "unreadable" in caplog.text
+    assert computed == ["shard-00000", "shard-00001", "shard-00002"]
+    pd.testing.assert_frame_equal(dataset.load(), _expected(IDS), check_exact=True)
+
+
+def test_the_block_reader_names_a_garbled_plan_and_the_way_out(tmp_path):
+    from cnn_feature_behavior.statistics.blocks import ShardColumnReader
+
+    ShardedEmbeddingDataset(path=str(tmp_path / "emb")).save(_plan(IDS))
+    (tmp_path / "emb/plan.json").write_bytes(b'{"fingerprint": ')
+    with pytest.raises(ValueError, match=r"plan.json is unreadable.*feature_extraction"):
+        ShardColumnReader(tmp_path / "emb")
