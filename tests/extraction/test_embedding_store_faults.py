@@ -59,3 +59,31 @@ def test_the_block_reader_names_a_garbled_plan_and_the_way_out(tmp_path):
     (tmp_path / "emb/plan.json").write_bytes(b'{"fingerprint": ')
     with pytest.raises(ValueError, match=r"plan.json is unreadable.*feature_extraction"):
         ShardColumnReader(tmp_path / "emb")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "garbage"])
+def test_a_damaged_shard_is_named_by_every_reader(tmp_path, damage):
+    from cnn_feature_behavior.statistics.blocks import ShardColumnReader
+
+    dataset = ShardedEmbeddingDataset(path=str(tmp_path / "emb"))
+    dataset.save(_plan(IDS))
+    shard = tmp_path / "emb/shard-00001.parquet"
+    content = shard.read_bytes()
+    damaged = {"truncated": content[:-9], "empty": b"", "garbage": b"PAR1" + bytes(300)}[damage]
+    shard.write_bytes(damaged)
+    with pytest.raises(OSError, match=r"shard-00001\.parquet is damaged.*feature_extraction"):
+        ShardColumnReader(tmp_path / "emb").image_ids()
+    # Extraction recomputes it (test_embedding_dataset: a damaged shard is named and recomputed).
+    computed: list[str] = []
+    dataset.save(_plan(IDS, computed=computed))
+    assert computed == ["shard-00001"]
+    assert ShardColumnReader(tmp_path / "emb").image_ids() == IDS
+
+
+def test_a_shard_damaged_after_the_check_is_named_when_loaded(tmp_path, monkeypatch):
+    dataset = ShardedEmbeddingDataset(path=str(tmp_path / "emb"))
+    dataset.save(_plan(IDS))
+    monkeypatch.setattr(ShardedEmbeddingDataset, "_shard_matches", lambda *a, **k: True)
+    (tmp_path / "emb/shard-00002.parquet").write_bytes(b"PAR1 nothing")
+    with pytest.raises(Exception, match=r"shard-00002\.parquet is damaged"):
+        dataset.load()

@@ -40,6 +40,17 @@ _FINGERPRINT_KEY = b"cnn_feature_behavior.plan_fingerprint"
 _REJECTS_KEY = b"cnn_feature_behavior.rejects"
 
 
+class DamagedShardError(OSError):
+    """A shard file that Parquet cannot read (truncated, garbled): names the file and the way out."""
+
+    def __init__(self, path: Path, error: BaseException) -> None:
+        super().__init__(
+            f"{path} is damaged ({type(error).__name__}: {error}); run the feature_extraction "
+            "pipeline again, it recomputes the shard"
+        )
+        self.path = path
+
+
 @dataclass(frozen=True)
 class ShardSpec:
     """One shard: its name and the image ids it holds, in order."""
@@ -178,10 +189,7 @@ class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
                 f"missing or stale (first: {missing[0]}); run the feature_extraction pipeline again, it resumes"
             )
         wanted = None if columns is None else [INDEX_COLUMN, *columns]
-        tables = [
-            pq.read_table(self._shard_path(shard["name"]), columns=wanted)
-            for shard in plan["shards"]
-        ]
+        tables = [read_shard(self._shard_path(shard["name"]), wanted) for shard in plan["shards"]]
         if not tables:
             empty = pd.DataFrame(
                 columns=list(plan["columns"] if columns is None else columns), dtype=np.float32
@@ -347,6 +355,16 @@ class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
             file.flush()
             os.fsync(file.fileno())
         durable_replace(partial, path)
+
+
+def read_shard(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
+    """`pq.read_table`, a damaged file named (DamagedShardError)."""
+    try:
+        return pq.read_table(path, columns=columns)
+    except (pa.ArrowException, OSError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise DamagedShardError(path, error) from error
 
 
 def read_plan_file(plan_path: Path) -> dict[str, Any]:

@@ -30,11 +30,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cnn_feature_behavior.extraction.embedding_store import (
     INDEX_COLUMN,
     PLAN_FILE,
+    DamagedShardError,
     read_plan_file,
 )
 from cnn_feature_behavior.statistics.dks import block_dks, check_bins, feature_range
@@ -144,7 +146,10 @@ class ShardColumnReader:
                 f"embedding at {self.path} is incomplete: shard {path.name} is missing; "
                 "run the feature_extraction pipeline again, it resumes"
             )
-        opened = pq.ParquetFile(path)
+        try:
+            opened = pq.ParquetFile(path)
+        except (pa.ArrowException, OSError) as error:
+            raise DamagedShardError(path, error) from error
         metadata = opened.schema_arrow.metadata or {}
         if metadata.get(FINGERPRINT_KEY) != self._fingerprint:
             raise ValueError(
@@ -156,6 +161,13 @@ class ShardColumnReader:
                 self._files[name] = opened
         return opened
 
+    def _read(self, name: str, columns: list[str]) -> pa.Table:
+        opened = self._open(name)
+        try:
+            return opened.read(columns=columns, use_threads=False)
+        except (pa.ArrowException, OSError) as error:
+            raise DamagedShardError(self.path / f"{name}.parquet", error) from error
+
     def image_ids(self) -> list[str]:
         """The image id of every row, in row order (read from the shards' image_id columns)."""
         with self._ids_lock:
@@ -163,7 +175,7 @@ class ShardColumnReader:
                 ids, sizes = [], []
                 for shard, name in enumerate(self._shards):
                     with self._shard_locks[shard]:
-                        table = self._open(name).read(columns=[INDEX_COLUMN])
+                        table = self._read(name, [INDEX_COLUMN])
                     ids += table.column(INDEX_COLUMN).to_pylist()
                     sizes.append(table.num_rows)
                 self._offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
@@ -183,7 +195,7 @@ class ShardColumnReader:
             first, last = self._offsets[shard], self._offsets[shard + 1]
             # An open ParquetFile is not safe to read from two threads at once.
             with self._shard_locks[shard]:
-                table = self._open(self._shards[shard]).read(columns=names, use_threads=False)
+                table = self._read(self._shards[shard], names)
             for j, column in enumerate(table.columns):
                 block_t[j, first:last] = column.to_numpy()
             del table
