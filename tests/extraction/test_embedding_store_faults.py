@@ -87,3 +87,64 @@ def test_a_shard_damaged_after_the_check_is_named_when_loaded(tmp_path, monkeypa
     (tmp_path / "emb/shard-00002.parquet").write_bytes(b"PAR1 nothing")
     with pytest.raises(Exception, match=r"shard-00002\.parquet is damaged"):
         dataset.load()
+
+
+def _lock_of(folder, host: str, pid: int) -> None:
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / ".lock").write_text(json.dumps({"host": host, "pid": pid, "since": "earlier"}))
+
+
+def test_a_second_run_on_the_folder_fails_naming_the_holder(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        _lock_of(tmp_path / "emb", socket.gethostname(), holder.pid)
+        computed: list[str] = []
+        with pytest.raises(Exception, match=rf"in use by process {holder.pid} on .*\.lock"):
+            ShardedEmbeddingDataset(path=str(tmp_path / "emb")).save(_plan(IDS, computed=computed))
+        assert computed == []
+        _lock_of(tmp_path / "emb", "another-machine", 12345)
+        with pytest.raises(Exception, match="process 12345 on another-machine"):
+            ShardedEmbeddingDataset(path=str(tmp_path / "emb")).save(_plan(IDS))
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_stale_lock_of_a_dead_process_is_taken_over_and_released(tmp_path, caplog):
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    _lock_of(tmp_path / "emb", socket.gethostname(), dead.pid)
+    dataset = ShardedEmbeddingDataset(path=str(tmp_path / "emb"))
+    with caplog.at_level(logging.WARNING):
+        dataset.save(_plan(IDS))
+    assert "stale lock" in caplog.text and str(dead.pid) in caplog.text
+    assert not (tmp_path / "emb/.lock").exists()
+    pd.testing.assert_frame_equal(dataset.load(), _expected(IDS), check_exact=True)
+
+
+def test_the_lock_is_held_while_saving_and_released_on_failure(tmp_path):
+    dataset = ShardedEmbeddingDataset(path=str(tmp_path / "emb"))
+    plan = _plan(IDS)
+    seen = []
+
+    def failing(todo):
+        seen.append((tmp_path / "emb/.lock").read_text())
+        raise RuntimeError("boom")
+        yield
+
+    with pytest.raises(Exception, match="boom"):
+        dataset.save(
+            embedding_store.EmbeddingPlan(plan.fingerprint, plan.columns, plan.shards, failing)
+        )
+    assert f'"pid": {os.getpid()}' in seen[0]
+    assert not (tmp_path / "emb/.lock").exists()

@@ -32,6 +32,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from kedro.io import AbstractDataset, DatasetError
 
+from cnn_feature_behavior.extraction.folder_lock import folder_lock
+
 logger = logging.getLogger(__name__)
 
 PLAN_FILE = "plan.json"
@@ -213,6 +215,10 @@ class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
                 f"{self._path}: expected an EmbeddingPlan to save, got {type(data).__name__}"
             )
         self._path.mkdir(parents=True, exist_ok=True)
+        with folder_lock(self._path):
+            self._save_locked(data)
+
+    def _save_locked(self, data: EmbeddingPlan) -> None:
         self._discard_partial_files()
         self._discard_stale_plan(data.fingerprint, [_shard_record(s) for s in data.shards])
         self._write_json_atomically(
