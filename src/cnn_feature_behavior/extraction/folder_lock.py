@@ -70,7 +70,8 @@ def folder_lock(folder: Path) -> Iterator[None]:
 
 
 def _create(path: Path, content: dict[str, Any]) -> bool:
-    partial = path.with_name(f"{path.name}.{content['token']}.partial")
+    # Not named *.partial: the lock holder's save removes those.
+    partial = path.with_name(f"{path.name}-{content['token']}.tmp")
     with open(partial, "w") as file:
         json.dump(content, file)
         file.flush()
