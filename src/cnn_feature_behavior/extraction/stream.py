@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 import keras
 import numpy as np
 import pandas as pd
+import PIL
 from tqdm.auto import tqdm
 
 from cnn_feature_behavior.executors import check_executor, dask_client
@@ -57,6 +58,12 @@ from cnn_feature_behavior.extraction.source_models import (
 )
 
 logger = logging.getLogger(__name__)
+
+# Part of every embedding's fingerprint: bump it with any change to decoding, cropping, the layer
+# taps or crop averaging that changes an embedding's values, so that old shards are recomputed.
+EXTRACTION_CODE_VERSION = 1
+# What identifies an image file in the fingerprint: its size and modification time, or its content.
+FINGERPRINT_MODES = ("stat", "content")
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -162,7 +169,6 @@ class ModelSource:
 class ShardJob:
     """Everything a Dask task needs besides its shard: settings and how to load the model."""
 
-    fingerprint: str
     columns: tuple[str, ...]
     model: ModelSource
     spec: dict[str, Any]
@@ -178,7 +184,7 @@ class ShardJob:
 
     def stream_key(self) -> str:
         """What the per-process model cache is keyed by: everything but the shard layout."""
-        left_out = ("fingerprint", "columns", "working_dir")
+        left_out = ("columns", "working_dir")
         content = {k: v for k, v in self.__dict__.items() if k not in left_out}
         return plan_fingerprint(content)
 
@@ -322,7 +328,7 @@ def worker_stream(job: ShardJob) -> CropStream:
 
 
 def embed_and_write_shard(
-    job: ShardJob, shard: ShardSpec, paths: Sequence[str], folder: str
+    job: ShardJob, shard: ShardSpec, paths: Sequence[str], folder: str, fingerprint: str
 ) -> int:
     """One Dask task: decode, crop and embed one shard's images, write the shard; rows written."""
     stream = worker_stream(job)
@@ -331,7 +337,7 @@ def embed_and_write_shard(
     ((_, features, rejects),) = stream([shard], opened)
     # Rejects name the image as the plan does, whatever this worker's working directory.
     rejects = [Reject(r.image_id, planned[r.image_id], r.reason) for r in rejects]
-    write_shard(Path(folder), shard, job.columns, job.fingerprint, features, rejects)
+    write_shard(Path(folder), shard, job.columns, fingerprint, features, rejects)
     return len(features)
 
 
@@ -341,6 +347,7 @@ class DaskShardWriter:
 
     job: ShardJob
     paths: dict[str, str] = field(repr=False)
+    fingerprints: dict[str, str] = field(repr=False)
     dask_params: dict[str, Any] = field(default_factory=dict)
 
     def __call__(self, shards: Sequence[ShardSpec], folder: Path) -> Iterator[ShardSpec]:
@@ -367,6 +374,7 @@ class DaskShardWriter:
                     shard,
                     [self.paths[i] for i in shard.image_ids],
                     target,
+                    self.fingerprints[shard.name],
                     key=f"embed-{shard.name}-{run}",
                     retries=0,
                 ): shard
@@ -389,6 +397,7 @@ class ExtractionSettings:
     batch_size: int
     shard_size: int
     decode_workers: int
+    fingerprint: str = "stat"
 
     @classmethod
     def from_params(cls, crops: int, feature_extraction: Mapping[str, Any]) -> ExtractionSettings:
@@ -399,6 +408,7 @@ class ExtractionSettings:
             batch_size=feature_extraction["batch_size"],
             shard_size=feature_extraction["shard_size"],
             decode_workers=feature_extraction["decode_workers"],
+            fingerprint=feature_extraction.get("fingerprint", "stat"),
         )
 
     def check(self) -> None:
@@ -409,6 +419,11 @@ class ExtractionSettings:
             raise ValueError(
                 f"params:feature_extraction.crop ({self.crop}) is larger than the resized shorter "
                 f"side feature_extraction.resize ({self.resize})"
+            )
+        if self.fingerprint not in FINGERPRINT_MODES:
+            raise ValueError(
+                f"params:feature_extraction.fingerprint must be one of {FINGERPRINT_MODES}, "
+                f"got {self.fingerprint!r}"
             )
 
 
@@ -452,20 +467,21 @@ def plan_embedding(
         executor,
     )
     description = plan_description(model, settings, raw_dir)
-    fingerprint = plan_fingerprint(
-        {**description, "images": [(i, str(p)) for i, p in paths.items()]}
+    shards = plan_shards(list(paths), settings.shard_size)
+    by_shard = shard_fingerprints(
+        plan_fingerprint(description), shards, paths, settings.fingerprint
     )
     columns = tuple(manifest["feature"])
     write_in_place = None
     if executor == "dask":
-        job = shard_job(model, settings, description["weights"], fingerprint, columns)
+        job = shard_job(model, settings, description["weights"], columns)
         write_in_place = DaskShardWriter(
-            job, {i: str(p) for i, p in paths.items()}, dict(dask_params or {})
+            job, {i: str(p) for i, p in paths.items()}, by_shard, dict(dask_params or {})
         )
     plan = EmbeddingPlan(
-        fingerprint=fingerprint,
+        fingerprint=plan_fingerprint({"shards": by_shard}),
         columns=columns,
-        shards=plan_shards(list(paths), settings.shard_size),
+        shards=shards,
         compute=CropStream(
             extractor,
             model.spec,
@@ -478,6 +494,7 @@ def plan_embedding(
         ),
         description=description,
         write_in_place=write_in_place,
+        shard_fingerprints=by_shard,
     )
     return plan, manifest
 
@@ -521,19 +538,57 @@ def plan_description(
         "crop": settings.crop,
         "batch_size": settings.batch_size,
         "raw_dir": str(raw_dir),
+        "fingerprint": settings.fingerprint,
+        "extraction_code_version": EXTRACTION_CODE_VERSION,
+        "pillow": PIL.__version__,
     }
+
+
+def shard_fingerprints(
+    settings_fingerprint: str,
+    shards: Sequence[ShardSpec],
+    paths: Mapping[str, Path],
+    mode: str,
+) -> dict[str, str]:
+    """Each shard's fingerprint: the settings' and, per image, its id, path and file identity."""
+    return {
+        shard.name: plan_fingerprint(
+            {
+                "settings": settings_fingerprint,
+                "images": [
+                    (i, str(paths[i]), file_identity(paths[i], mode)) for i in shard.image_ids
+                ],
+            }
+        )
+        for shard in shards
+    }
+
+
+def file_identity(path: Path, mode: str) -> tuple[Any, ...]:
+    """(size, modification time in ns); with `mode` content (size, SHA-256 of the bytes) instead,
+    so that a copied or touched file with the same bytes is the same image."""
+    try:
+        stat = path.stat()
+        if mode != "content":
+            return stat.st_size, stat.st_mtime_ns
+        with path.open("rb") as file:
+            return stat.st_size, hashlib.file_digest(file, "sha256").hexdigest()
+    except OSError as error:
+        raise type(error)(
+            error.errno,
+            f"{path}: cannot read this file of the image_index ({error.strerror or error}); "
+            "is raw_dir mounted, or did the images change since ingestion (rerun it)?",
+        ) from error
 
 
 def shard_job(
     model: SourceModel,
     settings: ExtractionSettings,
     digest: str,
-    fingerprint: str,
     columns: tuple[str, ...],
 ) -> ShardJob:
     """What every Dask task of the plan needs besides its shard."""
     return ShardJob(
-        fingerprint=fingerprint,
         columns=columns,
         model=model.source,
         spec=dict(model.spec),

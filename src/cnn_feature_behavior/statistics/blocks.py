@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# The plan fingerprint every shard records in its Parquet metadata (embedding_store.py).
+# The fingerprint every shard records in its Parquet metadata (embedding_store.py).
 FINGERPRINT_KEY = b"cnn_feature_behavior.plan_fingerprint"
 # Automatic block size: this many bytes of float32 block per block in flight.
 BLOCK_BYTES = 256 * 2**20
@@ -113,8 +113,13 @@ class ShardColumnReader:
                 f"{error}; run the feature_extraction pipeline again, it discards it"
             ) from error
         self.columns: list[str] = list(plan["columns"])
-        self._fingerprint = str(plan["fingerprint"]).encode()
+        self.fingerprint = str(plan["fingerprint"])
         self._shards = [shard["name"] for shard in plan["shards"]]
+        # Plans written before shards had their own fingerprint list only the plan's.
+        self._shard_fingerprints = {
+            shard["name"]: shard.get("fingerprint", self.fingerprint).encode()
+            for shard in plan["shards"]
+        }
         footers = len(self._shards) * (len(self.columns) + 1) * FOOTER_BYTES_PER_COLUMN
         if keep_shards_open and footers > FOOTER_BUDGET:
             logger.warning(
@@ -151,7 +156,7 @@ class ShardColumnReader:
         except (pa.ArrowException, OSError) as error:
             raise DamagedShardError(path, error) from error
         metadata = opened.schema_arrow.metadata or {}
-        if metadata.get(FINGERPRINT_KEY) != self._fingerprint:
+        if metadata.get(FINGERPRINT_KEY) != self._shard_fingerprints[name]:
             raise ValueError(
                 f"{path} belongs to another extraction plan (fingerprint differs from {PLAN_FILE}); "
                 "run the feature_extraction pipeline again"
