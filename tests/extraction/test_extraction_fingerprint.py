@@ -51,9 +51,7 @@ def _plan(raw, index, fingerprint="stat"):
     return plan_embedding(index, raw, MODEL, settings)[0]
 
 
-def test_an_image_replaced_at_the_same_path_recomputes_its_shard_alone(
-    images, tmp_path, caplog
-):
+def test_an_image_replaced_at_the_same_path_recomputes_its_shard_alone(images, tmp_path, caplog):
     raw, index = images
     dataset = ShardedEmbeddingDataset(path=str(tmp_path / "emb"))
     dataset.save(_plan(raw, index))
