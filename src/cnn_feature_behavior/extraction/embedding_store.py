@@ -45,14 +45,17 @@ _REJECTS_KEY = b"cnn_feature_behavior.rejects"
 
 
 class DamagedShardError(OSError):
-    """A shard file that Parquet cannot read (truncated, garbled): names the file and the way out."""
+    """A shard file that Parquet cannot read (truncated, garbled), named with the way out.
 
-    def __init__(self, path: Path, error: BaseException) -> None:
-        super().__init__(
-            f"{path} is damaged ({type(error).__name__}: {error}); run the feature_extraction "
-            "pipeline again, it recomputes the shard"
-        )
-        self.path = path
+    Built by `damaged_shard`; a plain message argument, so that it pickles (Dask sends it back).
+    """
+
+
+def damaged_shard(path: Path, error: BaseException) -> DamagedShardError:
+    return DamagedShardError(
+        f"{path} is damaged ({type(error).__name__}: {error}); run the feature_extraction "
+        "pipeline again, it recomputes the shard"
+    )
 
 
 @dataclass(frozen=True)
@@ -409,7 +412,7 @@ def read_shard(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
     except (pa.ArrowException, OSError) as error:
         if isinstance(error, FileNotFoundError):
             raise
-        raise DamagedShardError(path, error) from error
+        raise damaged_shard(path, error) from error
 
 
 def read_plan_file(plan_path: Path) -> dict[str, Any]:

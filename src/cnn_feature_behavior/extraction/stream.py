@@ -19,9 +19,12 @@ once and keeps it, and writes the shard into the shared embedding folder itself)
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
+import os
+import socket
 import threading
 import uuid
 import weakref
@@ -64,6 +67,9 @@ logger = logging.getLogger(__name__)
 EXTRACTION_CODE_VERSION = 1
 # What identifies an image file in the fingerprint: its size and modification time, or its content.
 FINGERPRINT_MODES = ("stat", "content")
+
+# How often Dask tries a failed shard task again (a worker's death is counted apart, by Dask).
+SHARD_RETRIES = 2
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -181,12 +187,29 @@ class ShardJob:
     decode_workers: int
     # Relative image paths are opened from here, as the planning process would.
     working_dir: str
+    # Every worker checks that it sees it before its first shard.
+    raw_dir: str = "."
 
     def stream_key(self) -> str:
         """What the per-process model cache is keyed by: everything but the shard layout."""
-        left_out = ("columns", "working_dir")
+        left_out = ("columns", "working_dir", "raw_dir")
         content = {k: v for k, v in self.__dict__.items() if k not in left_out}
         return plan_fingerprint(content)
+
+
+class ImageReadError(OSError):
+    """An image file the storage could not give: its shard fails (and is retried), no reject.
+
+    Built by `image_read_error`; plain OSError arguments, so that it pickles (Dask sends it back).
+    """
+
+
+def image_read_error(path: Path, error: OSError) -> ImageReadError:
+    return ImageReadError(
+        error.errno,
+        f"{path}: cannot read the image file ({type(error).__name__}: {error.strerror or error}); "
+        "its shard is not written: check that raw_dir is reachable and run again",
+    )
 
 
 class CropStream:
@@ -278,9 +301,18 @@ class CropStream:
         return per_image.astype(np.float32)
 
     def crops_or_reason(self, path: Path) -> np.ndarray | str:
-        """The image's crops, or why it cannot be used: it is decoded here and nowhere else."""
+        """The image's crops, or why it cannot be used: it is decoded here and nowhere else.
+
+        Only a failure to decode the file's own bytes is a reason (a reject, kept by reruns). A
+        file the storage cannot give (missing, unreadable, an I/O error: an OSError with an errno)
+        raises ImageReadError, which fails the shard: it is not written and a rerun retries it.
+        """
         try:
             image = load_rgb(path)
+        except OSError as error:
+            if error.errno is not None:  # PIL's decoder errors are OSErrors without one
+                raise image_read_error(path, error) from error
+            return f"cannot decode: {type(error).__name__}: {error}"
         except Exception as error:  # noqa: BLE001 - any decoder failure rejects the image, with its reason
             return f"cannot decode: {type(error).__name__}: {error}"
         try:
@@ -327,10 +359,35 @@ def worker_stream(job: ShardJob) -> CropStream:
         return _WORKER_STREAM[key]
 
 
+_SEEN_RAW_DIRS: set[Path] = set()
+
+
+def check_sees_raw_dir(job: ShardJob) -> None:
+    """Raise, naming this host, unless this worker process sees the plan's raw_dir.
+
+    Without this a worker missing the shared storage would fail every image of its shards.
+    """
+    raw_dir = Path(job.working_dir) / job.raw_dir
+    if raw_dir in _SEEN_RAW_DIRS:
+        return
+    try:
+        seen = raw_dir.is_dir() and next(os.scandir(raw_dir), None) is not None
+    except OSError:
+        seen = False
+    if not seen:
+        raise FileNotFoundError(
+            errno.ENOENT,
+            f"Dask worker on {socket.gethostname()} cannot see raw_dir {raw_dir} (absent, empty "
+            "or unreadable): every worker must see the images at the same path (shared storage)",
+        )
+    _SEEN_RAW_DIRS.add(raw_dir)
+
+
 def embed_and_write_shard(
     job: ShardJob, shard: ShardSpec, paths: Sequence[str], folder: str, fingerprint: str
 ) -> int:
     """One Dask task: decode, crop and embed one shard's images, write the shard; rows written."""
+    check_sees_raw_dir(job)
     stream = worker_stream(job)
     planned = dict(zip(shard.image_ids, paths))
     opened = {i: Path(job.working_dir) / p for i, p in planned.items()}
@@ -376,7 +433,8 @@ class DaskShardWriter:
                     target,
                     self.fingerprints[shard.name],
                     key=f"embed-{shard.name}-{run}",
-                    retries=0,
+                    # An image the storage could not give fails its shard: tried again.
+                    retries=SHARD_RETRIES,
                 ): shard
                 for shard in shards
             }
@@ -474,7 +532,7 @@ def plan_embedding(
     columns = tuple(manifest["feature"])
     write_in_place = None
     if executor == "dask":
-        job = shard_job(model, settings, description["weights"], columns)
+        job = shard_job(model, settings, description["weights"], columns, raw_dir)
         write_in_place = DaskShardWriter(
             job, {i: str(p) for i, p in paths.items()}, by_shard, dict(dask_params or {})
         )
@@ -586,6 +644,7 @@ def shard_job(
     settings: ExtractionSettings,
     digest: str,
     columns: tuple[str, ...],
+    raw_dir: Path,
 ) -> ShardJob:
     """What every Dask task of the plan needs besides its shard."""
     return ShardJob(
@@ -600,6 +659,7 @@ def shard_job(
         batch_size=settings.batch_size,
         decode_workers=settings.decode_workers,
         working_dir=str(Path.cwd().resolve()),
+        raw_dir=str(raw_dir),
     )
 
 

@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 from cnn_feature_behavior.extraction.embedding_store import (
     INDEX_COLUMN,
     PLAN_FILE,
-    DamagedShardError,
+    damaged_shard,
     read_plan_file,
 )
 from cnn_feature_behavior.statistics.dks import block_dks, check_bins, feature_range
@@ -154,7 +154,7 @@ class ShardColumnReader:
         try:
             opened = pq.ParquetFile(path)
         except (pa.ArrowException, OSError) as error:
-            raise DamagedShardError(path, error) from error
+            raise damaged_shard(path, error) from error
         metadata = opened.schema_arrow.metadata or {}
         if metadata.get(FINGERPRINT_KEY) != self._shard_fingerprints[name]:
             raise ValueError(
@@ -171,7 +171,7 @@ class ShardColumnReader:
         try:
             return opened.read(columns=columns, use_threads=False)
         except (pa.ArrowException, OSError) as error:
-            raise DamagedShardError(self.path / f"{name}.parquet", error) from error
+            raise damaged_shard(self.path / f"{name}.parquet", error) from error
 
     def image_ids(self) -> list[str]:
         """The image id of every row, in row order (read from the shards' image_id columns)."""
