@@ -73,7 +73,9 @@ def test_labellings_must_keep_the_class_sizes():
         dks.check_labellings([labels, np.array([0, 1, 1, 1, 1])], ["a", "b"])
 
 
-def write_shards(folder, values: np.ndarray, shard_size: int) -> list[str]:
+def write_shards(
+    folder, values: np.ndarray, shard_size: int, fingerprint: str = "test"
+) -> list[str]:
     """values as an embedding folder of shards, written by the project's own dataset."""
     ids = [f"img{i:04d}" for i in range(values.shape[0])]
     columns = tuple(f"conv1_1/n{j}" for j in range(values.shape[1]))
@@ -88,7 +90,7 @@ def write_shards(folder, values: np.ndarray, shard_size: int) -> list[str]:
             yield shard, np.ascontiguousarray(values[rows])
 
     ShardedEmbeddingDataset(str(folder)).save(
-        EmbeddingPlan(fingerprint="test", columns=columns, shards=shards, compute=compute)
+        EmbeddingPlan(fingerprint=fingerprint, columns=columns, shards=shards, compute=compute)
     )
     return ids
 
