@@ -398,6 +398,10 @@ def embed_and_write_shard(
     return len(features)
 
 
+def _the_job(job: ShardJob) -> ShardJob:
+    return job
+
+
 @dataclass(frozen=True)
 class DaskShardWriter:
     """`EmbeddingPlan.write_in_place` on a Dask cluster: one task per shard, workers write them."""
@@ -412,7 +416,7 @@ class DaskShardWriter:
             return
         from distributed import as_completed
 
-        run = uuid.uuid4().hex[:8]
+        run = uuid.uuid4().hex
         # Workers have their own working directory: they get the folder as an absolute path.
         target = str(Path(folder).resolve())
         with (
@@ -424,10 +428,13 @@ class DaskShardWriter:
                 smoothing=0.1,
             ) as progress,
         ):
+            # The job (settings, ~150 KiB of column names for VGG16) goes to the cluster once; a
+            # task, not scattered data, so that the scheduler recomputes it if its worker dies.
+            job = client.submit(_the_job, self.job, key=f"embed-job-{run}", pure=False)
             futures = {
                 client.submit(
                     embed_and_write_shard,
-                    self.job,
+                    job,
                     shard,
                     [self.paths[i] for i in shard.image_ids],
                     target,
