@@ -153,12 +153,15 @@ def test_block_size_follows_the_memory_budget():
 
 
 def planted_shards(folder):
-    """The dks pipeline's planted inputs, with the embedding written as shards."""
+    """The dks pipeline's planted inputs, with the embedding written as shards over every indexed
+    image (its image rejected at extraction recorded as a reject)."""
     from pipelines.test_dks_pipeline import planted_inputs
+
+    from cnn_feature_behavior.extraction.embedding_store import Reject
 
     inputs = planted_inputs()
     embedding = inputs.pop("embedding")
-    ids = list(embedding.index)
+    ids = inputs["image_index"]["image_id"].tolist()
     columns = tuple(embedding.columns)
     values = embedding.to_numpy(np.float32)
     shards = tuple(
@@ -168,8 +171,12 @@ def planted_shards(folder):
 
     def compute(todo):
         for shard in todo:
-            rows = embedding.index.get_indexer(list(shard.image_ids))
-            yield shard, np.ascontiguousarray(values[rows])
+            kept = [i for i in shard.image_ids if i in embedding.index]
+            rejects = [
+                Reject(i, f"{i}.jpg", "cannot decode") for i in shard.image_ids if i not in kept
+            ]
+            rows = embedding.index.get_indexer(kept)
+            yield shard, np.ascontiguousarray(values[rows]), rejects
 
     dataset = ShardedEmbeddingDataset(str(folder))
     dataset.save(
