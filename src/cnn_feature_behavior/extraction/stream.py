@@ -7,9 +7,12 @@ crops of whole images, always padded to the same number of crops so that every b
 computation. An image's feature vector is the mean of its crops' vectors.
 
 Shards are planned over every indexed image and each image is decoded once, by the computation
-of its shard: one that cannot be decoded (or cropped) is left out of the shard's rows and recorded
-in the shard with the reason, so the embedding's rows are the image index's rows minus the
-extraction rejects, in index order, and `extraction_rejects` is read back from the shards.
+of its shard: one whose bytes cannot be decoded (or cropped) is left out of the shard's rows and
+recorded in the shard with the reason, so the embedding's rows are the image index's rows minus
+the extraction rejects, in index order, and `extraction_rejects` is read back from the shards. A
+file the storage cannot give (missing, an I/O error) is no reject: it fails its shard, which a
+rerun (or Dask's retry) computes again. Each shard's fingerprint covers the settings, the
+extraction code's version and its images' files (docs/reliability.md).
 
 The batches of a shard depend on the shard alone (its usable images, `images_per_batch` at a time,
 the last batch padded), so a shard computes to the same bits in this process (`executor: local`)
