@@ -121,12 +121,16 @@ def read_torch_legacy(path: str | Path) -> OrderedDict[str, np.ndarray]:
 
 def read_torch_legacy_bytes(payload: bytes, origin: str) -> OrderedDict[str, np.ndarray]:
     """The state dict in `payload` (a legacy-format file read from `origin`, named in errors)."""
+    if payload.startswith(b"PK\x03\x04"):
+        raise TorchLegacyFormatError(
+            f"{origin}: not a legacy PyTorch file but a zip archive (torch >= 1.6's default "
+            "format), which is not read here"
+        )
     stream = io.BytesIO(payload)
     header = [_load_pickle(stream, origin, what) for what in ("magic number", "protocol version")]
     if header[0] != MAGIC_NUMBER:
         raise TorchLegacyFormatError(
-            f"{origin}: not a legacy PyTorch file (magic number {header[0]!r}); a zip-format "
-            "file (torch >= 1.6 default) is not read here"
+            f"{origin}: not a legacy PyTorch file (magic number {header[0]!r})"
         )
     if header[1] != PROTOCOL_VERSION:
         raise TorchLegacyFormatError(f"{origin}: protocol version {header[1]!r}, expected 1001")
