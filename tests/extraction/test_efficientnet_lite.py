@@ -227,11 +227,23 @@ def test_the_saved_weights_load_by_order_and_by_name(tmp_path):
     for layer, arrays in weights.items():
         for loaded, (_, array) in zip(model.get_layer(layer).get_weights(), arrays):
             np.testing.assert_array_equal(loaded, array)
-    headless = lite.build_efficientnet_lite0(input_size=32, include_head=False, seed=1)
-    headless.load_weights(path, by_name=True)
-    np.testing.assert_array_equal(
-        headless.get_layer("top_bn").get_weights()[2], dict(weights["top_bn"])["moving_mean"]
-    )
+    headless = lite.load_efficientnet_lite0(path, input_size=32, include_head=False)
+    assert headless.layers[-1].name == "avg_pool"
+    for layer, arrays in weights.items():
+        if layer != "logits":
+            for loaded, (_, array) in zip(headless.get_layer(layer).get_weights(), arrays):
+                np.testing.assert_array_equal(loaded, array)
+
+
+def test_a_weights_file_without_every_layer_is_refused_before_loading(tmp_path):
+    weights = lite.convert_state_dict(_torch_state_dict(seed=3), "random")
+    del weights["block4b_dwconv"]
+    path = tmp_path / "partial.h5"
+    write_legacy_h5_layers(weights, path)
+    with pytest.raises(ValueError, match=re.escape(str(path)) + r".*missing \['block4b_dwconv'\]"):
+        lite.load_efficientnet_lite0(path, include_head=False)
+    with pytest.raises(FileNotFoundError, match="make setup"):
+        lite.load_efficientnet_lite0(tmp_path / "absent.h5")
 
 
 def _drop(state):
@@ -326,8 +338,7 @@ def test_imagenet_top1_on_100_real_images(shared_datasets, capsys):
     if len(files) != 100:
         pytest.skip(f"{folder}: expected 100 ImageNet images, found {len(files)}")
     wnids = imagenet_wnids(MODELS)
-    model = lite.build_efficientnet_lite0()
-    model.load_weights(LITE_CONVERTED)
+    model = lite.load_efficientnet_lite0(LITE_CONVERTED)
     crops = np.stack([lite.center_crop(load_rgb(path)) for path in files])
     logits = model.predict(lite.preprocess_input(crops), batch_size=20, verbose=0)
     predicted = [wnids[i] for i in logits.argmax(axis=1)]

