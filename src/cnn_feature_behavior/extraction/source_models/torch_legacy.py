@@ -152,7 +152,7 @@ def _load_pickle(stream: io.BytesIO, origin: str, what: str) -> Any:
         return _RestrictedUnpickler(stream, origin).load()
     except TorchLegacyFormatError:
         raise
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError) as error:
+    except Exception as error:  # a corrupt pickle fails in many ways; none of them runs code
         raise TorchLegacyFormatError(
             f"{origin}: unreadable {what} pickle at byte {stream.tell()} "
             f"(truncated or corrupt file): {error!r}"
