@@ -73,3 +73,21 @@ def test_a_machine_without_gpu_gets_no_cuinit_line_and_one_device_line():
     assert device_lines == [
         "INFO:cnn_feature_behavior.device:Device: CPU (no NVIDIA GPU on this machine)"
     ]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(nvidia_device_present(), reason="this machine has an NVIDIA device node")
+def test_kedro_run_says_its_device_once_without_cuinit_line(project_copy):
+    result = subprocess.run(
+        [sys.executable, "-m", "kedro", "run", "--pipelines", "ingestion"]
+        + ["--params", "max_images_per_class=2,ingestion.verify_images=false"],
+        cwd=project_copy,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "COLUMNS": "200"},
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "cuInit" not in output
+    assert output.count("Device: CPU (no NVIDIA GPU on this machine)") == 1
