@@ -2,8 +2,8 @@
 
 On a machine without an NVIDIA GPU, TensorFlow's CUDA build still calls `cuInit` when it first
 lists its devices, and logs the failure as an error line (`E ... failed call to cuInit: ...
-CUDA error`) that reads like a broken run. `CUDA_VISIBLE_DEVICES=''` does not prevent it:
-TensorFlow calls `cuInit` anyway and logs `CUDA_ERROR_NO_DEVICE` instead, and its log level
+CUDA error`) that reads like a broken run. `CUDA_VISIBLE_DEVICES=''` (or `-1`) does not prevent
+it: TensorFlow 2.21 still calls `cuInit` and logs the same line; and its log level
 (`TF_CPP_MIN_LOG_LEVEL=3`) would hide every real error too. So the devices are listed here,
 once per process, while TensorFlow's stderr is read back: where this machine has no NVIDIA
 device node, the lines of that one expected failure are dropped and every other line is
