@@ -32,11 +32,11 @@ from cnn_feature_behavior.pipelines.reporting import create_pipeline
 from cnn_feature_behavior.pipelines.reporting.hooks import ReportLocationHooks
 from cnn_feature_behavior.pipelines.reporting.nodes import (
     cross_dataset_tables,
-    gather_partitions,
     layer_summaries_by_model,
     plot_feature_class_pair,
 )
 from cnn_feature_behavior.reporting.figures import new_figure
+from cnn_feature_behavior.statistics.partitions import gather_dataset_tables
 
 DATASET_SECTIONS = [
     "Table 2: dataset properties",
@@ -305,11 +305,11 @@ def test_gather_partitions_replaces_this_run_and_checks_names():
         "wood": lambda: pd.DataFrame({"dataset": ["wood"], "v": [1]}),
     }
     current = pd.DataFrame({"dataset": ["digits"], "v": [2]})
-    gathered = gather_partitions(stored, current, "digits", "thresholds")
+    gathered = gather_dataset_tables(stored, current, "digits", "thresholds")
     assert gathered.sort_values("dataset")["v"].tolist() == [2, 1]
     wrong = {"wood": lambda: pd.DataFrame({"dataset": ["mit67"], "v": [1]})}
     with pytest.raises(ValueError, match=r"thresholds/wood: the 'dataset' column must be 'wood'"):
-        gather_partitions(wrong, current, "digits", "thresholds")
+        gather_dataset_tables(wrong, current, "digits", "thresholds")
 
 
 def test_cross_dataset_table_2_lists_only_datasets_run_on_this_model():
