@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 
 from cnn_feature_behavior.reporting import transfer_summary
 from cnn_feature_behavior.reporting.report import Report, Section, format_table
+from cnn_feature_behavior.reporting.symmetry import SYMMETRY_DECIMALS, dks_symmetry
 
 FIGURE_1 = "figure_1_feature_class_pair.png"
 FIGURE_6 = "figure_6_dks_histograms.png"
@@ -19,6 +20,16 @@ FIGURE_10 = "figure_10_layer_kept.png"
 FIGURE_TRANSFER_BY_LAYER = "transfer_accuracy_per_layer.png"
 FIGURE_TRANSFER_CURVE = "transfer_accuracy_by_features_kept.png"
 FIGURE_EMBEDDING_MAPS = "embedding_maps.png"
+
+FIGURE_6_TEXT = (
+    "Share of (feature, class) pairs per DKS bin, for the features of spatial layers (feature "
+    "maps averaged over space: VGG's conv layers, a ResNet's or an EfficientNet's block outputs) "
+    "and of head layers (1-D: VGG's fc6 and fc7, a pooled top, the logits). The paper finds the "
+    "DKS of convolutional (spatial) features more symmetric around 0 than that of fully "
+    "connected (head) ones. The table gives, per layer kind, the mean DKS, its skewness (0: "
+    "symmetric; > 0: a longer tail towards positive DKS) and the share of pairs above 0, "
+    "computed from the histograms drawn."
+)
 
 
 @dataclass(frozen=True)
@@ -96,7 +107,7 @@ def transfer_section(transfer_results: pd.DataFrame, figure_names: tuple[str, ..
 
 
 def _statistics_sections(
-    dataset_properties: pd.DataFrame, thresholds: pd.DataFrame
+    dataset_properties: pd.DataFrame, thresholds: pd.DataFrame, dks_histograms: pd.DataFrame
 ) -> tuple[Section, ...]:
     return (
         Section("Table 2: dataset properties", tables=(format_table(dataset_properties),)),
@@ -113,8 +124,9 @@ def _statistics_sections(
             figures=(FIGURE_1,),
         ),
         Section(
-            "Figure 6: DKS distribution of conv and fc features",
-            text="Share of (feature, class) pairs per DKS bin.",
+            "Figure 6: DKS distribution of spatial and head features",
+            text=FIGURE_6_TEXT,
+            tables=(format_table(dks_symmetry(dks_histograms), SYMMETRY_DECIMALS),),
             figures=(FIGURE_6,),
         ),
         Section(
@@ -141,6 +153,7 @@ def _statistics_sections(
 def dataset_report(
     dataset_properties: pd.DataFrame,
     thresholds: pd.DataFrame,
+    dks_histograms: pd.DataFrame,
     transfer_results: pd.DataFrame,
     top_feature_names: tuple[str, ...],
     run: RunName,
@@ -158,7 +171,7 @@ def dataset_report(
             f"Thresholds: t+ = {row['t_plus']:+.3f}, t- = {row['t_minus']:+.3f}."
         ),
         sections=(
-            *_statistics_sections(dataset_properties, thresholds),
+            *_statistics_sections(dataset_properties, thresholds, dks_histograms),
             Section(
                 "Figures 2, 3, 4 and 7: top features per class",
                 text="For each class shown, the features with the highest DKS (presence) and "

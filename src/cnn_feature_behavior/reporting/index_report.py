@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 import pandas as pd
 from matplotlib.figure import Figure
 
-from cnn_feature_behavior.reporting import transfer_summary
+from cnn_feature_behavior.reporting import study, transfer_summary
 from cnn_feature_behavior.reporting.report import Report, Section, format_table
+from cnn_feature_behavior.reporting.symmetry import SYMMETRY_DECIMALS
 
 FIGURE_5 = "figure_5_layer_summary.png"
 FIGURE_6_ACROSS = "figure_6_dks_histograms_across_datasets.png"
@@ -26,6 +27,7 @@ class IndexTables:
     thresholds: pd.DataFrame
     threshold_fit: pd.DataFrame
     transfer: pd.DataFrame
+    dks_symmetry: pd.DataFrame  # per dataset, layer kind and source model
 
 
 @dataclass(frozen=True)
@@ -59,13 +61,23 @@ def _by_model_section(figure_names: tuple[str, ...]) -> Section:
 
 
 def _transfer_section(study_transfer: pd.DataFrame) -> Section:
+    side_by_side = study.transfer_side_by_side(study_transfer)
+    compared = (
+        " The first table puts the source models side by side: each one's best single layer "
+        "and its accuracy."
+        if len(side_by_side)
+        else ""
+    )
     return Section(
         "Transfer across datasets and source models",
         text="Per dataset and source model (every transfer run stored): the single layer "
         "with the best test accuracy, the full network and the FNE with every feature, "
         "and the best feature selection with a random selection of the same size; mean "
-        "accuracy over the repetitions of seeded splits.",
-        tables=(format_table(study_transfer, transfer_summary.ACROSS_TABLE_DECIMALS),),
+        f"accuracy over the repetitions of seeded splits.{compared}",
+        tables=(
+            *((format_table(side_by_side),) if len(side_by_side) else ()),
+            format_table(study_transfer, transfer_summary.ACROSS_TABLE_DECIMALS),
+        ),
     )
 
 
@@ -106,11 +118,22 @@ def index_report(
                 figures=(FIGURE_5,),
             ),
             Section(
-                "Figure 6: DKS of conv and fc features across datasets",
-                text="Share of (feature, class) pairs per DKS bin, one line per dataset.",
+                "Figure 6: DKS of spatial and head features across datasets",
+                text="Share of (feature, class) pairs per DKS bin, one line per dataset, for "
+                "spatial layers (feature maps averaged over space) and head layers (1-D: VGG's "
+                "fc layers, a pooled top, the logits). The paper finds the spatial (its "
+                "convolutional) features' DKS more symmetric than the head (fully connected) "
+                "ones'. The table checks it on every dataset and source model run: mean DKS, "
+                "skewness (0: symmetric) and share of pairs above 0, from the histograms.",
+                tables=(format_table(tables.dks_symmetry, SYMMETRY_DECIMALS),),
                 figures=(FIGURE_6_ACROSS,),
             ),
-            Section("Figure 8: fc DKS by overlap with ImageNet", figures=(FIGURE_8,)),
+            Section(
+                "Figure 8: head-layer DKS by overlap with ImageNet",
+                text="The DKS of head-layer features (VGG's fc layers), one panel per group of "
+                "datasets by how their classes overlap ImageNet's.",
+                figures=(FIGURE_8,),
+            ),
             _by_model_section(by_model_figure_names),
             _transfer_section(tables.transfer),
         ),

@@ -81,3 +81,21 @@ def compared_by_model(summaries: Mapping[str, pd.DataFrame]) -> dict[str, pd.Dat
         for model, table in summaries.items()
         if table["dataset"].isin(shared).any()
     }
+
+
+def transfer_side_by_side(study_transfer: pd.DataFrame) -> pd.DataFrame:
+    """The cross-model transfer table with one row per dataset and one column per source model
+    ("best layer: accuracy"); empty unless two source models or more have transfer results."""
+    models = sorted(set(study_transfer["source_model"]))
+    if len(models) < 2:
+        return pd.DataFrame()
+    cells = study_transfer.assign(
+        cell=[
+            f"{layer}: {accuracy:.3f}" if layer and pd.notna(accuracy) else "n/a"
+            for layer, accuracy in zip(
+                study_transfer["best_layer"], study_transfer["best_layer_accuracy"]
+            )
+        ]
+    )
+    table = cells.pivot(index="dataset", columns="source_model", values="cell")
+    return table.reindex(columns=models).fillna("not run").reset_index().rename_axis(columns=None)

@@ -25,6 +25,7 @@ from cnn_feature_behavior.reporting.index_report import (
     index_report,
 )
 from cnn_feature_behavior.reporting.report import format_table, markdown_table, render_report
+from cnn_feature_behavior.reporting.symmetry import SYMMETRY_DECIMALS, symmetry_by_model
 from cnn_feature_behavior.statistics import partitions as partitions_core
 from cnn_feature_behavior.statistics.partitions import (
     gather_dataset_tables,
@@ -294,6 +295,22 @@ def plot_layer_summary_by_source_model(
     }
 
 
+def dks_symmetry_by_source_model(
+    all_model_outputs: Partitions,
+    dks_histograms: pd.DataFrame,
+    dataset: str,
+    source_model: str,
+) -> tuple[pd.DataFrame, str]:
+    """Mean, skewness and share above 0 of the DKS of spatial and of head features, for every
+    dataset and source model stored: the paper's symmetry finding, checkable across models."""
+    run = RunName(dataset, source_model)
+    histograms = study.tables_by_model(
+        _model_tables(all_model_outputs, dks_histograms, "dks_histograms", run)
+    )
+    table = symmetry_by_model(histograms)
+    return table, _markdown(table, SYMMETRY_DECIMALS)
+
+
 # --- Transfer -----------------------------------------------------------------------------------
 
 
@@ -368,6 +385,7 @@ def cross_model_transfer_table(
 def write_dataset_report(
     dataset_properties: pd.DataFrame,
     thresholds: pd.DataFrame,
+    dks_histograms: pd.DataFrame,
     transfer_results: pd.DataFrame,
     options: dict[str, Any],
     dataset: str,
@@ -382,6 +400,7 @@ def write_dataset_report(
     report = dataset_report(
         dataset_properties,
         thresholds,
+        dks_histograms,
         transfer_results,
         tuple(drawn.top_features),
         RunName(dataset, source_model),
@@ -395,6 +414,7 @@ def write_index_report(
     study_thresholds: pd.DataFrame,
     threshold_fit: pd.DataFrame,
     study_transfer: pd.DataFrame,
+    study_dks_symmetry: pd.DataFrame,
     options: dict[str, Any],
     source_model: str,
     **index_figures: Any,
@@ -404,7 +424,13 @@ def write_index_report(
     `index_figures` are the fields of `IndexFigures` (figure_5, ..., figure_5_by_model).
     """
     drawn = IndexFigures(**index_figures)
-    tables = IndexTables(study_dataset_properties, study_thresholds, threshold_fit, study_transfer)
+    tables = IndexTables(
+        study_dataset_properties,
+        study_thresholds,
+        threshold_fit,
+        study_transfer,
+        study_dks_symmetry,
+    )
     report = index_report(tables, tuple(drawn.figure_5_by_model), source_model)
     by_name = drawn.by_file_name()
     return by_name, *render_report(report, by_name, int(options["html_dpi"]))

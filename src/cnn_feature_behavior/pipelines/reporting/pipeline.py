@@ -113,6 +113,7 @@ def dataset_report_pipeline() -> list:
         {
             "dataset_properties": "dataset_properties",
             "thresholds": "thresholds",
+            "dks_histograms": "dks_histograms",
             "transfer_results": "transfer_results",
             "options": "params:reporting",
             "dataset": DATASET,
@@ -176,6 +177,12 @@ def _index_figures() -> list:
             name="plot_layer_summary_by_source_model",
         ),
         node(
+            nodes.dks_symmetry_by_source_model,
+            ["all_model_outputs", "dks_histograms", DATASET, MODEL],
+            ["study_dks_symmetry", "study_dks_symmetry_md"],
+            name="dks_symmetry_by_source_model",
+        ),
+        node(
             nodes.cross_model_transfer_table,
             ["all_model_outputs", "transfer_results", DATASET, MODEL],
             ["study_transfer", "study_transfer_md"],
@@ -213,6 +220,7 @@ def index_pipeline() -> list:
             "study_thresholds": "study_thresholds",
             "threshold_fit": "threshold_fit",
             "study_transfer": "study_transfer",
+            "study_dks_symmetry": "study_dks_symmetry",
             "options": "params:reporting",
             "source_model": MODEL,
             # The figures, by IndexFigures' field names:

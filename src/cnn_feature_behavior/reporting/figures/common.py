@@ -16,6 +16,8 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from cnn_feature_behavior.extraction.layer_kinds import HEAD, LAYER_KIND_LABELS, SPATIAL
+
 REAL_COLOUR = "black"
 RANDOMISED_COLOUR = "tab:red"
 # Figure 10 keeps the paper's colours: original labels blue, randomised labels green.
@@ -26,7 +28,19 @@ DATASET_COLOURMAP = "viridis"
 DATASET_COLOURMAP_RANGE = (0.0, 0.88)
 SIDE_LABELS = {"positive": "D+ (DKS > 0)", "negative": "D- (DKS < 0)", "both": "t+ and t- together"}
 SIDE_MARKERS = {"positive": "^", "negative": "v"}
-LAYER_GROUP_LABELS = {"conv": "all conv", "fc": "all fc", "all": "all layers"}
+# Rows of layer_kept and dks_histograms that group layers rather than name one; manifests
+# written before the spatial / head vocabulary grouped by conv / fc.
+LAYER_GROUP_LABELS = {
+    SPATIAL: f"all {LAYER_KIND_LABELS[SPATIAL]}",
+    HEAD: f"all {LAYER_KIND_LABELS[HEAD]}",
+    "conv": f"all {LAYER_KIND_LABELS[SPATIAL]}",
+    "fc": f"all {LAYER_KIND_LABELS[HEAD]}",
+    "all": "all layers",
+}
+# Layer axes: at most this many inches wide (wider PNGs shrink to illegible in a report page),
+# and at most this many tick labels (beyond, every k-th layer is named).
+MAX_FIGURE_WIDTH = 18.0
+MAX_LAYER_LABELS = 150
 KEPT_TITLES = {
     "positive": "kept by t+ (DKS > t+)",
     "negative": "kept by t- (DKS < t-)",
@@ -106,3 +120,21 @@ def _ordered_run_datasets(
 
 def _only_one_note(names: Sequence[str], what: str) -> str:
     return f" - only one {what} run so far: {names[0]}" if len(names) == 1 else ""
+
+
+def layer_axis_width(n_layers: int, per_layer: float, extra: float, minimum: float) -> float:
+    """Figure width for n layers along x: `per_layer` inches each, within [minimum, MAX]."""
+    return float(min(MAX_FIGURE_WIDTH, max(minimum, per_layer * n_layers + extra)))
+
+
+def set_layer_ticks(axes: Axes, layers: Sequence[str]) -> None:
+    """Name the layers along x, readable at any count: smaller and upright beyond 40 layers,
+    and every k-th name beyond MAX_LAYER_LABELS (the others keep an unlabelled tick)."""
+    n = len(layers)
+    step = int(np.ceil(n / MAX_LAYER_LABELS)) if n > MAX_LAYER_LABELS else 1
+    labels = [name if i % step == 0 else "" for i, name in enumerate(layers)]
+    if n <= 40:
+        axes.set_xticks(np.arange(n), labels, rotation=60, ha="right")
+        return
+    axes.set_xticks(np.arange(n), labels, rotation=90, ha="center")
+    axes.tick_params(axis="x", labelsize=6 if n <= 90 else 5, length=2)

@@ -10,6 +10,14 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from cnn_feature_behavior.extraction.layer_kinds import (
+    HEAD,
+    LAYER_KIND_LABELS,
+    LAYER_KINDS,
+    SPATIAL,
+)
+from cnn_feature_behavior.reporting.symmetry import histogram_moments, rows_of_kind
+
 from .common import (
     _dataset_legend_label,
     _empty_panel,
@@ -23,12 +31,18 @@ from .common import (
 
 logger = logging.getLogger(__name__)
 
+LAYER_KIND_TITLES = {
+    SPATIAL: "spatial layers (feature maps averaged over space; VGG's conv layers)",
+    HEAD: "head layers (1-D: VGG's fc layers, a pooled top, the logits)",
+}
+
 
 def dks_histograms_figure(
     histograms: pd.DataFrame, mean_images: Mapping[str, float], *, title: str
 ) -> Figure:
-    """Figure 6: DKS histograms of conv features (top) and fc features (bottom), in % of pairs;
-    one line per dataset, datasets ordered and coloured by mean images per class."""
+    """Figure 6: DKS histograms of spatial-layer features (top) and head-layer features
+    (bottom), in % of pairs; one line per dataset, datasets ordered and coloured by mean images
+    per class, each labelled with its skewness (the paper's symmetry finding)."""
     _require_columns(
         histograms, ["dataset", "group", "bin_left", "bin_right", "percent"], "dks_histograms"
     )
@@ -36,17 +50,18 @@ def dks_histograms_figure(
     colours = dataset_colours(dataset_order(mean_images))
     figure = new_figure(9, 6.5)
     panels = figure.subplots(2, 1, sharex=True)
-    for axes, group, kind in zip(
-        panels, ("conv", "fc"), ("convolutional layers", "fully connected layers")
-    ):
-        rows = histograms[histograms["group"] == group]
+    for axes, kind in zip(panels, LAYER_KINDS):
+        rows = rows_of_kind(histograms, kind)
         shown = [name for name in run if name in set(rows["dataset"])]
         without = [name for name in run if name not in shown]
         if not shown:
-            _empty_panel(axes, f"no {group} layers in the embedding")
+            _empty_panel(axes, f"no {LAYER_KIND_LABELS[kind]} in the embedding")
         for name in shown:
             line = rows[rows["dataset"] == name].sort_values("bin_left")
             edges = np.append(line["bin_left"].to_numpy(), line["bin_right"].iloc[-1])
+            skewness = histogram_moments(
+                line["bin_left"].to_numpy(), line["bin_right"].to_numpy(), line["percent"]
+            )["skewness"]
             if len(run) == 1:
                 axes.stairs(
                     line["percent"].to_numpy(), edges, color=colours[name], fill=True, alpha=0.3
@@ -56,16 +71,18 @@ def dks_histograms_figure(
                 edges,
                 color=colours[name],
                 linewidth=1.2,
-                label=_dataset_legend_label(name, mean_images[name]),
+                label=f"{_dataset_legend_label(name, mean_images[name])}, skewness {skewness:+.2f}",
             )
         handles, _ = axes.get_legend_handles_labels()
         if without:
-            handles.append(Patch(color="none", label=f"no {group} layers: {', '.join(without)}"))
+            handles.append(
+                Patch(color="none", label=f"no {LAYER_KIND_LABELS[kind]}: {', '.join(without)}")
+            )
         axes.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
         axes.axvline(0.0, color="gray", linewidth=0.6)
         axes.set_xlim(-1, 1)
         axes.set_ylabel("(feature, class) pairs (%)")
-        axes.set_title(f"DKS of {kind}")
+        axes.set_title(f"DKS of {LAYER_KIND_TITLES[kind]}")
     panels[-1].set_xlabel("DKS(f, c)")
     figure.suptitle(title)
     return figure
@@ -78,22 +95,23 @@ def fc_histograms_by_overlap_figure(
     *,
     source_model: str,
 ) -> Figure:
-    """Figure 8: fc-layer DKS histograms in one panel per group of overlap with ImageNet.
+    """Figure 8: head-layer DKS histograms (VGG's fc layers), one panel per group of overlap with
+    ImageNet.
 
     Datasets outside every group get a panel of their own rather than disappearing, and a
-    dataset run on an embedding without fc layers is named as such in its panel.
+    dataset run on an embedding without head layers is named as such in its panel.
     """
     _require_columns(
         histograms, ["dataset", "group", "bin_left", "bin_right", "percent"], "dks_histograms"
     )
-    fc = histograms[histograms["group"] == "fc"]
+    head = rows_of_kind(histograms, HEAD)
     run = _ordered_run_datasets(set(histograms["dataset"]), mean_images, "dks_histograms")
-    with_fc = set(fc["dataset"])
-    if set(run) - with_fc:
+    with_head = set(head["dataset"])
+    if set(run) - with_head:
         logger.info(
-            "Figure 8: %d dataset(s) have no fc histogram: %s",
-            len(set(run) - with_fc),
-            sorted(set(run) - with_fc),
+            "Figure 8: %d dataset(s) have no head-layer histogram: %s",
+            len(set(run) - with_head),
+            sorted(set(run) - with_head),
         )
     colours = dataset_colours(dataset_order(mean_images))
     grouped = {name for members in overlap_groups.values() for name in members}
@@ -105,14 +123,14 @@ def fc_histograms_by_overlap_figure(
     panels = np.atleast_1d(figure.subplots(len(panels_spec), 1, sharex=True))
     for axes, (title, members) in zip(panels, panels_spec.items()):
         members_run = [name for name in run if name in set(members)]
-        shown = [name for name in members_run if name in with_fc]
-        without_fc = [name for name in members_run if name not in with_fc]
+        shown = [name for name in members_run if name in with_head]
+        without_head = [name for name in members_run if name not in with_head]
         if not members_run:
             _empty_panel(axes, "no dataset of this group has been run")
-        elif without_fc:
-            _empty_panel(axes, f"no fc layers in the embedding of {', '.join(without_fc)}")
+        elif without_head:
+            _empty_panel(axes, f"no head layers in the embedding of {', '.join(without_head)}")
         for name in shown:
-            rows = fc[fc["dataset"] == name].sort_values("bin_left")
+            rows = head[head["dataset"] == name].sort_values("bin_left")
             edges = np.append(rows["bin_left"].to_numpy(), rows["bin_right"].iloc[-1])
             axes.stairs(
                 rows["percent"].to_numpy(),
@@ -128,11 +146,11 @@ def fc_histograms_by_overlap_figure(
         if shown:
             axes.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
         else:
-            label = "(none run)" if not members_run else "(no fc histogram)"
+            label = "(none run)" if not members_run else "(no head-layer histogram)"
             axes.legend(handles=[Patch(color="none", label=label)], loc="upper right", fontsize=8)
-    panels[-1].set_xlabel("DKS(f, c) of fully connected features")
+    panels[-1].set_xlabel("DKS(f, c) of head-layer features")
     figure.suptitle(
-        f"Figure 8 - fc DKS by overlap with ImageNet, {source_model}"
+        f"Figure 8 - head-layer DKS by overlap with ImageNet, {source_model}"
         f"{_only_one_note(run, 'dataset')}"
     )
     return figure

@@ -20,11 +20,16 @@ from .common import (
     _require_columns,
     dataset_colours,
     dataset_order,
+    layer_axis_width,
     layer_order,
     new_figure,
+    set_layer_ticks,
 )
 
 logger = logging.getLogger(__name__)
+
+# Figure 5 by source model: panels side by side up to this many layers in all, else stacked.
+SIDE_BY_SIDE_MAX_LAYERS = 40
 
 
 def _draw_layer_summary(
@@ -67,7 +72,7 @@ def _draw_layer_summary(
                 linestyle="none",
             )
     axes.axhline(0.0, color="gray", linewidth=0.6)
-    axes.set_xticks(np.arange(len(layers)), layers, rotation=60, ha="right")
+    set_layer_ticks(axes, layers)
     axes.set_xlim(-0.6, len(layers) - 0.4)
     axes.set_ylim(-1, 1)
     axes.set_xlabel("layer")
@@ -144,7 +149,7 @@ def layer_summary_figure(
     ordered = _ordered_run_datasets(set(summary["dataset"]), mean_images, "dks_layer_summary")
     if not ordered:
         raise ValueError("dks_layer_summary: no dataset has a complete row")
-    figure = new_figure(max(10.0, 0.55 * len(layer_order(summary)) + 4), 5.5)
+    figure = new_figure(layer_axis_width(len(layer_order(summary)), 0.55, 4, 10.0), 5.5)
     axes = figure.subplots()
     colours = dataset_colours(dataset_order(mean_images))
     _draw_layer_summary(axes, summary, ordered, colours, mean_images)
@@ -158,7 +163,8 @@ def layer_summary_figure(
 def layer_summary_by_model_figure(
     summaries: Mapping[str, pd.DataFrame], mean_images: Mapping[str, float]
 ) -> Figure:
-    """Figure 5 for each source model side by side, each dataset in the same colour everywhere."""
+    """Figure 5 for each source model, each dataset in the same colour everywhere: side by side
+    while the models have SIDE_BY_SIDE_MAX_LAYERS layers together, else one row per model."""
     if len(summaries) < 2:
         raise ValueError(f"need at least two source models, got {sorted(summaries)}")
     cleaned = {model: _drop_incomplete_summary_rows(table) for model, table in summaries.items()}
@@ -166,15 +172,19 @@ def layer_summary_by_model_figure(
     all_datasets = set().union(*(set(table["dataset"]) for table in cleaned.values()))
     ordered = _ordered_run_datasets(all_datasets, mean_images, "dks_layer_summary")
     colours = dataset_colours(dataset_order(mean_images))
-    n_layers = max(len(layer_order(table)) for table in cleaned.values())
-    figure = new_figure(max(12.0, 0.5 * n_layers * len(cleaned) + 4), 5.5)
-    panels = np.atleast_1d(figure.subplots(1, len(cleaned), sharey=True))
+    n_layers = [len(layer_order(table)) for table in cleaned.values()]
+    if sum(n_layers) <= SIDE_BY_SIDE_MAX_LAYERS:
+        figure = new_figure(max(12.0, 0.5 * sum(n_layers) + 4), 5.5)
+        panels = np.atleast_1d(figure.subplots(1, len(cleaned), sharey=True))
+    else:
+        figure = new_figure(layer_axis_width(max(n_layers), 0.55, 4, 12.0), 4.6 * len(cleaned))
+        panels = np.atleast_1d(figure.subplots(len(cleaned), 1, sharey=True))
     for position, (axes, (model, table)) in enumerate(zip(panels, sorted(cleaned.items()))):
         # One legend, beside the last panel: the colours are the same in every panel.
         _draw_layer_summary(
             axes, table, ordered, colours, mean_images, legend=position == len(cleaned) - 1
         )
-        axes.set_title(f"source model {model}")
+        axes.set_title(f"source model {model} ({len(layer_order(table))} layers)")
         axes.set_ylabel(_rule_label(rule))
     figure.suptitle("Figure 5 by source model (the paper's Section 8)")
     return figure

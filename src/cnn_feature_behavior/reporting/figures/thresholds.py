@@ -19,9 +19,11 @@ from .common import (
     SIDE_LABELS,
     _only_one_note,
     _require_columns,
+    layer_axis_width,
     layer_order,
     line_style_for,
     new_figure,
+    set_layer_ticks,
 )
 
 
@@ -103,7 +105,8 @@ def davg_figure(
 def layer_kept_figure(layer_kept: pd.DataFrame, *, dataset: str, source_model: str) -> Figure:
     """Figure 10: per layer, % of (feature, class) pairs kept by the thresholds, real vs randomised.
 
-    Rows for groups of layers (`conv`, `fc`, `all`) follow the layers, past a dotted line.
+    Rows for groups of layers (`spatial`, `head` or, as written before, `conv`, `fc`; `all`)
+    follow the layers, past a dotted line.
     """
     _require_columns(
         layer_kept, ["layer", "side", "percent_real", "percent_randomised"], "layer_kept"
@@ -115,7 +118,7 @@ def layer_kept_figure(layer_kept: pd.DataFrame, *, dataset: str, source_model: s
     layers = [name for name in names if name not in LAYER_GROUP_LABELS]
     groups = [name for name in names if name in LAYER_GROUP_LABELS]
     order = layers + groups
-    figure = new_figure(max(8.0, 0.45 * len(order) + 3), 3.0 * len(sides) + 0.6)
+    figure = new_figure(layer_axis_width(len(order), 0.45, 3, 8.0), 3.0 * len(sides) + 0.6)
     panels = np.atleast_1d(figure.subplots(len(sides), 1, sharex=True))
     positions = np.arange(len(order))
     for axes, side in zip(panels, sides):
@@ -139,9 +142,7 @@ def layer_kept_figure(layer_kept: pd.DataFrame, *, dataset: str, source_model: s
         axes.set_ylabel("pairs kept (%)")
         axes.set_title(KEPT_TITLES[side])
         axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    panels[-1].set_xticks(
-        positions, [LAYER_GROUP_LABELS.get(name, name) for name in order], rotation=60, ha="right"
-    )
+    set_layer_ticks(panels[-1], [LAYER_GROUP_LABELS.get(name, name) for name in order])
     panels[-1].set_xlabel("layer")
     figure.suptitle(
         f"Figure 10 - (feature, class) pairs kept per layer, {dataset} on {source_model}"

@@ -8,7 +8,7 @@ from matplotlib.figure import Figure
 
 from cnn_feature_behavior.reporting import transfer_summary
 
-from .common import _empty_panel, new_figure
+from .common import _empty_panel, layer_axis_width, layer_order, new_figure, set_layer_ticks
 
 SELECTION_COLOURS = {"dks_count": "tab:blue", "dks_mean_abs": "tab:purple", "random": "tab:gray"}
 CURVE_LINESTYLES = {"full_network": "-", "fne": "--"}
@@ -27,7 +27,13 @@ def transfer_by_layer_figure(results: pd.DataFrame, *, dataset: str, source_mode
     summary = transfer_summary.summarise(results)
     layers = summary[(summary["embedding"] == "layer") & summary["selection"].isna()]
     layers = layers[layers["accuracy"].notna()]
-    figure = new_figure(max(9.0, 0.5 * len(layers) + 4.5), 6.0)
+    # transfer_summary sorts layers by VGG's names; other networks' names (block10a after
+    # block1a) keep the order the evaluation wrote them in, which is the network's.
+    written = layer_order(results[results["embedding"] == "layer"].dropna(subset=["layer"]))
+    layers = layers.set_index("layer", drop=False).reindex(
+        [name for name in written if name in set(layers["layer"])]
+    )
+    figure = new_figure(layer_axis_width(len(layers), 0.5, 4.5, 9.0), 6.0)
     axes = figure.subplots()
     positions = np.arange(len(layers))
     if len(layers):
@@ -40,7 +46,7 @@ def transfer_by_layer_figure(results: pd.DataFrame, *, dataset: str, source_mode
             capsize=3,
             label="each layer alone",
         )
-        axes.set_xticks(positions, layers["layer"].tolist(), rotation=60, ha="right")
+        set_layer_ticks(axes, layers["layer"].tolist())
         axes.set_xlim(-0.6, len(layers) - 0.4)
     else:
         _empty_panel(axes, "no single layer was evaluated")
