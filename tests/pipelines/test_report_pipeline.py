@@ -415,3 +415,44 @@ def test_embedding_columns_dataset_reads_named_columns(tmp_path):
     assert not missing.exists()
     with pytest.raises(DatasetError, match="nowhere"):
         missing.load()
+
+
+def test_pipeline_is_the_dataset_report_then_the_index():
+    from kedro.pipeline import Pipeline as KedroPipeline
+
+    from cnn_feature_behavior.pipelines.reporting.pipeline import (
+        dataset_report_pipeline,
+        index_pipeline,
+    )
+
+    report, index = KedroPipeline(dataset_report_pipeline()), KedroPipeline(index_pipeline())
+    assert {n.name for n in report.nodes} == {
+        "dataset_report_tables",
+        "plot_feature_class_pair",
+        "plot_dks_histograms",
+        "plot_class_counts",
+        "plot_davg_curve",
+        "plot_layer_kept",
+        "plot_top_feature_patches",
+        "transfer_tables",
+        "plot_transfer_by_layer",
+        "plot_transfer_curve",
+        "plot_embedding_maps",
+        "write_dataset_report",
+    }
+    assert {n.name for n in index.nodes} == {
+        "cross_dataset_tables",
+        "plot_layer_summary_across_datasets",
+        "plot_dks_histograms_across_datasets",
+        "plot_fc_histograms_by_overlap",
+        "plot_threshold_fit",
+        "plot_layer_summary_by_source_model",
+        "dks_symmetry_by_source_model",
+        "cross_model_transfer_table",
+        "write_index_report",
+    }
+    # The dataset report needs nothing the index makes.
+    assert not report.inputs() & index.all_outputs()
+    assert {n.name for n in create_pipeline().nodes} == {
+        f"reporting.{n.name}" for n in report.nodes + index.nodes
+    }

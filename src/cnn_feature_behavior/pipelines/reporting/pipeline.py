@@ -15,7 +15,7 @@ MODEL = "params:source_model"
 
 
 def _dataset_figures() -> list:
-    """The paper's figures of this dataset, and its transfer figures and table."""
+    """The paper's figures of this dataset: 1, 6, 9, davg(x), 10, and 2-4 and 7 (top features)."""
     return [
         node(
             nodes.plot_feature_class_pair,
@@ -68,6 +68,12 @@ def _dataset_figures() -> list:
             "top_feature_figures",
             name="plot_top_feature_patches",
         ),
+    ]
+
+
+def _transfer_figures() -> list:
+    """This dataset's transfer table, accuracy per layer and per features kept, and 2-D maps."""
+    return [
         node(
             nodes.transfer_tables,
             ["transfer_results", DATASET, MODEL],
@@ -132,7 +138,7 @@ def dataset_report_pipeline() -> list:
         ["dataset_report_figures", "dataset_report_md", "dataset_report_html"],
         name="write_dataset_report",
     )
-    return [tables, *_dataset_figures(), report]
+    return [tables, *_dataset_figures(), *_transfer_figures(), report]
 
 
 def _index_figures() -> list:
