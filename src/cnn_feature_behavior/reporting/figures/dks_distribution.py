@@ -62,6 +62,7 @@ def dks_histograms_figure(
             skewness = histogram_moments(
                 line["bin_left"].to_numpy(), line["bin_right"].to_numpy(), line["percent"]
             )["skewness"]
+            skewness = round(skewness, 2) + 0.0  # + 0.0 turns -0.0 into 0.0: no "-0.00"
             if len(run) == 1:
                 axes.stairs(
                     line["percent"].to_numpy(), edges, color=colours[name], fill=True, alpha=0.3
