@@ -400,6 +400,7 @@ def main(workdir: str) -> None:
         lambda: nodes.write_dataset_report(
             properties.iloc[[0]],
             thresholds,
+            all_histograms["imagenet"],
             transfer,
             {"html_dpi": HTML_DPI},
             "imagenet",
