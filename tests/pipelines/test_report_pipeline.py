@@ -59,6 +59,7 @@ INDEX_SECTIONS = [
     "Figure 6: DKS of spatial and head features across datasets",
     "Figure 8: head-layer DKS by overlap with ImageNet",
     "Figure 5 by source model",
+    "Figure 6 by source model",
     "Transfer across datasets and source models",
 ]
 
@@ -157,6 +158,19 @@ def run_reporting(
                 )
             )
     model_outputs[f"vgg16_imagenet/{current}/embedding_maps"] = lambda: pytest.fail("not read")
+    # DKS histograms: this model's in the conv / fc groups of older manifests, the other models'
+    # in the spatial / head vocabulary.
+    for name, study in studies.items():
+        model_outputs[f"vgg16_imagenet/dks_histograms/{name}"] = (
+            (lambda: pytest.fail("this run's table is given in memory"))
+            if name == current
+            else (lambda s=study: s["dks_histograms"])
+        )
+    for model, names in other_models.items():
+        for name in names:
+            model_outputs[f"{model}/dks_histograms/{name}"] = lambda s=studies[name]: s[
+                "dks_histograms"
+            ].replace({"group": {"conv": "spatial", "fc": "head"}})
     inputs = {
         **studies[current],
         "params:dataset": current,
@@ -224,6 +238,21 @@ def test_reporting_pipeline_on_four_datasets_and_two_models(project_root, tmp_pa
     index = (tmp_path / "index.md").read_text()
     assert_report(index, (tmp_path / "index.html").read_text(), tmp_path, INDEX_SECTIONS)
     assert "figure_5_by_source_model.png" in index
+    assert "figure_6_by_source_model.png" in index
+    symmetry = catalog.load("study_dks_symmetry")
+    assert list(
+        symmetry.loc[symmetry["dataset"] == "digits", ["layer_kind", "source_model"]].itertuples(
+            index=False
+        )
+    ) == [
+        ("spatial layers", "vgg16_imagenet"),
+        ("spatial layers", "vgg19_imagenet"),
+        ("head layers", "vgg16_imagenet"),
+        ("head layers", "vgg19_imagenet"),
+    ]
+    assert len(symmetry) == 2 * 4 + 2 * 2  # two kinds of four datasets here, two there
+    # The transfer table with the models side by side, before the full one.
+    assert "| dataset | vgg16_imagenet | vgg19_imagenet |" in index
     for name in (
         "transfer_accuracy_per_layer.png",
         "transfer_accuracy_by_features_kept.png",
@@ -261,8 +290,9 @@ def test_reporting_pipeline_with_only_one_dataset_run(project_root, tmp_path):
     catalog = run_reporting(project_root, tmp_path, studies, "digits", {})
     index = (tmp_path / "index.md").read_text()
     assert_report(index, (tmp_path / "index.html").read_text(), tmp_path, INDEX_SECTIONS)
-    assert "Not drawn: no dataset has been run for two source models yet." in index
+    assert index.count("Not drawn: no dataset has been run for two source models yet.") == 2
     assert not (tmp_path / "figure_5_by_source_model.png").exists()
+    assert not (tmp_path / "figure_6_by_source_model.png").exists()
     assert catalog.load("study_dataset_properties")["dataset"].tolist() == ["digits"]
 
 
@@ -448,6 +478,7 @@ def test_pipeline_is_the_dataset_report_then_the_index():
         "plot_threshold_fit",
         "plot_layer_summary_by_source_model",
         "dks_symmetry_by_source_model",
+        "plot_dks_histograms_by_source_model",
         "cross_model_transfer_table",
         "write_index_report",
     }

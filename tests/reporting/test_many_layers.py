@@ -141,3 +141,24 @@ def test_beyond_150_layers_every_kth_is_named():
     shown = named_ticks(axes)
     assert len(shown) <= 150 and shown[:3] == ["layer_0", "layer_3", "layer_6"]
     assert len(axes.get_xticks()) == 400
+
+
+def test_figure_6_by_model_puts_old_and_new_layer_kinds_side_by_side(study):
+    vgg = synthetic_study("digits", n_classes=4, images_per_class=20)["dks_histograms"]
+    figure = figures.dks_histograms_by_model_figure(
+        {"vgg16_imagenet": vgg, "densenet121_imagenet": study["dks_histograms"]},
+        {"digits": 20.0},
+    )
+    figure.canvas.draw()
+    assert figure.get_figwidth() <= MAX_FIGURE_WIDTH
+    assert [axes.get_title() for axes in figure.axes] == [
+        "densenet121_imagenet: spatial layers",
+        "vgg16_imagenet: spatial layers",
+        "densenet121_imagenet: head layers",
+        "vgg16_imagenet: head layers",
+    ]
+    for axes in figure.axes:
+        (label,) = [text.get_text() for text in axes.get_legend().get_texts()]
+        assert label.startswith("digits (20 images/class), skewness ")
+    with pytest.raises(ValueError, match="at least two source models"):
+        figures.dks_histograms_by_model_figure({"vgg16_imagenet": vgg}, {"digits": 20.0})

@@ -17,6 +17,7 @@ FIGURE_6_ACROSS = "figure_6_dks_histograms_across_datasets.png"
 FIGURE_8 = "figure_8_fc_histograms.png"
 THRESHOLD_FIT = "threshold_fit.png"
 FIGURE_5_BY_MODEL = "figure_5_by_source_model.png"
+FIGURE_6_BY_MODEL = "figure_6_by_source_model.png"
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class IndexFigures:
     figure_8: Figure
     threshold_fit_plot: Figure
     figure_5_by_model: dict[str, Figure] = field(default_factory=dict)
+    figure_6_by_model: dict[str, Figure] = field(default_factory=dict)
 
     def by_file_name(self) -> dict[str, Figure]:
         """Every figure under the file name the index refers to it by."""
@@ -48,16 +50,14 @@ class IndexFigures:
             FIGURE_8: self.figure_8,
             THRESHOLD_FIT: self.threshold_fit_plot,
             **self.figure_5_by_model,
+            **self.figure_6_by_model,
         }
 
 
-def _by_model_section(figure_names: tuple[str, ...]) -> Section:
+def _by_model_section(title: str, text: str, figure_names: tuple[str, ...]) -> Section:
     if figure_names:
-        return Section("Figure 5 by source model", figures=figure_names)
-    return Section(
-        "Figure 5 by source model",
-        text="Not drawn: no dataset has been run for two source models yet.",
-    )
+        return Section(title, text=text, figures=figure_names)
+    return Section(title, text="Not drawn: no dataset has been run for two source models yet.")
 
 
 def _transfer_section(study_transfer: pd.DataFrame) -> Section:
@@ -81,9 +81,7 @@ def _transfer_section(study_transfer: pd.DataFrame) -> Section:
     )
 
 
-def index_report(
-    tables: IndexTables, by_model_figure_names: tuple[str, ...], source_model: str
-) -> Report:
+def index_report(tables: IndexTables, figures: IndexFigures, source_model: str) -> Report:
     """The sections of the index: links to each dataset's report, Tables 2 and 3, the fit,
     Figures 5, 6 and 8 across datasets, then the comparison of source models."""
     names = list(tables.thresholds["dataset"])
@@ -134,7 +132,18 @@ def index_report(
                 "datasets by how their classes overlap ImageNet's.",
                 figures=(FIGURE_8,),
             ),
-            _by_model_section(by_model_figure_names),
+            _by_model_section(
+                "Figure 5 by source model",
+                "Figure 5 of each source model, over the datasets run on two models or more.",
+                tuple(figures.figure_5_by_model),
+            ),
+            _by_model_section(
+                "Figure 6 by source model",
+                "Figure 6 of each source model, over the datasets run on two models or more: "
+                "whether spatial features' DKS is more symmetric than head features' on each "
+                "network (the table under Figure 6 gives the skewness).",
+                tuple(figures.figure_6_by_model),
+            ),
             _transfer_section(tables.transfer),
         ),
     )

@@ -67,12 +67,15 @@ def datasets_shared_by_models(summaries: Mapping[str, pd.DataFrame]) -> list[str
     return sorted(counts[counts >= 2].index)
 
 
-def compared_by_model(summaries: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+def compared_by_model(
+    summaries: Mapping[str, pd.DataFrame], what: str = "Figure 5 by source model"
+) -> dict[str, pd.DataFrame]:
     """Each source model's rows of the datasets shared by two models or more; empty if none."""
     shared = datasets_shared_by_models(summaries)
     if not shared:
         logger.info(
-            "Figure 5 by source model: no dataset run for two models (models: %s)",
+            "%s: no dataset run for two models (models: %s)",
+            what,
             sorted(summaries),
         )
         return {}

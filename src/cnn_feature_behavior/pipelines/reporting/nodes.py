@@ -20,6 +20,7 @@ from cnn_feature_behavior.reporting.dataset_report import (
 )
 from cnn_feature_behavior.reporting.index_report import (
     FIGURE_5_BY_MODEL,
+    FIGURE_6_BY_MODEL,
     IndexFigures,
     IndexTables,
     index_report,
@@ -295,6 +296,37 @@ def plot_layer_summary_by_source_model(
     }
 
 
+def plot_dks_histograms_by_source_model(
+    all_model_outputs: Partitions,
+    dks_histograms: pd.DataFrame,
+    all_dataset_properties: Partitions,
+    dataset_properties: pd.DataFrame,
+    dataset: str,
+    source_model: str,
+) -> dict[str, Figure]:
+    """Figure 6 per source model side by side, over the datasets run for two models or more.
+
+    Empty when fewer than two source models share a dataset; the index says so.
+    """
+    run = RunName(dataset, source_model)
+    compared = study.compared_by_model(
+        study.tables_by_model(
+            _model_tables(all_model_outputs, dks_histograms, "dks_histograms", run)
+        ),
+        "Figure 6 by source model",
+    )
+    if not compared:
+        return {}
+    properties = gather_dataset_tables(
+        all_dataset_properties, dataset_properties, dataset, "dataset_properties"
+    )
+    return {
+        FIGURE_6_BY_MODEL: figures.dks_histograms_by_model_figure(
+            compared, study.mean_images(properties)
+        )
+    }
+
+
 def dks_symmetry_by_source_model(
     all_model_outputs: Partitions,
     dks_histograms: pd.DataFrame,
@@ -431,6 +463,6 @@ def write_index_report(
         study_transfer,
         study_dks_symmetry,
     )
-    report = index_report(tables, tuple(drawn.figure_5_by_model), source_model)
+    report = index_report(tables, drawn, source_model)
     by_name = drawn.by_file_name()
     return by_name, *render_report(report, by_name, int(options["html_dpi"]))

@@ -183,6 +183,19 @@ def _index_figures() -> list:
             name="plot_layer_summary_by_source_model",
         ),
         node(
+            nodes.plot_dks_histograms_by_source_model,
+            [
+                "all_model_outputs",
+                "dks_histograms",
+                "all_dataset_properties",
+                "dataset_properties",
+                DATASET,
+                MODEL,
+            ],
+            "figure_6_by_source_model",
+            name="plot_dks_histograms_by_source_model",
+        ),
+        node(
             nodes.dks_symmetry_by_source_model,
             ["all_model_outputs", "dks_histograms", DATASET, MODEL],
             ["study_dks_symmetry", "study_dks_symmetry_md"],
@@ -235,6 +248,7 @@ def index_pipeline() -> list:
             "figure_8": "figure_8_fc_histograms",
             "threshold_fit_plot": "figure_threshold_fit",
             "figure_5_by_model": "figure_5_by_source_model",
+            "figure_6_by_model": "figure_6_by_source_model",
         },
         ["index_figures", "index_md", "index_html"],
         name="write_index_report",

@@ -23,7 +23,11 @@ from .common import (
     line_style_for,
     new_figure,
 )
-from .dks_distribution import dks_histograms_figure, fc_histograms_by_overlap_figure
+from .dks_distribution import (
+    dks_histograms_by_model_figure,
+    dks_histograms_figure,
+    fc_histograms_by_overlap_figure,
+)
 from .embedding_maps import MAP_LEGEND_MAX_CLASSES, class_colours, embedding_maps_figure
 from .feature_class_pair import (
     InnerOuterDistributions,
@@ -62,6 +66,7 @@ __all__ = [
     "dataset_colours",
     "dataset_order",
     "davg_figure",
+    "dks_histograms_by_model_figure",
     "dks_histograms_figure",
     "embedding_maps_figure",
     "fc_histograms_by_overlap_figure",
