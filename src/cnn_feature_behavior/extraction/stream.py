@@ -44,6 +44,7 @@ import pandas as pd
 import PIL
 from tqdm.auto import tqdm
 
+from cnn_feature_behavior.device import initialise_tensorflow_devices
 from cnn_feature_behavior.executors import check_executor, dask_client
 from cnn_feature_behavior.extraction.crops import (
     CROP_COUNTS,
@@ -337,6 +338,9 @@ def worker_stream(job: ShardJob) -> CropStream:
     with _WORKER_LOCK:
         if key not in _WORKER_STREAM:
             _WORKER_STREAM.clear()
+            # A Dask worker is a process of its own: without this, TensorFlow's first device
+            # query prints the CUDA error line on every GPU-less worker.
+            initialise_tensorflow_devices()
             backbone = load_backbone(
                 job.model.name, job.model.source_models, Path(job.model.project_root)
             )
