@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from cnn_feature_behavior.extraction.crops import crop_geometry
 from cnn_feature_behavior.extraction.embedding_store import EmbeddingPlan, ShardedEmbeddingDataset
 from cnn_feature_behavior.extraction.source_models import (
     available_layers,
@@ -37,6 +38,18 @@ def extract_embedding(
     spec = source_model_spec(source_model, source_models)
     backbone = load_backbone(source_model, source_models)
     layers = available_layers(backbone, source_model, spec)
+    resize, crop = crop_geometry(
+        backbone.inputs[0].shape[1], feature_extraction["resize"], feature_extraction["crop"]
+    )
+    if crop != feature_extraction["crop"]:
+        logger.info(
+            "Source model %s takes %d-pixel inputs: crops of %d from a shorter side of %d "
+            "(feature_extraction.resize and crop scaled alike)",
+            source_model,
+            crop,
+            crop,
+            resize,
+        )
     plan, manifest = plan_embedding(
         image_index,
         Path(raw_dir),
@@ -45,8 +58,8 @@ def extract_embedding(
         spec,
         layers,
         n_crops=crops,
-        resize=feature_extraction["resize"],
-        crop=feature_extraction["crop"],
+        resize=resize,
+        crop=crop,
         batch_size=feature_extraction["batch_size"],
         shard_size=feature_extraction["shard_size"],
         workers=feature_extraction["decode_workers"],
