@@ -40,6 +40,21 @@ def layer_output(model: keras.Model, name: str) -> keras.KerasTensor:
     raise ValueError(missing_layers_message(model, [name]))
 
 
+def model_layer_name(model: keras.Model, name: str) -> str:
+    """The Keras layer of `model` that the feature layer `name` is (its own name, or VGG's layer
+    for a paper name); a ConvNeXt block's output is no layer, and an error, as is an absent name."""
+    names = {layer.name for layer in model.layers}
+    if name in names:
+        return name
+    try:
+        keras_name = keras_layer_name(name)
+    except ValueError:
+        keras_name = None
+    if keras_name in names:
+        return keras_name
+    raise ValueError(missing_layers_message(model, [name]))
+
+
 def has_layer(model: keras.Model, name: str) -> bool:
     """Whether `layer_output(model, name)` finds the layer."""
     try:
