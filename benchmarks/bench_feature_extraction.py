@@ -45,7 +45,7 @@ def real_images(count: int) -> tuple[Path, pd.DataFrame]:
     return SHARED, pd.DataFrame({"image_id": relative, "path": relative})
 
 
-def _setup(count: int, source_model: str = "vgg16_imagenet"):
+def _setup(count: int, source_model: str = "vgg16_imagenet", decode_workers: int | None = None):
     from kedro.config import OmegaConfigLoader
 
     from cnn_feature_behavior.extraction.crops import crop_geometry
@@ -64,6 +64,8 @@ def _setup(count: int, source_model: str = "vgg16_imagenet"):
     layers = available_layers(backbone, source_model, spec)
     raw, index = real_images(count)
     settings = dict(params["feature_extraction"])
+    if decode_workers is not None:
+        settings["decode_workers"] = decode_workers
     settings["resize"], settings["crop"] = crop_geometry(
         backbone.inputs[0].shape[1], settings["resize"], settings["crop"]
     )
@@ -130,10 +132,10 @@ def bare_seconds(index, raw, extractor, spec, settings, crops, batch_size) -> fl
 
 
 def memory_child(
-    count: int, crops: int, batch_size: int, shard_size: int, source_model: str
+    count: int, crops: int, batch_size: int, shard_size: int, source_model: str, workers: int | None
 ) -> dict:
     """Peak RSS of one whole extraction of `count` images, in a process of its own."""
-    settings, spec, backbone, layers, raw, index = _setup(count, source_model)
+    settings, spec, backbone, layers, raw, index = _setup(count, source_model, workers)
     pipeline_seconds(index, raw, backbone, spec, layers, settings, crops, batch_size, shard_size)
     return {
         "images": count,
@@ -142,7 +144,14 @@ def memory_child(
 
 
 def speed_child(
-    count: int, crops: int, batch_size: int, shard_size: int, rounds: int, source_model: str
+    count: int,
+    crops: int,
+    batch_size: int,
+    shard_size: int,
+    rounds: int,
+    source_model: str,
+    workers: int | None,
+    warm: bool = False,
 ) -> dict:
     """Pipeline and bare forward pass timed in alternation, round by round, over `count` images.
 
@@ -150,13 +159,17 @@ def speed_child(
     """
     from cnn_feature_behavior.extraction.stream import build_extractor
 
-    settings, spec, backbone, layers, raw, index = _setup(count, source_model)
+    settings, spec, backbone, layers, raw, index = _setup(count, source_model, workers)
     args = (backbone, spec, layers, settings, crops, batch_size)
     # The bare side gets one model, traced before any timing: the pipeline's own model building
-    # and tracing count against the pipeline.
+    # and tracing count against the pipeline, unless `warm` (steady state: one untimed pipeline
+    # run on one image first, its seconds reported as `warm_up_s`).
     extractor = build_extractor(backbone, layers)
     bare_args = (extractor, spec, settings, crops, batch_size)
     bare_seconds(index.iloc[:1], raw, *bare_args)
+    warm_up = 0.0
+    if warm:
+        warm_up = pipeline_seconds(index.iloc[:1], raw, *args, shard_size)[0]
     pipeline_total = bare_total = 0.0
     round_ratios = []
     features = 0
@@ -175,6 +188,7 @@ def speed_child(
         "bare_s": bare_total,
         "features": features,
         "round_ratios": round_ratios,
+        "warm_up_s": warm_up,
     }
 
 
@@ -188,6 +202,14 @@ def main() -> None:
         "--rounds", type=int, default=8, help="alternations of pipeline and bare timing"
     )
     parser.add_argument("--source-model", default="vgg16_imagenet")
+    parser.add_argument(
+        "--decode-workers", type=int, help="decoding threads (default: feature_extraction's)"
+    )
+    parser.add_argument(
+        "--warm",
+        action="store_true",
+        help="time the pipeline in steady state: one untimed run first (model tracing)",
+    )
     parser.add_argument("--child", choices=["memory", "speed"], help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -195,7 +217,12 @@ def main() -> None:
         print(
             json.dumps(
                 memory_child(
-                    args.count, args.crops, args.batch_size, args.shard_size, args.source_model
+                    args.count,
+                    args.crops,
+                    args.batch_size,
+                    args.shard_size,
+                    args.source_model,
+                    args.decode_workers,
                 )
             )
         )
@@ -210,6 +237,8 @@ def main() -> None:
                     args.shard_size,
                     args.rounds,
                     args.source_model,
+                    args.decode_workers,
+                    args.warm,
                 )
             )
         )
@@ -233,7 +262,7 @@ def main() -> None:
             str(args.rounds),
             "--source-model",
             args.source_model,
-        ]
+        ] + ([] if args.decode_workers is None else ["--decode-workers", str(args.decode_workers)])
         done = subprocess.run(command, check=True, capture_output=True, text=True)
         return json.loads(done.stdout.strip().splitlines()[-1])
 
