@@ -387,3 +387,40 @@ def test_class_figure_renders_every_row_and_is_not_blank():
     labels = [ax.get_ylabel() for ax in figure.axes if ax.get_ylabel()]
     assert labels == ["class samples", "presence\n(highest DKS)", "absence\n(lowest DKS)"]
     assert _rendered(figure).std() > 20
+
+
+def test_a_network_without_receptive_fields_shows_spatial_features_with_whole_images(
+    monkeypatch, caplog
+):
+    """A branched network (a projection shortcut) gets whole images for its spatial features,
+    with a warning, instead of a wrong crop or a failed report; head neurons are unchanged."""
+    import keras
+
+    from cnn_feature_behavior.extraction import source_models as source_models_api
+    from cnn_feature_behavior.reporting.feature_visualisation import feature_patches
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(2, 3, padding="same", name="main")(inputs)
+    shortcut = keras.layers.Conv2D(2, 1, name="projection")(inputs)
+    x = keras.layers.Add(name="block_out")([x, shortcut])
+    pooled = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="logits")(pooled))
+    monkeypatch.setattr(source_models_api, "load_backbone", lambda *args, **kwargs: model)
+    pool = np.random.default_rng(1).integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
+    spec = {
+        "m": {
+            "architecture": "keras_file",
+            "path": "m.keras",
+            "layers": ["logits"],
+            "preprocessing": "none",
+        }
+    }
+    features = [FeatureRef("block_out", 1), FeatureRef("logits", 2)]
+    with caplog.at_level("WARNING"):
+        patches = feature_patches(pool, features, "m", spec, batch_size=2, k=3)
+    for feature in features:
+        images, whole = patches[feature]
+        assert whole and len(images) == 3
+        assert all(any(np.array_equal(image, p) for p in pool) for image in images)
+    assert "no receptive fields" in caplog.text and "'projection'" in caplog.text

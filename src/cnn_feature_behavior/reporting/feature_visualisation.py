@@ -558,28 +558,55 @@ def feature_patches(
     batch_size: int,
     k: int = PATCHES_PER_FEATURE,
 ) -> dict[FeatureRef, tuple[list[np.ndarray], bool]]:
-    """Each feature's top-`k` pool patches and whether they are whole images (fc neurons)."""
+    """Each feature's top-`k` pool patches and whether they are whole images (head neurons, or
+    a spatial layer whose receptive field cannot be computed: see `spatial_ops_from_keras`)."""
     from cnn_feature_behavior.extraction.source_models import load_backbone
-    from cnn_feature_behavior.extraction.source_models.taps import model_layer_name
 
     backbone = load_backbone(source_model, source_models)
-    fields: dict[str, ReceptiveField] | None = None  # only where a spatial feature needs them
     layers = sorted({feature.layer for feature in features})
     run = keras_activations(backbone, layers, source_model, source_models)
     batches = (pool[start : start + batch_size] for start in range(0, len(pool), batch_size))
     tops = top_activations(batches, run, features, k)
+    fields = _FieldsOf(backbone, pool.shape[1], source_model)
     patches = {}
     for feature, activations in tops.items():
-        if activations[0].y is None:  # an fc neuron: no spatial map, it sees the whole image
+        field = None if activations[0].y is None else fields.of(feature.layer)
+        if field is None:  # a head neuron (no spatial map) sees the whole image
             patches[feature] = ([pool[top.pool_index] for top in activations], True)
             continue
-        fields = fields_by_layer(backbone, pool.shape[1]) if fields is None else fields
-        field = fields[model_layer_name(backbone, feature.layer)]
         patches[feature] = (
             [crop_receptive_field(pool[t.pool_index], field, t.y, t.x) for t in activations],
             False,
         )
     return patches
+
+
+class _FieldsOf:
+    """Receptive fields of a backbone's layers, computed on first need; None (with one warning)
+    where the network or the layer has none that this module can compute."""
+
+    def __init__(self, backbone: Any, input_size: int, source_model: str) -> None:
+        self.backbone, self.input_size, self.source_model = backbone, input_size, source_model
+        self.fields: dict[str, ReceptiveField] | None = None
+
+    def of(self, layer: str) -> ReceptiveField | None:
+        from cnn_feature_behavior.extraction.source_models.taps import model_layer_name
+
+        if self.fields is None:
+            try:
+                self.fields = fields_by_layer(self.backbone, self.input_size)
+            except ValueError as error:
+                logger.warning(
+                    "Feature visualisation of %s: no receptive fields (%s); spatial features "
+                    "are shown with whole images",
+                    self.source_model,
+                    error,
+                )
+                self.fields = {}
+        try:
+            return self.fields.get(model_layer_name(self.backbone, layer))
+        except ValueError:  # a ConvNeXt block's output: an operation, not a layer
+            return None
 
 
 def keras_activations(
