@@ -1,6 +1,7 @@
 """Benchmark of the feature_extraction pipeline on real images from ../shared/datasets.
 
     python benchmarks/bench_feature_extraction.py [--images 32] [--crops 1] [--batch-size 10] [--rounds 8]
+        [--source-model vgg16_imagenet]
 
 Prints, measured in this one run:
 - pipeline images/s (plan, decode once, crop, forward, crop mean, shard writes) against the
@@ -9,7 +10,9 @@ Prints, measured in this one run:
   change in the machine's load hits both sides (the per-round ratios show how noisy the machine is);
 - crops/s and achieved GFLOP/s (VGG16: about 15.5 GFLOP per 224x224 crop);
 - peak resident memory of a whole run at N and 4N images (separate processes): it must not grow.
-Uses the default source model (vgg16_imagenet) with the weights `make setup` fetched.
+Uses the default source model (vgg16_imagenet) with the weights `make setup` fetched, or
+`--source-model`; crops follow the model's input size (`crops.crop_geometry`).
+benchmarks/bench_source_models.py compares two source models with this script's speed run.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ import pandas as pd
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT_ROOT.parent / "shared" / "datasets"
-GFLOP_PER_CROP = 15.5
+# Per 224x224 crop: VGG16 (conv layers: 15.3; fc6 and fc7 add 0.1) and EfficientNet-Lite0 (0.4).
+GFLOP_PER_CROP = {"vgg16_imagenet": 15.5, "efficientnet_lite0_imagenet": 0.4}
 
 
 def real_images(count: int) -> tuple[Path, pd.DataFrame]:
@@ -41,9 +45,10 @@ def real_images(count: int) -> tuple[Path, pd.DataFrame]:
     return SHARED, pd.DataFrame({"image_id": relative, "path": relative})
 
 
-def _setup(count: int):
+def _setup(count: int, source_model: str = "vgg16_imagenet", decode_workers: int | None = None):
     from kedro.config import OmegaConfigLoader
 
+    from cnn_feature_behavior.extraction.crops import crop_geometry
     from cnn_feature_behavior.extraction.source_models import (
         available_layers,
         load_backbone,
@@ -54,11 +59,17 @@ def _setup(count: int):
         str(PROJECT_ROOT / "conf"), base_env="base", default_run_env="local"
     )["parameters"]
     source_models = params["source_models"]
-    spec = source_model_spec("vgg16_imagenet", source_models)
-    backbone = load_backbone("vgg16_imagenet", source_models, project_root=PROJECT_ROOT)
-    layers = available_layers(backbone, "vgg16_imagenet", spec)
+    spec = source_model_spec(source_model, source_models)
+    backbone = load_backbone(source_model, source_models, project_root=PROJECT_ROOT)
+    layers = available_layers(backbone, source_model, spec)
     raw, index = real_images(count)
-    return params["feature_extraction"], spec, backbone, layers, raw, index
+    settings = dict(params["feature_extraction"])
+    if decode_workers is not None:
+        settings["decode_workers"] = decode_workers
+    settings["resize"], settings["crop"] = crop_geometry(
+        backbone.inputs[0].shape[1], settings["resize"], settings["crop"]
+    )
+    return settings, spec, backbone, layers, raw, index
 
 
 def pipeline_seconds(
@@ -77,7 +88,7 @@ def pipeline_seconds(
         plan, manifest = plan_embedding(
             index,
             raw,
-            SourceModel("vgg16_imagenet", spec, backbone, tuple(layers)),
+            SourceModel("benchmark", spec, backbone, tuple(layers)),
             ExtractionSettings.from_params(
                 crops, {**settings, "batch_size": batch_size, "shard_size": shard_size}
             ),
@@ -116,9 +127,11 @@ def bare_seconds(index, raw, extractor, spec, settings, crops, batch_size) -> fl
     return time.perf_counter() - start
 
 
-def memory_child(count: int, crops: int, batch_size: int, shard_size: int) -> dict:
+def memory_child(
+    count: int, crops: int, batch_size: int, shard_size: int, source_model: str, workers: int | None
+) -> dict:
     """Peak RSS of one whole extraction of `count` images, in a process of its own."""
-    settings, spec, backbone, layers, raw, index = _setup(count)
+    settings, spec, backbone, layers, raw, index = _setup(count, source_model, workers)
     pipeline_seconds(index, raw, backbone, spec, layers, settings, crops, batch_size, shard_size)
     return {
         "images": count,
@@ -126,20 +139,33 @@ def memory_child(count: int, crops: int, batch_size: int, shard_size: int) -> di
     }
 
 
-def speed_child(count: int, crops: int, batch_size: int, shard_size: int, rounds: int) -> dict:
+def speed_child(
+    count: int,
+    crops: int,
+    batch_size: int,
+    shard_size: int,
+    rounds: int,
+    source_model: str,
+    workers: int | None,
+    warm: bool = False,
+) -> dict:
     """Pipeline and bare forward pass timed in alternation, round by round, over `count` images.
 
     The machine may be shared: alternating every few seconds makes both sides see the same load.
     """
     from cnn_feature_behavior.extraction.stream import build_extractor
 
-    settings, spec, backbone, layers, raw, index = _setup(count)
+    settings, spec, backbone, layers, raw, index = _setup(count, source_model, workers)
     args = (backbone, spec, layers, settings, crops, batch_size)
     # The bare side gets one model, traced before any timing: the pipeline's own model building
-    # and tracing count against the pipeline.
+    # and tracing count against the pipeline, unless `warm` (steady state: one untimed pipeline
+    # run on one image first, its seconds reported as `warm_up_s`).
     extractor = build_extractor(backbone, layers)
     bare_args = (extractor, spec, settings, crops, batch_size)
     bare_seconds(index.iloc[:1], raw, *bare_args)
+    warm_up = 0.0
+    if warm:
+        warm_up = pipeline_seconds(index.iloc[:1], raw, *args, shard_size)[0]
     pipeline_total = bare_total = 0.0
     round_ratios = []
     features = 0
@@ -158,6 +184,7 @@ def speed_child(count: int, crops: int, batch_size: int, shard_size: int, rounds
         "bare_s": bare_total,
         "features": features,
         "round_ratios": round_ratios,
+        "warm_up_s": warm_up,
     }
 
 
@@ -170,16 +197,45 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=8, help="alternations of pipeline and bare timing"
     )
+    parser.add_argument("--source-model", default="vgg16_imagenet")
+    parser.add_argument(
+        "--decode-workers", type=int, help="decoding threads (default: feature_extraction's)"
+    )
+    parser.add_argument(
+        "--warm",
+        action="store_true",
+        help="time the pipeline in steady state: one untimed run first (model tracing)",
+    )
     parser.add_argument("--child", choices=["memory", "speed"], help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child == "memory":
-        print(json.dumps(memory_child(args.count, args.crops, args.batch_size, args.shard_size)))
+        print(
+            json.dumps(
+                memory_child(
+                    args.count,
+                    args.crops,
+                    args.batch_size,
+                    args.shard_size,
+                    args.source_model,
+                    args.decode_workers,
+                )
+            )
+        )
         return
     if args.child == "speed":
         print(
             json.dumps(
-                speed_child(args.count, args.crops, args.batch_size, args.shard_size, args.rounds)
+                speed_child(
+                    args.count,
+                    args.crops,
+                    args.batch_size,
+                    args.shard_size,
+                    args.rounds,
+                    args.source_model,
+                    args.decode_workers,
+                    args.warm,
+                )
             )
         )
         return
@@ -200,7 +256,9 @@ def main() -> None:
             str(args.shard_size),
             "--rounds",
             str(args.rounds),
-        ]
+            "--source-model",
+            args.source_model,
+        ] + ([] if args.decode_workers is None else ["--decode-workers", str(args.decode_workers)])
         done = subprocess.run(command, check=True, capture_output=True, text=True)
         return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -214,10 +272,12 @@ def main() -> None:
     crops_per_s = pipeline_ips * args.crops
     print(
         f"command: python benchmarks/bench_feature_extraction.py --images {args.images} --crops {args.crops} "
-        f"--batch-size {args.batch_size} --shard-size {args.shard_size} --rounds {args.rounds}"
+        f"--batch-size {args.batch_size} --shard-size {args.shard_size} --rounds {args.rounds} "
+        f"--source-model {args.source_model}"
     )
     print(
-        f"vgg16_imagenet, {speed['features']} features, {args.crops} crop(s)/image, batches of {args.batch_size} crops"
+        f"{args.source_model}, {speed['features']} features, {args.crops} crop(s)/image, "
+        f"batches of {args.batch_size} crops"
     )
     print(
         f"pipeline: {pipeline_ips:.2f} images/s over {speed['images']} images ({speed['pipeline_s']:.1f} s)"
@@ -230,9 +290,14 @@ def main() -> None:
         f"{float(np.median(speed['round_ratios'])):.3f} (target >= 0.9); per round: "
         + ", ".join(f"{r:.2f}" for r in speed["round_ratios"])
     )
+    gflop = GFLOP_PER_CROP.get(args.source_model)
     print(
-        f"pipeline crops/s: {crops_per_s:.2f}; achieved {crops_per_s * GFLOP_PER_CROP:.1f} GFLOP/s "
-        f"({GFLOP_PER_CROP} GFLOP per crop)"
+        f"pipeline crops/s: {crops_per_s:.2f}"
+        + (
+            f"; achieved {crops_per_s * gflop:.1f} GFLOP/s ({gflop} GFLOP per crop)"
+            if gflop
+            else ""
+        )
     )
     for count, run in memory.items():
         print(f"peak RSS, whole run of {count} images: {run['peak_rss_mib']:.0f} MiB")

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from cnn_feature_behavior.extraction.crops import (
+    crop_geometry,
     crop_origins,
     crops_of,
     image_crops,
@@ -171,3 +172,17 @@ def test_image_crops_decodes_resizes_and_crops(tmp_path):
     np.testing.assert_array_equal(got, expected)
     with pytest.raises(ValueError, match="larger than"):
         image_crops(path, resize=20, crop=24, n_crops=1)
+
+
+@pytest.mark.parametrize(
+    ("input_size", "expected"),
+    [
+        (None, (256, 224)),
+        (224, (256, 224)),
+        (299, (342, 299)),
+        (331, (378, 331)),
+        (112, (128, 112)),
+    ],
+)
+def test_crops_follow_a_fixed_input_size_keeping_the_resize_ratio(input_size, expected):
+    assert crop_geometry(input_size, 256, 224) == expected

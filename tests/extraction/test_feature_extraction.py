@@ -90,8 +90,8 @@ def test_manifest_lists_every_column_in_layer_order():
     assert list(zip(manifest["feature"], manifest["layer"], manifest["filter"])) == expected
     assert list(manifest.columns) == ["feature", "layer", "filter", "layer_kind"]
     assert manifest["filter"].dtype == np.int64
-    assert set(manifest.loc[manifest["layer"].str.startswith("fc"), "layer_kind"]) == {"fc"}
-    assert set(manifest.loc[manifest["layer"].str.startswith("conv"), "layer_kind"]) == {"conv"}
+    assert set(manifest.loc[manifest["layer"].str.startswith("fc"), "layer_kind"]) == {"head"}
+    assert set(manifest.loc[manifest["layer"].str.startswith("conv"), "layer_kind"]) == {"spatial"}
 
 
 def _pixel_probe() -> keras.Model:
@@ -217,6 +217,7 @@ def _run_pipeline(
     crops: int = 10,
     crop: int = 32,
     executor: str = "local",
+    resize: int = 36,
 ) -> DataCatalog:
     _tiny_weights(tmp_path / "tiny.h5")
     source_models = {
@@ -230,7 +231,13 @@ def _run_pipeline(
             "params:source_model": MemoryDataset("tiny"),
             "params:crops": MemoryDataset(crops),
             "params:feature_extraction": MemoryDataset(
-                {"resize": 36, "crop": crop, "batch_size": 10, "shard_size": 2, "decode_workers": 2}
+                {
+                    "resize": resize,
+                    "crop": crop,
+                    "batch_size": 10,
+                    "shard_size": 2,
+                    "decode_workers": 2,
+                }
             ),
             "params:executor": MemoryDataset(executor),
             "params:dask": MemoryDataset(DASK),
@@ -281,11 +288,16 @@ def test_pipeline_writes_embedding_manifest_and_rejects(tmp_path):
     )
 
 
-def test_fc_layers_refuse_a_crop_of_another_size(tmp_path):
+def test_a_fixed_input_size_gets_crops_of_its_size_with_the_resize_scaled_alike(tmp_path):
     raw = tmp_path / "raw"
-    names = _random_images(raw, [(40, 40)])
-    with pytest.raises(Exception, match="takes 32-pixel crops, but crop is 24"):
-        _run_pipeline(tmp_path, _index(raw, names), raw, crop=24)
+    names = _random_images(raw, [(40, 60), (70, 50)])
+    index = _index(raw, names)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    # The tiny VGG with fc layers takes 32 pixels: crop 24 from 36 becomes crop 32 from 48.
+    configured = _run_pipeline(tmp_path / "a", index, raw, crops=1, crop=24, resize=36)
+    scaled = _run_pipeline(tmp_path / "b", index, raw, crops=1, crop=32, resize=48)
+    pd.testing.assert_frame_equal(configured.load("embedding"), scaled.load("embedding"))
 
 
 def test_repeated_image_ids_are_refused(tmp_path):

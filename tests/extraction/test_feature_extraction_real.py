@@ -104,7 +104,7 @@ def test_default_weights_separate_caltech_classes_and_random_weights_do_not(
     assert catalog.load("extraction_rejects").empty
     conv5_3 = manifest.loc[manifest["layer"] == "conv5_3", "feature"].tolist()
     assert len(conv5_3) == 512
-    assert manifest["layer_kind"].eq("conv").sum() == 4224
+    assert manifest["layer_kind"].eq("spatial").sum() == 4224
     embedding = ShardedEmbeddingDataset(path=str(tmp_path / "embedding")).load_columns(conv5_3)
     assert embedding.index.tolist() == index["image_id"].tolist()
     labels = index["label"].to_numpy()

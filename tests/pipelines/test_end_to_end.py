@@ -70,3 +70,63 @@ def test_full_study_on_caltech101_mini(project_copy, shared_datasets):
     assert layers["conv5_3"] >= 0.8, layers.to_dict()
     curve = transfer[transfer["selection"].notna()]
     assert set(curve["selection"]) == {"dks_count", "random"}
+
+
+LITE0_WEIGHTS = PROJECT_ROOT / "data" / "06_models" / "efficientnet_lite0_imagenet.h5"
+
+
+@pytest.mark.slow
+def test_full_study_with_efficientnet_lite0_on_caltech101_mini(project_copy, shared_datasets):
+    """EfficientNet-Lite0's real ImageNet weights, head included: its own layer names throughout,
+    spatial and head layers, and a layer that transfers to caltech101-mini's 8 classes."""
+    if not LITE0_WEIGHTS.is_file():
+        pytest.skip(
+            f"EfficientNet-Lite0 weights not converted ({LITE0_WEIGHTS} absent): run `make setup`"
+        )
+    raw_dir = shared_datasets / "caltech101-mini"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kedro",
+            "run",
+            "--env",
+            "caltech101",
+            "--params",
+            f"raw_dir={raw_dir},crops=1,source_model=efficientnet_lite0_imagenet",
+        ],
+        cwd=project_copy,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-5000:]
+
+    model_output = project_copy / "data" / "07_model_output" / "efficientnet_lite0_imagenet"
+    report = project_copy / "data/08_reporting/efficientnet_lite0_imagenet/caltech101/report.html"
+    assert report.is_file() and report.stat().st_size > 100_000
+
+    manifest = pd.read_parquet(
+        project_copy
+        / "data/04_feature/efficientnet_lite0_imagenet/caltech101/feature_manifest.parquet"
+    )
+    kinds = manifest.drop_duplicates("layer").set_index("layer")["layer_kind"]
+    assert (
+        len(kinds) == 18 and kinds.iloc[0] == "spatial" and kinds.index[0] == "block1a_project_bn"
+    )
+    assert kinds[["avg_pool", "logits"]].tolist() == ["head", "head"]
+    assert (kinds.iloc[:16] == "spatial").all()
+    assert len(manifest) == 4088
+
+    dks = pd.read_parquet(model_output / "caltech101" / "dks.parquet")
+    assert dks.shape == (4088, 1 + 8)
+    assert dks["layer"].iloc[-1] == "logits"
+
+    transfer = pd.read_parquet(model_output / "transfer_results" / "caltech101.parquet")
+    layers = transfer[transfer["embedding"] == "layer"].groupby("layer")["accuracy"].mean()
+    assert set(layers.index) == set(kinds.index)
+    print(
+        f"EfficientNet-Lite0 transfer accuracy per layer on caltech101-mini: {layers.round(3).to_dict()}"
+    )
+    assert layers.max() >= 0.8, layers.to_dict()

@@ -19,6 +19,7 @@ from cnn_feature_behavior.reporting.feature_visualisation import (
     class_figure,
     class_top_features,
     crop_receptive_field,
+    fields_by_layer,
     patch_mosaic,
     receptive_fields,
     spatial_ops_from_keras,
@@ -76,7 +77,19 @@ def _impulse_support(layer_specs, input_size):
     inputs = keras.Input((input_size, input_size, 1))
     x, outputs = inputs, []
     for kind, name, kernel, stride, padding in layer_specs:
-        if kind == "conv":
+        if kind == "add":  # an identity shortcut from the output `kernel` layers back
+            x = keras.layers.Add(name=name)([x, outputs[-1 - kernel]])
+        elif kind == "dw":
+            x = keras.layers.DepthwiseConv2D(
+                kernel,
+                strides=stride,
+                padding=padding,
+                activation="relu",
+                depthwise_initializer="ones",
+                bias_initializer="zeros",
+                name=name,
+            )(x)
+        elif kind == "conv":
             x = keras.layers.Conv2D(
                 1,
                 kernel,
@@ -125,11 +138,24 @@ def _impulse_support(layer_specs, input_size):
             ],
             31,
         ),
+        # EfficientNet-Lite's geometry: depthwise windows and an identity shortcut's sum.
+        (
+            [
+                ("conv", "a", 3, 2, "same"),
+                ("dw", "b", 5, 1, "same"),
+                ("dw", "c", 3, 1, "same"),
+                ("add", "d", 2, 1, ""),
+                ("dw", "e", 3, 2, "same"),
+            ],
+            23,
+        ),
     ],
 )
 def test_receptive_fields_match_impulse_responses(layer_specs, input_size):
     model, support = _impulse_support(layer_specs, input_size)
-    fields = receptive_fields(spatial_ops_from_keras(model), input_size)
+    fields = fields_by_layer(model, input_size)
+    ops = receptive_fields(spatial_ops_from_keras(model), input_size)
+    assert all(fields[name] == field for name, field in ops.items())
     for name, reached in support.items():
         field = fields[name]
         n_units = reached.shape[1]
@@ -148,6 +174,17 @@ def test_receptive_fields_match_impulse_responses(layer_specs, input_size):
                 np.testing.assert_array_equal(cols, expected_cols, err_msg=f"{name} unit {i},{j}")
                 # The support is the full box, not just its bounding rows and columns.
                 assert reached[:, :, i, j].sum() == len(rows) * len(cols)
+
+
+def test_a_branch_is_refused_rather_than_given_a_wrong_field():
+    import keras
+
+    inputs = keras.Input((16, 16, 1))
+    x = keras.layers.Conv2D(2, 3, name="main")(inputs)
+    shortcut = keras.layers.Conv2D(2, 3, name="projection")(inputs)
+    x = keras.layers.Add(name="sum")([x, shortcut])
+    with pytest.raises(ValueError, match="'projection'.*not fed by the layer before it"):
+        fields_by_layer(keras.Model(inputs, x), 16)
 
 
 def test_unknown_spatial_layer_is_refused():
@@ -348,3 +385,40 @@ def test_class_figure_renders_every_row_and_is_not_blank():
     labels = [ax.get_ylabel() for ax in figure.axes if ax.get_ylabel()]
     assert labels == ["class samples", "presence\n(highest DKS)", "absence\n(lowest DKS)"]
     assert _rendered(figure).std() > 20
+
+
+def test_a_network_without_receptive_fields_shows_spatial_features_with_whole_images(
+    monkeypatch, caplog
+):
+    """A branched network (a projection shortcut) gets whole images for its spatial features,
+    with a warning, instead of a wrong crop or a failed report; head neurons are unchanged."""
+    import keras
+
+    from cnn_feature_behavior.extraction import source_models as source_models_api
+    from cnn_feature_behavior.reporting.feature_visualisation import feature_patches
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(2, 3, padding="same", name="main")(inputs)
+    shortcut = keras.layers.Conv2D(2, 1, name="projection")(inputs)
+    x = keras.layers.Add(name="block_out")([x, shortcut])
+    pooled = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="logits")(pooled))
+    monkeypatch.setattr(source_models_api, "load_backbone", lambda *args, **kwargs: model)
+    pool = np.random.default_rng(1).integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
+    spec = {
+        "m": {
+            "architecture": "keras_file",
+            "path": "m.keras",
+            "layers": ["logits"],
+            "preprocessing": "none",
+        }
+    }
+    features = [FeatureRef("block_out", 1), FeatureRef("logits", 2)]
+    with caplog.at_level("WARNING"):
+        patches = feature_patches(pool, features, "m", spec, batch_size=2, k=3)
+    for feature in features:
+        images, whole = patches[feature]
+        assert whole and len(images) == 3
+        assert all(any(np.array_equal(image, p) for p in pool) for image in images)
+    assert "no receptive fields" in caplog.text and "'projection'" in caplog.text

@@ -161,6 +161,49 @@ def test_embedding_maps_name_unknown_embeddings_and_settings():
         maps.MapSettings.from_params({"max_images": 1})
 
 
+def _run_maps_node(
+    maps_params: dict, source_models: dict, source_model: str, rename: dict | None = None
+) -> pd.DataFrame:
+    values, feature_layers, labels, image_ids = embedding_inputs(seed=2)
+    feature_layers = [(rename or {}).get(layer, layer) for layer in feature_layers]
+    features = [f"{layer}/n{k}" for k, layer in enumerate(feature_layers)]
+    embedding = pd.DataFrame(values, columns=features, index=pd.Index(image_ids, name="image_id"))
+    image_index = pd.DataFrame(
+        {"image_id": image_ids, "label": labels, "class_name": [f"class {k}" for k in labels]}
+    )
+    manifest = pd.DataFrame({"feature": features, "layer": feature_layers, "layer_kind": "spatial"})
+    inputs = {
+        "embedding": embedding,
+        "image_index": image_index,
+        "feature_manifest": manifest,
+        "params:transfer.maps": {**maps_params, "max_images": 30, **FAST},
+        "params:transfer.fne": {"positive": 0.15, "negative": -0.25},
+        "params:source_models": source_models,
+        "params:source_model": source_model,
+        "params:dataset": "digits",
+    }
+    catalog = DataCatalog({name: MemoryDataset(data) for name, data in inputs.items()})
+    catalog["embedding_maps"] = MemoryDataset()
+    SequentialRunner().run(create_pipeline().only_nodes("transfer.compute_embedding_maps"), catalog)
+    return catalog.load("embedding_maps")
+
+
+def test_maps_of_a_source_model_with_its_own_layer_names_and_default_layers():
+    """VGG's layer names in transfer.maps.embeddings (the default) are skipped for a network that
+    has other names; its own layers can be named; a name of no source model is still an error."""
+    source_models = {
+        "vgg16_imagenet": {"layers": LAYERS},
+        "resnet": {"architecture": "ResNet50", "layers": "default"},
+    }
+    rename = {"conv3_3": "conv3_block4_out", "conv5_3": "conv5_block3_out"}
+    table = _run_maps_node(
+        {"embeddings": ["conv3_3", "conv5_block3_out", "fne"]}, source_models, "resnet", rename
+    )
+    assert table.groupby("embedding").size().to_dict() == {"conv5_block3_out": 30, "fne": 30}
+    with pytest.raises(Exception, match=r"unknown embedding\(s\) \['conv3_block9_out'\]"):
+        _run_maps_node({"embeddings": ["conv3_block9_out"]}, source_models, "resnet", rename)
+
+
 def test_embedding_maps_node_through_kedro_runner():
     values, feature_layers, labels, image_ids = embedding_inputs(seed=2)
     features = [f"{layer}/n{k}" for k, layer in enumerate(feature_layers)]

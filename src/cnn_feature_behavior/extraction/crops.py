@@ -5,6 +5,8 @@ An image is decoded to RGB uint8 whatever its mode, its shorter side is resized 
 - 10 crops: top-left, top-right, bottom-left, bottom-right, centre, then the horizontal mirror of
   each, in that order;
 - 1 crop: the centre.
+A network with a fixed input size other than `crop` gets crops of its size, the resize scaled
+alike (`crop_geometry`).
 The centre crop starts at ((H - crop) // 2, (W - crop) // 2).
 
 How pixel values become 8-bit levels, decided by the PIL mode and, where the mode does not fix
@@ -159,6 +161,18 @@ def crops_of(image: np.ndarray, crop: int, n_crops: int) -> np.ndarray:
     if n_crops == 10:
         views += [view[:, ::-1] for view in views]
     return np.stack(views)
+
+
+def crop_geometry(input_size: int | None, resize: int, crop: int) -> tuple[int, int]:
+    """(resize, crop) for a network taking `input_size`-pixel square inputs (None: any size).
+
+    The crop becomes the input size and the shorter side keeps the configured resize / crop ratio,
+    rounded (256 / 224: InceptionV3's 299 crops are cut from a 342 shorter side); a network that
+    takes any size, or the configured one, keeps the configured geometry.
+    """
+    if input_size is None or input_size == crop:
+        return resize, crop
+    return round(resize * input_size / crop), int(input_size)
 
 
 def image_crops(path: Path, resize: int, crop: int, n_crops: int) -> np.ndarray:

@@ -58,11 +58,9 @@ from cnn_feature_behavior.extraction.embedding_store import (
     ShardSpec,
     write_shard,
 )
-from cnn_feature_behavior.extraction.source_models import (
-    keras_layer_name,
-    load_backbone,
-    preprocess,
-)
+from cnn_feature_behavior.extraction.layer_kinds import HEAD, SPATIAL
+from cnn_feature_behavior.extraction.source_models import load_backbone, preprocess
+from cnn_feature_behavior.extraction.source_models.taps import layer_output
 
 logger = logging.getLogger(__name__)
 
@@ -79,22 +77,35 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+SPATIAL_MEAN_SUFFIX = "_spatial_mean"
+
+
 def build_extractor(backbone: keras.Model, layers: Sequence[str]) -> keras.Model:
-    """One model whose outputs are the given layers (paper names): conv ones averaged over space."""
+    """One model whose outputs are the given layers (`taps.layer_output` names): feature maps
+    averaged over space, 1-D layers as they are."""
     outputs = []
     for layer in layers:
-        tensor = backbone.get_layer(keras_layer_name(layer)).output
+        tensor = layer_output(backbone, layer)
         if len(tensor.shape) == 4:
-            tensor = keras.layers.GlobalAveragePooling2D(name=f"{layer}_spatial_mean")(tensor)
+            tensor = keras.layers.GlobalAveragePooling2D(name=f"{layer}{SPATIAL_MEAN_SUFFIX}")(
+                tensor
+            )
+        elif len(tensor.shape) != 2:
+            raise ValueError(
+                f"layer {layer} of {backbone.name} outputs {tuple(tensor.shape)}: neither feature "
+                "maps (batch, height, width, channels) nor a vector per image"
+            )
         outputs.append(tensor)
     return keras.Model(backbone.inputs, outputs, name=f"{backbone.name}_features")
 
 
 def feature_manifest(extractor: keras.Model, layers: Sequence[str]) -> pd.DataFrame:
-    """One row per embedding column: `feature` (`conv4_3/n458`), `layer`, `filter`, `layer_kind`."""
+    """One row per embedding column: `feature` (`conv4_3/n458`), `layer`, `filter`, `layer_kind`
+    (`spatial` for layers averaged over space, `head` for 1-D ones: `extraction.layer_kinds`)."""
     rows = []
+    pooled = {layer.name for layer in extractor.layers}
     for layer, output in zip(layers, extractor.outputs, strict=True):
-        kind = "conv" if layer.startswith("conv") else "fc"
+        kind = SPATIAL if f"{layer}{SPATIAL_MEAN_SUFFIX}" in pooled else HEAD
         rows += [(f"{layer}/n{unit}", layer, unit, kind) for unit in range(int(output.shape[-1]))]
     manifest = pd.DataFrame(rows, columns=["feature", "layer", "filter", "layer_kind"])
     return manifest.astype({"filter": "int64"})

@@ -122,29 +122,75 @@ _NON_SPATIAL = frozenset({"Flatten", "Dense", "GlobalAveragePooling2D", "GlobalM
 
 
 def spatial_ops_from_keras(model: Any) -> list[SpatialOp]:
-    """The geometry of a sequential Keras conv net, up to its first non-spatial layer."""
-    ops: list[SpatialOp] = []
+    """The geometry of a Keras conv net, up to its first non-spatial layer.
+
+    The net must be a chain of layers, each fed by the one before, where a residual sum (`Add`)
+    may add an earlier output of the chain (an identity shortcut, as in EfficientNet-Lite's
+    blocks): the sum's field is that of the chain, which holds the shortcut's. A branch (a
+    projection shortcut, Inception's parallel paths) is refused rather than given a wrong field.
+    """
+    return [op for op in _walk_chain(model) if op is not None]
+
+
+def fields_by_layer(model: Any, input_size: int) -> dict[str, ReceptiveField]:
+    """The receptive field of every layer of the chain (`spatial_ops_from_keras`), layers that
+    leave the geometry as it is (batch norms, activations, residual sums) included."""
+    walked = list(_walk_chain(model, with_names=True))
+    fields = receptive_fields([op for _, op in walked if op is not None], input_size)
+    found: dict[str, ReceptiveField] = {}
+    current = None
+    for name, op in walked:
+        current = fields[op.name] if op is not None else current
+        if current is not None:
+            found[name] = current
+    return found
+
+
+def _walk_chain(model: Any, with_names: bool = False):
+    """Each layer of the chain, in order, with its SpatialOp (None for a neutral layer)."""
+    head = None
+    on_chain: set[int] = set()
     for layer in model.layers:
         kind = type(layer).__name__
         if kind in _NON_SPATIAL:
             break
-        if kind in _GEOMETRY_NEUTRAL:
-            continue
-        if kind == "Conv2D":
-            window, strides = layer.kernel_size, layer.strides
-            if tuple(layer.dilation_rate) != (1, 1):
-                raise ValueError(f"layer {layer.name!r}: dilated convolutions are not supported")
-        elif kind in {"MaxPooling2D", "AveragePooling2D"}:
-            window, strides = layer.pool_size, layer.strides
-        else:
-            raise ValueError(
-                f"layer {layer.name!r} ({kind}): unknown effect on receptive fields; supported are "
-                f"Conv2D, MaxPooling2D, AveragePooling2D and {sorted(_GEOMETRY_NEUTRAL)}"
-            )
-        if window[0] != window[1] or strides[0] != strides[1]:
-            raise ValueError(f"layer {layer.name!r}: non-square window {window} / stride {strides}")
-        ops.append(SpatialOp(layer.name, int(window[0]), int(strides[0]), layer.padding))
-    return ops
+        if kind != "InputLayer":
+            _check_on_chain(layer, kind, head, on_chain)
+        head = id(layer.output)
+        on_chain.add(head)
+        op = _spatial_op(layer, kind)
+        yield (layer.name, op) if with_names else op
+
+
+def _check_on_chain(layer: Any, kind: str, head: int | None, on_chain: set[int]) -> None:
+    inputs = layer.input if isinstance(layer.input, (list, tuple)) else [layer.input]
+    ids = [id(tensor) for tensor in inputs]
+    chained = ids == [head] or (kind == "Add" and head in ids and all(i in on_chain for i in ids))
+    if not chained:
+        raise ValueError(
+            f"layer {layer.name!r} ({kind}) is not fed by the layer before it (a branch): "
+            "receptive fields are computed for a chain of layers with identity shortcuts only"
+        )
+
+
+def _spatial_op(layer: Any, kind: str) -> SpatialOp | None:
+    if kind in _GEOMETRY_NEUTRAL or kind == "Add":
+        return None
+    if kind in {"Conv2D", "DepthwiseConv2D"}:
+        window, strides = layer.kernel_size, layer.strides
+        if tuple(layer.dilation_rate) != (1, 1):
+            raise ValueError(f"layer {layer.name!r}: dilated convolutions are not supported")
+    elif kind in {"MaxPooling2D", "AveragePooling2D"}:
+        window, strides = layer.pool_size, layer.strides
+    else:
+        raise ValueError(
+            f"layer {layer.name!r} ({kind}): unknown effect on receptive fields; supported are "
+            f"Conv2D, DepthwiseConv2D, MaxPooling2D, AveragePooling2D, Add (an identity "
+            f"shortcut) and {sorted(_GEOMETRY_NEUTRAL)}"
+        )
+    if window[0] != window[1] or strides[0] != strides[1]:
+        raise ValueError(f"layer {layer.name!r}: non-square window {window} / stride {strides}")
+    return SpatialOp(layer.name, int(window[0]), int(strides[0]), layer.padding)
 
 
 def crop_receptive_field(image: np.ndarray, field: ReceptiveField, y: int, x: int) -> np.ndarray:
@@ -512,38 +558,55 @@ def feature_patches(
     batch_size: int,
     k: int = PATCHES_PER_FEATURE,
 ) -> dict[FeatureRef, tuple[list[np.ndarray], bool]]:
-    """Each feature's top-`k` pool patches and whether they are whole images (fc neurons)."""
-    from cnn_feature_behavior.extraction.source_models import keras_layer_name, load_backbone
+    """Each feature's top-`k` pool patches and whether they are whole images (head neurons, or
+    a spatial layer whose receptive field cannot be computed: see `spatial_ops_from_keras`)."""
+    from cnn_feature_behavior.extraction.source_models import load_backbone
 
     backbone = load_backbone(source_model, source_models)
-    try:
-        fields_by_keras_name = receptive_fields(spatial_ops_from_keras(backbone), pool.shape[1])
-    except ValueError as error:
-        # A network that is not a plain stack (depthwise convolutions, residual additions) has
-        # no field derived here: its spatial features show whole images, and the log says so.
-        logger.warning(
-            "Top features of %s: receptive fields not derived (%s); each spatial feature shows "
-            "the whole images that activate it most",
-            source_model,
-            error,
-        )
-        fields_by_keras_name = {}
     layers = sorted({feature.layer for feature in features})
     run = keras_activations(backbone, layers, source_model, source_models)
     batches = (pool[start : start + batch_size] for start in range(0, len(pool), batch_size))
     tops = top_activations(batches, run, features, k)
+    fields = _FieldsOf(backbone, pool.shape[1], source_model)
     patches = {}
     for feature, activations in tops.items():
-        # An fc neuron has no spatial map: it sees the whole image.
-        if activations[0].y is None or not fields_by_keras_name:
+        field = None if activations[0].y is None else fields.of(feature.layer)
+        if field is None:  # a head neuron (no spatial map) sees the whole image
             patches[feature] = ([pool[top.pool_index] for top in activations], True)
             continue
-        field = fields_by_keras_name[keras_layer_name(feature.layer)]
         patches[feature] = (
             [crop_receptive_field(pool[t.pool_index], field, t.y, t.x) for t in activations],
             False,
         )
     return patches
+
+
+class _FieldsOf:
+    """Receptive fields of a backbone's layers, computed on first need; None (with one warning)
+    where the network or the layer has none that this module can compute."""
+
+    def __init__(self, backbone: Any, input_size: int, source_model: str) -> None:
+        self.backbone, self.input_size, self.source_model = backbone, input_size, source_model
+        self.fields: dict[str, ReceptiveField] | None = None
+
+    def of(self, layer: str) -> ReceptiveField | None:
+        from cnn_feature_behavior.extraction.source_models.taps import model_layer_name
+
+        if self.fields is None:
+            try:
+                self.fields = fields_by_layer(self.backbone, self.input_size)
+            except ValueError as error:
+                logger.warning(
+                    "Feature visualisation of %s: no receptive fields (%s); spatial features "
+                    "are shown with whole images",
+                    self.source_model,
+                    error,
+                )
+                self.fields = {}
+        try:
+            return self.fields.get(model_layer_name(self.backbone, layer))
+        except ValueError:  # a ConvNeXt block's output: an operation, not a layer
+            return None
 
 
 def keras_activations(
@@ -553,22 +616,16 @@ def keras_activations(
     one model that stops at the deepest of them."""
     import keras
 
-    from cnn_feature_behavior.extraction.source_models import (
-        keras_layer_name,
-        preprocess,
-        source_model_spec,
-    )
+    from cnn_feature_behavior.extraction.source_models import preprocess, source_model_spec
+    from cnn_feature_behavior.extraction.source_models.taps import has_layer, layer_output
 
     spec = source_model_spec(source_model, source_models)
-    present = {layer.name for layer in backbone.layers}
-    absent = [layer for layer in layers if keras_layer_name(layer) not in present]
+    absent = [layer for layer in layers if not has_layer(backbone, layer)]
     if absent:
         raise ValueError(
             f"source model {source_model!r} has no layers {absent} (its weights may lack fc layers)"
         )
-    model = keras.Model(
-        backbone.inputs, [backbone.get_layer(keras_layer_name(layer)).output for layer in layers]
-    )
+    model = keras.Model(backbone.inputs, [layer_output(backbone, layer) for layer in layers])
 
     def run(batch: np.ndarray) -> dict[str, np.ndarray]:
         outputs = model.predict_on_batch(preprocess(batch, spec))

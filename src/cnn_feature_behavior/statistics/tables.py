@@ -11,6 +11,8 @@ import logging
 import numpy as np
 import pandas as pd
 
+from cnn_feature_behavior.extraction.layer_kinds import LAYER_KINDS, normalise_layer_kind
+
 logger = logging.getLogger(__name__)
 
 INDEX_COLUMNS = ("image_id", "label", "class_name")
@@ -128,12 +130,22 @@ def dks_values(dks: pd.DataFrame, feature_manifest: pd.DataFrame) -> np.ndarray:
 
 
 def layer_groups(feature_manifest: pd.DataFrame, with_kinds: bool) -> list[tuple[str, np.ndarray]]:
-    """(group, feature row mask) per layer in manifest order, then 'conv' and 'fc' if asked."""
+    """(group, feature row mask) per layer in manifest order, then `spatial` and `head` if asked.
+
+    Layer names are the source model's own (any CNN); the kinds are those of
+    `extraction.layer_kinds` (an earlier manifest's `conv` / `fc` read as `spatial` / `head`).
+    """
     layers = feature_manifest[LAYER_COLUMN].astype(str).to_numpy()
     groups = [(layer, layers == layer) for layer in pd.unique(layers)]
     if with_kinds:
-        kinds = feature_manifest["layer_kind"].astype(str).to_numpy()
-        groups += [(kind, kinds == kind) for kind in ("conv", "fc") if np.any(kinds == kind)]
+        clashing = sorted(set(LAYER_KINDS) & set(layers))
+        if clashing:
+            raise ValueError(
+                f"feature_manifest has a layer named {clashing[0]!r}, the name of a group of "
+                f"layers ({', '.join(LAYER_KINDS)}): rename the layer in the source model's config"
+            )
+        kinds = feature_manifest["layer_kind"].map(normalise_layer_kind).to_numpy()
+        groups += [(kind, kinds == kind) for kind in LAYER_KINDS if np.any(kinds == kind)]
     return groups
 
 

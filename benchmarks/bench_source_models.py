@@ -1,0 +1,129 @@
+"""Source models compared: images/s of VGG16 and EfficientNet-Lite0, through the pipeline and bare.
+
+    python benchmarks/bench_source_models.py [--images 16 64] [--crops 1] [--batch-size 10]
+        [--repeats 2] [--models vgg16_imagenet efficientnet_lite0_imagenet] [--decode-workers N]
+
+Prints, measured in this one run on real images of ../shared/datasets, for each source model:
+images/s through the extraction pipeline (plan, decode, crop, forward, shard writes) and of the
+bare forward pass on the same crops already in memory, the ratio pipeline / bare (target >= 0.9:
+decode and crop keep up with the model), then each model's images/s against the first's (target
+for EfficientNet-Lite0 against VGG16: >= 4). Each model's speed is bench_feature_extraction.py's
+speed run (4N images, pipeline and bare timed in alternation, both warmed up: steady state, the
+pipeline's one-off model tracing printed apart) in a process of its own; the models
+take turns `--repeats` times so that a change in the machine's load hits all of them, and the
+figures add their turns up. Needs the weights of `make setup`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent / "bench_feature_extraction.py"
+
+
+def speed_run(model: str, images: int, args: argparse.Namespace) -> dict:
+    """One speed run of bench_feature_extraction.py for `model`, in a process of its own."""
+    command = [
+        sys.executable,
+        str(BENCH),
+        "--child",
+        "speed",
+        "--count",
+        str(4 * images),
+        "--crops",
+        str(args.crops),
+        "--batch-size",
+        str(args.batch_size),
+        "--shard-size",
+        str(args.shard_size),
+        "--rounds",
+        str(args.rounds),
+        "--source-model",
+        model,
+        "--warm",
+    ] + ([] if args.decode_workers is None else ["--decode-workers", str(args.decode_workers)])
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--images",
+        type=int,
+        nargs="+",
+        default=[16, 64],
+        help="N per model (one value: all); speed is measured on 4N images, in `--rounds` runs "
+        "of the pipeline: a fast model needs more images for a run's fixed costs to amortise",
+    )
+    parser.add_argument(
+        "--decode-workers", type=int, help="decoding threads (default: feature_extraction's)"
+    )
+    parser.add_argument("--crops", type=int, default=1, choices=[1, 10])
+    parser.add_argument("--batch-size", type=int, default=10)
+    parser.add_argument("--shard-size", type=int, default=512, help="as feature_extraction's")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=2, help="turns each model takes")
+    parser.add_argument(
+        "--models", nargs="+", default=["vgg16_imagenet", "efficientnet_lite0_imagenet"]
+    )
+    args = parser.parse_args()
+    images = dict(
+        zip(args.models, args.images * len(args.models) if len(args.images) == 1 else args.images)
+    )
+    if len(images) != len(args.models):
+        parser.error("--images: one value, or one per model")
+
+    load_before = os.getloadavg()
+    totals = {
+        model: {"images": 0, "pipeline_s": 0.0, "bare_s": 0.0, "warm_up_s": 0.0}
+        for model in args.models
+    }
+    features = {}
+    for _ in range(args.repeats):
+        for model in args.models:
+            run = speed_run(model, images[model], args)
+            features[model] = run["features"]
+            for key in totals[model]:
+                totals[model][key] += run[key]
+    load_after = os.getloadavg()
+
+    print(
+        f"command: python benchmarks/bench_source_models.py --images {' '.join(map(str, args.images))} "
+        f"--crops {args.crops} --batch-size {args.batch_size} --shard-size {args.shard_size} "
+        f"--rounds {args.rounds} --repeats {args.repeats} --models {' '.join(args.models)}"
+        + ("" if args.decode_workers is None else f" --decode-workers {args.decode_workers}")
+    )
+    rates = {}
+    for model, total in totals.items():
+        pipeline = total["images"] / total["pipeline_s"]
+        bare = total["images"] / total["bare_s"]
+        rates[model] = (pipeline, bare)
+        print(
+            f"{model} ({features[model]} features): pipeline {pipeline:.2f} images/s, bare "
+            f"{bare:.2f} images/s, pipeline / bare {pipeline / bare:.3f} (target >= 0.9), over "
+            f"{total['images']} images; one-off pipeline warm-up (model tracing) "
+            f"{total['warm_up_s'] / args.repeats:.1f} s per run, not timed"
+        )
+    first = args.models[0]
+    for model in args.models[1:]:
+        print(
+            f"{model} / {first}: pipeline {rates[model][0] / rates[first][0]:.2f}x, bare "
+            f"{rates[model][1] / rates[first][1]:.2f}x (target for EfficientNet-Lite0 / VGG16 >= 4)"
+        )
+    print(
+        "load average (1, 5, 15 min) before: "
+        + ", ".join(f"{x:.2f}" for x in load_before)
+        + "; after: "
+        + ", ".join(f"{x:.2f}" for x in load_after)
+        + f" on {os.cpu_count()} CPUs"
+    )
+
+
+if __name__ == "__main__":
+    main()
