@@ -23,7 +23,8 @@ from cnn_feature_behavior.ingestion.index import (
     properties_markdown,
     select_per_class,
 )
-from cnn_feature_behavior.ingestion.layouts import LabelledImage, LayoutScan, scan_layout
+from cnn_feature_behavior.ingestion.layouts import scan_layout
+from cnn_feature_behavior.ingestion.readers.base import LabelledImage, LayoutScan
 
 
 def jpeg_bytes(size=(64, 48), seed=0) -> bytes:

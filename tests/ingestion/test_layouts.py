@@ -9,7 +9,10 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from cnn_feature_behavior.ingestion.layouts import LAYOUTS, WOOD_CLASSES, LayoutError, scan_layout
+from cnn_feature_behavior.ingestion.layouts import scan_layout
+from cnn_feature_behavior.ingestion.readers import LAYOUTS
+from cnn_feature_behavior.ingestion.readers.base import LayoutError
+from cnn_feature_behavior.ingestion.readers.wood import WOOD_CLASSES
 
 
 def image(path: Path, colour: int = 128, fmt: str | None = None) -> Path:

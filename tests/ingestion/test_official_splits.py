@@ -10,7 +10,8 @@ import scipy.io
 from PIL import Image
 
 from cnn_feature_behavior.ingestion.index import build_index
-from cnn_feature_behavior.ingestion.layouts import LayoutError, scan_layout
+from cnn_feature_behavior.ingestion.layouts import scan_layout
+from cnn_feature_behavior.ingestion.readers.base import LayoutError
 
 
 def image(path: Path) -> Path:

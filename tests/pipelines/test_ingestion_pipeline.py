@@ -15,7 +15,7 @@ from kedro_datasets.pandas import ParquetDataset
 from kedro_datasets.text import TextDataset
 
 from cnn_feature_behavior.ingestion.index import MissingImagesError
-from cnn_feature_behavior.ingestion.layouts import LayoutError
+from cnn_feature_behavior.ingestion.readers.base import LayoutError
 from cnn_feature_behavior.pipelines.ingestion import create_pipeline
 from cnn_feature_behavior.pipelines.ingestion.nodes import build_image_index
 

@@ -12,7 +12,7 @@ import pandas as pd
 from PIL import Image
 
 from cnn_feature_behavior.extraction.crops import ImageValuesError, upright_rgb
-from cnn_feature_behavior.ingestion.layouts import LayoutScan
+from cnn_feature_behavior.ingestion.readers.base import LayoutScan
 
 logger = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
-"""Nodes of the ingestion pipeline; the work is done in `layouts`, `ingestion_index` and
-`ingestion_sources`."""
+"""Nodes of the ingestion pipeline; the work is done in `ingestion.layouts` (with one reader per
+dataset family in `ingestion.readers`), `ingestion.index` and `ingestion.sources`."""
 
 from __future__ import annotations
 

@@ -1,0 +1,73 @@
+"""Oxford-IIIT Pet (catsdogs): annotations/list.txt and the trainval / test split."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cnn_feature_behavior.ingestion.readers.base import (
+    TEST,
+    TRAIN,
+    Layout,
+    LayoutError,
+    LayoutScan,
+    _files_under,
+    _int_field,
+    _is_image_name,
+    _labelled_list,
+    _not_image_reason,
+    _read_rows,
+    _require_dir,
+)
+from cnn_feature_behavior.ingestion.readers.splits import (
+    _split_files_present,
+    _split_membership,
+    _with_splits,
+)
+
+
+def read_catsdogs(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
+    image_dir = _require_dir("catsdogs", raw_dir / "images")
+    list_file = raw_dir / "annotations" / "list.txt"
+    breeds: dict[int, str] = {}
+    labelled = []
+    for name, class_id, _species, _breed_id in _read_rows("catsdogs", list_file, 4):
+        breed = name.rsplit("_", 1)[0]
+        class_number = _int_field("catsdogs", list_file, class_id)
+        if breeds.setdefault(class_number, breed) != breed:
+            raise LayoutError(
+                "catsdogs",
+                list_file,
+                f"class id {class_id} names both {breeds[class_number]} and {breed}",
+            )
+        labelled.append((f"images/{name}.jpg", breed))
+    on_disk = _files_under(image_dir, raw_dir)
+    scan = _labelled_list(
+        [breeds[i] for i in sorted(breeds)],
+        labelled,
+        [p for p in on_disk if _is_image_name(p)],
+        "not listed in annotations/list.txt",
+    )
+    scan.unusable += [(p, _not_image_reason(p)) for p in on_disk if not _is_image_name(p)]
+    split_files = [raw_dir / "annotations" / "trainval.txt", raw_dir / "annotations" / "test.txt"]
+    if not _split_files_present("catsdogs", split_files):
+        return scan
+    lists = []
+    for split, f in zip((TRAIN, TEST), split_files):
+        rows = _read_rows("catsdogs", f, 4)
+        for _name, class_id, _species, _breed_id in rows:
+            _int_field("catsdogs", f, class_id)
+        lists.append((split, f, [f"images/{row[0]}.jpg" for row in rows]))
+    return _with_splits("catsdogs", scan, _split_membership("catsdogs", lists), split_files)
+
+
+LAYOUT_CATSDOGS = Layout(
+    read_catsdogs,
+    """\
+<raw_dir>/
+  annotations/list.txt   ("<Breed_name>_<n> <class_id> <species> <breed_id>" lines)
+  annotations/trainval.txt, annotations/test.txt   (optional: the official split, lines as in
+                                                    list.txt)
+  images/<Breed_name>_<n>.jpg""",
+)
