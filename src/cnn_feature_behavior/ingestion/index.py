@@ -118,6 +118,29 @@ def build_index(
     """(image_index, ingestion_rejects) from a layout scan; see docs/data_contracts.md."""
     if max_images_per_class is not None and max_images_per_class < 1:
         raise ValueError(f"max_images_per_class must be at least 1, got {max_images_per_class}")
+    rejects = _layout_rejects(scan, raw_dir, dataset, allow_missing)
+    checker = (
+        (lambda b: find_decode_problems(raw_dir, b, decode_workers)) if verify_images else None
+    )
+    selected, problems = _select_images(scan, dataset, max_images_per_class, checker)
+    rejects += sorted(problems.items())
+    kept_classes, too_small = _classes_with_enough_images(scan, selected, dataset, raw_dir)
+    rejects += too_small
+    index = _index_table(scan, selected, kept_classes, dataset, raw_dir)
+    logger.info(
+        "%s: indexed %d images in %d classes, %d rejects",
+        dataset,
+        len(index),
+        len(kept_classes),
+        len(rejects),
+    )
+    return index, rejects_table(rejects, stage="ingestion")
+
+
+def _layout_rejects(
+    scan: LayoutScan, raw_dir: Path, dataset: str, allow_missing: bool
+) -> list[tuple[str, str]]:
+    """The scan's missing (an error unless allowed) and unusable files, as (path, reason)."""
     rejects: list[tuple[str, str]] = []
     if scan.missing:
         examples = ", ".join(scan.missing[:3])
@@ -144,24 +167,27 @@ def build_index(
             _count_reasons(reason for _, reason in scan.unusable),
         )
         rejects += scan.unusable
+    return rejects
 
+
+def _select_images(
+    scan: LayoutScan,
+    dataset: str,
+    max_images_per_class: int | None,
+    find_problems: Callable[[list[str]], dict[str, str]] | None,
+) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """The first usable images of each class (path order), and {path: reason} of the unusable."""
     candidates: dict[str, list[str]] = {c: [] for c in scan.class_names}
-    splits: dict[str, str | None] = {}
     for image in scan.images:
         candidates[image.class_name].append(image.path)
-        splits[image.path] = image.split
     candidates = {c: sorted(paths) for c, paths in candidates.items() if paths}
-    checker = (
-        (lambda b: find_decode_problems(raw_dir, b, decode_workers)) if verify_images else None
-    )
-    selected, problems = select_per_class(candidates, max_images_per_class, checker)
+    selected, problems = select_per_class(candidates, max_images_per_class, find_problems)
     if problems:
         logger.warning(
             "%s: %d files do not decode as images, listed in ingestion_rejects",
             dataset,
             len(problems),
         )
-        rejects += sorted(problems.items())
     if max_images_per_class is not None:
         kept = sum(map(len, selected.values()))
         logger.info(
@@ -172,7 +198,14 @@ def build_index(
             kept,
             len(scan.images) - kept - len(problems),
         )
+    return selected, problems
 
+
+def _classes_with_enough_images(
+    scan: LayoutScan, selected: Mapping[str, list[str]], dataset: str, raw_dir: Path
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """The classes kept (at least MIN_IMAGES_PER_CLASS usable images) and the rejects of the
+    others; fewer than two classes kept is an error."""
     # Over every class of the layout: one with no image on disk at all is reported too.
     too_small = {
         c: selected.get(c, [])
@@ -187,18 +220,29 @@ def build_index(
             MIN_IMAGES_PER_CLASS,
             ", ".join(f"{c} ({len(p)})" for c, p in too_small.items()),
         )
-        rejects += [
-            (p, f"class {c} has {len(paths)} usable image; at least {MIN_IMAGES_PER_CLASS} needed")
-            for c, paths in too_small.items()
-            for p in paths
-        ]
-    kept_classes = [c for c in scan.class_names if len(selected.get(c, ())) >= MIN_IMAGES_PER_CLASS]
+    rejects = [
+        (p, f"class {c} has {len(paths)} usable image; at least {MIN_IMAGES_PER_CLASS} needed")
+        for c, paths in too_small.items()
+        for p in paths
+    ]
+    kept_classes = [c for c in scan.class_names if c not in too_small]
     if len(kept_classes) < 2:
         raise ValueError(
             f"{dataset}: {len(kept_classes)} classes with at least {MIN_IMAGES_PER_CLASS} usable "
             f"images under {raw_dir}; a study needs at least 2"
         )
+    return kept_classes, rejects
 
+
+def _index_table(
+    scan: LayoutScan,
+    selected: Mapping[str, list[str]],
+    kept_classes: list[str],
+    dataset: str,
+    raw_dir: Path,
+) -> pd.DataFrame:
+    """The image index: labels 0..C-1 in class order, rows sorted by (label, path)."""
+    splits = {image.path: image.split for image in scan.images}
     rows = [
         (str(PurePosixPath(path).with_suffix("")), path, label, class_name, splits[path])
         for label, class_name in enumerate(kept_classes)
@@ -211,15 +255,7 @@ def build_index(
             f"{dataset}: image ids are not unique under {raw_dir} (files that differ only in "
             f"suffix?): {', '.join(duplicated.head(3))}"
         )
-    index = index.sort_values(["label", "path"], kind="stable", ignore_index=True)
-    logger.info(
-        "%s: indexed %d images in %d classes, %d rejects",
-        dataset,
-        len(index),
-        len(kept_classes),
-        len(rejects),
-    )
-    return index, rejects_table(rejects, stage="ingestion")
+    return index.sort_values(["label", "path"], kind="stable", ignore_index=True)
 
 
 def rejects_table(rejects: Iterable[tuple[str, str]], stage: str) -> pd.DataFrame:
