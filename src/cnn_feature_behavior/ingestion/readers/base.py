@@ -69,44 +69,44 @@ def layout_tree(dataset: str) -> str:
 # Shared helpers
 
 
-def _rel(path: Path, raw_dir: Path) -> str:
+def rel(path: Path, raw_dir: Path) -> str:
     return path.relative_to(raw_dir).as_posix()
 
 
-def _require_dir(dataset: str, path: Path) -> Path:
+def require_dir(dataset: str, path: Path) -> Path:
     if not path.is_dir():
         raise LayoutError(dataset, path, "expected folder not found")
     return path
 
 
-def _require_file(dataset: str, path: Path) -> Path:
+def require_file(dataset: str, path: Path) -> Path:
     if not path.is_file():
         raise LayoutError(dataset, path, "expected file not found")
     return path
 
 
-def _is_image_name(name: str) -> bool:
+def is_image_name(name: str) -> bool:
     return PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES
 
 
-def _not_image_reason(name: str) -> str:
+def not_image_reason(name: str) -> str:
     suffix = PurePosixPath(name).suffix or "(none)"
     return f"not an image file (suffix {suffix})"
 
 
-def _files_under(folder: Path, raw_dir: Path) -> list[str]:
+def files_under(folder: Path, raw_dir: Path) -> list[str]:
     """Every file below `folder`, as sorted POSIX paths relative to raw_dir."""
     found = []
     for root, dirs, files in os.walk(folder):
         dirs.sort()
-        found.extend(_rel(Path(root) / name, raw_dir) for name in files)
+        found.extend(rel(Path(root) / name, raw_dir) for name in files)
     return sorted(found)
 
 
-def _read_rows(dataset: str, path: Path, n_fields: int) -> list[list[str]]:
+def read_rows(dataset: str, path: Path, n_fields: int) -> list[list[str]]:
     """Whitespace-separated rows of a list file; blank lines and `#` comments skipped."""
     rows = []
-    with open(_require_file(dataset, path), encoding="utf-8") as handle:
+    with open(require_file(dataset, path), encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             text = line.strip()
             if not text or text.startswith("#"):
@@ -120,14 +120,14 @@ def _read_rows(dataset: str, path: Path, n_fields: int) -> list[list[str]]:
     return rows
 
 
-def _int_field(dataset: str, path: Path, value: str) -> int:
+def int_field(dataset: str, path: Path, value: str) -> int:
     try:
         return int(value)
     except ValueError:
         raise LayoutError(dataset, path, f"'{value}' is not an integer id") from None
 
 
-def _labelled_list(
+def labelled_list(
     class_names: list[str],
     labelled: Iterable[tuple[str, str]],
     on_disk: Iterable[str],
@@ -146,7 +146,7 @@ def _labelled_list(
     return LayoutScan(class_names, images, missing, unusable)
 
 
-def _scan_class_folders(
+def scan_class_folders(
     dataset: str,
     raw_dir: Path,
     root: Path,
@@ -155,14 +155,14 @@ def _scan_class_folders(
     class_name: Callable[[str], str] = lambda folder: folder,
 ) -> LayoutScan:
     """`root/<class>/<image>`: one folder per class, classes in folder-name order."""
-    _require_dir(dataset, root)
+    require_dir(dataset, root)
     class_names, images, unusable = [], [], []
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
         if not entry.is_dir():
-            unusable.append((_rel(Path(entry.path), raw_dir), "file outside any class folder"))
+            unusable.append((rel(Path(entry.path), raw_dir), "file outside any class folder"))
             continue
         if entry.name in left_out:
-            n_files = len(_files_under(Path(entry.path), raw_dir))
+            n_files = len(files_under(Path(entry.path), raw_dir))
             logger.info("%s: left out class folder %s (%d files)", dataset, entry.name, n_files)
             continue
         name = class_name(entry.name)
@@ -172,27 +172,27 @@ def _scan_class_folders(
             if item.is_dir():
                 unusable.extend(
                     (nested, "inside a nested folder; images sit directly in the class folder")
-                    for nested in _files_under(path, raw_dir)
+                    for nested in files_under(path, raw_dir)
                 )
-            elif _is_image_name(item.name):
-                images.append(LabelledImage(_rel(path, raw_dir), name))
+            elif is_image_name(item.name):
+                images.append(LabelledImage(rel(path, raw_dir), name))
             else:
-                unusable.append((_rel(path, raw_dir), _not_image_reason(item.name)))
+                unusable.append((rel(path, raw_dir), not_image_reason(item.name)))
     if not class_names:
         raise LayoutError(dataset, root, "no class folders found")
     return LayoutScan(class_names, images, [], unusable)
 
 
-def _mat_variable(dataset: str, path: Path, name: str, **options: Any) -> np.ndarray:
+def mat_variable(dataset: str, path: Path, name: str, **options: Any) -> np.ndarray:
     """Variable `name` of a MATLAB file, or a LayoutError naming the file."""
     try:
-        return scipy.io.loadmat(_require_file(dataset, path), **options)[name]
+        return scipy.io.loadmat(require_file(dataset, path), **options)[name]
     except KeyError:
         raise LayoutError(dataset, path, f"no variable '{name}' in this .mat file") from None
     except (scipy.io.matlab.MatReadError, ValueError, TypeError, OSError) as error:
         raise LayoutError(dataset, path, f"not a readable .mat file ({error})") from None
 
 
-def _strip_number_prefix(folder: str) -> str:
+def strip_number_prefix(folder: str) -> str:
     """`001.Black_footed_Albatross` -> `Black_footed_Albatross`."""
     return folder.split(".", 1)[1] if re.match(r"^\d+\.", folder) else folder

@@ -9,14 +9,14 @@ from typing import Any
 from cnn_feature_behavior.ingestion.readers.base import (
     Layout,
     LayoutScan,
-    _scan_class_folders,
-    _strip_number_prefix,
+    scan_class_folders,
+    strip_number_prefix,
 )
 
 
 def read_caltech101(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
     # BACKGROUND_Google is clutter, not an object class.
-    return _scan_class_folders(
+    return scan_class_folders(
         "caltech101",
         raw_dir,
         raw_dir / "101_ObjectCategories",
@@ -26,12 +26,12 @@ def read_caltech101(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
 
 def read_caltech256(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
     # 257.clutter is clutter, not an object class.
-    return _scan_class_folders(
+    return scan_class_folders(
         "caltech256",
         raw_dir,
         raw_dir / "256_ObjectCategories",
         left_out=frozenset({"257.clutter"}),
-        class_name=_strip_number_prefix,
+        class_name=strip_number_prefix,
     )
 
 

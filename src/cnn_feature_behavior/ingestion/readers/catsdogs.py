@@ -12,29 +12,28 @@ from cnn_feature_behavior.ingestion.readers.base import (
     Layout,
     LayoutError,
     LayoutScan,
-    _files_under,
-    _int_field,
-    _is_image_name,
-    _labelled_list,
-    _not_image_reason,
-    _read_rows,
-    _require_dir,
+    files_under,
+    int_field,
+    is_image_name,
+    labelled_list,
+    not_image_reason,
+    read_rows,
+    require_dir,
 )
 from cnn_feature_behavior.ingestion.readers.splits import (
-    _split_files_present,
-    _split_membership,
-    _with_splits,
+    split_by_lists,
+    split_files_present,
 )
 
 
 def read_catsdogs(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
-    image_dir = _require_dir("catsdogs", raw_dir / "images")
+    image_dir = require_dir("catsdogs", raw_dir / "images")
     list_file = raw_dir / "annotations" / "list.txt"
     breeds: dict[int, str] = {}
     labelled = []
-    for name, class_id, _species, _breed_id in _read_rows("catsdogs", list_file, 4):
+    for name, class_id, _species, _breed_id in read_rows("catsdogs", list_file, 4):
         breed = name.rsplit("_", 1)[0]
-        class_number = _int_field("catsdogs", list_file, class_id)
+        class_number = int_field("catsdogs", list_file, class_id)
         if breeds.setdefault(class_number, breed) != breed:
             raise LayoutError(
                 "catsdogs",
@@ -42,24 +41,24 @@ def read_catsdogs(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
                 f"class id {class_id} names both {breeds[class_number]} and {breed}",
             )
         labelled.append((f"images/{name}.jpg", breed))
-    on_disk = _files_under(image_dir, raw_dir)
-    scan = _labelled_list(
+    on_disk = files_under(image_dir, raw_dir)
+    scan = labelled_list(
         [breeds[i] for i in sorted(breeds)],
         labelled,
-        [p for p in on_disk if _is_image_name(p)],
+        [p for p in on_disk if is_image_name(p)],
         "not listed in annotations/list.txt",
     )
-    scan.unusable += [(p, _not_image_reason(p)) for p in on_disk if not _is_image_name(p)]
+    scan.unusable += [(p, not_image_reason(p)) for p in on_disk if not is_image_name(p)]
     split_files = [raw_dir / "annotations" / "trainval.txt", raw_dir / "annotations" / "test.txt"]
-    if not _split_files_present("catsdogs", split_files):
+    if not split_files_present("catsdogs", split_files):
         return scan
     lists = []
     for split, f in zip((TRAIN, TEST), split_files):
-        rows = _read_rows("catsdogs", f, 4)
+        rows = read_rows("catsdogs", f, 4)
         for _name, class_id, _species, _breed_id in rows:
-            _int_field("catsdogs", f, class_id)
+            int_field("catsdogs", f, class_id)
         lists.append((split, f, [f"images/{row[0]}.jpg" for row in rows]))
-    return _with_splits("catsdogs", scan, _split_membership("catsdogs", lists), split_files)
+    return split_by_lists("catsdogs", scan, lists, split_files)
 
 
 LAYOUT_CATSDOGS = Layout(

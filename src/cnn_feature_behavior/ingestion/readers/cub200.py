@@ -12,49 +12,49 @@ from cnn_feature_behavior.ingestion.readers.base import (
     Layout,
     LayoutError,
     LayoutScan,
-    _files_under,
-    _int_field,
-    _labelled_list,
-    _read_rows,
-    _require_dir,
-    _strip_number_prefix,
+    files_under,
+    int_field,
+    labelled_list,
+    read_rows,
+    require_dir,
+    strip_number_prefix,
 )
 from cnn_feature_behavior.ingestion.readers.splits import (
-    _split_files_present,
-    _with_splits,
+    split_files_present,
+    with_splits,
 )
 
 
 def read_cub200(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
-    root = _require_dir("cub200", raw_dir / "CUB_200_2011")
-    images_dir = _require_dir("cub200", root / "images")
+    root = require_dir("cub200", raw_dir / "CUB_200_2011")
+    images_dir = require_dir("cub200", root / "images")
     classes = {
-        _int_field("cub200", root / "classes.txt", i): _strip_number_prefix(folder)
-        for i, folder in _read_rows("cub200", root / "classes.txt", 2)
+        int_field("cub200", root / "classes.txt", i): strip_number_prefix(folder)
+        for i, folder in read_rows("cub200", root / "classes.txt", 2)
     }
-    image_paths = {i: p for i, p in _read_rows("cub200", root / "images.txt", 2)}
-    image_labels = dict(_read_rows("cub200", root / "image_class_labels.txt", 2))
+    image_paths = {i: p for i, p in read_rows("cub200", root / "images.txt", 2)}
+    image_labels = dict(read_rows("cub200", root / "image_class_labels.txt", 2))
     labelled = []
     for image_id, rel_path in image_paths.items():
         if image_id not in image_labels:
             raise LayoutError(
                 "cub200", root / "image_class_labels.txt", f"no label for image id {image_id}"
             )
-        class_id = _int_field("cub200", root / "image_class_labels.txt", image_labels[image_id])
+        class_id = int_field("cub200", root / "image_class_labels.txt", image_labels[image_id])
         if class_id not in classes:
             raise LayoutError("cub200", root / "classes.txt", f"unknown class id {class_id}")
         labelled.append((f"CUB_200_2011/images/{rel_path}", classes[class_id]))
-    scan = _labelled_list(
+    scan = labelled_list(
         [classes[i] for i in sorted(classes)],
         labelled,
-        _files_under(images_dir, raw_dir),
+        files_under(images_dir, raw_dir),
         "not listed in images.txt",
     )
     split_file = root / "train_test_split.txt"
-    if not _split_files_present("cub200", [split_file]):
+    if not split_files_present("cub200", [split_file]):
         return scan
     membership = {}
-    for image_id, is_training in _read_rows("cub200", split_file, 2):
+    for image_id, is_training in read_rows("cub200", split_file, 2):
         if image_id not in image_paths:
             raise LayoutError("cub200", split_file, f"image id {image_id} is not in images.txt")
         if is_training not in ("0", "1"):
@@ -67,7 +67,7 @@ def read_cub200(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
         membership[f"CUB_200_2011/images/{image_paths[image_id]}"] = (
             TRAIN if is_training == "1" else TEST
         )
-    return _with_splits("cub200", scan, membership, [split_file])
+    return with_splits("cub200", scan, membership, [split_file])
 
 
 LAYOUT_CUB200 = Layout(

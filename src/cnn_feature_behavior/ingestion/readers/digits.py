@@ -9,12 +9,12 @@ from typing import Any
 from cnn_feature_behavior.ingestion.readers.base import (
     Layout,
     LayoutScan,
-    _scan_class_folders,
+    scan_class_folders,
 )
 
 
 def read_digits(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
-    return _scan_class_folders("digits", raw_dir, raw_dir)
+    return scan_class_folders("digits", raw_dir, raw_dir)
 
 
 LAYOUT_DIGITS = Layout(

@@ -12,17 +12,17 @@ from cnn_feature_behavior.ingestion.readers.base import (
     Layout,
     LayoutError,
     LayoutScan,
-    _read_rows,
-    _require_dir,
-    _scan_class_folders,
+    read_rows,
+    require_dir,
+    scan_class_folders,
 )
 
 logger = logging.getLogger(__name__)
 
 
 def read_food101(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
-    root = _require_dir("food101", raw_dir / "food-101")
-    scan = _scan_class_folders("food101", raw_dir, root / "images")
+    root = require_dir("food101", raw_dir / "food-101")
+    scan = scan_class_folders("food101", raw_dir, root / "images")
     test_list = root / "meta" / "test.txt"
     if not test_list.is_file():
         if not options.get("all_images_without_meta", False):
@@ -45,7 +45,7 @@ def read_food101(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
         else scan.class_names
     )
     labelled = []
-    for (entry,) in _read_rows("food101", test_list, 1):
+    for (entry,) in read_rows("food101", test_list, 1):
         class_name = entry.split("/", 1)[0]
         if class_name not in class_names:
             raise LayoutError("food101", test_list, f"unknown class in '{entry}'")

@@ -13,12 +13,12 @@ from cnn_feature_behavior.ingestion.readers.base import (
     Layout,
     LayoutError,
     LayoutScan,
-    _files_under,
-    _int_field,
-    _labelled_list,
-    _mat_variable,
-    _read_rows,
-    _rel,
+    files_under,
+    int_field,
+    labelled_list,
+    mat_variable,
+    read_rows,
+    rel,
 )
 
 IMAGENET_IMAGE_DIRS = ("ILSVRC2012_img_val", "ILSVRC/Data/CLS-LOC/val")
@@ -31,7 +31,7 @@ def _imagenet_find(raw_dir: Path, folders: Iterable[str], name: str) -> Path | N
 
 def _imagenet_meta(meta_path: Path) -> tuple[dict[int, str], dict[str, str]]:
     """meta.mat -> ({ILSVRC2012_ID: wnid}, {wnid: words}) for the 1,000 leaf classes."""
-    synsets = np.atleast_1d(_mat_variable("imagenet", meta_path, "synsets", squeeze_me=True))
+    synsets = np.atleast_1d(mat_variable("imagenet", meta_path, "synsets", squeeze_me=True))
     try:
         ids = [int(i) for i in synsets["ILSVRC2012_ID"]]
         wnids = [str(w) for w in synsets["WNID"]]
@@ -64,7 +64,7 @@ def read_imagenet(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
     id_to_wnid, words = _imagenet_meta(meta) if meta else ({}, {})
     mapping = raw_dir / "LOC_synset_mapping.txt"
     if mapping.is_file():
-        words = dict(_read_rows("imagenet", mapping, 2))
+        words = dict(read_rows("imagenet", mapping, 2))
 
     if solution.is_file():
         with open(solution, encoding="utf-8", newline="") as handle:
@@ -83,7 +83,7 @@ def read_imagenet(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
         lines = [line.strip() for line in ground_truth.read_text().splitlines() if line.strip()]
         labels = {}
         for number, value in enumerate(lines, start=1):
-            class_id = _int_field("imagenet", ground_truth, value)
+            class_id = int_field("imagenet", ground_truth, value)
             if class_id not in id_to_wnid:
                 raise LayoutError("imagenet", ground_truth, f"line {number}: unknown id {value}")
             labels[f"ILSVRC2012_val_{number:08d}"] = id_to_wnid[class_id]
@@ -92,14 +92,14 @@ def read_imagenet(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
 
     wnids = sorted(set(words) | set(labels.values()))
     names = dict(zip(wnids, _imagenet_class_names(wnids, words)))
-    image_rel = _rel(image_dir, raw_dir)
+    image_rel = rel(image_dir, raw_dir)
     labelled = (
         (f"{image_rel}/{image_id}.JPEG", names[wnid]) for image_id, wnid in sorted(labels.items())
     )
-    return _labelled_list(
+    return labelled_list(
         [names[w] for w in wnids],
         labelled,
-        _files_under(image_dir, raw_dir),
+        files_under(image_dir, raw_dir),
         "no ground-truth label for this file",
     )
 

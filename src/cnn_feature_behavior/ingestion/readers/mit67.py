@@ -12,22 +12,22 @@ from cnn_feature_behavior.ingestion.readers.base import (
     TRAIN,
     Layout,
     LayoutScan,
-    _scan_class_folders,
+    scan_class_folders,
 )
 from cnn_feature_behavior.ingestion.readers.splits import (
-    _read_image_paths,
-    _split_files_present,
-    _split_membership,
-    _with_splits,
+    read_image_paths,
+    split_files_present,
+    split_membership,
+    with_splits,
 )
 
 logger = logging.getLogger(__name__)
 
 
 def read_mit67(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
-    scan = _scan_class_folders("mit67", raw_dir, raw_dir / "Images")
+    scan = scan_class_folders("mit67", raw_dir, raw_dir / "Images")
     split_files = [raw_dir / "TrainImages.txt", raw_dir / "TestImages.txt"]
-    if not _split_files_present("mit67", split_files):
+    if not split_files_present("mit67", split_files):
         logger.warning(
             "mit67: TrainImages.txt/TestImages.txt not in %s: indexing every image under Images/ "
             "(%d); the paper's 6,700 images are those two lists",
@@ -35,10 +35,10 @@ def read_mit67(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
             len(scan.images),
         )
         return scan
-    membership = _split_membership(
+    membership = split_membership(
         "mit67",
         [
-            (split, f, [f"Images/{entry}" for entry in _read_image_paths("mit67", f)])
+            (split, f, [f"Images/{entry}" for entry in read_image_paths("mit67", f)])
             for split, f in zip((TRAIN, TEST), split_files)
         ],
     )
@@ -51,7 +51,7 @@ def read_mit67(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
         len(scan.images) - len(images),
     )
     missing = [path for path in listed if path not in present]
-    return _with_splits(
+    return with_splits(
         "mit67",
         LayoutScan(scan.class_names, images, missing, scan.unusable),
         membership,

@@ -13,14 +13,14 @@ from cnn_feature_behavior.ingestion.readers.base import (
     TRAIN,
     LayoutError,
     LayoutScan,
-    _is_image_name,
-    _mat_variable,
+    is_image_name,
+    mat_variable,
 )
 
 logger = logging.getLogger(__name__)
 
 
-def _split_files_present(dataset: str, files: Iterable[Path]) -> bool:
+def split_files_present(dataset: str, files: Iterable[Path]) -> bool:
     """True when every file of a split set is present, False when none is; a partial set is an
     error (the split it describes would be one-sided)."""
     files = list(files)
@@ -43,7 +43,7 @@ def _split_files_present(dataset: str, files: Iterable[Path]) -> bool:
     return True
 
 
-def _split_membership(
+def split_membership(
     dataset: str, lists: Iterable[tuple[str, Path, Iterable[str]]]
 ) -> dict[str, str]:
     """{path: split} from (split, file, paths) lists; a path in two splits is an error."""
@@ -63,7 +63,7 @@ def _split_membership(
     return membership
 
 
-def _with_splits(
+def with_splits(
     dataset: str, scan: LayoutScan, membership: Mapping[str, str], files: Iterable[Path]
 ) -> LayoutScan:
     """The scan with each image's official split; every labelled image on disk needs one.
@@ -102,7 +102,17 @@ def _with_splits(
     return LayoutScan(scan.class_names, images, scan.missing, scan.unusable)
 
 
-def _read_image_paths(dataset: str, path: Path) -> list[str]:
+def split_by_lists(
+    dataset: str,
+    scan: LayoutScan,
+    lists: Iterable[tuple[str, Path, Iterable[str]]],
+    files: Iterable[Path],
+) -> LayoutScan:
+    """The scan with each image's split from (split, file, paths) lists read from `files`."""
+    return with_splits(dataset, scan, split_membership(dataset, lists), files)
+
+
+def read_image_paths(dataset: str, path: Path) -> list[str]:
     """`<folder>/<image>` lines of a split list (blank lines skipped)."""
     entries = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
@@ -110,7 +120,7 @@ def _read_image_paths(dataset: str, path: Path) -> list[str]:
         if not entry:
             continue
         parts = PurePosixPath(entry).parts
-        if len(parts) != 2 or entry.startswith("/") or not _is_image_name(entry):
+        if len(parts) != 2 or entry.startswith("/") or not is_image_name(entry):
             raise LayoutError(
                 dataset, path, f"line {number}: '{entry}' is not a <folder>/<image> path"
             )
@@ -118,9 +128,9 @@ def _read_image_paths(dataset: str, path: Path) -> list[str]:
     return entries
 
 
-def _mat_image_numbers(dataset: str, path: Path, name: str, n_images: int) -> list[int]:
+def mat_image_numbers(dataset: str, path: Path, name: str, n_images: int) -> list[int]:
     """Variable `name` of a .mat file as image numbers 1..n_images."""
-    values = np.ravel(_mat_variable(dataset, path, name))
+    values = np.ravel(mat_variable(dataset, path, name))
     try:
         numbers = values.astype(float)
     except (TypeError, ValueError):
@@ -137,9 +147,9 @@ def _mat_image_numbers(dataset: str, path: Path, name: str, n_images: int) -> li
     return [int(n) for n in numbers]
 
 
-def _mat_strings(dataset: str, path: Path, name: str) -> list[str]:
+def mat_strings(dataset: str, path: Path, name: str) -> list[str]:
     """Variable `name` of a .mat file as strings: a cell array of strings or a char matrix."""
-    values = _mat_variable(dataset, path, name)
+    values = mat_variable(dataset, path, name)
     if values.dtype.kind == "U":
         return [str(v).strip() for v in np.ravel(values)]
     strings = []

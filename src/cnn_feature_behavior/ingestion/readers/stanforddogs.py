@@ -12,39 +12,38 @@ from cnn_feature_behavior.ingestion.readers.base import (
     Layout,
     LayoutError,
     LayoutScan,
-    _is_image_name,
-    _scan_class_folders,
+    is_image_name,
+    scan_class_folders,
 )
 from cnn_feature_behavior.ingestion.readers.splits import (
-    _mat_strings,
-    _split_files_present,
-    _split_membership,
-    _with_splits,
+    mat_strings,
+    split_by_lists,
+    split_files_present,
 )
 
 
 def read_stanforddogs(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
-    scan = _scan_class_folders(
+    scan = scan_class_folders(
         "stanforddogs",
         raw_dir,
         raw_dir / "Images",
         class_name=lambda folder: folder.split("-", 1)[-1],
     )
     split_files = [raw_dir / "train_list.mat", raw_dir / "test_list.mat"]
-    if not _split_files_present("stanforddogs", split_files):
+    if not split_files_present("stanforddogs", split_files):
         return scan
     lists = []
     for split, f in zip((TRAIN, TEST), split_files):
-        entries = _mat_strings("stanforddogs", f, "file_list")
+        entries = mat_strings("stanforddogs", f, "file_list")
         for number, entry in enumerate(entries, start=1):
-            if len(PurePosixPath(entry).parts) != 2 or not _is_image_name(entry):
+            if len(PurePosixPath(entry).parts) != 2 or not is_image_name(entry):
                 raise LayoutError(
                     "stanforddogs",
                     f,
                     f"file_list entry {number}: '{entry}' is not a <n<wnid>-<breed>>/<image> path",
                 )
         lists.append((split, f, [f"Images/{entry}" for entry in entries]))
-    return _with_splits("stanforddogs", scan, _split_membership("stanforddogs", lists), split_files)
+    return split_by_lists("stanforddogs", scan, lists, split_files)
 
 
 LAYOUT_STANFORDDOGS = Layout(

@@ -11,13 +11,12 @@ from cnn_feature_behavior.ingestion.readers.base import (
     TRAIN,
     Layout,
     LayoutScan,
-    _scan_class_folders,
+    scan_class_folders,
 )
 from cnn_feature_behavior.ingestion.readers.splits import (
-    _read_image_paths,
-    _split_files_present,
-    _split_membership,
-    _with_splits,
+    read_image_paths,
+    split_by_lists,
+    split_files_present,
 )
 
 # DTD ships ten train/val/test splits, numbered 1..10.
@@ -25,7 +24,7 @@ TEXTURES_SPLIT_NUMBERS = range(1, 11)
 
 
 def read_textures(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
-    scan = _scan_class_folders("textures", raw_dir, raw_dir / "dtd" / "images")
+    scan = scan_class_folders("textures", raw_dir, raw_dir / "dtd" / "images")
     number = options.get("split_number", 1)
     if isinstance(number, bool) or number not in TEXTURES_SPLIT_NUMBERS:
         raise ValueError(
@@ -34,14 +33,14 @@ def read_textures(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
         )
     labels = raw_dir / "dtd" / "labels"
     split_files = [labels / f"{name}{number}.txt" for name in ("train", "val", "test")]
-    if not _split_files_present("textures", split_files):
+    if not split_files_present("textures", split_files):
         return scan
     # The validation list is training data here, as every split's validation set.
     lists = [
-        (split, f, [f"dtd/images/{entry}" for entry in _read_image_paths("textures", f)])
+        (split, f, [f"dtd/images/{entry}" for entry in read_image_paths("textures", f)])
         for split, f in zip((TRAIN, TRAIN, TEST), split_files)
     ]
-    return _with_splits("textures", scan, _split_membership("textures", lists), split_files)
+    return split_by_lists("textures", scan, lists, split_files)
 
 
 LAYOUT_TEXTURES = Layout(

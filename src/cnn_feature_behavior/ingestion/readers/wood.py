@@ -10,10 +10,10 @@ from cnn_feature_behavior.ingestion.readers.base import (
     Layout,
     LayoutError,
     LayoutScan,
-    _files_under,
-    _is_image_name,
-    _labelled_list,
-    _read_rows,
+    files_under,
+    is_image_name,
+    labelled_list,
+    read_rows,
 )
 
 WOOD_CLASSES = ("sound", "dry", "edge", "leaf", "horn", "encased", "decayed")
@@ -22,12 +22,12 @@ WOOD_CLASSES = ("sound", "dry", "edge", "leaf", "horn", "encased", "decayed")
 def read_wood(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
     label_file = raw_dir / "labels.txt"
     labelled = []
-    for rel_path, class_name in _read_rows("wood", label_file, 2):
+    for rel_path, class_name in read_rows("wood", label_file, 2):
         if class_name.lower() not in WOOD_CLASSES:
             raise LayoutError("wood", label_file, f"unknown class '{class_name}' for {rel_path}")
         labelled.append((PurePosixPath(rel_path).as_posix(), class_name.lower()))
-    on_disk = [p for p in _files_under(raw_dir, raw_dir) if _is_image_name(p)]
-    return _labelled_list(list(WOOD_CLASSES), labelled, on_disk, "not in labels.txt")
+    on_disk = [p for p in files_under(raw_dir, raw_dir) if is_image_name(p)]
+    return labelled_list(list(WOOD_CLASSES), labelled, on_disk, "not in labels.txt")
 
 
 LAYOUT_WOOD = Layout(
