@@ -14,7 +14,13 @@ from cnn_feature_behavior.ingestion.class_names import ClassNamesError
 from cnn_feature_behavior.ingestion.layouts import scan_layout
 from cnn_feature_behavior.pipelines.ingestion.nodes import build_image_index
 
-INGESTION = {"verify_images": False, "allow_missing": True, "download": False, "decode_workers": 1}
+INGESTION = {
+    "verify_images": False,
+    "allow_missing": True,
+    "download": False,
+    "decode_workers": 1,
+    "image_limits": {},
+}
 
 
 @pytest.fixture

@@ -11,7 +11,13 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 from PIL import Image
 
-from cnn_feature_behavior.extraction.crops import ImageValuesError, upright_rgb
+from cnn_feature_behavior.extraction.crops import (
+    DEFAULT_SIZE_CHECK,
+    ImageLimits,
+    ImageValuesError,
+    SizeCheck,
+    upright_rgb,
+)
 from cnn_feature_behavior.ingestion.readers.base import LayoutScan
 
 logger = logging.getLogger(__name__)
@@ -39,17 +45,24 @@ class MissingImagesError(RuntimeError):
     """Labelled images are absent from disk and the run does not allow it."""
 
 
-def decode_problem(path: Path) -> str | None:
+def decode_problem(
+    path: Path, resize: int = SizeCheck.resize, limits: ImageLimits = SizeCheck.limits
+) -> str | None:
     """Why the file at `path` cannot be used as an image, or None when it decodes.
 
     The pixels are read by extraction's own rule (`extraction.crops.upright_rgb`), so a file whose
     values have no 8-bit reading (e.g. a float image outside [0, 1] and [0, 255]) is rejected here
-    with the reason extraction would give.
+    with the reason extraction would give. An image beyond `limits` (its size as stored, its
+    aspect ratio, its size once its shorter side is `resize`) is rejected from its header, before
+    any pixel is decoded.
     """
     try:
         if path.stat().st_size == 0:
             return "empty file (0 bytes)"
         with Image.open(path) as image:
+            size_problem = limits.problem(image.width, image.height, resize)
+            if size_problem:
+                return size_problem
             image.verify()
         # verify() checks structure only (it passes truncated JPEGs); load() decodes the pixels.
         with Image.open(path) as image:
@@ -60,18 +73,27 @@ def decode_problem(path: Path) -> str | None:
             upright_rgb(image, source=path)
     except ImageValuesError as error:
         return error.reason
+    except Image.DecompressionBombError as error:
+        return f"image too large (PIL's decompression-bomb limit): {error}"
     except Exception as error:  # PIL raises many types (OSError, SyntaxError, ValueError...)
         return f"does not decode as an image: {type(error).__name__}: {error}"
     return None
 
 
 def find_decode_problems(
-    raw_dir: Path, paths: Iterable[str], workers: int | None = None
+    raw_dir: Path,
+    paths: Iterable[str],
+    workers: int | None = None,
+    size_check: SizeCheck = DEFAULT_SIZE_CHECK,
 ) -> dict[str, str]:
     """{path: reason} for each path (relative to raw_dir) that does not decode, checked by threads."""
     paths = list(paths)
+
+    def problem(path: Path) -> str | None:
+        return decode_problem(path, size_check.resize, size_check.limits)
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        problems = pool.map(decode_problem, (raw_dir / p for p in paths))
+        problems = pool.map(problem, (raw_dir / p for p in paths))
         return {path: problem for path, problem in zip(paths, problems) if problem}
 
 
@@ -114,13 +136,18 @@ def build_index(
     allow_missing: bool,
     max_images_per_class: int | None,
     decode_workers: int | None = None,
+    size_check: SizeCheck = DEFAULT_SIZE_CHECK,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(image_index, ingestion_rejects) from a layout scan; see docs/data_contracts.md."""
+    """(image_index, ingestion_rejects) from a layout scan; see docs/data_contracts.md.
+
+    With `verify_images`, every selected image is decoded and checked against `size_check`."""
     if max_images_per_class is not None and max_images_per_class < 1:
         raise ValueError(f"max_images_per_class must be at least 1, got {max_images_per_class}")
     rejects = _layout_rejects(scan, raw_dir, dataset, allow_missing)
     checker = (
-        (lambda b: find_decode_problems(raw_dir, b, decode_workers)) if verify_images else None
+        (lambda b: find_decode_problems(raw_dir, b, decode_workers, size_check))
+        if verify_images
+        else None
     )
     selected, problems = _select_images(scan, dataset, max_images_per_class, checker)
     rejects += sorted(problems.items())
@@ -184,7 +211,8 @@ def _select_images(
     selected, problems = select_per_class(candidates, max_images_per_class, find_problems)
     if problems:
         logger.warning(
-            "%s: %d files do not decode as images, listed in ingestion_rejects",
+            "%s: %d files do not decode as images or are beyond the size limits, listed in "
+            "ingestion_rejects",
             dataset,
             len(problems),
         )
