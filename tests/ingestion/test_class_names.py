@@ -18,6 +18,7 @@ INGESTION = {
     "verify_images": False,
     "allow_missing": True,
     "download": False,
+    "download_timeout_s": 60,
     "decode_workers": 1,
     "image_limits": {},
 }

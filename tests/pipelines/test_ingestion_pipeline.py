@@ -23,6 +23,7 @@ INGESTION = {
     "verify_images": True,
     "allow_missing": False,
     "download": False,
+    "download_timeout_s": 60,
     "decode_workers": 4,
     "image_limits": {},
 }

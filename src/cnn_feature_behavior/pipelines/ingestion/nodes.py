@@ -17,7 +17,14 @@ from cnn_feature_behavior.ingestion.index import (
 from cnn_feature_behavior.ingestion.layouts import scan_layout
 from cnn_feature_behavior.ingestion.sources import BUNDLED_WRITERS, download_archives
 
-INGESTION_KEYS = ("verify_images", "allow_missing", "download", "decode_workers", "image_limits")
+INGESTION_KEYS = (
+    "verify_images",
+    "allow_missing",
+    "download",
+    "download_timeout_s",
+    "decode_workers",
+    "image_limits",
+)
 
 
 def _check_ingestion_params(ingestion: dict[str, Any]) -> None:
@@ -38,7 +45,12 @@ def prepare_raw_dir(
     if dataset in BUNDLED_WRITERS:
         BUNDLED_WRITERS[dataset](Path(raw_dir))
     elif ingestion["download"]:
-        download_archives(Path(raw_dir), dataset_source.get("archives", []), dataset)
+        download_archives(
+            Path(raw_dir),
+            dataset_source.get("archives", []),
+            dataset,
+            timeout_s=ingestion["download_timeout_s"],
+        )
     return raw_dir
 
 
