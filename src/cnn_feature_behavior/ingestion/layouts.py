@@ -24,6 +24,9 @@ def scan_layout(dataset: str, raw_dir: Path | str, options: Mapping[str, Any]) -
     if not raw_dir.is_dir():
         raise LayoutError(dataset, raw_dir, "raw_dir does not exist or is not a folder")
     scan = LAYOUTS[dataset].read(raw_dir, options)
+    # A labelled file refused by the rule on names and links is listed once, with its reason.
+    refused = {path for path, _ in scan.unusable}
+    scan.missing = [path for path in scan.missing if path not in refused]
     if len(set(scan.class_names)) != len(scan.class_names):
         raise LayoutError(dataset, raw_dir, "class names are not unique")
     names_file = options.get("class_names_file")

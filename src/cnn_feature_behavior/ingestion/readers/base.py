@@ -2,6 +2,14 @@
 
 A reader turns a dataset's files under `raw_dir` into a `LayoutScan`: the labelled images present
 on disk, the labelled images missing from it, and the files found that the layout cannot use.
+
+Every reader lists folders through `entries` / `files_under`, which apply one rule to names and
+links (docs/datasets.md, "File names and symbolic links"):
+- an entry whose name is not valid UTF-8 is refused (its path shown with the undecodable bytes
+  escaped as `\\xNN`, so that it can be logged and stored), a folder with its whole content;
+- a symbolic link is followed when its target lies inside raw_dir (resolved), and refused when
+  it leads outside raw_dir, is broken, or points to a folder above it (a loop).
+Refused entries go to the scan's `unusable` files with the reason.
 """
 
 from __future__ import annotations
@@ -94,13 +102,97 @@ def not_image_reason(name: str) -> str:
     return f"not an image file (suffix {suffix})"
 
 
-def files_under(folder: Path, raw_dir: Path) -> list[str]:
-    """Every file below `folder`, as sorted POSIX paths relative to raw_dir."""
-    found = []
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()
-        found.extend(rel(Path(root) / name, raw_dir) for name in files)
-    return sorted(found)
+def shown(path: str) -> str:
+    """`path` as UTF-8 text: bytes of a name that are not valid UTF-8 escaped as `\\xNN`."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # os.scandir keeps undecodable bytes as lone surrogates
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A file or folder of a listing, kept by the rule on names and links."""
+
+    name: str
+    path: Path
+    is_dir: bool  # of the link's target, for a link
+
+
+@dataclass
+class Listing:
+    """Files below a folder (POSIX, relative to raw_dir) and the entries refused, with why."""
+
+    files: list[str]
+    refused: list[tuple[str, str]] = field(default_factory=list)
+
+    def only(self, keep: Callable[[str], bool]) -> Listing:
+        return Listing([f for f in self.files if keep(f)], self.refused)
+
+
+def _link_problem(path: Path, raw_dir: Path, ancestors: frozenset[Path]) -> str | None:
+    """Why the symbolic link at `path` is not followed, or None (it stays inside raw_dir)."""
+    target = Path(os.path.realpath(path))
+    if not target.exists():
+        return f"broken symbolic link (to {shown(os.readlink(path))})"
+    if not target.is_relative_to(Path(os.path.realpath(raw_dir))):
+        return (
+            f"symbolic link to {shown(str(target))}, outside raw_dir (links are followed only "
+            "when they stay inside raw_dir)"
+        )
+    if target.is_dir() and (
+        target in ancestors or any(a.is_relative_to(target) for a in ancestors)
+    ):
+        return f"symbolic link loop (to {shown(str(target))}, a folder that contains it)"
+    return None
+
+
+def entries(
+    folder: Path, raw_dir: Path, ancestors: frozenset[Path] = frozenset()
+) -> tuple[list[Entry], list[tuple[str, str]]]:
+    """The entries of `folder` by name, and those refused by the rule on names and links;
+    `ancestors`: the real paths of the folders walked down to `folder` (for loops)."""
+    ancestors = ancestors | {Path(os.path.realpath(folder))}
+    kept, refused = [], []
+    for item in sorted(os.scandir(folder), key=lambda e: e.name):
+        path = Path(item.path)
+        if not _is_utf8(item.name):
+            what = "folder name" if item.is_dir() else "file name"
+            refused.append(
+                (
+                    shown(rel(path, raw_dir)),
+                    f"{what} is not valid UTF-8 (bytes shown as \\xNN); rename it to index it",
+                )
+            )
+            continue
+        problem = _link_problem(path, raw_dir, ancestors) if item.is_symlink() else None
+        if problem:
+            refused.append((rel(path, raw_dir), problem))
+        else:
+            kept.append(Entry(item.name, path, item.is_dir()))
+    return kept, refused
+
+
+def files_under(folder: Path, raw_dir: Path, ancestors: frozenset[Path] = frozenset()) -> Listing:
+    """Every file below `folder`, as sorted POSIX paths relative to raw_dir (links followed
+    inside raw_dir), and the entries refused by the rule on names and links."""
+    listing = Listing([])
+    kept, listing.refused = entries(folder, raw_dir, ancestors)
+    below = ancestors | {Path(os.path.realpath(folder))}
+    for entry in kept:
+        if entry.is_dir:
+            nested = files_under(entry.path, raw_dir, below)
+            listing.files += nested.files
+            listing.refused += nested.refused
+        else:
+            listing.files.append(rel(entry.path, raw_dir))
+    listing.files.sort()
+    return listing
 
 
 def read_rows(dataset: str, path: Path, n_fields: int) -> list[list[str]]:
@@ -130,11 +222,11 @@ def int_field(dataset: str, path: Path, value: str) -> int:
 def labelled_list(
     class_names: list[str],
     labelled: Iterable[tuple[str, str]],
-    on_disk: Iterable[str],
+    found: Listing,
     unlisted_reason: str,
 ) -> LayoutScan:
     """Match (path, class_name) pairs from a label file against the files found on disk."""
-    on_disk = set(on_disk)
+    on_disk = set(found.files)
     images, missing, listed = [], [], set()
     for path, class_name in labelled:
         listed.add(path)
@@ -142,7 +234,7 @@ def labelled_list(
             images.append(LabelledImage(path, class_name))
         else:
             missing.append(path)
-    unusable = [(path, unlisted_reason) for path in sorted(on_disk - listed)]
+    unusable = found.refused + [(path, unlisted_reason) for path in sorted(on_disk - listed)]
     return LayoutScan(class_names, images, missing, unusable)
 
 
@@ -156,24 +248,31 @@ def scan_class_folders(
 ) -> LayoutScan:
     """`root/<class>/<image>`: one folder per class, classes in folder-name order."""
     require_dir(dataset, root)
-    class_names, images, unusable = [], [], []
-    for entry in sorted(os.scandir(root), key=lambda e: e.name):
-        if not entry.is_dir():
-            unusable.append((rel(Path(entry.path), raw_dir), "file outside any class folder"))
+    class_names, images = [], []
+    ancestors = frozenset({Path(os.path.realpath(root))})
+    folders, unusable = entries(root, raw_dir)
+    for entry in folders:
+        if not entry.is_dir:
+            unusable.append((rel(entry.path, raw_dir), "file outside any class folder"))
             continue
         if entry.name in left_out:
-            n_files = len(files_under(Path(entry.path), raw_dir))
+            n_files = len(files_under(entry.path, raw_dir, ancestors).files)
             logger.info("%s: left out class folder %s (%d files)", dataset, entry.name, n_files)
             continue
         name = class_name(entry.name)
         class_names.append(name)
-        for item in sorted(os.scandir(entry.path), key=lambda e: e.name):
-            path = Path(item.path)
-            if item.is_dir():
+        inside = ancestors | {Path(os.path.realpath(entry.path))}
+        items, refused = entries(entry.path, raw_dir, ancestors)
+        unusable += refused
+        for item in items:
+            path = item.path
+            if item.is_dir:
+                nested = files_under(path, raw_dir, inside)
                 unusable.extend(
-                    (nested, "inside a nested folder; images sit directly in the class folder")
-                    for nested in files_under(path, raw_dir)
+                    (p, "inside a nested folder; images sit directly in the class folder")
+                    for p in nested.files
                 )
+                unusable += nested.refused
             elif is_image_name(item.name):
                 images.append(LabelledImage(rel(path, raw_dir), name))
             else:

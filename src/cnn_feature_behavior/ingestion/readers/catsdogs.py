@@ -45,10 +45,10 @@ def read_catsdogs(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
     scan = labelled_list(
         [breeds[i] for i in sorted(breeds)],
         labelled,
-        [p for p in on_disk if is_image_name(p)],
+        on_disk.only(is_image_name),
         "not listed in annotations/list.txt",
     )
-    scan.unusable += [(p, not_image_reason(p)) for p in on_disk if not is_image_name(p)]
+    scan.unusable += [(p, not_image_reason(p)) for p in on_disk.files if not is_image_name(p)]
     split_files = [raw_dir / "annotations" / "trainval.txt", raw_dir / "annotations" / "test.txt"]
     if not split_files_present("catsdogs", split_files):
         return scan

@@ -26,7 +26,7 @@ def read_wood(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
         if class_name.lower() not in WOOD_CLASSES:
             raise LayoutError("wood", label_file, f"unknown class '{class_name}' for {rel_path}")
         labelled.append((PurePosixPath(rel_path).as_posix(), class_name.lower()))
-    on_disk = [p for p in files_under(raw_dir, raw_dir) if is_image_name(p)]
+    on_disk = files_under(raw_dir, raw_dir).only(is_image_name)
     return labelled_list(list(WOOD_CLASSES), labelled, on_disk, "not in labels.txt")
 
 
