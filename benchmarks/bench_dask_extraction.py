@@ -59,7 +59,12 @@ def main() -> None:
         load_backbone,
         source_model_spec,
     )
-    from cnn_feature_behavior.extraction.stream import ModelSource, plan_embedding
+    from cnn_feature_behavior.extraction.stream import (
+        ExtractionSettings,
+        ModelSource,
+        SourceModel,
+        plan_embedding,
+    )
 
     params = OmegaConfigLoader(
         str(PROJECT_ROOT / "conf"), base_env="base", default_run_env="local"
@@ -73,23 +78,17 @@ def main() -> None:
     os.chdir(PROJECT_ROOT)  # the weights paths in conf are relative to the project
 
     def extract(executor: str, folder: str) -> tuple[float, pd.DataFrame]:
-        plan, _ = plan_embedding(
-            index,
-            CALTECH,
-            backbone,
+        model = SourceModel(
             "vgg16_imagenet",
             spec,
-            layers,
-            n_crops=args.crops,
-            resize=settings["resize"],
-            crop=settings["crop"],
-            batch_size=settings["batch_size"],
-            shard_size=args.shard_size,
-            workers=settings["decode_workers"],
-            executor=executor,
-            dask_params=dask_params,
-            model_source=ModelSource("vgg16_imagenet", source_models, str(PROJECT_ROOT)),
+            backbone,
+            tuple(layers),
+            ModelSource("vgg16_imagenet", source_models, str(PROJECT_ROOT)),
         )
+        extraction = ExtractionSettings.from_params(
+            args.crops, {**settings, "shard_size": args.shard_size}
+        )
+        plan, _ = plan_embedding(index, CALTECH, model, extraction, executor, dask_params)
         start = time.perf_counter()
         ShardedEmbeddingDataset(path=folder).save(plan)
         seconds = time.perf_counter() - start

@@ -66,23 +66,21 @@ def pipeline_seconds(
 ) -> tuple[float, int]:
     """Wall time of the whole extraction (plan, stream, shard writes) and the feature count."""
     from cnn_feature_behavior.extraction.embedding_store import ShardedEmbeddingDataset
-    from cnn_feature_behavior.extraction.stream import plan_embedding
+    from cnn_feature_behavior.extraction.stream import (
+        ExtractionSettings,
+        SourceModel,
+        plan_embedding,
+    )
 
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
         plan, manifest = plan_embedding(
             index,
             raw,
-            backbone,
-            "vgg16_imagenet",
-            spec,
-            layers,
-            n_crops=crops,
-            resize=settings["resize"],
-            crop=settings["crop"],
-            batch_size=batch_size,
-            shard_size=shard_size,
-            workers=settings["decode_workers"],
+            SourceModel("vgg16_imagenet", spec, backbone, tuple(layers)),
+            ExtractionSettings.from_params(
+                crops, {**settings, "batch_size": batch_size, "shard_size": shard_size}
+            ),
         )
         ShardedEmbeddingDataset(path=folder).save(plan)
         return time.perf_counter() - start, len(manifest)

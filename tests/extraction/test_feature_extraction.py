@@ -28,6 +28,8 @@ from cnn_feature_behavior.extraction.source_models import build_tiny_vgg, keras_
 from cnn_feature_behavior.extraction.source_models.weight_files import write_legacy_h5
 from cnn_feature_behavior.extraction.stream import (
     CropStream,
+    ExtractionSettings,
+    SourceModel,
     build_extractor,
     feature_manifest,
     plan_embedding,
@@ -296,16 +298,10 @@ def test_repeated_image_ids_are_refused(tmp_path):
         plan_embedding(
             index,
             tmp_path,
-            build_tiny_vgg(),
-            "tiny",
-            SPEC,
-            TINY_LAYERS,
-            n_crops=1,
-            resize=36,
-            crop=32,
-            batch_size=4,
-            shard_size=2,
-            workers=1,
+            SourceModel("tiny", SPEC, build_tiny_vgg(), tuple(TINY_LAYERS)),
+            ExtractionSettings(
+                n_crops=1, resize=36, crop=32, batch_size=4, shard_size=2, decode_workers=1
+            ),
         )
 
 
@@ -315,7 +311,7 @@ _EXTRACT_SCRIPT = textwrap.dedent(
     from pathlib import Path
     import pandas as pd
     from cnn_feature_behavior.extraction.embedding_store import EmbeddingPlan, ShardedEmbeddingDataset
-    from cnn_feature_behavior.extraction.stream import plan_embedding
+    from cnn_feature_behavior.extraction.stream import ExtractionSettings, SourceModel, plan_embedding
     from cnn_feature_behavior.extraction.source_models import build_tiny_vgg
 
     logging.basicConfig(level=logging.INFO)
@@ -323,8 +319,9 @@ _EXTRACT_SCRIPT = textwrap.dedent(
     names = sorted(p.name for p in raw.iterdir())
     index = pd.DataFrame({"image_id": names, "path": names})
     spec = {"architecture": "vgg16", "preprocessing": "caffe", "layers": ["conv1_1", "conv5_3", "fc7"], "weights": []}
-    plan, _ = plan_embedding(index, raw, build_tiny_vgg(seed=11), "tiny", spec, spec["layers"], n_crops=10,
-                                resize=36, crop=32, batch_size=20, shard_size=3, workers=2)
+    model = SourceModel("tiny", spec, build_tiny_vgg(seed=11), tuple(spec["layers"]))
+    settings = ExtractionSettings(n_crops=10, resize=36, crop=32, batch_size=20, shard_size=3, decode_workers=2)
+    plan, _ = plan_embedding(index, raw, model, settings)
 
     def slowly(shards):
         for item in plan.compute(shards):

@@ -18,7 +18,12 @@ from PIL import Image
 from cnn_feature_behavior.extraction.embedding_store import ShardedEmbeddingDataset
 from cnn_feature_behavior.extraction.source_models import build_tiny_vgg, load_backbone
 from cnn_feature_behavior.extraction.source_models.weight_files import write_legacy_h5
-from cnn_feature_behavior.extraction.stream import ModelSource, plan_embedding
+from cnn_feature_behavior.extraction.stream import (
+    ExtractionSettings,
+    ModelSource,
+    SourceModel,
+    plan_embedding,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -79,23 +84,19 @@ def _images(raw: Path, count: int) -> pd.DataFrame:
 def _plan(index, raw, tiny_model, executor, address=None):
     source_models, root = tiny_model
     backbone = load_backbone("tiny", source_models, root)
-    plan, _ = plan_embedding(
-        index,
-        raw,
-        backbone,
+    model = SourceModel(
         "tiny",
         source_models["tiny"],
-        LAYERS,
-        n_crops=10,
-        resize=36,
-        crop=32,
-        batch_size=30,  # 3 images a batch: shards of 4 end on a padded batch
-        shard_size=4,
-        workers=2,
-        executor=executor,
-        dask_params={"scheduler_address": address, "n_workers": 2, "threads_per_worker": 1},
-        model_source=ModelSource("tiny", source_models, str(root)),
+        backbone,
+        tuple(LAYERS),
+        ModelSource("tiny", source_models, str(root)),
     )
+    # 3 images a batch: shards of 4 end on a padded batch.
+    settings = ExtractionSettings(
+        n_crops=10, resize=36, crop=32, batch_size=30, shard_size=4, decode_workers=2
+    )
+    dask_params = {"scheduler_address": address, "n_workers": 2, "threads_per_worker": 1}
+    plan, _ = plan_embedding(index, raw, model, settings, executor, dask_params)
     return plan
 
 

@@ -15,7 +15,11 @@ from kedro_datasets.pandas import ParquetDataset
 from cnn_feature_behavior.extraction.embedding_columns import EmbeddingColumnsDataset
 from cnn_feature_behavior.extraction.embedding_store import ShardedEmbeddingDataset
 from cnn_feature_behavior.extraction.source_models import build_vgg, source_model_spec
-from cnn_feature_behavior.extraction.stream import plan_embedding
+from cnn_feature_behavior.extraction.stream import (
+    ExtractionSettings,
+    SourceModel,
+    plan_embedding,
+)
 from cnn_feature_behavior.pipelines.feature_extraction import create_pipeline
 
 pytestmark = pytest.mark.slow
@@ -111,16 +115,10 @@ def test_default_weights_separate_caltech_classes_and_random_weights_do_not(
     plan, _ = plan_embedding(
         index,
         raw,
-        random_backbone,
-        "vgg16_random",
-        spec,
-        ["conv5_3"],
-        n_crops=1,
-        resize=256,
-        crop=224,
-        batch_size=16,
-        shard_size=64,
-        workers=2,
+        SourceModel("vgg16_random", spec, random_backbone, ("conv5_3",)),
+        ExtractionSettings(
+            n_crops=1, resize=256, crop=224, batch_size=16, shard_size=64, decode_workers=2
+        ),
     )
     random_features = np.concatenate([features for _, features, _ in plan.compute(plan.shards)])
     random = leave_one_out_1nn_accuracy(random_features.astype(np.float64), labels)

@@ -152,7 +152,7 @@ def test_block_size_follows_the_memory_budget():
 
 def planted_shards(folder):
     """The dks pipeline's planted inputs, with the embedding written as shards."""
-    from test_dks_pipeline import planted_inputs
+    from pipelines.test_dks_pipeline import planted_inputs
 
     inputs = planted_inputs()
     embedding = inputs.pop("embedding")
@@ -177,7 +177,7 @@ def planted_shards(folder):
 
 
 def test_pipeline_on_shards_equals_the_pipeline_in_memory(tmp_path):
-    from test_dks_pipeline import run_dks
+    from pipelines.test_dks_pipeline import run_dks
 
     dataset, embedding, inputs = planted_shards(tmp_path / "embedding")
     on_shards = run_dks({**inputs, "embedding": dataset}, {**blocks_params(), "block_features": 37})
@@ -194,7 +194,7 @@ def test_pipeline_on_shards_equals_the_pipeline_in_memory(tmp_path):
 
 
 def blocks_params():
-    from test_dks_pipeline import DKS_PARAMS
+    from pipelines.test_dks_pipeline import DKS_PARAMS
 
     return dict(DKS_PARAMS)
 

@@ -32,12 +32,25 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from kedro.io import AbstractDataset, DatasetError
 
+from cnn_feature_behavior.extraction.folder_lock import folder_lock
+
 logger = logging.getLogger(__name__)
 
 PLAN_FILE = "plan.json"
 INDEX_COLUMN = "image_id"
 _FINGERPRINT_KEY = b"cnn_feature_behavior.plan_fingerprint"
 _REJECTS_KEY = b"cnn_feature_behavior.rejects"
+
+
+class DamagedShardError(OSError):
+    """A shard file that Parquet cannot read (truncated, garbled): names the file and the way out."""
+
+    def __init__(self, path: Path, error: BaseException) -> None:
+        super().__init__(
+            f"{path} is damaged ({type(error).__name__}: {error}); run the feature_extraction "
+            "pipeline again, it recomputes the shard"
+        )
+        self.path = path
 
 
 @dataclass(frozen=True)
@@ -117,9 +130,26 @@ def write_shard(
     final = Path(folder) / f"{shard.name}.parquet"
     # A killed attempt may leave its partial file, never a file another attempt renames.
     partial = final.with_name(f".{final.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.partial")
-    # Float features gain nothing from dictionaries or statistics; skipping them halves write time.
-    pq.write_table(table, partial, write_statistics=False, use_dictionary=False)
+    with open(partial, "wb") as file:
+        # Float features gain nothing from dictionaries or statistics; skipping them halves write time.
+        pq.write_table(table, file, write_statistics=False, use_dictionary=False)
+        file.flush()
+        os.fsync(file.fileno())
+    durable_replace(partial, final)
+
+
+def durable_replace(partial: Path, final: Path) -> None:
+    """Rename a file whose data is already on disk into place, and the rename onto disk too.
+
+    Without the fsyncs a power loss can leave a renamed file whose data never reached the disk
+    (a garbled plan.json or shard under its final name).
+    """
     os.replace(partial, final)
+    folder = os.open(Path(final).parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
@@ -161,10 +191,7 @@ class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
                 f"missing or stale (first: {missing[0]}); run the feature_extraction pipeline again, it resumes"
             )
         wanted = None if columns is None else [INDEX_COLUMN, *columns]
-        tables = [
-            pq.read_table(self._shard_path(shard["name"]), columns=wanted)
-            for shard in plan["shards"]
-        ]
+        tables = [read_shard(self._shard_path(shard["name"]), wanted) for shard in plan["shards"]]
         if not tables:
             empty = pd.DataFrame(
                 columns=list(plan["columns"] if columns is None else columns), dtype=np.float32
@@ -188,6 +215,10 @@ class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
                 f"{self._path}: expected an EmbeddingPlan to save, got {type(data).__name__}"
             )
         self._path.mkdir(parents=True, exist_ok=True)
+        with folder_lock(self._path):
+            self._save_locked(data)
+
+    def _save_locked(self, data: EmbeddingPlan) -> None:
         self._discard_partial_files()
         self._discard_stale_plan(data.fingerprint, [_shard_record(s) for s in data.shards])
         self._write_json_atomically(
@@ -277,7 +308,7 @@ class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
         shard_files = sorted(self._path.glob("shard-*.parquet"))
         # Another shard layout (e.g. another shard_size) under the same fingerprint is stale too:
         # loading checks only fingerprints and row counts, so its shards must not outlive it.
-        old_plan = self._read_plan() if plan_path.is_file() else None
+        old_plan = self._old_plan()
         stale_plan = old_plan is not None and (
             old_plan["fingerprint"] != fingerprint or old_plan["shards"] != shards
         )
@@ -303,17 +334,61 @@ class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
                 f"no embedding at {self._path} ({PLAN_FILE} absent); run the feature_extraction pipeline"
             )
         try:
-            return json.loads(plan_path.read_text())
-        except json.JSONDecodeError as error:
-            raise DatasetError(f"{plan_path} is not valid JSON: {error}") from error
+            return read_plan_file(plan_path)
+        except ValueError as error:
+            raise DatasetError(
+                f"{error}; run the feature_extraction pipeline again, it discards it"
+            ) from error
+
+    def _old_plan(self) -> dict[str, Any] | None:
+        """The folder's plan before this save; None when absent or unreadable (a stale plan)."""
+        plan_path = self._path / PLAN_FILE
+        if not plan_path.is_file():
+            return None
+        try:
+            return read_plan_file(plan_path)
+        except ValueError as error:
+            logger.warning("%s; discarding it as a stale plan", error)
+            return {"fingerprint": None, "shards": None}
 
     def _shard_path(self, name: str) -> Path:
         return self._path / f"{name}.parquet"
 
     def _write_json_atomically(self, path: Path, content: dict[str, Any]) -> None:
         partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-        partial.write_text(json.dumps(content, indent=1))
-        os.replace(partial, path)
+        with open(partial, "w") as file:
+            file.write(json.dumps(content, indent=1))
+            file.flush()
+            os.fsync(file.fileno())
+        durable_replace(partial, path)
+
+
+def read_shard(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
+    """`pq.read_table`, a damaged file named (DamagedShardError)."""
+    try:
+        return pq.read_table(path, columns=columns)
+    except (pa.ArrowException, OSError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise DamagedShardError(path, error) from error
+
+
+def read_plan_file(plan_path: Path) -> dict[str, Any]:
+    """An embedding's plan.json; ValueError naming the file when unreadable or malformed."""
+    try:
+        plan = json.loads(plan_path.read_bytes())
+        shards = plan["shards"]
+        if not (
+            isinstance(plan["fingerprint"], str)
+            and isinstance(plan["columns"], list)
+            and all(isinstance(s["name"], str) and isinstance(s["n_images"], int) for s in shards)
+        ):
+            raise TypeError("fields of the wrong type")
+    except (ValueError, KeyError, TypeError) as error:  # JSON and UTF-8 errors are ValueErrors
+        raise ValueError(
+            f"{plan_path} is unreadable ({type(error).__name__}: {error}), e.g. garbled by a crash"
+        ) from error
+    return plan
 
 
 def _shard_record(shard: ShardSpec) -> dict[str, Any]:

@@ -379,50 +379,66 @@ class DaskShardWriter:
                 yield shard
 
 
+@dataclass(frozen=True)
+class ExtractionSettings:
+    """How images become the embedding: `params:crops` and `params:feature_extraction`."""
+
+    n_crops: int
+    resize: int
+    crop: int
+    batch_size: int
+    shard_size: int
+    decode_workers: int
+
+    @classmethod
+    def from_params(cls, crops: int, feature_extraction: Mapping[str, Any]) -> ExtractionSettings:
+        return cls(
+            n_crops=crops,
+            resize=feature_extraction["resize"],
+            crop=feature_extraction["crop"],
+            batch_size=feature_extraction["batch_size"],
+            shard_size=feature_extraction["shard_size"],
+            decode_workers=feature_extraction["decode_workers"],
+        )
+
+    def check(self) -> None:
+        """Raise naming the parameter unless the settings can be used."""
+        if self.n_crops not in CROP_COUNTS:
+            raise ValueError(f"params:crops must be one of {CROP_COUNTS}, got {self.n_crops}")
+        if self.crop > self.resize:
+            raise ValueError(
+                f"params:feature_extraction.crop ({self.crop}) is larger than the resized shorter "
+                f"side feature_extraction.resize ({self.resize})"
+            )
+
+
+@dataclass(frozen=True)
+class SourceModel:
+    """The source model of an extraction: loaded here, and where Dask workers load it from."""
+
+    name: str
+    spec: dict[str, Any]
+    backbone: keras.Model
+    layers: tuple[str, ...]
+    # Needed by executor dask only: workers load the model from its weights file.
+    source: ModelSource | None = None
+
+
 def plan_embedding(
     image_index: pd.DataFrame,
     raw_dir: Path,
-    backbone: keras.Model,
-    source_model_name: str,
-    source_model_spec: dict[str, Any],
-    layers: Sequence[str],
-    *,
-    n_crops: int,
-    resize: int,
-    crop: int,
-    batch_size: int,
-    shard_size: int,
-    workers: int,
+    model: SourceModel,
+    settings: ExtractionSettings,
     executor: str = "local",
     dask_params: Mapping[str, Any] | None = None,
-    model_source: ModelSource | None = None,
 ) -> tuple[EmbeddingPlan, pd.DataFrame]:
     """The embedding's plan over every indexed image, and its feature manifest.
 
     Nothing is decoded here. With `executor="dask"` the plan's shards are computed and written by
-    the workers of `dask_client(executor, dask_params)`, which load the model from `model_source`.
+    the workers of `dask_client(executor, dask_params)`, which load the model from `model.source`.
     """
-    _check_image_index(image_index)
-    check_executor(executor, dask_params)
-    if n_crops not in CROP_COUNTS:
-        raise ValueError(f"params:crops must be one of {CROP_COUNTS}, got {n_crops}")
-    if crop > resize:
-        raise ValueError(
-            f"params:feature_extraction.crop ({crop}) is larger than the resized shorter side "
-            f"feature_extraction.resize ({resize})"
-        )
-    if executor == "dask" and model_source is None:
-        raise ValueError(
-            "executor dask: the workers load the source model from its weights file, so the "
-            "plan needs a model_source (name, source_models, project_root)"
-        )
-    extractor = cached_extractor(backbone, layers)
-    if extractor.inputs[0].shape[1] not in (None, crop):
-        raise ValueError(
-            f"source model {source_model_name} has fc layers and takes {extractor.inputs[0].shape[1]}-pixel "
-            f"crops, but crop is {crop}"
-        )
-    manifest = feature_manifest(extractor, layers)
+    extractor = _checked_extractor(image_index, model, settings, executor, dask_params)
+    manifest = feature_manifest(extractor, model.layers)
     paths = {
         image_id: raw_dir / path
         for image_id, path in zip(image_index["image_id"], image_index["path"])
@@ -431,64 +447,105 @@ def plan_embedding(
         "Feature extraction: %d images, %d features (%s), %d crop(s) per image, executor %s",
         len(paths),
         len(manifest),
-        ", ".join(layers),
-        n_crops,
+        ", ".join(model.layers),
+        settings.n_crops,
         executor,
     )
-    digest = weights_digest(backbone)
-    description = {
-        "source_model": source_model_name,
-        "spec": source_model_spec,
-        "weights": digest,
-        "layers": list(layers),
-        "crops": n_crops,
-        "resize": resize,
-        "crop": crop,
-        "batch_size": batch_size,
-        "raw_dir": str(raw_dir),
-    }
+    description = plan_description(model, settings, raw_dir)
     fingerprint = plan_fingerprint(
         {**description, "images": [(i, str(p)) for i, p in paths.items()]}
-    )
-    stream = CropStream(
-        extractor,
-        source_model_spec,
-        paths,
-        resize=resize,
-        crop=crop,
-        n_crops=n_crops,
-        batch_size=batch_size,
-        workers=workers,
     )
     columns = tuple(manifest["feature"])
     write_in_place = None
     if executor == "dask":
-        job = ShardJob(
-            fingerprint=fingerprint,
-            columns=columns,
-            model=model_source,
-            spec=dict(source_model_spec),
-            layers=tuple(layers),
-            weights_digest=digest,
-            resize=resize,
-            crop=crop,
-            n_crops=n_crops,
-            batch_size=batch_size,
-            decode_workers=workers,
-            working_dir=str(Path.cwd().resolve()),
-        )
+        job = shard_job(model, settings, description["weights"], fingerprint, columns)
         write_in_place = DaskShardWriter(
             job, {i: str(p) for i, p in paths.items()}, dict(dask_params or {})
         )
     plan = EmbeddingPlan(
         fingerprint=fingerprint,
         columns=columns,
-        shards=plan_shards(list(paths), shard_size),
-        compute=stream,
+        shards=plan_shards(list(paths), settings.shard_size),
+        compute=CropStream(
+            extractor,
+            model.spec,
+            paths,
+            resize=settings.resize,
+            crop=settings.crop,
+            n_crops=settings.n_crops,
+            batch_size=settings.batch_size,
+            workers=settings.decode_workers,
+        ),
         description=description,
         write_in_place=write_in_place,
     )
     return plan, manifest
+
+
+def _checked_extractor(
+    image_index: pd.DataFrame,
+    model: SourceModel,
+    settings: ExtractionSettings,
+    executor: str,
+    dask_params: Mapping[str, Any] | None,
+) -> keras.Model:
+    """The model's extractor, once the index, settings, executor and model fit together."""
+    _check_image_index(image_index)
+    check_executor(executor, dask_params)
+    settings.check()
+    if executor == "dask" and model.source is None:
+        raise ValueError(
+            "executor dask: the workers load the source model from its weights file, so the "
+            "plan needs a model source (name, source_models, project_root)"
+        )
+    extractor = cached_extractor(model.backbone, model.layers)
+    if extractor.inputs[0].shape[1] not in (None, settings.crop):
+        raise ValueError(
+            f"source model {model.name} has fc layers and takes "
+            f"{extractor.inputs[0].shape[1]}-pixel crops, but crop is {settings.crop}"
+        )
+    return extractor
+
+
+def plan_description(
+    model: SourceModel, settings: ExtractionSettings, raw_dir: Path
+) -> dict[str, Any]:
+    """Everything besides the images that determines the embedding's values (plan.json shows it)."""
+    return {
+        "source_model": model.name,
+        "spec": model.spec,
+        "weights": weights_digest(model.backbone),
+        "layers": list(model.layers),
+        "crops": settings.n_crops,
+        "resize": settings.resize,
+        "crop": settings.crop,
+        "batch_size": settings.batch_size,
+        "raw_dir": str(raw_dir),
+    }
+
+
+def shard_job(
+    model: SourceModel,
+    settings: ExtractionSettings,
+    digest: str,
+    fingerprint: str,
+    columns: tuple[str, ...],
+) -> ShardJob:
+    """What every Dask task of the plan needs besides its shard."""
+    return ShardJob(
+        fingerprint=fingerprint,
+        columns=columns,
+        model=model.source,
+        spec=dict(model.spec),
+        layers=tuple(model.layers),
+        weights_digest=digest,
+        resize=settings.resize,
+        crop=settings.crop,
+        n_crops=settings.n_crops,
+        batch_size=settings.batch_size,
+        decode_workers=settings.decode_workers,
+        working_dir=str(Path.cwd().resolve()),
+    )
 
 
 def extraction_rejects_table(rejects: Sequence[Reject]) -> pd.DataFrame:

@@ -19,7 +19,6 @@ benchmarks/bench_out_of_core.py for measured figures).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -31,9 +30,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cnn_feature_behavior.extraction.embedding_store import INDEX_COLUMN, PLAN_FILE
+from cnn_feature_behavior.extraction.embedding_store import (
+    INDEX_COLUMN,
+    PLAN_FILE,
+    DamagedShardError,
+    read_plan_file,
+)
 from cnn_feature_behavior.statistics.dks import block_dks, check_bins, feature_range
 from cnn_feature_behavior.statistics.histogram_distances import (
     block_histogram_distances,
@@ -102,9 +107,11 @@ class ShardColumnReader:
                 f"no embedding at {self.path} ({PLAN_FILE} absent); run the feature_extraction pipeline"
             )
         try:
-            plan = json.loads(plan_path.read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{plan_path} is not valid JSON: {error}") from error
+            plan = read_plan_file(plan_path)
+        except ValueError as error:
+            raise ValueError(
+                f"{error}; run the feature_extraction pipeline again, it discards it"
+            ) from error
         self.columns: list[str] = list(plan["columns"])
         self._fingerprint = str(plan["fingerprint"]).encode()
         self._shards = [shard["name"] for shard in plan["shards"]]
@@ -139,7 +146,10 @@ class ShardColumnReader:
                 f"embedding at {self.path} is incomplete: shard {path.name} is missing; "
                 "run the feature_extraction pipeline again, it resumes"
             )
-        opened = pq.ParquetFile(path)
+        try:
+            opened = pq.ParquetFile(path)
+        except (pa.ArrowException, OSError) as error:
+            raise DamagedShardError(path, error) from error
         metadata = opened.schema_arrow.metadata or {}
         if metadata.get(FINGERPRINT_KEY) != self._fingerprint:
             raise ValueError(
@@ -151,6 +161,13 @@ class ShardColumnReader:
                 self._files[name] = opened
         return opened
 
+    def _read(self, name: str, columns: list[str]) -> pa.Table:
+        opened = self._open(name)
+        try:
+            return opened.read(columns=columns, use_threads=False)
+        except (pa.ArrowException, OSError) as error:
+            raise DamagedShardError(self.path / f"{name}.parquet", error) from error
+
     def image_ids(self) -> list[str]:
         """The image id of every row, in row order (read from the shards' image_id columns)."""
         with self._ids_lock:
@@ -158,7 +175,7 @@ class ShardColumnReader:
                 ids, sizes = [], []
                 for shard, name in enumerate(self._shards):
                     with self._shard_locks[shard]:
-                        table = self._open(name).read(columns=[INDEX_COLUMN])
+                        table = self._read(name, [INDEX_COLUMN])
                     ids += table.column(INDEX_COLUMN).to_pylist()
                     sizes.append(table.num_rows)
                 self._offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
@@ -178,7 +195,7 @@ class ShardColumnReader:
             first, last = self._offsets[shard], self._offsets[shard + 1]
             # An open ParquetFile is not safe to read from two threads at once.
             with self._shard_locks[shard]:
-                table = self._open(self._shards[shard]).read(columns=names, use_threads=False)
+                table = self._read(self._shards[shard], names)
             for j, column in enumerate(table.columns):
                 block_t[j, first:last] = column.to_numpy()
             del table

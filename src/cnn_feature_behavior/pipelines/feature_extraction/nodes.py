@@ -15,7 +15,9 @@ from cnn_feature_behavior.extraction.source_models import (
     source_model_spec,
 )
 from cnn_feature_behavior.extraction.stream import (
+    ExtractionSettings,
     ModelSource,
+    SourceModel,
     extraction_rejects_table,
     plan_embedding,
 )
@@ -36,25 +38,16 @@ def extract_embedding(
     """Feature manifest and the embedding's plan (computed as it is saved, here or on Dask)."""
     spec = source_model_spec(source_model, source_models)
     backbone = load_backbone(source_model, source_models)
-    layers = available_layers(backbone, source_model, spec)
-    plan, manifest = plan_embedding(
-        image_index,
-        Path(raw_dir),
-        backbone,
-        source_model,
-        spec,
-        layers,
-        n_crops=crops,
-        resize=feature_extraction["resize"],
-        crop=feature_extraction["crop"],
-        batch_size=feature_extraction["batch_size"],
-        shard_size=feature_extraction["shard_size"],
-        workers=feature_extraction["decode_workers"],
-        executor=executor,
-        dask_params=dask,
+    model = SourceModel(
+        name=source_model,
+        spec=spec,
+        backbone=backbone,
+        layers=tuple(available_layers(backbone, source_model, spec)),
         # Workers take relative weights paths from here, as this process does.
-        model_source=ModelSource(source_model, source_models, str(Path.cwd().resolve())),
+        source=ModelSource(source_model, source_models, str(Path.cwd().resolve())),
     )
+    settings = ExtractionSettings.from_params(crops, feature_extraction)
+    plan, manifest = plan_embedding(image_index, Path(raw_dir), model, settings, executor, dask)
     return manifest, plan
 
 
