@@ -229,3 +229,26 @@ def test_a_worker_killed_mid_shard_leaves_no_shard_and_the_run_completes_identic
     assert sorted(p.name for p in (tmp_path / "remote").glob("shard-*")) == [
         f"shard-{k:05d}.parquet" for k in range(3)
     ]
+
+
+def test_the_job_is_sent_once_not_with_every_shard(cluster, tiny_model, tmp_path, monkeypatch):
+    from distributed import Client
+
+    from cnn_feature_behavior.extraction.stream import ShardJob
+
+    raw = tmp_path / "raw"
+    index = _images(raw, 9)
+    submitted: list[tuple] = []
+    real_submit = Client.submit
+
+    def recording_submit(self, function, *args, **kwargs):
+        submitted.append(args)
+        return real_submit(self, function, *args, **kwargs)
+
+    monkeypatch.setattr(Client, "submit", recording_submit)
+    ShardedEmbeddingDataset(path=str(tmp_path / "emb")).save(
+        _plan(index, raw, tiny_model, "dask", _address(cluster))
+    )
+    jobs = [a for args in submitted for a in args if isinstance(a, ShardJob)]
+    assert len(submitted) == 3 + 1 and len(jobs) == 1  # 3 shards and the job, sent once
+    assert len(ShardedEmbeddingDataset(path=str(tmp_path / "emb")).load()) == 9

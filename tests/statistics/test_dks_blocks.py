@@ -73,7 +73,9 @@ def test_labellings_must_keep_the_class_sizes():
         dks.check_labellings([labels, np.array([0, 1, 1, 1, 1])], ["a", "b"])
 
 
-def write_shards(folder, values: np.ndarray, shard_size: int) -> list[str]:
+def write_shards(
+    folder, values: np.ndarray, shard_size: int, fingerprint: str = "test"
+) -> list[str]:
     """values as an embedding folder of shards, written by the project's own dataset."""
     ids = [f"img{i:04d}" for i in range(values.shape[0])]
     columns = tuple(f"conv1_1/n{j}" for j in range(values.shape[1]))
@@ -88,7 +90,7 @@ def write_shards(folder, values: np.ndarray, shard_size: int) -> list[str]:
             yield shard, np.ascontiguousarray(values[rows])
 
     ShardedEmbeddingDataset(str(folder)).save(
-        EmbeddingPlan(fingerprint="test", columns=columns, shards=shards, compute=compute)
+        EmbeddingPlan(fingerprint=fingerprint, columns=columns, shards=shards, compute=compute)
     )
     return ids
 
@@ -151,12 +153,15 @@ def test_block_size_follows_the_memory_budget():
 
 
 def planted_shards(folder):
-    """The dks pipeline's planted inputs, with the embedding written as shards."""
+    """The dks pipeline's planted inputs, with the embedding written as shards over every indexed
+    image (its image rejected at extraction recorded as a reject)."""
     from pipelines.test_dks_pipeline import planted_inputs
+
+    from cnn_feature_behavior.extraction.embedding_store import Reject
 
     inputs = planted_inputs()
     embedding = inputs.pop("embedding")
-    ids = list(embedding.index)
+    ids = inputs["image_index"]["image_id"].tolist()
     columns = tuple(embedding.columns)
     values = embedding.to_numpy(np.float32)
     shards = tuple(
@@ -166,8 +171,12 @@ def planted_shards(folder):
 
     def compute(todo):
         for shard in todo:
-            rows = embedding.index.get_indexer(list(shard.image_ids))
-            yield shard, np.ascontiguousarray(values[rows])
+            kept = [i for i in shard.image_ids if i in embedding.index]
+            rejects = [
+                Reject(i, f"{i}.jpg", "cannot decode") for i in shard.image_ids if i not in kept
+            ]
+            rows = embedding.index.get_indexer(kept)
+            yield shard, np.ascontiguousarray(values[rows]), rejects
 
     dataset = ShardedEmbeddingDataset(str(folder))
     dataset.save(

@@ -10,18 +10,20 @@ Saving takes an `EmbeddingPlan` (the shards to produce and a way to compute any 
 writes only the shards not already complete, each to a temporary file (named by process and
 attempt) that is then renamed into place: a killed run or worker never leaves a partial shard
 under a shard's name, and a rerun continues from the finished ones. Every shard records the
-plan's fingerprint (a hash of the image ids and the extraction config), so shards of another plan
-are detected and discarded, never mixed in, and the images of its run that could not be used
+shard's fingerprint (a hash of its images and the extraction config; plan.json lists every shard's),
+so shards of another plan are detected and discarded, never mixed in, while a shard whose images
+and settings did not change is kept, and the images of its run that could not be used
 (`Reject`: image id, path, reason) in its Parquet metadata: rows + rejects = the planned ids.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,14 +45,17 @@ _REJECTS_KEY = b"cnn_feature_behavior.rejects"
 
 
 class DamagedShardError(OSError):
-    """A shard file that Parquet cannot read (truncated, garbled): names the file and the way out."""
+    """A shard file that Parquet cannot read (truncated, garbled), named with the way out.
 
-    def __init__(self, path: Path, error: BaseException) -> None:
-        super().__init__(
-            f"{path} is damaged ({type(error).__name__}: {error}); run the feature_extraction "
-            "pipeline again, it recomputes the shard"
-        )
-        self.path = path
+    Built by `damaged_shard`; a plain message argument, so that it pickles (Dask sends it back).
+    """
+
+
+def damaged_shard(path: Path, error: BaseException) -> DamagedShardError:
+    return DamagedShardError(
+        f"{path} is damaged ({type(error).__name__}: {error}); run the feature_extraction "
+        "pipeline again, it recomputes the shard"
+    )
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,25 @@ class EmbeddingPlan:
     write_in_place: Callable[[Sequence[ShardSpec], Path], Iterator[ShardSpec]] | None = field(
         default=None, repr=False
     )
+    # Each shard's own fingerprint (its images' files and the settings), by shard name; a shard
+    # not listed has the plan's. A changed image then invalidates its shard, not the embedding.
+    shard_fingerprints: Mapping[str, str] | None = field(default=None, repr=False)
+
+    def shard_fingerprint(self, shard: ShardSpec) -> str:
+        """What `shard`'s file must record to belong to this plan: as given, else a hash of the
+        plan's fingerprint and the shard's image ids."""
+        given = (self.shard_fingerprints or {}).get(shard.name)
+        if given is not None:
+            return given
+        content = json.dumps([self.fingerprint, shard.name, list(shard.image_ids)])
+        return hashlib.sha256(content.encode()).hexdigest()
+
+    def shard_records(self) -> list[dict[str, Any]]:
+        """The shards as plan.json lists them."""
+        return [
+            {"name": s.name, "n_images": len(s.image_ids), "fingerprint": self.shard_fingerprint(s)}
+            for s in self.shards
+        ]
 
 
 def write_shard(
@@ -220,20 +244,21 @@ class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
 
     def _save_locked(self, data: EmbeddingPlan) -> None:
         self._discard_partial_files()
-        self._discard_stale_plan(data.fingerprint, [_shard_record(s) for s in data.shards])
+        records = data.shard_records()
+        self._discard_stale_plan(data.fingerprint, records)
         self._write_json_atomically(
             self._path / PLAN_FILE,
             {
                 "fingerprint": data.fingerprint,
                 "description": data.description,
                 "columns": list(data.columns),
-                "shards": [{"name": s.name, "n_images": len(s.image_ids)} for s in data.shards],
+                "shards": records,
             },
         )
         todo = [
             s
-            for s in data.shards
-            if not self._shard_matches(_shard_record(s), data.fingerprint, s.image_ids)
+            for s, record in zip(data.shards, records, strict=True)
+            if not self._shard_matches(record, data.fingerprint, s.image_ids)
         ]
         logger.info(
             "Embedding %s: %d of %d shards already complete, %d to compute",
@@ -244,10 +269,13 @@ class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
         )
         if data.write_in_place is None:
             for shard, features, *rejects in data.compute(todo):
-                write_shard(self._path, shard, data.columns, data.fingerprint, features, *rejects)
+                fingerprint = data.shard_fingerprint(shard)
+                write_shard(self._path, shard, data.columns, fingerprint, features, *rejects)
             return
         for shard in data.write_in_place(todo, self._path):
-            if not self._shard_matches(_shard_record(shard), data.fingerprint, shard.image_ids):
+            record = {"name": shard.name, "n_images": len(shard.image_ids)}
+            record["fingerprint"] = data.shard_fingerprint(shard)
+            if not self._shard_matches(record, data.fingerprint, shard.image_ids):
                 raise DatasetError(
                     f"{self._shard_path(shard.name)} was reported written but is missing or "
                     "does not match the plan (is the embedding folder on storage every worker shares?)"
@@ -281,6 +309,9 @@ class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
     def _shard_matches(
         self, shard: dict[str, Any], fingerprint: str, image_ids: tuple[str, ...] | None = None
     ) -> bool:
+        """Whether the shard's file belongs to the plan: its record's fingerprint (the plan's
+        `fingerprint` for plans written before shards had their own), rows and rejects."""
+        fingerprint = shard.get("fingerprint", fingerprint)
         path = self._shard_path(shard["name"])
         if not path.is_file():
             return False
@@ -304,22 +335,33 @@ class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
         ]
 
     def _discard_stale_plan(self, fingerprint: str, shards: list[dict[str, Any]]) -> None:
+        """Remove plan.json and the shard files the new plan does not list as they were.
+
+        A shard listed alike (name, image count, fingerprint) in the old and the new plan is kept;
+        any other shard file goes, e.g. of another shard layout under the same settings: loading
+        checks only fingerprints and row counts, so such shards must not outlive their plan.
+        """
         plan_path = self._path / PLAN_FILE
         shard_files = sorted(self._path.glob("shard-*.parquet"))
-        # Another shard layout (e.g. another shard_size) under the same fingerprint is stale too:
-        # loading checks only fingerprints and row counts, so its shards must not outlive it.
         old_plan = self._old_plan()
-        stale_plan = old_plan is not None and (
-            old_plan["fingerprint"] != fingerprint or old_plan["shards"] != shards
-        )
-        if not stale_plan and (plan_path.is_file() or not shard_files):
+        if old_plan is None and not shard_files:
             return
-        logger.warning(
-            "Embedding %s holds %d shards of another plan (other images or extraction config); discarding them",
-            self._path,
-            len(shard_files),
-        )
-        for path in shard_files:
+        if old_plan is not None and (old_plan["fingerprint"], old_plan["shards"]) == (
+            fingerprint,
+            shards,
+        ):
+            return
+        kept = {r["name"] for r in (old_plan or {}).get("shards") or [] if r in shards}
+        stale = [path for path in shard_files if path.stem not in kept]
+        if stale:
+            logger.warning(
+                "Embedding %s holds %d shard(s) of another plan (other images, image files or "
+                "extraction config); discarding them (%d kept)",
+                self._path,
+                len(stale),
+                len(shard_files) - len(stale),
+            )
+        for path in stale:
             path.unlink()
         plan_path.unlink(missing_ok=True)
 
@@ -370,7 +412,7 @@ def read_shard(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
     except (pa.ArrowException, OSError) as error:
         if isinstance(error, FileNotFoundError):
             raise
-        raise DamagedShardError(path, error) from error
+        raise damaged_shard(path, error) from error
 
 
 def read_plan_file(plan_path: Path) -> dict[str, Any]:
@@ -382,6 +424,7 @@ def read_plan_file(plan_path: Path) -> dict[str, Any]:
             isinstance(plan["fingerprint"], str)
             and isinstance(plan["columns"], list)
             and all(isinstance(s["name"], str) and isinstance(s["n_images"], int) for s in shards)
+            and all(isinstance(s.get("fingerprint", ""), str) for s in shards)
         ):
             raise TypeError("fields of the wrong type")
     except (ValueError, KeyError, TypeError) as error:  # JSON and UTF-8 errors are ValueErrors
@@ -389,10 +432,6 @@ def read_plan_file(plan_path: Path) -> dict[str, Any]:
             f"{plan_path} is unreadable ({type(error).__name__}: {error}), e.g. garbled by a crash"
         ) from error
     return plan
-
-
-def _shard_record(shard: ShardSpec) -> dict[str, Any]:
-    return {"name": shard.name, "n_images": len(shard.image_ids)}
 
 
 def _rejects_of(metadata: dict[bytes, bytes]) -> list[Reject]:

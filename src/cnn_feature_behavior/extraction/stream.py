@@ -19,9 +19,12 @@ once and keeps it, and writes the shard into the shared embedding folder itself)
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
+import os
+import socket
 import threading
 import uuid
 import weakref
@@ -35,6 +38,7 @@ from typing import Any, TypeVar
 import keras
 import numpy as np
 import pandas as pd
+import PIL
 from tqdm.auto import tqdm
 
 from cnn_feature_behavior.executors import check_executor, dask_client
@@ -57,6 +61,15 @@ from cnn_feature_behavior.extraction.source_models import (
 )
 
 logger = logging.getLogger(__name__)
+
+# Part of every embedding's fingerprint: bump it with any change to decoding, cropping, the layer
+# taps or crop averaging that changes an embedding's values, so that old shards are recomputed.
+EXTRACTION_CODE_VERSION = 1
+# What identifies an image file in the fingerprint: its size and modification time, or its content.
+FINGERPRINT_MODES = ("stat", "content")
+
+# How often Dask tries a failed shard task again (a worker's death is counted apart, by Dask).
+SHARD_RETRIES = 2
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -162,7 +175,6 @@ class ModelSource:
 class ShardJob:
     """Everything a Dask task needs besides its shard: settings and how to load the model."""
 
-    fingerprint: str
     columns: tuple[str, ...]
     model: ModelSource
     spec: dict[str, Any]
@@ -175,12 +187,29 @@ class ShardJob:
     decode_workers: int
     # Relative image paths are opened from here, as the planning process would.
     working_dir: str
+    # Every worker checks that it sees it before its first shard.
+    raw_dir: str = "."
 
     def stream_key(self) -> str:
         """What the per-process model cache is keyed by: everything but the shard layout."""
-        left_out = ("fingerprint", "columns", "working_dir")
+        left_out = ("columns", "working_dir", "raw_dir")
         content = {k: v for k, v in self.__dict__.items() if k not in left_out}
         return plan_fingerprint(content)
+
+
+class ImageReadError(OSError):
+    """An image file the storage could not give: its shard fails (and is retried), no reject.
+
+    Built by `image_read_error`; plain OSError arguments, so that it pickles (Dask sends it back).
+    """
+
+
+def image_read_error(path: Path, error: OSError) -> ImageReadError:
+    return ImageReadError(
+        error.errno,
+        f"{path}: cannot read the image file ({type(error).__name__}: {error.strerror or error}); "
+        "its shard is not written: check that raw_dir is reachable and run again",
+    )
 
 
 class CropStream:
@@ -272,9 +301,18 @@ class CropStream:
         return per_image.astype(np.float32)
 
     def crops_or_reason(self, path: Path) -> np.ndarray | str:
-        """The image's crops, or why it cannot be used: it is decoded here and nowhere else."""
+        """The image's crops, or why it cannot be used: it is decoded here and nowhere else.
+
+        Only a failure to decode the file's own bytes is a reason (a reject, kept by reruns). A
+        file the storage cannot give (missing, unreadable, an I/O error: an OSError with an errno)
+        raises ImageReadError, which fails the shard: it is not written and a rerun retries it.
+        """
         try:
             image = load_rgb(path)
+        except OSError as error:
+            if error.errno is not None:  # PIL's decoder errors are OSErrors without one
+                raise image_read_error(path, error) from error
+            return f"cannot decode: {type(error).__name__}: {error}"
         except Exception as error:  # noqa: BLE001 - any decoder failure rejects the image, with its reason
             return f"cannot decode: {type(error).__name__}: {error}"
         try:
@@ -321,18 +359,47 @@ def worker_stream(job: ShardJob) -> CropStream:
         return _WORKER_STREAM[key]
 
 
+_SEEN_RAW_DIRS: set[Path] = set()
+
+
+def check_sees_raw_dir(job: ShardJob) -> None:
+    """Raise, naming this host, unless this worker process sees the plan's raw_dir.
+
+    Without this a worker missing the shared storage would fail every image of its shards.
+    """
+    raw_dir = Path(job.working_dir) / job.raw_dir
+    if raw_dir in _SEEN_RAW_DIRS:
+        return
+    try:
+        seen = raw_dir.is_dir() and next(os.scandir(raw_dir), None) is not None
+    except OSError:
+        seen = False
+    if not seen:
+        raise FileNotFoundError(
+            errno.ENOENT,
+            f"Dask worker on {socket.gethostname()} cannot see raw_dir {raw_dir} (absent, empty "
+            "or unreadable): every worker must see the images at the same path (shared storage)",
+        )
+    _SEEN_RAW_DIRS.add(raw_dir)
+
+
 def embed_and_write_shard(
-    job: ShardJob, shard: ShardSpec, paths: Sequence[str], folder: str
+    job: ShardJob, shard: ShardSpec, paths: Sequence[str], folder: str, fingerprint: str
 ) -> int:
     """One Dask task: decode, crop and embed one shard's images, write the shard; rows written."""
+    check_sees_raw_dir(job)
     stream = worker_stream(job)
     planned = dict(zip(shard.image_ids, paths))
     opened = {i: Path(job.working_dir) / p for i, p in planned.items()}
     ((_, features, rejects),) = stream([shard], opened)
     # Rejects name the image as the plan does, whatever this worker's working directory.
     rejects = [Reject(r.image_id, planned[r.image_id], r.reason) for r in rejects]
-    write_shard(Path(folder), shard, job.columns, job.fingerprint, features, rejects)
+    write_shard(Path(folder), shard, job.columns, fingerprint, features, rejects)
     return len(features)
+
+
+def _the_job(job: ShardJob) -> ShardJob:
+    return job
 
 
 @dataclass(frozen=True)
@@ -341,6 +408,7 @@ class DaskShardWriter:
 
     job: ShardJob
     paths: dict[str, str] = field(repr=False)
+    fingerprints: dict[str, str] = field(repr=False)
     dask_params: dict[str, Any] = field(default_factory=dict)
 
     def __call__(self, shards: Sequence[ShardSpec], folder: Path) -> Iterator[ShardSpec]:
@@ -348,7 +416,7 @@ class DaskShardWriter:
             return
         from distributed import as_completed
 
-        run = uuid.uuid4().hex[:8]
+        run = uuid.uuid4().hex
         # Workers have their own working directory: they get the folder as an absolute path.
         target = str(Path(folder).resolve())
         with (
@@ -360,15 +428,20 @@ class DaskShardWriter:
                 smoothing=0.1,
             ) as progress,
         ):
+            # The job (settings, ~150 KiB of column names for VGG16) goes to the cluster once; a
+            # task, not scattered data, so that the scheduler recomputes it if its worker dies.
+            job = client.submit(_the_job, self.job, key=f"embed-job-{run}", pure=False)
             futures = {
                 client.submit(
                     embed_and_write_shard,
-                    self.job,
+                    job,
                     shard,
                     [self.paths[i] for i in shard.image_ids],
                     target,
+                    self.fingerprints[shard.name],
                     key=f"embed-{shard.name}-{run}",
-                    retries=0,
+                    # An image the storage could not give fails its shard: tried again.
+                    retries=SHARD_RETRIES,
                 ): shard
                 for shard in shards
             }
@@ -389,6 +462,7 @@ class ExtractionSettings:
     batch_size: int
     shard_size: int
     decode_workers: int
+    fingerprint: str = "stat"
 
     @classmethod
     def from_params(cls, crops: int, feature_extraction: Mapping[str, Any]) -> ExtractionSettings:
@@ -399,6 +473,7 @@ class ExtractionSettings:
             batch_size=feature_extraction["batch_size"],
             shard_size=feature_extraction["shard_size"],
             decode_workers=feature_extraction["decode_workers"],
+            fingerprint=feature_extraction.get("fingerprint", "stat"),
         )
 
     def check(self) -> None:
@@ -409,6 +484,11 @@ class ExtractionSettings:
             raise ValueError(
                 f"params:feature_extraction.crop ({self.crop}) is larger than the resized shorter "
                 f"side feature_extraction.resize ({self.resize})"
+            )
+        if self.fingerprint not in FINGERPRINT_MODES:
+            raise ValueError(
+                f"params:feature_extraction.fingerprint must be one of {FINGERPRINT_MODES}, "
+                f"got {self.fingerprint!r}"
             )
 
 
@@ -452,20 +532,21 @@ def plan_embedding(
         executor,
     )
     description = plan_description(model, settings, raw_dir)
-    fingerprint = plan_fingerprint(
-        {**description, "images": [(i, str(p)) for i, p in paths.items()]}
+    shards = plan_shards(list(paths), settings.shard_size)
+    by_shard = shard_fingerprints(
+        plan_fingerprint(description), shards, paths, settings.fingerprint
     )
     columns = tuple(manifest["feature"])
     write_in_place = None
     if executor == "dask":
-        job = shard_job(model, settings, description["weights"], fingerprint, columns)
+        job = shard_job(model, settings, description["weights"], columns, raw_dir)
         write_in_place = DaskShardWriter(
-            job, {i: str(p) for i, p in paths.items()}, dict(dask_params or {})
+            job, {i: str(p) for i, p in paths.items()}, by_shard, dict(dask_params or {})
         )
     plan = EmbeddingPlan(
-        fingerprint=fingerprint,
+        fingerprint=plan_fingerprint({"shards": by_shard}),
         columns=columns,
-        shards=plan_shards(list(paths), settings.shard_size),
+        shards=shards,
         compute=CropStream(
             extractor,
             model.spec,
@@ -478,6 +559,7 @@ def plan_embedding(
         ),
         description=description,
         write_in_place=write_in_place,
+        shard_fingerprints=by_shard,
     )
     return plan, manifest
 
@@ -521,19 +603,58 @@ def plan_description(
         "crop": settings.crop,
         "batch_size": settings.batch_size,
         "raw_dir": str(raw_dir),
+        "fingerprint": settings.fingerprint,
+        "extraction_code_version": EXTRACTION_CODE_VERSION,
+        "pillow": PIL.__version__,
     }
+
+
+def shard_fingerprints(
+    settings_fingerprint: str,
+    shards: Sequence[ShardSpec],
+    paths: Mapping[str, Path],
+    mode: str,
+) -> dict[str, str]:
+    """Each shard's fingerprint: the settings' and, per image, its id, path and file identity."""
+    return {
+        shard.name: plan_fingerprint(
+            {
+                "settings": settings_fingerprint,
+                "images": [
+                    (i, str(paths[i]), file_identity(paths[i], mode)) for i in shard.image_ids
+                ],
+            }
+        )
+        for shard in shards
+    }
+
+
+def file_identity(path: Path, mode: str) -> tuple[Any, ...]:
+    """(size, modification time in ns); with `mode` content (size, SHA-256 of the bytes) instead,
+    so that a copied or touched file with the same bytes is the same image."""
+    try:
+        stat = path.stat()
+        if mode != "content":
+            return stat.st_size, stat.st_mtime_ns
+        with path.open("rb") as file:
+            return stat.st_size, hashlib.file_digest(file, "sha256").hexdigest()
+    except OSError as error:
+        raise type(error)(
+            error.errno,
+            f"{path}: cannot read this file of the image_index ({error.strerror or error}); "
+            "is raw_dir mounted, or did the images change since ingestion (rerun it)?",
+        ) from error
 
 
 def shard_job(
     model: SourceModel,
     settings: ExtractionSettings,
     digest: str,
-    fingerprint: str,
     columns: tuple[str, ...],
+    raw_dir: Path,
 ) -> ShardJob:
     """What every Dask task of the plan needs besides its shard."""
     return ShardJob(
-        fingerprint=fingerprint,
         columns=columns,
         model=model.source,
         spec=dict(model.spec),
@@ -545,6 +666,7 @@ def shard_job(
         batch_size=settings.batch_size,
         decode_workers=settings.decode_workers,
         working_dir=str(Path.cwd().resolve()),
+        raw_dir=str(raw_dir),
     )
 
 

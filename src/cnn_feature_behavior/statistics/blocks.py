@@ -23,7 +23,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,7 @@ import pyarrow.parquet as pq
 from cnn_feature_behavior.extraction.embedding_store import (
     INDEX_COLUMN,
     PLAN_FILE,
-    DamagedShardError,
+    damaged_shard,
     read_plan_file,
 )
 from cnn_feature_behavior.statistics.dks import block_dks, check_bins, feature_range
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# The plan fingerprint every shard records in its Parquet metadata (embedding_store.py).
+# The fingerprint every shard records in its Parquet metadata (embedding_store.py).
 FINGERPRINT_KEY = b"cnn_feature_behavior.plan_fingerprint"
 # Automatic block size: this many bytes of float32 block per block in flight.
 BLOCK_BYTES = 256 * 2**20
@@ -94,46 +95,65 @@ class BlockStatistics:
 class ShardColumnReader:
     """Reads blocks of feature columns from an embedding folder's shards, as (features, images).
 
-    Rows are the shards' rows in plan order (`image_ids`). Every shard is checked against the
-    plan's fingerprint when first opened; with keep_shards_open, each opened shard (its parsed
-    footer) is kept for later blocks, as long as all footers fit FOOTER_BUDGET.
+    Rows are the shards' rows in plan order (`image_ids`). Every shard is checked against its
+    fingerprint in the plan when first opened, and against its file's identity (size,
+    modification time, inode) taken when the reader was made (`identities`, or as the driver saw
+    them: `expected_identities`), so that a reader never reads an embedding rewritten under it.
+    With keep_shards_open, each opened shard (its parsed footer) is kept for later blocks, as
+    long as all footers fit FOOTER_BUDGET.
     """
 
-    def __init__(self, path: str | os.PathLike, keep_shards_open: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        keep_shards_open: bool = True,
+        expected_identities: tuple[tuple[int, ...] | None, ...] | None = None,
+    ) -> None:
         self.path = Path(path)
-        plan_path = self.path / PLAN_FILE
-        if not plan_path.is_file():
-            raise FileNotFoundError(
-                f"no embedding at {self.path} ({PLAN_FILE} absent); run the feature_extraction pipeline"
-            )
-        try:
-            plan = read_plan_file(plan_path)
-        except ValueError as error:
-            raise ValueError(
-                f"{error}; run the feature_extraction pipeline again, it discards it"
-            ) from error
+        plan = _read_plan(self.path)
         self.columns: list[str] = list(plan["columns"])
-        self._fingerprint = str(plan["fingerprint"]).encode()
+        self.fingerprint = str(plan["fingerprint"])
         self._shards = [shard["name"] for shard in plan["shards"]]
-        footers = len(self._shards) * (len(self.columns) + 1) * FOOTER_BYTES_PER_COLUMN
-        if keep_shards_open and footers > FOOTER_BUDGET:
-            logger.warning(
-                "%s: %d shards x %d columns would keep ~%.1f GiB of parsed Parquet footers open; "
-                "reopening each shard for each block instead (slower: larger shards, i.e. "
-                "feature_extraction shard_size, read faster)",
-                self.path,
-                len(self._shards),
-                len(self.columns),
-                footers / 2**30,
+        # Plans written before shards had their own fingerprint list only the plan's.
+        self._shard_fingerprints = {
+            shard["name"]: shard.get("fingerprint", self.fingerprint).encode()
+            for shard in plan["shards"]
+        }
+        self.identities = tuple(self._identity(name) for name in self._shards)
+        if expected_identities is not None and expected_identities != self.identities:
+            raise RuntimeError(
+                f"embedding at {self.path} changed since this run started (its shards differ "
+                "from what the driver saw); run the dks pipeline again once extraction is done"
             )
-            keep_shards_open = False
-        self.keep_shards_open = keep_shards_open
+        self.keep_shards_open = keep_shards_open and self._footers_fit()
         self._files: dict[str, pq.ParquetFile] = {}
         self._lock = threading.Lock()
         self._shard_locks = [threading.Lock() for _ in self._shards]
         self._ids_lock = threading.Lock()
         self._offsets: np.ndarray | None = None
         self._image_ids: list[str] | None = None
+
+    def _identity(self, name: str) -> tuple[int, ...] | None:
+        try:
+            stat = (self.path / f"{name}.parquet").stat()
+        except FileNotFoundError:
+            return None  # named when the shard is opened
+        return stat.st_size, stat.st_mtime_ns, stat.st_ino
+
+    def _footers_fit(self) -> bool:
+        footers = len(self._shards) * (len(self.columns) + 1) * FOOTER_BYTES_PER_COLUMN
+        if footers <= FOOTER_BUDGET:
+            return True
+        logger.warning(
+            "%s: %d shards x %d columns would keep ~%.1f GiB of parsed Parquet footers open; "
+            "reopening each shard for each block instead (slower: larger shards, i.e. "
+            "feature_extraction shard_size, read faster)",
+            self.path,
+            len(self._shards),
+            len(self.columns),
+            footers / 2**30,
+        )
+        return False
 
     def _open(self, name: str) -> pq.ParquetFile:
         with self._lock:
@@ -149,9 +169,14 @@ class ShardColumnReader:
         try:
             opened = pq.ParquetFile(path)
         except (pa.ArrowException, OSError) as error:
-            raise DamagedShardError(path, error) from error
+            raise damaged_shard(path, error) from error
+        if self._identity(name) != self.identities[self._shards.index(name)]:
+            raise RuntimeError(
+                f"{path} was rewritten while the statistics read the embedding; run the dks "
+                "pipeline again once extraction is done"
+            )
         metadata = opened.schema_arrow.metadata or {}
-        if metadata.get(FINGERPRINT_KEY) != self._fingerprint:
+        if metadata.get(FINGERPRINT_KEY) != self._shard_fingerprints[name]:
             raise ValueError(
                 f"{path} belongs to another extraction plan (fingerprint differs from {PLAN_FILE}); "
                 "run the feature_extraction pipeline again"
@@ -166,7 +191,7 @@ class ShardColumnReader:
         try:
             return opened.read(columns=columns, use_threads=False)
         except (pa.ArrowException, OSError) as error:
-            raise DamagedShardError(self.path / f"{name}.parquet", error) from error
+            raise damaged_shard(self.path / f"{name}.parquet", error) from error
 
     def image_ids(self) -> list[str]:
         """The image id of every row, in row order (read from the shards' image_id columns)."""
@@ -202,6 +227,20 @@ class ShardColumnReader:
         return block_t
 
 
+def _read_plan(path: Path) -> dict[str, Any]:
+    plan_path = path / PLAN_FILE
+    if not plan_path.is_file():
+        raise FileNotFoundError(
+            f"no embedding at {path} ({PLAN_FILE} absent); run the feature_extraction pipeline"
+        )
+    try:
+        return read_plan_file(plan_path)
+    except ValueError as error:
+        raise ValueError(
+            f"{error}; run the feature_extraction pipeline again, it discards it"
+        ) from error
+
+
 class MatrixColumnReader:
     """The same interface over an in-memory (images, features) matrix."""
 
@@ -210,6 +249,7 @@ class MatrixColumnReader:
             raise ValueError(f"matrix {values.shape} does not hold {len(columns)} feature columns")
         self.values = values
         self.columns = list(columns)
+        self.fingerprint = None  # nothing on disk to change under the reader
 
     def read_block(self, start: int, stop: int) -> np.ndarray:
         return np.ascontiguousarray(self.values[:, start:stop].T, dtype=np.float32)
@@ -263,17 +303,51 @@ def compute_block(
     result["read_seconds"] = read
     result["compute_seconds"] = time.perf_counter() - began - read
     result["pid"] = os.getpid()
+    result["fingerprint"] = reader.fingerprint
     return result
 
 
-# One reader per embedding folder per worker process, so that its shards are opened once.
-_WORKER_READERS: dict[tuple[str, bool], ShardColumnReader] = {}
+# One reader per embedding folder per worker process, so that its shards are opened once; keyed
+# by the plan's fingerprint and its shards' identities too, so that a long-lived worker never
+# reads an embedding rewritten at the same path through its old open files.
+_WORKER_READERS: dict[tuple[Any, ...], ShardColumnReader] = {}
 _WORKER_LOCK = threading.Lock()
 
 
+@dataclass(frozen=True)
+class ShardSource:
+    """What a Dask task needs to read blocks of an embedding: its folder, as the driver saw it."""
+
+    path: str
+    keep_shards_open: bool
+    fingerprint: str
+    identities: tuple[tuple[int, ...] | None, ...]
+
+    @classmethod
+    def of(cls, reader: ShardColumnReader) -> ShardSource:
+        return cls(str(reader.path), reader.keep_shards_open, reader.fingerprint, reader.identities)
+
+
+def worker_reader(source: ShardSource) -> ShardColumnReader:
+    """This process's reader of `source`, made on first use; readers of older plans are dropped."""
+    key = (source.path, source.keep_shards_open, source.fingerprint, source.identities)
+    with _WORKER_LOCK:
+        reader = _WORKER_READERS.get(key)
+        if reader is None:
+            for old in [k for k in _WORKER_READERS if k[0] == source.path]:
+                del _WORKER_READERS[old]
+            reader = ShardColumnReader(source.path, source.keep_shards_open, source.identities)
+            if reader.fingerprint != source.fingerprint:
+                raise RuntimeError(
+                    f"embedding at {source.path} changed since this run started (plan "
+                    f"{reader.fingerprint[:12]}, run planned on {source.fingerprint[:12]})"
+                )
+            _WORKER_READERS[key] = reader
+    return reader
+
+
 def _worker_block(
-    path: str,
-    keep_shards_open: bool,
+    source: ShardSource,
     start: int,
     stop: int,
     label_sets: np.ndarray,
@@ -281,13 +355,7 @@ def _worker_block(
     settings: StatisticSettings,
 ) -> dict[str, Any]:
     """A Dask task: read the block from the shards at `path` in this worker and compute it."""
-    with _WORKER_LOCK:
-        reader = _WORKER_READERS.get((path, keep_shards_open))
-        if reader is None:
-            reader = _WORKER_READERS[(path, keep_shards_open)] = ShardColumnReader(
-                path, keep_shards_open
-            )
-    return compute_block(reader, start, stop, label_sets, sizes, settings)
+    return compute_block(worker_reader(source), start, stop, label_sets, sizes, settings)
 
 
 def feature_block_statistics(
@@ -303,68 +371,28 @@ def feature_block_statistics(
 
     label_sets: (labellings, images) int32 rows in the reader's row order, all with the class
     sizes `sizes` (as `dks.check_labellings` returns them). On Dask the reader must read shards.
+    Every block is checked to come from the reader's plan (its fingerprint).
     """
-    n_labellings, n_images = label_sets.shape
-    n_features, n_classes = len(reader.columns), sizes.size
-    block_features = auto_block_features(n_images, n_features, block_features)
-    starts = list(range(0, n_features, block_features))
-    dks = np.empty((n_labellings, n_features, n_classes), np.float32)
-    with_histograms = settings.histogram_bins is not None
-    kl = np.empty((n_features, n_classes), np.float32) if with_histograms else None
-    bhattacharyya = np.empty_like(kl) if with_histograms else None
-    result = BlockStatistics(
-        dks, kl, bhattacharyya, n_blocks=len(starts), block_features=block_features
-    )
-    constant = 0
-
-    def collect(block: dict[str, Any]) -> None:
-        nonlocal constant
-        rows = slice(block["start"], block["start"] + block["dks"].shape[1])
-        dks[:, rows] = block["dks"]
-        if with_histograms:
-            kl[rows] = block["kl"]
-            bhattacharyya[rows] = block["bhattacharyya"]
-        result.read_seconds += block["read_seconds"]
-        result.compute_seconds += block["compute_seconds"]
-        pid = str(block["pid"])
-        result.workers[pid] = result.workers.get(pid, 0) + 1
-        constant += block["constant"]
-
-    stops = [min(start + block_features, n_features) for start in starts]
+    n_features = len(reader.columns)
+    block_features = auto_block_features(label_sets.shape[1], n_features, block_features)
+    starts = range(0, n_features, block_features)
+    bounds = [(start, min(start + block_features, n_features)) for start in starts]
+    result = _empty_result(label_sets.shape[0], n_features, sizes.size, settings)
+    result.n_blocks, result.block_features = len(bounds), block_features
     if client is None:
-        workers = workers or os.cpu_count() or 1
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for block in pool.map(
-                lambda bounds: compute_block(reader, *bounds, label_sets, sizes, settings),
-                zip(starts, stops),
-            ):
-                collect(block)
+        computed = _local_blocks(reader, bounds, label_sets, sizes, settings, workers)
     else:
-        if not isinstance(reader, ShardColumnReader):
-            raise ValueError(
-                "executor: dask reads feature blocks from the embedding shards; got an in-memory "
-                "embedding (use executor: local)"
+        computed = _dask_blocks(client, reader, bounds, label_sets, sizes, settings)
+    constant = 0
+    for block in computed:
+        if block["fingerprint"] != reader.fingerprint:
+            raise RuntimeError(
+                f"a block of features {block['start']}.. was computed from another plan of the "
+                f"embedding at {getattr(reader, 'path', '(memory)')} ({block['fingerprint']}, "
+                f"not {reader.fingerprint}); run feature_extraction, then dks, again"
             )
-        from distributed import as_completed
-
-        shared_labels = client.scatter(label_sets, broadcast=True)
-        futures = [
-            client.submit(
-                _worker_block,
-                str(reader.path),
-                reader.keep_shards_open,
-                start,
-                stop,
-                shared_labels,
-                sizes,
-                settings,
-                key=f"feature-block-{start}-{stop}-{id(result)}",
-            )
-            for start, stop in zip(starts, stops)
-        ]
-        for future in as_completed(futures):
-            collect(future.result())
-            future.release()
+        _collect(result, block)
+        constant += block["constant"]
     if constant:
         logger.info(
             "%d of %d features are constant over the images (all classes alike)",
@@ -372,3 +400,78 @@ def feature_block_statistics(
             n_features,
         )
     return result
+
+
+def _empty_result(
+    n_labellings: int, n_features: int, n_classes: int, settings: StatisticSettings
+) -> BlockStatistics:
+    with_histograms = settings.histogram_bins is not None
+    return BlockStatistics(
+        dks=np.empty((n_labellings, n_features, n_classes), np.float32),
+        kl=np.empty((n_features, n_classes), np.float32) if with_histograms else None,
+        bhattacharyya=np.empty((n_features, n_classes), np.float32) if with_histograms else None,
+    )
+
+
+def _collect(result: BlockStatistics, block: dict[str, Any]) -> None:
+    rows = slice(block["start"], block["start"] + block["dks"].shape[1])
+    result.dks[:, rows] = block["dks"]
+    if result.kl is not None:
+        result.kl[rows] = block["kl"]
+        result.bhattacharyya[rows] = block["bhattacharyya"]
+    result.read_seconds += block["read_seconds"]
+    result.compute_seconds += block["compute_seconds"]
+    pid = str(block["pid"])
+    result.workers[pid] = result.workers.get(pid, 0) + 1
+
+
+def _local_blocks(
+    reader: ShardColumnReader | MatrixColumnReader,
+    bounds: list[tuple[int, int]],
+    label_sets: np.ndarray,
+    sizes: np.ndarray,
+    settings: StatisticSettings,
+    workers: int | None,
+) -> Iterator[dict[str, Any]]:
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        yield from pool.map(
+            lambda bound: compute_block(reader, *bound, label_sets, sizes, settings), bounds
+        )
+
+
+def _dask_blocks(
+    client: Client,
+    reader: ShardColumnReader | MatrixColumnReader,
+    bounds: list[tuple[int, int]],
+    label_sets: np.ndarray,
+    sizes: np.ndarray,
+    settings: StatisticSettings,
+) -> Iterator[dict[str, Any]]:
+    if not isinstance(reader, ShardColumnReader):
+        raise ValueError(
+            "executor: dask reads feature blocks from the embedding shards; got an in-memory "
+            "embedding (use executor: local)"
+        )
+    from distributed import as_completed
+
+    source = ShardSource.of(reader)
+    # Keys unique across runs and clients: a scheduler merges tasks of equal keys (and scattered
+    # data of equal content, which one run's release would then take from the next).
+    run = uuid.uuid4().hex
+    shared_labels = client.scatter(label_sets, broadcast=True, hash=False)
+    futures = [
+        client.submit(
+            _worker_block,
+            source,
+            start,
+            stop,
+            shared_labels,
+            sizes,
+            settings,
+            key=f"feature-block-{start}-{stop}-{run}",
+        )
+        for start, stop in bounds
+    ]
+    for future in as_completed(futures):
+        yield future.result()
+        future.release()

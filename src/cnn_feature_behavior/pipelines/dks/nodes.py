@@ -13,6 +13,7 @@ from cnn_feature_behavior.extraction.embedding_store import ShardedEmbeddingData
 from cnn_feature_behavior.statistics import calibration as calibration_core
 from cnn_feature_behavior.statistics import dks as dks_core
 from cnn_feature_behavior.statistics.blocks import (
+    BlockStatistics,
     MatrixColumnReader,
     ShardColumnReader,
     StatisticSettings,
@@ -45,17 +46,10 @@ def compute_statistics(
     The embedding (its shards, or an in-memory table) is read one block of feature columns at a
     time, on threads or on Dask (params:executor); returns dks, dks_class_sizes, kl_divergence,
     bhattacharyya_distance, dks_randomised (first repetition) and randomised_pair_counts (per
-    layer and side, averaged over the repetitions).
+    layer and side, averaged over the repetitions). Shards must have been extracted from the
+    current image_index.
     """
-    if isinstance(embedding, pd.DataFrame):
-        reader = MatrixColumnReader(
-            embedding_matrix(embedding, feature_manifest), embedding.columns
-        )
-        row_ids = embedding.index
-    else:
-        reader = ShardColumnReader(embedding.path, dks_params.get("keep_shards_open", True))
-        check_feature_columns(reader.columns, feature_manifest)
-        row_ids = pd.Index(reader.image_ids(), name="image_id")
+    reader, row_ids = _reader(embedding, image_index, feature_manifest, dks_params)
     labels, class_names = embedding_labels(pd.DataFrame(index=row_ids), image_index)
     permutations = calibration_core.permuted_labels(
         labels, calibration_params["repetitions"], calibration_params["seed"]
@@ -89,6 +83,60 @@ def compute_statistics(
         result.read_seconds,
         result.compute_seconds,
     )
+    return _statistic_tables(result, feature_manifest, class_names, sizes)
+
+
+def _reader(
+    embedding: pd.DataFrame | ShardedEmbeddingDataset,
+    image_index: pd.DataFrame,
+    feature_manifest: pd.DataFrame,
+    dks_params: dict[str, Any],
+) -> tuple[MatrixColumnReader | ShardColumnReader, pd.Index]:
+    """The embedding's column reader and its row ids, the shards checked against image_index."""
+    if isinstance(embedding, pd.DataFrame):
+        matrix = embedding_matrix(embedding, feature_manifest)
+        return MatrixColumnReader(matrix, embedding.columns), embedding.index
+    reader = ShardColumnReader(embedding.path, dks_params.get("keep_shards_open", True))
+    check_feature_columns(reader.columns, feature_manifest)
+    row_ids = pd.Index(reader.image_ids(), name="image_id")
+    planned = [*row_ids, *(r.image_id for r in embedding.rejects())]
+    check_embedding_index(planned, image_index, embedding.path)
+    return reader, row_ids
+
+
+def check_embedding_index(planned: list[str], image_index: pd.DataFrame, path: object) -> None:
+    """Error unless the embedding was planned over exactly image_index's images.
+
+    `planned`: the embedding's rows and its extraction rejects. Another set means the index was
+    rebuilt since extraction (e.g. another max_images_per_class): statistics on the old images
+    would not be those of the index the report shows.
+    """
+    indexed = image_index["image_id"].astype(str)
+    unplanned = indexed[~indexed.isin(set(planned))].tolist()
+    unindexed = sorted(set(planned) - set(indexed))
+    if not unplanned and not unindexed:
+        return
+    parts = []
+    if unplanned:
+        parts.append(f"{len(unplanned)} of them are not in the embedding (e.g. {unplanned[:3]})")
+    if unindexed:
+        parts.append(
+            f"{len(unindexed)} embedded images are not in image_index (e.g. {unindexed[:3]})"
+        )
+    raise ValueError(
+        f"the embedding at {path} was extracted from {len(planned)} images but image_index has "
+        f"{len(indexed)}: {'; '.join(parts)}. The image index changed since extraction (e.g. "
+        "max_images_per_class): run `kedro run --pipelines feature_extraction` with the same "
+        "--params, then dks"
+    )
+
+
+def _statistic_tables(
+    result: BlockStatistics,
+    feature_manifest: pd.DataFrame,
+    class_names: list[str],
+    sizes: np.ndarray,
+) -> tuple[pd.DataFrame, ...]:
     class_sizes = pd.DataFrame(
         {
             "label": np.arange(len(class_names), dtype=np.int64),
