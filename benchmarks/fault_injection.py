@@ -24,8 +24,10 @@ The exit status is 1 when any fault gives a silent difference or an unclear erro
     python benchmarks/fault_injection.py --kills 2 --classes 2 --images-per-class 4 \
         --faults kill,truncated_shard,plan_garbled,hostile_images   # the CI form's size
 
-Kill moments are drawn uniformly over the extraction and statistics windows measured on the clean
-run (from its log), alternately in each, with `--seed`.
+Kill moments are drawn with `--seed`, alternately, uniformly over the extraction window measured on
+the clean run's log (outputs removed from the extraction on before each such kill) and over the
+statistics window of a run that finds the clean embedding complete (only the statistics' outputs
+removed: the kill and the rerun then cost no extraction).
 """
 
 from __future__ import annotations
@@ -341,26 +343,46 @@ class Faults:
     # -- kill -9 of `kedro run`, then a rerun
 
     def kills(self) -> list[Outcome]:
+        """kill -9 at moments drawn alternately over the extraction and the statistics."""
         project = self.lab.project("kills")
+        resumed = self._statistics_window(project)
         outcomes = []
         for number in range(self.lab.settings.kills):
-            phase, window = (
-                ("extraction", self.extraction)
-                if number % 2 == 0
-                else ("statistics", self.statistics)
-            )
+            during_extraction = number % 2 == 0
+            window = self.extraction if during_extraction else resumed
             moment = self.rng.uniform(*window)
-            for folder in ("data/04_feature", "data/07_model_output"):
-                shutil.rmtree(project / folder, ignore_errors=True)
+            self._reset(project, keep_embedding=not during_extraction)
             process, run, reader = self.lab.start(project, self.raw_dir)
             time.sleep(moment)
             kill_group(process)
             self.lab.finish(process, run, reader)
             rerun = self.lab.run(project, self.raw_dir)
+            phase = "extraction" if during_extraction else "statistics"
             outcome = judge(f"kill -9 at {moment:.1f} s ({phase})", rerun, self.clean, project, [])
             outcomes.append(outcome)
             print_outcome(outcome)
         return outcomes
+
+    def _reset(self, project: Path, keep_embedding: bool) -> None:
+        """Outputs removed from the statistics on, and from the extraction on unless kept (then
+        the clean run's embedding is put back: only the statistics are left to compute)."""
+        for folder in ("data/04_feature", "data/07_model_output"):
+            shutil.rmtree(project / folder, ignore_errors=True)
+        if keep_embedding:
+            shutil.copytree(self.clean_project / "data/04_feature", project / "data/04_feature")
+
+    def _statistics_window(self, project: Path) -> tuple[float, float]:
+        """The statistics' window in a run that finds the embedding complete (kills during the
+        statistics then cost no extraction): measured on one such run, itself checked."""
+        if self.lab.settings.kills < 2:
+            return self.statistics
+        self._reset(project, keep_embedding=True)
+        run = self.lab.run(project, self.raw_dir)
+        outcome = judge("statistics only", run, self.clean, project, [])
+        start = run.when("Running node: compute_statistics")
+        if outcome.outcome != IDENTICAL or start is None:
+            raise SystemExit(f"the run on the clean embedding failed: {outcome.detail}")
+        return start, run.lines[-1][0]
 
     # -- a Dask worker killed
 
