@@ -90,17 +90,15 @@ def bare_seconds(index, raw, extractor, spec, settings, crops, batch_size) -> fl
     """Wall time of the model's forward passes alone, on the same crops decoded beforehand."""
     from cnn_feature_behavior.extraction.crops import image_crops
     from cnn_feature_behavior.extraction.source_models import preprocess
-    from cnn_feature_behavior.extraction.stream import CropStream
+    from cnn_feature_behavior.extraction.stream import CropStream, ExtractionSettings
 
     stream = CropStream(
         extractor,
         spec,
         {},
-        resize=settings["resize"],
-        crop=settings["crop"],
-        n_crops=crops,
-        batch_size=batch_size,
-        workers=1,
+        ExtractionSettings.from_params(
+            crops, {**settings, "batch_size": batch_size, "decode_workers": 1}
+        ),
     )
     per_image = [
         image_crops(raw / p, settings["resize"], settings["crop"], crops) for p in index["path"]

@@ -2,10 +2,13 @@
 
 from kedro.config import OmegaConfigLoader
 
+from cnn_feature_behavior.device import DeviceHooks
 from cnn_feature_behavior.pipelines.reporting.hooks import ReportLocationHooks
 
-# Says where the report is at the end of a run that wrote one.
-HOOKS = (ReportLocationHooks(),)
+# DeviceHooks: says which device the run uses, before the first node, without TensorFlow's
+# cuInit error line on a machine that has no GPU. ReportLocationHooks: says where the report
+# is at the end of a run that wrote one.
+HOOKS = (DeviceHooks(), ReportLocationHooks())
 
 # The project must never reach the network unasked: the telemetry plugin's hooks stay off
 # here, and `.telemetry` (consent: false) silences its CLI hook too.

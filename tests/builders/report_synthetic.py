@@ -23,6 +23,15 @@ LAYERS = {
 BINS = 100
 
 
+def many_layers(n_spatial: int = 110, n_filters: int = 2) -> dict[str, tuple[str, int]]:
+    """A layer list the size of a DenseNet's (100+ layers), named as a non-VGG network names
+    them, in the spatial / head vocabulary: n spatial block outputs, a pooled top, the logits."""
+    layers = {
+        f"block{i // 4 + 1}{'abcd'[i % 4]}_out": ("spatial", n_filters) for i in range(n_spatial)
+    }
+    return layers | {"top_pool": ("head", n_filters), "predictions": ("head", n_filters)}
+
+
 def _dks_table(
     embedding: pd.DataFrame, labels: np.ndarray, class_names: list[str], layers: list[str]
 ) -> pd.DataFrame:
@@ -39,7 +48,7 @@ def _dks_table(
 def _histograms(dks: pd.DataFrame, dataset: str, kinds: dict[str, str]) -> pd.DataFrame:
     edges = np.linspace(-1, 1, BINS + 1)
     groups = {layer: dks.index[dks["layer"] == layer] for layer in pd.unique(dks["layer"])}
-    for kind in ("conv", "fc"):
+    for kind in pd.unique(pd.Series(list(kinds.values()))):
         groups[kind] = dks.index[dks["layer"].map(kinds) == kind]
     rows = []
     for group, features in groups.items():
@@ -91,8 +100,11 @@ def synthetic_study(
     images_per_class: int = 25,
     seed: int = 0,
     source_model: str = "vgg16_imagenet",
+    layers: dict[str, tuple[str, int]] | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """One dataset's upstream outputs, keyed by catalog name."""
+    """One dataset's upstream outputs, keyed by catalog name; `layers` maps each layer to its
+    kind and filter count (default LAYERS: VGG's names, conv / fc as old manifests say)."""
+    layer_spec = LAYERS if layers is None else layers
     rng = np.random.default_rng(seed)
     class_names = [f"class {chr(ord('a') + k)}" for k in range(n_classes)]
     labels = np.repeat(np.arange(n_classes), images_per_class)
@@ -106,7 +118,7 @@ def synthetic_study(
         }
     )
     features, layers, kinds = [], [], {}
-    for layer, (kind, n_filters) in LAYERS.items():
+    for layer, (kind, n_filters) in layer_spec.items():
         kinds[layer] = kind
         for f in range(n_filters):
             features.append(f"{layer}/n{f}")
@@ -143,7 +155,7 @@ def synthetic_study(
     real_values = dks.drop(columns="layer")
     random_values = randomised.drop(columns="layer")
     kept_rows = []
-    for layer in LAYERS:
+    for layer in layer_spec:
         in_layer = dks["layer"] == layer
         for side in ("positive", "negative", "both"):
 
@@ -167,7 +179,7 @@ def synthetic_study(
 
     mean_images = float(images_per_class)
     summary_rows = []
-    for layer in LAYERS:
+    for layer in layer_spec:
         block = real_values[dks["layer"] == layer].to_numpy().ravel()
         for side, side_values in (("positive", block[block > 0]), ("negative", block[block < 0])):
             summary_rows.append(

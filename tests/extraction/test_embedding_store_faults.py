@@ -148,3 +148,21 @@ def test_the_lock_is_held_while_saving_and_released_on_failure(tmp_path):
         )
     assert f'"pid": {os.getpid()}' in seen[0]
     assert not (tmp_path / "emb/.lock").exists()
+
+
+def test_a_lock_whose_process_id_was_reused_is_stale(tmp_path, caplog):
+    import json
+    import socket
+
+    from cnn_feature_behavior.extraction import folder_lock
+
+    started = folder_lock._process_start(os.getpid())
+    if started is None:
+        pytest.skip("no /proc here: process start times are unknown")
+    (tmp_path / "emb").mkdir()
+    # This test's own pid, as if a killed run's id had been given to this (later) process.
+    holder = {"host": socket.gethostname(), "pid": os.getpid(), "started": started - 1}
+    (tmp_path / "emb/.lock").write_text(json.dumps(holder))
+    with caplog.at_level(logging.WARNING):
+        ShardedEmbeddingDataset(path=str(tmp_path / "emb")).save(_plan(IDS))
+    assert "stale lock" in caplog.text

@@ -126,11 +126,9 @@ def test_crop_geometry_and_crop_mean_through_the_model(tmp_path, n_crops):
         build_extractor(_pixel_probe(), ["conv1_1"]),
         SPEC,
         {n: tmp_path / n for n in names},
-        resize=20,
-        crop=16,
-        n_crops=n_crops,
-        batch_size=7,
-        workers=2,
+        ExtractionSettings(
+            n_crops=n_crops, resize=20, crop=16, batch_size=7, shard_size=10, decode_workers=2
+        ),
     )
     ((_, got, rejects),) = list(stream([plan_shards(names, 10)[0]]))
     assert rejects == []
@@ -156,11 +154,9 @@ def test_image_vector_is_the_mean_of_its_crop_vectors(tmp_path):
         extractor,
         SPEC,
         {n: tmp_path / n for n in names},
-        resize=36,
-        crop=32,
-        n_crops=10,
-        batch_size=20,
-        workers=2,
+        ExtractionSettings(
+            n_crops=10, resize=36, crop=32, batch_size=20, shard_size=5, decode_workers=2
+        ),
     )
     ((_, got, _),) = list(stream(plan_shards(names, 5)))
     for row, name in zip(got, names, strict=True):

@@ -252,3 +252,15 @@ def test_the_job_is_sent_once_not_with_every_shard(cluster, tiny_model, tmp_path
     jobs = [a for args in submitted for a in args if isinstance(a, ShardJob)]
     assert len(submitted) == 3 + 1 and len(jobs) == 1  # 3 shards and the job, sent once
     assert len(ShardedEmbeddingDataset(path=str(tmp_path / "emb")).load()) == 9
+
+
+def test_an_image_gone_from_the_storage_fails_its_shard_on_the_cluster_by_name(
+    cluster, tiny_model, tmp_path
+):
+    raw = tmp_path / "raw"
+    index = _images(raw, 8)
+    plan = _plan(index, raw, tiny_model, "dask", _address(cluster))
+    (raw / "img06.png").unlink()  # after planning: the storage lost it
+    with pytest.raises(Exception, match=r"img06\.png: cannot read the image file"):
+        ShardedEmbeddingDataset(path=str(tmp_path / "emb")).save(plan)
+    assert not (tmp_path / "emb" / "shard-00001.parquet").exists()  # no shard of rejects

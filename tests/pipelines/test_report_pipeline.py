@@ -32,17 +32,17 @@ from cnn_feature_behavior.pipelines.reporting import create_pipeline
 from cnn_feature_behavior.pipelines.reporting.hooks import ReportLocationHooks
 from cnn_feature_behavior.pipelines.reporting.nodes import (
     cross_dataset_tables,
-    gather_partitions,
     layer_summaries_by_model,
     plot_feature_class_pair,
 )
 from cnn_feature_behavior.reporting.figures import new_figure
+from cnn_feature_behavior.statistics.partitions import gather_dataset_tables
 
 DATASET_SECTIONS = [
     "Table 2: dataset properties",
     "Table 3: thresholds",
     "Figure 1: one (feature, class) pair",
-    "Figure 6: DKS distribution of conv and fc features",
+    "Figure 6: DKS distribution of spatial and head features",
     "Figure 9: features per class beyond x",
     "Threshold selection: davg(x)",
     "Figure 10: pairs kept per layer",
@@ -56,9 +56,10 @@ INDEX_SECTIONS = [
     "Table 3: thresholds",
     "Thresholds against images per class",
     "Figure 5: DKS per layer across datasets",
-    "Figure 6: DKS of conv and fc features across datasets",
-    "Figure 8: fc DKS by overlap with ImageNet",
+    "Figure 6: DKS of spatial and head features across datasets",
+    "Figure 8: head-layer DKS by overlap with ImageNet",
     "Figure 5 by source model",
+    "Figure 6 by source model",
     "Transfer across datasets and source models",
 ]
 
@@ -157,6 +158,19 @@ def run_reporting(
                 )
             )
     model_outputs[f"vgg16_imagenet/{current}/embedding_maps"] = lambda: pytest.fail("not read")
+    # DKS histograms: this model's in the conv / fc groups of older manifests, the other models'
+    # in the spatial / head vocabulary.
+    for name, study in studies.items():
+        model_outputs[f"vgg16_imagenet/dks_histograms/{name}"] = (
+            (lambda: pytest.fail("this run's table is given in memory"))
+            if name == current
+            else (lambda s=study: s["dks_histograms"])
+        )
+    for model, names in other_models.items():
+        for name in names:
+            model_outputs[f"{model}/dks_histograms/{name}"] = lambda s=studies[name]: s[
+                "dks_histograms"
+            ].replace({"group": {"conv": "spatial", "fc": "head"}})
     inputs = {
         **studies[current],
         "params:dataset": current,
@@ -224,6 +238,21 @@ def test_reporting_pipeline_on_four_datasets_and_two_models(project_root, tmp_pa
     index = (tmp_path / "index.md").read_text()
     assert_report(index, (tmp_path / "index.html").read_text(), tmp_path, INDEX_SECTIONS)
     assert "figure_5_by_source_model.png" in index
+    assert "figure_6_by_source_model.png" in index
+    symmetry = catalog.load("study_dks_symmetry")
+    assert list(
+        symmetry.loc[symmetry["dataset"] == "digits", ["layer_kind", "source_model"]].itertuples(
+            index=False
+        )
+    ) == [
+        ("spatial layers", "vgg16_imagenet"),
+        ("spatial layers", "vgg19_imagenet"),
+        ("head layers", "vgg16_imagenet"),
+        ("head layers", "vgg19_imagenet"),
+    ]
+    assert len(symmetry) == 2 * 4 + 2 * 2  # two kinds of four datasets here, two there
+    # The transfer table with the models side by side, before the full one.
+    assert "| dataset | vgg16_imagenet | vgg19_imagenet |" in index
     for name in (
         "transfer_accuracy_per_layer.png",
         "transfer_accuracy_by_features_kept.png",
@@ -261,8 +290,9 @@ def test_reporting_pipeline_with_only_one_dataset_run(project_root, tmp_path):
     catalog = run_reporting(project_root, tmp_path, studies, "digits", {})
     index = (tmp_path / "index.md").read_text()
     assert_report(index, (tmp_path / "index.html").read_text(), tmp_path, INDEX_SECTIONS)
-    assert "Not drawn: no dataset has been run for two source models yet." in index
+    assert index.count("Not drawn: no dataset has been run for two source models yet.") == 2
     assert not (tmp_path / "figure_5_by_source_model.png").exists()
+    assert not (tmp_path / "figure_6_by_source_model.png").exists()
     assert catalog.load("study_dataset_properties")["dataset"].tolist() == ["digits"]
 
 
@@ -305,11 +335,11 @@ def test_gather_partitions_replaces_this_run_and_checks_names():
         "wood": lambda: pd.DataFrame({"dataset": ["wood"], "v": [1]}),
     }
     current = pd.DataFrame({"dataset": ["digits"], "v": [2]})
-    gathered = gather_partitions(stored, current, "digits", "thresholds")
+    gathered = gather_dataset_tables(stored, current, "digits", "thresholds")
     assert gathered.sort_values("dataset")["v"].tolist() == [2, 1]
     wrong = {"wood": lambda: pd.DataFrame({"dataset": ["mit67"], "v": [1]})}
     with pytest.raises(ValueError, match=r"thresholds/wood: the 'dataset' column must be 'wood'"):
-        gather_partitions(wrong, current, "digits", "thresholds")
+        gather_dataset_tables(wrong, current, "digits", "thresholds")
 
 
 def test_cross_dataset_table_2_lists_only_datasets_run_on_this_model():
@@ -415,3 +445,45 @@ def test_embedding_columns_dataset_reads_named_columns(tmp_path):
     assert not missing.exists()
     with pytest.raises(DatasetError, match="nowhere"):
         missing.load()
+
+
+def test_pipeline_is_the_dataset_report_then_the_index():
+    from kedro.pipeline import Pipeline as KedroPipeline
+
+    from cnn_feature_behavior.pipelines.reporting.pipeline import (
+        dataset_report_pipeline,
+        index_pipeline,
+    )
+
+    report, index = KedroPipeline(dataset_report_pipeline()), KedroPipeline(index_pipeline())
+    assert {n.name for n in report.nodes} == {
+        "dataset_report_tables",
+        "plot_feature_class_pair",
+        "plot_dks_histograms",
+        "plot_class_counts",
+        "plot_davg_curve",
+        "plot_layer_kept",
+        "plot_top_feature_patches",
+        "transfer_tables",
+        "plot_transfer_by_layer",
+        "plot_transfer_curve",
+        "plot_embedding_maps",
+        "write_dataset_report",
+    }
+    assert {n.name for n in index.nodes} == {
+        "cross_dataset_tables",
+        "plot_layer_summary_across_datasets",
+        "plot_dks_histograms_across_datasets",
+        "plot_fc_histograms_by_overlap",
+        "plot_threshold_fit",
+        "plot_layer_summary_by_source_model",
+        "dks_symmetry_by_source_model",
+        "plot_dks_histograms_by_source_model",
+        "cross_model_transfer_table",
+        "write_index_report",
+    }
+    # The dataset report needs nothing the index makes.
+    assert not report.inputs() & index.all_outputs()
+    assert {n.name for n in create_pipeline().nodes} == {
+        f"reporting.{n.name}" for n in report.nodes + index.nodes
+    }

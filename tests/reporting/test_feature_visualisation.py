@@ -344,9 +344,7 @@ def test_class_figure_renders_every_row_and_is_not_blank():
     )
     assert figure.get_suptitle() == "Top features of class 'cat' (vgg16_imagenet)"
     titles = [ax.get_title() for ax in figure.axes]
-    assert (
-        "conv1_1/n3\nDKS +0.9100" in titles and "fc7/n5\nDKS +0.8000\n(fc: whole image)" in titles
-    )
+    assert "conv1_1/n3\nDKS +0.9100" in titles and "fc7/n5\nDKS +0.8000\n(whole image)" in titles
     labels = [ax.get_ylabel() for ax in figure.axes if ax.get_ylabel()]
     assert labels == ["class samples", "presence\n(highest DKS)", "absence\n(lowest DKS)"]
     assert _rendered(figure).std() > 20

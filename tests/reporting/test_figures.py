@@ -238,7 +238,7 @@ def test_figure_10_puts_layer_groups_after_the_layers():
         "conv1_1",
         "fc6",
         "all layers",
-        "all conv",
+        "all spatial layers",
     ]
     assert [bar.get_height() for bar in axes.patches[:4]] == [40.0, 20.0, 30.0, 35.0]
 
@@ -331,8 +331,8 @@ def test_figure_5_by_model_side_by_side():
     figure = figures.layer_summary_by_model_figure(summaries, PAPER_DATASETS)
     assert_not_blank(figure)
     assert [axes.get_title() for axes in figure.axes] == [
-        "source model vgg16_imagenet",
-        "source model vgg16_places2",
+        "source model vgg16_imagenet (5 layers)",
+        "source model vgg16_places2 (5 layers)",
     ]
     with pytest.raises(ValueError, match="at least two source models"):
         figures.layer_summary_by_model_figure({"vgg16_imagenet": paper_summaries()}, PAPER_DATASETS)
@@ -366,8 +366,9 @@ def test_figure_6_across_datasets_names_those_without_fc_layers():
     conv_axes, fc_axes = figure.axes
     assert len(conv_axes.get_legend().get_texts()) == 11
     fc_legend = [t.get_text() for t in fc_axes.get_legend().get_texts()]
-    assert len(fc_legend) == 11 and fc_legend[-1] == "no fc layers: wood"
-    assert fc_legend[0] == "imagenet (50 images/class)"  # by mean images per class
+    assert len(fc_legend) == 11 and fc_legend[-1] == "no head layers: wood"
+    # By mean images per class, with the skewness of each line (symmetric here).
+    assert fc_legend[0] == "imagenet (50 images/class), skewness +0.00"
 
 
 def test_figure_8_groups_datasets_and_keeps_ungrouped_ones():
@@ -394,7 +395,7 @@ def test_figure_8_names_datasets_run_without_fc_layers():
     assert_not_blank(figure)
     texts = [" ".join(t.get_text() for t in axes.texts) for axes in figure.axes]
     assert texts == [
-        "no fc layers in the embedding of caltech101",
+        "no head layers in the embedding of caltech101",
         "no dataset of this group has been run",
         "no dataset of this group has been run",
     ]

@@ -6,14 +6,16 @@
     <path>/shard-00000.parquet    `image_id` then one float32 column per feature, for a run of
     <path>/shard-00001.parquet    consecutive indexed images, minus the ones that failed to decode
 
-Saving takes an `EmbeddingPlan` (the shards to produce and a way to compute any of them) and
-writes only the shards not already complete, each to a temporary file (named by process and
-attempt) that is then renamed into place: a killed run or worker never leaves a partial shard
-under a shard's name, and a rerun continues from the finished ones. Every shard records the
-shard's fingerprint (a hash of its images and the extraction config; plan.json lists every shard's),
-so shards of another plan are detected and discarded, never mixed in, while a shard whose images
-and settings did not change is kept, and the images of its run that could not be used
+Saving takes an `EmbeddingPlan` (the shards to produce and a way to compute any of them) and,
+holding the folder's lock (folder_lock.py: one run per folder), writes only the shards not
+already complete, each to a temporary file (named by process and attempt) that is flushed to
+disk and then renamed into place: a killed run or worker never leaves a partial shard under a
+shard's name, and a rerun continues from the finished ones. Every shard records its fingerprint
+(a hash of its images' files and the extraction config; plan.json lists every shard's), so
+shards of another plan are detected and discarded, never mixed in, while a shard whose images
+and settings did not change is kept; and it records the images of its run that could not be used
 (`Reject`: image id, path, reason) in its Parquet metadata: rows + rejects = the planned ids.
+An unreadable plan.json is a stale plan (discarded with a warning); a damaged shard is named.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Two runs writing the same folder would delete each other's partial files and sha
 `<folder>/.lock` before it touches anything and removes it when done (also on error). The lock is
 created complete or not at all (a finished temporary file hard-linked to the lock's name, which
 fails if the name exists), so a crash never leaves a half-written lock. A lock whose process no
-longer runs on this host is stale (a killed run) and is taken over with a warning; a lock of a
+longer runs on this host is stale (a killed run) and is taken over with a warning, as is one whose
+process id now belongs to a process started later (ids are reused; Linux, from /proc); a lock of a
 live process, or of another host (whose processes cannot be checked from here), stops the run
 with an error naming the holder. Written by hand: the standard library has no cross-host lock
 and `fcntl` locks do not hold on every network file system.
@@ -39,6 +40,7 @@ def folder_lock(folder: Path) -> Iterator[None]:
     mine = {
         "host": socket.gethostname(),
         "pid": os.getpid(),
+        "started": _process_start(os.getpid()),
         "since": datetime.now(UTC).isoformat(timespec="seconds"),
         "token": uuid.uuid4().hex,
     }
@@ -104,5 +106,15 @@ def _is_stale(holder: dict[str, Any]) -> bool:
     except ProcessLookupError:
         return True
     except PermissionError:  # alive, another user's
-        return False
-    return False
+        pass
+    started = _process_start(holder["pid"])
+    return None not in (started, holder.get("started")) and started != holder["started"]
+
+
+def _process_start(pid: int) -> int | None:
+    """When process `pid` started (clock ticks since boot), where /proc tells; else None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[19])  # field 22 of stat(5); the split drops pid and (comm)

@@ -7,9 +7,12 @@ crops of whole images, always padded to the same number of crops so that every b
 computation. An image's feature vector is the mean of its crops' vectors.
 
 Shards are planned over every indexed image and each image is decoded once, by the computation
-of its shard: one that cannot be decoded (or cropped) is left out of the shard's rows and recorded
-in the shard with the reason, so the embedding's rows are the image index's rows minus the
-extraction rejects, in index order, and `extraction_rejects` is read back from the shards.
+of its shard: one whose bytes cannot be decoded (or cropped) is left out of the shard's rows and
+recorded in the shard with the reason, so the embedding's rows are the image index's rows minus
+the extraction rejects, in index order, and `extraction_rejects` is read back from the shards. A
+file the storage cannot give (missing, an I/O error) is no reject: it fails its shard, which a
+rerun (or Dask's retry) computes again. Each shard's fingerprint covers the settings, the
+extraction code's version and its images' files (docs/reliability.md).
 
 The batches of a shard depend on the shard alone (its usable images, `images_per_batch` at a time,
 the last batch padded), so a shard computes to the same bits in this process (`executor: local`)
@@ -180,21 +183,25 @@ class ShardJob:
     spec: dict[str, Any]
     layers: tuple[str, ...]
     weights_digest: str
-    resize: int
-    crop: int
-    n_crops: int
-    batch_size: int
-    decode_workers: int
+    settings: ExtractionSettings
     # Relative image paths are opened from here, as the planning process would.
     working_dir: str
     # Every worker checks that it sees it before its first shard.
     raw_dir: str = "."
 
     def stream_key(self) -> str:
-        """What the per-process model cache is keyed by: everything but the shard layout."""
-        left_out = ("columns", "working_dir", "raw_dir")
-        content = {k: v for k, v in self.__dict__.items() if k not in left_out}
-        return plan_fingerprint(content)
+        """What the per-process model cache is keyed by: the model and how crops are computed,
+        not the shard layout."""
+        s = self.settings
+        return plan_fingerprint(
+            {
+                "model": self.model,
+                "spec": self.spec,
+                "layers": self.layers,
+                "weights": self.weights_digest,
+                "crops": (s.n_crops, s.resize, s.crop, s.batch_size, s.decode_workers),
+            }
+        )
 
 
 class ImageReadError(OSError):
@@ -220,20 +227,15 @@ class CropStream:
         extractor: keras.Model,
         source_model_spec: dict[str, Any],
         paths: Mapping[str, Path],
-        *,
-        resize: int,
-        crop: int,
-        n_crops: int,
-        batch_size: int,
-        workers: int,
+        settings: ExtractionSettings,
         show_progress: bool = True,
     ) -> None:
         self.extractor = extractor
         self.spec = source_model_spec
         self.paths = paths
-        self.resize, self.crop, self.n_crops = resize, crop, n_crops
-        self.images_per_batch = max(1, batch_size // n_crops)
-        self.workers = workers
+        self.resize, self.crop, self.n_crops = settings.resize, settings.crop, settings.n_crops
+        self.images_per_batch = max(1, settings.batch_size // settings.n_crops)
+        self.workers = settings.decode_workers
         self.show_progress = show_progress
         self.n_features = sum(int(output.shape[-1]) for output in extractor.outputs)
 
@@ -349,11 +351,7 @@ def worker_stream(job: ShardJob) -> CropStream:
                 build_extractor(backbone, job.layers),
                 job.spec,
                 {},
-                resize=job.resize,
-                crop=job.crop,
-                n_crops=job.n_crops,
-                batch_size=job.batch_size,
-                workers=job.decode_workers,
+                job.settings,
                 show_progress=False,
             )
         return _WORKER_STREAM[key]
@@ -551,11 +549,7 @@ def plan_embedding(
             extractor,
             model.spec,
             paths,
-            resize=settings.resize,
-            crop=settings.crop,
-            n_crops=settings.n_crops,
-            batch_size=settings.batch_size,
-            workers=settings.decode_workers,
+            settings,
         ),
         description=description,
         write_in_place=write_in_place,
@@ -660,11 +654,7 @@ def shard_job(
         spec=dict(model.spec),
         layers=tuple(model.layers),
         weights_digest=digest,
-        resize=settings.resize,
-        crop=settings.crop,
-        n_crops=settings.n_crops,
-        batch_size=settings.batch_size,
-        decode_workers=settings.decode_workers,
+        settings=settings,
         working_dir=str(Path.cwd().resolve()),
         raw_dir=str(raw_dir),
     )

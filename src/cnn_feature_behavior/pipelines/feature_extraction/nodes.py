@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from cnn_feature_behavior.executors import check_scheduler
 from cnn_feature_behavior.extraction.embedding_store import EmbeddingPlan, ShardedEmbeddingDataset
 from cnn_feature_behavior.extraction.source_models import (
     available_layers,
@@ -36,6 +37,8 @@ def extract_embedding(
     dask: dict[str, Any],
 ) -> tuple[pd.DataFrame, EmbeddingPlan]:
     """Feature manifest and the embedding's plan (computed as it is saved, here or on Dask)."""
+    # A wrong scheduler address is reported now, not after the model has loaded.
+    check_scheduler(executor, dask)
     spec = source_model_spec(source_model, source_models)
     backbone = load_backbone(source_model, source_models)
     model = SourceModel(

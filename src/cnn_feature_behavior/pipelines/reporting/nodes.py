@@ -11,81 +11,48 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from cnn_feature_behavior.extraction.embedding_store import ShardedEmbeddingDataset
-from cnn_feature_behavior.reporting import figures, transfer_summary
-from cnn_feature_behavior.reporting.report import (
-    Report,
-    Section,
-    figure_png,
-    format_table,
-    markdown_table,
-    render_html,
-    render_markdown,
+from cnn_feature_behavior.reporting import figures, study, transfer_summary
+from cnn_feature_behavior.reporting.dataset_report import (
+    DatasetFigures,
+    RunName,
+    dataset_report,
+    one_row,
+)
+from cnn_feature_behavior.reporting.index_report import (
+    FIGURE_5_BY_MODEL,
+    FIGURE_6_BY_MODEL,
+    IndexFigures,
+    IndexTables,
+    index_report,
+)
+from cnn_feature_behavior.reporting.report import format_table, markdown_table, render_report
+from cnn_feature_behavior.reporting.symmetry import SYMMETRY_DECIMALS, symmetry_by_model
+from cnn_feature_behavior.statistics import partitions as partitions_core
+from cnn_feature_behavior.statistics.partitions import (
+    gather_dataset_tables,
+    model_table_key,
+    split_model_table_key,
 )
 
 logger = logging.getLogger(__name__)
 
-# File names of the figures, relative to the report that shows them.
-FIGURE_1 = "figure_1_feature_class_pair.png"
-FIGURE_6 = "figure_6_dks_histograms.png"
-FIGURE_9 = "figure_9_class_counts.png"
-DAVG = "davg_curve.png"
-FIGURE_10 = "figure_10_layer_kept.png"
-FIGURE_5 = "figure_5_layer_summary.png"
-FIGURE_6_ACROSS = "figure_6_dks_histograms_across_datasets.png"
-FIGURE_8 = "figure_8_fc_histograms.png"
-THRESHOLD_FIT = "threshold_fit.png"
-FIGURE_5_BY_MODEL = "figure_5_by_source_model.png"
-FIGURE_TRANSFER_BY_LAYER = "transfer_accuracy_per_layer.png"
-FIGURE_TRANSFER_CURVE = "transfer_accuracy_by_features_kept.png"
-FIGURE_EMBEDDING_MAPS = "embedding_maps.png"
-
 Partitions = Mapping[str, Callable[[], pd.DataFrame]]
 
 
-def _one_row(table: pd.DataFrame, name: str) -> pd.Series:
-    if len(table) != 1:
-        raise ValueError(f"{name}: expected exactly one row, got {len(table)}")
-    return table.iloc[0]
-
-
 # --- Tables -------------------------------------------------------------------------------------
+
+
+def _markdown(table: pd.DataFrame, decimals: dict[str, int] | None = None) -> str:
+    return markdown_table(format_table(table, decimals)) + "\n"
 
 
 def dataset_tables(
     dataset_properties: pd.DataFrame, thresholds: pd.DataFrame
 ) -> tuple[pd.DataFrame, str, pd.DataFrame, str]:
     """This dataset's Table 2 row and Table 3 row, each as a frame (for CSV) and as Markdown."""
-    _one_row(dataset_properties, "dataset_properties")
-    _one_row(thresholds, "thresholds")
-    return (
-        dataset_properties,
-        markdown_table(format_table(dataset_properties)) + "\n",
-        thresholds,
-        markdown_table(format_table(thresholds)) + "\n",
-    )
-
-
-def gather_partitions(
-    partitions: Partitions, current: pd.DataFrame, current_key: str, name: str
-) -> pd.DataFrame:
-    """Every stored partition (one per dataset) with this run's table in place of its own file.
-
-    Taking this run's table as an input is what orders the node after its producer.
-    """
-    frames = {key: load() for key, load in sorted(partitions.items()) if key != current_key}
-    frames[current_key] = current
-    for key, frame in frames.items():
-        if "dataset" not in frame.columns or set(frame["dataset"]) != {key}:
-            found = sorted(set(frame["dataset"])) if "dataset" in frame.columns else "no column"
-            raise ValueError(f"{name}/{key}: the 'dataset' column must be {key!r}, found {found}")
-    logger.info("%s: %d dataset(s): %s", name, len(frames), sorted(frames))
-    return pd.concat(frames.values(), ignore_index=True)
-
-
-def _by_images_per_class(table: pd.DataFrame) -> pd.DataFrame:
-    return table.sort_values(["mean_images_per_class", "dataset"], kind="stable").reset_index(
-        drop=True
-    )
+    one_row(dataset_properties, "dataset_properties")
+    one_row(thresholds, "thresholds")
+    return dataset_properties, _markdown(dataset_properties), thresholds, _markdown(thresholds)
 
 
 def cross_dataset_tables(
@@ -97,28 +64,22 @@ def cross_dataset_tables(
     dataset: str,
 ) -> tuple[pd.DataFrame, str, pd.DataFrame, str, pd.DataFrame, str]:
     """Tables 2 and 3 over every dataset run so far (by mean images per class) and the fit."""
-    properties = _by_images_per_class(
-        gather_partitions(all_dataset_properties, dataset_properties, dataset, "dataset_properties")
-    )
-    study_thresholds = _by_images_per_class(
-        gather_partitions(all_thresholds, thresholds, dataset, "thresholds")
-    )
-    # Dataset properties are shared by every source model: keep the datasets run on this one.
-    not_run = sorted(set(properties["dataset"]) - set(study_thresholds["dataset"]))
-    if not_run:
-        logger.info(
-            "Table 2 across datasets leaves out %s: ingested but not calibrated on "
-            "this source model",
-            not_run,
+    properties = study.by_images_per_class(
+        gather_dataset_tables(
+            all_dataset_properties, dataset_properties, dataset, "dataset_properties"
         )
-        properties = properties[~properties["dataset"].isin(not_run)].reset_index(drop=True)
+    )
+    study_thresholds = study.by_images_per_class(
+        gather_dataset_tables(all_thresholds, thresholds, dataset, "thresholds")
+    )
+    properties = study.only_datasets_calibrated(properties, study_thresholds)
     return (
         properties,
-        markdown_table(format_table(properties)) + "\n",
+        _markdown(properties),
         study_thresholds,
-        markdown_table(format_table(study_thresholds)) + "\n",
+        _markdown(study_thresholds),
         threshold_fit,
-        markdown_table(format_table(threshold_fit)) + "\n",
+        _markdown(threshold_fit),
     )
 
 
@@ -179,7 +140,7 @@ def plot_dks_histograms(
     """Figure 6 for this dataset."""
     return figures.dks_histograms_figure(
         dks_histograms,
-        _mean_images(dataset_properties),
+        study.mean_images(dataset_properties),
         title=f"Figure 6 - DKS distribution, {dataset} on {source_model}",
     )
 
@@ -188,7 +149,7 @@ def plot_class_counts(
     class_counts: pd.DataFrame, thresholds: pd.DataFrame, dataset: str, source_model: str
 ) -> Figure:
     """Figure 9 for this dataset, with its t+ and t- dashed."""
-    row = _one_row(thresholds, "thresholds")
+    row = one_row(thresholds, "thresholds")
     return figures.class_counts_figure(
         class_counts,
         t_plus=float(row["t_plus"]),
@@ -202,7 +163,7 @@ def plot_davg_curve(
     davg_curve: pd.DataFrame, thresholds: pd.DataFrame, dataset: str, source_model: str
 ) -> Figure:
     """davg(x) for this dataset, with the thresholds at its maxima."""
-    row = _one_row(thresholds, "thresholds")
+    row = one_row(thresholds, "thresholds")
     return figures.davg_figure(
         davg_curve,
         t_plus=float(row["t_plus"]),
@@ -220,10 +181,6 @@ def plot_layer_kept(layer_kept: pd.DataFrame, dataset: str, source_model: str) -
 # --- Figures across datasets ---------------------------------------------------------------------
 
 
-def _mean_images(table: pd.DataFrame) -> dict[str, float]:
-    return table.groupby("dataset")["mean_images_per_class"].first().astype(float).to_dict()
-
-
 def plot_layer_summary_across_datasets(
     all_dks_layer_summary: Partitions,
     dks_layer_summary: pd.DataFrame,
@@ -231,10 +188,12 @@ def plot_layer_summary_across_datasets(
     source_model: str,
 ) -> Figure:
     """Figure 5 over every dataset run so far for this source model."""
-    summary = gather_partitions(
+    summary = gather_dataset_tables(
         all_dks_layer_summary, dks_layer_summary, dataset, "dks_layer_summary"
     )
-    return figures.layer_summary_figure(summary, _mean_images(summary), source_model=source_model)
+    return figures.layer_summary_figure(
+        summary, study.mean_images(summary), source_model=source_model
+    )
 
 
 def plot_dks_histograms_across_datasets(
@@ -245,12 +204,14 @@ def plot_dks_histograms_across_datasets(
     source_model: str,
 ) -> Figure:
     """Figure 6 over every dataset run so far for this source model."""
-    histograms = gather_partitions(all_dks_histograms, dks_histograms, dataset, "dks_histograms")
+    histograms = gather_dataset_tables(
+        all_dks_histograms, dks_histograms, dataset, "dks_histograms"
+    )
     names = sorted(set(histograms["dataset"]))
     note = f" - only one dataset run so far: {names[0]}" if len(names) == 1 else ""
     return figures.dks_histograms_figure(
         histograms,
-        _mean_images(study_dataset_properties),
+        study.mean_images(study_dataset_properties),
         title=f"Figure 6 - DKS distribution across datasets, {source_model}{note}",
     )
 
@@ -264,11 +225,13 @@ def plot_fc_histograms_by_overlap(
     source_model: str,
 ) -> Figure:
     """Figure 8 over every dataset run so far for this source model."""
-    histograms = gather_partitions(all_dks_histograms, dks_histograms, dataset, "dks_histograms")
+    histograms = gather_dataset_tables(
+        all_dks_histograms, dks_histograms, dataset, "dks_histograms"
+    )
     return figures.fc_histograms_by_overlap_figure(
         histograms,
         overlap_groups,
-        _mean_images(study_dataset_properties),
+        study.mean_images(study_dataset_properties),
         source_model=source_model,
     )
 
@@ -280,6 +243,23 @@ def plot_threshold_fit(
     return figures.threshold_fit_figure(study_thresholds, threshold_fit, source_model=source_model)
 
 
+def _model_tables(
+    all_model_outputs: Partitions, current: pd.DataFrame, table: str, run: RunName
+) -> dict[str, pd.DataFrame]:
+    """Every stored `<model>/<table>/<dataset>` file, this run's in place of its own."""
+
+    def is_table(key: str) -> bool:
+        parts = split_model_table_key(key)
+        return parts is not None and parts[1] == table
+
+    return partitions_core.gather_partitions(
+        all_model_outputs,
+        current,
+        model_table_key(run.source_model, table, run.dataset),
+        is_table,
+    )
+
+
 def layer_summaries_by_model(
     all_model_outputs: Partitions,
     dks_layer_summary: pd.DataFrame,
@@ -287,17 +267,10 @@ def layer_summaries_by_model(
     source_model: str,
 ) -> dict[str, pd.DataFrame]:
     """Each source model's layer summaries, from `<model>/dks_layer_summary/<dataset>` files."""
-    tables: dict[str, dict[str, pd.DataFrame]] = {}
-    for key, load in sorted(all_model_outputs.items()):
-        parts = key.split("/")
-        if len(parts) == 3 and parts[1] == "dks_layer_summary":
-            model, name = parts[0], parts[2]
-            if (model, name) != (source_model, dataset):
-                tables.setdefault(model, {})[name] = load()
-    tables.setdefault(source_model, {})[dataset] = dks_layer_summary
-    return {
-        model: pd.concat(frames.values(), ignore_index=True) for model, frames in tables.items()
-    }
+    run = RunName(dataset, source_model)
+    return study.tables_by_model(
+        _model_tables(all_model_outputs, dks_layer_summary, "dks_layer_summary", run)
+    )
 
 
 def plot_layer_summary_by_source_model(
@@ -310,43 +283,67 @@ def plot_layer_summary_by_source_model(
 
     Empty when fewer than two source models share a dataset; the index says so.
     """
-    summaries = layer_summaries_by_model(
-        all_model_outputs, dks_layer_summary, dataset, source_model
+    compared = study.compared_by_model(
+        layer_summaries_by_model(all_model_outputs, dks_layer_summary, dataset, source_model)
     )
-    shared = _datasets_shared_by_models(summaries)
-    if not shared:
-        logger.info(
-            "Figure 5 by source model: no dataset run for two models (models: %s)",
-            sorted(summaries),
-        )
+    if not compared:
         return {}
-    compared = {
-        model: table[table["dataset"].isin(shared)]
-        for model, table in summaries.items()
-        if table["dataset"].isin(shared).any()
-    }
     everything = pd.concat(compared.values(), ignore_index=True)
     return {
-        FIGURE_5_BY_MODEL: figures.layer_summary_by_model_figure(compared, _mean_images(everything))
+        FIGURE_5_BY_MODEL: figures.layer_summary_by_model_figure(
+            compared, study.mean_images(everything)
+        )
     }
 
 
-def _datasets_shared_by_models(summaries: Mapping[str, pd.DataFrame]) -> list[str]:
-    runs = pd.Series([name for table in summaries.values() for name in set(table["dataset"])])
-    counts = runs.value_counts()
-    return sorted(counts[counts >= 2].index)
+def plot_dks_histograms_by_source_model(
+    all_model_outputs: Partitions,
+    dks_histograms: pd.DataFrame,
+    all_dataset_properties: Partitions,
+    dataset_properties: pd.DataFrame,
+    dataset: str,
+    source_model: str,
+) -> dict[str, Figure]:
+    """Figure 6 per source model side by side, over the datasets run for two models or more.
+
+    Empty when fewer than two source models share a dataset; the index says so.
+    """
+    run = RunName(dataset, source_model)
+    compared = study.compared_by_model(
+        study.tables_by_model(
+            _model_tables(all_model_outputs, dks_histograms, "dks_histograms", run)
+        ),
+        "Figure 6 by source model",
+    )
+    if not compared:
+        return {}
+    properties = gather_dataset_tables(
+        all_dataset_properties, dataset_properties, dataset, "dataset_properties"
+    )
+    return {
+        FIGURE_6_BY_MODEL: figures.dks_histograms_by_model_figure(
+            compared, study.mean_images(properties)
+        )
+    }
+
+
+def dks_symmetry_by_source_model(
+    all_model_outputs: Partitions,
+    dks_histograms: pd.DataFrame,
+    dataset: str,
+    source_model: str,
+) -> tuple[pd.DataFrame, str]:
+    """Mean, skewness and share above 0 of the DKS of spatial and of head features, for every
+    dataset and source model stored: the paper's symmetry finding, checkable across models."""
+    run = RunName(dataset, source_model)
+    histograms = study.tables_by_model(
+        _model_tables(all_model_outputs, dks_histograms, "dks_histograms", run)
+    )
+    table = symmetry_by_model(histograms)
+    return table, _markdown(table, SYMMETRY_DECIMALS)
 
 
 # --- Transfer -----------------------------------------------------------------------------------
-
-
-def _check_run(table: pd.DataFrame, name: str, dataset: str, source_model: str) -> None:
-    for column, expected in (("dataset", dataset), ("source_model", source_model)):
-        if column not in table.columns:
-            raise ValueError(f"{name}: no {column!r} column; it has {list(table.columns)}")
-        found = sorted(set(table[column].astype(str)))
-        if found != [expected]:
-            raise ValueError(f"{name}: the {column!r} column must be {expected!r}, found {found}")
 
 
 def transfer_tables(
@@ -354,19 +351,17 @@ def transfer_tables(
 ) -> tuple[pd.DataFrame, str]:
     """This dataset's transfer results, one row per embedding and selection (mean and standard
     deviation over the repetitions), as a frame (for CSV) and as Markdown."""
-    _check_run(transfer_results, "transfer_results", dataset, source_model)
+    study.check_run(transfer_results, "transfer_results", dataset, source_model)
     table = transfer_summary.summarise(transfer_results)
-    shown = format_table(
-        transfer_summary.report_table(table), transfer_summary.REPORT_TABLE_DECIMALS
-    )
-    return table, markdown_table(shown) + "\n"
+    shown = transfer_summary.report_table(table)
+    return table, _markdown(shown, transfer_summary.REPORT_TABLE_DECIMALS)
 
 
 def plot_transfer_by_layer(
     transfer_results: pd.DataFrame, dataset: str, source_model: str
 ) -> Figure:
     """Accuracy of each layer, with the full network, FNE and best DKS-ranked levels across."""
-    _check_run(transfer_results, "transfer_results", dataset, source_model)
+    study.check_run(transfer_results, "transfer_results", dataset, source_model)
     return figures.transfer_by_layer_figure(
         transfer_results, dataset=dataset, source_model=source_model
     )
@@ -374,7 +369,7 @@ def plot_transfer_by_layer(
 
 def plot_transfer_curve(transfer_results: pd.DataFrame, dataset: str, source_model: str) -> Figure:
     """Accuracy against features kept, DKS-ranked against random, continuous and three-valued."""
-    _check_run(transfer_results, "transfer_results", dataset, source_model)
+    study.check_run(transfer_results, "transfer_results", dataset, source_model)
     return figures.transfer_curve_figure(
         transfer_results, dataset=dataset, source_model=source_model
     )
@@ -382,7 +377,7 @@ def plot_transfer_curve(transfer_results: pd.DataFrame, dataset: str, source_mod
 
 def plot_embedding_maps(embedding_maps: pd.DataFrame, dataset: str, source_model: str) -> Figure:
     """The 2-D maps of the embeddings, one panel each, points coloured by class."""
-    _check_run(embedding_maps, "embedding_maps", dataset, source_model)
+    study.check_run(embedding_maps, "embedding_maps", dataset, source_model)
     return figures.embedding_maps_figure(embedding_maps, dataset=dataset, source_model=source_model)
 
 
@@ -393,19 +388,14 @@ def transfer_results_by_model(
     source_model: str,
 ) -> list[pd.DataFrame]:
     """Every `<model>/transfer_results/<dataset>` table stored, this run's replacing its own."""
-    tables = []
-    for key, load in sorted(all_model_outputs.items()):
-        parts = key.split("/")
-        if len(parts) == 3 and parts[1] == "transfer_results":
-            model, name = parts[0], parts[2]
-            if (model, name) != (source_model, dataset):
-                table = load()
-                _check_run(table, f"{model}/transfer_results/{name}", name, model)
-                tables.append(table)
-    _check_run(transfer_results, "transfer_results", dataset, source_model)
-    tables.append(transfer_results)
+    run = RunName(dataset, source_model)
+    tables = _model_tables(all_model_outputs, transfer_results, "transfer_results", run)
+    for key, table in tables.items():
+        model, _, name = split_model_table_key(key)
+        shown = "transfer_results" if (model, name) == (source_model, dataset) else key
+        study.check_run(table, shown, name, model)
     logger.info("Transfer across datasets and source models: %d table(s)", len(tables))
-    return tables
+    return list(tables.values())
 
 
 def cross_model_transfer_table(
@@ -418,221 +408,61 @@ def cross_model_transfer_table(
     table = transfer_summary.across_table(
         transfer_results_by_model(all_model_outputs, transfer_results, dataset, source_model)
     )
-    shown = format_table(table, transfer_summary.ACROSS_TABLE_DECIMALS)
-    return table, markdown_table(shown) + "\n"
-
-
-def _transfer_section(transfer_results: pd.DataFrame, figure_names: tuple[str, ...]) -> Section:
-    summary = transfer_summary.summarise(transfer_results)
-    n_train = ", ".join(f"{value:,.0f}" for value in sorted(set(summary["n_train"])))
-    n_test = ", ".join(f"{value:,.0f}" for value in sorted(set(summary["n_test"])))
-    classifiers = ", ".join(sorted(set(summary["classifier"])))
-    return Section(
-        "Transfer",
-        text=(
-            f"{transfer_summary.transfer_verdict(transfer_results)}\n\n"
-            f"Split: {transfer_summary.split_description(summary)}; {n_train} training and "
-            f"{n_test} test images. Classifier: {classifiers} on each embedding standardised "
-            "with training statistics; its regularisation C (column regularisation_c: the "
-            "values chosen over the repetitions), the DKS ranking, t+ and t- are fitted on the "
-            "training images only. Accuracy on the test images; mean per-class accuracy "
-            "averages the per-class recalls. The maps are t-SNE after PCA of a stratified "
-            "subsample of every image."
-        ),
-        tables=(
-            format_table(
-                transfer_summary.report_table(summary), transfer_summary.REPORT_TABLE_DECIMALS
-            ),
-        ),
-        figures=figure_names,
-    )
+    return table, _markdown(table, transfer_summary.ACROSS_TABLE_DECIMALS)
 
 
 # --- Reports ------------------------------------------------------------------------------------
 
 
-def _rendered(figures_by_name: Mapping[str, Figure], dpi: int) -> dict[str, bytes]:
-    return {name: figure_png(figure, dpi) for name, figure in figures_by_name.items()}
-
-
 def write_dataset_report(
     dataset_properties: pd.DataFrame,
     thresholds: pd.DataFrame,
-    figure_1: Figure,
-    figure_6: Figure,
-    figure_9: Figure,
-    davg: Figure,
-    figure_10: Figure,
-    top_feature_figures: dict[str, Figure],
+    dks_histograms: pd.DataFrame,
     transfer_results: pd.DataFrame,
-    transfer_by_layer: Figure,
-    transfer_curve: Figure,
-    embedding_maps: Figure,
     options: dict[str, Any],
     dataset: str,
     source_model: str,
+    **report_figures: Any,
 ) -> tuple[dict[str, Figure], str, str]:
-    """The report of one dataset on one source model: figures (PNG files), Markdown and HTML."""
-    properties = _one_row(dataset_properties, "dataset_properties")
-    row = _one_row(thresholds, "thresholds")
-    figures_by_name = {
-        FIGURE_1: figure_1,
-        FIGURE_6: figure_6,
-        FIGURE_9: figure_9,
-        DAVG: davg,
-        FIGURE_10: figure_10,
-        FIGURE_TRANSFER_BY_LAYER: transfer_by_layer,
-        FIGURE_TRANSFER_CURVE: transfer_curve,
-        FIGURE_EMBEDDING_MAPS: embedding_maps,
-    }
-    clashes = sorted(set(top_feature_figures) & set(figures_by_name))
-    if clashes:
-        raise ValueError(f"top-feature figures reuse the report's file names {clashes}")
-    figures_by_name |= top_feature_figures
-    report = Report(
-        title=f"{dataset} on {source_model}",
-        intro=(
-            f"What each feature of {source_model} says about each of the "
-            f"{int(properties['n_classes'])} classes of {dataset} "
-            f"({int(properties['n_images'])} images), after Garcia-Gasulla et al. (JAIR 2018). "
-            f"Thresholds: t+ = {row['t_plus']:+.3f}, t- = {row['t_minus']:+.3f}."
-        ),
-        sections=(
-            Section("Table 2: dataset properties", tables=(format_table(dataset_properties),)),
-            Section(
-                "Table 3: thresholds",
-                text="t+ and t- maximise davg, the mean number of features per class beyond "
-                "x with real labels minus that with randomised labels (Equation 4).",
-                tables=(format_table(thresholds),),
-            ),
-            Section(
-                "Figure 1: one (feature, class) pair",
-                text="Inner-class and outer-class histograms of one feature, and their EDFs; "
-                "the red segment is the largest gap, the signed DKS.",
-                figures=(FIGURE_1,),
-            ),
-            Section(
-                "Figure 6: DKS distribution of conv and fc features",
-                text="Share of (feature, class) pairs per DKS bin.",
-                figures=(FIGURE_6,),
-            ),
-            Section(
-                "Figure 9: features per class beyond x",
-                text="One line per class: features with DKS above x (left) or below x "
-                "(right); real labels in black, randomised labels in red, thresholds "
-                "dashed.",
-                figures=(FIGURE_9,),
-            ),
-            Section(
-                "Threshold selection: davg(x)",
-                text="davg(x) on each side of 0; t+ and t- are where it peaks.",
-                figures=(DAVG,),
-            ),
-            Section(
-                "Figure 10: pairs kept per layer",
-                text="Share of each layer's (feature, class) pairs beyond the thresholds, "
-                "real labels against randomised labels.",
-                figures=(FIGURE_10,),
-            ),
-            Section(
-                "Figures 2, 3, 4 and 7: top features per class",
-                text="For each class shown, the features with the highest DKS (presence) and "
-                "the lowest (absence), each as the 9 patches of the reference pool that "
-                "activate it most, cropped to its receptive field.",
-                figures=tuple(top_feature_figures),
-            ),
-            _transfer_section(
-                transfer_results,
-                (FIGURE_TRANSFER_BY_LAYER, FIGURE_TRANSFER_CURVE, FIGURE_EMBEDDING_MAPS),
-            ),
-            Section(
-                "Across datasets",
-                text=f"Every dataset run so far on {source_model}: Figures 5 and 8, Tables 2 "
-                "and 3, the threshold fit.",
-                links=(("Study index", "../index.html"),),
-            ),
-        ),
+    """The report of one dataset on one source model: figures (PNG files), Markdown and HTML.
+
+    `report_figures` are the fields of `DatasetFigures` (figure_1, ..., top_features).
+    """
+    drawn = DatasetFigures(**report_figures)
+    report = dataset_report(
+        dataset_properties,
+        thresholds,
+        dks_histograms,
+        transfer_results,
+        tuple(drawn.top_features),
+        RunName(dataset, source_model),
     )
-    html = render_html(report, _rendered(figures_by_name, int(options["html_dpi"])))
-    return figures_by_name, render_markdown(report), html
+    by_name = drawn.by_file_name()
+    return by_name, *render_report(report, by_name, int(options["html_dpi"]))
 
 
 def write_index_report(
     study_dataset_properties: pd.DataFrame,
     study_thresholds: pd.DataFrame,
     threshold_fit: pd.DataFrame,
-    figure_5: Figure,
-    figure_6: Figure,
-    figure_8: Figure,
-    threshold_fit_plot: Figure,
-    figure_5_by_model: dict[str, Figure],
     study_transfer: pd.DataFrame,
+    study_dks_symmetry: pd.DataFrame,
     options: dict[str, Any],
     source_model: str,
+    **index_figures: Any,
 ) -> tuple[dict[str, Figure], str, str]:
-    """The index across every dataset run on one source model: figures, Markdown and HTML."""
-    names = list(study_thresholds["dataset"])
-    figures_by_name = {
-        FIGURE_5: figure_5,
-        FIGURE_6_ACROSS: figure_6,
-        FIGURE_8: figure_8,
-        THRESHOLD_FIT: threshold_fit_plot,
-        **figure_5_by_model,
-    }
-    by_model = (
-        Section("Figure 5 by source model", figures=tuple(figure_5_by_model))
-        if figure_5_by_model
-        else Section(
-            "Figure 5 by source model",
-            text="Not drawn: no dataset has been run for two source models yet.",
-        )
+    """The index across every dataset run on one source model: figures, Markdown and HTML.
+
+    `index_figures` are the fields of `IndexFigures` (figure_5, ..., figure_5_by_model).
+    """
+    drawn = IndexFigures(**index_figures)
+    tables = IndexTables(
+        study_dataset_properties,
+        study_thresholds,
+        threshold_fit,
+        study_transfer,
+        study_dks_symmetry,
     )
-    report = Report(
-        title=f"Study index: {source_model}",
-        intro=(
-            f"{len(names)} dataset(s) run on {source_model}, by mean images per class: "
-            f"{', '.join(names)}."
-        ),
-        sections=(
-            Section(
-                "Reports per dataset",
-                text="One report per dataset whose reporting pipeline has run.",
-                links=tuple((name, f"{name}/report.html") for name in names),
-            ),
-            Section(
-                "Table 2: dataset properties", tables=(format_table(study_dataset_properties),)
-            ),
-            Section("Table 3: thresholds", tables=(format_table(study_thresholds),)),
-            Section(
-                "Thresholds against images per class",
-                text="t = a + b ln(mean images per class), fitted over the datasets run.",
-                tables=(format_table(threshold_fit),),
-                figures=(THRESHOLD_FIT,),
-            ),
-            Section(
-                "Figure 5: DKS per layer across datasets",
-                text="Per layer, the modes of D+ and D- with 68% bars by the rule named on the "
-                "axis (dks.layer_summary.interval; side_68, the default, holds 68% of the values "
-                "on each side of the mode); datasets ordered and coloured by mean images per "
-                "class.",
-                figures=(FIGURE_5,),
-            ),
-            Section(
-                "Figure 6: DKS of conv and fc features across datasets",
-                text="Share of (feature, class) pairs per DKS bin, one line per dataset.",
-                figures=(FIGURE_6_ACROSS,),
-            ),
-            Section("Figure 8: fc DKS by overlap with ImageNet", figures=(FIGURE_8,)),
-            by_model,
-            Section(
-                "Transfer across datasets and source models",
-                text="Per dataset and source model (every transfer run stored): the single layer "
-                "with the best test accuracy, the full network and the FNE with every feature, "
-                "and the best feature selection with a random selection of the same size; mean "
-                "accuracy over the repetitions of seeded splits.",
-                tables=(format_table(study_transfer, transfer_summary.ACROSS_TABLE_DECIMALS),),
-            ),
-        ),
-    )
-    html = render_html(report, _rendered(figures_by_name, int(options["html_dpi"])))
-    return figures_by_name, render_markdown(report), html
+    report = index_report(tables, drawn, source_model)
+    by_name = drawn.by_file_name()
+    return by_name, *render_report(report, by_name, int(options["html_dpi"]))

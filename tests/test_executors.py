@@ -1,0 +1,158 @@
+"""The Dask connection (issue 16, finding 11 and "a secured cluster"): a wrong scheduler_address
+is reported naming the parameter, before the model loads; TLS through params:dask.tls, tested on
+a loopback cluster with certificates made here."""
+
+from __future__ import annotations
+
+import datetime
+import socket
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cnn_feature_behavior.executors import dask_client, dask_security
+
+TIMEOUT_S = 60
+
+
+def _params(address=None, tls=None, timeout=5):
+    return {
+        "scheduler_address": address,
+        "n_workers": 1,
+        "threads_per_worker": 1,
+        "connect_timeout_s": timeout,
+        "tls": tls or {"ca_file": None, "cert_file": None, "key_file": None},
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_wrong_scheduler_address_is_named_before_the_model_loads(monkeypatch):
+    from cnn_feature_behavior.pipelines.feature_extraction import nodes
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the scheduler was checked")
+
+    monkeypatch.setattr(nodes, "load_backbone", no_model)
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    index = pd.DataFrame({"image_id": ["a"], "path": ["a.png"]})
+    with pytest.raises(ConnectionError, match=rf"params:dask.scheduler_address {address}"):
+        nodes.extract_embedding(
+            index, "raw", {}, "tiny", 1, {}, "dask", _params(address, timeout=2)
+        )
+
+
+def test_an_unparsable_address_and_half_a_tls_setting_are_named(tmp_path):
+    with pytest.raises(ConnectionError, match="params:dask.scheduler_address"):
+        with dask_client("dask", _params("nonsense://x:1", timeout=2)):
+            pass
+    with pytest.raises(ValueError, match=r"params:dask.tls lacks \['cert_file', 'key_file'\]"):
+        dask_security(_params(tls={"ca_file": str(tmp_path), "cert_file": None, "key_file": None}))
+    missing = {"ca_file": str(tmp_path / "ca.pem"), "cert_file": "c", "key_file": "k"}
+    with pytest.raises(FileNotFoundError, match=r"params:dask.tls.ca_file: no file .*ca\.pem"):
+        dask_security(_params(tls=missing))
+
+
+def _certificates(folder: Path) -> dict[str, str]:
+    """A self-signed CA and a certificate it signs for the cluster and this client (PEM files)."""
+    x509 = pytest.importorskip("cryptography.x509")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def certificate(name, key, issuer, issuer_key, ca):
+        return (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .sign(issuer_key, hashes.SHA256())
+        )
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    files = {
+        "ca_file": (certificate("test-ca", ca_key, "test-ca", ca_key, True), None),
+        "cert_file": (certificate("dask", key, "test-ca", ca_key, False), None),
+        "key_file": (None, key),
+    }
+    paths = {}
+    for name, (cert, private) in files.items():
+        path = folder / f"{name}.pem"
+        path.write_bytes(
+            cert.public_bytes(serialization.Encoding.PEM)
+            if cert is not None
+            else private.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        paths[name] = str(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def tls_cluster(tmp_path_factory):
+    """A TLS scheduler and worker on 127.0.0.1 (in this process), with test-made certificates."""
+    from distributed import LocalCluster
+    from distributed.security import Security
+
+    tls = _certificates(tmp_path_factory.mktemp("certificates"))
+    security = Security(
+        tls_ca_file=tls["ca_file"],
+        tls_scheduler_cert=tls["cert_file"],
+        tls_scheduler_key=tls["key_file"],
+        tls_worker_cert=tls["cert_file"],
+        tls_worker_key=tls["key_file"],
+        tls_client_cert=tls["cert_file"],
+        tls_client_key=tls["key_file"],
+        require_encryption=True,
+    )
+    with LocalCluster(
+        n_workers=1,
+        threads_per_worker=1,
+        processes=False,
+        protocol="tls://",
+        host="127.0.0.1",
+        security=security,
+        dashboard_address=None,
+    ) as cluster:
+        yield cluster.scheduler_address, tls
+
+
+def test_a_tls_cluster_is_used_through_the_dask_parameters(tls_cluster):
+    address, tls = tls_cluster
+    assert address.startswith("tls://127.0.0.1:")
+    with dask_client("dask", _params(address, tls, timeout=TIMEOUT_S)) as client:
+        assert client.submit(sum, [1, 2, 3], pure=False).result(timeout=TIMEOUT_S) == 6
+
+
+def test_a_tls_cluster_refuses_a_client_without_certificates_naming_the_parameter(tls_cluster):
+    address, _ = tls_cluster
+    with pytest.raises(ConnectionError, match=r"tls:// address.*params:dask.tls"):
+        with dask_client("dask", _params(address, timeout=5)):
+            pass
+    plain = address.replace("tls://", "tcp://")
+    with pytest.raises(ConnectionError, match="params:dask.scheduler_address"):
+        with dask_client("dask", _params(plain, timeout=5)):
+            pass
+
+
+def test_a_local_cluster_with_tls_settings_runs_encrypted(tmp_path):
+    tls = _certificates(tmp_path)
+    params = {**_params(None, tls, timeout=TIMEOUT_S), "n_workers": 1}
+    with dask_client("dask", params) as client:
+        assert client.scheduler.address.startswith("tls://127.0.0.1:")
+        assert client.submit(sum, [4, 5], pure=False).result(timeout=TIMEOUT_S) == 9
