@@ -52,6 +52,33 @@ def _imagenet_class_names(wnids: list[str], words: Mapping[str, str]) -> list[st
     return [f"{name} ({w})" if name in shared else name for name, w in zip(first, wnids)]
 
 
+def _labels_from_solution(solution: Path) -> dict[str, str]:
+    """{image id: wnid} from LOC_val_solution.csv (the first token of PredictionString)."""
+    with open(solution, encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if rows and not {"ImageId", "PredictionString"} <= set(rows[0]):
+        raise LayoutError("imagenet", solution, "expected columns ImageId,PredictionString")
+    labels = {}
+    for number, row in enumerate(rows, start=2):
+        tokens = (row["PredictionString"] or "").split()
+        if not tokens:
+            raise LayoutError("imagenet", solution, f"line {number} has no wnid")
+        labels[row["ImageId"]] = tokens[0]
+    return labels
+
+
+def _labels_from_ground_truth(ground_truth: Path, id_to_wnid: Mapping[int, str]) -> dict[str, str]:
+    """{image id: wnid} from the devkit's ground truth (one ILSVRC2012 class id a line)."""
+    lines = [line.strip() for line in ground_truth.read_text().splitlines() if line.strip()]
+    labels = {}
+    for number, value in enumerate(lines, start=1):
+        class_id = int_field("imagenet", ground_truth, value)
+        if class_id not in id_to_wnid:
+            raise LayoutError("imagenet", ground_truth, f"line {number}: unknown id {value}")
+        labels[f"ILSVRC2012_val_{number:08d}"] = id_to_wnid[class_id]
+    return labels
+
+
 def read_imagenet(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
     image_dir = next((raw_dir / d for d in IMAGENET_IMAGE_DIRS if (raw_dir / d).is_dir()), None)
     if image_dir is None:
@@ -67,26 +94,11 @@ def read_imagenet(raw_dir: Path, options: Mapping[str, Any]) -> LayoutScan:
         words = dict(read_rows("imagenet", mapping, 2))
 
     if solution.is_file():
-        with open(solution, encoding="utf-8", newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        if rows and not {"ImageId", "PredictionString"} <= set(rows[0]):
-            raise LayoutError("imagenet", solution, "expected columns ImageId,PredictionString")
-        labels = {}
-        for number, row in enumerate(rows, start=2):
-            tokens = (row["PredictionString"] or "").split()
-            if not tokens:
-                raise LayoutError("imagenet", solution, f"line {number} has no wnid")
-            labels[row["ImageId"]] = tokens[0]
+        labels = _labels_from_solution(solution)
     elif ground_truth is not None:
         if not id_to_wnid:
             raise LayoutError("imagenet", raw_dir, "the devkit ground truth needs meta.mat")
-        lines = [line.strip() for line in ground_truth.read_text().splitlines() if line.strip()]
-        labels = {}
-        for number, value in enumerate(lines, start=1):
-            class_id = int_field("imagenet", ground_truth, value)
-            if class_id not in id_to_wnid:
-                raise LayoutError("imagenet", ground_truth, f"line {number}: unknown id {value}")
-            labels[f"ILSVRC2012_val_{number:08d}"] = id_to_wnid[class_id]
+        labels = _labels_from_ground_truth(ground_truth, id_to_wnid)
     else:
         raise LayoutError("imagenet", raw_dir, "no ground truth found")
 
