@@ -275,6 +275,9 @@ def nothing(name: str) -> bool:
 def error_line(run: Run) -> str:
     """The run's most telling error line (the last one naming an exception), shortened."""
     candidates = [line for _, line in run.lines if "Error" in line or "error" in line]
+    # Kedro wraps a node's error in a DatasetError that names the dataset, not the cause.
+    causes = [line for line in candidates if not line.lstrip().startswith("DatasetError")]
+    candidates = causes or candidates
     line = candidates[-1] if candidates else (run.lines[-1][1] if run.lines else "(no output)")
     return " ".join(line.split())[:220]
 
