@@ -32,7 +32,7 @@ from cnn_feature_behavior.extraction.source_models.applications import (
     FAMILIES,
     build_application,
 )
-from cnn_feature_behavior.extraction.stream import plan_embedding
+from cnn_feature_behavior.extraction.stream import ExtractionSettings, SourceModel, plan_embedding
 from cnn_feature_behavior.pipelines.feature_extraction import create_pipeline
 
 
@@ -149,16 +149,10 @@ def test_each_family_default_layers_through_the_extraction(architecture, few_ima
     plan, manifest = plan_embedding(
         index[:2],
         raw,
-        model,
-        "m",
-        spec,
-        layers,
-        n_crops=1,
-        resize=resize,
-        crop=crop,
-        batch_size=2,
-        shard_size=2,
-        workers=1,
+        SourceModel("m", spec, model, tuple(layers)),
+        ExtractionSettings(
+            n_crops=1, resize=resize, crop=crop, batch_size=2, shard_size=2, decode_workers=1
+        ),
     )
     widths = manifest.groupby("layer", sort=False).size()
     assert list(widths.items()) == spatial + head

@@ -14,7 +14,14 @@ from cnn_feature_behavior.ingestion.class_names import ClassNamesError
 from cnn_feature_behavior.ingestion.layouts import scan_layout
 from cnn_feature_behavior.pipelines.ingestion.nodes import build_image_index
 
-INGESTION = {"verify_images": False, "allow_missing": True, "download": False, "decode_workers": 1}
+INGESTION = {
+    "verify_images": False,
+    "allow_missing": True,
+    "download": False,
+    "download_timeout_s": 60,
+    "decode_workers": 1,
+    "image_limits": {},
+}
 
 
 @pytest.fixture

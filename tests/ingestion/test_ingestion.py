@@ -23,7 +23,8 @@ from cnn_feature_behavior.ingestion.index import (
     properties_markdown,
     select_per_class,
 )
-from cnn_feature_behavior.ingestion.layouts import LabelledImage, LayoutScan, scan_layout
+from cnn_feature_behavior.ingestion.layouts import scan_layout
+from cnn_feature_behavior.ingestion.readers.base import LabelledImage, LayoutScan
 
 
 def jpeg_bytes(size=(64, 48), seed=0) -> bytes:
@@ -59,6 +60,48 @@ def test_decode_problem_catches_each_bad_case(bad_files):
     assert decode_problem(bad_files["empty"]) == "empty file (0 bytes)"
     assert "truncated" in decode_problem(bad_files["truncated"])
     assert "cannot identify image file" in decode_problem(bad_files["text"])
+
+
+def png_bytes(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (90, 20, 200)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_decode_problem_rejects_an_extreme_aspect_ratio_or_size(tmp_path):
+    from cnn_feature_behavior.extraction.crops import ImageLimits
+
+    # A 1 x 100,000 PNG is a 200-byte file that would be resized to 25,600,000 x 256 pixels.
+    thin = write(tmp_path / "thin.png", png_bytes(100_000, 1))
+    assert "aspect ratio 100000:1" in decode_problem(thin)
+    square = write(tmp_path / "square.png", png_bytes(300, 300))
+    assert decode_problem(square) is None
+    assert "pixels once resized" in decode_problem(
+        square, resize=600, limits=ImageLimits(max_resized_pixels=300_000)
+    )
+    assert "90,000 pixels" in decode_problem(square, limits=ImageLimits(max_decoded_pixels=1_000))
+
+
+def test_build_index_rejects_the_thin_image_with_its_reason(messy_tree):
+    from cnn_feature_behavior.extraction.crops import ImageLimits, SizeCheck
+
+    raw_dir, _ = messy_tree
+    write(raw_dir / "a" / "thin.png", png_bytes(100_000, 1))
+    write(raw_dir / "a" / "wide.png", png_bytes(300, 60))
+    scan = scan_layout("digits", raw_dir, {})
+    index, rejects = build_index(
+        scan,
+        raw_dir,
+        dataset="t",
+        verify_images=True,
+        allow_missing=False,
+        max_images_per_class=None,
+        size_check=SizeCheck(resize=256, limits=ImageLimits(max_aspect_ratio=4)),
+    )
+    reasons = dict(zip(rejects["path"], rejects["reason"]))
+    assert "aspect ratio 100000:1" in reasons["a/thin.png"]
+    assert "aspect ratio 5:1 (300 x 60) is above the limit 4" in reasons["a/wide.png"]
+    assert "a/thin.png" not in set(index["path"]) and "a/wide.png" not in set(index["path"])
 
 
 def test_find_decode_problems_in_parallel_matches_one_by_one(bad_files, tmp_path):

@@ -134,3 +134,39 @@ def test_download_refuses_archive_members_escaping_raw_dir(tmp_path):
             tmp_path / "raw", [{"url": evil.as_uri(), "sha256": _sha256(evil)}], "textures"
         )
     assert not (tmp_path / "outside.txt").exists()
+
+
+# A download has a timeout (issue 16, finding 11): a stalled server must not hang the run.
+
+
+def test_download_opens_urls_with_a_timeout(tmp_path, archives, monkeypatch):
+    import urllib.request
+
+    seen = []
+    real_urlopen = urllib.request.urlopen
+
+    def recording_urlopen(url, *args, **kwargs):
+        seen.append(kwargs.get("timeout", args[1] if len(args) > 1 else None))
+        return real_urlopen(url, *args, **kwargs)
+
+    monkeypatch.setattr(urllib.request, "urlopen", recording_urlopen)
+    source = [{"url": archives["mat"].as_uri(), "sha256": _sha256(archives["mat"])}]
+    download_archives(tmp_path / "a", source, "flowers102")
+    download_archives(tmp_path / "b", source, "flowers102", timeout_s=5)
+    assert seen == [60, 5]
+
+
+def test_a_stalled_download_is_an_error_naming_the_url_and_the_timeout(tmp_path, archives):
+    def stalled(url):
+        raise TimeoutError("timed out")
+
+    url = archives["tgz"].as_uri()
+    with pytest.raises(DownloadError, match="ingestion.download_timeout_s") as error:
+        download_archives(
+            tmp_path,
+            [{"url": url, "sha256": _sha256(archives["tgz"])}],
+            "flowers102",
+            opener=stalled,
+        )
+    assert url in str(error.value) and "timed out" in str(error.value)
+    assert not list((tmp_path / DOWNLOAD_MARKERS).glob("*.part"))

@@ -7,22 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
-from PIL import Image
+from builders.raw_files import cub200_tree, image, text
 
-from cnn_feature_behavior.ingestion.layouts import LAYOUTS, WOOD_CLASSES, LayoutError, scan_layout
-
-
-def image(path: Path, colour: int = 128, fmt: str | None = None) -> Path:
-    """A tiny real image file (format from the suffix unless given)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (6, 5), (colour, 255 - colour, 30)).save(path, format=fmt)
-    return path
-
-
-def text(path: Path, content: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(content)
-    return path
+from cnn_feature_behavior.ingestion.layouts import scan_layout
+from cnn_feature_behavior.ingestion.readers import LAYOUTS
+from cnn_feature_behavior.ingestion.readers.base import LayoutError
+from cnn_feature_behavior.ingestion.readers.wood import WOOD_CLASSES
 
 
 def paths_by_class(scan) -> dict[str, list[str]]:
@@ -134,23 +124,8 @@ def test_mit67_uses_the_official_split_lists_when_present(tmp_path):
     assert scan.missing == ["Images/bar/gone.jpg"]
 
 
-def _cub(root: Path) -> Path:
-    cub = root / "CUB_200_2011"
-    text(cub / "classes.txt", "1 001.Black_footed_Albatross\n2 002.Laysan_Albatross\n")
-    text(
-        cub / "images.txt",
-        "1 001.Black_footed_Albatross/a_1.jpg\n2 002.Laysan_Albatross/b_1.jpg\n"
-        "3 002.Laysan_Albatross/b_2.jpg\n",
-    )
-    text(cub / "image_class_labels.txt", "1 1\n2 2\n3 2\n")
-    image(cub / "images" / "001.Black_footed_Albatross" / "a_1.jpg")
-    image(cub / "images" / "002.Laysan_Albatross" / "b_1.jpg")
-    image(cub / "images" / "002.Laysan_Albatross" / "stray.jpg")
-    return cub
-
-
 def test_cub200_reads_the_id_files(tmp_path):
-    _cub(tmp_path)
+    cub200_tree(tmp_path, stray=True)
     scan = scan_layout("cub200", tmp_path, {})
     assert scan.class_names == ["Black_footed_Albatross", "Laysan_Albatross"]
     assert paths_by_class(scan) == {
@@ -164,7 +139,7 @@ def test_cub200_reads_the_id_files(tmp_path):
 
 
 def test_cub200_malformed_line_names_file_and_line(tmp_path):
-    cub = _cub(tmp_path)
+    cub = cub200_tree(tmp_path, stray=True)
     text(cub / "image_class_labels.txt", "1 1\n2\n")
     with pytest.raises(LayoutError, match=r"line 2 has 1 fields.*image_class_labels.txt"):
         scan_layout("cub200", tmp_path, {})

@@ -7,22 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
-from PIL import Image
+from builders.raw_files import cub200_tree, image, text
 
 from cnn_feature_behavior.ingestion.index import build_index
-from cnn_feature_behavior.ingestion.layouts import LayoutError, scan_layout
-
-
-def image(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (6, 5), (120, 60, 30)).save(path)
-    return path
-
-
-def text(path: Path, content: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(content)
-    return path
+from cnn_feature_behavior.ingestion.layouts import scan_layout
+from cnn_feature_behavior.ingestion.readers.base import LayoutError
 
 
 def splits(scan) -> dict[str, str | None]:
@@ -184,22 +173,8 @@ def test_textures_image_in_no_list_is_an_error(tmp_path):
 # cub200: CUB_200_2011/train_test_split.txt, "<image_id> <is_training_image>".
 
 
-def _cub(root: Path) -> Path:
-    cub = root / "CUB_200_2011"
-    text(cub / "classes.txt", "1 001.Black_footed_Albatross\n2 002.Laysan_Albatross\n")
-    text(
-        cub / "images.txt",
-        "1 001.Black_footed_Albatross/a_1.jpg\n2 002.Laysan_Albatross/b_1.jpg\n"
-        "3 002.Laysan_Albatross/b_2.jpg\n",
-    )
-    text(cub / "image_class_labels.txt", "1 1\n2 2\n3 2\n")
-    image(cub / "images" / "001.Black_footed_Albatross" / "a_1.jpg")
-    image(cub / "images" / "002.Laysan_Albatross" / "b_1.jpg")
-    return cub
-
-
 def test_cub200_train_test_split(tmp_path):
-    cub = _cub(tmp_path)
+    cub = cub200_tree(tmp_path)
     text(cub / "train_test_split.txt", "1 1\n2 0\n3 1\n")
     assert splits(scan_layout("cub200", tmp_path, {})) == {
         "CUB_200_2011/images/001.Black_footed_Albatross/a_1.jpg": "train",

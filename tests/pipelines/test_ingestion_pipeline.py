@@ -15,11 +15,18 @@ from kedro_datasets.pandas import ParquetDataset
 from kedro_datasets.text import TextDataset
 
 from cnn_feature_behavior.ingestion.index import MissingImagesError
-from cnn_feature_behavior.ingestion.layouts import LayoutError
+from cnn_feature_behavior.ingestion.readers.base import LayoutError
 from cnn_feature_behavior.pipelines.ingestion import create_pipeline
 from cnn_feature_behavior.pipelines.ingestion.nodes import build_image_index
 
-INGESTION = {"verify_images": True, "allow_missing": False, "download": False, "decode_workers": 4}
+INGESTION = {
+    "verify_images": True,
+    "allow_missing": False,
+    "download": False,
+    "download_timeout_s": 60,
+    "decode_workers": 4,
+    "image_limits": {},
+}
 OUTPUTS = ("image_index", "ingestion_rejects", "dataset_properties", "dataset_properties_table")
 
 
@@ -32,6 +39,7 @@ def run_ingestion(raw_dir: Path, dataset: str, **overrides) -> dict[str, object]
         "ingestion": {**INGESTION, **overrides.pop("ingestion", {})},
         "dataset_source": overrides.pop("dataset_source", {}),
         "max_images_per_class": overrides.pop("max_images_per_class", None),
+        "feature_extraction.resize": 256,
     }
     catalog = DataCatalog(
         {f"params:{k}": MemoryDataset(v) for k, v in params.items()}

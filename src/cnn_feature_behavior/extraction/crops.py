@@ -24,11 +24,25 @@ A rejection is an `ImageValuesError` (a ValueError) naming the file and the rang
 decode check calls the same function, so such files land in `ingestion_rejects` with that reason.
 An all-dark image of a wider mode (an `F` image within [0, 1] meant as 0..255 levels, an `I` image
 within 0..255 meant as 16-bit levels) cannot be told apart by its values and follows the rule.
+
+Size limits (`ImageLimits`, documented in docs/datasets.md, "Image size limits"): resizing the
+shorter side to `resize` has no bound on the longer side, so a 1 x 100,000 image (a 200-byte PNG)
+would ask for a 25,600,000 x 256 image. An image is refused, before its pixels are decoded or
+resized, when its pixel count as stored, its aspect ratio (longer side / shorter side) or its
+pixel count once resized is above the limits. Ingestion checks the configured limits
+(`ingestion.image_limits`) and lists such an image in `ingestion_rejects` with the reason;
+`load_rgb` and `resize_shorter_side` refuse anything above the built-in `CEILINGS` whatever the
+settings, so no path through the code allocates more. PIL's own decompression-bomb limit
+(`Image.MAX_IMAGE_PIXELS`, which it checks when a file is opened) is set here explicitly to the
+ceiling rather than left at PIL's default.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -48,13 +62,109 @@ class ImageValuesError(ValueError):
         self.reason = reason
 
 
-def load_rgb(path: Path) -> np.ndarray:
+class ImageSizeError(ImageValuesError):
+    """An image whose size, as stored or once resized, is above the limits (see the module doc)."""
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """Bounds on an image's size, checked on its header before any pixel is decoded."""
+
+    # width x height as stored; PIL's own default (about 0.25 GiB of RGB), made explicit.
+    max_decoded_pixels: int = 89_478_485
+    # longer side / shorter side; wider panoramas than 20:1 are not photographs of one object.
+    max_aspect_ratio: float = 20.0
+    # width x height once the shorter side is `resize`: 16 Mpixel, 48 MiB of RGB.
+    max_resized_pixels: int = 16_777_216
+
+    def problem(self, width: int, height: int, resize: int | None) -> str | None:
+        """Why a `width` x `height` image is beyond the limits, or None; `resize` None: not
+        resized (only the stored pixel count is checked)."""
+        if width * height > self.max_decoded_pixels:
+            return (
+                f"image too large: {width} x {height} = {width * height:,} pixels, above the "
+                f"limit {self.max_decoded_pixels:,} (ingestion.image_limits.max_decoded_pixels)"
+            )
+        if resize is None:
+            return None
+        short, long = sorted((width, height))
+        if short == 0:
+            return f"empty image ({width} x {height})"
+        if long > self.max_aspect_ratio * short:
+            ratio = long / short
+            shown = f"{ratio:.0f}" if ratio >= 100 else f"{ratio:.3g}"
+            return (
+                f"aspect ratio {shown}:1 ({width} x {height}) is above the limit "
+                f"{self.max_aspect_ratio:g} (ingestion.image_limits.max_aspect_ratio)"
+            )
+        resized = resize * round(long * resize / short)
+        if resized > self.max_resized_pixels:
+            return (
+                f"image too large once resized: {width} x {height} with its shorter side at "
+                f"{resize} is {resized:,} pixels once resized, above the limit "
+                f"{self.max_resized_pixels:,} (ingestion.image_limits.max_resized_pixels)"
+            )
+        return None
+
+
+# What no setting can exceed: extraction refuses anything above these whatever was configured.
+CEILINGS = ImageLimits(
+    max_decoded_pixels=178_956_970, max_aspect_ratio=1_000.0, max_resized_pixels=67_108_864
+)
+# PIL warns above this and raises DecompressionBombError above twice this, when a file is opened.
+Image.MAX_IMAGE_PIXELS = CEILINGS.max_decoded_pixels
+
+
+def image_limits_from_params(settings: Mapping[str, Any] | None) -> ImageLimits:
+    """`ingestion.image_limits` as ImageLimits: the defaults for keys not given, each value a
+    positive number no larger than the ceiling."""
+    settings = dict(settings or {})
+    known = {f.name for f in fields(ImageLimits)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ValueError(
+            f"ingestion.image_limits: unknown key(s) {unknown}; known: {sorted(known)} "
+            "(conf/base/parameters_ingestion.yml)"
+        )
+    for key, value in settings.items():
+        ceiling = getattr(CEILINGS, key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(
+                f"ingestion.image_limits.{key} must be a positive number, got {value!r}"
+            )
+        if value > ceiling:
+            raise ValueError(
+                f"ingestion.image_limits.{key} = {value:,} is above the built-in ceiling "
+                f"{ceiling:,} (extraction.crops.CEILINGS), which extraction never exceeds"
+            )
+    return ImageLimits(**settings)
+
+
+@dataclass(frozen=True)
+class SizeCheck:
+    """The limits an image is checked against, at the extraction's resize."""
+
+    resize: int = 256
+    limits: ImageLimits = ImageLimits()
+
+    def problem(self, width: int, height: int) -> str | None:
+        return self.limits.problem(width, height, self.resize)
+
+
+DEFAULT_SIZE_CHECK = SizeCheck()
+
+
+def load_rgb(path: Path, limits: ImageLimits = CEILINGS) -> np.ndarray:
     """Decode an image file to an RGB uint8 array (H, W, 3), upright as its EXIF says.
 
     Every mode is read by the module's rule; raises ImageValuesError (naming `path`) for an image
-    whose values have no 8-bit reading.
+    whose values have no 8-bit reading, ImageSizeError for one with more pixels than `limits`
+    allow (checked on the header, before decoding).
     """
     with Image.open(path) as image:
+        problem = limits.problem(image.width, image.height, resize=None)
+        if problem:
+            raise ImageSizeError(path, problem)
         image.load()
         return upright_rgb(image, source=path)
 
@@ -128,11 +238,20 @@ def _transparent_pixels(values: np.ndarray, transparency: object) -> np.ndarray 
     return mask if mask.any() else None
 
 
-def resize_shorter_side(image: np.ndarray, size: int) -> np.ndarray:
-    """Resize (bilinear) so that the shorter side is `size`, keeping the aspect ratio."""
+def resize_shorter_side(
+    image: np.ndarray, size: int, limits: ImageLimits = CEILINGS, source: object = "image"
+) -> np.ndarray:
+    """Resize (bilinear) so that the shorter side is `size`, keeping the aspect ratio.
+
+    Raises ImageSizeError (naming `source`) before allocating when the aspect ratio or the
+    resized pixel count is above `limits`.
+    """
     height, width = image.shape[:2]
     if min(height, width) == 0:
         raise ValueError("cannot resize an empty image")
+    problem = limits.problem(width, height, size)
+    if problem:
+        raise ImageSizeError(source, problem)
     scale = size / min(height, width)
     new_height = size if height <= width else round(height * scale)
     new_width = size if width <= height else round(width * scale)
@@ -175,8 +294,11 @@ def crop_geometry(input_size: int | None, resize: int, crop: int) -> tuple[int, 
     return round(resize * input_size / crop), int(input_size)
 
 
-def image_crops(path: Path, resize: int, crop: int, n_crops: int) -> np.ndarray:
+def image_crops(
+    path: Path, resize: int, crop: int, n_crops: int, limits: ImageLimits = CEILINGS
+) -> np.ndarray:
     """Decode, resize the shorter side to `resize`, and cut the crops of one image file."""
     if crop > resize:
         raise ValueError(f"crop {crop} is larger than the resized shorter side {resize}")
-    return crops_of(resize_shorter_side(load_rgb(path), resize), crop, n_crops)
+    resized = resize_shorter_side(load_rgb(path, limits), resize, limits, source=path)
+    return crops_of(resized, crop, n_crops)

@@ -11,8 +11,14 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 from PIL import Image
 
-from cnn_feature_behavior.extraction.crops import ImageValuesError, upright_rgb
-from cnn_feature_behavior.ingestion.layouts import LayoutScan
+from cnn_feature_behavior.extraction.crops import (
+    DEFAULT_SIZE_CHECK,
+    ImageLimits,
+    ImageValuesError,
+    SizeCheck,
+    upright_rgb,
+)
+from cnn_feature_behavior.ingestion.readers.base import LayoutScan
 
 logger = logging.getLogger(__name__)
 
@@ -39,17 +45,24 @@ class MissingImagesError(RuntimeError):
     """Labelled images are absent from disk and the run does not allow it."""
 
 
-def decode_problem(path: Path) -> str | None:
+def decode_problem(
+    path: Path, resize: int = SizeCheck.resize, limits: ImageLimits = SizeCheck.limits
+) -> str | None:
     """Why the file at `path` cannot be used as an image, or None when it decodes.
 
     The pixels are read by extraction's own rule (`extraction.crops.upright_rgb`), so a file whose
     values have no 8-bit reading (e.g. a float image outside [0, 1] and [0, 255]) is rejected here
-    with the reason extraction would give.
+    with the reason extraction would give. An image beyond `limits` (its size as stored, its
+    aspect ratio, its size once its shorter side is `resize`) is rejected from its header, before
+    any pixel is decoded.
     """
     try:
         if path.stat().st_size == 0:
             return "empty file (0 bytes)"
         with Image.open(path) as image:
+            size_problem = limits.problem(image.width, image.height, resize)
+            if size_problem:
+                return size_problem
             image.verify()
         # verify() checks structure only (it passes truncated JPEGs); load() decodes the pixels.
         with Image.open(path) as image:
@@ -60,18 +73,27 @@ def decode_problem(path: Path) -> str | None:
             upright_rgb(image, source=path)
     except ImageValuesError as error:
         return error.reason
+    except Image.DecompressionBombError as error:
+        return f"image too large (PIL's decompression-bomb limit): {error}"
     except Exception as error:  # PIL raises many types (OSError, SyntaxError, ValueError...)
         return f"does not decode as an image: {type(error).__name__}: {error}"
     return None
 
 
 def find_decode_problems(
-    raw_dir: Path, paths: Iterable[str], workers: int | None = None
+    raw_dir: Path,
+    paths: Iterable[str],
+    workers: int | None = None,
+    size_check: SizeCheck = DEFAULT_SIZE_CHECK,
 ) -> dict[str, str]:
     """{path: reason} for each path (relative to raw_dir) that does not decode, checked by threads."""
     paths = list(paths)
+
+    def problem(path: Path) -> str | None:
+        return decode_problem(path, size_check.resize, size_check.limits)
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        problems = pool.map(decode_problem, (raw_dir / p for p in paths))
+        problems = pool.map(problem, (raw_dir / p for p in paths))
         return {path: problem for path, problem in zip(paths, problems) if problem}
 
 
@@ -114,10 +136,38 @@ def build_index(
     allow_missing: bool,
     max_images_per_class: int | None,
     decode_workers: int | None = None,
+    size_check: SizeCheck = DEFAULT_SIZE_CHECK,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(image_index, ingestion_rejects) from a layout scan; see docs/data_contracts.md."""
+    """(image_index, ingestion_rejects) from a layout scan; see docs/data_contracts.md.
+
+    With `verify_images`, every selected image is decoded and checked against `size_check`."""
     if max_images_per_class is not None and max_images_per_class < 1:
         raise ValueError(f"max_images_per_class must be at least 1, got {max_images_per_class}")
+    rejects = _layout_rejects(scan, raw_dir, dataset, allow_missing)
+    checker = (
+        (lambda b: find_decode_problems(raw_dir, b, decode_workers, size_check))
+        if verify_images
+        else None
+    )
+    selected, problems = _select_images(scan, dataset, max_images_per_class, checker)
+    rejects += sorted(problems.items())
+    kept_classes, too_small = _classes_with_enough_images(scan, selected, dataset, raw_dir)
+    rejects += too_small
+    index = _index_table(scan, selected, kept_classes, dataset, raw_dir)
+    logger.info(
+        "%s: indexed %d images in %d classes, %d rejects",
+        dataset,
+        len(index),
+        len(kept_classes),
+        len(rejects),
+    )
+    return index, rejects_table(rejects, stage="ingestion")
+
+
+def _layout_rejects(
+    scan: LayoutScan, raw_dir: Path, dataset: str, allow_missing: bool
+) -> list[tuple[str, str]]:
+    """The scan's missing (an error unless allowed) and unusable files, as (path, reason)."""
     rejects: list[tuple[str, str]] = []
     if scan.missing:
         examples = ", ".join(scan.missing[:3])
@@ -144,24 +194,28 @@ def build_index(
             _count_reasons(reason for _, reason in scan.unusable),
         )
         rejects += scan.unusable
+    return rejects
 
+
+def _select_images(
+    scan: LayoutScan,
+    dataset: str,
+    max_images_per_class: int | None,
+    find_problems: Callable[[list[str]], dict[str, str]] | None,
+) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """The first usable images of each class (path order), and {path: reason} of the unusable."""
     candidates: dict[str, list[str]] = {c: [] for c in scan.class_names}
-    splits: dict[str, str | None] = {}
     for image in scan.images:
         candidates[image.class_name].append(image.path)
-        splits[image.path] = image.split
     candidates = {c: sorted(paths) for c, paths in candidates.items() if paths}
-    checker = (
-        (lambda b: find_decode_problems(raw_dir, b, decode_workers)) if verify_images else None
-    )
-    selected, problems = select_per_class(candidates, max_images_per_class, checker)
+    selected, problems = select_per_class(candidates, max_images_per_class, find_problems)
     if problems:
         logger.warning(
-            "%s: %d files do not decode as images, listed in ingestion_rejects",
+            "%s: %d files do not decode as images or are beyond the size limits, listed in "
+            "ingestion_rejects",
             dataset,
             len(problems),
         )
-        rejects += sorted(problems.items())
     if max_images_per_class is not None:
         kept = sum(map(len, selected.values()))
         logger.info(
@@ -172,7 +226,14 @@ def build_index(
             kept,
             len(scan.images) - kept - len(problems),
         )
+    return selected, problems
 
+
+def _classes_with_enough_images(
+    scan: LayoutScan, selected: Mapping[str, list[str]], dataset: str, raw_dir: Path
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """The classes kept (at least MIN_IMAGES_PER_CLASS usable images) and the rejects of the
+    others; fewer than two classes kept is an error."""
     # Over every class of the layout: one with no image on disk at all is reported too.
     too_small = {
         c: selected.get(c, [])
@@ -187,18 +248,29 @@ def build_index(
             MIN_IMAGES_PER_CLASS,
             ", ".join(f"{c} ({len(p)})" for c, p in too_small.items()),
         )
-        rejects += [
-            (p, f"class {c} has {len(paths)} usable image; at least {MIN_IMAGES_PER_CLASS} needed")
-            for c, paths in too_small.items()
-            for p in paths
-        ]
-    kept_classes = [c for c in scan.class_names if len(selected.get(c, ())) >= MIN_IMAGES_PER_CLASS]
+    rejects = [
+        (p, f"class {c} has {len(paths)} usable image; at least {MIN_IMAGES_PER_CLASS} needed")
+        for c, paths in too_small.items()
+        for p in paths
+    ]
+    kept_classes = [c for c in scan.class_names if c not in too_small]
     if len(kept_classes) < 2:
         raise ValueError(
             f"{dataset}: {len(kept_classes)} classes with at least {MIN_IMAGES_PER_CLASS} usable "
             f"images under {raw_dir}; a study needs at least 2"
         )
+    return kept_classes, rejects
 
+
+def _index_table(
+    scan: LayoutScan,
+    selected: Mapping[str, list[str]],
+    kept_classes: list[str],
+    dataset: str,
+    raw_dir: Path,
+) -> pd.DataFrame:
+    """The image index: labels 0..C-1 in class order, rows sorted by (label, path)."""
+    splits = {image.path: image.split for image in scan.images}
     rows = [
         (str(PurePosixPath(path).with_suffix("")), path, label, class_name, splits[path])
         for label, class_name in enumerate(kept_classes)
@@ -211,15 +283,7 @@ def build_index(
             f"{dataset}: image ids are not unique under {raw_dir} (files that differ only in "
             f"suffix?): {', '.join(duplicated.head(3))}"
         )
-    index = index.sort_values(["label", "path"], kind="stable", ignore_index=True)
-    logger.info(
-        "%s: indexed %d images in %d classes, %d rejects",
-        dataset,
-        len(index),
-        len(kept_classes),
-        len(rejects),
-    )
-    return index, rejects_table(rejects, stage="ingestion")
+    return index.sort_values(["label", "path"], kind="stable", ignore_index=True)
 
 
 def rejects_table(rejects: Iterable[tuple[str, str]], stage: str) -> pd.DataFrame:

@@ -25,6 +25,9 @@ logger = logging.getLogger(__name__)
 # Kept inside raw_dir so that a finished download is not repeated; readers never look there.
 DOWNLOAD_MARKERS = "_downloads"
 _CHUNK = 1 << 20
+# Seconds any one connect or read of a download may wait (urllib's timeout is per socket
+# operation, so a slow but moving download is not cut); ingestion.download_timeout_s.
+DOWNLOAD_TIMEOUT_S = 60.0
 
 
 def write_bundled_digits(raw_dir: Path) -> int:
@@ -67,14 +70,21 @@ def download_archives(
     raw_dir: Path,
     archives: Sequence[Mapping[str, Any]],
     dataset: str,
-    opener: Callable[[str], IO[bytes]] = urllib.request.urlopen,
+    opener: Callable[[str], IO[bytes]] | None = None,
+    timeout_s: float = DOWNLOAD_TIMEOUT_S,
 ) -> None:
     """Fetch each `{url, sha256}` archive, verify its checksum and unpack it into raw_dir.
 
     Tar and zip archives are unpacked; any other file (e.g. a `.mat` label file) is placed in
     raw_dir as is. A marker in `raw_dir/_downloads/` records each verified archive, so a second
-    run does not fetch it again.
+    run does not fetch it again. The default opener is `urllib.request.urlopen` with `timeout_s`
+    for each connect or read; a fetch that fails or stalls is a DownloadError naming the URL.
     """
+    if opener is None:
+
+        def opener(url: str) -> IO[bytes]:
+            return urllib.request.urlopen(url, timeout=timeout_s)
+
     if not archives:
         raise DownloadError(
             f"{dataset}: no download source configured (dataset_source.archives in "
@@ -97,21 +107,37 @@ def download_archives(
         markers.mkdir(parents=True, exist_ok=True)
         partial = markers / f"{filename}.part"
         logger.info("%s: downloading %s", dataset, url)
-        digest = hashlib.sha256()
-        with opener(url) as response, open(partial, "wb") as out:
-            while chunk := response.read(_CHUNK):
-                digest.update(chunk)
-                out.write(chunk)
-        if digest.hexdigest() != expected.lower():
+        sha256 = _fetch(opener, url, partial, dataset, timeout_s)
+        if sha256 != expected.lower():
             partial.unlink()
             raise DownloadError(
-                f"{dataset}: sha256 of {url} is {digest.hexdigest()}, expected {expected} "
+                f"{dataset}: sha256 of {url} is {sha256}, expected {expected} "
                 f"(conf/{dataset}/parameters.yml); the download was discarded"
             )
         _unpack(partial, filename, raw_dir)
         partial.unlink(missing_ok=True)
         marker.write_text(expected + "\n")
         logger.info("%s: verified and unpacked %s into %s", dataset, filename, raw_dir)
+
+
+def _fetch(
+    opener: Callable[[str], IO[bytes]], url: str, partial: Path, dataset: str, timeout_s: float
+) -> str:
+    """Write `url` to `partial`; its sha256 (hex). A failed or stalled fetch removes `partial`."""
+    digest = hashlib.sha256()
+    try:
+        with opener(url) as response, open(partial, "wb") as out:
+            while chunk := response.read(_CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
+    except (OSError, TimeoutError) as error:  # URLError, HTTPError and socket timeouts included
+        partial.unlink(missing_ok=True)
+        raise DownloadError(
+            f"{dataset}: fetching {url} failed: {type(error).__name__}: {error} (each connect or "
+            f"read may wait {timeout_s:g} s: ingestion.download_timeout_s in "
+            "conf/base/parameters_ingestion.yml); nothing was kept, rerun to try again"
+        ) from error
+    return digest.hexdigest()
 
 
 def _unpack(path: Path, filename: str, raw_dir: Path) -> None:

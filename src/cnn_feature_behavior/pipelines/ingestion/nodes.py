@@ -1,5 +1,5 @@
-"""Nodes of the ingestion pipeline; the work is done in `layouts`, `ingestion_index` and
-`ingestion_sources`."""
+"""Nodes of the ingestion pipeline; the work is done in `ingestion.layouts` (with one reader per
+dataset family in `ingestion.readers`), `ingestion.index` and `ingestion.sources`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from cnn_feature_behavior.extraction.crops import SizeCheck, image_limits_from_params
 from cnn_feature_behavior.ingestion.index import (
     build_index,
     dataset_properties,
@@ -16,7 +17,14 @@ from cnn_feature_behavior.ingestion.index import (
 from cnn_feature_behavior.ingestion.layouts import scan_layout
 from cnn_feature_behavior.ingestion.sources import BUNDLED_WRITERS, download_archives
 
-INGESTION_KEYS = ("verify_images", "allow_missing", "download", "decode_workers")
+INGESTION_KEYS = (
+    "verify_images",
+    "allow_missing",
+    "download",
+    "download_timeout_s",
+    "decode_workers",
+    "image_limits",
+)
 
 
 def _check_ingestion_params(ingestion: dict[str, Any]) -> None:
@@ -37,7 +45,12 @@ def prepare_raw_dir(
     if dataset in BUNDLED_WRITERS:
         BUNDLED_WRITERS[dataset](Path(raw_dir))
     elif ingestion["download"]:
-        download_archives(Path(raw_dir), dataset_source.get("archives", []), dataset)
+        download_archives(
+            Path(raw_dir),
+            dataset_source.get("archives", []),
+            dataset,
+            timeout_s=ingestion["download_timeout_s"],
+        )
     return raw_dir
 
 
@@ -47,9 +60,14 @@ def build_image_index(
     ingestion: dict[str, Any],
     dataset_source: dict[str, Any],
     max_images_per_class: int | None,
+    resize: int = SizeCheck.resize,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Index the labelled, decodable images under raw_dir; list every unusable file with why."""
+    """Index the labelled, decodable images under raw_dir; list every unusable file with why.
+
+    `resize` is the extraction's shorter side (params:feature_extraction.resize): the size limits
+    apply to the image extraction will make."""
     _check_ingestion_params(ingestion)
+    size_check = SizeCheck(resize, image_limits_from_params(ingestion["image_limits"]))
     scan = scan_layout(dataset, raw_dir, dataset_source)
     return build_index(
         scan,
@@ -59,6 +77,7 @@ def build_image_index(
         allow_missing=ingestion["allow_missing"],
         max_images_per_class=max_images_per_class,
         decode_workers=ingestion["decode_workers"],
+        size_check=size_check,
     )
 
 

@@ -27,6 +27,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:ingestion",
                     "params:dataset_source",
                     "params:max_images_per_class",
+                    "params:feature_extraction.resize",
                 ],
                 outputs=["image_index", "ingestion_rejects"],
                 name="build_image_index",
