@@ -210,12 +210,12 @@ def test_a_network_without_derived_receptive_fields_shows_whole_images(
 ):
     """A graph network (depthwise convolutions, residual additions) still gets its figures."""
 
-    def not_a_plain_stack(model):
+    def not_a_plain_stack(model, input_size):
         raise ValueError("layer 'block1a_dwconv' (DepthwiseConv2D): unknown effect")
 
-    monkeypatch.setattr(feature_visualisation, "spatial_ops_from_keras", not_a_plain_stack)
+    monkeypatch.setattr(feature_visualisation, "fields_by_layer", not_a_plain_stack)
     raw_dir, image_index, dks = dataset
     with caplog.at_level(logging.WARNING):
         written = _run(raw_dir, image_index, dks, PARAMS, tmp_path / "figures")
     assert len(written) == 2 and all(_pixels(path).std() > 20 for path in written)
-    assert "receptive fields not derived (layer 'block1a_dwconv'" in caplog.text
+    assert "no receptive fields (layer 'block1a_dwconv'" in caplog.text
