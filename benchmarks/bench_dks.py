@@ -253,7 +253,7 @@ def scipy_comparison(values, labels, names, workers, n_pairs, rng):
     return scipy_rate, exact_rate, previous_rate, magnitude, sign_differences, previous_difference
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--quick", action="store_true", help="10,000 x 1,024 x 200 instead of ImageNet scale"
@@ -263,55 +263,50 @@ def main() -> None:
     )
     parser.add_argument("--scaling", action="store_true", help="also time 9 other sizes")
     parser.add_argument("--no-kl", action="store_true", help="skip the KL / Bhattacharyya timing")
-    args = parser.parse_args()
-    sys.stdout.reconfigure(line_buffering=True)  # progress shows when piped to a file
-    n_images, n_features, n_classes = (
-        (10_000, 1_024, 200) if args.quick else (50_000, 12_416, 1_000)
-    )
-    rng = np.random.default_rng(1)
-    print(
-        f"DKS benchmark: {n_images:,} images x {n_features:,} features x {n_classes:,} classes "
-        f"({n_features * n_classes:,} pairs), {args.workers} thread(s), {os.cpu_count()} CPU(s); "
-        f"load average {load()}"
-    )
-    values, labels, names = synthetic(n_images, n_features, n_classes)
-    # First calls compile the kernels (or load them from numba's cache): not part of the timings.
+    return parser.parse_args()
+
+
+def compile_kernels(values, labels, names) -> None:
+    """First calls compile the kernels (or load them from numba's cache): not part of the timings."""
     signed_ks_labellings(values[:, :2], [labels, labels], names, bins=100, workers=1)
     signed_ks_labellings(values[:, :2], [labels, labels], names, bins=None, workers=1)
     histogram_distances(values[:, :2], labels, names, bins=100, workers=1)
-    input_bytes = values.nbytes
-    print(f"Input matrix: {input_bytes / GIB:.2f} GiB float32")
-    pairs = n_features * n_classes
-    walls = {}
-    for bins in (100, None):
-        memory = PeakMemory()
-        baseline = psutil.Process().memory_info().rss
-        memory.start()
-        start = time.perf_counter()
-        _, times, thresholds = dks_and_one_randomised_repetition(
-            values, labels, names, args.workers, bins
-        )
-        wall = walls[bins] = time.perf_counter() - start
-        peak_above = memory.peak() - baseline
-        mode = "binned (100 bins)" if bins else "exact (bins: null)"
-        print(f"\n{mode}: load average {load()}")
-        for stage, seconds in times.items():
-            print(f"  {stage:<34}{seconds:8.1f} s")
-        target = TARGET_SECONDS[bins]
-        print(
-            f"  DKS + one randomised repetition: {wall:.1f} s wall (target <= {target:.0f} s): "
-            f"{'PASS' if wall <= target else 'FAIL'}; "
-            f"{2 * pairs / times['dks + randomised dks (one pass)']:,.0f} pairs/s"
-        )
-        print(
-            f"  peak memory above the input ({memory.method}): {peak_above / GIB:.2f} GiB "
-            f"(target <= {TARGET_PEAK_GIB:.0f} GiB): "
-            f"{'PASS' if peak_above <= TARGET_PEAK_GIB * GIB else 'FAIL'}"
-        )
-        print(
-            f"  thresholds on these synthetic values: t+ = {thresholds[0]:.3f}, t- = {thresholds[1]:.3f}"
-        )
 
+
+def time_mode(values, labels, names, workers: int, bins: int | None) -> float:
+    """DKS + one randomised repetition in one mode, against the targets; returns its wall time."""
+    pairs = values.shape[1] * len(names)
+    memory = PeakMemory()
+    baseline = psutil.Process().memory_info().rss
+    memory.start()
+    start = time.perf_counter()
+    _, times, thresholds = dks_and_one_randomised_repetition(values, labels, names, workers, bins)
+    wall = time.perf_counter() - start
+    peak_above = memory.peak() - baseline
+    mode = "binned (100 bins)" if bins else "exact (bins: null)"
+    print(f"\n{mode}: load average {load()}")
+    for stage, seconds in times.items():
+        print(f"  {stage:<34}{seconds:8.1f} s")
+    target = TARGET_SECONDS[bins]
+    print(
+        f"  DKS + one randomised repetition: {wall:.1f} s wall (target <= {target:.0f} s): "
+        f"{'PASS' if wall <= target else 'FAIL'}; "
+        f"{2 * pairs / times['dks + randomised dks (one pass)']:,.0f} pairs/s"
+    )
+    print(
+        f"  peak memory above the input ({memory.method}): {peak_above / GIB:.2f} GiB "
+        f"(target <= {TARGET_PEAK_GIB:.0f} GiB): "
+        f"{'PASS' if peak_above <= TARGET_PEAK_GIB * GIB else 'FAIL'}"
+    )
+    print(
+        f"  thresholds on these synthetic values: t+ = {thresholds[0]:.3f}, t- = {thresholds[1]:.3f}"
+    )
+    return wall
+
+
+def report_speedups(values, labels, names, args, walls: dict, rng) -> None:
+    """The exact and binned modes' rates against ks_2samp per pair and the previous kernel."""
+    pairs = values.shape[1] * len(names)
     scipy_rate, exact_rate, previous_rate, magnitude, sign_differences, previous_difference = (
         scipy_comparison(values, labels, names, args.workers, 100 if args.quick else 200, rng)
     )
@@ -339,6 +334,25 @@ def main() -> None:
         f"  binned mode {binned_rate:,.0f} pairs/s = {speedup:,.0f}x ks_2samp "
         f"(target >= {TARGET_SPEEDUP:,.0f}x): {'PASS' if speedup >= TARGET_SPEEDUP else 'FAIL'}"
     )
+
+
+def main() -> None:
+    args = parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows when piped to a file
+    n_images, n_features, n_classes = (
+        (10_000, 1_024, 200) if args.quick else (50_000, 12_416, 1_000)
+    )
+    rng = np.random.default_rng(1)
+    print(
+        f"DKS benchmark: {n_images:,} images x {n_features:,} features x {n_classes:,} classes "
+        f"({n_features * n_classes:,} pairs), {args.workers} thread(s), {os.cpu_count()} CPU(s); "
+        f"load average {load()}"
+    )
+    values, labels, names = synthetic(n_images, n_features, n_classes)
+    compile_kernels(values, labels, names)
+    print(f"Input matrix: {values.nbytes / GIB:.2f} GiB float32")
+    walls = {bins: time_mode(values, labels, names, args.workers, bins) for bins in (100, None)}
+    report_speedups(values, labels, names, args, walls, rng)
 
     if not args.no_kl:
         start = time.perf_counter()

@@ -26,7 +26,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_feature_extraction import _setup, bare_seconds, pipeline_seconds  # noqa: E402
+from bench_feature_extraction import (  # noqa: E402
+    Extraction,
+    _setup,
+    bare_seconds,
+    pipeline_seconds,
+)
 
 CPU_BATCH, GPU_BATCH = 10, 64
 
@@ -76,18 +81,15 @@ def main() -> None:
     decode_ips = len(index) / (time.perf_counter() - start)
 
     bare_args = (extractor, spec, settings, args.crops, batch_size)
+    extraction = Extraction(backbone, spec, tuple(layers), settings, args.crops, batch_size, 64)
     bare_seconds(index.iloc[:1], raw, *bare_args)  # traced before timing
-    pipeline_seconds(
-        index.iloc[:1], raw, backbone, spec, layers, settings, args.crops, batch_size, 64
-    )
+    pipeline_seconds(index.iloc[:1], raw, extraction)
     pipeline_total = bare_total = 0.0
     ratios = []
     for number, part in enumerate(np.array_split(np.arange(len(index)), args.rounds)):
         chunk = index.iloc[part]
         bare = bare_seconds(chunk, raw, *bare_args) if number % 2 else 0.0
-        seconds, features = pipeline_seconds(
-            chunk, raw, backbone, spec, layers, settings, args.crops, batch_size, 64
-        )
+        seconds, features = pipeline_seconds(chunk, raw, extraction)
         if not number % 2:
             bare = bare_seconds(chunk, raw, *bare_args)
         pipeline_total, bare_total = pipeline_total + seconds, bare_total + bare

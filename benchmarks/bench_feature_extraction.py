@@ -25,7 +25,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -72,9 +74,20 @@ def _setup(count: int, source_model: str = "vgg16_imagenet", decode_workers: int
     return settings, spec, backbone, layers, raw, index
 
 
-def pipeline_seconds(
-    index, raw, backbone, spec, layers, settings, crops, batch_size, shard_size
-) -> tuple[float, int]:
+@dataclass(frozen=True)
+class Extraction:
+    """What one timed pipeline run extracts with: the prepared model (`_setup`) and its batching."""
+
+    backbone: Any
+    spec: Any
+    layers: tuple[str, ...]
+    settings: dict
+    crops: int
+    batch_size: int
+    shard_size: int
+
+
+def pipeline_seconds(index, raw, extraction: Extraction) -> tuple[float, int]:
     """Wall time of the whole extraction (plan, stream, shard writes) and the feature count."""
     from cnn_feature_behavior.extraction.embedding_store import ShardedEmbeddingDataset
     from cnn_feature_behavior.extraction.stream import (
@@ -88,9 +101,16 @@ def pipeline_seconds(
         plan, manifest = plan_embedding(
             index,
             raw,
-            SourceModel("benchmark", spec, backbone, tuple(layers)),
+            SourceModel(
+                "benchmark", extraction.spec, extraction.backbone, tuple(extraction.layers)
+            ),
             ExtractionSettings.from_params(
-                crops, {**settings, "batch_size": batch_size, "shard_size": shard_size}
+                extraction.crops,
+                {
+                    **extraction.settings,
+                    "batch_size": extraction.batch_size,
+                    "shard_size": extraction.shard_size,
+                },
             ),
         )
         ShardedEmbeddingDataset(path=folder).save(plan)
@@ -132,7 +152,11 @@ def memory_child(
 ) -> dict:
     """Peak RSS of one whole extraction of `count` images, in a process of its own."""
     settings, spec, backbone, layers, raw, index = _setup(count, source_model, workers)
-    pipeline_seconds(index, raw, backbone, spec, layers, settings, crops, batch_size, shard_size)
+    pipeline_seconds(
+        index,
+        raw,
+        Extraction(backbone, spec, tuple(layers), settings, crops, batch_size, shard_size),
+    )
     return {
         "images": count,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -156,7 +180,7 @@ def speed_child(
     from cnn_feature_behavior.extraction.stream import build_extractor
 
     settings, spec, backbone, layers, raw, index = _setup(count, source_model, workers)
-    args = (backbone, spec, layers, settings, crops, batch_size)
+    extraction = Extraction(backbone, spec, tuple(layers), settings, crops, batch_size, shard_size)
     # The bare side gets one model, traced before any timing: the pipeline's own model building
     # and tracing count against the pipeline, unless `warm` (steady state: one untimed pipeline
     # run on one image first, its seconds reported as `warm_up_s`).
@@ -165,14 +189,14 @@ def speed_child(
     bare_seconds(index.iloc[:1], raw, *bare_args)
     warm_up = 0.0
     if warm:
-        warm_up = pipeline_seconds(index.iloc[:1], raw, *args, shard_size)[0]
+        warm_up = pipeline_seconds(index.iloc[:1], raw, extraction)[0]
     pipeline_total = bare_total = 0.0
     round_ratios = []
     features = 0
     for number, part in enumerate(np.array_split(np.arange(count), rounds)):
         chunk = index.iloc[part]
         bare = bare_seconds(chunk, raw, *bare_args) if number % 2 else 0.0
-        seconds, features = pipeline_seconds(chunk, raw, *args, shard_size)
+        seconds, features = pipeline_seconds(chunk, raw, extraction)
         if not number % 2:
             bare = bare_seconds(chunk, raw, *bare_args)
         pipeline_total += seconds

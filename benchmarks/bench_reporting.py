@@ -4,15 +4,18 @@ ImageNet-sized synthetic inputs (1,000 classes, 12,416 features, 50,000 images; 
 the cross-dataset figures) go through the reporting nodes; each figure is rendered as PNG once
 for the HTML (html_dpi) and once as the catalog writes it (130 dpi). Prints seconds per step and
 the cost of Figure 9 at 1,000 classes relative to 10 classes (one LineCollection per label set,
-so it should grow far less than 100x).
+so it should grow far less than 100x). The tables come from the reporting tests' builder
+(tests/builders/report_synthetic.py) where it has them.
 
     python benchmarks/bench_reporting.py
 """
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +35,18 @@ from cnn_feature_behavior.pipelines.reporting import nodes
 from cnn_feature_behavior.reporting.figures import class_counts_figure, inner_outer_distributions
 from cnn_feature_behavior.reporting.report import figure_png
 
+# The synthetic study the reporting tests use, here at ImageNet scale.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from builders.report_synthetic import (  # noqa: E402
+    class_counts_table,
+    dks_histograms_table,
+    synthetic_embedding_maps,
+    synthetic_transfer_results,
+)
+
 LAYERS = [paper_layer_name(name) for name in conv_layer_names("vgg16")] + ["fc6", "fc7"]
 WIDTHS = [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512, 4096, 4096]
+KINDS = {layer: "conv" if layer.startswith("conv") else "fc" for layer in LAYERS}
 DATASETS = {
     "imagenet": 50,
     "cub200": 59,
@@ -47,48 +60,20 @@ DATASETS = {
     "catsdogs": 199,
     "food101": 250,
 }
+N_CLASSES, N_IMAGES = 1000, 50_000
 FILE_DPI, HTML_DPI = 130, 90
+SOURCE = "vgg16_imagenet"
 
 
-def class_counts(n_classes: int, rng: np.random.Generator) -> pd.DataFrame:
-    grid = np.round(np.arange(0, 1.001, 0.01), 2)
-    frames = []
-    for side, xs in (("positive", grid), ("negative", -grid[::-1])):
-        for labels, scale in (("real", 0.5), ("randomised", 0.15)):
-            reach = rng.uniform(0.5, 1.5, n_classes) * scale
-            counts = (6000 * np.clip(1 - np.abs(xs)[None] / reach[:, None], 0, None)).astype(int)
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "side": side,
-                        "x": np.tile(xs, n_classes),
-                        "labels": labels,
-                        "class": np.repeat(np.arange(n_classes), len(xs)),
-                        "count": counts.ravel(),
-                    }
-                )
-            )
-    return pd.concat(frames, ignore_index=True)
-
-
-def histograms(dataset: str, rng: np.random.Generator) -> pd.DataFrame:
-    edges = np.linspace(-1, 1, 101)
-    centres = (edges[:-1] + edges[1:]) / 2
-    frames = []
-    for group in [*LAYERS, "conv", "fc"]:
-        density = np.exp(-((np.abs(centres) - rng.uniform(0.15, 0.3)) ** 2) / 0.005)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "dataset": dataset,
-                    "group": group,
-                    "bin_left": edges[:-1],
-                    "bin_right": edges[1:],
-                    "percent": 100 * density / density.sum(),
-                }
-            )
-        )
-    return pd.concat(frames, ignore_index=True)
+def dks_table(rng: np.random.Generator, features: list[str], classes: list[str], spread: float):
+    """A dks table of uniform values in (-spread, spread)."""
+    dks = pd.DataFrame(
+        rng.uniform(-spread, spread, (len(features), len(classes))).astype(np.float32),
+        columns=classes,
+        index=pd.Index(features, name="feature"),
+    )
+    dks.insert(0, "layer", [name.split("/")[0] for name in features])
+    return dks
 
 
 def layer_summary(dataset: str, mean_images: float, rng: np.random.Generator) -> pd.DataFrame:
@@ -111,90 +96,32 @@ def layer_summary(dataset: str, mean_images: float, rng: np.random.Generator) ->
     return pd.DataFrame(rows)
 
 
-def transfer_results(rng: np.random.Generator, repetitions: int = 3) -> pd.DataFrame:
-    """A transfer_results table: every layer, the full network, the FNE and both curves."""
-    conv = [layer for layer in LAYERS if layer.startswith("conv")]
-    configurations = [("layer", layer, None, None, 512) for layer in conv]
-    configurations += [("full_network", None, None, None, 4224), ("fne", None, None, None, 4224)]
-    for embedding in ("full_network", "fne"):
-        for selection in ("dks_count", "random"):
-            for fraction in (0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0):
-                configurations.append(
-                    (embedding, None, selection, fraction, round(fraction * 4224))
-                )
-    rows = [
-        {
-            "dataset": "imagenet",
-            "source_model": "vgg16_imagenet",
-            "embedding": embedding,
-            "layer": layer,
-            "selection": selection,
-            "fraction": fraction,
-            "n_features": n_features,
-            "split_source": "seeded",
-            "repetition": repetition,
-            "classifier": "logistic_regression",
-            "regularisation_c": 0.01,
-            "n_train": 25000,
-            "n_test": 25000,
-            "accuracy": rng.uniform(0.2, 0.8),
-            "mean_per_class_accuracy": rng.uniform(0.2, 0.8),
-        }
-        for embedding, layer, selection, fraction, n_features in configurations
-        for repetition in range(repetitions)
-    ]
-    return pd.DataFrame(rows)
+@dataclass
+class Study:
+    """One ImageNet-sized dataset's reporting inputs, and the cross-dataset tables of 11."""
+
+    features: list[str]
+    dks: pd.DataFrame
+    image_index: pd.DataFrame
+    embedding: ShardedEmbeddingDataset
+    stored: list[str]
+    chosen: str
+    counts: pd.DataFrame
+    thresholds: pd.DataFrame
+    davg: pd.DataFrame
+    kept: pd.DataFrame
+    properties: pd.DataFrame
+    summaries: dict[str, pd.DataFrame]
+    histograms: dict[str, pd.DataFrame]
+    study_thresholds: pd.DataFrame
+    fit: pd.DataFrame
+    transfer: pd.DataFrame
 
 
-def embedding_maps(rng: np.random.Generator, n_classes: int, n_images: int) -> pd.DataFrame:
-    """An embedding_maps table of the four default embeddings."""
-    labels = np.arange(n_images) % n_classes
-    return pd.concat(
-        [
-            pd.DataFrame(
-                {
-                    "dataset": "imagenet",
-                    "source_model": "vgg16_imagenet",
-                    "embedding": name,
-                    "image_id": [f"img_{i}" for i in range(n_images)],
-                    "label": labels,
-                    "class_name": [f"class_{k}" for k in labels],
-                    "x": rng.normal(size=n_images) + labels % 37,
-                    "y": rng.normal(size=n_images) + labels // 37,
-                }
-            )
-            for name in ("conv3_3", "conv5_3", "full_network", "fne")
-        ],
-        ignore_index=True,
-    )
-
-
-def timed(label: str, results: dict, function, *args):
-    start = time.perf_counter()
-    value = function(*args)
-    results[label] = time.perf_counter() - start
-    return value
-
-
-def render(figure) -> None:
-    figure_png(figure, HTML_DPI)
-    figure_png(figure, FILE_DPI)
-
-
-def main(workdir: str) -> None:
-    rng = np.random.default_rng(0)
-    n_classes, n_images = 1000, 50_000
-    features = [f"{layer}/n{f}" for layer, width in zip(LAYERS, WIDTHS) for f in range(width)]
-    classes = [f"class {k}" for k in range(n_classes)]
-    dks = pd.DataFrame(
-        rng.uniform(-0.5, 0.5, (len(features), n_classes)).astype(np.float32),
-        columns=classes,
-        index=pd.Index(features, name="feature"),
-    )
-    dks.insert(0, "layer", [name.split("/")[0] for name in features])
-    labels = np.repeat(np.arange(n_classes), n_images // n_classes)
-    image_ids = [f"img_{i:05d}" for i in range(n_images)]
-    image_index = pd.DataFrame(
+def image_index_of(classes: list[str]) -> pd.DataFrame:
+    labels = np.repeat(np.arange(len(classes)), N_IMAGES // len(classes))
+    image_ids = [f"img_{i:05d}" for i in range(N_IMAGES)]
+    return pd.DataFrame(
         {
             "image_id": image_ids,
             "path": [f"{i}.jpg" for i in image_ids],
@@ -202,11 +129,18 @@ def main(workdir: str) -> None:
             "class_name": [classes[k] for k in labels],
         }
     )
-    # A slice of the embedding (256 of its 12,416 columns) in 10 shards, to time Figure 1's
-    # one-column read against loading the whole table.
+
+
+def stored_embedding(
+    workdir: str, features: list[str], image_index: pd.DataFrame, dks: pd.DataFrame, rng
+) -> tuple[ShardedEmbeddingDataset, list[str], str]:
+    """A slice of the embedding (256 of its 12,416 columns) in 10 shards, to time Figure 1's
+    one-column read against loading the whole table; class 7 responds to the chosen column."""
     stored = features[4992:5248]
     chosen = stored[8]
-    block = rng.gamma(2.0, size=(n_images, len(stored))).astype(np.float32)
+    labels = image_index["label"].to_numpy()
+    image_ids = list(image_index["image_id"])
+    block = rng.gamma(2.0, size=(N_IMAGES, len(stored))).astype(np.float32)
     block[labels == 7, 8] += 3.0
     dks.loc[chosen, "class 7"] = inner_outer_distributions(block[:, 8], labels == 7, 100).signed_dks
     shards = tuple(
@@ -221,12 +155,16 @@ def main(workdir: str) -> None:
             lambda todo: ((shard, block[int(shard.name[-5:]) * 5000 :][:5000]) for shard in todo),
         )
     )
-    counts = class_counts(n_classes, rng)
+    return embedding, stored, chosen
+
+
+def calibration_tables() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The thresholds row, davg curve and layer_kept table of one dataset."""
     thresholds = pd.DataFrame(
         [
             {
                 "dataset": "imagenet",
-                "source_model": "vgg16_imagenet",
+                "source_model": SOURCE,
                 "t_plus": 0.15,
                 "davg_t_plus": 3100.0,
                 "t_minus": -0.121,
@@ -261,6 +199,14 @@ def main(workdir: str) -> None:
             for side in ("positive", "negative", "both")
         ]
     )
+    return thresholds, davg, kept
+
+
+def cross_dataset_tables(dks: pd.DataFrame, features: list[str], rng) -> dict:
+    """The 11 datasets' properties, layer summaries and histograms, and the threshold fit.
+
+    ImageNet's histograms come from its full dks table; the other datasets' from 50 classes.
+    """
     properties = pd.DataFrame(
         [
             {
@@ -274,8 +220,13 @@ def main(workdir: str) -> None:
             for name, m in DATASETS.items()
         ]
     )
-    summaries = {name: layer_summary(name, m, rng) for name, m in DATASETS.items()}
-    all_histograms = {name: histograms(name, rng) for name in DATASETS}
+    fifty = [f"class {k}" for k in range(50)]
+    histograms = {
+        name: dks_histograms_table(
+            dks if name == "imagenet" else dks_table(rng, features, fifty, 0.5), name, KINDS
+        )
+        for name in DATASETS
+    }
     study_thresholds = pd.DataFrame(
         {"dataset": list(DATASETS), "mean_images_per_class": list(DATASETS.values())}
     )
@@ -287,18 +238,72 @@ def main(workdir: str) -> None:
             for t, s in (("t_plus", 1), ("t_minus", -0.8))
         ]
     )
+    return {
+        "properties": properties,
+        "summaries": {name: layer_summary(name, m, rng) for name, m in DATASETS.items()},
+        "histograms": histograms,
+        "study_thresholds": study_thresholds,
+        "fit": fit,
+    }
 
-    process = psutil.Process()
-    times: dict[str, float] = {}
-    total_start = time.perf_counter()
-    figures_made = {
+
+def build_study(workdir: str) -> Study:
+    rng = np.random.default_rng(0)
+    features = [f"{layer}/n{f}" for layer, width in zip(LAYERS, WIDTHS) for f in range(width)]
+    classes = [f"class {k}" for k in range(N_CLASSES)]
+    dks = dks_table(rng, features, classes, 0.5)
+    image_index = image_index_of(classes)
+    embedding, stored, chosen = stored_embedding(workdir, features, image_index, dks, rng)
+    # Randomised labels give DKS values nearer zero than the real ones.
+    randomised = dks_table(rng, features, classes, 0.15)
+    counts = pd.concat(
+        [class_counts_table(dks, "real"), class_counts_table(randomised, "randomised")],
+        ignore_index=True,
+    )
+    thresholds, davg, kept = calibration_tables()
+    return Study(
+        features=features,
+        dks=dks,
+        image_index=image_index,
+        embedding=embedding,
+        stored=stored,
+        chosen=chosen,
+        counts=counts,
+        thresholds=thresholds,
+        davg=davg,
+        kept=kept,
+        **cross_dataset_tables(dks, features, rng),
+        transfer=synthetic_transfer_results(dataset="imagenet", source_model=SOURCE),
+    )
+
+
+def timed(label: str, results: dict, function, *args):
+    start = time.perf_counter()
+    value = function(*args)
+    results[label] = time.perf_counter() - start
+    return value
+
+
+def render(figure) -> None:
+    figure_png(figure, HTML_DPI)
+    figure_png(figure, FILE_DPI)
+
+
+def loaders(tables: dict[str, pd.DataFrame]) -> dict:
+    """Partitioned-dataset style: each table behind a load function."""
+    return {name: (lambda t=t: t) for name, t in tables.items()}
+
+
+def draw_dataset_figures(study: Study, times: dict) -> dict:
+    """The dataset report's figures of one dataset, each timed as drawn."""
+    return {
         "figure 1": timed(
             "figure 1 (draw)",
             times,
             nodes.plot_feature_class_pair,
-            dks,
-            embedding,
-            image_index,
+            study.dks,
+            study.embedding,
+            study.image_index,
             {"feature": None, "class_name": None},
             100,
             "imagenet",
@@ -307,131 +312,162 @@ def main(workdir: str) -> None:
             "figure 6, 11 datasets (draw)",
             times,
             nodes.plot_dks_histograms_across_datasets,
-            {name: (lambda t=t: t) for name, t in all_histograms.items()},
-            all_histograms["imagenet"],
-            properties,
+            loaders(study.histograms),
+            study.histograms["imagenet"],
+            study.properties,
             "imagenet",
-            "vgg16_imagenet",
+            SOURCE,
         ),
         "figure 9": timed(
             "figure 9, 1,000 classes (draw)",
             times,
             nodes.plot_class_counts,
-            counts,
-            thresholds,
+            study.counts,
+            study.thresholds,
             "imagenet",
-            "vgg16_imagenet",
+            SOURCE,
         ),
         "davg": timed(
             "davg (draw)",
             times,
             nodes.plot_davg_curve,
-            davg,
-            thresholds,
+            study.davg,
+            study.thresholds,
             "imagenet",
-            "vgg16_imagenet",
+            SOURCE,
         ),
         "figure 10": timed(
-            "figure 10 (draw)", times, nodes.plot_layer_kept, kept, "imagenet", "vgg16_imagenet"
+            "figure 10 (draw)", times, nodes.plot_layer_kept, study.kept, "imagenet", SOURCE
         ),
+    }
+
+
+def draw_study_figures(study: Study, times: dict) -> dict:
+    """The cross-dataset figures over the 11 datasets, each timed as drawn."""
+    return {
         "figure 5": timed(
             "figure 5, 11 datasets (draw)",
             times,
             nodes.plot_layer_summary_across_datasets,
-            {name: (lambda t=t: t) for name, t in summaries.items()},
-            summaries["imagenet"],
+            loaders(study.summaries),
+            study.summaries["imagenet"],
             "imagenet",
-            "vgg16_imagenet",
+            SOURCE,
         ),
         "figure 8": timed(
             "figure 8, 11 datasets (draw)",
             times,
             nodes.plot_fc_histograms_by_overlap,
-            {name: (lambda t=t: t) for name, t in all_histograms.items()},
-            all_histograms["imagenet"],
-            properties,
+            loaders(study.histograms),
+            study.histograms["imagenet"],
+            study.properties,
             {
                 "(a)": ["imagenet", "stanforddogs", "catsdogs", "caltech101", "caltech256"],
                 "(b)": ["cub200", "flowers102", "food101"],
                 "(c)": ["wood", "mit67", "textures"],
             },
             "imagenet",
-            "vgg16_imagenet",
+            SOURCE,
         ),
         "threshold fit": timed(
             "threshold fit (draw)",
             times,
             nodes.plot_threshold_fit,
-            study_thresholds,
-            fit,
-            "vgg16_imagenet",
+            study.study_thresholds,
+            study.fit,
+            SOURCE,
         ),
     }
-    transfer = transfer_results(rng)
-    figures_made["transfer per layer"] = timed(
-        "transfer accuracy per layer (draw)",
-        times,
-        nodes.plot_transfer_by_layer,
-        transfer,
-        "imagenet",
-        "vgg16_imagenet",
+
+
+def draw_transfer_figures(study: Study, times: dict) -> dict:
+    """The transfer section's figures, each timed as drawn."""
+    maps = synthetic_embedding_maps(
+        dataset="imagenet", source_model=SOURCE, n_classes=N_CLASSES, images_per_class=2
     )
-    figures_made["transfer curve"] = timed(
-        "transfer accuracy against features kept (draw)",
-        times,
-        nodes.plot_transfer_curve,
-        transfer,
+    return {
+        "transfer per layer": timed(
+            "transfer accuracy per layer (draw)",
+            times,
+            nodes.plot_transfer_by_layer,
+            study.transfer,
+            "imagenet",
+            SOURCE,
+        ),
+        "transfer curve": timed(
+            "transfer accuracy against features kept (draw)",
+            times,
+            nodes.plot_transfer_curve,
+            study.transfer,
+            "imagenet",
+            SOURCE,
+        ),
+        "embedding maps": timed(
+            "embedding maps, 4 x 2,000 points, 1,000 classes (draw)",
+            times,
+            nodes.plot_embedding_maps,
+            maps,
+            "imagenet",
+            SOURCE,
+        ),
+    }
+
+
+def write_report(study: Study, figures: dict):
+    return nodes.write_dataset_report(
+        study.properties.iloc[[0]],
+        study.thresholds,
+        study.histograms["imagenet"],
+        study.transfer,
+        {"html_dpi": HTML_DPI},
         "imagenet",
-        "vgg16_imagenet",
+        SOURCE,
+        figure_1=figures["figure 1"],
+        figure_6=figures["figure 6"],
+        figure_9=figures["figure 9"],
+        davg=figures["davg"],
+        figure_10=figures["figure 10"],
+        top_features={},
+        transfer_by_layer=figures["transfer per layer"],
+        transfer_curve=figures["transfer curve"],
+        embedding_maps=figures["embedding maps"],
     )
-    figures_made["embedding maps"] = timed(
-        "embedding maps, 4 x 2,000 points, 1,000 classes (draw)",
-        times,
-        nodes.plot_embedding_maps,
-        embedding_maps(rng, 1000, 2000),
-        "imagenet",
-        "vgg16_imagenet",
-    )
-    for name, figure in figures_made.items():
+
+
+def seconds_of(function, *args) -> float:
+    start = time.perf_counter()
+    function(*args)
+    return time.perf_counter() - start
+
+
+def figure_9_seconds(study: Study) -> tuple[float, float]:
+    """Figure 9 drawn and rendered at 10 classes and at 1,000."""
+    small = study.counts[study.counts["class"] < 10]
+
+    def draw_and_render(counts: pd.DataFrame) -> None:
+        render(
+            class_counts_figure(counts, t_plus=0.15, t_minus=-0.12, dataset="d", source_model="m")
+        )
+
+    return seconds_of(draw_and_render, small), seconds_of(draw_and_render, study.counts)
+
+
+def main(workdir: str) -> None:
+    study = build_study(workdir)
+    process = psutil.Process()
+    times: dict[str, float] = {}
+    total_start = time.perf_counter()
+    figures = draw_dataset_figures(study, times) | draw_study_figures(study, times)
+    figures |= draw_transfer_figures(study, times)
+    for name, figure in figures.items():
         timed(f"{name} (render HTML + file PNG)", times, render, figure)
     report = timed(
-        "report assembly (Markdown + HTML, 8 figures)",
-        times,
-        lambda: nodes.write_dataset_report(
-            properties.iloc[[0]],
-            thresholds,
-            all_histograms["imagenet"],
-            transfer,
-            {"html_dpi": HTML_DPI},
-            "imagenet",
-            "vgg16_imagenet",
-            figure_1=figures_made["figure 1"],
-            figure_6=figures_made["figure 6"],
-            figure_9=figures_made["figure 9"],
-            davg=figures_made["davg"],
-            figure_10=figures_made["figure 10"],
-            top_features={},
-            transfer_by_layer=figures_made["transfer per layer"],
-            transfer_curve=figures_made["transfer curve"],
-            embedding_maps=figures_made["embedding maps"],
-        ),
+        "report assembly (Markdown + HTML, 8 figures)", times, write_report, study, figures
     )
     total = time.perf_counter() - total_start
-
-    start = time.perf_counter()
-    embedding.load_columns([chosen])
-    one_column = time.perf_counter() - start
-    start = time.perf_counter()
-    embedding.load()
-    all_columns = time.perf_counter() - start
-
-    small = class_counts(10, rng)
-    start = time.perf_counter()
-    render(class_counts_figure(small, t_plus=0.15, t_minus=-0.12, dataset="d", source_model="m"))
-    ten = time.perf_counter() - start
-    start = time.perf_counter()
-    render(class_counts_figure(counts, t_plus=0.15, t_minus=-0.12, dataset="d", source_model="m"))
-    thousand = time.perf_counter() - start
+    one_column = seconds_of(study.embedding.load_columns, [study.chosen])
+    all_columns = seconds_of(study.embedding.load)
+    ten, thousand = figure_9_seconds(study)
 
     width = max(len(label) for label in times)
     for label, seconds in times.items():
@@ -443,8 +479,8 @@ def main(workdir: str) -> None:
     )
     print(
         f"Figure 1's column of 50,000 images: {one_column:.3f} s, against {all_columns:.2f} s "
-        f"for all {len(stored)} stored columns ({all_columns / one_column:.0f}x; the real "
-        f"embedding has {len(features):,})"
+        f"for all {len(study.stored)} stored columns ({all_columns / one_column:.0f}x; the real "
+        f"embedding has {len(study.features):,})"
     )
     print(
         f"Figure 9 draw + render: 10 classes {ten:.2f} s, 1,000 classes {thousand:.2f} s, "

@@ -45,7 +45,8 @@ def _dks_table(
     return table
 
 
-def _histograms(dks: pd.DataFrame, dataset: str, kinds: dict[str, str]) -> pd.DataFrame:
+def dks_histograms_table(dks: pd.DataFrame, dataset: str, kinds: dict[str, str]) -> pd.DataFrame:
+    """A `dks_histograms` table of a dks table: one histogram per layer and per layer kind."""
     edges = np.linspace(-1, 1, BINS + 1)
     groups = {layer: dks.index[dks["layer"] == layer] for layer in pd.unique(dks["layer"])}
     for kind in pd.unique(pd.Series(list(kinds.values()))):
@@ -68,29 +69,35 @@ def _histograms(dks: pd.DataFrame, dataset: str, kinds: dict[str, str]) -> pd.Da
     return pd.concat(rows, ignore_index=True)
 
 
-def _class_counts(dks: pd.DataFrame, labels_kind: str) -> pd.DataFrame:
+def class_counts_table(dks: pd.DataFrame, labels_kind: str) -> pd.DataFrame:
+    """A `class_counts` table of a dks table: per class, the features beyond each x of the grid.
+
+    One sort per class and a binary search per grid point (not a comparison of every feature at
+    every x), so that the benchmark's 1,000 classes x 12,416 features build in seconds.
+    """
     values = dks.drop(columns="layer").to_numpy()
+    n_classes = values.shape[1]
+    columns = [np.sort(column[~np.isnan(column)]) for column in values.T]
     rows = []
     for side, grid in (
         ("positive", np.round(np.arange(0, 1.001, 0.01), 2)),
         ("negative", np.round(np.arange(-1, 0.001, 0.01), 2)),
     ):
-        for klass in range(values.shape[1]):
-            column = values[:, klass]
-            counts = [
-                (column > x).sum() if side == "positive" else (column < x).sum() for x in grid
-            ]
-            rows.append(
-                pd.DataFrame(
-                    {
-                        "side": side,
-                        "x": grid,
-                        "labels": labels_kind,
-                        "class": klass,
-                        "count": counts,
-                    }
-                )
+        if side == "positive":  # features > x
+            counts = [len(c) - np.searchsorted(c, grid, side="right") for c in columns]
+        else:  # features < x
+            counts = [np.searchsorted(c, grid, side="left") for c in columns]
+        rows.append(
+            pd.DataFrame(
+                {
+                    "side": side,
+                    "x": np.tile(grid, n_classes),
+                    "labels": labels_kind,
+                    "class": np.repeat(np.arange(n_classes), len(grid)),
+                    "count": np.concatenate(counts).astype(np.int64),
+                }
             )
+        )
     return pd.concat(rows, ignore_index=True)
 
 
@@ -137,7 +144,8 @@ def synthetic_study(
     )
 
     class_counts = pd.concat(
-        [_class_counts(dks, "real"), _class_counts(randomised, "randomised")], ignore_index=True
+        [class_counts_table(dks, "real"), class_counts_table(randomised, "randomised")],
+        ignore_index=True,
     )
     mean_counts = class_counts.groupby(["side", "x", "labels"])["count"].mean().unstack("labels")
     davg_curve = pd.DataFrame(
@@ -201,7 +209,7 @@ def synthetic_study(
         "embedding": embedding,
         "dks": dks,
         "dks_randomised": randomised,
-        "dks_histograms": _histograms(dks, dataset, kinds),
+        "dks_histograms": dks_histograms_table(dks, dataset, kinds),
         "dks_layer_summary": pd.DataFrame(summary_rows),
         "davg_curve": davg_curve,
         "class_counts": class_counts,

@@ -248,6 +248,10 @@ class TopActivation:
     value: float
 
 
+# Per layer: running (values, pool indices, flat positions), each (<= k, n_features).
+_RunningTop = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
 def top_activations(
     batches: Iterable[np.ndarray],
     activations: Callable[[np.ndarray], Mapping[str, np.ndarray]],
@@ -267,53 +271,75 @@ def top_activations(
     for feature in dict.fromkeys(features):
         by_layer.setdefault(feature.layer, []).append(feature)
     filters = {layer: np.array([f.filter for f in refs]) for layer, refs in by_layer.items()}
-    # Per layer: running (values, pool indices, flat positions), each (<= k, n_features).
-    best: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    best: dict[str, _RunningTop] = {}
     map_widths: dict[str, int | None] = {}
     seen = 0
     for batch in batches:
         outputs = activations(batch)
         for layer, layer_filters in filters.items():
-            if layer not in outputs:
-                raise KeyError(f"activations returned no output for layer {layer!r}")
-            out = np.asarray(outputs[layer])
-            if out.shape[0] != len(batch):
-                raise ValueError(f"layer {layer!r}: {out.shape[0]} outputs for {len(batch)} images")
-            if layer_filters.max() >= out.shape[-1]:
-                raise ValueError(
-                    f"layer {layer!r} has {out.shape[-1]} channels; filter {layer_filters.max()} "
-                    "was requested"
-                )
+            out = _layer_output(outputs, layer, layer_filters, len(batch))
             map_widths[layer] = out.shape[2] if out.ndim == 4 else None
-            flat = out[..., layer_filters].reshape(len(batch), -1, len(layer_filters))
-            positions = flat.argmax(axis=1)
-            values = np.take_along_axis(flat, positions[:, None, :], axis=1)[:, 0, :]
-            images = np.broadcast_to(np.arange(seen, seen + len(batch))[:, None], values.shape)
-            if layer in best:
-                old_values, old_images, old_positions = best[layer]
-                values = np.concatenate([old_values, values])
-                images = np.concatenate([old_images, images])
-                positions = np.concatenate([old_positions, positions])
-            # Stable sort on -value keeps earlier pool images first among equal values.
-            order = np.argsort(-values, axis=0, kind="stable")[:k]
-            best[layer] = tuple(
-                np.take_along_axis(a, order, axis=0) for a in (values, images, positions)
-            )
+            best[layer] = _merge_top(best.get(layer), out[..., layer_filters], seen, k)
         seen += len(batch)
     if not seen:
         raise ValueError("the reference pool yielded no images")
     result: dict[FeatureRef, list[TopActivation]] = {}
     for layer, refs in by_layer.items():
-        values, images, positions = best[layer]
-        width = map_widths[layer]
-        for column, feature in enumerate(refs):
-            tops = []
-            for value, image, position in zip(
-                values[:, column], images[:, column], positions[:, column]
-            ):
-                y, x = divmod(int(position), width) if width is not None else (None, None)
-                tops.append(TopActivation(int(image), y, x, float(value)))
-            result[feature] = tops
+        result |= _as_top_activations(refs, best[layer], map_widths[layer])
+    return result
+
+
+def _layer_output(
+    outputs: Mapping[str, np.ndarray], layer: str, layer_filters: np.ndarray, n_images: int
+) -> np.ndarray:
+    """The layer's output for a batch of `n_images`, checked against the requested filters."""
+    if layer not in outputs:
+        raise KeyError(f"activations returned no output for layer {layer!r}")
+    out = np.asarray(outputs[layer])
+    if out.shape[0] != n_images:
+        raise ValueError(f"layer {layer!r}: {out.shape[0]} outputs for {n_images} images")
+    if layer_filters.max() >= out.shape[-1]:
+        raise ValueError(
+            f"layer {layer!r} has {out.shape[-1]} channels; filter {layer_filters.max()} "
+            "was requested"
+        )
+    return out
+
+
+def _merge_top(running: _RunningTop | None, chosen: np.ndarray, seen: int, k: int) -> _RunningTop:
+    """The running top-k merged with a batch's per-image maxima of the chosen channels.
+
+    `chosen` is (batch, ..., n_features); `seen` is the pool index of the batch's first image.
+    """
+    n_images = len(chosen)
+    flat = chosen.reshape(n_images, -1, chosen.shape[-1])
+    positions = flat.argmax(axis=1)
+    values = np.take_along_axis(flat, positions[:, None, :], axis=1)[:, 0, :]
+    images = np.broadcast_to(np.arange(seen, seen + n_images)[:, None], values.shape)
+    if running is not None:
+        old_values, old_images, old_positions = running
+        values = np.concatenate([old_values, values])
+        images = np.concatenate([old_images, images])
+        positions = np.concatenate([old_positions, positions])
+    # Stable sort on -value keeps earlier pool images first among equal values.
+    order = np.argsort(-values, axis=0, kind="stable")[:k]
+    return tuple(np.take_along_axis(a, order, axis=0) for a in (values, images, positions))
+
+
+def _as_top_activations(
+    refs: Sequence[FeatureRef], best: _RunningTop, width: int | None
+) -> dict[FeatureRef, list[TopActivation]]:
+    """One layer's running top-k as TopActivations; flat positions become (y, x) on maps."""
+    values, images, positions = best
+    result = {}
+    for column, feature in enumerate(refs):
+        tops = []
+        for value, image, position in zip(
+            values[:, column], images[:, column], positions[:, column]
+        ):
+            y, x = divmod(int(position), width) if width is not None else (None, None)
+            tops.append(TopActivation(int(image), y, x, float(value)))
+        result[feature] = tops
     return result
 
 
