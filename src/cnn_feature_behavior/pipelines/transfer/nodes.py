@@ -72,12 +72,12 @@ def evaluate_transfer(
         seconds = evaluation.fitted["seconds"]
         logger.info(
             "transfer repetition %s: t+ = %.3f, t- = %.3f on the training images; %.0f s "
-            "(DKS ranking %.0f s, classifiers %.0f s)",
+            "(standardisation and DKS rankings %.0f s, classifiers %.0f s)",
             repetition,
             evaluation.fitted["t_plus"],
             evaluation.fitted["t_minus"],
             sum(seconds.values()),
-            seconds["dks_ranking"],
+            seconds["standardisation_and_dks_ranking"],
             seconds["classifiers"],
         )
         results = evaluation.results
