@@ -292,7 +292,7 @@ def test_pipeline_through_the_runner_writes_the_contract_table():
     pipeline = create_pipeline().only_nodes("transfer.split_images", "transfer.evaluate_transfer")
     SequentialRunner().run(pipeline, catalog)
     results = catalog.load("transfer_results")
-    from cnn_feature_behavior.reporting.transfer_summary import RESULT_COLUMNS as CONTRACT
+    from cnn_feature_behavior.reporting.transfer_summary import WRITTEN_COLUMNS as CONTRACT
     from cnn_feature_behavior.reporting.transfer_summary import check_results
 
     check_results(results)

@@ -32,6 +32,14 @@ RESULT_COLUMNS = (
 # Written since the transfer evaluation chooses between solvers; a table written before them
 # reads as its classifier's own solver with no edge flag.
 SOLVER_COLUMNS = ("solver", "c_at_grid_edge")
+# The columns as the transfer pipeline writes them.
+WRITTEN_COLUMNS = (
+    *RESULT_COLUMNS[: RESULT_COLUMNS.index("regularisation_c")],
+    "solver",
+    "regularisation_c",
+    "c_at_grid_edge",
+    *RESULT_COLUMNS[RESULT_COLUMNS.index("regularisation_c") + 1 :],
+)
 EMBEDDINGS = ("layer", "full_network", "fne")
 SELECTIONS = ("dks_count", "dks_mean_abs", "dks_cover", "random")
 DKS_SELECTIONS = ("dks_count", "dks_mean_abs", "dks_cover")

@@ -73,7 +73,7 @@ class ClassifierSettings:
     row_space: bool = True
     # Training images x features x classes up to which ridge_or_logistic also fits a logistic
     # regression.
-    logistic_budget: float = 2e8
+    logistic_budget: float = 2e7
     svc_c: float = 1.0
     svc_max_iter: int = 1000
 
@@ -378,10 +378,10 @@ def fit_linear_svc(data: ProbeData, settings: ClassifierSettings) -> FitResult:
     )
 
 
-def logistic_affordable(data: ProbeData, settings: ClassifierSettings) -> bool:
+def logistic_affordable(
+    n_images: int, n_features: int, n_classes: int, settings: ClassifierSettings
+) -> bool:
     """Whether ridge_or_logistic also fits a logistic regression on this embedding."""
-    n_classes = np.unique(data.train_labels).size
-    n_images, n_features = data.train_values.shape
     if use_row_space(n_images, n_features, settings):
         n_features = n_images
     return n_images * n_features * n_classes <= settings.logistic_budget
@@ -406,7 +406,8 @@ def fit_classifier(data: ProbeData, settings: ClassifierSettings) -> FitResult:
     if settings.classifier == LOGISTIC:
         return fit_logistic_regression(data, settings)
     fitted = fit_ridge(data, settings)
-    if settings.classifier == RIDGE_OR_LOGISTIC and logistic_affordable(data, settings):
+    shape = (*data.train_values.shape, np.unique(data.train_labels).size)
+    if settings.classifier == RIDGE_OR_LOGISTIC and logistic_affordable(*shape, settings):
         return better_of(fitted, fit_logistic_regression(data, settings))
     return fitted
 

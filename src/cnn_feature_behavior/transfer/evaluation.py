@@ -332,6 +332,18 @@ def probe_data(job: Job, fit: Prepared, train: Prepared, with_ridge: bool) -> Pr
     )
 
 
+def wants_other(job: Job, train: Prepared, settings: ClassifierSettings) -> bool:
+    """Whether a job gets a logistic regression or LinearSVC (beside ridge, or alone)."""
+    if settings.classifier in (LINEAR_SVC, LOGISTIC):
+        return True
+    if settings.classifier == RIDGE:
+        return False
+    n_all = len(train.standardisation.mean)
+    n_features = n_all if job.train_columns is None else job.train_columns.size
+    n_classes = np.unique(train.labels).size
+    return logistic_affordable(train.labels.size, n_features, n_classes, settings)
+
+
 def fit_jobs(
     jobs: Sequence[Job], fit: Prepared, train: Prepared, settings: TransferSettings
 ) -> dict[tuple, FitResult]:
@@ -358,13 +370,10 @@ def fit_jobs(
         others = {}
         with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=workers) as pool:
             for key, job in distinct.items():
-                data = probe_data(job, fit, train, False)
-                if chosen.classifier == LINEAR_SVC:
-                    others[key] = pool.submit(fit_linear_svc, data, chosen)
-                elif chosen.classifier == LOGISTIC or (
-                    chosen.classifier == RIDGE_OR_LOGISTIC and logistic_affordable(data, chosen)
-                ):
-                    others[key] = pool.submit(fit_logistic_regression, data, chosen)
+                if wants_other(job, train, chosen):
+                    data = probe_data(job, fit, train, False)
+                    solver = fit_linear_svc if chosen.classifier == LINEAR_SVC else None
+                    others[key] = pool.submit(solver or fit_logistic_regression, data, chosen)
             for key in distinct:
                 other = others[key].result() if key in others else None
                 ridge_fit = ridge_fits.get(key)
