@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cnn_feature_behavior.statistics import calibration
-from cnn_feature_behavior.statistics.dks import signed_ks
+from cnn_feature_behavior.statistics.dks import signed_ks_labellings
 
 RANKINGS = ("dks_count", "dks_mean_abs", "dks_cover")
 
@@ -70,18 +70,14 @@ def dks_ranking(
         names = [class_names[c] for c in missing[:10]]
         raise ValueError(f"{missing.size} class(es) have no training image: {names}")
 
-    def table(lab: np.ndarray, names: Sequence[str]) -> np.ndarray:
-        # float32, as the dks pipeline stores it and the calibration pipeline counts it.
-        return signed_ks(
-            train_values, lab, names, bins=bins, workers=workers, feature_names=feature_names
-        ).astype(np.float32)
-
-    dks = table(labels, class_names)
-    random_names = [f"random_{k}" for k in range(len(class_names))]
-    randomised = [
-        table(permuted, random_names)
-        for permuted in calibration.permuted_labels(labels, repetitions, seed)
-    ]
+    # One pass over the features for the real labels and their permutations; float32, as the
+    # dks pipeline stores it and the calibration pipeline counts it.
+    labellings = [labels, *calibration.permuted_labels(labels, repetitions, seed)]
+    tables = signed_ks_labellings(
+        train_values, labellings, class_names, bins=bins, workers=workers,
+        feature_names=feature_names,
+    ).astype(np.float32)  # fmt: skip
+    dks, randomised = tables[0], list(tables[1:])
     t_plus, t_minus = training_thresholds(dks, randomised, len(class_names))
     values = dks.astype(np.float64)
     passed = np.count_nonzero((values > t_plus) | (values < t_minus), axis=1)
