@@ -68,3 +68,21 @@ def test_ridge_probe_two_classes_and_chosen_c_on_the_held_out_part():
     assert result.solver == "ridge" and set(result.predictions) == {0, 1}
     assert np.mean(result.predictions == labels) > 0.8
     assert result.regularisation_c in result.holdout_accuracy
+
+
+def test_tiny_penalty_on_a_rank_deficient_kernel_still_solves():
+    # The centred kernel of n images has rank n - 1; at 1 / C = 1e-9 rounding can make the
+    # system indefinite for a Cholesky factorisation: the eigendecomposition takes over.
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(3), 10)
+    values = (rng.standard_normal((30, 400)) * 100).astype(np.float32)
+    system = RidgeSystem(RidgeData.of(values, labels, np.arange(3)), None)
+    assert not system.primal
+    weights, intercept = system.weights(1e9)
+    assert np.isfinite(weights).all() and np.isfinite(intercept).all()
+    predicted = np.argmax(values @ weights + intercept, axis=1)
+    assert np.mean(predicted == labels) == 1.0  # nearly interpolates the training images
+    eigen = system._eigen_solve(1.0)
+    np.testing.assert_allclose(
+        system.design.T.astype(np.float64) @ eigen, system.weights(1.0)[0], rtol=1e-6, atol=1e-9
+    )

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.linalg import cho_factor, cho_solve
+from scipy.linalg import LinAlgError, cho_factor, cho_solve, eigh
 
 
 @dataclass
@@ -76,19 +76,32 @@ class RidgeSystem:
         else:
             mean = data.mean if columns is None else data.mean[columns]
             self.design = design - mean.astype(np.float32)
-            self.matrix = np.asfortranarray(self.design @ self.design.T, dtype=np.float64)
+            # n <= d here: the float64 product is affordable, and its rounding does not make a
+            # rank-deficient kernel (centred: rank n - 1 at most) indefinite at small alpha.
+            design64 = self.design.astype(np.float64)
+            self.matrix = np.asfortranarray(design64 @ design64.T)
             self.right = data.targets
 
     def weights(self, c: float) -> tuple[np.ndarray, np.ndarray]:
         """(features, classes) weights on the embedding's values and the intercepts, for C."""
         system = self.matrix.copy(order="F")
         system.flat[:: system.shape[0] + 1] += 1.0 / float(c)
-        factor = cho_factor(system, lower=True, overwrite_a=True, check_finite=False)
-        solution = cho_solve(factor, self.right, check_finite=False)
+        try:
+            factor = cho_factor(system, lower=True, overwrite_a=True, check_finite=False)
+            solution = cho_solve(factor, self.right, check_finite=False)
+        except LinAlgError:
+            solution = self._eigen_solve(c)
         weights = solution if self.primal else self.design.T.astype(np.float64) @ solution
         mean = self.data.mean if self.columns is None else self.data.mean[self.columns]
         intercept = self.data.target_mean - mean @ weights
         return weights, intercept
+
+    def _eigen_solve(self, c: float) -> np.ndarray:
+        """(matrix + I / C)^-1 right through the eigendecomposition, eigenvalues clipped at 0:
+        where rounding leaves a (semi-definite) Gram matrix slightly indefinite at small 1 / C."""
+        eigenvalues, vectors = eigh(self.matrix, check_finite=False)
+        shifted = np.clip(eigenvalues, 0.0, None) + 1.0 / float(c)
+        return vectors @ ((vectors.T @ self.right) / shifted[:, None])
 
 
 def scores(values: np.ndarray, weights: np.ndarray, intercept: np.ndarray) -> np.ndarray:
