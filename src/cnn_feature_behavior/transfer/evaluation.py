@@ -39,7 +39,6 @@ from cnn_feature_behavior.transfer.classifier import (
     FitResult,
     ProbeData,
     accuracies,
-    better_of,
     c_grid,
     fit_linear_svc,
     fit_logistic_regression,
@@ -332,16 +331,16 @@ def probe_data(job: Job, fit: Prepared, train: Prepared, with_ridge: bool) -> Pr
     )
 
 
-def wants_other(job: Job, train: Prepared, settings: ClassifierSettings) -> bool:
-    """Whether a job gets a logistic regression or LinearSVC (beside ridge, or alone)."""
-    if settings.classifier in (LINEAR_SVC, LOGISTIC):
-        return True
-    if settings.classifier == RIDGE:
-        return False
+def solver_of(job: Job, train: Prepared, settings: ClassifierSettings) -> str:
+    """The solver that fits a job: the setting's, or for ridge_or_logistic the logistic
+    regression where affordable, ridge elsewhere."""
+    if settings.classifier != RIDGE_OR_LOGISTIC:
+        return settings.classifier
     n_all = len(train.standardisation.mean)
     n_features = n_all if job.train_columns is None else job.train_columns.size
     n_classes = np.unique(train.labels).size
-    return logistic_affordable(train.labels.size, n_features, n_classes, settings)
+    affordable = logistic_affordable(train.labels.size, n_features, n_classes, settings)
+    return LOGISTIC if affordable else RIDGE
 
 
 def fit_jobs(
@@ -350,8 +349,9 @@ def fit_jobs(
     """Each distinct job's fit, one kind of matrix at a time.
 
     Ridge runs job after job on every core's BLAS (one large factorisation at a time); logistic
-    regressions run one per core on one BLAS thread each: the solver's many small products spend
-    more time synchronising BLAS threads than computing (tenfold on a loaded machine).
+    regressions and LinearSVC run one per core on one BLAS thread each: the solver's many small
+    products spend more time synchronising BLAS threads than computing (tenfold on a loaded
+    machine).
     """
     chosen = settings.classifier
     workers = settings.workers or os.cpu_count() or 1
@@ -362,23 +362,22 @@ def fit_jobs(
                 prepared.make_fne()
                 prepared.drop(FULL_NETWORK)
         distinct = {job.key(): job for job in jobs if job.kind == kind}
-        ridge_fits: dict[tuple, FitResult] = {}
-        if chosen.classifier in (RIDGE, RIDGE_OR_LOGISTIC):
-            with threadpool_limits(limits=workers):
-                for key, job in distinct.items():
-                    ridge_fits[key] = fit_ridge(probe_data(job, fit, train, True), chosen)
-        others = {}
-        with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=workers) as pool:
+        solvers = {key: solver_of(job, train, chosen) for key, job in distinct.items()}
+        with threadpool_limits(limits=workers):
             for key, job in distinct.items():
-                if wants_other(job, train, chosen):
-                    data = probe_data(job, fit, train, False)
-                    solver = fit_linear_svc if chosen.classifier == LINEAR_SVC else None
-                    others[key] = pool.submit(solver or fit_logistic_regression, data, chosen)
-            for key in distinct:
-                other = others[key].result() if key in others else None
-                ridge_fit = ridge_fits.get(key)
-                both = ridge_fit is not None and other is not None
-                results[key] = better_of(ridge_fit, other) if both else (ridge_fit or other)
+                if solvers[key] == RIDGE:
+                    results[key] = fit_ridge(probe_data(job, fit, train, True), chosen)
+        with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=workers) as pool:
+            others = {
+                key: pool.submit(
+                    fit_linear_svc if solvers[key] == LINEAR_SVC else fit_logistic_regression,
+                    probe_data(job, fit, train, False),
+                    chosen,
+                )
+                for key, job in distinct.items()
+                if solvers[key] != RIDGE
+            }
+            results.update({key: future.result() for key, future in others.items()})
         for prepared in (fit, train):
             prepared.ridge.pop(kind, None)  # the Gram matrices of this kind
     return results
