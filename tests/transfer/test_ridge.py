@@ -86,3 +86,19 @@ def test_tiny_penalty_on_a_rank_deficient_kernel_still_solves():
     np.testing.assert_allclose(
         system.design.T.astype(np.float64) @ eigen, system.weights(1.0)[0], rtol=1e-6, atol=1e-9
     )
+
+
+def test_search_from_a_hint_finds_the_same_best_with_fewer_scores():
+    grid = tuple(10.0**k for k in range(-5, 3))
+    counted = {"middle": [], "hint": []}
+
+    def scorer(name):
+        def score(c: float) -> tuple[float, float]:
+            counted[name].append(c)
+            return -abs(np.log10(c) - 1.0), 0.0  # best at C = 10
+
+        return score
+
+    assert search_c(scorer("middle"), grid, 3)[0] == pytest.approx(10.0)
+    assert search_c(scorer("hint"), grid, 3, start=9.0)[0] == pytest.approx(10.0)
+    assert len(counted["hint"]) == 3 < len(counted["middle"])

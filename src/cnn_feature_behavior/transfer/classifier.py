@@ -72,6 +72,9 @@ class ClassifierSettings:
     holdout_fraction: float = 0.2
     max_iter: int = 1000
     tol: float = 1e-6
+    # The held-out fits that choose C stop earlier: they rank the C values, the refit is the
+    # result (converged, `tol`).
+    selection_tol: float = 1e-4
     row_space: bool = True
     # Training images x features x classes up to which ridge_or_logistic also fits a logistic
     # regression.
@@ -159,10 +162,11 @@ Key = tuple[float, float]
 
 
 def search_c(
-    score: Callable[[float], Key], grid: Sequence[float], widen: int
+    score: Callable[[float], Key], grid: Sequence[float], widen: int, start: float | None = None
 ) -> tuple[float, dict[float, Key], bool]:
-    """The C of the best held-out key: from the grid's middle towards the better neighbour while
-    it improves; past an edge the grid extends tenfold, `widen` times at most.
+    """The C of the best held-out key: from the grid's middle (or the grid value nearest
+    `start`, e.g. a similar embedding's choice) towards the better neighbour while it improves;
+    past an edge the grid extends tenfold, `widen` times at most.
 
     Returns (chosen C, every scored C's key, whether the choice is at the searched grid's edge).
     """
@@ -176,6 +180,8 @@ def search_c(
         return keys[c]
 
     best = len(grid) // 2
+    if start is not None:
+        best = int(np.argmin(np.abs(np.log(grid) - np.log(float(start)))))
     key_at(best)
     extended = {+1: 0, -1: 0}
     for step in (+1, -1):
@@ -199,8 +205,11 @@ def search_c(
     return chosen, keys, at_edge
 
 
-def fit_ridge(data: ProbeData, settings: ClassifierSettings) -> FitResult:
-    """Ridge on one-hot targets, C chosen on the held-out part, refitted on the training split."""
+def fit_ridge(
+    data: ProbeData, settings: ClassifierSettings, start: float | None = None
+) -> FitResult:
+    """Ridge on one-hot targets, C chosen on the held-out part (the search starting at `start`
+    where given), refitted on the training split."""
     start = time.perf_counter()
     classes = data.fit_ridge.data.classes
 
@@ -210,7 +219,7 @@ def fit_ridge(data: ProbeData, settings: ClassifierSettings) -> FitResult:
             ridge.scores(data.held_values, weights, intercept), classes, data.held_labels
         )
 
-    chosen, keys, at_edge = search_c(score, settings.ridge_c_grid, settings.widen)
+    chosen, keys, at_edge = search_c(score, settings.ridge_c_grid, settings.widen, start)
     selected = time.perf_counter()
     weights, intercept = data.train_ridge.weights(chosen)
     scored = ridge.scores(data.test_values, weights, intercept)
@@ -281,7 +290,9 @@ def multinomial_coef(coef: np.ndarray) -> np.ndarray:
 class _Probe:
     """Logistic regression on one training matrix, in its row space where that saves."""
 
-    def __init__(self, values: np.ndarray, labels: np.ndarray, settings: ClassifierSettings):
+    def __init__(
+        self, values: np.ndarray, labels: np.ndarray, settings: ClassifierSettings, tol=None
+    ):
         self.values, self.labels, self.settings = values, labels, settings
         if use_row_space(*values.shape, settings):
             gram = values.astype(np.float64) @ values.T.astype(np.float64)
@@ -289,7 +300,7 @@ class _Probe:
         else:
             self.design, self.to_weights, self.from_weights = values, None, None
         self.model = LogisticRegression(
-            C=1.0, max_iter=settings.max_iter, tol=settings.tol, warm_start=True
+            C=1.0, max_iter=settings.max_iter, tol=tol or settings.tol, warm_start=True
         )
 
     def start_from(self, weights: np.ndarray, intercept: np.ndarray) -> None:
@@ -337,7 +348,7 @@ class _Probe:
 def fit_logistic_regression(data: ProbeData, settings: ClassifierSettings) -> FitResult:
     """Choose C on the held-out part, refit on the whole training split, predict the test."""
     start = time.perf_counter()
-    probe = _Probe(data.fit_values, data.fit_labels, settings)
+    probe = _Probe(data.fit_values, data.fit_labels, settings, tol=settings.selection_tol)
     weights_at: dict[float, tuple[np.ndarray, np.ndarray]] = {}
 
     def score(c: float) -> Key:

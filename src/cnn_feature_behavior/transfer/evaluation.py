@@ -97,6 +97,7 @@ _CLASSIFIER_KEYS = {
         "c_grid": "c_grid",
         "max_iter": "max_iter",
         "tol": "tol",
+        "selection_tol": "selection_tol",
         "row_space": "row_space",
         "budget": "logistic_budget",
     },
@@ -364,9 +365,14 @@ def fit_jobs(
         distinct = {job.key(): job for job in jobs if job.kind == kind}
         solvers = {key: solver_of(job, train, chosen) for key, job in distinct.items()}
         with threadpool_limits(limits=workers):
+            # Each search starts at the previous embedding's choice (the jobs come in families:
+            # layers, then each curve): about three factorisations per embedding, not six.
+            start = None
             for key, job in distinct.items():
                 if solvers[key] == RIDGE:
-                    results[key] = fit_ridge(probe_data(job, fit, train, True), chosen)
+                    data = probe_data(job, fit, train, True)
+                    results[key] = fit_ridge(data, chosen, start)
+                    start = results[key].regularisation_c
         with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=workers) as pool:
             others = {
                 key: pool.submit(
