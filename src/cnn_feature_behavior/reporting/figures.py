@@ -752,7 +752,12 @@ def threshold_fit_figure(
 
 # --- Transfer: accuracy per layer, accuracy against features kept, 2-D maps ----------------------
 
-SELECTION_COLOURS = {"dks_count": "tab:blue", "dks_mean_abs": "tab:purple", "random": "tab:gray"}
+SELECTION_COLOURS = {
+    "dks_count": "tab:blue",
+    "dks_mean_abs": "tab:purple",
+    "dks_cover": "tab:red",
+    "random": "tab:gray",
+}
 CURVE_LINESTYLES = {"full_network": "-", "fne": "--"}
 WHOLE_COLOURS = {"full_network": "tab:orange", "fne": "tab:green", "best_dks": "tab:blue"}
 # Above this many classes a map's legend would hide the points: a note says so instead.
