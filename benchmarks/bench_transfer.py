@@ -195,7 +195,7 @@ def reference_fits(inputs, default: TransferSettings, limit: float) -> pd.DataFr
             if train_rows.size * min(n_features, train_rows.size) * n_classes > limit:
                 continue
             with threadpool_limits(limits=os.cpu_count()):
-                result = fit_logistic_regression(probe_data(job, fit, train, False), settings)
+                result = fit_logistic_regression(probe_data(job, fit, train), settings)
             accuracy, _ = accuracies(inputs.labels[test_rows], result.predictions)
             rows.append(
                 {

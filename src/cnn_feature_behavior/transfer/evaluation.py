@@ -212,9 +212,9 @@ class Prepared:
             matrices.pop(kind, None)
         self.ridge.pop(kind, None)
 
-    def ridge_data(self, kind: str, classes: np.ndarray) -> ridge.RidgeData:
+    def ridge_data(self, kind: str, classes: np.ndarray, threads: int) -> ridge.RidgeData:
         if kind not in self.ridge:
-            self.ridge[kind] = ridge.RidgeData.of(self.train[kind], self.labels, classes)
+            self.ridge[kind] = ridge.RidgeData.of(self.train[kind], self.labels, classes, threads)
         return self.ridge[kind]
 
 
@@ -307,17 +307,20 @@ def _subset(matrix: np.ndarray, columns: np.ndarray | None) -> np.ndarray:
     return matrix if columns is None else matrix[:, columns]
 
 
-def probe_data(job: Job, fit: Prepared, train: Prepared, with_ridge: bool) -> ProbeData:
-    """The matrices of one job (and its ridge systems when ridge is fitted)."""
+def probe_data(job: Job, fit: Prepared, train: Prepared, ridge_threads: int = 0) -> ProbeData:
+    """The matrices of one job (and its ridge systems, products on `ridge_threads` BLAS
+    threads, when that is not 0)."""
     fit_values = _subset(fit.train[job.kind], job.fit_columns)
     train_values = _subset(train.train[job.kind], job.train_columns)
     systems = {}
-    if with_ridge:
+    if ridge_threads:
         classes = np.unique(train.labels)
         systems = {
-            "fit_ridge": ridge.RidgeSystem(fit.ridge_data(job.kind, classes), job.fit_columns),
+            "fit_ridge": ridge.RidgeSystem(
+                fit.ridge_data(job.kind, classes, ridge_threads), job.fit_columns
+            ),
             "train_ridge": ridge.RidgeSystem(
-                train.ridge_data(job.kind, classes), job.train_columns
+                train.ridge_data(job.kind, classes, ridge_threads), job.train_columns
             ),
         }
     return ProbeData(
@@ -349,7 +352,8 @@ def fit_jobs(
 ) -> dict[tuple, FitResult]:
     """Each distinct job's fit, one kind of matrix at a time.
 
-    Ridge runs job after job on every core's BLAS (one large factorisation at a time); logistic
+    Ridge runs job after job, its products on every core's BLAS, its factorisations on one
+    thread (ridge.RidgeSystem.weights); logistic
     regressions and LinearSVC run one per core on one BLAS thread each: the solver's many small
     products spend more time synchronising BLAS threads than computing (tenfold on a loaded
     machine).
@@ -364,20 +368,20 @@ def fit_jobs(
                 prepared.drop(FULL_NETWORK)
         distinct = {job.key(): job for job in jobs if job.kind == kind}
         solvers = {key: solver_of(job, train, chosen) for key, job in distinct.items()}
-        with threadpool_limits(limits=workers):
+        with threadpool_limits(limits=1):
             # Each search starts at the previous embedding's choice (the jobs come in families:
             # layers, then each curve): about three factorisations per embedding, not six.
             start = None
             for key, job in distinct.items():
                 if solvers[key] == RIDGE:
-                    data = probe_data(job, fit, train, True)
+                    data = probe_data(job, fit, train, ridge_threads=workers)
                     results[key] = fit_ridge(data, chosen, start)
                     start = results[key].regularisation_c
         with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=workers) as pool:
             others = {
                 key: pool.submit(
                     fit_linear_svc if solvers[key] == LINEAR_SVC else fit_logistic_regression,
-                    probe_data(job, fit, train, False),
+                    probe_data(job, fit, train),
                     chosen,
                 )
                 for key, job in distinct.items()
