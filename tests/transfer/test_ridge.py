@@ -102,3 +102,15 @@ def test_search_from_a_hint_finds_the_same_best_with_fewer_scores():
     assert search_c(scorer("middle"), grid, 3)[0] == pytest.approx(10.0)
     assert search_c(scorer("hint"), grid, 3, start=9.0)[0] == pytest.approx(10.0)
     assert len(counted["hint"]) == 3 < len(counted["middle"])
+
+
+def test_exhaustive_search_is_not_stopped_by_a_plateau():
+    # Flat held-out scores around the start, the best far off: a local walk stops on the plateau.
+    grid = tuple(10.0**k for k in range(-5, 2))
+
+    def score(c: float) -> tuple[float, float]:
+        return (0.9 if c == 1e-5 else 0.5), 0.0
+
+    assert search_c(score, grid, 0)[0] != pytest.approx(1e-5)
+    chosen, _, at_edge = search_c(score, grid, 0, exhaustive=True)
+    assert chosen == pytest.approx(1e-5) and at_edge

@@ -162,11 +162,16 @@ Key = tuple[float, float]
 
 
 def search_c(
-    score: Callable[[float], Key], grid: Sequence[float], widen: int, start: float | None = None
+    score: Callable[[float], Key],
+    grid: Sequence[float],
+    widen: int,
+    start: float | None = None,
+    exhaustive: bool = False,
 ) -> tuple[float, dict[float, Key], bool]:
     """The C of the best held-out key: from the grid's middle (or the grid value nearest
-    `start`, e.g. a similar embedding's choice) towards the better neighbour while it improves;
-    past an edge the grid extends tenfold, `widen` times at most.
+    `start`, e.g. a similar embedding's choice; with `exhaustive`, the best of the whole grid)
+    towards the better neighbour while it improves; past an edge the grid extends tenfold,
+    `widen` times at most.
 
     Returns (chosen C, every scored C's key, whether the choice is at the searched grid's edge).
     """
@@ -182,6 +187,8 @@ def search_c(
     best = len(grid) // 2
     if start is not None:
         best = int(np.argmin(np.abs(np.log(grid) - np.log(float(start)))))
+    if exhaustive:
+        best = max(range(len(grid)), key=lambda index: (key_at(index), -index))
     key_at(best)
     extended = {+1: 0, -1: 0}
     for step in (+1, -1):
@@ -205,11 +212,10 @@ def search_c(
     return chosen, keys, at_edge
 
 
-def fit_ridge(
-    data: ProbeData, settings: ClassifierSettings, start: float | None = None
-) -> FitResult:
-    """Ridge on one-hot targets, C chosen on the held-out part (the search starting at `start`
-    where given), refitted on the training split."""
+def fit_ridge(data: ProbeData, settings: ClassifierSettings) -> FitResult:
+    """Ridge on one-hot targets, C chosen on the held-out part over the whole grid (a local
+    search from a neighbouring embedding's choice once stopped on a held-out plateau far from
+    the best C: 0.40 against 0.73 for its neighbours), refitted on the training split."""
     start = time.perf_counter()
     classes = data.fit_ridge.data.classes
 
@@ -219,7 +225,7 @@ def fit_ridge(
             ridge.scores(data.held_values, weights, intercept), classes, data.held_labels
         )
 
-    chosen, keys, at_edge = search_c(score, settings.ridge_c_grid, settings.widen, start)
+    chosen, keys, at_edge = search_c(score, settings.ridge_c_grid, settings.widen, exhaustive=True)
     selected = time.perf_counter()
     weights, intercept = data.train_ridge.weights(chosen)
     scored = ridge.scores(data.test_values, weights, intercept)

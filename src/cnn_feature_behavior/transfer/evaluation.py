@@ -369,14 +369,10 @@ def fit_jobs(
         distinct = {job.key(): job for job in jobs if job.kind == kind}
         solvers = {key: solver_of(job, train, chosen) for key, job in distinct.items()}
         with threadpool_limits(limits=1):
-            # Each search starts at the previous embedding's choice (the jobs come in families:
-            # layers, then each curve): about three factorisations per embedding, not six.
-            start = None
             for key, job in distinct.items():
                 if solvers[key] == RIDGE:
                     data = probe_data(job, fit, train, ridge_threads=workers)
-                    results[key] = fit_ridge(data, chosen, start)
-                    start = results[key].regularisation_c
+                    results[key] = fit_ridge(data, chosen)
         with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=workers) as pool:
             others = {
                 key: pool.submit(
