@@ -7,7 +7,8 @@ Solvers (`transfer.classifier`):
   (tol 1e-6 by default): the linear-probe protocol of Kornblith et al. (CVPR 2019).
 - `ridge_or_logistic` (default): the logistic regression where it is affordable (training
   images x features, or images where the row space is used, x classes <= `logistic_budget`:
-  the default study's digits), ridge elsewhere. A contest between the two on the held-out part
+  the default study's digits, narrow layers of caltech101-sized sets, where square loss on 101
+  one-hot targets fell 0.04 to 0.09 below it), ridge elsewhere. A contest between the two on the held-out part
   was tried and dropped: on the digits study's 60 held-out images it kept ridge where the
   logistic regression was 0.02 better on the test images. The `solver` column says which one
   produced each number.
@@ -78,7 +79,7 @@ class ClassifierSettings:
     row_space: bool = True
     # Training images x features x classes up to which ridge_or_logistic also fits a logistic
     # regression.
-    logistic_budget: float = 5e6
+    logistic_budget: float = 5e7
     svc_c: float = 1.0
     svc_max_iter: int = 1000
 
