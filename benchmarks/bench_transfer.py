@@ -1,21 +1,32 @@
-"""Benchmark of the transfer evaluation (one repetition) on synthetic VGG16-shaped embeddings.
+"""Benchmark of the transfer evaluation (one repetition): time, peak memory, and the default
+classifier against a converged, tuned logistic regression.
 
-    python benchmarks/bench_transfer.py                  # digits-, flowers102-, caltech256-sized
-    python benchmarks/bench_transfer.py --only flowers102
+    python benchmarks/bench_transfer.py                        # every scale and real embedding
+    python benchmarks/bench_transfer.py --only flowers102      # one scale
+    python benchmarks/bench_transfer.py --only caltech101_real --no-reference
 
-Prints, in one run: the whole evaluation's time (every layer, the full network, the FNE, the
-DKS-ranked and random curves continuous and three-valued, C chosen on the training split) on a
-digits-sized embedding (the default study: 600 images, 4,224 features, 10 classes, 300 train /
-300 test; `kedro run` evaluates 3 seeded repetitions), a flowers102-sized one (8,189 images,
-4,224 features in VGG16's 13 conv layers, 102 classes, 2,040 train / 6,149 test; target: within
-5 minutes on 2 cores) and a caltech256-sized one (29,780 images, 12,416 features, 256 classes,
-60 training images per class; a subset of its classes, CALTECH256_CLASSES below, every
-feature); the time of each fit and of each C selection; and the default classifier beside
-LinearSVC C = 1 (the FNE's public code) on the same matrices. The machine's load average is
-printed with the figures: on a shared machine they are upper bounds.
+Scales (synthetic, VGG16-shaped; each runs in its own process so that its peak resident memory
+is its own): `flowers102` (8,189 images, 4,224 features in VGG16's 13 conv layers, 102 classes,
+2,040 train / 6,149 test), `caltech256` (29,780 images, 12,416 features in VGG16's 15 layers,
+256 classes, 60 training images per class, every class), `imagenet` (50,000 images, 12,416
+features, 1,000 classes, 25,000 train). Real embeddings: `caltech101_real` (the shared VGG16
+embedding of the whole Caltech-101, ../shared/embeddings, 30 training images per class, the rest
+test) and any `kedro run` embedding given with --embedding DIR (the project's data/04_feature
+layout: the default digits study, the shared minis), with the dataset's own seeded split
+parameters (train_fraction 0.5, or train_per_class 30 for caltech101).
+
+Each prints the whole evaluation's time (every layer, the full network, the FNE, every curve
+point of every ranking, continuous and three-valued, C chosen on the training split), the load
+average, and then, where the reference is affordable (--reference-limit), the comparison of each
+embedding (each layer, full network, FNE) with the reference: scikit-learn's LogisticRegression
+(lbfgs, tol 1e-6, up to 3,000 iterations; in the row space where the fit part has fewer images
+than features: the same solution), its C chosen on the same held-out part over a grid widened
+until the choice is not at its edge. Last line per scale, exactly:
+`RESULT <scale> wall_s=<seconds> peak_gib=<GiB> max_shortfall=<largest reference - default>`
+(0 if the default is never below; nan where no reference was affordable).
 
 Synthetic images: a class centre plus noise in a 96-dimensional latent space, seen through a
-random ReLU layer per conv layer, so that features are non-negative, correlated and informative
+random ReLU layer per layer, so that features are non-negative, correlated and informative
 to various degrees, as VGG16 spatial means are.
 """
 
@@ -24,21 +35,38 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import resource
+import subprocess
+import sys
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
+from cnn_feature_behavior.transfer import classifier as classifier_module
 from cnn_feature_behavior.transfer.classifier import (
     ClassifierSettings,
     accuracies,
-    fit_linear_svc,
     fit_logistic_regression,
     holdout_split,
 )
-from cnn_feature_behavior.transfer.embeddings import Standardisation, fne_values
-from cnn_feature_behavior.transfer.evaluation import TransferSettings, evaluate_split
+from cnn_feature_behavior.transfer.evaluation import (
+    FNE,
+    KINDS,
+    TransferSettings,
+    check_inputs,
+    embedding_jobs,
+    evaluate_split,
+    prepare,
+    probe_data,
+)
+from cnn_feature_behavior.transfer.splits import transfer_splits
 
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_EMBEDDING = ROOT.parent / "shared" / "embeddings" / "caltech101-vgg16-conv"
 VGG16_CONV = {
     "conv1_1": 64, "conv1_2": 64, "conv2_1": 128, "conv2_2": 128, "conv3_1": 256, "conv3_2": 256,
     "conv3_3": 256, "conv4_1": 512, "conv4_2": 512, "conv4_3": 512, "conv5_1": 512,
@@ -46,17 +74,15 @@ VGG16_CONV = {
 }  # fmt: skip
 FC = {"fc6": 4096, "fc7": 4096}
 SCALES = {
-    # images, classes, training images per class (the rest is test), layers
-    # digits: the default study's dataset (its seeded split trains on half of each class).
-    "digits": (600, 10, 30, VGG16_CONV),
+    # images, classes, training images (per class, or in all), layers
     "flowers102": (8189, 102, 20, VGG16_CONV),
     "caltech256": (29780, 256, 60, {**VGG16_CONV, **FC}),
+    "imagenet": (50000, 1000, 25, {**VGG16_CONV, **FC}),
 }
-# The whole caltech256-sized evaluation (15,360 training images, 12,416 features, 256 classes:
-# 3.2 M weights, about 100 GFLOP per solver iteration, no row-space saving since n > d) would take
-# hours on 2 cores; the benchmark runs a documented subset: the first CALTECH256_CLASSES classes
-# with every feature, 60 training images each and the same share of test images.
-CALTECH256_CLASSES = 64
+REAL = ("caltech101_real",)
+# Reference fits (training images x features x classes of the largest embedding) above this
+# are skipped: the converged logistic regression would take hours on 2 cores.
+REFERENCE_LIMIT = 1.5e9
 
 
 def synthetic(n_images: int, n_classes: int, per_class: int, layer_sizes: dict, seed: int = 0):
@@ -69,98 +95,208 @@ def synthetic(n_images: int, n_classes: int, per_class: int, layer_sizes: dict, 
     latent_dim = 96
     centres = rng.standard_normal((n_classes, latent_dim)).astype(np.float32)
     latent = centres[labels] * 0.45 + rng.standard_normal((n_images, latent_dim), np.float32)
-    blocks, layers = [], []
+    values = np.empty((n_images, sum(layer_sizes.values())), np.float32)
+    layers, start = [], 0
     for depth, (layer, size) in enumerate(layer_sizes.items()):
         # Deeper layers see more of the class structure, as in a trained network.
         mix = (depth + 1) / len(layer_sizes)
         weights = rng.standard_normal((latent_dim, size)).astype(np.float32) * mix
-        noise = rng.standard_normal((n_images, size), np.float32) * 3.0
-        blocks.append(np.maximum(latent @ weights + noise, 0.0))
+        block = values[:, start : start + size]
+        np.matmul(latent, weights, out=block)
+        block += rng.standard_normal((n_images, size), np.float32) * 3.0
+        np.maximum(block, 0.0, out=block)
         layers += [layer] * size
-    return np.hstack(blocks), labels, is_train, np.array(layers)
+        start += size
+    return values, labels, is_train, np.array(layers)
 
 
-def run(scale: str) -> None:
-    n_images, n_classes, per_class, layer_sizes = SCALES[scale]
-    if scale == "caltech256":
-        n_images = round(n_images * CALTECH256_CLASSES / n_classes)
-        n_classes = CALTECH256_CLASSES
-        print(f"\n(caltech256: subset of {n_classes} of its 256 classes, {n_images} images)")
-    values, labels, is_train, layers = synthetic(n_images, n_classes, per_class, layer_sizes)
+def real_embedding(directory: Path, split_params: dict):
+    """(values, labels, is_train, layers) of a stored embedding with a seeded split."""
+    if (directory / "embedding.parquet").is_file():  # the shared Caltech-101 embedding
+        frame = pd.read_parquet(directory / "embedding.parquet")
+        manifest = pd.read_parquet(directory / "feature_manifest.parquet")
+        index = frame[["image_id", "label", "class_name"]]
+        values = frame[manifest["feature"].tolist()].to_numpy(np.float32)
+    else:  # a kedro run's data/04_feature/<model>/<dataset> and data/02_intermediate/<dataset>
+        from cnn_feature_behavior.extraction.embedding_store import ShardedEmbeddingDataset
+
+        embedding = ShardedEmbeddingDataset(path=str(directory / "embedding")).load()
+        manifest = pd.read_parquet(directory / "feature_manifest.parquet")
+        index = pd.read_parquet(
+            directory.parents[2] / "02_intermediate" / directory.name / "image_index.parquet"
+        )
+        index = index.set_index(index["image_id"].astype(str)).loc[embedding.index.astype(str)]
+        index = index.reset_index(drop=True)
+        values = embedding[manifest["feature"].tolist()].to_numpy(np.float32)
+    index = index.assign(split=None)
+    splits = transfer_splits(index, {**split_params, "repetitions": 1, "use_official": False})
+    is_train = (splits["split"] == "train").to_numpy()
+    return values, index["label"].to_numpy(np.int64), is_train, manifest["layer"].to_numpy(str)
+
+
+def load(scale: str, embedding_dir: str | None):
+    if scale in SCALES:
+        n_images, n_classes, per_class, layer_sizes = SCALES[scale]
+        return synthetic(n_images, n_classes, per_class, layer_sizes)
+    if scale == "caltech101_real":
+        if not SHARED_EMBEDDING.is_dir():
+            raise SystemExit(f"{SHARED_EMBEDDING} absent: nothing to benchmark for {scale}")
+        return real_embedding(SHARED_EMBEDDING, {"train_per_class": 30, "seed": 2018})
+    per_class = 30 if "caltech101" in scale else None
+    return real_embedding(Path(embedding_dir), {"train_per_class": per_class, "seed": 2018})
+
+
+def evaluation_names(labels: np.ndarray) -> list[str]:
+    return [f"c{k}" for k in range(int(labels.max()) + 1)]
+
+
+def timed_evaluation(values, labels, is_train, layers, settings):
+    names = evaluation_names(labels)
+    start = time.perf_counter()
+    evaluation = evaluate_split(values, labels, is_train, layers, names, settings, seed=[2018, 0])
+    return evaluation, time.perf_counter() - start
+
+
+def reference_settings(default: TransferSettings) -> ClassifierSettings:
+    """Converged logistic regression, C on the same held-out part, grid widened as needed; in
+    the row space wherever the training images are fewer than the features (exact, faster)."""
+    classifier_module.ROW_SPACE_SHARE = 1.0
+    return replace(
+        default.classifier, classifier="logistic_regression", tol=1e-6, max_iter=3000, widen=6
+    )
+
+
+def reference_fits(inputs, default: TransferSettings, limit: float) -> pd.DataFrame:
+    """The reference on each layer, the full network and the FNE where training images x
+    features x classes <= limit, with the default's fit part, held-out part and statistics."""
+    train_rows = np.flatnonzero(inputs.is_train)
+    test_rows = np.flatnonzero(~inputs.is_train)
+    fit_part, held_out = holdout_split(
+        inputs.labels[train_rows], default.classifier.holdout_fraction, [2018, 0]
+    )
+    fit = prepare(inputs, train_rows[fit_part], train_rows[held_out], default)
+    train = prepare(inputs, train_rows, test_rows, default)
+    settings = reference_settings(default)
+    jobs = [
+        job
+        for job in embedding_jobs(inputs.layers, fit, train, np.arange(1), default)
+        if job.row["selection"] is None
+    ]
+    n_classes = int(inputs.labels.max()) + 1
+    rows = []
+    for kind in KINDS:
+        if kind == FNE:
+            for part in (fit, train):
+                part.make_fne()
+        for job in (job for job in jobs if job.kind == kind):
+            n_features = (
+                inputs.values.shape[1] if job.train_columns is None else job.train_columns.size
+            )
+            if train_rows.size * min(n_features, train_rows.size) * n_classes > limit:
+                continue
+            with threadpool_limits(limits=os.cpu_count()):
+                result = fit_logistic_regression(probe_data(job, fit, train), settings)
+            accuracy, _ = accuracies(inputs.labels[test_rows], result.predictions)
+            rows.append(
+                {
+                    **{k: job.row[k] for k in WHOLE},
+                    "reference": accuracy,
+                    "reference_c": result.regularisation_c,
+                    "reference_c_at_edge": result.c_at_grid_edge,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+WHOLE = ["embedding", "layer"]
+
+
+def compare(default: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    """Each layer, the full network and the FNE: default against reference accuracy."""
+    whole = default[default["selection"].isna()]
+    table = whole[[*WHOLE, "n_features", "accuracy", "solver", "regularisation_c"]].merge(
+        reference, on=WHOLE, how="inner"
+    )
+    table = table.rename(columns={"accuracy": "default", "regularisation_c": "c"})
+    table["difference"] = table["default"] - table["reference"]
+    return table
+
+
+def curve_table(results: pd.DataFrame) -> str:
+    """Accuracy of each selection at each fraction, continuous and three-valued; the winner."""
+    curves = results[results["selection"].notna()]
+    table = curves.pivot_table(
+        index=["embedding", "fraction"], columns="selection", values="accuracy"
+    )
+    table["best"] = table.idxmax(axis=1)
+    dks = [c for c in table.columns if str(c).startswith("dks_")]
+    table["best_dks_minus_random"] = table[dks].max(axis=1) - table["random"]
+    return table.round(4).to_string()
+
+
+def run_one(scale: str, args) -> None:
+    begin_load = os.getloadavg()
+    values, labels, is_train, layers = load(scale, args.embedding)
     print(
-        f"\n=== {scale}-sized: {n_images} images, {values.shape[1]} features in "
-        f"{len(layer_sizes)} layers, {n_classes} classes, {int(is_train.sum())} train / "
-        f"{int((~is_train).sum())} test; load average {os.getloadavg()}"
+        f"\n=== {scale}: {values.shape[0]} images, {values.shape[1]} features in "
+        f"{len(set(layers))} layers, {labels.max() + 1} classes, {int(is_train.sum())} train / "
+        f"{int((~is_train).sum())} test; load average {begin_load}",
+        flush=True,
     )
     settings = TransferSettings()
-    start, cpu_start = time.perf_counter(), time.process_time()
-    evaluation = evaluate_split(
-        values, labels, is_train, layers, [f"c{k}" for k in range(n_classes)], settings, seed=0
-    )
-    total, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    if args.classifier:
+        settings = replace(
+            settings, classifier=replace(settings.classifier, classifier=args.classifier)
+        )
+    evaluation, wall = timed_evaluation(values, labels, is_train, layers, settings)
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     seconds = evaluation.fitted["seconds"]
     print(
-        f"whole evaluation: {total:.1f} s wall, {cpu:.1f} s CPU (this process, all threads) "
-        f"({len(evaluation.results)} result rows, "
-        f"{len(evaluation.timings.drop_duplicates(['selection_seconds']))} distinct fits); "
-        f"standardisation + FNE {seconds['standardisation_and_fne']:.1f} s, training DKS + t+/t- "
-        f"+ ranking {seconds['dks_ranking']:.1f} s, classifiers {seconds['classifiers']:.1f} s; "
-        f"t+ = {evaluation.fitted['t_plus']:.3f}, t- = {evaluation.fitted['t_minus']:.3f}; "
-        f"load average {os.getloadavg()}"
+        f"whole evaluation: {wall:.1f} s wall ({len(evaluation.results)} result rows; "
+        f"standardisation + DKS rankings {seconds['standardisation_and_dks_ranking']:.1f} s, "
+        f"classifiers {seconds['classifiers']:.1f} s); peak resident {peak_gib:.2f} GiB; "
+        f"load average {os.getloadavg()}; solvers: "
+        f"{evaluation.results['solver'].value_counts().to_dict()}; C at grid edge: "
+        f"{int(evaluation.results['c_at_grid_edge'].sum())} of {len(evaluation.results)} rows",
+        flush=True,
     )
-    table = evaluation.results.merge(
-        evaluation.timings, on=["embedding", "layer", "selection", "fraction", "n_features"]
-    )
-    with pd.option_context("display.width", 200, "display.max_rows", 100):
-        print(
-            table[
-                [
-                    "embedding", "layer", "selection", "fraction", "n_features",
-                    "regularisation_c", "accuracy", "mean_per_class_accuracy",
-                    "selection_seconds", "fit_seconds", "n_iter",
-                ]
-            ].round(4).to_string(index=False)
-        )  # fmt: skip
-
-    print("\ndefault classifier (C chosen on train) beside LinearSVC C = 1, same matrices:")
-    train_labels, test_labels = labels[is_train], labels[~is_train]
-    standardisation = Standardisation.fit(values[is_train])
-    default = ClassifierSettings()
-    holdout = holdout_split(train_labels, default.holdout_fraction, 0)
-    conv5_3 = layers == "conv5_3"
-    for name, columns, three in (
-        ("conv5_3", conv5_3, False),
-        ("full_network", slice(None), False),
-        ("fne", slice(None), True),
-    ):
-        train = standardisation.apply(values[is_train])[:, columns]
-        test = standardisation.apply(values[~is_train])[:, columns]
-        if three:
-            train, test = fne_values(train), fne_values(test)
-        for label in ("logistic_regression", "linear_svc C=1"):
-            begin, cpu_begin = time.perf_counter(), time.process_time()
-            if label == "logistic_regression":
-                result = fit_logistic_regression(train, train_labels, test, default, holdout)
-            else:
-                result = fit_linear_svc(train, train_labels, test, default)
-            took, took_cpu = time.perf_counter() - begin, time.process_time() - cpu_begin
-            accuracy, per_class = accuracies(test_labels, result.predictions)
+    with pd.option_context("display.width", 200, "display.max_rows", 500):
+        print(curve_table(evaluation.results))
+    shortfall = float("nan")
+    if args.reference:
+        start = time.perf_counter()
+        inputs = check_inputs(values, labels, is_train, layers, evaluation_names(labels), None)
+        table = compare(evaluation.results, reference_fits(inputs, settings, args.reference_limit))
+        with pd.option_context("display.width", 200, "display.max_rows", 500):
             print(
-                f"  {name:12s} {label:20s} {took:7.1f} s wall, {took_cpu:7.1f} s CPU (selection "
-                f"{result.selection_seconds:.1f} s, fit {result.fit_seconds:.1f} s)  "
-                f"C = {result.regularisation_c:g}  accuracy {accuracy:.4f}  "
-                f"mean per-class {per_class:.4f}  load {os.getloadavg()[0]:.2f}"
+                f"default against the reference ({time.perf_counter() - start:.0f} s; load "
+                f"average {os.getloadavg()}):\n{table.round(4).to_string(index=False)}"
             )
+        if len(table):
+            shortfall = max(0.0, float((-table["difference"]).max()))
+    else:
+        print("reference not run (--no-reference)")
+    print(f"RESULT {scale} wall_s={wall:.1f} peak_gib={peak_gib:.2f} max_shortfall={shortfall:.4f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=sorted(SCALES), default=None)
+    parser.add_argument("--only", default=None, help="a scale, caltech101_real, or a name")
+    parser.add_argument("--embedding", default=None, help="a kedro run's embedding folder")
+    parser.add_argument("--no-reference", dest="reference", action="store_false")
+    parser.add_argument("--reference-limit", type=float, default=REFERENCE_LIMIT)
+    parser.add_argument("--classifier", default=None, help="transfer.classifier to time")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    print(f"cores: {os.cpu_count()}, load average at start: {os.getloadavg()}")
-    for scale in [args.only] if args.only else list(SCALES):
-        run(scale)
+    if args.only:
+        run_one(args.only, args)
+        return
+    print(f"cores: {os.cpu_count()}, load average at start: {os.getloadavg()}", flush=True)
+    for scale in (*REAL, *SCALES):
+        command = [sys.executable, __file__, "--only", scale]
+        command += [] if args.reference else ["--no-reference"]
+        command += ["--reference-limit", str(args.reference_limit)]
+        subprocess.run(command, check=False)
 
 
 if __name__ == "__main__":

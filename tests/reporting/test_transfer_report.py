@@ -91,7 +91,7 @@ def test_verdict_sentence_on_a_hand_made_table(hand_made):
         "repetitions), the best single layer is conv5_3 (accuracy 0.630 \u00b1 0.042) and the "
         "best selection is the FNE, DKS-ranked (classes past t+ / t-), top 10% (422 features) "
         "(0.740 \u00b1 0.000; random at that size 0.550 \u00b1 0.071); with every feature: full "
-        "network 0.700 \u00b1 0.000, FNE 0.720 \u00b1 0.000."
+        "network 0.700 \u00b1 0.000, FNE 0.720 \u00b1 0.000; classifier: logistic_regression."
     )
 
 
@@ -119,7 +119,8 @@ def test_report_table_and_markdown(hand_made):
     assert len(table) == 8
     lines = markdown.strip().splitlines()
     assert lines[0].startswith("| embedding | layer | selection | percent_kept | n_features |")
-    assert "| layer | conv5_3 |  | n/a | 512 | 0.630 | 0.042 | 0.530 | 0.042 | 0.1, 1 |" in lines
+    row = "| layer | conv5_3 |  | n/a | 512 | 0.630 | 0.042 | 0.530 | 0.042 | 0.1, 1 | 0 | logistic_regression |"
+    assert row in lines
     assert "| fne |  | dks_count | 10.0 | 422 | 0.740 | 0.000 |" in markdown
 
 

@@ -157,3 +157,26 @@ def test_env_split_blocks_merge_into_the_base_block(project_root):
     assert split_block("flowers102") == DEFAULT_SPLIT_PARAMS
     assert split_block("caltech101") == DEFAULT_SPLIT_PARAMS | {"train_per_class": 30}
     assert split_block("caltech256") == DEFAULT_SPLIT_PARAMS | {"train_per_class": 60}
+
+
+def test_official_split_leaving_a_class_without_training_images_is_an_error_naming_it():
+    # class 1 (3 images) has test images only: it could never be learnt.
+    index = index_of([2, 3, 2], ["train", "test", "test", "test", "test", "train", "test"])
+    with pytest.raises(ValueError, match=r"without any training image: class 1;"):
+        transfer_splits(index, SEEDED)
+
+
+def test_class_with_training_images_only_in_the_official_split_is_allowed_with_a_warning(caplog):
+    index = index_of([2, 2], ["train", "test", "train", "train"])
+    splits = transfer_splits(index, SEEDED)
+    assert set(splits["split_source"]) == {"official"}
+    assert "class 1 (train only)" in caplog.text
+
+
+def test_train_fraction_rounds_half_up_exactly():
+    from cnn_feature_behavior.transfer.splits import train_quota
+
+    # 0.35 x 90 = 31.5 exactly; in floating point 31.499999999999996, which rounded to 31.
+    params = {"train_per_class": None, "train_fraction": 0.35}
+    assert train_quota(90, params) == 32
+    assert train_quota(10, {"train_per_class": None, "train_fraction": 0.25}) == 3  # 2.5 up

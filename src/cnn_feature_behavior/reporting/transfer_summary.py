@@ -29,9 +29,20 @@ RESULT_COLUMNS = (
     "accuracy",
     "mean_per_class_accuracy",
 )
+# Written since the transfer evaluation chooses between solvers; a table written before them
+# reads as its classifier's own solver with no edge flag.
+SOLVER_COLUMNS = ("solver", "c_at_grid_edge")
+# The columns as the transfer pipeline writes them.
+WRITTEN_COLUMNS = (
+    *RESULT_COLUMNS[: RESULT_COLUMNS.index("regularisation_c")],
+    "solver",
+    "regularisation_c",
+    "c_at_grid_edge",
+    *RESULT_COLUMNS[RESULT_COLUMNS.index("regularisation_c") + 1 :],
+)
 EMBEDDINGS = ("layer", "full_network", "fne")
-SELECTIONS = ("dks_count", "dks_mean_abs", "random")
-DKS_SELECTIONS = ("dks_count", "dks_mean_abs")
+SELECTIONS = ("dks_count", "dks_mean_abs", "dks_cover", "random")
+DKS_SELECTIONS = ("dks_count", "dks_mean_abs", "dks_cover")
 EMBEDDING_LABELS = {"full_network": "full network", "fne": "FNE"}
 EMBEDDING_LONG_LABELS = {
     "full_network": "full network (continuous)",
@@ -40,6 +51,7 @@ EMBEDDING_LONG_LABELS = {
 SELECTION_LABELS = {
     "dks_count": "DKS-ranked (classes past t+ / t-)",
     "dks_mean_abs": "DKS-ranked (mean |DKS|)",
+    "dks_cover": "DKS-ranked (classes take turns)",
     "random": "random",
 }
 # The rows that tell one configuration from another; every other column is measured.
@@ -83,6 +95,10 @@ def check_results(results: pd.DataFrame, table_name: str = "transfer_results") -
         raise ValueError(f"{table_name}: rows with a selection must give its fraction")
 
 
+def _count_true(values: pd.Series) -> int:
+    return int(values.astype("boolean").fillna(False).sum())
+
+
 def _c_values(values: pd.Series) -> str:
     unique = sorted(set(float(v) for v in values.dropna()))
     return ", ".join(f"{v:.3g}" for v in unique) if unique else "n/a"
@@ -94,11 +110,16 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
     Columns: dataset, source_model, embedding, layer, selection, fraction, n_features,
     split_source, classifier, repetitions, n_train, n_test (means), accuracy, accuracy_std,
     mean_per_class_accuracy, mean_per_class_accuracy_std, regularisation_c (the chosen values,
-    as text). Ordered: layers in network order, full network, FNE, then the selections.
+    as text), solver (the solvers that produced the numbers), c_at_grid_edge (repetitions whose
+    C is at the searched grid's edge). Ordered: layers in network order, full network, FNE, then the selections.
     """
     check_results(results)
     keys = ["dataset", "source_model", *CONFIGURATION]
     frame = results.copy()
+    if "solver" not in frame.columns:
+        frame["solver"] = frame["classifier"]
+    if "c_at_grid_edge" not in frame.columns:
+        frame["c_at_grid_edge"] = pd.NA
     # groupby drops null keys unless told; the null layer / selection rows are configurations too.
     grouped = frame.groupby(keys, dropna=False, sort=False)
     summary = grouped.agg(
@@ -113,6 +134,9 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
         mean_per_class_accuracy=("mean_per_class_accuracy", "mean"),
         mean_per_class_accuracy_std=("mean_per_class_accuracy", "std"),
         regularisation_c=("regularisation_c", _c_values),
+        solver=("solver", lambda s: ", ".join(sorted(set(map(str, s))))),
+        # Repetitions whose chosen C is at the edge of the searched grid (widened where it bound).
+        c_at_grid_edge=("c_at_grid_edge", _count_true),
     ).reset_index()
     summary["n_features"] = summary["n_features"].astype(np.int64)
 
@@ -218,10 +242,11 @@ def transfer_verdict(results: pd.DataFrame) -> str:
         for name in ("full_network", "fne")
         if (row := whole(summary, name)) is not None
     ]
+    solvers = ", ".join(sorted(set(", ".join(summary["solver"]).split(", "))))
     sentence = f"On {dataset} with {model} ({split_description(summary)}), " + " and ".join(parts)
     if references:
         sentence += "; with every feature: " + ", ".join(references)
-    return sentence + "."
+    return sentence + f"; classifier: {solvers}."
 
 
 def report_table(summary: pd.DataFrame) -> pd.DataFrame:
@@ -239,6 +264,8 @@ def report_table(summary: pd.DataFrame) -> pd.DataFrame:
             "mean_per_class_accuracy": summary["mean_per_class_accuracy"],
             "mean_per_class_accuracy_std": summary["mean_per_class_accuracy_std"],
             "regularisation_c": summary["regularisation_c"],
+            "c_at_grid_edge": summary["c_at_grid_edge"],
+            "solver": summary["solver"],
         }
     )
 

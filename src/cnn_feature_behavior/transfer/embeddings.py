@@ -12,6 +12,15 @@ FNE_POSITIVE = 0.15
 FNE_NEGATIVE = -0.25
 
 
+# Rows per block of the float64 arithmetic (about 50 MB of a 12,416-feature matrix).
+ROW_BLOCK = 512
+
+
+def _row_blocks(values: np.ndarray):
+    for start in range(0, len(values), ROW_BLOCK):
+        yield values[start : start + ROW_BLOCK]
+
+
 @dataclass(frozen=True)
 class Standardisation:
     """Per-feature mean and scale, fitted on some images (the training split) and applied to any."""
@@ -22,11 +31,18 @@ class Standardisation:
     @classmethod
     def fit(cls, values: np.ndarray) -> Standardisation:
         """Mean and standard deviation of each column; a constant column gets scale 1 (maps to 0)."""
-        values = np.asarray(values, dtype=np.float64)
+        values = np.asarray(values)
         if values.ndim != 2 or len(values) == 0:
             raise ValueError(f"standardisation needs a non-empty 2-D matrix, got {values.shape}")
-        mean = values.mean(axis=0)
-        scale = values.std(axis=0)
+        # float64 sums over blocks of rows: no float64 copy of the whole matrix.
+        mean = np.zeros(values.shape[1])
+        for block in _row_blocks(values):
+            mean += block.sum(axis=0, dtype=np.float64)
+        mean /= len(values)
+        square = np.zeros(values.shape[1])
+        for block in _row_blocks(values):
+            square += np.square(block.astype(np.float64) - mean).sum(axis=0)
+        scale = np.sqrt(square / len(values))
         scale[scale == 0] = 1.0
         return cls(mean=mean, scale=scale)
 
@@ -37,7 +53,11 @@ class Standardisation:
             raise ValueError(
                 f"matrix {values.shape} does not have the {len(self.mean)} fitted features"
             )
-        return ((values - self.mean) / self.scale).astype(np.float32)
+        out = np.empty(values.shape, np.float32)
+        for start in range(0, len(values), ROW_BLOCK):
+            block = values[start : start + ROW_BLOCK]
+            out[start : start + ROW_BLOCK] = (block - self.mean) / self.scale
+        return out
 
 
 def standardise(values: np.ndarray, fitted_on: np.ndarray | None = None) -> np.ndarray:

@@ -1,10 +1,18 @@
 """One train/test split's transfer evaluation: every embedding, fitted on the training images only.
 
 Compared (each standardised with the training images' statistics): each layer alone, the full
-network (continuous), the FNE (three-valued), and curves of DKS-ranked and seeded random
-selections of the full network's features, continuous and three-valued. Nothing fitted sees the
-test images: standardisation, DKS, t+ / t-, the ranking, the held-out part that chooses C and the
-classifier itself all use the training rows alone; test labels are only read by the measures.
+network (continuous), the FNE (three-valued), and curves of seeded random selections and of every
+DKS ranking (features.RANKINGS) of the full network's features, continuous and three-valued.
+Nothing fitted sees the test images: standardisation, DKS, t+ / t-, the rankings, the held-out
+part that chooses C and the classifier itself use the training rows alone; test labels are only
+read by the measures. C is chosen on a fit part of the training split whose own standardisation,
+FNE and rankings are fitted on it alone (the held-out images are scored with them, as test images
+are later), then the embedding is refitted on the whole training split with the whole split's.
+
+Steps: `prepare` (standardisation, FNE, rankings of one part), `embedding_jobs` (the feature set
+of each result row, on the fit part and on the training split), `fit_jobs` (the classifiers,
+one kind of matrix at a time, so that a kind's Gram matrices are freed before the next kind's),
+`result_rows`.
 """
 
 from __future__ import annotations
@@ -21,17 +29,28 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from cnn_feature_behavior.transfer import ridge
 from cnn_feature_behavior.transfer.classifier import (
+    LINEAR_SVC,
+    LOGISTIC,
+    RIDGE,
+    RIDGE_OR_LOGISTIC,
     ClassifierSettings,
+    FitResult,
+    ProbeData,
     accuracies,
     c_grid,
-    fit_classifier,
+    fit_linear_svc,
+    fit_logistic_regression,
+    fit_ridge,
     holdout_split,
+    logistic_affordable,
 )
 from cnn_feature_behavior.transfer.embeddings import FNE_NEGATIVE, FNE_POSITIVE, Standardisation
 from cnn_feature_behavior.transfer.embeddings import fne_values as three_valued
 from cnn_feature_behavior.transfer.features import (
     RANKINGS,
+    DksRanking,
     curve_sizes,
     dks_ranking,
     random_order,
@@ -40,6 +59,7 @@ from cnn_feature_behavior.transfer.features import (
 logger = logging.getLogger(__name__)
 
 LAYER, FULL_NETWORK, FNE, RANDOM = "layer", "full_network", "fne", "random"
+KINDS = (FULL_NETWORK, FNE)
 DEFAULT_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 RESULT_COLUMNS = (
     "embedding",
@@ -48,7 +68,9 @@ RESULT_COLUMNS = (
     "fraction",
     "n_features",
     "classifier",
+    "solver",
     "regularisation_c",
+    "c_at_grid_edge",
     "n_train",
     "n_test",
     "accuracy",
@@ -57,15 +79,47 @@ RESULT_COLUMNS = (
 TRANSFER_KEYS = {
     "split",
     "classifier",
+    "c_selection",
+    "ridge",
     "logistic_regression",
     "linear_svc",
     "fne",
-    "ranking",
+    "rankings",
     "fractions",
     "seed",
     "workers",
     "maps",
 }
+_CLASSIFIER_KEYS = {
+    "c_selection": {"holdout_fraction": "holdout_fraction", "widen": "widen"},
+    "ridge": {"c_grid": "ridge_c_grid"},
+    "logistic_regression": {
+        "c_grid": "c_grid",
+        "max_iter": "max_iter",
+        "tol": "tol",
+        "selection_tol": "selection_tol",
+        "row_space": "row_space",
+        "budget": "logistic_budget",
+    },
+    "linear_svc": {"C": "svc_c", "max_iter": "svc_max_iter"},
+}
+
+
+def classifier_settings(transfer: dict[str, Any]) -> ClassifierSettings:
+    """ClassifierSettings from the `transfer` block's classifier keys; unknown keys are errors."""
+    given: dict[str, Any] = {}
+    for block, keys in _CLASSIFIER_KEYS.items():
+        values = dict(transfer.get(block) or {})
+        if set(values) - set(keys):
+            raise ValueError(
+                f"transfer.{block}: unknown key(s) {sorted(set(values) - set(keys))}; "
+                f"known: {sorted(keys)}"
+            )
+        for key, value in values.items():
+            given[keys[key]] = c_grid(value) if key == "c_grid" else value
+    if "logistic_budget" in given:
+        given["logistic_budget"] = float(given["logistic_budget"])
+    return ClassifierSettings(classifier=transfer.get("classifier", RIDGE_OR_LOGISTIC), **given)
 
 
 @dataclass(frozen=True)
@@ -75,7 +129,7 @@ class TransferSettings:
     classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
     fne_positive: float = FNE_POSITIVE
     fne_negative: float = FNE_NEGATIVE
-    ranking: str = "dks_count"
+    rankings: tuple[str, ...] = RANKINGS
     fractions: tuple[float, ...] = DEFAULT_FRACTIONS
     seed: int = 2018
     workers: int | None = None
@@ -95,34 +149,20 @@ class TransferSettings:
         unknown = sorted(set(transfer) - TRANSFER_KEYS)
         if unknown:
             raise ValueError(f"transfer: unknown key(s) {unknown}; known: {sorted(TRANSFER_KEYS)}")
-        logistic = dict(transfer.get("logistic_regression") or {})
-        svc = dict(transfer.get("linear_svc") or {})
-        known_logistic = {"c_grid", "holdout_fraction", "max_iter", "tol", "row_space", "patience"}
-        if set(logistic) - known_logistic or set(svc) - {"C", "max_iter"}:
-            raise ValueError(
-                f"transfer.logistic_regression keys must be among {sorted(known_logistic)} and "
-                f"transfer.linear_svc keys among ['C', 'max_iter']; got {sorted(logistic)}, "
-                f"{sorted(svc)}"
-            )
-        classifier = ClassifierSettings(
-            classifier=transfer.get("classifier", "logistic_regression"),
-            **{k: v for k, v in logistic.items() if k != "c_grid"},
-            **({"c_grid": c_grid(logistic["c_grid"])} if "c_grid" in logistic else {}),
-            **({"svc_c": float(svc["C"])} if "C" in svc else {}),
-            **({"svc_max_iter": int(svc["max_iter"])} if "max_iter" in svc else {}),
-        )
         fne = dict(transfer.get("fne") or {})
         if set(fne) - {"positive", "negative"}:
             raise ValueError(f"transfer.fne keys are 'positive' and 'negative', got {sorted(fne)}")
-        ranking = transfer.get("ranking", "dks_count")
-        if ranking not in RANKINGS:
-            raise ValueError(f"transfer.ranking must be one of {RANKINGS}, got {ranking!r}")
+        rankings = tuple(transfer.get("rankings", RANKINGS))
+        if not rankings or set(rankings) - set(RANKINGS) or len(set(rankings)) < len(rankings):
+            raise ValueError(
+                f"transfer.rankings must be distinct names among {RANKINGS}, got {list(rankings)}"
+            )
         dks, calibration = dks or {}, calibration or {}
         return cls(
-            classifier=classifier,
+            classifier=classifier_settings(transfer),
             fne_positive=float(fne.get("positive", FNE_POSITIVE)),
             fne_negative=float(fne.get("negative", FNE_NEGATIVE)),
-            ranking=ranking,
+            rankings=rankings,
             fractions=tuple(float(f) for f in transfer.get("fractions", DEFAULT_FRACTIONS)),
             seed=int(transfer.get("seed", 2018)),
             workers=_workers(transfer.get("workers")),
@@ -148,6 +188,208 @@ class SplitEvaluation:
     timings: pd.DataFrame
 
 
+@dataclass
+class Prepared:
+    """One training matrix's embeddings (fitted on its images only) and the images scored with
+    them: the fit part with the held-out images, or the training split with the test images."""
+
+    standardisation: Standardisation
+    ranking: DksRanking
+    labels: np.ndarray
+    scored_labels: np.ndarray
+    train: dict[str, np.ndarray]  # kind -> training rows
+    scored: dict[str, np.ndarray]  # kind -> scored rows
+    fne_thresholds: tuple[float, float]
+    ridge: dict[str, ridge.RidgeData] = field(default_factory=dict)
+
+    def make_fne(self) -> None:
+        """The three-valued matrices from the continuous ones (made when the FNE's turn comes)."""
+        for matrices in (self.train, self.scored):
+            matrices[FNE] = three_valued(matrices[FULL_NETWORK], *self.fne_thresholds)
+
+    def drop(self, kind: str) -> None:
+        for matrices in (self.train, self.scored):
+            matrices.pop(kind, None)
+        self.ridge.pop(kind, None)
+
+    def ridge_data(self, kind: str, classes: np.ndarray, threads: int) -> ridge.RidgeData:
+        if kind not in self.ridge:
+            self.ridge[kind] = ridge.RidgeData.of(self.train[kind], self.labels, classes, threads)
+        return self.ridge[kind]
+
+
+@dataclass(frozen=True)
+class SplitInputs:
+    """What evaluate_split is given, checked."""
+
+    values: np.ndarray
+    labels: np.ndarray
+    is_train: np.ndarray
+    layers: np.ndarray
+    class_names: Sequence[str]
+    feature_names: Sequence[str] | None
+
+
+def prepare(
+    inputs: SplitInputs, train_rows: np.ndarray, scored_rows: np.ndarray, settings: TransferSettings
+) -> Prepared:
+    """Standardisation and DKS rankings fitted on `train_rows`, applied to both row sets."""
+    train_values = inputs.values[train_rows]
+    standardisation = Standardisation.fit(train_values)
+    ranking = dks_ranking(
+        train_values,
+        inputs.labels[train_rows],
+        inputs.class_names,
+        bins=settings.dks_bins,
+        repetitions=settings.calibration_repetitions,
+        seed=settings.calibration_seed,
+        workers=settings.dks_workers,
+        feature_names=inputs.feature_names,
+    )
+    return Prepared(
+        standardisation=standardisation,
+        ranking=ranking,
+        labels=inputs.labels[train_rows],
+        scored_labels=inputs.labels[scored_rows],
+        train={FULL_NETWORK: standardisation.apply(train_values)},
+        scored={FULL_NETWORK: standardisation.apply(inputs.values[scored_rows])},
+        fne_thresholds=(settings.fne_positive, settings.fne_negative),
+    )
+
+
+@dataclass(frozen=True)
+class Job:
+    """One result row's feature set: its columns on the fit part and on the training split (a
+    ranking's selection can differ between them), None for every column."""
+
+    row: dict[str, Any]
+    kind: str
+    fit_columns: np.ndarray | None
+    train_columns: np.ndarray | None
+
+    def key(self) -> tuple:
+        def code(columns: np.ndarray | None) -> bytes:
+            return b"all" if columns is None else columns.tobytes()
+
+        return (self.kind, code(self.fit_columns), code(self.train_columns))
+
+
+def embedding_jobs(
+    layers: np.ndarray, fit: Prepared, train: Prepared, shuffled: np.ndarray, settings
+) -> list[Job]:
+    """Every result row's feature set: layers, full network, FNE, then each kind's curves."""
+    n_features = layers.size
+    jobs = []
+    for layer in pd.unique(layers):
+        columns = np.flatnonzero(layers == layer)
+        row = {"embedding": LAYER, "layer": layer, "selection": None, "fraction": None}
+        jobs.append(Job(row, FULL_NETWORK, columns, columns))
+    for kind in KINDS:
+        row = {"embedding": kind, "layer": None, "selection": None, "fraction": None}
+        jobs.append(Job(row, kind, None, None))
+    for kind in KINDS:
+        for selection in (*settings.rankings, RANDOM):
+            for fraction, k in curve_sizes(n_features, settings.fractions):
+                kept = [
+                    None if k == n_features else np.sort(_order(part, selection, shuffled)[:k])
+                    for part in (fit, train)
+                ]
+                row = {"embedding": kind, "layer": None, "selection": selection}
+                jobs.append(Job({**row, "fraction": fraction}, kind, *kept))
+    return jobs
+
+
+def _order(prepared: Prepared, selection: str, shuffled: np.ndarray) -> np.ndarray:
+    return shuffled if selection == RANDOM else prepared.ranking.orders[selection]
+
+
+def _subset(matrix: np.ndarray, columns: np.ndarray | None) -> np.ndarray:
+    return matrix if columns is None else matrix[:, columns]
+
+
+def probe_data(job: Job, fit: Prepared, train: Prepared, ridge_threads: int = 0) -> ProbeData:
+    """The matrices of one job (and its ridge systems, products on `ridge_threads` BLAS
+    threads, when that is not 0: ridge reads its systems, not copies of the training columns,
+    which at caltech256's size take 0.7 GB for a curve's 50%)."""
+    fit_values = None if ridge_threads else _subset(fit.train[job.kind], job.fit_columns)
+    train_values = None if ridge_threads else _subset(train.train[job.kind], job.train_columns)
+    systems = {}
+    if ridge_threads:
+        classes = np.unique(train.labels)
+        systems = {
+            "fit_ridge": ridge.RidgeSystem(
+                fit.ridge_data(job.kind, classes, ridge_threads), job.fit_columns
+            ),
+            "train_ridge": ridge.RidgeSystem(
+                train.ridge_data(job.kind, classes, ridge_threads), job.train_columns
+            ),
+        }
+    return ProbeData(
+        fit_values=fit_values,
+        fit_labels=fit.labels,
+        held_values=_subset(fit.scored[job.kind], job.fit_columns),
+        held_labels=fit.scored_labels,
+        train_values=train_values,
+        train_labels=train.labels,
+        test_values=_subset(train.scored[job.kind], job.train_columns),
+        **systems,
+    )
+
+
+def solver_of(job: Job, train: Prepared, settings: ClassifierSettings) -> str:
+    """The solver that fits a job: the setting's, or for ridge_or_logistic the logistic
+    regression where affordable, ridge elsewhere."""
+    if settings.classifier != RIDGE_OR_LOGISTIC:
+        return settings.classifier
+    n_all = len(train.standardisation.mean)
+    n_features = n_all if job.train_columns is None else job.train_columns.size
+    n_classes = np.unique(train.labels).size
+    affordable = logistic_affordable(train.labels.size, n_features, n_classes, settings)
+    return LOGISTIC if affordable else RIDGE
+
+
+def fit_jobs(
+    jobs: Sequence[Job], fit: Prepared, train: Prepared, settings: TransferSettings
+) -> dict[tuple, FitResult]:
+    """Each distinct job's fit, one kind of matrix at a time.
+
+    Ridge runs job after job, its products on every core's BLAS, its factorisations on one
+    thread (ridge.RidgeSystem.weights); logistic
+    regressions and LinearSVC run one per core on one BLAS thread each: the solver's many small
+    products spend more time synchronising BLAS threads than computing (tenfold on a loaded
+    machine).
+    """
+    chosen = settings.classifier
+    workers = settings.workers or os.cpu_count() or 1
+    results: dict[tuple, FitResult] = {}
+    for kind in KINDS:
+        if kind == FNE:
+            for prepared in (fit, train):
+                prepared.make_fne()
+                prepared.drop(FULL_NETWORK)
+        distinct = {job.key(): job for job in jobs if job.kind == kind}
+        solvers = {key: solver_of(job, train, chosen) for key, job in distinct.items()}
+        with threadpool_limits(limits=1):
+            for key, job in distinct.items():
+                if solvers[key] == RIDGE:
+                    data = probe_data(job, fit, train, ridge_threads=workers)
+                    results[key] = fit_ridge(data, chosen)
+        with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=workers) as pool:
+            others = {
+                key: pool.submit(
+                    fit_linear_svc if solvers[key] == LINEAR_SVC else fit_logistic_regression,
+                    probe_data(job, fit, train),
+                    chosen,
+                )
+                for key, job in distinct.items()
+                if solvers[key] != RIDGE
+            }
+            results.update({key: future.result() for key, future in others.items()})
+        for prepared in (fit, train):
+            prepared.ridge.pop(kind, None)  # the Gram matrices of this kind
+    return results
+
+
 def evaluate_split(
     values: np.ndarray,
     labels: np.ndarray,
@@ -164,129 +406,109 @@ def evaluate_split(
     layers: the layer of each feature. seed: this split's seed for the random selections and the
     held-out part of the training split.
     """
+    inputs = check_inputs(values, labels, is_train, layers, class_names, feature_names)
+    started = time.perf_counter()
+    train_rows, test_rows = np.flatnonzero(inputs.is_train), np.flatnonzero(~inputs.is_train)
+    fit_part, held_out = holdout_split(
+        inputs.labels[train_rows], settings.classifier.holdout_fraction, seed
+    )
+    fit = prepare(inputs, train_rows[fit_part], train_rows[held_out], settings)
+    train = prepare(inputs, train_rows, test_rows, settings)
+    prepared = time.perf_counter()
+    shuffled = random_order(inputs.values.shape[1], seed)
+    jobs = embedding_jobs(inputs.layers, fit, train, shuffled, settings)
+    fitted = fit_jobs(jobs, fit, train, settings)
+    results, timings = result_rows(jobs, fitted, train, inputs.labels[test_rows], settings)
+    selections = {
+        (job.row["selection"], job.row["fraction"]): (
+            np.arange(inputs.values.shape[1]) if job.train_columns is None else job.train_columns
+        )
+        for job in jobs
+        if job.row["selection"] is not None and job.kind == FULL_NETWORK
+    }
+    return SplitEvaluation(
+        results=results,
+        fitted={
+            "mean": train.standardisation.mean,
+            "scale": train.standardisation.scale,
+            "fit_part_mean": fit.standardisation.mean,
+            "t_plus": train.ranking.t_plus,
+            "t_minus": train.ranking.t_minus,
+            "dks": train.ranking.dks,
+            "rankings": train.ranking.orders,
+            "fit_part_rankings": fit.ranking.orders,
+            "random": shuffled,
+            "selections": selections,
+            "holdout": (fit_part, held_out),
+            "seconds": {
+                "standardisation_and_dks_ranking": prepared - started,
+                "classifiers": time.perf_counter() - prepared,
+            },
+        },
+        timings=timings,
+    )
+
+
+def check_inputs(values, labels, is_train, layers, class_names, feature_names) -> SplitInputs:
+    """The inputs as arrays; a split without training or test images is an error."""
     is_train = np.asarray(is_train, bool)
-    labels = np.asarray(labels, np.int64)
-    layers = np.asarray(layers).astype(str)
     if is_train.all() or not is_train.any():
         raise ValueError(
             f"a split needs training and test images, got {int(is_train.sum())} train and "
             f"{int((~is_train).sum())} test"
         )
-    train_labels, test_labels = labels[is_train], labels[~is_train]
-    n_features = values.shape[1]
-
-    started = time.perf_counter()
-    standardisation = Standardisation.fit(values[is_train])
-    standardised = standardisation.apply(values)
-    train_std, test_std = standardised[is_train], standardised[~is_train]
-    del standardised
-    train_fne = three_valued(train_std, settings.fne_positive, settings.fne_negative)
-    test_fne = three_valued(test_std, settings.fne_positive, settings.fne_negative)
-    prepared = time.perf_counter()
-    ranking = dks_ranking(
-        values[is_train],
-        train_labels,
-        class_names,
-        bins=settings.dks_bins,
-        repetitions=settings.calibration_repetitions,
-        seed=settings.calibration_seed,
-        ranking=settings.ranking,
-        workers=settings.dks_workers,
+    return SplitInputs(
+        values=np.asarray(values, np.float32),
+        labels=np.asarray(labels, np.int64),
+        is_train=is_train,
+        layers=np.asarray(layers).astype(str),
+        class_names=class_names,
         feature_names=feature_names,
     )
-    ranked = time.perf_counter()
-    shuffled = random_order(n_features, seed)
-    holdout = holdout_split(train_labels, settings.classifier.holdout_fraction, seed)
 
-    matrices = {FULL_NETWORK: (train_std, test_std), FNE: (train_fne, test_fne)}
-    jobs: list[tuple[dict[str, Any], str, np.ndarray]] = []
-    for layer in pd.unique(layers):
-        row = {"embedding": LAYER, "layer": layer, "selection": None, "fraction": None}
-        jobs.append((row, FULL_NETWORK, np.flatnonzero(layers == layer)))
-    for kind in (FULL_NETWORK, FNE):
-        row = {"embedding": kind, "layer": None, "selection": None, "fraction": None}
-        jobs.append((row, kind, np.arange(n_features)))
-    selections = {}
-    for kind in (FULL_NETWORK, FNE):
-        for selection, order in ((settings.ranking, ranking.order), (RANDOM, shuffled)):
-            for fraction, k in curve_sizes(n_features, settings.fractions):
-                kept = np.sort(order[:k])
-                selections[(selection, fraction)] = kept
-                row = {"embedding": kind, "layer": None, "selection": selection}
-                jobs.append(({**row, "fraction": fraction}, kind, kept))
 
-    # Identical feature sets (every selection at 100%) are fitted once.
-    distinct: dict[tuple[str, bytes], tuple[str, np.ndarray]] = {}
-    for _, kind, columns in jobs:
-        distinct.setdefault((kind, columns.tobytes()), (kind, columns))
-
-    def fit_one(kind: str, columns: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:
-        train_matrix, test_matrix = matrices[kind]
-        if columns.size < n_features:
-            train_matrix, test_matrix = train_matrix[:, columns], test_matrix[:, columns]
-        fit = fit_classifier(train_matrix, train_labels, test_matrix, settings.classifier, holdout)
-        accuracy, per_class = accuracies(test_labels, fit.predictions)
-        measured = {
-            "regularisation_c": fit.regularisation_c,
-            "accuracy": accuracy,
-            "mean_per_class_accuracy": per_class,
-        }
-        timing = {
-            "selection_seconds": fit.selection_seconds,
-            "fit_seconds": fit.fit_seconds,
-            "n_iter": fit.n_iter,
-            "holdout_accuracy": fit.holdout_accuracy,
-        }
-        return measured, timing
-
-    # One BLAS thread per fit and one fit per core: the solver's many small products spend more
-    # time synchronising BLAS threads than computing (tenfold on a loaded machine).
-    workers = settings.workers or os.cpu_count() or 1
-    with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {key: pool.submit(fit_one, *job) for key, job in distinct.items()}
-        fitted_sets = {key: future.result() for key, future in futures.items()}
-
+def result_rows(
+    jobs: Sequence[Job],
+    fitted: dict[tuple, FitResult],
+    train: Prepared,
+    test_labels: np.ndarray,
+    settings: TransferSettings,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The result table (RESULT_COLUMNS) and each row's timing."""
     rows, timings = [], []
-    for row, kind, columns in jobs:
-        measured, timing = fitted_sets[(kind, columns.tobytes())]
+    for job in jobs:
+        fit = fitted[job.key()]
+        n_all = len(train.standardisation.mean)
+        n_features = n_all if job.train_columns is None else job.train_columns.size
+        accuracy, per_class = accuracies(test_labels, fit.predictions)
         logger.info(
-            "%s %s %s %s: %d features, C = %g, accuracy %.3f (%.1f s)",
-            row["embedding"],
-            row["layer"] or "",
-            row["selection"] or "",
-            "" if row["fraction"] is None else f"{row['fraction']:g}",
-            columns.size,
-            measured["regularisation_c"],
-            measured["accuracy"],
-            timing["selection_seconds"] + timing["fit_seconds"],
-        )
-        common = {**row, "n_features": int(columns.size)}
+            "%s %s %s %s: %d features, %s, C = %g, accuracy %.3f (%.1f s)",
+            job.row["embedding"], job.row["layer"] or "", job.row["selection"] or "",
+            "" if job.row["fraction"] is None else f"{job.row['fraction']:g}", n_features,
+            fit.solver, fit.regularisation_c, accuracy, fit.selection_seconds + fit.fit_seconds,
+        )  # fmt: skip
+        common = {**job.row, "n_features": int(n_features)}
         rows.append(
             {
                 **common,
                 "classifier": settings.classifier.classifier,
-                "n_train": int(train_labels.size),
+                "solver": fit.solver,
+                "regularisation_c": fit.regularisation_c,
+                "c_at_grid_edge": bool(fit.c_at_grid_edge),
+                "n_train": int(train.labels.size),
                 "n_test": int(test_labels.size),
-                **measured,
+                "accuracy": accuracy,
+                "mean_per_class_accuracy": per_class,
             }
         )
-        timings.append({**common, **timing})
-
-    results = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
-    fitted = {
-        "mean": standardisation.mean,
-        "scale": standardisation.scale,
-        "t_plus": ranking.t_plus,
-        "t_minus": ranking.t_minus,
-        "dks": ranking.dks,
-        "ranking": ranking.order,
-        "random": shuffled,
-        "selections": selections,
-        "holdout": holdout,
-        "seconds": {
-            "standardisation_and_fne": prepared - started,
-            "dks_ranking": ranked - prepared,
-            "classifiers": time.perf_counter() - ranked,
-        },
-    }
-    return SplitEvaluation(results=results, fitted=fitted, timings=pd.DataFrame(timings))
+        timings.append(
+            {
+                **common,
+                "solver": fit.solver,
+                "selection_seconds": fit.selection_seconds,
+                "fit_seconds": fit.fit_seconds,
+                "n_iter": fit.n_iter,
+                "holdout_accuracy": fit.holdout_accuracy,
+            }
+        )
+    return pd.DataFrame(rows, columns=list(RESULT_COLUMNS)), pd.DataFrame(timings)

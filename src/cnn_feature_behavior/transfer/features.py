@@ -13,16 +13,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from cnn_feature_behavior.statistics import calibration
-from cnn_feature_behavior.statistics.dks import signed_ks
+from cnn_feature_behavior.statistics.dks import signed_ks_labellings
 
-RANKINGS = ("dks_count", "dks_mean_abs")
+RANKINGS = ("dks_count", "dks_mean_abs", "dks_cover")
 
 
 @dataclass(frozen=True)
 class DksRanking:
     """Features ordered from most to least relevant, with what the order was computed from."""
 
-    order: np.ndarray  # feature positions, best first
+    orders: dict[str, np.ndarray]  # per ranking, feature positions, best first
     dks: np.ndarray  # (features, classes) float32 DKS of the training images
     t_plus: float
     t_minus: float
@@ -54,46 +54,65 @@ def dks_ranking(
     bins: int | None,
     repetitions: int,
     seed: int,
-    ranking: str = "dks_count",
     workers: int | None = None,
     feature_names: Sequence[str] | None = None,
 ) -> DksRanking:
-    """Rank features by DKS on the training images only.
+    """Rank features by DKS on the training images only, in every ranking of RANKINGS.
 
     dks_count: by the number of classes whose DKS passes t+ or t- (thresholds calibrated on the
     training images with `repetitions` seeded label permutations), ties by mean |DKS| over the
     classes, then by feature position. dks_mean_abs: by mean |DKS|, then feature position.
+    dks_cover: classes take turns (class_covering_order).
     """
-    if ranking not in RANKINGS:
-        raise ValueError(f"transfer.ranking must be one of {RANKINGS}, got {ranking!r}")
     labels = np.asarray(train_labels, np.int64)
     missing = np.setdiff1d(np.arange(len(class_names)), labels)
     if missing.size:
         names = [class_names[c] for c in missing[:10]]
         raise ValueError(f"{missing.size} class(es) have no training image: {names}")
 
-    def table(lab: np.ndarray, names: Sequence[str]) -> np.ndarray:
-        # float32, as the dks pipeline stores it and the calibration pipeline counts it.
-        return signed_ks(
-            train_values, lab, names, bins=bins, workers=workers, feature_names=feature_names
-        ).astype(np.float32)
-
-    dks = table(labels, class_names)
-    random_names = [f"random_{k}" for k in range(len(class_names))]
-    randomised = [
-        table(permuted, random_names)
-        for permuted in calibration.permuted_labels(labels, repetitions, seed)
-    ]
+    # One pass over the features for the real labels and their permutations; float32, as the
+    # dks pipeline stores it and the calibration pipeline counts it.
+    labellings = [labels, *calibration.permuted_labels(labels, repetitions, seed)]
+    tables = signed_ks_labellings(
+        train_values, labellings, class_names, bins=bins, workers=workers,
+        feature_names=feature_names,
+    ).astype(np.float32)  # fmt: skip
+    dks, randomised = tables[0], list(tables[1:])
     t_plus, t_minus = training_thresholds(dks, randomised, len(class_names))
     values = dks.astype(np.float64)
     passed = np.count_nonzero((values > t_plus) | (values < t_minus), axis=1)
     mean_abs = np.abs(values).mean(axis=1)
     position = np.arange(len(values))
-    if ranking == "dks_count":
-        order = np.lexsort((position, -mean_abs, -passed))
-    else:
-        order = np.lexsort((position, -mean_abs))
-    return DksRanking(order, dks, t_plus, t_minus, passed, mean_abs)
+    orders = {
+        "dks_count": np.lexsort((position, -mean_abs, -passed)),
+        "dks_mean_abs": np.lexsort((position, -mean_abs)),
+        "dks_cover": class_covering_order(values),
+    }
+    return DksRanking(orders, dks, t_plus, t_minus, passed, mean_abs)
+
+
+def class_covering_order(dks: np.ndarray) -> np.ndarray:
+    """Classes take turns, each taking its best remaining feature by |DKS| (ties by position).
+
+    Round r gives every class its r-th best feature not taken by an earlier turn, so the first
+    k features speak for every class once k reaches the number of classes, where the count
+    ranking favours features that speak for many classes and can leave some with none.
+    """
+    n_features, n_classes = dks.shape
+    # Each class's features, best first (stable: ties by feature position).
+    preference = np.argsort(-np.abs(dks), axis=0, kind="stable")
+    taken = np.zeros(n_features, bool)
+    cursor = np.zeros(n_classes, np.intp)
+    order = np.empty(n_features, np.intp)
+    for step in range(n_features):
+        k = step % n_classes
+        column = preference[:, k]
+        while taken[column[cursor[k]]]:
+            cursor[k] += 1
+        feature = column[cursor[k]]
+        taken[feature] = True
+        order[step] = feature
+    return order
 
 
 def curve_sizes(n_features: int, fractions: Sequence[float]) -> list[tuple[float, int]]:

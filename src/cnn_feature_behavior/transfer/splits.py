@@ -16,8 +16,8 @@ the class's images, not on the index's row order nor on the other classes; unlik
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping
+from fractions import Fraction
 from numbers import Integral, Real
 from typing import Any
 
@@ -50,7 +50,7 @@ def transfer_splits(image_index: pd.DataFrame, split_params: Mapping[str, Any]) 
     _check_index(image_index)
     official = image_index["split"] if "split" in image_index.columns else None
     if params["use_official"] and official is not None and official.notna().all():
-        _warn_one_sided_classes(image_index)
+        _check_official_sides(image_index)
         logger.info(
             "transfer splits: the official split, %d train and %d test images",
             int((official == TRAIN).sum()),
@@ -129,8 +129,15 @@ def train_quota(n_images: int, params: Mapping[str, Any]) -> int:
     if per_class is not None:
         quota = per_class if n_images >= per_class + 1 else n_images // 2
     else:
-        quota = math.floor(params["train_fraction"] * n_images + 0.5)
+        quota = half_up(params["train_fraction"], n_images)
     return min(max(quota, 1), n_images - 1)
+
+
+def half_up(fraction: float, n: int) -> int:
+    """fraction x n rounded half up in exact decimal arithmetic (0.35 x 90 = 31.5 gives 32; in
+    floating point it is 31.499999999999996)."""
+    exact = Fraction(str(float(fraction))) * int(n) + Fraction(1, 2)
+    return exact.numerator // exact.denominator
 
 
 def check_split_params(split_params: Mapping[str, Any]) -> dict[str, Any]:
@@ -204,12 +211,21 @@ def _class_members(image_index: pd.DataFrame) -> dict[int, tuple[str, np.ndarray
     return members
 
 
-def _warn_one_sided_classes(image_index: pd.DataFrame) -> None:
+def _check_official_sides(image_index: pd.DataFrame) -> None:
+    """A class without training images in the official split is an error (it could not be
+    learnt, and would fail later); one without test images only goes unmeasured: a warning."""
     sides = image_index.groupby("class_name", sort=False)["split"].agg(lambda s: set(s))
-    one_sided = [f"{name} ({'/'.join(sorted(s))} only)" for name, s in sides.items() if len(s) < 2]
-    if one_sided:
+    untrained = [str(name) for name, s in sides.items() if TRAIN not in s]
+    if untrained:
+        raise ValueError(
+            f"transfer splits: the official split (image_index `split` column) leaves "
+            f"{len(untrained)} class(es) without any training image: {', '.join(untrained[:20])}"
+            "; set transfer.split.use_official: false for seeded splits"
+        )
+    untested = [f"{name} (train only)" for name, s in sides.items() if TEST not in s]
+    if untested:
         logger.warning(
-            "transfer splits: %d classes lie in one official split only: %s",
-            len(one_sided),
-            ", ".join(one_sided[:10]),
+            "transfer splits: %d classes have no test image in the official split: %s",
+            len(untested),
+            ", ".join(untested[:10]),
         )

@@ -33,36 +33,23 @@ def evaluate_transfer(
     source_model: str,
 ) -> pd.DataFrame:
     """Test accuracy of every embedding per split repetition, everything fitted on its training
-    images (`transfer_results`, docs/data_contracts.md)."""
+    images (`transfer_results`, docs/data_contracts.md).
+
+    Nine inputs, each a catalog entry or parameter block that Kedro wires by name: grouping them
+    in a settings object would hide from the pipeline (and kedro-viz) what the node reads.
+    """
     settings = TransferSettings.from_params(transfer_params, dks_params, calibration_params)
     labels, class_names = embedding_labels(embedding, image_index)
     values = embedding_matrix(embedding, feature_manifest)
     missing = [c for c in SPLIT_COLUMNS if c not in splits.columns]
     if missing:
         raise ValueError(f"transfer_splits lacks column(s) {missing}; has {list(splits.columns)}")
-    image_ids = embedding.index.astype(str)
     frames = []
     for repetition, split in splits.groupby("repetition", sort=True):
-        membership = split.set_index(split["image_id"].astype(str))["split"]
-        unsplit = image_ids.difference(membership.index)
-        if len(unsplit):
-            raise ValueError(
-                f"transfer_splits repetition {repetition}: {len(unsplit)} embedded image(s) have "
-                f"no split, e.g. {unsplit[:5].tolist()}"
-            )
-        not_embedded = len(membership) - len(image_ids)
-        if not_embedded:
-            logger.info(
-                "transfer repetition %s: %d split image(s) have no embedding row (rejected at "
-                "extraction) and are left out",
-                repetition,
-                not_embedded,
-            )
-        is_train = (membership.reindex(image_ids) == TRAIN).to_numpy()
         evaluation = evaluate_split(
             values,
             labels,
-            is_train,
+            training_rows(embedding.index.astype(str), split, repetition),
             feature_manifest["layer"].astype(str).to_numpy(),
             class_names,
             settings,
@@ -72,21 +59,16 @@ def evaluate_transfer(
         seconds = evaluation.fitted["seconds"]
         logger.info(
             "transfer repetition %s: t+ = %.3f, t- = %.3f on the training images; %.0f s "
-            "(DKS ranking %.0f s, classifiers %.0f s)",
+            "(standardisation and DKS rankings %.0f s, classifiers %.0f s)",
             repetition,
             evaluation.fitted["t_plus"],
             evaluation.fitted["t_minus"],
             sum(seconds.values()),
-            seconds["dks_ranking"],
+            seconds["standardisation_and_dks_ranking"],
             seconds["classifiers"],
         )
-        results = evaluation.results
-        results.insert(0, "dataset", dataset)
-        results.insert(1, "source_model", source_model)
-        results.insert(results.columns.get_loc("n_features") + 1, "split_source", "")
-        results["split_source"] = str(split["split_source"].iloc[0])
-        results.insert(results.columns.get_loc("split_source") + 1, "repetition", int(repetition))
-        frames.append(results)
+        run = (dataset, source_model, str(split["split_source"].iloc[0]), int(repetition))
+        frames.append(with_run_columns(evaluation.results, *run))
     if not frames:
         raise ValueError("transfer_splits has no rows: nothing to evaluate")
     table = pd.concat(frames, ignore_index=True)
@@ -106,6 +88,39 @@ def _known_layers(feature_manifest: pd.DataFrame, source_models: dict[str, Any])
         if isinstance(listed, (list, tuple)):
             known += [str(layer) for layer in listed if str(layer) not in known]
     return known
+
+
+def training_rows(image_ids: pd.Index, split: pd.DataFrame, repetition: Any) -> np.ndarray:
+    """Whether each embedded image trains in this repetition; an embedded image without a split
+    is an error, a split image without an embedding row (rejected at extraction) is logged."""
+    membership = split.set_index(split["image_id"].astype(str))["split"]
+    unsplit = image_ids.difference(membership.index)
+    if len(unsplit):
+        raise ValueError(
+            f"transfer_splits repetition {repetition}: {len(unsplit)} embedded image(s) have "
+            f"no split, e.g. {unsplit[:5].tolist()}"
+        )
+    not_embedded = len(membership) - len(image_ids)
+    if not_embedded:
+        logger.info(
+            "transfer repetition %s: %d split image(s) have no embedding row (rejected at "
+            "extraction) and are left out",
+            repetition,
+            not_embedded,
+        )
+    return (membership.reindex(image_ids) == TRAIN).to_numpy()
+
+
+def with_run_columns(
+    results: pd.DataFrame, dataset: str, source_model: str, split_source: str, repetition: int
+) -> pd.DataFrame:
+    """The contract's run columns inserted in their places."""
+    results = results.copy()
+    results.insert(0, "dataset", dataset)
+    results.insert(1, "source_model", source_model)
+    results.insert(results.columns.get_loc("n_features") + 1, "split_source", split_source)
+    results.insert(results.columns.get_loc("split_source") + 1, "repetition", repetition)
+    return results
 
 
 def compute_embedding_maps(

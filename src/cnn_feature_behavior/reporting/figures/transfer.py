@@ -10,7 +10,12 @@ from cnn_feature_behavior.reporting import transfer_summary
 
 from .common import _empty_panel, layer_axis_width, layer_order, new_figure, set_layer_ticks
 
-SELECTION_COLOURS = {"dks_count": "tab:blue", "dks_mean_abs": "tab:purple", "random": "tab:gray"}
+SELECTION_COLOURS = {
+    "dks_count": "tab:blue",
+    "dks_mean_abs": "tab:purple",
+    "dks_cover": "tab:red",
+    "random": "tab:gray",
+}
 CURVE_LINESTYLES = {"full_network": "-", "fne": "--"}
 WHOLE_COLOURS = {"full_network": "tab:orange", "fne": "tab:green", "best_dks": "tab:blue"}
 

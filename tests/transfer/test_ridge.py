@@ -1,0 +1,116 @@
+"""Closed-form ridge on one-hot targets against scikit-learn's Ridge, and the search for C."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.linear_model import Ridge
+
+from cnn_feature_behavior.transfer.classifier import (
+    ClassifierSettings,
+    ProbeData,
+    fit_ridge,
+    search_c,
+)
+from cnn_feature_behavior.transfer.ridge import RidgeData, RidgeSystem
+
+
+def one_hot(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    return (labels[:, None] == classes[None, :]).astype(np.float64)
+
+
+@pytest.mark.parametrize(("n_images", "n_features"), [(60, 25), (30, 80)])  # primal, dual
+def test_ridge_weights_are_scikit_learns(n_images, n_features):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, n_images)
+    values = (rng.standard_normal((n_images, n_features)) + 3.0).astype(np.float32)
+    classes = np.arange(4)
+    columns = np.array([1, 4, 5, 9, 20])
+    for subset in (None, columns):
+        system = RidgeSystem(RidgeData.of(values, labels, classes), subset)
+        assert system.primal == ((n_features if subset is None else 5) <= n_images)
+        design = values if subset is None else values[:, subset]
+        for c in (0.01, 1.0):
+            weights, intercept = system.weights(c)
+            reference = Ridge(alpha=1.0 / c, solver="cholesky").fit(
+                design.astype(np.float64), one_hot(labels, classes)
+            )
+            np.testing.assert_allclose(weights, reference.coef_.T, rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(intercept, reference.intercept_, rtol=1e-4, atol=1e-5)
+
+
+def test_search_widens_the_grid_where_the_best_c_lies_past_it():
+    seen = []
+
+    def score(c: float) -> tuple[float, float]:
+        seen.append(c)
+        return -abs(np.log10(c) - 3.0), 0.0  # best at C = 1000
+
+    chosen, keys, at_edge = search_c(score, (1e-2, 1e-1, 1.0, 10.0), widen=3)
+    assert chosen == pytest.approx(1000.0) and not at_edge
+    assert 1e4 in [pytest.approx(c) for c in keys]  # looked one step past to be sure
+    chosen, _, at_edge = search_c(score, (1e-2, 1e-1, 1.0, 10.0), widen=1)
+    assert chosen == pytest.approx(100.0) and at_edge
+    chosen, _, at_edge = search_c(lambda c: (-abs(np.log10(c) + 4), 0.0), (1e-2, 1.0), 5)
+    assert chosen == pytest.approx(1e-4) and not at_edge
+
+
+def test_ridge_probe_two_classes_and_chosen_c_on_the_held_out_part():
+    rng = np.random.default_rng(1)
+    labels = np.repeat([0, 1], 40)
+    values = rng.standard_normal((80, 30)).astype(np.float32)
+    values[:, 0] += labels * 2.0
+    fit, held = np.arange(80) % 5 != 0, np.arange(80) % 5 == 0
+    data = ProbeData.of(
+        (values[fit], labels[fit]), (values[held], labels[held]), (values, labels), values
+    )
+    result = fit_ridge(data, ClassifierSettings(classifier="ridge"))
+    assert result.solver == "ridge" and set(result.predictions) == {0, 1}
+    assert np.mean(result.predictions == labels) > 0.8
+    assert result.regularisation_c in result.holdout_accuracy
+
+
+def test_tiny_penalty_on_a_rank_deficient_kernel_still_solves():
+    # The centred kernel of n images has rank n - 1; at 1 / C = 1e-9 rounding can make the
+    # system indefinite for a Cholesky factorisation: the eigendecomposition takes over.
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(3), 10)
+    values = (rng.standard_normal((30, 400)) * 100).astype(np.float32)
+    system = RidgeSystem(RidgeData.of(values, labels, np.arange(3)), None)
+    assert not system.primal
+    weights, intercept = system.weights(1e9)
+    assert np.isfinite(weights).all() and np.isfinite(intercept).all()
+    predicted = np.argmax(values @ weights + intercept, axis=1)
+    assert np.mean(predicted == labels) == 1.0  # nearly interpolates the training images
+    eigen = system._eigen_solve(1.0)
+    np.testing.assert_allclose(
+        system.design.T.astype(np.float64) @ eigen, system.weights(1.0)[0], rtol=1e-6, atol=1e-9
+    )
+
+
+def test_search_from_a_hint_finds_the_same_best_with_fewer_scores():
+    grid = tuple(10.0**k for k in range(-5, 3))
+    counted = {"middle": [], "hint": []}
+
+    def scorer(name):
+        def score(c: float) -> tuple[float, float]:
+            counted[name].append(c)
+            return -abs(np.log10(c) - 1.0), 0.0  # best at C = 10
+
+        return score
+
+    assert search_c(scorer("middle"), grid, 3)[0] == pytest.approx(10.0)
+    assert search_c(scorer("hint"), grid, 3, start=9.0)[0] == pytest.approx(10.0)
+    assert len(counted["hint"]) == 3 < len(counted["middle"])
+
+
+def test_exhaustive_search_is_not_stopped_by_a_plateau():
+    # Flat held-out scores around the start, the best far off: a local walk stops on the plateau.
+    grid = tuple(10.0**k for k in range(-5, 2))
+
+    def score(c: float) -> tuple[float, float]:
+        return (0.9 if c == 1e-5 else 0.5), 0.0
+
+    assert search_c(score, grid, 0)[0] != pytest.approx(1e-5)
+    chosen, _, at_edge = search_c(score, grid, 0, exhaustive=True)
+    assert chosen == pytest.approx(1e-5) and at_edge
