@@ -239,3 +239,11 @@ def test_embedding_maps_figure_with_few_classes_has_a_legend():
         plot_embedding_maps(maps, "wood", "vgg16_imagenet")
     with pytest.raises(ValueError, match=r"missing column\(s\) \['x'\]"):
         figures.embedding_maps_figure(maps.drop(columns="x"), dataset="d", source_model="m")
+
+
+def test_layers_of_other_networks_keep_network_order_in_the_summary():
+    """block10a comes after block2a (alphabetical order put it first), the head last."""
+    layers = ["block1a_project_bn", "block2a_project_bn", "block10a_project_bn", "avg_pool"]
+    summary = ts.summarise(synthetic_transfer_results(layers=layers, source_model="lite"))
+    in_table = [layer for layer in summary["layer"] if isinstance(layer, str)]
+    assert list(dict.fromkeys(in_table)) == layers

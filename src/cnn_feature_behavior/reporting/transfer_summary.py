@@ -59,14 +59,15 @@ CONFIGURATION = ("embedding", "layer", "selection", "fraction")
 
 
 def layer_sort_key(name: str) -> tuple:
-    """conv layers by block and position, then fc layers by number, then anything else."""
+    """VGG's conv layers by block and position, then fc layers by number, then any other name:
+    equal keys, so that a stable sort keeps those in network (manifest) order."""
     match = re.fullmatch(r"conv(\d+)_(\d+)", str(name))
     if match:
         return (0, int(match[1]), int(match[2]), "")
     match = re.fullmatch(r"fc(\d+)", str(name))
     if match:
         return (1, int(match[1]), 0, "")
-    return (2, 0, 0, str(name))
+    return (2, 0, 0, "")
 
 
 def check_results(results: pd.DataFrame, table_name: str = "transfer_results") -> None:
