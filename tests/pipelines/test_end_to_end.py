@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 from builders.project import PROJECT_ROOT
 
+from cnn_feature_behavior.transfer.features import RANKINGS
+
 WEIGHTS = PROJECT_ROOT / "data" / "06_models" / "vgg16_imagenet_conv.h5"
 
 
@@ -69,7 +71,7 @@ def test_full_study_on_caltech101_mini(project_copy, shared_datasets):
     layers = transfer[transfer["embedding"] == "layer"].groupby("layer")["accuracy"].mean()
     assert layers["conv5_3"] >= 0.8, layers.to_dict()
     curve = transfer[transfer["selection"].notna()]
-    assert set(curve["selection"]) == {"dks_count", "random"}
+    assert set(curve["selection"]) == {*RANKINGS, "random"}
 
 
 LITE0_WEIGHTS = PROJECT_ROOT / "data" / "06_models" / "efficientnet_lite0_imagenet.h5"
