@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from load_average import load_average_line
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CALTECH = PROJECT_ROOT.parent / "shared" / "datasets" / "caltech101-mini"
@@ -132,13 +133,7 @@ def main() -> None:
         "embeddings equal bit for bit: "
         + ("yes" if identical else f"NO ({differing} of {local.size} values differ)")
     )
-    print(
-        "load average (1, 5, 15 min) before: "
-        + ", ".join(f"{x:.2f}" for x in load_before)
-        + "; after: "
-        + ", ".join(f"{x:.2f}" for x in load_after)
-        + f" on {os.cpu_count()} CPUs"
-    )
+    print(load_average_line(load_before, load_after))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from load_average import load_average_line
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -117,13 +118,7 @@ def main() -> None:
         f"ratio pipeline / bare: {bare_total / pipeline_total:.3f} (target >= 0.9); per round: "
         + ", ".join(f"{r:.2f}" for r in ratios)
     )
-    print(
-        "load average (1, 5, 15 min) before: "
-        + ", ".join(f"{x:.2f}" for x in load_before)
-        + "; after: "
-        + ", ".join(f"{x:.2f}" for x in load_after)
-        + f" on {os.cpu_count()} CPUs"
-    )
+    print(load_average_line(load_before, load_after))
 
 
 if __name__ == "__main__":

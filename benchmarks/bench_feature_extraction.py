@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from load_average import load_average_line
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT_ROOT.parent / "shared" / "datasets"
@@ -328,11 +329,11 @@ def main() -> None:
     growth = memory[4 * args.images]["peak_rss_mib"] / memory[args.images]["peak_rss_mib"]
     print(f"peak RSS ratio 4N / N: {growth:.3f} (flat means memory does not grow with the images)")
     print(
-        "load average (1, 5, 15 min) before: "
-        + ", ".join(f"{x:.2f}" for x in load_before)
-        + "; after: "
-        + ", ".join(f"{x:.2f}" for x in load_after)
-        + f" on {os.cpu_count()} CPUs (a shared machine slows the two sides unevenly: see the per-round ratios)"
+        load_average_line(
+            load_before,
+            load_after,
+            "(a shared machine slows the two sides unevenly: see the per-round ratios)",
+        )
     )
 
 

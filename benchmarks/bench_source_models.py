@@ -23,6 +23,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from load_average import load_average_line
+
 BENCH = Path(__file__).resolve().parent / "bench_feature_extraction.py"
 
 
@@ -116,13 +118,7 @@ def main() -> None:
             f"{model} / {first}: pipeline {rates[model][0] / rates[first][0]:.2f}x, bare "
             f"{rates[model][1] / rates[first][1]:.2f}x (target for EfficientNet-Lite0 / VGG16 >= 4)"
         )
-    print(
-        "load average (1, 5, 15 min) before: "
-        + ", ".join(f"{x:.2f}" for x in load_before)
-        + "; after: "
-        + ", ".join(f"{x:.2f}" for x in load_after)
-        + f" on {os.cpu_count()} CPUs"
-    )
+    print(load_average_line(load_before, load_after))
 
 
 if __name__ == "__main__":
