@@ -12,7 +12,7 @@ from cnn_feature_behavior.transfer.classifier import (
     fit_ridge,
     search_c,
 )
-from cnn_feature_behavior.transfer.ridge import RidgeData, RidgeSystem
+from cnn_feature_behavior.transfer.ridge import DUAL_SHARE, RidgeData, RidgeSystem
 
 
 def one_hot(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -28,7 +28,7 @@ def test_ridge_weights_are_scikit_learns(n_images, n_features):
     columns = np.array([1, 4, 5, 9, 20])
     for subset in (None, columns):
         system = RidgeSystem(RidgeData.of(values, labels, classes), subset)
-        assert system.primal == ((n_features if subset is None else 5) <= n_images)
+        assert system.primal == ((n_features if subset is None else 5) <= DUAL_SHARE * n_images)
         design = values if subset is None else values[:, subset]
         for c in (0.01, 1.0):
             weights, intercept = system.weights(c)
@@ -114,3 +114,55 @@ def test_exhaustive_search_is_not_stopped_by_a_plateau():
     assert search_c(score, grid, 0)[0] != pytest.approx(1e-5)
     chosen, _, at_edge = search_c(score, grid, 0, exhaustive=True)
     assert chosen == pytest.approx(1e-5) and at_edge
+
+
+def test_centred_products_are_the_float64_products_over_row_blocks(monkeypatch):
+    from cnn_feature_behavior.transfer import ridge
+
+    monkeypatch.setattr(ridge, "GRAM_ROW_BLOCK", 7)  # several row blocks, several column bands
+    rng = np.random.default_rng(5)
+    values = (rng.standard_normal((40, 23)) * 5 + 2).astype(np.float32)
+    targets = rng.standard_normal((40, 3))
+    mean = values.mean(axis=0, dtype=np.float64)
+    gram, cross = ridge.centred_products(values, mean, targets, threads=1)
+    centred = values.astype(np.float64) - mean
+    np.testing.assert_allclose(gram, centred.T @ centred, rtol=1e-12, atol=1e-10)
+    np.testing.assert_allclose(cross, centred.T @ targets, rtol=1e-12, atol=1e-10)
+    assert gram.flags.f_contiguous and np.array_equal(gram, gram.T)
+
+
+def test_a_wide_rank_deficient_primal_system_solves_by_cholesky_at_a_small_penalty():
+    # 300 images, 400 features (primal: within DUAL_SHARE): the Gram matrix has rank 299. With
+    # float32 sums, rounding can leave it indefinite at a small 1 / C, sending it to an
+    # eigendecomposition (at caltech256's size, minutes per system).
+    rng = np.random.default_rng(4)
+    labels = np.repeat(np.arange(5), 60)
+    values = (rng.standard_normal((300, 400)) * 3 + 1).astype(np.float32)
+    system = RidgeSystem(RidgeData.of(values, labels, np.arange(5)), None)
+    assert system.primal
+    weights, intercept = system.weights(1e3)
+    assert system._eigen is None  # the factorisation did not fail
+    reference = Ridge(alpha=1e-3, solver="svd").fit(
+        values.astype(np.float64), one_hot(labels, np.arange(5))
+    )
+    np.testing.assert_allclose(weights, reference.coef_.T, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(intercept, reference.intercept_, rtol=1e-5, atol=1e-7)
+
+
+def test_large_systems_walk_from_the_hint_and_find_the_exhaustive_choice(monkeypatch):
+    from cnn_feature_behavior.transfer import ridge
+
+    rng = np.random.default_rng(6)
+    labels = np.repeat(np.arange(4), 50)
+    values = rng.standard_normal((200, 60)).astype(np.float32)
+    values[:, :4] += np.eye(4, dtype=np.float32)[labels] * 1.5
+    fit, held = np.arange(200) % 4 != 0, np.arange(200) % 4 == 0
+    data = ProbeData.of(
+        (values[fit], labels[fit]), (values[held], labels[held]), (values, labels), values
+    )
+    settings = ClassifierSettings(classifier="ridge")
+    exhaustive = fit_ridge(data, settings)
+    monkeypatch.setattr(ridge, "THREADED_SYSTEM", 1)  # every system counts as large
+    walked = fit_ridge(data, settings, hint=exhaustive.regularisation_c)
+    assert walked.regularisation_c == exhaustive.regularisation_c
+    assert len(walked.holdout_accuracy) < len(exhaustive.holdout_accuracy)

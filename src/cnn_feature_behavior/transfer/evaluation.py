@@ -369,11 +369,14 @@ def fit_jobs(
                 prepared.drop(FULL_NETWORK)
         distinct = {job.key(): job for job in jobs if job.kind == kind}
         solvers = {key: solver_of(job, train, chosen) for key, job in distinct.items()}
+        hint = None  # the last large system's C: where the next large one's search starts
         with threadpool_limits(limits=1):
             for key, job in distinct.items():
                 if solvers[key] == RIDGE:
                     data = probe_data(job, fit, train, ridge_threads=workers)
-                    results[key] = fit_ridge(data, chosen)
+                    results[key] = fit_ridge(data, chosen, hint)
+                    if data.fit_ridge.matrix.shape[0] >= ridge.THREADED_SYSTEM:
+                        hint = results[key].regularisation_c
         with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=workers) as pool:
             others = {
                 key: pool.submit(

@@ -8,14 +8,18 @@ the data against the penalty as in scikit-learn's LogisticRegression (larger C, 
 Why hand-written rather than scikit-learn's RidgeClassifier: every embedding of a split (each
 layer, the full network, every ranked or random selection) is a column subset of one training
 matrix, so its Gram matrix X_J^T X_J is a principal submatrix of one Gram matrix X^T X computed
-once (primal form, used when an embedding has no more features than training images); with more
-features than images the n x n kernel X_J X_J^T is smaller (dual form). Each C then costs one
+once (primal form); with many more features than images (DUAL_SHARE) the n x n kernel
+X_J X_J^T is smaller (dual form). Each C then costs one
 Cholesky factorisation of the embedding's system, no iterations, and the solution is exact
 (Golub and Van Loan; the linear evaluators of big_vision's fewshot_lsr.py fit the same way).
 
-The Gram matrix is a float32 product (half the time of float64) of standardised, centred values;
-the systems are factorised in float64, Fortran-ordered (LAPACK's own order: a C-ordered array
-would be copied or transposed first).
+The Gram matrix X^T X (and X^T Y) is summed over blocks of rows, each centred and cast to
+float64, with BLAS's symmetric rank-k update (dsyrk: one triangle, so the float64 product costs
+about what a full float32 one does). Why float64: a float32 product's rounding (about 2e-3
+absolute on 4,000 standardised rows, growing with the rows) leaves the rank-deficient systems of
+wide embeddings (features >= images) indefinite at small 1 / C, and each such system then needed
+an eigendecomposition: most of the time at caltech256's size. The systems are factorised in
+float64, Fortran-ordered (LAPACK's own order: a C-ordered array would be copied first).
 """
 
 from __future__ import annotations
@@ -24,21 +28,62 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.linalg import LinAlgError, cho_factor, cho_solve, eigh
+from scipy.linalg.blas import dsyrk
 from threadpoolctl import threadpool_limits
+
+# Rows per block of the float64 Gram sums (about 200 MB of a 12,416-feature matrix).
+GRAM_ROW_BLOCK = 2048
+# Systems from this size on are factorised on every BLAS thread, smaller ones on one (their
+# threads would spend more time waiting for each other than computing).
+THREADED_SYSTEM = 2048
+# The dual form (n x n kernel) is used where an embedding has more than this many times as many
+# features as training images: it then saves a factorisation several times larger; closer to
+# the images, the primal form reads its system out of the shared Gram matrix at no cost.
+DUAL_SHARE = 2.0
+
+
+def centred_products(
+    values: np.ndarray, mean: np.ndarray, targets: np.ndarray, threads: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(X_c^T X_c, X_c^T Y) of the values centred on `mean`: (d, d) float64 Fortran-ordered,
+    symmetric, and (d, classes) float64, summed over row blocks in float64 (module docstring)."""
+    n_features = values.shape[1]
+    gram = np.zeros((n_features, n_features), order="F")
+    cross = np.zeros((n_features, targets.shape[1]))
+    with threadpool_limits(limits=threads):
+        for start in range(0, values.shape[0], GRAM_ROW_BLOCK):
+            block = values[start : start + GRAM_ROW_BLOCK].astype(np.float64) - mean
+            # block.T is Fortran-ordered: dsyrk reads it without a copy.
+            gram = dsyrk(1.0, block.T, beta=1.0, c=gram, trans=0, lower=1, overwrite_c=1)
+            cross += block.T @ targets[start : start + GRAM_ROW_BLOCK]
+    _fill_upper(gram)
+    return gram, cross
+
+
+def _fill_upper(lower: np.ndarray) -> None:
+    """Copy the lower triangle onto the upper one, a band of columns at a time (no d x d
+    temporary)."""
+    size = lower.shape[0]
+    for start in range(0, size, GRAM_ROW_BLOCK):
+        stop = min(start + GRAM_ROW_BLOCK, size)
+        diagonal = lower[start:stop, start:stop]
+        diagonal[np.triu_indices(stop - start, 1)] = diagonal.T[np.triu_indices(stop - start, 1)]
+        lower[start:stop, stop:] = lower[stop:, start:stop].T
 
 
 @dataclass
 class RidgeData:
-    """One training matrix, centred, with its one-hot targets and (on first need) Gram matrix."""
+    """One training matrix with its mean, centred one-hot targets and (on first need) the
+    centred products of ridge's normal equations."""
 
     values: np.ndarray  # (n, d) float32, as given (not copied)
     mean: np.ndarray  # (d,) float64 training mean
     targets: np.ndarray  # (n, classes) float64 one-hot, centred
     target_mean: np.ndarray  # (classes,)
     classes: np.ndarray  # the class of each target column
-    # BLAS threads of the matrix products (factorisations run on one: see RidgeSystem.weights).
+    # BLAS threads of the products and of the large factorisations.
     threads: int | None = None
-    _gram: np.ndarray | None = field(default=None, repr=False)
+    _products: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     @classmethod
     def of(
@@ -56,15 +101,17 @@ class RidgeData:
         return self.values.shape[0]
 
     def gram(self) -> np.ndarray:
-        """X^T X of the centred values, (d, d) float64, computed once (X^T X - n m m^T: no
-        centred copy of X; the values are standardised or three-valued, so no cancellation)."""
-        if self._gram is None:
-            with threadpool_limits(limits=self.threads):
-                product = self.values.T @ self.values
-            gram = np.asfortranarray(product, dtype=np.float64)
-            gram -= self.n_images * np.outer(self.mean, self.mean)
-            self._gram = gram
-        return self._gram
+        """X_c^T X_c, (d, d) float64, computed once."""
+        return self._centred_products()[0]
+
+    def cross(self) -> np.ndarray:
+        """X_c^T Y_c = X^T Y_c (the centred targets sum to zero), (d, classes), computed once."""
+        return self._centred_products()[1]
+
+    def _centred_products(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._products is None:
+            self._products = centred_products(self.values, self.mean, self.targets, self.threads)
+        return self._products
 
 
 class RidgeSystem:
@@ -73,47 +120,51 @@ class RidgeSystem:
     def __init__(self, data: RidgeData, columns: np.ndarray | None):
         self.data = data
         self.columns = columns
-        design = data.values if columns is None else data.values[:, columns]
-        self.primal = design.shape[1] <= data.n_images
+        n_features = data.values.shape[1] if columns is None else columns.size
+        self.primal = n_features <= DUAL_SHARE * data.n_images
+        self._eigen: tuple[np.ndarray, np.ndarray] | None = None
         if self.primal:
             gram = data.gram()
             self.matrix = gram if columns is None else gram[np.ix_(columns, columns)]
-            # X^T Yc = Xc^T Yc: the centred targets sum to zero.
-            self.right = (design.T @ data.targets.astype(np.float32)).astype(np.float64)
+            self.right = data.cross() if columns is None else data.cross()[columns]
         else:
+            design = data.values if columns is None else data.values[:, columns]
             mean = data.mean if columns is None else data.mean[columns]
-            self.design = design - mean.astype(np.float32)
-            # A float32 product: a float64 copy of the design would take 1.2 GB at caltech256's
-            # size; where rounding leaves the (rank n - 1, centred) kernel indefinite at a tiny
-            # penalty, weights() solves through the eigendecomposition.
+            self.design = design.astype(np.float64) - mean  # few images: a small matrix
             with threadpool_limits(limits=data.threads):
-                product = self.design @ self.design.T
-            self.matrix = np.asfortranarray(product, dtype=np.float64)
+                self.matrix = np.asfortranarray(self.design @ self.design.T)
             self.right = data.targets
 
     def weights(self, c: float) -> tuple[np.ndarray, np.ndarray]:
         """(features, classes) weights on the embedding's values and the intercepts, for C."""
-        system = self.matrix.copy(order="F")
-        system.flat[:: system.shape[0] + 1] += 1.0 / float(c)
-        # One thread: on a loaded 2-core machine a 2-thread Cholesky of 2,000 x 2,000 took 4 to
-        # 17 s against 1.3 s on one (threads spin waiting for each other); products scale.
-        with threadpool_limits(limits=1):
-            try:
-                factor = cho_factor(system, lower=True, overwrite_a=True, check_finite=False)
-                solution = cho_solve(factor, self.right, check_finite=False)
-            except LinAlgError:
+        size = self.matrix.shape[0]
+        threads = self.data.threads if size >= THREADED_SYSTEM else 1
+        with threadpool_limits(limits=threads):
+            solution = None
+            if self._eigen is None:
+                system = self.matrix.copy(order="F")
+                system.flat[:: size + 1] += 1.0 / float(c)
+                try:
+                    factor = cho_factor(system, lower=True, overwrite_a=True, check_finite=False)
+                    solution = cho_solve(factor, self.right, check_finite=False)
+                except LinAlgError:
+                    del system
+            if solution is None:
                 solution = self._eigen_solve(c)
-        weights = solution if self.primal else self.design.T.astype(np.float64) @ solution
+            weights = solution if self.primal else self.design.T @ solution
         mean = self.data.mean if self.columns is None else self.data.mean[self.columns]
         intercept = self.data.target_mean - mean @ weights
         return weights, intercept
 
     def _eigen_solve(self, c: float) -> np.ndarray:
-        """(matrix + I / C)^-1 right through the eigendecomposition, eigenvalues clipped at 0:
-        where rounding leaves a (semi-definite) Gram matrix slightly indefinite at small 1 / C."""
-        eigenvalues, vectors = eigh(self.matrix, check_finite=False)
-        shifted = np.clip(eigenvalues, 0.0, None) + 1.0 / float(c)
-        return vectors @ ((vectors.T @ self.right) / shifted[:, None])
+        """(matrix + I / C)^-1 right through the eigendecomposition (computed once, then used
+        for every C), eigenvalues clipped at 0: where rounding leaves a (semi-definite) Gram
+        matrix slightly indefinite at small 1 / C."""
+        if self._eigen is None:
+            eigenvalues, vectors = eigh(self.matrix, check_finite=False)
+            self._eigen = (np.clip(eigenvalues, 0.0, None), vectors)
+        eigenvalues, vectors = self._eigen
+        return vectors @ ((vectors.T @ self.right) / (eigenvalues + 1.0 / float(c))[:, None])
 
 
 def scores(values: np.ndarray, weights: np.ndarray, intercept: np.ndarray) -> np.ndarray:
