@@ -351,14 +351,8 @@ def solver_of(job: Job, train: Prepared, settings: ClassifierSettings) -> str:
 def fit_jobs(
     jobs: Sequence[Job], fit: Prepared, train: Prepared, settings: TransferSettings
 ) -> dict[tuple, FitResult]:
-    """Each distinct job's fit, one kind of matrix at a time.
-
-    Ridge runs job after job, its products on every core's BLAS, its factorisations on one
-    thread (ridge.RidgeSystem.weights); logistic
-    regressions and LinearSVC run one per core on one BLAS thread each: the solver's many small
-    products spend more time synchronising BLAS threads than computing (tenfold on a loaded
-    machine).
-    """
+    """Each distinct job's fit, one kind of matrix at a time (a kind's matrices and Gram
+    matrices are freed before the next kind's are made)."""
     chosen = settings.classifier
     workers = settings.workers or os.cpu_count() or 1
     results: dict[tuple, FitResult] = {}
@@ -369,28 +363,44 @@ def fit_jobs(
                 prepared.drop(FULL_NETWORK)
         distinct = {job.key(): job for job in jobs if job.kind == kind}
         solvers = {key: solver_of(job, train, chosen) for key, job in distinct.items()}
-        hint = None  # the last large system's C: where the next large one's search starts
-        with threadpool_limits(limits=1):
-            for key, job in distinct.items():
-                if solvers[key] == RIDGE:
-                    data = probe_data(job, fit, train, ridge_threads=workers)
-                    results[key] = fit_ridge(data, chosen, hint)
-                    if data.fit_ridge.matrix.shape[0] >= ridge.THREADED_SYSTEM:
-                        hint = results[key].regularisation_c
-        with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=workers) as pool:
-            others = {
-                key: pool.submit(
-                    fit_linear_svc if solvers[key] == LINEAR_SVC else fit_logistic_regression,
-                    probe_data(job, fit, train),
-                    chosen,
-                )
-                for key, job in distinct.items()
-                if solvers[key] != RIDGE
-            }
-            results.update({key: future.result() for key, future in others.items()})
+        ridge_jobs = {key: job for key, job in distinct.items() if solvers[key] == RIDGE}
+        results.update(_fit_ridge_jobs(ridge_jobs, fit, train, chosen, workers))
+        others = {key: job for key, job in distinct.items() if solvers[key] != RIDGE}
+        results.update(_fit_iterative_jobs(others, solvers, fit, train, chosen, workers))
         for prepared in (fit, train):
             prepared.ridge.pop(kind, None)  # the Gram matrices of this kind
     return results
+
+
+def _fit_ridge_jobs(
+    jobs: dict[tuple, Job], fit: Prepared, train: Prepared, settings, workers: int
+) -> dict[tuple, FitResult]:
+    """Ridge, job after job: products and large factorisations on `workers` BLAS threads
+    (ridge.RidgeSystem.weights); each large system's C search starts from the last one's."""
+    results, hint = {}, None
+    with threadpool_limits(limits=1):
+        for key, job in jobs.items():
+            data = probe_data(job, fit, train, ridge_threads=workers)
+            results[key] = fit_ridge(data, settings, hint)
+            if data.fit_ridge.matrix.shape[0] >= ridge.THREADED_SYSTEM:
+                hint = results[key].regularisation_c
+    return results
+
+
+def _fit_iterative_jobs(
+    jobs: dict[tuple, Job], solvers: dict, fit: Prepared, train: Prepared, settings, workers: int
+) -> dict[tuple, FitResult]:
+    """Logistic regressions and LinearSVC, `workers` at once on one BLAS thread each: the
+    solvers' many small products spend more time synchronising BLAS threads than computing
+    (tenfold on a loaded machine). Each job's matrices are made when its turn comes."""
+
+    def fit_one(key: tuple, job: Job) -> FitResult:
+        solve = fit_linear_svc if solvers[key] == LINEAR_SVC else fit_logistic_regression
+        return solve(probe_data(job, fit, train), settings)
+
+    with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {key: pool.submit(fit_one, key, job) for key, job in jobs.items()}
+        return {key: future.result() for key, future in futures.items()}
 
 
 def evaluate_split(
