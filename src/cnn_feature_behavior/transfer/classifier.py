@@ -37,7 +37,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.linalg import LinAlgError, cho_factor, eigh, solve_triangular
@@ -229,7 +229,20 @@ def _extend_grid(grid: list[float], best: int, step: int) -> tuple[int, int]:
 def fit_ridge(
     data: ProbeData, settings: ClassifierSettings, hint: float | None = None
 ) -> FitResult:
-    """Ridge on one-hot targets, C chosen on the held-out part, refitted on the training split.
+    """Ridge on one-hot targets, C chosen on the held-out part, refitted on the training split."""
+    selection = select_ridge_c(data.fit_ridge, data.held_values, data.held_labels, settings, hint)
+    return refit_ridge(selection, data.train_ridge, data.test_values)
+
+
+def select_ridge_c(
+    system: ridge.RidgeSystem,
+    held_values: np.ndarray,
+    held_labels: np.ndarray,
+    settings: ClassifierSettings,
+    hint: float | None = None,
+) -> FitResult:
+    """The C of ridge on the fit part's `system` scored on the held-out images (no predictions
+    yet: refit_ridge makes them).
 
     Where a factorisation is cheap (a system under ridge.THREADED_SYSTEM) the whole grid is
     scored: a local walk from a neighbouring embedding's choice once stopped on a held-out
@@ -239,33 +252,37 @@ def fit_ridge(
     instead of 7 or more.
     """
     start = time.perf_counter()
-    classes = data.fit_ridge.data.classes
 
     def score(c: float) -> Key:
-        weights, intercept = data.fit_ridge.weights(c)
-        return ridge.holdout_key(
-            ridge.scores(data.held_values, weights, intercept), classes, data.held_labels
-        )
+        weights, intercept = system.weights(c)
+        scored = ridge.scores(held_values, weights, intercept)
+        return ridge.holdout_key(scored, system.data.classes, held_labels)
 
-    large = data.fit_ridge.matrix.shape[0] >= ridge.THREADED_SYSTEM
+    large = system.matrix.shape[0] >= ridge.THREADED_SYSTEM
     chosen, keys, at_edge = search_c(
         score, settings.ridge_c_grid, settings.widen, start=hint if large else None,
         exhaustive=not large,
     )  # fmt: skip
-    selected = time.perf_counter()
-    weights, intercept = data.train_ridge.weights(chosen)
-    scored = ridge.scores(data.test_values, weights, intercept)
-    predictions = data.train_ridge.data.classes[np.argmax(scored, axis=1)]
     return FitResult(
         regularisation_c=chosen,
-        predictions=predictions,
+        predictions=np.empty(0),
         solver=RIDGE,
         c_at_grid_edge=at_edge,
         holdout_accuracy={c: k[0] for c, k in keys.items()},
         holdout_key=keys[chosen],
-        selection_seconds=selected - start,
-        fit_seconds=time.perf_counter() - selected,
+        selection_seconds=time.perf_counter() - start,
     )
+
+
+def refit_ridge(
+    selection: FitResult, system: ridge.RidgeSystem, test_values: np.ndarray
+) -> FitResult:
+    """`selection` with its C refitted on the training split's `system`, and its predictions."""
+    start = time.perf_counter()
+    weights, intercept = system.weights(selection.regularisation_c)
+    scored = ridge.scores(test_values, weights, intercept)
+    predictions = system.data.classes[np.argmax(scored, axis=1)]
+    return replace(selection, predictions=predictions, fit_seconds=time.perf_counter() - start)
 
 
 Weights = Callable[[np.ndarray], np.ndarray]
