@@ -433,3 +433,28 @@ def test_a_kinds_gram_matrices_are_freed_before_the_next_kinds_are_made(monkeypa
     )
     evaluate(planted()[1], settings)
     assert alive_at_fne and alive_at_fne[0] == 0
+
+
+def test_narrow_designs_choose_c_with_converged_fits(monkeypatch):
+    # On the real Caltech-101 conv1_2 (64 features) fits stopped at selection_tol chose C = 1,000
+    # where converged fits chose 100, 0.013 lower on the test images.
+    from cnn_feature_behavior.transfer import classifier
+
+    tols = []
+    original_fit = LogisticRegression.fit
+
+    def recording_fit(self, *args, **kwargs):
+        tols.append(self.tol)
+        return original_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(LogisticRegression, "fit", recording_fit)
+    values, labels, *_ = planted()
+    holdout = classifier.holdout_split(labels, 0.25, 0)
+    data = probe_data(values, labels, values, holdout)
+    settings = ClassifierSettings(classifier="logistic_regression", tol=1e-6, selection_tol=1e-3)
+    classifier.fit_logistic_regression(data, settings)
+    assert set(tols) == {1e-6}  # 120 columns: converged selection and refit
+    tols.clear()
+    monkeypatch.setattr(classifier, "CONVERGED_SELECTION_WIDTH", 100)
+    classifier.fit_logistic_regression(data, settings)
+    assert tols[:-1] and set(tols[:-1]) == {1e-3} and tols[-1] == 1e-6
