@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -31,3 +33,15 @@ def make_project_copy(destination: Path) -> Path:
             (destination / "data" / layer.name).mkdir(parents=True, exist_ok=True)
     (destination / "data" / "06_models").symlink_to(PROJECT_ROOT / "data" / "06_models")
     return destination
+
+
+def kedro_run(project: Path, *arguments: str, timeout: float = 1800) -> subprocess.CompletedProcess:
+    """`kedro run <arguments>` in `project` as a user types it (telemetry off), output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "kedro", "run", *arguments],
+        cwd=project,
+        env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1"},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

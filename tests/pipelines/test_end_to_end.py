@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pandas as pd
 import pytest
-from builders.project import PROJECT_ROOT
+from builders.project import PROJECT_ROOT, kedro_run
 
 from cnn_feature_behavior.transfer.features import RANKINGS
 
@@ -19,21 +16,8 @@ def test_full_study_on_caltech101_mini(project_copy, shared_datasets):
     if not WEIGHTS.is_file():
         pytest.skip(f"default weights not fetched ({WEIGHTS} absent): run `make setup`")
     raw_dir = shared_datasets / "caltech101-mini"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kedro",
-            "run",
-            "--env",
-            "caltech101",
-            "--params",
-            f"raw_dir={raw_dir},crops=1",
-        ],
-        cwd=project_copy,
-        capture_output=True,
-        text=True,
-        timeout=1800,
+    result = kedro_run(
+        project_copy, "--env", "caltech101", "--params", f"raw_dir={raw_dir},crops=1"
     )
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-5000:]
@@ -86,21 +70,12 @@ def test_full_study_with_efficientnet_lite0_on_caltech101_mini(project_copy, sha
             f"EfficientNet-Lite0 weights not converted ({LITE0_WEIGHTS} absent): run `make setup`"
         )
     raw_dir = shared_datasets / "caltech101-mini"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kedro",
-            "run",
-            "--env",
-            "caltech101",
-            "--params",
-            f"raw_dir={raw_dir},crops=1,source_model=efficientnet_lite0_imagenet",
-        ],
-        cwd=project_copy,
-        capture_output=True,
-        text=True,
-        timeout=1800,
+    result = kedro_run(
+        project_copy,
+        "--env",
+        "caltech101",
+        "--params",
+        f"raw_dir={raw_dir},crops=1,source_model=efficientnet_lite0_imagenet",
     )
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-5000:]

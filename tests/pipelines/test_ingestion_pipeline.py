@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from builders.project import kedro_run
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 from kedro_datasets.pandas import ParquetDataset
@@ -176,25 +174,11 @@ def test_session_run_one_ingestion_key_overridden_under_an_env(
 @pytest.mark.slow
 def test_cli_kedro_run_caltech101_ingestion(project_copy, shared_datasets):
     raw_dir = shared_datasets / "caltech101-mini"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kedro",
-            "run",
-            "--env",
-            "caltech101",
-            "--pipeline",
-            "ingestion",
-            "--params",
-            f"raw_dir={raw_dir}",
-        ],
-        cwd=project_copy,
-        env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1"},
-        capture_output=True,
-        text=True,
+    result = kedro_run(
+        project_copy,
+        "--env", "caltech101", "--pipeline", "ingestion", "--params", f"raw_dir={raw_dir}",
         timeout=300,
-    )
+    )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     index = pd.read_parquet(
         project_copy / "data" / "02_intermediate" / "caltech101" / "image_index.parquet"

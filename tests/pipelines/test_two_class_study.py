@@ -7,12 +7,10 @@ second column of it and crashed. Every stage must take two classes, through `ked
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
-from builders.project import PROJECT_ROOT
+from builders.project import PROJECT_ROOT, kedro_run
 
 WEIGHTS = PROJECT_ROOT / "data" / "06_models" / "vgg16_imagenet_conv.h5"
 BREEDS = ("Abyssinian", "Bengal")
@@ -41,13 +39,9 @@ def two_breeds(tmp_path, shared_datasets):
 def test_full_study_on_two_classes(project_copy, two_breeds):
     if not WEIGHTS.is_file():
         pytest.skip(f"default weights not fetched ({WEIGHTS} absent): run `make setup`")
-    result = subprocess.run(
-        [
-            sys.executable, "-m", "kedro", "run", "--env", "catsdogs",
-            "--params", f"raw_dir={two_breeds},crops=1",
-        ],
-        cwd=project_copy, capture_output=True, text=True, timeout=1800,
-    )  # fmt: skip
+    result = kedro_run(
+        project_copy, "--env", "catsdogs", "--params", f"raw_dir={two_breeds},crops=1"
+    )
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-5000:]
     model_output = project_copy / "data" / "07_model_output" / "vgg16_imagenet"
