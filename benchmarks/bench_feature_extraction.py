@@ -245,6 +245,24 @@ def speed_child(
     }
 
 
+def run_child(
+    kind: str, count: int, args: argparse.Namespace, source_model: str, warm: bool = False
+) -> dict:
+    """One `--child` measurement of this script in a process of its own: its last line, JSON.
+    `args` gives crops, batch_size, shard_size, rounds and decode_workers."""
+    command = [
+        sys.executable, __file__, "--child", kind, "--count", str(count),
+        "--crops", str(args.crops), "--batch-size", str(args.batch_size),
+        "--shard-size", str(args.shard_size), "--rounds", str(args.rounds),
+        "--source-model", source_model,
+    ]  # fmt: skip
+    command += ["--warm"] if warm else []
+    if args.decode_workers is not None:
+        command += ["--decode-workers", str(args.decode_workers)]
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=32, help="N; speed is measured on 4N images")
@@ -297,31 +315,12 @@ def main() -> None:
         )
         return
 
-    def run_child(kind: str, count: int) -> dict:
-        command = [
-            sys.executable,
-            __file__,
-            "--child",
-            kind,
-            "--count",
-            str(count),
-            "--crops",
-            str(args.crops),
-            "--batch-size",
-            str(args.batch_size),
-            "--shard-size",
-            str(args.shard_size),
-            "--rounds",
-            str(args.rounds),
-            "--source-model",
-            args.source_model,
-        ] + ([] if args.decode_workers is None else ["--decode-workers", str(args.decode_workers)])
-        done = subprocess.run(command, check=True, capture_output=True, text=True)
-        return json.loads(done.stdout.strip().splitlines()[-1])
-
     load_before = os.getloadavg()
-    memory = {count: run_child("memory", count) for count in (args.images, 4 * args.images)}
-    speed = run_child("speed", 4 * args.images)
+    memory = {
+        count: run_child("memory", count, args, args.source_model)
+        for count in (args.images, 4 * args.images)
+    }
+    speed = run_child("speed", 4 * args.images, args, args.source_model)
     load_after = os.getloadavg()
 
     pipeline_ips = speed["images"] / speed["pipeline_s"]

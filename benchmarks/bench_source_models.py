@@ -20,40 +20,15 @@ pipeline loses. Needs the weights of `make setup`.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
+from bench_feature_extraction import run_child
 from load_average import load_average_line
-
-BENCH = Path(__file__).resolve().parent / "bench_feature_extraction.py"
 
 
 def speed_run(model: str, images: int, args: argparse.Namespace) -> dict:
     """One speed run of bench_feature_extraction.py for `model`, in a process of its own."""
-    command = [
-        sys.executable,
-        str(BENCH),
-        "--child",
-        "speed",
-        "--count",
-        str(4 * images),
-        "--crops",
-        str(args.crops),
-        "--batch-size",
-        str(args.batch_size),
-        "--shard-size",
-        str(args.shard_size),
-        "--rounds",
-        str(args.rounds),
-        "--source-model",
-        model,
-        "--warm",
-    ] + ([] if args.decode_workers is None else ["--decode-workers", str(args.decode_workers)])
-    done = subprocess.run(command, check=True, capture_output=True, text=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_child("speed", 4 * images, args, model, warm=True)
 
 
 def main() -> None:
