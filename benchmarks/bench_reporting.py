@@ -38,6 +38,7 @@ from cnn_feature_behavior.reporting.report import figure_png
 # The synthetic study the reporting tests use, here at ImageNet scale.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from builders.report_synthetic import (  # noqa: E402
+    PAPER_DATASETS,
     class_counts_table,
     dks_histograms_table,
     synthetic_embedding_maps,
@@ -47,19 +48,6 @@ from builders.report_synthetic import (  # noqa: E402
 LAYERS = [paper_layer_name(name) for name in conv_layer_names("vgg16")] + ["fc6", "fc7"]
 WIDTHS = [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512, 4096, 4096]
 KINDS = {layer: "conv" if layer.startswith("conv") else "fc" for layer in LAYERS}
-DATASETS = {
-    "imagenet": 50,
-    "cub200": 59,
-    "wood": 63,
-    "flowers102": 80,
-    "caltech101": 91,
-    "mit67": 100,
-    "textures": 120,
-    "caltech256": 120,
-    "stanforddogs": 172,
-    "catsdogs": 199,
-    "food101": 250,
-}
 N_CLASSES, N_IMAGES = 1000, 50_000
 FILE_DPI, HTML_DPI = 130, 90
 SOURCE = "vgg16_imagenet"
@@ -217,7 +205,7 @@ def cross_dataset_tables(dks: pd.DataFrame, features: list[str], rng) -> dict:
                 "max_images_per_class": m,
                 "mean_images_per_class": float(m),
             }
-            for name, m in DATASETS.items()
+            for name, m in PAPER_DATASETS.items()
         ]
     )
     fifty = [f"class {k}" for k in range(50)]
@@ -225,10 +213,10 @@ def cross_dataset_tables(dks: pd.DataFrame, features: list[str], rng) -> dict:
         name: dks_histograms_table(
             dks if name == "imagenet" else dks_table(rng, features, fifty, 0.5), name, KINDS
         )
-        for name in DATASETS
+        for name in PAPER_DATASETS
     }
     study_thresholds = pd.DataFrame(
-        {"dataset": list(DATASETS), "mean_images_per_class": list(DATASETS.values())}
+        {"dataset": list(PAPER_DATASETS), "mean_images_per_class": list(PAPER_DATASETS.values())}
     )
     study_thresholds["t_plus"] = 0.4 - 0.06 * np.log(study_thresholds["mean_images_per_class"])
     study_thresholds["t_minus"] = -0.8 * study_thresholds["t_plus"]
@@ -240,7 +228,7 @@ def cross_dataset_tables(dks: pd.DataFrame, features: list[str], rng) -> dict:
     )
     return {
         "properties": properties,
-        "summaries": {name: layer_summary(name, m, rng) for name, m in DATASETS.items()},
+        "summaries": {name: layer_summary(name, m, rng) for name, m in PAPER_DATASETS.items()},
         "histograms": histograms,
         "study_thresholds": study_thresholds,
         "fit": fit,

@@ -21,6 +21,20 @@ LAYERS = {
     "fc7": ("fc", 6),
 }
 BINS = 100
+# The paper's eleven target datasets and their mean images per class (Table 2), in its order.
+PAPER_DATASETS = {
+    "imagenet": 50,
+    "cub200": 59,
+    "wood": 63,
+    "flowers102": 80,
+    "caltech101": 91,
+    "mit67": 100,
+    "textures": 120,
+    "caltech256": 120,
+    "stanforddogs": 172,
+    "catsdogs": 199,
+    "food101": 250,
+}
 
 
 def many_layers(n_spatial: int = 110, n_filters: int = 2) -> dict[str, tuple[str, int]]:

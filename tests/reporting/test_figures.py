@@ -6,26 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from builders.report_synthetic import synthetic_study, threshold_fit
+from builders.report_synthetic import PAPER_DATASETS, synthetic_study, threshold_fit
 from matplotlib.figure import Figure
 from scipy.stats import ks_2samp
 
 from cnn_feature_behavior.reporting import figures
 from cnn_feature_behavior.statistics.dks import signed_ks
 
-PAPER_DATASETS = {  # mean images per class, Table 2
-    "imagenet": 50,
-    "cub200": 59,
-    "wood": 63,
-    "flowers102": 80,
-    "caltech101": 91,
-    "mit67": 100,
-    "textures": 120,
-    "caltech256": 120,
-    "stanforddogs": 172,
-    "catsdogs": 199,
-    "food101": 250,
-}
 OVERLAP_GROUPS = {
     "(a) subset": ["imagenet", "stanforddogs", "catsdogs", "caltech101", "caltech256"],
     "(b) intersecting": ["cub200", "flowers102", "food101"],
