@@ -263,10 +263,9 @@ def select_ridge_c(
         scored = ridge.scores(held_values, weights, intercept)
         return ridge.holdout_key(scored, system.data.classes, held_labels)
 
-    large = system.matrix.shape[0] >= ridge.THREADED_SYSTEM
     chosen, keys, at_edge = search_c(
-        score, settings.ridge_c_grid, settings.widen, start=hint if large else None,
-        exhaustive=not large,
+        score, settings.ridge_c_grid, settings.widen, start=hint if system.large else None,
+        exhaustive=not system.large,
     )  # fmt: skip
     return FitResult(
         regularisation_c=chosen,

@@ -391,7 +391,7 @@ def _select_ridge_cs(
         system = ridge.RidgeSystem(data, job.fit_columns)
         held = _subset(fit.scored[job.kind], job.fit_columns)
         selections[key] = select_ridge_c(system, held, fit.scored_labels, settings, hint)
-        if system.matrix.shape[0] >= ridge.THREADED_SYSTEM:
+        if system.large:
             hint = selections[key].regularisation_c
     return selections
 

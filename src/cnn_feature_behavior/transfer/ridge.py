@@ -135,10 +135,15 @@ class RidgeSystem:
                 self.matrix = np.asfortranarray(self.design @ self.design.T)
             self.right = data.targets
 
+    @property
+    def large(self) -> bool:
+        """Whether a factorisation takes seconds: on every BLAS thread, and worth saving."""
+        return self.matrix.shape[0] >= THREADED_SYSTEM
+
     def weights(self, c: float) -> tuple[np.ndarray, np.ndarray]:
         """(features, classes) weights on the embedding's values and the intercepts, for C."""
         size = self.matrix.shape[0]
-        threads = self.data.threads if size >= THREADED_SYSTEM else 1
+        threads = self.data.threads if self.large else 1
         with threadpool_limits(limits=threads):
             solution = None
             if self._eigen is None:
