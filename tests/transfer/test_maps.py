@@ -98,9 +98,7 @@ def test_embedding_maps_schema_subsample_and_absent_layers(caplog):
         table = maps.embedding_maps(
             values,
             feature_layers,
-            labels,
-            [f"class {k}" for k in range(4)],
-            image_ids,
+            maps.MapImages.of(labels, image_ids, [f"class {k}" for k in range(4)]),
             settings,
             known_layers=LAYERS,
             dataset="digits",
@@ -121,9 +119,7 @@ def test_embedding_maps_schema_subsample_and_absent_layers(caplog):
     again = maps.embedding_maps(
         values,
         feature_layers,
-        labels,
-        [f"class {k}" for k in range(4)],
-        image_ids,
+        maps.MapImages.of(labels, image_ids, [f"class {k}" for k in range(4)]),
         settings,
         known_layers=LAYERS,
         dataset="digits",
@@ -139,9 +135,7 @@ def test_embedding_maps_name_unknown_embeddings_and_settings():
         maps.embedding_maps(
             values,
             feature_layers,
-            labels,
-            ["a", "b", "c", "d"],
-            image_ids,
+            maps.MapImages.of(labels, image_ids, ["a", "b", "c", "d"]),
             maps.MapSettings(embeddings=("conv9_9",)),
             **arguments,
         )
@@ -149,12 +143,22 @@ def test_embedding_maps_name_unknown_embeddings_and_settings():
         maps.embedding_maps(
             values,
             feature_layers,
-            labels,
-            ["a", "b", "c", "d"],
-            image_ids,
+            maps.MapImages.of(labels, image_ids, ["a", "b", "c", "d"]),
             maps.MapSettings(embeddings=("fc6",)),
             **arguments,
         )
+    with pytest.raises(
+        ValueError, match=r"embedding \(60, 11\) must be \(images 60, features 12\)"
+    ):
+        maps.embedding_maps(
+            values[:, :11],
+            feature_layers,
+            maps.MapImages.of(labels, image_ids, ["a", "b", "c", "d"]),
+            maps.MapSettings(),
+            **arguments,
+        )
+    with pytest.raises(ValueError, match="60 labels but 59 image ids"):
+        maps.MapImages.of(labels, image_ids[:59], ["a", "b", "c", "d"])
     with pytest.raises(ValueError, match=r"transfer.maps: unknown key\(s\) \['perplexty'\]"):
         maps.MapSettings.from_params({"perplexty": 5})
     with pytest.raises(ValueError, match="max_images must be at least 2"):

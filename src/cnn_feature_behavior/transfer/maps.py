@@ -169,12 +169,29 @@ def embedding_values(
     return standardise(values[:, mask])
 
 
+@dataclass(frozen=True)
+class MapImages:
+    """The embedded images, in the embedding's row order: labels (0..C-1), ids, class names."""
+
+    labels: np.ndarray
+    image_ids: np.ndarray
+    class_names: np.ndarray
+
+    @classmethod
+    def of(
+        cls, labels: Sequence[int], image_ids: Sequence[str], class_names: Sequence[str]
+    ) -> MapImages:
+        labels = np.asarray(labels, dtype=np.int64)
+        image_ids = np.asarray([str(image_id) for image_id in image_ids])
+        if len(image_ids) != len(labels):
+            raise ValueError(f"{len(labels)} labels but {len(image_ids)} image ids")
+        return cls(labels, image_ids, np.asarray([str(name) for name in class_names]))
+
+
 def embedding_maps(
     values: np.ndarray,
     feature_layers: Sequence[str],
-    labels: np.ndarray,
-    class_names: Sequence[str],
-    image_ids: Sequence[str],
+    images: MapImages,
     settings: MapSettings,
     *,
     known_layers: Sequence[str],
@@ -189,33 +206,23 @@ def embedding_maps(
     """
     values = np.asarray(values)
     feature_layers = np.asarray([str(layer) for layer in feature_layers])
-    labels = np.asarray(labels, dtype=np.int64)
-    image_ids = np.asarray([str(image_id) for image_id in image_ids])
-    if values.shape != (len(labels), len(feature_layers)) or len(image_ids) != len(labels):
+    if values.shape != (len(images.labels), len(feature_layers)):
         raise ValueError(
-            f"embedding {values.shape} must be (images {len(labels)}, features "
-            f"{len(feature_layers)}) with {len(image_ids)} image ids"
+            f"embedding {values.shape} must be (images {len(images.labels)}, features "
+            f"{len(feature_layers)})"
         )
-    known = set(known_layers) | {FULL_NETWORK, FNE}
-    unknown = [name for name in settings.embeddings if name not in known]
-    if unknown:
-        raise ValueError(
-            f"transfer.maps.embeddings: unknown embedding(s) {unknown}; known: "
-            f"{FULL_NETWORK}, {FNE} and the layers {list(known_layers)}"
-        )
-    rows = stratified_subsample(labels, settings.max_images, settings.seed)
-    sample = values[rows]
+    _check_known(settings.embeddings, known_layers)
+    rows = stratified_subsample(images.labels, settings.max_images, settings.seed)
     logger.info(
         "Embedding maps: %d of %d images (stratified, seed %d), embeddings %s",
         len(rows),
-        len(labels),
+        len(images.labels),
         settings.seed,
         list(settings.embeddings),
     )
-    class_names = np.asarray([str(name) for name in class_names])
     frames = []
     for name in settings.embeddings:
-        matrix = embedding_values(name, sample, feature_layers, settings)
+        matrix = embedding_values(name, values[rows], feature_layers, settings)
         if matrix is None:
             logger.info("Embedding maps: layer %s is not in the embedding; no map drawn", name)
             continue
@@ -227,23 +234,24 @@ def embedding_maps(
             seed=settings.seed,
             threads=settings.threads,
         )
-        frames.append(
-            pd.DataFrame(
-                {
-                    "dataset": dataset,
-                    "source_model": source_model,
-                    "embedding": name,
-                    "image_id": image_ids[rows],
-                    "label": labels[rows],
-                    "class_name": class_names[labels[rows]],
-                    "x": xy[:, 0],
-                    "y": xy[:, 1],
-                }
-            )
-        )
+        labels = images.labels[rows]
+        map_rows = {"embedding": name, "image_id": images.image_ids[rows], "label": labels}
+        map_rows |= {"class_name": images.class_names[labels], "x": xy[:, 0], "y": xy[:, 1]}
+        frames.append(pd.DataFrame({"dataset": dataset, "source_model": source_model, **map_rows}))
     if not frames:
         raise ValueError(
             f"transfer.maps.embeddings {list(settings.embeddings)}: none is in the embedding "
             f"(its layers: {list(pd.unique(feature_layers))})"
         )
     return pd.concat(frames, ignore_index=True)[list(MAP_COLUMNS)]
+
+
+def _check_known(embeddings: Sequence[str], known_layers: Sequence[str]) -> None:
+    """Every listed embedding is the full network, the FNE or one of the source model's layers."""
+    known = set(known_layers) | {FULL_NETWORK, FNE}
+    unknown = [name for name in embeddings if name not in known]
+    if unknown:
+        raise ValueError(
+            f"transfer.maps.embeddings: unknown embedding(s) {unknown}; known: "
+            f"{FULL_NETWORK}, {FNE} and the layers {list(known_layers)}"
+        )

@@ -142,9 +142,7 @@ def compute_embedding_maps(
     return maps.embedding_maps(
         values,
         feature_manifest["layer"].astype(str).tolist(),
-        labels,
-        class_names,
-        embedding.index.astype(str).tolist(),
+        maps.MapImages.of(labels, embedding.index.astype(str).tolist(), class_names),
         maps.MapSettings.from_params(
             {
                 **maps_params,
