@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from builders.dask_cluster import loopback_cluster
 from PIL import Image
 
 from cnn_feature_behavior.extraction.embedding_store import ShardedEmbeddingDataset
@@ -35,19 +36,7 @@ TIMEOUT_S = 300  # bounded, and generous for a loaded 2-core machine
 @pytest.fixture(scope="module")
 def cluster():
     """Two single-threaded worker processes on 127.0.0.1 (with nannies: a killed one restarts)."""
-    from distributed import Client, LocalCluster
-
-    with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-        ) as local_cluster,
-        Client(local_cluster, timeout=TIMEOUT_S) as client,
-    ):
-        client.wait_for_workers(2, timeout=TIMEOUT_S)
+    with loopback_cluster(n_workers=2, timeout=TIMEOUT_S) as client:
         yield client
 
 

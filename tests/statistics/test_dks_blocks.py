@@ -10,6 +10,7 @@ import signal
 import numpy as np
 import pandas as pd
 import pytest
+from builders.dask_cluster import loopback_cluster
 from scipy.stats import ks_2samp
 
 from cnn_feature_behavior.extraction.embedding_store import (
@@ -232,7 +233,6 @@ def kill_once_plugin(flag: str):
 
 @pytest.mark.slow
 def test_dask_cluster_equals_local_even_when_a_worker_is_killed(sharded, tmp_path):
-    from distributed import Client, LocalCluster
 
     folder, values, label_sets, sizes = sharded
     settings = blocks.StatisticSettings(bins=None, histogram_bins=100)
@@ -248,16 +248,7 @@ def test_dask_cluster_equals_local_even_when_a_worker_is_killed(sharded, tmp_pat
         )
 
     local = run()
-    with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-        ) as cluster,
-        Client(cluster, timeout=60) as client,
-    ):
+    with loopback_cluster(n_workers=2, timeout=60) as client:
         undisturbed = run(client)
         client.register_plugin(kill_once_plugin(str(tmp_path / "killed")))
         killed = run(client)
