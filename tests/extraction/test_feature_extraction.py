@@ -387,13 +387,13 @@ def test_each_image_is_decoded_once_and_rejects_come_from_the_shards(tmp_path, m
     (raw / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     names = names[:1] + ["broken.png"] + names[1:]
     decoded: list[Path] = []
-    real_load_rgb = stream_module.load_rgb
+    real_decode_rgb = stream_module.decode_rgb
 
-    def counting_load_rgb(path):
+    def counting_decode_rgb(path):
         decoded.append(Path(path))
-        return real_load_rgb(path)
+        return real_decode_rgb(path)
 
-    monkeypatch.setattr(stream_module, "load_rgb", counting_load_rgb)
+    monkeypatch.setattr(stream_module, "decode_rgb", counting_decode_rgb)
     catalog = _run_pipeline(tmp_path, _index(raw, names), raw, crops=1)
 
     assert sorted(decoded) == sorted(raw / n for n in names)  # every image once, no second pass

@@ -46,12 +46,7 @@ from tqdm.auto import tqdm
 
 from cnn_feature_behavior.device import initialise_tensorflow_devices
 from cnn_feature_behavior.executors import check_executor, dask_client
-from cnn_feature_behavior.extraction.crops import (
-    CROP_COUNTS,
-    crops_of,
-    load_rgb,
-    resize_shorter_side,
-)
+from cnn_feature_behavior.extraction.crops import CROP_COUNTS, crops_of_image, decode_rgb
 from cnn_feature_behavior.extraction.embedding_store import (
     EmbeddingPlan,
     Reject,
@@ -66,7 +61,9 @@ logger = logging.getLogger(__name__)
 
 # Part of every embedding's fingerprint: bump it with any change to decoding, cropping, the layer
 # taps or crop averaging that changes an embedding's values, so that old shards are recomputed.
-EXTRACTION_CODE_VERSION = 1
+# 2: the one centre crop is resampled from its own region (`crops.centre_crop`), not cut from the
+# whole resized image: values differ by a level or two here and there.
+EXTRACTION_CODE_VERSION = 2
 # What identifies an image file in the fingerprint: its size and modification time, or its content.
 FINGERPRINT_MODES = ("stat", "content")
 
@@ -322,7 +319,7 @@ class CropStream:
         raises ImageReadError, which fails the shard: it is not written and a rerun retries it.
         """
         try:
-            image = load_rgb(path)
+            image = decode_rgb(path)
         except OSError as error:
             if error.errno is not None:  # PIL's decoder errors are OSErrors without one
                 raise image_read_error(path, error) from error
@@ -330,7 +327,7 @@ class CropStream:
         except Exception as error:  # noqa: BLE001 - any decoder failure rejects the image, with its reason
             return f"cannot decode: {type(error).__name__}: {error}"
         try:
-            return crops_of(resize_shorter_side(image, self.resize), self.crop, self.n_crops)
+            return crops_of_image(image, self.resize, self.crop, self.n_crops)
         except Exception as error:  # noqa: BLE001 - e.g. an empty image: rejected, with its reason
             return f"cannot crop: {type(error).__name__}: {error}"
 
