@@ -201,6 +201,34 @@ def test_decoding_threads_yield_the_cpu_to_the_model(tmp_path, monkeypatch):
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == model_thread
 
 
+def test_crops_are_preprocessed_in_the_decoding_threads(tmp_path, monkeypatch):
+    import threading
+
+    import cnn_feature_behavior.extraction.stream as stream_module
+
+    names = _random_images(tmp_path, [(40, 50), (36, 80), (50, 40)], seed=4)
+    preprocessed_in: list[int] = []
+    real_preprocess = stream_module.preprocess
+
+    def recording_preprocess(crops, spec):
+        preprocessed_in.append(threading.get_ident())
+        return real_preprocess(crops, spec)
+
+    monkeypatch.setattr(stream_module, "preprocess", recording_preprocess)
+    stream = CropStream(
+        build_extractor(build_tiny_vgg(), TINY_LAYERS),
+        SPEC,
+        {n: tmp_path / n for n in names},
+        ExtractionSettings(
+            n_crops=10, resize=36, crop=32, batch_size=20, shard_size=3, decode_workers=2
+        ),
+    )
+    ((_, features, _),) = stream(plan_shards(names, 3))
+    # One call per image, none in the model's thread (values: the crop-mean tests above).
+    assert len(features) == 3 and len(preprocessed_in) == 3
+    assert threading.get_ident() not in preprocessed_in
+
+
 def test_prefetch_keeps_order_and_bounds_work_in_flight():
     from concurrent.futures import ThreadPoolExecutor
 

@@ -301,12 +301,12 @@ class CropStream:
         rejects: list[Reject] = []
         batch: list[np.ndarray] = []
         for position, image_id in enumerate(shard.image_ids, start=1):
-            image_crops = next(crops)
-            if isinstance(image_crops, str):
-                rejects.append(Reject(image_id, str(paths[image_id]), image_crops))
-                logger.warning("Rejected %s: %s", paths[image_id], image_crops)
+            image_inputs = next(crops)
+            if isinstance(image_inputs, str):
+                rejects.append(Reject(image_id, str(paths[image_id]), image_inputs))
+                logger.warning("Rejected %s: %s", paths[image_id], image_inputs)
             else:
-                batch.append(image_crops)
+                batch.append(image_inputs)
             if batch and (len(batch) == self.images_per_batch or position == len(shard.image_ids)):
                 rows.append(self.image_features(np.concatenate(batch), len(batch)))
                 batch = []
@@ -314,17 +314,18 @@ class CropStream:
         features = np.concatenate(rows) if rows else np.zeros((0, self.n_features), np.float32)
         return shard, features, rejects
 
-    def image_features(self, crops_uint8: np.ndarray, n_images: int) -> np.ndarray:
-        """Mean crop vector of each image, from its `n_crops` consecutive crops (float32)."""
+    def image_features(self, inputs: np.ndarray, n_images: int) -> np.ndarray:
+        """Mean crop vector of each image, from its `n_crops` consecutive preprocessed crops
+        (`crops_or_reason`), as float32."""
         full = self.images_per_batch * self.n_crops
-        inputs = preprocess(crops_uint8, self.spec)
-        padding = full - len(inputs)
-        if padding:
-            inputs = np.concatenate([inputs, np.zeros((padding, *inputs.shape[1:]), inputs.dtype)])
+        n_crops = len(inputs)
+        if full > n_crops:
+            padding = np.zeros((full - n_crops, *inputs.shape[1:]), inputs.dtype)
+            inputs = np.concatenate([inputs, padding])
         outputs = self.extractor.predict_on_batch(inputs)
         outputs = outputs if isinstance(outputs, list) else [outputs]
         per_crop = np.concatenate([np.asarray(o, dtype=np.float32) for o in outputs], axis=1)[
-            : len(crops_uint8)
+            :n_crops
         ]
         if self.n_crops == 1:
             return per_crop
@@ -332,7 +333,8 @@ class CropStream:
         return per_image.astype(np.float32)
 
     def crops_or_reason(self, path: Path) -> np.ndarray | str:
-        """The image's crops, or why it cannot be used: it is decoded here and nowhere else.
+        """The image's crops as network inputs, or why it cannot be used: it is decoded here and
+        nowhere else.
 
         Only a failure to decode the file's own bytes is a reason (a reject, kept by reruns). A
         file the storage cannot give (missing, unreadable, an I/O error: an OSError with an errno)
@@ -347,9 +349,12 @@ class CropStream:
         except Exception as error:  # noqa: BLE001 - any decoder failure rejects the image, with its reason
             return f"cannot decode: {type(error).__name__}: {error}"
         try:
-            return crops_of_image(image, self.resize, self.crop, self.n_crops)
+            crops = crops_of_image(image, self.resize, self.crop, self.n_crops)
         except Exception as error:  # noqa: BLE001 - e.g. an empty image: rejected, with its reason
             return f"cannot crop: {type(error).__name__}: {error}"
+        # Here, in a decoding thread, not between the model's forward passes: preprocessing is
+        # elementwise, so an image's inputs are the same as when its batch was preprocessed.
+        return preprocess(crops, self.spec)
 
 
 _WORKER_STREAM: dict[str, CropStream] = {}
