@@ -318,14 +318,14 @@ class CropStream:
         """Mean crop vector of each image, from its `n_crops` consecutive preprocessed crops
         (`crops_or_reason`), as float32."""
         full = self.images_per_batch * self.n_crops
-        n_crops = len(inputs)
-        if full > n_crops:
-            padding = np.zeros((full - n_crops, *inputs.shape[1:]), inputs.dtype)
+        given = len(inputs)
+        if full > given:
+            padding = np.zeros((full - given, *inputs.shape[1:]), inputs.dtype)
             inputs = np.concatenate([inputs, padding])
         outputs = self.extractor.predict_on_batch(inputs)
         outputs = outputs if isinstance(outputs, list) else [outputs]
         per_crop = np.concatenate([np.asarray(o, dtype=np.float32) for o in outputs], axis=1)[
-            :n_crops
+            :given
         ]
         if self.n_crops == 1:
             return per_crop
