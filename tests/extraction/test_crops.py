@@ -253,3 +253,64 @@ def test_image_limits_from_params_defaults_and_overrides():
 
     assert image_limits_from_params(None) == ImageLimits()
     assert image_limits_from_params({"max_aspect_ratio": 5}).max_aspect_ratio == 5
+
+
+# The one centre crop is resampled from the source region it covers alone (issue 15: decoding
+# must keep up with a fast model), not cut from the whole resized image as the ten crops are.
+
+
+@pytest.mark.parametrize(
+    ("height", "width"),
+    [
+        (3, 4),  # tiny: upscaled
+        (254, 300),  # Caltech-101-like
+        (500, 333),  # portrait
+        (375, 500),  # ImageNet-like
+        (256, 400),  # shorter side already 256: only the longer axis is cut
+        (1536, 2048),  # large: downscaled 6x
+        (2000, 101),  # thin: about 20:1
+    ],
+)
+def test_one_crop_matches_the_centre_of_the_resized_image_within_two_levels(
+    tmp_path, height, width
+):
+    pixels = np.random.default_rng(height * width).integers(0, 256, (height, width, 3), np.uint8)
+    path = _save(Image.fromarray(pixels), tmp_path, "x.png")
+    (whole_centre,) = crops_of(resize_shorter_side(pixels, 256), 224, 1)
+    got = image_crops(path, 256, 224, 1)
+    assert got.shape == (1, 224, 224, 3) and got.dtype == np.uint8
+    # Noise: a region off by a fraction of a pixel would differ by tens of levels. Rounding
+    # differs (PIL's intermediate 8-bit pass, its float32 corners): a level or two, here and there.
+    difference = np.abs(got[0].astype(int) - whole_centre)
+    assert difference.max() <= 2
+    assert difference.mean() < 0.5
+
+
+def test_one_crop_of_real_photographs_rarely_differs_from_the_whole_resize(shared_datasets):
+    paths = sorted(shared_datasets.rglob("*.jp*g"))[::20]
+    differing = []
+    for path in paths:
+        (whole_centre,) = crops_of(resize_shorter_side(load_rgb(path), 256), 224, 1)
+        difference = np.abs(image_crops(path, 256, 224, 1)[0].astype(int) - whole_centre)
+        assert difference.max() <= 2, path
+        differing.append(np.count_nonzero(difference) / difference.size)
+    assert len(paths) >= 20 and np.mean(differing) < 0.05
+
+
+@pytest.mark.parametrize(("height", "width"), [(256, 256), (224, 224), (256, 257), (300, 256)])
+def test_one_crop_is_exact_where_the_image_needs_no_resize(tmp_path, height, width):
+    pixels = np.random.default_rng(7).integers(0, 256, (height, width, 3), np.uint8)
+    path = _save(Image.fromarray(pixels), tmp_path, "x.png")
+    resize = min(height, width)
+    np.testing.assert_array_equal(
+        image_crops(path, resize, 224, 1), crops_of(resize_shorter_side(pixels, resize), 224, 1)
+    )
+
+
+def test_one_crop_keeps_the_size_limits_naming_the_file(tmp_path):
+    from cnn_feature_behavior.extraction.crops import ImageLimits, ImageSizeError
+
+    path = _save(Image.new("RGB", (400, 10)), tmp_path, "thin.png")
+    with pytest.raises(ImageSizeError, match="aspect ratio 40:1") as caught:
+        image_crops(path, 256, 224, 1, limits=ImageLimits(max_aspect_ratio=20))
+    assert str(path) in str(caught.value)

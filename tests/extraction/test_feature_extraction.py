@@ -171,6 +171,64 @@ def test_image_vector_is_the_mean_of_its_crop_vectors(tmp_path):
         np.testing.assert_allclose(row, per_crop.mean(axis=0), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness: Linux")
+def test_decoding_threads_yield_the_cpu_to_the_model(tmp_path, monkeypatch):
+    import threading
+
+    import cnn_feature_behavior.extraction.stream as stream_module
+
+    names = _random_images(tmp_path, [(40, 50), (36, 80), (50, 40)], seed=3)
+    niceness_seen: list[int] = []
+    real_decode_rgb = stream_module.decode_rgb
+
+    def recording_decode_rgb(path):
+        niceness_seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return real_decode_rgb(path)
+
+    monkeypatch.setattr(stream_module, "decode_rgb", recording_decode_rgb)
+    model_thread = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    stream = CropStream(
+        build_extractor(build_tiny_vgg(), TINY_LAYERS),
+        SPEC,
+        {n: tmp_path / n for n in names},
+        ExtractionSettings(
+            n_crops=1, resize=36, crop=32, batch_size=2, shard_size=2, decode_workers=2
+        ),
+    )
+    assert sum(len(f) for _, f, _ in stream(plan_shards(names, 2))) == 3
+    lower = min(19, model_thread + stream_module.DECODE_NICENESS)
+    assert niceness_seen == [lower] * 3
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == model_thread
+
+
+def test_crops_are_preprocessed_in_the_decoding_threads(tmp_path, monkeypatch):
+    import threading
+
+    import cnn_feature_behavior.extraction.stream as stream_module
+
+    names = _random_images(tmp_path, [(40, 50), (36, 80), (50, 40)], seed=4)
+    preprocessed_in: list[int] = []
+    real_preprocess = stream_module.preprocess
+
+    def recording_preprocess(crops, spec):
+        preprocessed_in.append(threading.get_ident())
+        return real_preprocess(crops, spec)
+
+    monkeypatch.setattr(stream_module, "preprocess", recording_preprocess)
+    stream = CropStream(
+        build_extractor(build_tiny_vgg(), TINY_LAYERS),
+        SPEC,
+        {n: tmp_path / n for n in names},
+        ExtractionSettings(
+            n_crops=10, resize=36, crop=32, batch_size=20, shard_size=3, decode_workers=2
+        ),
+    )
+    ((_, features, _),) = stream(plan_shards(names, 3))
+    # One call per image, none in the model's thread (values: the crop-mean tests above).
+    assert len(features) == 3 and len(preprocessed_in) == 3
+    assert threading.get_ident() not in preprocessed_in
+
+
 def test_prefetch_keeps_order_and_bounds_work_in_flight():
     from concurrent.futures import ThreadPoolExecutor
 
@@ -387,13 +445,13 @@ def test_each_image_is_decoded_once_and_rejects_come_from_the_shards(tmp_path, m
     (raw / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     names = names[:1] + ["broken.png"] + names[1:]
     decoded: list[Path] = []
-    real_load_rgb = stream_module.load_rgb
+    real_decode_rgb = stream_module.decode_rgb
 
-    def counting_load_rgb(path):
+    def counting_decode_rgb(path):
         decoded.append(Path(path))
-        return real_load_rgb(path)
+        return real_decode_rgb(path)
 
-    monkeypatch.setattr(stream_module, "load_rgb", counting_load_rgb)
+    monkeypatch.setattr(stream_module, "decode_rgb", counting_decode_rgb)
     catalog = _run_pipeline(tmp_path, _index(raw, names), raw, crops=1)
 
     assert sorted(decoded) == sorted(raw / n for n in names)  # every image once, no second pass

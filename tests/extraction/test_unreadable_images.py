@@ -60,21 +60,23 @@ def test_a_file_gone_after_planning_fails_its_shard_by_name_and_a_rerun_complete
 
 def test_an_io_error_of_the_storage_is_no_reject_a_decoder_error_is(images, tmp_path, monkeypatch):
     raw, index = images
-    real_load_rgb = stream.load_rgb
+    real_decode_rgb = stream.decode_rgb
 
     def flaky(path):
         if Path(path).name == "img1.png":
             raise OSError(errno.EIO, "Input/output error", str(path))
         if Path(path).name == "img3.png":
             raise OSError("image file is truncated (5 bytes not processed)")  # as PIL says it
-        return real_load_rgb(path)
+        return real_decode_rgb(path)
 
-    monkeypatch.setattr(stream, "load_rgb", flaky)
+    monkeypatch.setattr(stream, "decode_rgb", flaky)
     dataset = ShardedEmbeddingDataset(path=str(tmp_path / "emb"))
     with pytest.raises(Exception, match=r"img1\.png: cannot read the image file.*Input/output"):
         dataset.save(plan_embedding(index, raw, MODEL, SETTINGS)[0])
     monkeypatch.setattr(
-        stream, "load_rgb", lambda p: flaky(p) if Path(p).name != "img1.png" else real_load_rgb(p)
+        stream,
+        "decode_rgb",
+        lambda p: flaky(p) if Path(p).name != "img1.png" else real_decode_rgb(p),
     )
     dataset.save(plan_embedding(index, raw, MODEL, SETTINGS)[0])
     assert [(r.image_id, r.reason.split(":")[0]) for r in dataset.rejects()] == [
