@@ -199,6 +199,30 @@ def test_decoding_threads_yield_the_cpu_to_the_model(tmp_path, monkeypatch):
     lower = min(19, model_thread + stream_module.DECODE_NICENESS)
     assert niceness_seen == [lower] * 3
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == model_thread
+    # decode_niceness 0 (a machine busy with other work): the model's own priority.
+    niceness_seen.clear()
+    same_priority = CropStream(
+        build_extractor(build_tiny_vgg(), TINY_LAYERS),
+        SPEC,
+        {n: tmp_path / n for n in names},
+        ExtractionSettings(
+            n_crops=1, resize=36, crop=32, batch_size=2, shard_size=2, decode_workers=2,
+            decode_niceness=0,
+        ),
+    )  # fmt: skip
+    assert sum(len(f) for _, f, _ in same_priority(plan_shards(names, 2))) == 3
+    assert niceness_seen == [model_thread] * 3
+
+
+@pytest.mark.parametrize("niceness", [-1, 20, 2.5, True, "10"])
+def test_a_decode_niceness_out_of_range_is_named(niceness):
+    settings = ExtractionSettings.from_params(
+        1,
+        {"resize": 256, "crop": 224, "batch_size": 10, "shard_size": 8, "decode_workers": 2,
+         "decode_niceness": niceness},
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="feature_extraction.decode_niceness must be an integer"):
+        settings.check()
 
 
 def test_crops_are_preprocessed_in_the_decoding_threads(tmp_path, monkeypatch):

@@ -2,7 +2,7 @@
 
 One Keras model taps every selected layer: conv outputs are averaged over space inside the model
 (one value per filter, after the layer's ReLU), fc outputs are taken as they are. Images are
-decoded and cropped by a thread pool, at a lower priority (`DECODE_NICENESS`), while the model
+decoded and cropped by a thread pool, at a lower priority (`decode_niceness`), while the model
 runs on the previous batch; a batch holds the crops of whole images, always padded to the same
 number of crops so that every batch runs the same computation. An image's feature vector is the
 mean of its crops' vectors.
@@ -154,15 +154,16 @@ def prefetched(
         yield pending.popleft().result()
 
 
-# How much nicer (Linux niceness) the decoding threads are than the model's: on CPUs the model
-# keeps busy they decode in the moments its threads leave idle instead of slowing it down, and
-# when the model waits for images its threads sleep, so decoding gets the CPU all the same.
+# How much nicer (Linux niceness) the decoding threads are than the model's, by default: on CPUs
+# the model keeps busy they decode in the moments its threads leave idle instead of slowing it
+# down, and when the model waits for images its threads sleep, so decoding gets the CPU all the
+# same. On a machine busy with other work they also yield to it: 0 (the parameter) turns it off.
 DECODE_NICENESS = 10
 
 
 def lower_thread_priority(niceness: int = DECODE_NICENESS) -> None:
     """Make the calling thread `niceness` nicer (Linux; elsewhere nothing), at most 19."""
-    if not sys.platform.startswith("linux"):
+    if not niceness or not sys.platform.startswith("linux"):
         return  # elsewhere a thread id given as PRIO_PROCESS would renice the whole process
     thread = threading.get_native_id()
     try:
@@ -265,6 +266,7 @@ class CropStream:
         self.resize, self.crop, self.n_crops = settings.resize, settings.crop, settings.n_crops
         self.images_per_batch = max(1, settings.batch_size // settings.n_crops)
         self.workers = settings.decode_workers
+        self.decode_niceness = settings.decode_niceness
         self.show_progress = show_progress
         self.n_features = sum(int(output.shape[-1]) for output in extractor.outputs)
 
@@ -276,7 +278,9 @@ class CropStream:
         image_ids = [image_id for shard in shards for image_id in shard.image_ids]
         depth = 2 * self.images_per_batch + self.workers
         with (
-            ThreadPoolExecutor(self.workers, initializer=lower_thread_priority) as pool,
+            ThreadPoolExecutor(
+                self.workers, initializer=lower_thread_priority, initargs=(self.decode_niceness,)
+            ) as pool,
             tqdm(
                 total=len(image_ids),
                 unit="img",
@@ -498,6 +502,7 @@ class ExtractionSettings:
     shard_size: int
     decode_workers: int
     fingerprint: str = "stat"
+    decode_niceness: int = DECODE_NICENESS
 
     @classmethod
     def from_params(cls, crops: int, feature_extraction: Mapping[str, Any]) -> ExtractionSettings:
@@ -509,6 +514,7 @@ class ExtractionSettings:
             shard_size=feature_extraction["shard_size"],
             decode_workers=feature_extraction["decode_workers"],
             fingerprint=feature_extraction.get("fingerprint", "stat"),
+            decode_niceness=feature_extraction.get("decode_niceness", DECODE_NICENESS),
         )
 
     def check(self) -> None:
@@ -519,6 +525,12 @@ class ExtractionSettings:
             raise ValueError(
                 f"params:feature_extraction.crop ({self.crop}) is larger than the resized shorter "
                 f"side feature_extraction.resize ({self.resize})"
+            )
+        niceness = self.decode_niceness
+        if isinstance(niceness, bool) or not isinstance(niceness, int) or not 0 <= niceness <= 19:
+            raise ValueError(
+                "params:feature_extraction.decode_niceness must be an integer from 0 (the model's "
+                f"priority) to 19, got {niceness!r}"
             )
         if self.fingerprint not in FINGERPRINT_MODES:
             raise ValueError(
