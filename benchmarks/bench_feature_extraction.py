@@ -41,12 +41,17 @@ GFLOP_PER_CROP = {"vgg16_imagenet": 15.5, "efficientnet_lite0_imagenet": 0.4}
 
 
 def real_images(count: int) -> tuple[Path, pd.DataFrame]:
-    """The first `count` JPEGs of the shared mini datasets, as an image index."""
+    """The first `count` JPEGs of the shared mini datasets, as an image index; past the last
+    one (700) the files are listed again under new image ids (`<path>#<k>`), each decoded again,
+    so that a fast model's runs can be as long as a shard of a real dataset."""
     paths = sorted(p for p in SHARED.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg"))
-    if len(paths) < count:
-        raise SystemExit(f"only {len(paths)} images under {SHARED}, {count} asked")
-    relative = [p.relative_to(SHARED).as_posix() for p in paths[:count]]
-    return SHARED, pd.DataFrame({"image_id": relative, "path": relative})
+    if not paths:
+        raise SystemExit(f"no JPEG images under {SHARED}")
+    relative = [paths[k % len(paths)].relative_to(SHARED).as_posix() for k in range(count)]
+    image_ids = [
+        path if k < len(paths) else f"{path}#{k // len(paths)}" for k, path in enumerate(relative)
+    ]
+    return SHARED, pd.DataFrame({"image_id": image_ids, "path": relative})
 
 
 def _setup(count: int, source_model: str = "vgg16_imagenet", decode_workers: int | None = None):
