@@ -171,57 +171,45 @@ def test_image_vector_is_the_mean_of_its_crop_vectors(tmp_path):
         np.testing.assert_allclose(row, per_crop.mean(axis=0), rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness: Linux")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread policy: Linux")
 def test_decoding_threads_yield_the_cpu_to_the_model(tmp_path, monkeypatch):
     import threading
 
     import cnn_feature_behavior.extraction.stream as stream_module
 
     names = _random_images(tmp_path, [(40, 50), (36, 80), (50, 40)], seed=3)
-    niceness_seen: list[int] = []
+    policies_seen: list[int] = []
     real_decode_rgb = stream_module.decode_rgb
 
     def recording_decode_rgb(path):
-        niceness_seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        policies_seen.append(os.sched_getscheduler(threading.get_native_id()))
         return real_decode_rgb(path)
 
     monkeypatch.setattr(stream_module, "decode_rgb", recording_decode_rgb)
-    model_thread = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    stream = CropStream(
-        build_extractor(build_tiny_vgg(), TINY_LAYERS),
-        SPEC,
-        {n: tmp_path / n for n in names},
-        ExtractionSettings(
-            n_crops=1, resize=36, crop=32, batch_size=2, shard_size=2, decode_workers=2
-        ),
-    )
-    assert sum(len(f) for _, f, _ in stream(plan_shards(names, 2))) == 3
-    lower = min(19, model_thread + stream_module.DECODE_NICENESS)
-    assert niceness_seen == [lower] * 3
-    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == model_thread
-    # decode_niceness 0 (a machine busy with other work): the model's own priority.
-    niceness_seen.clear()
-    same_priority = CropStream(
-        build_extractor(build_tiny_vgg(), TINY_LAYERS),
-        SPEC,
-        {n: tmp_path / n for n in names},
-        ExtractionSettings(
-            n_crops=1, resize=36, crop=32, batch_size=2, shard_size=2, decode_workers=2,
-            decode_niceness=0,
-        ),
-    )  # fmt: skip
-    assert sum(len(f) for _, f, _ in same_priority(plan_shards(names, 2))) == 3
-    assert niceness_seen == [model_thread] * 3
+    model_policy = os.sched_getscheduler(threading.get_native_id())
+    for priority, expected in (("idle", os.SCHED_IDLE), ("normal", model_policy)):
+        policies_seen.clear()
+        stream = CropStream(
+            build_extractor(build_tiny_vgg(), TINY_LAYERS),
+            SPEC,
+            {n: tmp_path / n for n in names},
+            ExtractionSettings(
+                n_crops=1, resize=36, crop=32, batch_size=2, shard_size=2, decode_workers=2,
+                decode_priority=priority,
+            ),
+        )  # fmt: skip
+        assert sum(len(f) for _, f, _ in stream(plan_shards(names, 2))) == 3
+        assert policies_seen == [expected] * 3, priority
+    assert os.sched_getscheduler(threading.get_native_id()) == model_policy
 
 
-@pytest.mark.parametrize("niceness", [-1, 20, 2.5, True, "10"])
-def test_a_decode_niceness_out_of_range_is_named(niceness):
+def test_an_unknown_decode_priority_is_named():
     settings = ExtractionSettings.from_params(
         1,
         {"resize": 256, "crop": 224, "batch_size": 10, "shard_size": 8, "decode_workers": 2,
-         "decode_niceness": niceness},
+         "decode_priority": "low"},
     )  # fmt: skip
-    with pytest.raises(ValueError, match="feature_extraction.decode_niceness must be an integer"):
+    with pytest.raises(ValueError, match="feature_extraction.decode_priority must be one of"):
         settings.check()
 
 
