@@ -261,11 +261,18 @@ def resize_shorter_side(
     resized pixel count is above `limits`.
     """
     height, width = image.shape[:2]
-    new_width, new_height = resized_size(width, height, size, limits, source)
-    if (new_height, new_width) == (height, width):
+    if resized_size(width, height, size, limits, source) == (width, height):
         return image
-    resized = Image.fromarray(image).resize((new_width, new_height), Image.Resampling.BILINEAR)
-    return np.asarray(resized, dtype=np.uint8)
+    return np.asarray(resized_image(Image.fromarray(image), size, limits, source), dtype=np.uint8)
+
+
+def resized_image(
+    image: Image.Image, size: int, limits: ImageLimits = CEILINGS, source: object = "image"
+) -> Image.Image:
+    """`resize_shorter_side` on a PIL image (the same pixels), without a round trip through an
+    array; the image itself where it already has the size."""
+    new_size = resized_size(*image.size, size, limits, source)
+    return image if new_size == image.size else image.resize(new_size, Image.Resampling.BILINEAR)
 
 
 def resized_size(
@@ -338,8 +345,8 @@ def crops_of_image(
     `resize`: 1 crop by `centre_crop`, 10 cut from the whole resized image."""
     if n_crops == 1:
         return centre_crop(image, resize, crop, limits, source)[None]
-    resized = resize_shorter_side(np.asarray(image, dtype=np.uint8), resize, limits, source)
-    return crops_of(resized, crop, n_crops)
+    resized = resized_image(image, resize, limits, source)
+    return crops_of(np.asarray(resized, dtype=np.uint8), crop, n_crops)
 
 
 def centre_crop(

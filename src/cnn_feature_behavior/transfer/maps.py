@@ -213,6 +213,7 @@ def embedding_maps(
         )
     _check_known(settings.embeddings, known_layers)
     rows = stratified_subsample(images.labels, settings.max_images, settings.seed)
+    sample, labels = values[rows], images.labels[rows]
     logger.info(
         "Embedding maps: %d of %d images (stratified, seed %d), embeddings %s",
         len(rows),
@@ -222,7 +223,7 @@ def embedding_maps(
     )
     frames = []
     for name in settings.embeddings:
-        matrix = embedding_values(name, values[rows], feature_layers, settings)
+        matrix = embedding_values(name, sample, feature_layers, settings)
         if matrix is None:
             logger.info("Embedding maps: layer %s is not in the embedding; no map drawn", name)
             continue
@@ -234,10 +235,20 @@ def embedding_maps(
             seed=settings.seed,
             threads=settings.threads,
         )
-        labels = images.labels[rows]
-        map_rows = {"embedding": name, "image_id": images.image_ids[rows], "label": labels}
-        map_rows |= {"class_name": images.class_names[labels], "x": xy[:, 0], "y": xy[:, 1]}
-        frames.append(pd.DataFrame({"dataset": dataset, "source_model": source_model, **map_rows}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "dataset": dataset,
+                    "source_model": source_model,
+                    "embedding": name,
+                    "image_id": images.image_ids[rows],
+                    "label": labels,
+                    "class_name": images.class_names[labels],
+                    "x": xy[:, 0],
+                    "y": xy[:, 1],
+                }
+            )
+        )
     if not frames:
         raise ValueError(
             f"transfer.maps.embeddings {list(settings.embeddings)}: none is in the embedding "
