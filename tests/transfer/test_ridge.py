@@ -166,3 +166,14 @@ def test_large_systems_walk_from_the_hint_and_find_the_exhaustive_choice(monkeyp
     walked = fit_ridge(data, settings, hint=exhaustive.regularisation_c)
     assert walked.regularisation_c == exhaustive.regularisation_c
     assert len(walked.holdout_accuracy) < len(exhaustive.holdout_accuracy)
+
+
+def test_search_walks_towards_the_better_of_both_neighbours():
+    # flowers102-sized conv4_2: from C = 0.1 the held-out accuracy tied upwards while the loss
+    # fell, so a walk that tried the larger C first climbed to C = 100 (0.731 on the test
+    # images) and never saw C = 0.01, the best held-out accuracy (0.750).
+    keys = {1e-4: (0.60, -5.0), 1e-3: (0.696, -3.83), 1e-2: (0.711, -2.05), 1e-1: (0.689, -1.40),
+            1.0: (0.689, -1.14), 10.0: (0.689, -1.04), 100.0: (0.691, -1.03)}  # fmt: skip
+    chosen, scored, at_edge = search_c(keys.__getitem__, tuple(keys), widen=0)
+    assert chosen == pytest.approx(1e-2) and not at_edge
+    assert sorted(scored) == [1e-3, 1e-2, 1e-1, 1.0]

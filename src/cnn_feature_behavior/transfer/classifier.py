@@ -19,8 +19,9 @@ stratified split of the training images (standardised, three-valued and ranked w
 part's own statistics) and scored on the held-out rest by accuracy, ties to the lower held-out
 loss (log-loss, or the square loss for ridge: with a handful of held-out images accuracy ties
 often, and the smallest C then predicts the largest class). The search starts in the middle
-of `c_grid`, walks towards the better neighbour while it improves, and extends the grid tenfold
-past an edge up to `widen` times; a choice still at the edge is flagged (`c_at_grid_edge`).
+of `c_grid`, scores both neighbours, walks towards the better one while it improves, and
+extends the grid tenfold past an edge up to `widen` times; a choice still at the edge is
+flagged (`c_at_grid_edge`).
 The best C is refitted on the whole training split.
 
 Row space (logistic regression only). With an L2 penalty the optimal weights lie in the span of
@@ -175,39 +176,41 @@ def search_c(
     exhaustive: bool = False,
 ) -> tuple[float, dict[float, Key], bool]:
     """The C of the best held-out key: from the grid's middle (or the grid value nearest
-    `start`, e.g. a similar embedding's choice; with `exhaustive`, the best of the whole grid)
-    towards the better neighbour while it improves; past an edge the grid extends tenfold,
-    `widen` times at most.
+    `start`, e.g. a similar embedding's choice; with `exhaustive`, the best of the whole grid),
+    both neighbours are scored and the search walks towards the better one while it improves
+    (ties to the smaller C); past an edge the grid extends tenfold, `widen` times at most.
 
     Returns (chosen C, every scored C's key, whether the choice is at the searched grid's edge).
     """
     grid = sorted(float(c) for c in grid)
     keys: dict[float, Key] = {}
+    extended = {+1: 0, -1: 0}
 
-    def key_at(index: int) -> Key:
-        c = grid[index]
+    def key(c: float) -> Key:
         if c not in keys:
             keys[c] = score(c)
         return keys[c]
 
-    best = _starting_index(grid, start, exhaustive, key_at)
-    key_at(best)
-    for step in (+1, -1):
-        extended = 0
-        while True:
-            nxt = best + step
-            if not 0 <= nxt < len(grid):
-                if extended >= widen:
-                    break
-                extended += 1
-                best, nxt = _extend_grid(grid, best, step)
-            if key_at(nxt) > key_at(best):
-                best = nxt
-            else:
-                break
-    chosen = grid[best]
-    at_edge = best in (0, len(grid) - 1)
-    return chosen, keys, at_edge
+    def neighbour(c: float, step: int) -> float | None:
+        """The next C in direction `step`, extending the grid past its edge where allowed."""
+        index = grid.index(c) + step
+        if 0 <= index < len(grid):
+            return grid[index]
+        if extended[step] >= widen:
+            return None
+        extended[step] += 1
+        grid.insert(len(grid) if step > 0 else 0, c * 10.0**step)
+        return grid[-1] if step > 0 else grid[0]
+
+    best = grid[_starting_index(grid, start, exhaustive, lambda index: key(grid[index]))]
+    around = [c for c in (neighbour(best, -1), neighbour(best, +1)) if c is not None]
+    better = max(around, key=key, default=best)  # the first of equal keys: the smaller C
+    if key(better) > key(best):
+        step = +1 if better > best else -1
+        best = better
+        while (nxt := neighbour(best, step)) is not None and key(nxt) > key(best):
+            best = nxt
+    return best, keys, best in (grid[0], grid[-1])
 
 
 def _starting_index(
@@ -220,15 +223,6 @@ def _starting_index(
     if start is not None:
         return int(np.argmin(np.abs(np.log(grid) - np.log(float(start)))))
     return len(grid) // 2
-
-
-def _extend_grid(grid: list[float], best: int, step: int) -> tuple[int, int]:
-    """Extend `grid` tenfold past the edge `step` points to; the (best, next) indices after it."""
-    if step > 0:
-        grid.append(grid[-1] * 10.0)
-        return best, best + 1
-    grid.insert(0, grid[0] / 10.0)
-    return best + 1, 0
 
 
 def fit_ridge(
