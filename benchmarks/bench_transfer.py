@@ -20,7 +20,8 @@ Each prints the whole evaluation's time (every layer, the full network, the FNE,
 point of every ranking, continuous and three-valued, C chosen on the training split), the load
 average, and then, where the reference is affordable (--reference-limit), the comparison of each
 embedding (each layer, full network, FNE) with the reference: scikit-learn's LogisticRegression
-(lbfgs, tol 1e-6 in every fit, those that choose C too, up to 5,000 iterations; in the row
+(lbfgs on float64 matrices, tol 1e-6 in every fit, those that choose C too, up to 5,000
+iterations; in the row
 space where the fit part has fewer images than features: the same solution), its C chosen on
 the same held-out part over a grid widened until the choice is not at its edge. Last line per scale, exactly:
 `RESULT <scale> wall_s=<seconds> peak_gib=<GiB> max_shortfall=<largest reference - default>`
@@ -45,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
 from cnn_feature_behavior.transfer import classifier as classifier_module
@@ -174,6 +176,11 @@ def reference_settings(default: TransferSettings) -> ClassifierSettings:
     )
 
 
+# The reference fits scikit-learn's LogisticRegression on float64 matrices: on float32 ones its
+# lbfgs stops where float32 can no longer see the loss fall (max |gradient| about 1e-5).
+FLOAT64 = ("fit_values", "held_values", "train_values", "test_values")
+
+
 def reference_fits(inputs, default: TransferSettings, limit: float) -> pd.DataFrame:
     """The reference on each layer, the full network and the FNE where training images x
     features x classes <= limit, with the default's fit part, held-out part and statistics."""
@@ -203,8 +210,10 @@ def reference_fits(inputs, default: TransferSettings, limit: float) -> pd.DataFr
             if train_rows.size * min(n_features, train_rows.size) * n_classes > limit:
                 continue
             # One BLAS thread: lbfgs's many small products ran 3 to 5 times slower on two.
+            data = probe_data(job, fit, train)
+            data = replace(data, **{f: getattr(data, f).astype(np.float64) for f in FLOAT64})
             with threadpool_limits(limits=1):
-                result = fit_logistic_regression(probe_data(job, fit, train), settings)
+                result = fit_logistic_regression(data, settings, estimator=LogisticRegression)
             accuracy, _ = accuracies(inputs.labels[test_rows], result.predictions)
             rows.append(
                 {

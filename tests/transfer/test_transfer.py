@@ -28,6 +28,7 @@ from cnn_feature_behavior.transfer.evaluation import (
     TransferSettings,
     evaluate_split,
 )
+from cnn_feature_behavior.transfer.multinomial import MultinomialLogisticRegression
 
 N_CLASSES, PER_CLASS, PER_LAYER = 6, 40, 60
 FRACTIONS = (0.05, 0.1, 1.0)
@@ -441,13 +442,13 @@ def test_narrow_designs_choose_c_with_converged_fits(monkeypatch):
     from cnn_feature_behavior.transfer import classifier
 
     tols = []
-    original_fit = LogisticRegression.fit
+    original_fit = MultinomialLogisticRegression.fit
 
     def recording_fit(self, *args, **kwargs):
         tols.append(self.tol)
         return original_fit(self, *args, **kwargs)
 
-    monkeypatch.setattr(LogisticRegression, "fit", recording_fit)
+    monkeypatch.setattr(MultinomialLogisticRegression, "fit", recording_fit)
     values, labels, *_ = planted()
     holdout = classifier.holdout_split(labels, 0.25, 0)
     data = probe_data(values, labels, values, holdout)
