@@ -145,3 +145,10 @@ def test_probabilities_are_scikit_learns(n_classes):
     np.testing.assert_allclose(
         model.predict_proba(values), reference.predict_proba(values), atol=1e-4
     )
+
+
+def test_non_finite_values_are_an_error():
+    values, labels = blobs(3)
+    values[5, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        MultinomialLogisticRegression().fit(values, labels)

@@ -228,6 +228,14 @@ def test_no_test_image_reaches_anything_fitted(evaluated):
     assert not np.allclose(other.results["accuracy"], evaluated.results["accuracy"])
 
 
+def test_a_non_finite_embedding_value_is_an_error_naming_its_feature():
+    values, labels, is_train, layers = planted()
+    values[3, 7] = np.inf
+    names = [f"class{k}" for k in range(N_CLASSES)]
+    with pytest.raises(ValueError, match="1 feature"):
+        evaluate_split(values, labels, is_train, layers, names, SETTINGS, seed=[7, 0])
+
+
 def test_unknown_parameters_are_named():
     with pytest.raises(ValueError, match="unknown key.*'clasifier'"):
         TransferSettings.from_params({"clasifier": "linear_svc"})

@@ -472,15 +472,25 @@ def evaluate_split(
 
 
 def check_inputs(values, labels, is_train, layers, class_names, feature_names) -> SplitInputs:
-    """The inputs as arrays; a split without training or test images is an error."""
+    """The inputs as arrays; a split without training or test images, or a non-finite value,
+    is an error."""
     is_train = np.asarray(is_train, bool)
+    values = np.asarray(values, np.float32)
+    finite = np.isfinite(values).all(axis=0)
+    if not finite.all():
+        names = feature_names if feature_names is not None else range(values.shape[1])
+        bad = [str(name) for name, ok in zip(names, finite, strict=True) if not ok]
+        raise ValueError(
+            f"the embedding holds NaN or infinite values in {len(bad)} feature(s): "
+            f"{', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}"
+        )
     if is_train.all() or not is_train.any():
         raise ValueError(
             f"a split needs training and test images, got {int(is_train.sum())} train and "
             f"{int((~is_train).sum())} test"
         )
     return SplitInputs(
-        values=np.asarray(values, np.float32),
+        values=values,
         labels=np.asarray(labels, np.int64),
         is_train=is_train,
         layers=np.asarray(layers).astype(str),

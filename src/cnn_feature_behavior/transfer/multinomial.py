@@ -103,6 +103,8 @@ def lbfgs(objective, theta: np.ndarray, tol: float, max_iter: int, memory: int =
     `refine()` as MultinomialLoss's) from theta: L-BFGS directions (two-loop recursion over the
     last `memory` steps), a backtracking line search from the unit step."""
     value, gradient = objective(theta)
+    if not (np.isfinite(value) and np.isfinite(gradient).all()):
+        raise ValueError("the loss is not finite at the start: the values hold NaN or infinity")
     lowest = value
     steps: list[tuple[np.ndarray, np.ndarray, float]] = []
     for n_iter in range(max_iter):
