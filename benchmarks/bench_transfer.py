@@ -171,6 +171,7 @@ def reference_settings(default: TransferSettings) -> ClassifierSettings:
         classifier="logistic_regression",
         tol=1e-6,
         selection_tol=1e-6,
+        relative_tol=0.0,
         max_iter=5000,
         widen=6,
     )
@@ -264,6 +265,10 @@ def run_one(scale: str, args) -> None:
     settings = TransferSettings()
     if args.rankings:
         settings = replace(settings, rankings=tuple(args.rankings))
+    if args.relative_tol is not None:
+        settings = replace(
+            settings, classifier=replace(settings.classifier, relative_tol=args.relative_tol)
+        )
     if args.classifier:
         settings = replace(
             settings, classifier=replace(settings.classifier, classifier=args.classifier)
@@ -306,6 +311,7 @@ def main() -> None:
     parser.add_argument("--no-reference", dest="reference", action="store_false")
     parser.add_argument("--reference-limit", type=float, default=REFERENCE_LIMIT)
     parser.add_argument("--classifier", default=None, help="transfer.classifier to time")
+    parser.add_argument("--relative-tol", type=float, default=None, help="its relative_tol")
     parser.add_argument(
         "--rankings",
         nargs="+",

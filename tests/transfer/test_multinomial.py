@@ -152,3 +152,50 @@ def test_non_finite_values_are_an_error():
     values[5, 2] = np.nan
     with pytest.raises(ValueError, match="NaN or infinity"):
         MultinomialLogisticRegression().fit(values, labels)
+
+
+def test_lower_triangular_products_are_the_dense_ones():
+    # A Cholesky factor as the design (the row space): trmm must give the dense products.
+    rng = np.random.default_rng(3)
+    values = np.tril(rng.standard_normal((40, 40))).astype(np.float32)
+    labels = rng.integers(0, 5, 40)
+    theta = rng.standard_normal(5 * 41) * 0.3
+    dense = MultinomialLoss(values, labels, 5, 0.02)
+    triangular = MultinomialLoss(values, labels, 5, 0.02, lower_triangular=True)
+    for refined in (False, True):  # float32 products, then float64 ones
+        if refined:
+            assert triangular.refine() and dense.refine()
+        (value, gradient), (expected, expected_gradient) = triangular(theta), dense(theta)
+        assert value == pytest.approx(expected, rel=1e-6)
+        np.testing.assert_allclose(gradient, expected_gradient, rtol=1e-5, atol=1e-7)
+    fitted = MultinomialLogisticRegression(C=1.0, lower_triangular=True).fit(values, labels)
+    reference = MultinomialLogisticRegression(C=1.0).fit(values, labels)
+    np.testing.assert_allclose(fitted.coef_, reference.coef_, atol=1e-4)
+
+
+@pytest.mark.parametrize("n_classes, c", [(2, 1.0), (6, 0.01), (6, 10.0)])
+def test_relative_tol_stops_with_weights_that_close_to_the_optimum(n_classes, c):
+    values, labels = blobs(n_classes, n=300, d=40, spread=0.6)
+    reference = LogisticRegression(C=c, tol=1e-10, max_iter=20000)
+    reference.fit(values.astype(np.float64), labels)
+    model = MultinomialLogisticRegression(C=c, tol=1e-10, relative_tol=0.01).fit(values, labels)
+    converged = MultinomialLogisticRegression(C=c, tol=1e-10).fit(values, labels)
+    assert model.n_iter_[0] < converged.n_iter_[0]
+    error = np.linalg.norm(model.coef_ - reference.coef_)
+    assert error <= 0.01 * np.linalg.norm(reference.coef_) * 1.01
+    # The intercepts are the best ones for the weights found: close to the optimum's too.
+    scale = np.abs(reference.intercept_).max() + 1.0
+    np.testing.assert_allclose(
+        model.intercept_ - model.intercept_.mean(),
+        reference.intercept_ - reference.intercept_.mean(),
+        atol=0.02 * scale,
+    )
+
+
+def test_relative_tol_on_separable_classes_at_a_huge_c_stays_finite():
+    # Near-certain probabilities make the intercepts' Hessian near-singular: the stop must then
+    # go on (or stop at a finite point), never return a non-finite one.
+    values, labels = blobs(4, n=80, d=30, spread=6.0)
+    model = MultinomialLogisticRegression(C=1e5, relative_tol=0.01).fit(values, labels)
+    assert np.isfinite(model.coef_).all() and np.isfinite(model.intercept_).all()
+    np.testing.assert_array_equal(model.predict(values), labels)

@@ -19,6 +19,7 @@ from cnn_feature_behavior.transfer.classifier import (
     accuracies,
     fit_classifier,
     fit_logistic_regression,
+    gram_matrix,
     holdout_split,
     row_space_basis,
 )
@@ -89,7 +90,12 @@ def test_row_space_solution_is_scikit_learns_on_the_full_matrix():
     )
     test_labels = np.repeat(np.arange(4), 20)
     settings = ClassifierSettings(
-        classifier="logistic_regression", c_grid=(0.05,), widen=0, tol=1e-10, max_iter=5000
+        classifier="logistic_regression",
+        c_grid=(0.05,),
+        widen=0,
+        tol=1e-10,
+        relative_tol=0.0,  # converged: the same predictions, image for image
+        max_iter=5000,
     )
     data = probe_data(train, labels, test, holdout_split(labels, 0.25, 0))
     ours = fit_classifier(data, settings)
@@ -103,7 +109,9 @@ def test_row_space_solution_is_scikit_learns_on_the_full_matrix():
     )
     # The weights themselves: Z Z^T = X X^T, and w = X^T Z^-T a reproduces scikit-learn's w.
     gram = train.astype(np.float64) @ train.T.astype(np.float64)
-    basis, to_weights, from_weights = row_space_basis(train, gram)
+    np.testing.assert_allclose(np.tril(gram_matrix(train)), np.tril(gram))  # its lower triangle
+    basis, to_weights, from_weights, triangular = row_space_basis(train, gram_matrix(train))
+    assert triangular and not np.triu(basis, 1).any()
     np.testing.assert_allclose(basis.astype(np.float64) @ basis.T, gram, rtol=1e-4, atol=1e-3)
     reduced = LogisticRegression(C=0.05, tol=1e-10, max_iter=5000).fit(basis, labels)
     np.testing.assert_allclose(to_weights(reduced.coef_).T, direct.coef_, atol=2e-3)
@@ -116,8 +124,8 @@ def test_singular_gram_falls_back_to_the_spanned_directions():
     rows = rng.standard_normal((10, 50))
     values = np.vstack([rows, rows[:3]]).astype(np.float32)  # 13 images, rank 10
     gram = values.astype(np.float64) @ values.T.astype(np.float64)
-    basis, to_weights, from_weights = row_space_basis(values, gram)
-    assert basis.shape == (13, 10)
+    basis, to_weights, from_weights, triangular = row_space_basis(values, gram)
+    assert basis.shape == (13, 10) and not triangular
     coef = rng.standard_normal((3, 10))
     weights = to_weights(coef)
     np.testing.assert_allclose(values @ weights, basis @ coef.T, atol=1e-4)

@@ -100,6 +100,7 @@ _CLASSIFIER_KEYS = {
         "max_iter": "max_iter",
         "tol": "tol",
         "selection_tol": "selection_tol",
+        "relative_tol": "relative_tol",
         "row_space": "row_space",
         "budget": "logistic_budget",
     },

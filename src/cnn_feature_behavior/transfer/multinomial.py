@@ -24,14 +24,24 @@ that steps within it cannot add up to a climb. Where no step passes, the fit goe
 products (`MultinomialLoss.refine`); a line search that fails in float64 ends the fit, as
 scipy's does. A fit stops at max |gradient| <= tol, at max_iter (with scikit-learn's
 ConvergenceWarning) or there.
+
+With `relative_tol` > 0 a fit also stops once its weights are provably that close to the
+optimum's, relatively (`MultinomialLoss.close_enough`): max |gradient| <= tol is blind to the
+scale of the problem, strict where C is small and the optimum is sharp (on the
+flowers102-sized refits, the last third of the iterations), loose where C is large.
+
+A lower-triangular design (the Cholesky factor of the row space, `lower_triangular`) is
+multiplied by trmm: half a general product's work, 1.5x faster an evaluation at 1,632 images.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg import get_blas_funcs
 from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
@@ -51,6 +61,8 @@ class MultinomialLoss:
     targets: np.ndarray  # (n,) class positions
     n_classes: int
     l2: float  # 1 / (C n)
+    # values is lower triangular (n = d, a Cholesky factor): its products by trmm, half the work.
+    lower_triangular: bool = False
 
     def __post_init__(self) -> None:
         self.values = np.ascontiguousarray(self.values, dtype=np.float32)
@@ -69,10 +81,82 @@ class MultinomialLoss:
         self.values, self.dtype = self.values.astype(np.float64), np.float64
         return True
 
+    def close_enough(
+        self, relative_tol: float
+    ) -> Callable[[np.ndarray, np.ndarray], np.ndarray | None]:
+        """A stop for weights within relative_tol of the optimum's: at theta's weights W, the
+        intercepts are set to their best b*(W) by Newton steps (the scores' product is not
+        redone), and the fit ends there if |gradient_W| <= relative_tol x l2 x |W| (2-norms).
+        The objective minimised over the intercepts is l2-strongly convex in W, so then
+        |W - W*| <= relative_tol x |W|. Returns the polished theta, or None to go on. A failed
+        check waits twice as many iterations as the last before the next."""
+        n_weights = self.n_classes * self.values.shape[1]
+        wait = {"left": 0, "next": 1}
+
+        def close_enough(theta: np.ndarray, gradient: np.ndarray) -> np.ndarray | None:
+            limit = relative_tol * self.l2 * np.linalg.norm(theta[:n_weights])
+            if wait["left"] > 0 or np.linalg.norm(gradient[:n_weights]) > limit:
+                wait["left"] -= 1
+                return None
+            if theta is not self._evaluated_at:
+                self(theta)
+            best = self._best_intercepts()
+            if best is None:  # no Newton convergence: no bound, go on
+                return None
+            shift, residual = best
+            gradient_w = self._weights_gradient(residual).ravel() + self.l2 * theta[:n_weights]
+            if np.linalg.norm(gradient_w) > limit:
+                wait["left"], wait["next"] = wait["next"], 2 * wait["next"]
+                return None
+            polished = theta.copy()
+            polished[n_weights:] += shift
+            return polished
+
+        return close_enough
+
+    def _best_intercepts(self, steps: int = 8) -> tuple[np.ndarray, np.ndarray] | None:
+        """(shift of the intercepts to their optimum for the last evaluated weights, the
+        gradient of the mean cross-entropy by the scores there: (softmax - one-hot) / n), or
+        None where Newton's method does not settle in `steps` (a near-singular Hessian)."""
+        n = self.values.shape[0]
+        frequencies = np.bincount(self.targets, minlength=self.n_classes) / n
+        shift = np.zeros(self.n_classes)
+        for _ in range(steps):
+            probabilities = softmax(self._last_scores + shift, axis=1)
+            mean = probabilities.mean(axis=0)
+            # Equal shifts of every intercept change nothing: the all-ones term makes the
+            # Hessian invertible without moving the step (the gradient sums to zero).
+            hessian = np.diag(mean) - probabilities.T @ probabilities / n + 1.0 / self.n_classes
+            try:
+                step = np.linalg.solve(hessian, mean - frequencies)
+            except np.linalg.LinAlgError:
+                return None
+            shift -= step
+            if np.abs(step).max() <= 1e-9:
+                probabilities = softmax(self._last_scores + shift, axis=1)
+                probabilities[self.rows, self.targets] -= 1.0
+                return shift, (probabilities / n).astype(self.dtype)
+        return None
+
+    def _scores_of(self, weights: np.ndarray) -> np.ndarray:
+        """values @ weights.T, (n, classes)."""
+        weights = weights.astype(self.dtype)
+        if not self.lower_triangular:
+            return self.values @ weights.T
+        trmm = get_blas_funcs("trmm", (self.values,))
+        # values.T is the Fortran-ordered upper factor: trans_a gives values itself.
+        return trmm(1.0, self.values.T, weights.T, side=0, lower=0, trans_a=1)
+
+    def _weights_gradient(self, residual: np.ndarray) -> np.ndarray:
+        """residual.T @ values, (classes, d)."""
+        if not self.lower_triangular:
+            return residual.T @ self.values
+        trmm = get_blas_funcs("trmm", (self.values,))
+        return trmm(1.0, self.values.T, residual.T, side=1, lower=0, trans_a=1)
+
     def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         n, d = self.values.shape
-        weights = theta[: self.n_classes * d].reshape(self.n_classes, d)
-        scores = self.values @ weights.T.astype(self.dtype)
+        scores = self._scores_of(theta[: self.n_classes * d].reshape(self.n_classes, d))
         scores += theta[self.n_classes * d :].astype(self.dtype)
         scores -= scores.max(axis=1, keepdims=True)
         probabilities = np.exp(scores)
@@ -82,10 +166,11 @@ class MultinomialLoss:
         probabilities *= (1.0 / (n * totals)).astype(self.dtype)
         probabilities[self.rows, self.targets] -= 1.0 / n
         gradient = np.empty_like(theta)
-        gradient[: self.n_classes * d] = (probabilities.T @ self.values).ravel()
+        gradient[: self.n_classes * d] = self._weights_gradient(probabilities).ravel()
         flat_weights = theta[: self.n_classes * d]
         gradient[: self.n_classes * d] += self.l2 * flat_weights
         gradient[self.n_classes * d :] = probabilities.sum(axis=0, dtype=np.float64)
+        self._last_scores, self._evaluated_at = scores, theta
         return float(loss + 0.5 * self.l2 * (flat_weights @ flat_weights)), gradient
 
 
@@ -98,10 +183,18 @@ class LbfgsResult:
     converged: bool
 
 
-def lbfgs(objective, theta: np.ndarray, tol: float, max_iter: int, memory: int = 10) -> LbfgsResult:
+def lbfgs(
+    objective,
+    theta: np.ndarray,
+    tol: float,
+    max_iter: int,
+    memory: int = 10,
+    close_enough: Callable[[np.ndarray, np.ndarray], np.ndarray | None] | None = None,
+) -> LbfgsResult:
     """Minimise `objective` (theta -> (value, gradient); where it has them, `noise` and
     `refine()` as MultinomialLoss's) from theta: L-BFGS directions (two-loop recursion over the
-    last `memory` steps), a backtracking line search from the unit step."""
+    last `memory` steps), a backtracking line search from the unit step. Stops at
+    max |gradient| <= tol, or at the point `close_enough(theta, gradient)` returns."""
     value, gradient = objective(theta)
     if not (np.isfinite(value) and np.isfinite(gradient).all()):
         raise ValueError("the loss is not finite at the start: the values hold NaN or infinity")
@@ -110,6 +203,8 @@ def lbfgs(objective, theta: np.ndarray, tol: float, max_iter: int, memory: int =
     for n_iter in range(max_iter):
         if np.abs(gradient).max() <= tol:
             return LbfgsResult(theta, n_iter, True)
+        if close_enough is not None and (final := close_enough(theta, gradient)) is not None:
+            return LbfgsResult(final, n_iter, True)
         direction = _direction(gradient, steps)
         slope = float(gradient @ direction)
         if slope >= 0:  # the memory no longer gives a descent direction: forget it
@@ -176,9 +271,20 @@ class MultinomialLogisticRegression(ClassifierMixin, BaseEstimator):
     """scikit-learn's LogisticRegression (lbfgs, L2, intercept) in float32 products: the same
     parameters, attributes (`coef_`, `intercept_`, `classes_`, `n_iter_`) and solution."""
 
-    def __init__(self, C=1.0, tol=1e-6, max_iter=3000, warm_start=False, memory=10):
+    def __init__(
+        self,
+        C=1.0,
+        tol=1e-6,
+        max_iter=3000,
+        warm_start=False,
+        memory=10,
+        relative_tol=0.0,
+        lower_triangular=False,
+    ):
         self.C = C
+        self.lower_triangular = lower_triangular
         self.tol = tol
+        self.relative_tol = relative_tol
         self.max_iter = max_iter
         self.warm_start = warm_start
         self.memory = memory
@@ -192,9 +298,12 @@ class MultinomialLogisticRegression(ClassifierMixin, BaseEstimator):
         # Two softmax rows (-v/2, v/2) with |W|^2 / (2 C' n) are the binomial model v with
         # |v|^2 / (4 C' n): C' = C / 2 gives scikit-learn's binomial penalty |v|^2 / (2 C n).
         c = float(self.C) / 2.0 if binary else float(self.C)
-        loss = MultinomialLoss(values, targets, n_classes, 1.0 / (c * values.shape[0]))
+        loss = MultinomialLoss(
+            values, targets, n_classes, 1.0 / (c * values.shape[0]), self.lower_triangular
+        )
+        close_enough = loss.close_enough(self.relative_tol) if self.relative_tol else None
         result = lbfgs(loss, self._start(values.shape[1], classes), self.tol, self.max_iter,
-                       self.memory)  # fmt: skip
+                       self.memory, close_enough)  # fmt: skip
         if not result.converged:
             warnings.warn(
                 f"lbfgs stopped at max_iter={self.max_iter} before |gradient| <= {self.tol}",
