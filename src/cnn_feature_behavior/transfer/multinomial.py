@@ -27,8 +27,8 @@ ConvergenceWarning) or there.
 
 With `relative_tol` > 0 a fit also stops once its weights are provably that close to the
 optimum's, relatively (`MultinomialLoss.close_enough`): max |gradient| <= tol is blind to the
-scale of the problem, strict where C is small and the optimum is sharp (on the
-flowers102-sized refits, the last third of the iterations), loose where C is large.
+scale of the problem, strict where C is small and the optimum is sharp, loose where C is large.
+On the refits of the flowers102-sized evaluation, 1% made the whole evaluation 1.17x faster.
 
 A lower-triangular design (the Cholesky factor of the row space, `lower_triangular`) is
 multiplied by trmm: half a general product's work, 1.5x faster an evaluation at 1,632 images.
@@ -68,6 +68,9 @@ class MultinomialLoss:
         self.values = np.ascontiguousarray(self.values, dtype=np.float32)
         self.rows = np.arange(self.values.shape[0])
         self.dtype = np.float32
+        # The last evaluation's point and its scores (close_enough works from them).
+        self._evaluated_at: np.ndarray | None = None
+        self._last_scores: np.ndarray | None = None
 
     @property
     def noise(self) -> float:
@@ -269,7 +272,9 @@ def _line_search(objective, theta, value, lowest, direction, slope):
 
 class MultinomialLogisticRegression(ClassifierMixin, BaseEstimator):
     """scikit-learn's LogisticRegression (lbfgs, L2, intercept) in float32 products: the same
-    parameters, attributes (`coef_`, `intercept_`, `classes_`, `n_iter_`) and solution."""
+    parameters, attributes (`coef_`, `intercept_`, `classes_`, `n_iter_`) and solution. Its
+    own: `relative_tol` (the stop of the module docstring; 0, the default, converges to `tol`)
+    and `lower_triangular` (X is lower triangular: products by trmm)."""
 
     def __init__(
         self,
@@ -282,12 +287,12 @@ class MultinomialLogisticRegression(ClassifierMixin, BaseEstimator):
         lower_triangular=False,
     ):
         self.C = C
-        self.lower_triangular = lower_triangular
         self.tol = tol
-        self.relative_tol = relative_tol
         self.max_iter = max_iter
         self.warm_start = warm_start
         self.memory = memory
+        self.relative_tol = relative_tol
+        self.lower_triangular = lower_triangular
 
     def fit(self, X, y) -> MultinomialLogisticRegression:
         values = np.asarray(X, dtype=np.float32)
