@@ -67,7 +67,9 @@ class MultinomialLoss:
     def __post_init__(self) -> None:
         self.values = np.ascontiguousarray(self.values, dtype=np.float32)
         self.rows = np.arange(self.values.shape[0])
+        self.frequencies = np.bincount(self.targets, minlength=self.n_classes) / len(self.rows)
         self.dtype = np.float32
+        self._trmm = get_blas_funcs("trmm", (self.values,)) if self.lower_triangular else None
         # The last evaluation's point and its scores (close_enough works from them).
         self._evaluated_at: np.ndarray | None = None
         self._last_scores: np.ndarray | None = None
@@ -82,6 +84,8 @@ class MultinomialLoss:
         if self.dtype == np.float64:
             return False
         self.values, self.dtype = self.values.astype(np.float64), np.float64
+        if self.lower_triangular:
+            self._trmm = get_blas_funcs("trmm", (self.values,))
         return True
 
     def close_enough(
@@ -94,12 +98,13 @@ class MultinomialLoss:
         |W - W*| <= relative_tol x |W|. Returns the polished theta, or None to go on. A failed
         check waits twice as many iterations as the last before the next."""
         n_weights = self.n_classes * self.values.shape[1]
-        wait = {"left": 0, "next": 1}
+        skip, next_skip = 0, 1
 
         def close_enough(theta: np.ndarray, gradient: np.ndarray) -> np.ndarray | None:
+            nonlocal skip, next_skip
             limit = relative_tol * self.l2 * np.linalg.norm(theta[:n_weights])
-            if wait["left"] > 0 or np.linalg.norm(gradient[:n_weights]) > limit:
-                wait["left"] -= 1
+            if skip > 0 or np.linalg.norm(gradient[:n_weights]) > limit:
+                skip -= 1
                 return None
             if theta is not self._evaluated_at:
                 self(theta)
@@ -109,7 +114,7 @@ class MultinomialLoss:
             shift, residual = best
             gradient_w = self._weights_gradient(residual).ravel() + self.l2 * theta[:n_weights]
             if np.linalg.norm(gradient_w) > limit:
-                wait["left"], wait["next"] = wait["next"], 2 * wait["next"]
+                skip, next_skip = next_skip, 2 * next_skip
                 return None
             polished = theta.copy()
             polished[n_weights:] += shift
@@ -122,7 +127,6 @@ class MultinomialLoss:
         gradient of the mean cross-entropy by the scores there: (softmax - one-hot) / n), or
         None where Newton's method does not settle in `steps` (a near-singular Hessian)."""
         n = self.values.shape[0]
-        frequencies = np.bincount(self.targets, minlength=self.n_classes) / n
         shift = np.zeros(self.n_classes)
         for _ in range(steps):
             probabilities = softmax(self._last_scores + shift, axis=1)
@@ -131,7 +135,7 @@ class MultinomialLoss:
             # Hessian invertible without moving the step (the gradient sums to zero).
             hessian = np.diag(mean) - probabilities.T @ probabilities / n + 1.0 / self.n_classes
             try:
-                step = np.linalg.solve(hessian, mean - frequencies)
+                step = np.linalg.solve(hessian, mean - self.frequencies)
             except np.linalg.LinAlgError:
                 return None
             shift -= step
@@ -144,18 +148,16 @@ class MultinomialLoss:
     def _scores_of(self, weights: np.ndarray) -> np.ndarray:
         """values @ weights.T, (n, classes)."""
         weights = weights.astype(self.dtype)
-        if not self.lower_triangular:
+        if self._trmm is None:
             return self.values @ weights.T
-        trmm = get_blas_funcs("trmm", (self.values,))
         # values.T is the Fortran-ordered upper factor: trans_a gives values itself.
-        return trmm(1.0, self.values.T, weights.T, side=0, lower=0, trans_a=1)
+        return self._trmm(1.0, self.values.T, weights.T, side=0, lower=0, trans_a=1)
 
     def _weights_gradient(self, residual: np.ndarray) -> np.ndarray:
         """residual.T @ values, (classes, d)."""
-        if not self.lower_triangular:
+        if self._trmm is None:
             return residual.T @ self.values
-        trmm = get_blas_funcs("trmm", (self.values,))
-        return trmm(1.0, self.values.T, residual.T, side=1, lower=0, trans_a=1)
+        return self._trmm(1.0, self.values.T, residual.T, side=1, lower=0, trans_a=1)
 
     def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         n, d = self.values.shape
