@@ -475,3 +475,72 @@ def test_narrow_designs_choose_c_with_converged_fits(monkeypatch):
     monkeypatch.setattr(classifier, "CONVERGED_SELECTION_WIDTH", 100)
     classifier.fit_logistic_regression(data, settings)
     assert tols[:-1] and set(tols[:-1]) == {1e-3} and tols[-1] == 1e-6
+
+
+def test_the_refit_starts_from_the_fit_parts_weights_feature_by_feature(monkeypatch):
+    # A ranking's selection differs between the fit part and the training split: the refit's
+    # start once took the fit part's weights position by position, each on another feature.
+    from cnn_feature_behavior.transfer import classifier
+
+    values, labels, *_ = planted()
+    fit, held = classifier.holdout_split(labels, 0.25, 0)
+    fit_columns, train_columns = np.array([0, 10, 20, 30]), np.array([10, 20, 30, 40, 50])
+    data = ProbeData(
+        values[fit][:, fit_columns], labels[fit], values[held][:, fit_columns], labels[held],
+        values[:, train_columns], labels, values[:, train_columns],
+        common_columns=(np.array([1, 2, 3]), np.array([0, 1, 2])),
+    )  # fmt: skip
+    starts, selected = [], []
+    original_start_from, original_weights = classifier._Probe.start_from, classifier._Probe.weights
+
+    def start_from(self, weights, intercept):
+        # The weights made last: the fit part's at the chosen C (the held-out scoring's too).
+        starts.append((weights.copy(), selected[-1][0]))
+        original_start_from(self, weights, intercept)
+
+    def weights(self):
+        selected.append(original_weights(self))
+        return selected[-1]
+
+    monkeypatch.setattr(classifier._Probe, "start_from", start_from)
+    monkeypatch.setattr(classifier._Probe, "weights", weights)
+    classifier.fit_logistic_regression(data, ClassifierSettings(classifier="logistic_regression"))
+    ((start, chosen),) = starts
+    np.testing.assert_array_equal(start[:3], chosen[1:])
+    np.testing.assert_array_equal(start[3:], 0.0)
+
+
+def test_each_curve_searches_c_from_its_previous_sizes_choice(monkeypatch):
+    from cnn_feature_behavior.transfer import evaluation
+
+    calls = []
+    original = evaluation.fit_logistic_regression
+
+    def recording(data, settings, start_c=None):
+        fitted = original(data, settings, start_c=start_c)
+        calls.append((data.fit_values.shape[1], start_c, fitted.regularisation_c))
+        return fitted
+
+    monkeypatch.setattr(evaluation, "fit_logistic_regression", recording)
+    settings = TransferSettings.from_params(
+        {"fractions": [0.05, 0.1, 0.25, 1.0], "rankings": ["dks_count"], "workers": 1},
+        {"bins": 20, "workers": 1},
+        {"repetitions": 1, "seed": 3},
+    )
+    evaluate(planted()[1], settings)
+    # workers 1: the tasks in their order, the most columns first: the full network (120), the
+    # layers (60 each), each curve's sizes together (6 + 12 + 30, dks_count then random); then
+    # the FNE's.
+    calls = calls[:9]
+    assert [columns for columns, *_ in calls] == [120, 60, 60, 6, 12, 30, 6, 12, 30]
+    assert [start for _, start, _ in calls[:3]] == [None, None, None]
+    for curve in (calls[3:6], calls[6:9]):
+        assert [start for _, start, _ in curve] == [None, curve[0][2], curve[1][2]]
+
+
+def test_results_do_not_depend_on_the_number_of_workers():
+    one, two = (
+        evaluate(planted()[1], TransferSettings(**{**SETTINGS.__dict__, "workers": workers}))
+        for workers in (1, 2)
+    )
+    pd.testing.assert_frame_equal(one.results, two.results)

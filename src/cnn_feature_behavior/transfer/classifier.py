@@ -22,10 +22,10 @@ stratified split of the training images (standardised, three-valued and ranked w
 part's own statistics) and scored on the held-out rest by accuracy, ties to the lower held-out
 loss (log-loss, or the square loss for ridge: with a handful of held-out images accuracy ties
 often, and the smallest C then predicts the largest class). The search starts in the middle
-of `c_grid`, scores both neighbours, walks towards the better one while it improves, and
-extends the grid tenfold past an edge up to `widen` times; a choice still at the edge is
-flagged (`c_at_grid_edge`).
-The best C is refitted on the whole training split.
+of `c_grid` (or at `start_c`, a curve's previous size's choice), scores both neighbours,
+walks towards the better one while it improves, and extends the grid tenfold past an edge up
+to `widen` times; a choice still at the edge is flagged (`c_at_grid_edge`).
+The best C is refitted on the whole training split, from the fit part's weights at that C.
 
 Row space (logistic regression only). With an L2 penalty the optimal weights lie in the span of
 the training rows, so with n training images and d features the problem is solved exactly in n
@@ -144,6 +144,9 @@ class ProbeData:
     test_values: np.ndarray
     fit_ridge: ridge.RidgeSystem | None = None
     train_ridge: ridge.RidgeSystem | None = None
+    # Where the fit part's columns differ from the training split's (a ranking's selection on
+    # each): the positions of their common features in each, (fit, train).
+    common_columns: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def of(cls, fit, held, train, test_values: np.ndarray) -> ProbeData:
@@ -155,6 +158,16 @@ class ProbeData:
             fit_ridge=ridge.RidgeSystem(ridge.RidgeData.of(*fit, classes), None),
             train_ridge=ridge.RidgeSystem(ridge.RidgeData.of(*train, classes), None),
         )  # fmt: skip
+
+    def on_train_columns(self, weights: np.ndarray) -> np.ndarray:
+        """(fit columns, classes) weights as weights on the training split's columns: each
+        common feature keeps its weight, the others start at 0."""
+        if self.common_columns is None:
+            return weights
+        fit_positions, train_positions = self.common_columns
+        moved = np.zeros((self.train_values.shape[1], weights.shape[1]))
+        moved[train_positions] = weights[fit_positions]
+        return moved
 
 
 def holdout_split(
@@ -383,6 +396,14 @@ class _Probe:
             C=1.0, max_iter=settings.max_iter, tol=settings.tol, warm_start=True, **options
         )
 
+    def state(self) -> tuple[np.ndarray, np.ndarray]:
+        """The solver's coefficients and intercepts (fit replaces them: no copy needed)."""
+        return self.model.coef_, self.model.intercept_
+
+    def resume(self, state: tuple[np.ndarray, np.ndarray]) -> None:
+        """The next fit starts from this state."""
+        self.model.coef_, self.model.intercept_ = state
+
     def start_from(self, weights: np.ndarray, intercept: np.ndarray) -> None:
         """Start the solver from (features, classes) weights and intercepts (same classes)."""
         coef = weights.T if self.from_weights is None else self.from_weights(weights)
@@ -430,28 +451,34 @@ class _Probe:
 
 
 def fit_logistic_regression(
-    data: ProbeData, settings: ClassifierSettings, estimator: type = MultinomialLogisticRegression
+    data: ProbeData,
+    settings: ClassifierSettings,
+    estimator: type = MultinomialLogisticRegression,
+    start_c: float | None = None,
 ) -> FitResult:
     """Choose C on the held-out part, refit on the whole training split, predict the test.
-    `estimator`: scikit-learn's LogisticRegression gives the reference."""
+    `start_c`: where the C search starts (a similar embedding's choice; None: the grid's
+    middle). `estimator`: scikit-learn's LogisticRegression gives the reference."""
     start = time.perf_counter()
     probe = _Probe(data.fit_values, data.fit_labels, settings, estimator=estimator)
     if probe.design.shape[1] > CONVERGED_SELECTION_WIDTH:
         probe.model.set_params(tol=settings.selection_tol)
-    weights_at: dict[float, tuple[np.ndarray, np.ndarray]] = {}
+    states: dict[float, tuple[np.ndarray, np.ndarray]] = {}
 
     def score(c: float) -> Key:
-        probe.fit(c)
-        weights_at[c] = probe.weights()
+        probe.fit(c)  # from the last C's solution (warm_start)
+        states[c] = probe.state()
         return probe.holdout_score(data.held_values, data.held_labels)
 
-    chosen, keys, at_edge = search_c(score, settings.c_grid, settings.widen)
+    chosen, keys, at_edge = search_c(score, settings.c_grid, settings.widen, start=start_c)
     selected = time.perf_counter()
+    probe.resume(states[chosen])
+    weights, intercept = probe.weights()
     # Not the held-out fits: stopped at relative_tol they flipped the choice between near-tied
     # C values (8 of 71 rows of the flowers102-sized benchmark, up to 0.0033 lower).
     final = _Probe(data.train_values, data.train_labels, settings, estimator, settings.relative_tol)
     # The held-out fit at the chosen C is close to the refit: start the solver there.
-    final.start_from(*weights_at[chosen])
+    final.start_from(data.on_train_columns(weights), intercept)
     n_iter = final.fit(chosen)
     return FitResult(
         regularisation_c=chosen,
