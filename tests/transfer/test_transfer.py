@@ -544,3 +544,24 @@ def test_results_do_not_depend_on_the_number_of_workers():
         for workers in (1, 2)
     )
     pd.testing.assert_frame_equal(one.results, two.results)
+
+
+def test_no_convergence_warning_escapes_the_threads_that_fit():
+    # Each fit silenced ConvergenceWarning in its own catch_warnings, which is not thread-safe:
+    # one thread leaving it restored the filters while another was still fitting.
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    settings = TransferSettings(
+        **{
+            **SETTINGS.__dict__,
+            "workers": 2,
+            "classifier": ClassifierSettings(c_grid=(0.01, 0.1, 1.0), max_iter=2),
+        }
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            evaluate(planted()[1], settings)
+    assert not [w for w in caught if issubclass(w.category, ConvergenceWarning)]

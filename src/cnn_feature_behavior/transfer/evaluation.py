@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
 from cnn_feature_behavior.statistics.dks import feature_range
@@ -436,9 +438,13 @@ def _fit_iterative_jobs(
         return fitted
 
     tasks = curve_tasks(jobs, len(train.standardisation.mean))
-    with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(fit_in_turn, task) for task in tasks]
-        return {key: fitted for future in futures for key, fitted in future.result().items()}
+    with threadpool_limits(limits=1), warnings.catch_warnings():
+        # Here, not in each thread: catch_warnings is process-wide, and a thread leaving its
+        # own restored the filters while another was still fitting.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(fit_in_turn, task) for task in tasks]
+            return {key: fit for future in futures for key, fit in future.result().items()}
 
 
 def curve_tasks(jobs: dict[tuple, Job], n_features: int) -> list[list[tuple[tuple, Job]]]:
