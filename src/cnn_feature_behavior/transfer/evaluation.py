@@ -420,8 +420,9 @@ def _fit_iterative_jobs(
     (tenfold on a loaded machine). Each job's matrices are made when its turn comes.
 
     A curve's fits (one kind, one selection) run in turn from its fewest features up, each C
-    search starting from the previous size's choice: on the flowers102-sized benchmark 16% less
-    CPU than from the grid's middle. The task of the most columns starts first."""
+    search starting from the previous size's choice (with the refits starting from the fit
+    part's weights feature by feature, 15% less CPU on the flowers102-sized benchmark: 54 s
+    against 64 on one thread). The task of the most columns starts first."""
 
     def fit_one(key: tuple, job: Job, start_c: float | None) -> FitResult:
         data = probe_data(job, fit, train)
