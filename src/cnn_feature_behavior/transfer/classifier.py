@@ -400,8 +400,8 @@ class _Probe:
         """The solver's coefficients and intercepts (fit replaces them: no copy needed)."""
         return self.model.coef_, self.model.intercept_
 
-    def resume(self, state: tuple[np.ndarray, np.ndarray]) -> None:
-        """The next fit starts from this state."""
+    def restore(self, state: tuple[np.ndarray, np.ndarray]) -> None:
+        """Back to a state: its weights are the probe's (and the next fit's start)."""
         self.model.coef_, self.model.intercept_ = state
 
     def start_from(self, weights: np.ndarray, intercept: np.ndarray) -> None:
@@ -472,7 +472,7 @@ def fit_logistic_regression(
 
     chosen, keys, at_edge = search_c(score, settings.c_grid, settings.widen, start=start_c)
     selected = time.perf_counter()
-    probe.resume(states[chosen])
+    probe.restore(states[chosen])
     weights, intercept = probe.weights()
     # Not the held-out fits: stopped at relative_tol they flipped the choice between near-tied
     # C values (8 of 71 rows of the flowers102-sized benchmark, up to 0.0033 lower).

@@ -445,7 +445,7 @@ def _fit_iterative_jobs(
         warnings.simplefilter("ignore", ConvergenceWarning)
         with ThreadPoolExecutor(max_workers=workers) as pool:
             futures = [pool.submit(fit_in_turn, task) for task in tasks]
-            return {key: fit for future in futures for key, fit in future.result().items()}
+            return {key: done for future in futures for key, done in future.result().items()}
 
 
 def curve_tasks(jobs: dict[tuple, Job], n_features: int) -> list[list[tuple[tuple, Job]]]:
