@@ -272,6 +272,10 @@ class Job:
     fit_columns: np.ndarray | None
     train_columns: np.ndarray | None
 
+    def n_features(self, n_all: int) -> int:
+        """How many features this row's classifier sees, of the embedding's n_all."""
+        return n_all if self.train_columns is None else self.train_columns.size
+
     def key(self) -> tuple:
         def code(columns: np.ndarray | None) -> bytes:
             return b"all" if columns is None else columns.tobytes()
@@ -343,8 +347,7 @@ def solver_of(job: Job, train: Prepared, settings: ClassifierSettings) -> str:
     regression where affordable, ridge elsewhere."""
     if settings.classifier != RIDGE_OR_LOGISTIC:
         return settings.classifier
-    n_all = len(train.standardisation.mean)
-    n_features = n_all if job.train_columns is None else job.train_columns.size
+    n_features = job.n_features(len(train.standardisation.mean))
     n_classes = np.unique(train.labels).size
     affordable = logistic_affordable(train.labels.size, n_features, n_classes, settings)
     return LOGISTIC if affordable else RIDGE
@@ -452,9 +455,6 @@ def curve_tasks(jobs: dict[tuple, Job], n_features: int) -> list[list[tuple[tupl
     """The jobs in tasks: each curve's proper subsets (one kind, one selection) together, fewest
     features first; every other job alone. The tasks of the most columns in all come first."""
 
-    def columns(job: Job) -> int:
-        return n_features if job.fit_columns is None else job.fit_columns.size
-
     tasks: dict[Any, list[tuple[tuple, Job]]] = {}
     for key, job in jobs.items():
         on_curve = job.row["selection"] is not None and job.fit_columns is not None
@@ -462,8 +462,10 @@ def curve_tasks(jobs: dict[tuple, Job], n_features: int) -> list[list[tuple[tupl
             (key, job)
         )
     for task in tasks.values():
-        task.sort(key=lambda pair: columns(pair[1]))
-    return sorted(tasks.values(), key=lambda task: -sum(columns(job) for _, job in task))
+        task.sort(key=lambda pair: pair[1].n_features(n_features))
+    return sorted(
+        tasks.values(), key=lambda task: -sum(job.n_features(n_features) for _, job in task)
+    )
 
 
 def evaluate_split(
@@ -559,8 +561,7 @@ def result_rows(
     rows, timings = [], []
     for job in jobs:
         fit = fitted[job.key()]
-        n_all = len(train.standardisation.mean)
-        n_features = n_all if job.train_columns is None else job.train_columns.size
+        n_features = job.n_features(len(train.standardisation.mean))
         accuracy, per_class = accuracies(test_labels, fit.predictions)
         logger.info(
             "%s %s %s %s: %d features, %s, C = %g, accuracy %.3f (%.1f s)",
