@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
+from cnn_feature_behavior.extraction import top_patches
 from cnn_feature_behavior.extraction.embedding_store import ShardedEmbeddingDataset
 from cnn_feature_behavior.reporting import figures, study, transfer_summary
 from cnn_feature_behavior.reporting.dataset_report import (
@@ -18,6 +19,7 @@ from cnn_feature_behavior.reporting.dataset_report import (
     dataset_report,
     one_row,
 )
+from cnn_feature_behavior.reporting.figures import top_features
 from cnn_feature_behavior.reporting.index_report import (
     FIGURE_5_BY_MODEL,
     FIGURE_6_BY_MODEL,
@@ -176,6 +178,28 @@ def plot_davg_curve(
 def plot_layer_kept(layer_kept: pd.DataFrame, dataset: str, source_model: str) -> Figure:
     """Figure 10 for this dataset."""
     return figures.layer_kept_figure(layer_kept, dataset=dataset, source_model=source_model)
+
+
+def plot_top_feature_patches(
+    dks: pd.DataFrame,
+    image_index: pd.DataFrame,
+    raw_dir: str,
+    source_model: str,
+    source_models: dict[str, Any],
+    visualisation_params: dict[str, Any],
+    feature_extraction_params: dict[str, Any],
+) -> dict[str, Figure]:
+    """Figures 2, 3, 4 and 7: one figure per chosen class, `top_features_<class>.png`, its top
+    presence and absence features, each as the 9 reference-pool patches that activate it most."""
+    settings = top_patches.VisualisationSettings.from_params(visualisation_params)
+    network = top_patches.Network.from_params(
+        source_model, source_models, feature_extraction_params
+    )
+    classes = top_patches.chosen_classes(dks, settings)
+    # Classes whose file names clash are refused before the network runs.
+    file_names = top_features.top_feature_file_names(classes)
+    found = top_patches.find_top_patches(dks, image_index, raw_dir, classes, settings, network)
+    return top_features.top_feature_figures(found, file_names, source_model)
 
 
 # --- Figures across datasets ---------------------------------------------------------------------

@@ -6,8 +6,6 @@ Each figure node reads the study's tables and writes one figure (or a dict of th
 
 from kedro.pipeline import Pipeline, node
 
-from cnn_feature_behavior.reporting.feature_visualisation import top_feature_patches_figures
-
 from . import nodes
 
 DATASET = "params:dataset"
@@ -55,7 +53,7 @@ def _dataset_figures() -> list:
             name="plot_layer_kept",
         ),
         node(
-            top_feature_patches_figures,
+            nodes.plot_top_feature_patches,
             [
                 "dks",
                 "image_index",
