@@ -6,13 +6,9 @@ import numpy as np
 import pytest
 from sklearn.linear_model import Ridge
 
-from cnn_feature_behavior.transfer.classifier import (
-    ClassifierSettings,
-    ProbeData,
-    fit_ridge,
-    search_c,
-)
+from cnn_feature_behavior.transfer.classifier import ProbeData, fit_ridge, search_c
 from cnn_feature_behavior.transfer.ridge import DUAL_SHARE, RidgeData, RidgeSystem
+from cnn_feature_behavior.transfer.settings import TransferSettings
 
 
 def one_hot(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -64,7 +60,7 @@ def test_ridge_probe_two_classes_and_chosen_c_on_the_held_out_part():
     data = ProbeData.of(
         (values[fit], labels[fit]), (values[held], labels[held]), (values, labels), values
     )
-    result = fit_ridge(data, ClassifierSettings(classifier="ridge"))
+    result = fit_ridge(data, TransferSettings(classifier="ridge"))
     assert result.solver == "ridge" and set(result.predictions) == {0, 1}
     assert np.mean(result.predictions == labels) > 0.8
     assert result.regularisation_c in result.holdout_accuracy
@@ -160,7 +156,7 @@ def test_large_systems_walk_from_the_hint_and_find_the_exhaustive_choice(monkeyp
     data = ProbeData.of(
         (values[fit], labels[fit]), (values[held], labels[held]), (values, labels), values
     )
-    settings = ClassifierSettings(classifier="ridge")
+    settings = TransferSettings(classifier="ridge")
     exhaustive = fit_ridge(data, settings)
     monkeypatch.setattr(ridge, "THREADED_SYSTEM", 1)  # every system counts as large
     walked = fit_ridge(data, settings, hint=exhaustive.regularisation_c)

@@ -9,7 +9,7 @@ Solvers (`transfer.classifier`):
   within `relative_tol`, 1%, of the optimum's): the linear-probe protocol of Kornblith et al.
   (CVPR 2019).
 - `ridge_or_logistic` (default): the logistic regression where it is affordable (training
-  images^2 x features, or images where the row space is used, x classes <= `logistic_budget`:
+  images^2 x features, or images where the row space is used, x classes <= `logistic_regression.budget`:
   the default study's digits, the flowers102-sized set, narrow layers of caltech101-sized sets,
   where square loss on 101 one-hot targets fell 0.04 to 0.09 below it), ridge elsewhere. A
   contest between the two on the held-out part was tried and dropped: on the digits study's 60
@@ -52,66 +52,24 @@ from sklearn.svm import LinearSVC
 
 from cnn_feature_behavior.transfer import ridge
 from cnn_feature_behavior.transfer.multinomial import MultinomialLogisticRegression
+from cnn_feature_behavior.transfer.settings import (
+    LINEAR_SVC,
+    LOGISTIC,
+    RIDGE,
+    RIDGE_OR_LOGISTIC,
+    TransferSettings,
+)
 from cnn_feature_behavior.transfer.splits import half_up
 
-RIDGE, LOGISTIC, RIDGE_OR_LOGISTIC, LINEAR_SVC = (
-    "ridge",
-    "logistic_regression",
-    "ridge_or_logistic",
-    "linear_svc",
-)
-CLASSIFIERS = (RIDGE_OR_LOGISTIC, RIDGE, LOGISTIC, LINEAR_SVC)
 # Eigenvalues of a singular Gram matrix below this share of the largest span no direction.
 EIGEN_CUTOFF = 1e-10
 # The row space pays where the training images are at most this share of the features.
 ROW_SPACE_SHARE = 0.5
-DEFAULT_C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 # Designs up to this many columns choose C with converged fits (`tol`): their iterations are
 # cheap, and fits stopped at selection_tol ranked large C values by where lbfgs stopped (on the
 # real Caltech-101 conv1_2, 64 features, they chose C = 1,000 where converged fits chose 100:
 # 0.013 lower on the test images).
 CONVERGED_SELECTION_WIDTH = 1024
-
-
-@dataclass(frozen=True)
-class ClassifierSettings:
-    """How the classifier is fitted (the `transfer` parameters' classifier keys)."""
-
-    classifier: str = RIDGE_OR_LOGISTIC
-    c_grid: tuple[float, ...] = DEFAULT_C_GRID
-    ridge_c_grid: tuple[float, ...] = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
-    widen: int = 3
-    holdout_fraction: float = 0.2
-    max_iter: int = 3000
-    tol: float = 1e-6
-    # The held-out fits that choose C on wide designs (over CONVERGED_SELECTION_WIDTH columns)
-    # stop earlier: they rank the C values, the refit is the result (converged, `tol`).
-    selection_tol: float = 1e-4
-    # The refit also stops once its weights are within this share of the optimum's (2-norm;
-    # multinomial.MultinomialLoss.close_enough); 0: at `tol` only.
-    relative_tol: float = 0.01
-    row_space: bool = True
-    # Training images^2 x features x classes up to which ridge_or_logistic fits a logistic
-    # regression (features: the images where the row space is used).
-    logistic_budget: float = 1e12
-    svc_c: float = 1.0
-    svc_max_iter: int = 1000
-
-    def __post_init__(self) -> None:
-        if self.classifier not in CLASSIFIERS:
-            raise ValueError(
-                f"transfer.classifier must be one of {CLASSIFIERS}, got {self.classifier!r}"
-            )
-        for name in ("c_grid", "ridge_c_grid"):
-            grid = getattr(self, name)
-            if not grid or any(not float(c) > 0 for c in grid):
-                raise ValueError(f"transfer: {name} must be C > 0, got {grid}")
-        if int(self.widen) != self.widen or self.widen < 0:
-            raise ValueError(f"transfer: widen must be an integer >= 0, got {self.widen!r}")
-        if not 0 < self.holdout_fraction < 1:
-            raise ValueError(
-                f"transfer: holdout_fraction must lie in (0, 1), got {self.holdout_fraction}"
-            )
 
 
 @dataclass
@@ -246,9 +204,7 @@ def _starting_index(
     return len(grid) // 2
 
 
-def fit_ridge(
-    data: ProbeData, settings: ClassifierSettings, hint: float | None = None
-) -> FitResult:
+def fit_ridge(data: ProbeData, settings: TransferSettings, hint: float | None = None) -> FitResult:
     """Ridge on one-hot targets, C chosen on the held-out part, refitted on the training split."""
     selection = select_ridge_c(data.fit_ridge, data.held_values, data.held_labels, settings, hint)
     return refit_ridge(selection, data.train_ridge, data.test_values)
@@ -258,7 +214,7 @@ def select_ridge_c(
     system: ridge.RidgeSystem,
     held_values: np.ndarray,
     held_labels: np.ndarray,
-    settings: ClassifierSettings,
+    settings: TransferSettings,
     hint: float | None = None,
 ) -> FitResult:
     """The C of ridge on the fit part's `system` scored on the held-out images (no predictions
@@ -279,7 +235,7 @@ def select_ridge_c(
         return ridge.holdout_key(scored, system.data.classes, held_labels)
 
     chosen, keys, at_edge = search_c(
-        score, settings.ridge_c_grid, settings.widen, start=hint if system.large else None,
+        score, settings.ridge.c_grid, settings.c_selection.widen, start=hint if system.large else None,
         exhaustive=not system.large,
     )  # fmt: skip
     return FitResult(
@@ -360,9 +316,9 @@ def row_space_basis(values: np.ndarray, gram: np.ndarray) -> RowSpace:
     return RowSpace(basis.astype(values.dtype), to_weights, from_weights, triangular)
 
 
-def use_row_space(n_images: int, n_features: int, settings: ClassifierSettings) -> bool:
+def use_row_space(n_images: int, n_features: int, settings: TransferSettings) -> bool:
     """Whether the row space saves: few training images against the features."""
-    return settings.row_space and n_images <= ROW_SPACE_SHARE * n_features
+    return settings.logistic_regression.row_space and n_images <= ROW_SPACE_SHARE * n_features
 
 
 def multinomial_coef(coef: np.ndarray) -> np.ndarray:
@@ -378,7 +334,7 @@ class _Probe:
         self,
         values: np.ndarray,
         labels: np.ndarray,
-        settings: ClassifierSettings,
+        settings: TransferSettings,
         estimator: type = MultinomialLogisticRegression,
         relative_tol: float = 0.0,
     ):
@@ -392,8 +348,9 @@ class _Probe:
         options = {}  # MultinomialLogisticRegression's own (the reference's has none of them)
         if estimator is MultinomialLogisticRegression:
             options = {"lower_triangular": triangular, "relative_tol": relative_tol}
+        solver = settings.logistic_regression
         self.model = estimator(
-            C=1.0, max_iter=settings.max_iter, tol=settings.tol, warm_start=True, **options
+            C=1.0, max_iter=solver.max_iter, tol=solver.tol, warm_start=True, **options
         )
 
     def state(self) -> tuple[np.ndarray, np.ndarray]:
@@ -452,7 +409,7 @@ class _Probe:
 
 def fit_logistic_regression(
     data: ProbeData,
-    settings: ClassifierSettings,
+    settings: TransferSettings,
     estimator: type = MultinomialLogisticRegression,
     start_c: float | None = None,
 ) -> FitResult:
@@ -462,7 +419,7 @@ def fit_logistic_regression(
     start = time.perf_counter()
     probe = _Probe(data.fit_values, data.fit_labels, settings, estimator=estimator)
     if probe.design.shape[1] > CONVERGED_SELECTION_WIDTH:
-        probe.model.set_params(tol=settings.selection_tol)
+        probe.model.set_params(tol=settings.logistic_regression.selection_tol)
     states: dict[float, tuple[np.ndarray, np.ndarray]] = {}
 
     def score(c: float) -> Key:
@@ -470,13 +427,15 @@ def fit_logistic_regression(
         states[c] = probe.state()
         return probe.holdout_score(data.held_values, data.held_labels)
 
-    chosen, keys, at_edge = search_c(score, settings.c_grid, settings.widen, start=start_c)
+    grid, widen = settings.logistic_regression.c_grid, settings.c_selection.widen
+    chosen, keys, at_edge = search_c(score, grid, widen, start=start_c)
     selected = time.perf_counter()
     probe.restore(states[chosen])
     weights, intercept = probe.weights()
     # Not the held-out fits: stopped at relative_tol they flipped the choice between near-tied
     # C values (8 of 71 rows of the flowers102-sized benchmark, up to 0.0033 lower).
-    final = _Probe(data.train_values, data.train_labels, settings, estimator, settings.relative_tol)
+    relative_tol = settings.logistic_regression.relative_tol
+    final = _Probe(data.train_values, data.train_labels, settings, estimator, relative_tol)
     # The held-out fit at the chosen C is close to the refit: start the solver there.
     final.start_from(data.on_train_columns(weights), intercept)
     n_iter = final.fit(chosen)
@@ -493,15 +452,15 @@ def fit_logistic_regression(
     )
 
 
-def fit_linear_svc(data: ProbeData, settings: ClassifierSettings) -> FitResult:
+def fit_linear_svc(data: ProbeData, settings: TransferSettings) -> FitResult:
     """LinearSVC (squared hinge, one-vs-rest) with the fixed C of the settings, no selection."""
     start = time.perf_counter()
-    model = LinearSVC(C=float(settings.svc_c), max_iter=settings.svc_max_iter)
+    model = LinearSVC(C=float(settings.linear_svc.C), max_iter=settings.linear_svc.max_iter)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(data.train_values, data.train_labels)
     return FitResult(
-        regularisation_c=float(settings.svc_c),
+        regularisation_c=float(settings.linear_svc.C),
         predictions=model.predict(data.test_values),
         solver=LINEAR_SVC,
         fit_seconds=time.perf_counter() - start,
@@ -510,7 +469,7 @@ def fit_linear_svc(data: ProbeData, settings: ClassifierSettings) -> FitResult:
 
 
 def logistic_affordable(
-    n_images: int, n_features: int, n_classes: int, settings: ClassifierSettings
+    n_images: int, n_features: int, n_classes: int, settings: TransferSettings
 ) -> bool:
     """Whether ridge_or_logistic also fits a logistic regression on this embedding."""
     if use_row_space(n_images, n_features, settings):
@@ -518,10 +477,10 @@ def logistic_affordable(
     # lbfgs's work per iteration grows with images x features x classes, and its iterations
     # with the images: the flowers102-sized set (2,040 images, 102 classes) keeps it everywhere,
     # caltech101 on its layers, caltech256 and ImageNet nowhere.
-    return float(n_images) ** 2 * n_features * n_classes <= settings.logistic_budget
+    return float(n_images) ** 2 * n_features * n_classes <= settings.logistic_regression.budget
 
 
-def fit_classifier(data: ProbeData, settings: ClassifierSettings) -> FitResult:
+def fit_classifier(data: ProbeData, settings: TransferSettings) -> FitResult:
     """The settings' classifier fitted on the training matrix, with its test predictions."""
     if settings.classifier == LINEAR_SVC:
         return fit_linear_svc(data, settings)
@@ -541,8 +500,3 @@ def accuracies(labels: np.ndarray, predictions: np.ndarray) -> tuple[float, floa
     correct = labels == predictions
     per_class = [float(np.mean(correct[labels == c])) for c in np.unique(labels)]
     return float(np.mean(correct)), float(np.mean(per_class))
-
-
-def c_grid(values: Sequence[float]) -> tuple[float, ...]:
-    """The C grid as sorted floats, duplicates removed."""
-    return tuple(sorted({float(v) for v in values}))

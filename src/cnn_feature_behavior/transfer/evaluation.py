@@ -34,15 +34,9 @@ from threadpoolctl import threadpool_limits
 from cnn_feature_behavior.statistics.dks import feature_range
 from cnn_feature_behavior.transfer import ridge
 from cnn_feature_behavior.transfer.classifier import (
-    LINEAR_SVC,
-    LOGISTIC,
-    RIDGE,
-    RIDGE_OR_LOGISTIC,
-    ClassifierSettings,
     FitResult,
     ProbeData,
     accuracies,
-    c_grid,
     fit_linear_svc,
     fit_logistic_regression,
     holdout_split,
@@ -50,21 +44,26 @@ from cnn_feature_behavior.transfer.classifier import (
     refit_ridge,
     select_ridge_c,
 )
-from cnn_feature_behavior.transfer.embeddings import FNE_NEGATIVE, FNE_POSITIVE, Standardisation
+from cnn_feature_behavior.transfer.embeddings import Standardisation
 from cnn_feature_behavior.transfer.embeddings import fne_values as three_valued
 from cnn_feature_behavior.transfer.features import (
-    RANKINGS,
     DksRanking,
     curve_sizes,
     dks_ranking,
     random_order,
+)
+from cnn_feature_behavior.transfer.settings import (
+    LINEAR_SVC,
+    LOGISTIC,
+    RIDGE,
+    RIDGE_OR_LOGISTIC,
+    TransferSettings,
 )
 
 logger = logging.getLogger(__name__)
 
 LAYER, FULL_NETWORK, FNE, RANDOM = "layer", "full_network", "fne", "random"
 KINDS = (FULL_NETWORK, FNE)
-DEFAULT_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 RESULT_COLUMNS = (
     "embedding",
     "layer",
@@ -80,108 +79,6 @@ RESULT_COLUMNS = (
     "accuracy",
     "mean_per_class_accuracy",
 )
-TRANSFER_KEYS = {
-    "split",
-    "classifier",
-    "c_selection",
-    "ridge",
-    "logistic_regression",
-    "linear_svc",
-    "fne",
-    "rankings",
-    "fractions",
-    "seed",
-    "workers",
-    "maps",
-}
-_CLASSIFIER_KEYS = {
-    "c_selection": {"holdout_fraction": "holdout_fraction", "widen": "widen"},
-    "ridge": {"c_grid": "ridge_c_grid"},
-    "logistic_regression": {
-        "c_grid": "c_grid",
-        "max_iter": "max_iter",
-        "tol": "tol",
-        "selection_tol": "selection_tol",
-        "relative_tol": "relative_tol",
-        "row_space": "row_space",
-        "budget": "logistic_budget",
-    },
-    "linear_svc": {"C": "svc_c", "max_iter": "svc_max_iter"},
-}
-
-
-def classifier_settings(transfer: dict[str, Any]) -> ClassifierSettings:
-    """ClassifierSettings from the `transfer` block's classifier keys; unknown keys are errors."""
-    given: dict[str, Any] = {}
-    for block, keys in _CLASSIFIER_KEYS.items():
-        values = dict(transfer.get(block) or {})
-        if set(values) - set(keys):
-            raise ValueError(
-                f"transfer.{block}: unknown key(s) {sorted(set(values) - set(keys))}; "
-                f"known: {sorted(keys)}"
-            )
-        for key, value in values.items():
-            given[keys[key]] = c_grid(value) if key == "c_grid" else value
-    if "logistic_budget" in given:
-        given["logistic_budget"] = float(given["logistic_budget"])
-    return ClassifierSettings(classifier=transfer.get("classifier", RIDGE_OR_LOGISTIC), **given)
-
-
-@dataclass(frozen=True)
-class TransferSettings:
-    """The `transfer` parameters (less `split` and `maps`) with dks.bins and calibration's."""
-
-    classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
-    fne_positive: float = FNE_POSITIVE
-    fne_negative: float = FNE_NEGATIVE
-    rankings: tuple[str, ...] = RANKINGS
-    fractions: tuple[float, ...] = DEFAULT_FRACTIONS
-    seed: int = 2018
-    workers: int | None = None
-    dks_bins: int | None = 100
-    dks_workers: int | None = None
-    calibration_repetitions: int = 1
-    calibration_seed: int = 2018
-
-    @classmethod
-    def from_params(
-        cls,
-        transfer: dict[str, Any],
-        dks: dict[str, Any] | None = None,
-        calibration: dict[str, Any] | None = None,
-    ) -> TransferSettings:
-        """Settings from the parameters blocks; unknown `transfer` keys are errors."""
-        unknown = sorted(set(transfer) - TRANSFER_KEYS)
-        if unknown:
-            raise ValueError(f"transfer: unknown key(s) {unknown}; known: {sorted(TRANSFER_KEYS)}")
-        fne = dict(transfer.get("fne") or {})
-        if set(fne) - {"positive", "negative"}:
-            raise ValueError(f"transfer.fne keys are 'positive' and 'negative', got {sorted(fne)}")
-        rankings = tuple(transfer.get("rankings", RANKINGS))
-        if not rankings or set(rankings) - set(RANKINGS) or len(set(rankings)) < len(rankings):
-            raise ValueError(
-                f"transfer.rankings must be distinct names among {RANKINGS}, got {list(rankings)}"
-            )
-        dks, calibration = dks or {}, calibration or {}
-        return cls(
-            classifier=classifier_settings(transfer),
-            fne_positive=float(fne.get("positive", FNE_POSITIVE)),
-            fne_negative=float(fne.get("negative", FNE_NEGATIVE)),
-            rankings=rankings,
-            fractions=tuple(float(f) for f in transfer.get("fractions", DEFAULT_FRACTIONS)),
-            seed=int(transfer.get("seed", 2018)),
-            workers=_workers(transfer.get("workers")),
-            dks_bins=dks.get("bins", 100),
-            dks_workers=dks.get("workers"),
-            calibration_repetitions=int(calibration.get("repetitions", 1)),
-            calibration_seed=int(calibration.get("seed", 2018)),
-        )
-
-
-def _workers(value: Any) -> int | None:
-    if value is not None and (int(value) != value or value < 1):
-        raise ValueError(f"transfer.workers must be an integer >= 1 or null, got {value!r}")
-    return None if value is None else int(value)
 
 
 @dataclass
@@ -245,10 +142,10 @@ def prepare(
         train_values,
         inputs.labels[train_rows],
         inputs.class_names,
-        bins=settings.dks_bins,
-        repetitions=settings.calibration_repetitions,
-        seed=settings.calibration_seed,
-        workers=settings.dks_workers,
+        bins=settings.dks.bins,
+        repetitions=settings.calibration.repetitions,
+        seed=settings.calibration.seed,
+        workers=settings.dks.workers,
         feature_names=inputs.feature_names,
     )
     return Prepared(
@@ -258,7 +155,7 @@ def prepare(
         scored_labels=inputs.labels[scored_rows],
         train={FULL_NETWORK: standardisation.apply(train_values)},
         scored={FULL_NETWORK: standardisation.apply(inputs.values[scored_rows])},
-        fne_thresholds=(settings.fne_positive, settings.fne_negative),
+        fne_thresholds=(settings.fne.positive, settings.fne.negative),
     )
 
 
@@ -342,7 +239,7 @@ def _common_columns(
     return in_fit, in_train
 
 
-def solver_of(job: Job, train: Prepared, settings: ClassifierSettings) -> str:
+def solver_of(job: Job, train: Prepared, settings: TransferSettings) -> str:
     """The solver that fits a job: the setting's, or for ridge_or_logistic the logistic
     regression where affordable, ridge elsewhere."""
     if settings.classifier != RIDGE_OR_LOGISTIC:
@@ -358,7 +255,6 @@ def fit_jobs(
 ) -> dict[tuple, FitResult]:
     """Each distinct job's fit, one kind of matrix at a time (a kind's matrices and Gram
     matrices are freed before the next kind's are made)."""
-    chosen = settings.classifier
     workers = settings.workers or os.cpu_count() or 1
     results: dict[tuple, FitResult] = {}
     for kind in KINDS:
@@ -367,11 +263,11 @@ def fit_jobs(
                 prepared.make_fne()
                 prepared.drop(FULL_NETWORK)
         distinct = {job.key(): job for job in jobs if job.kind == kind}
-        solvers = {key: solver_of(job, train, chosen) for key, job in distinct.items()}
+        solvers = {key: solver_of(job, train, settings) for key, job in distinct.items()}
         ridge_jobs = {key: job for key, job in distinct.items() if solvers[key] == RIDGE}
-        results.update(_fit_ridge_jobs(ridge_jobs, fit, train, chosen, workers))
+        results.update(_fit_ridge_jobs(ridge_jobs, fit, train, settings, workers))
         others = {key: job for key, job in distinct.items() if solvers[key] != RIDGE}
-        results.update(_fit_iterative_jobs(others, solvers, fit, train, chosen, workers))
+        results.update(_fit_iterative_jobs(others, solvers, fit, train, settings, workers))
         for prepared in (fit, train):
             prepared.ridge.pop(kind, None)  # the Gram matrices of this kind
     return results
@@ -488,7 +384,7 @@ def evaluate_split(
     started = time.perf_counter()
     train_rows, test_rows = np.flatnonzero(inputs.is_train), np.flatnonzero(~inputs.is_train)
     fit_part, held_out = holdout_split(
-        inputs.labels[train_rows], settings.classifier.holdout_fraction, seed
+        inputs.labels[train_rows], settings.c_selection.holdout_fraction, seed
     )
     fit = prepare(inputs, train_rows[fit_part], train_rows[held_out], settings)
     train = prepare(inputs, train_rows, test_rows, settings)
@@ -573,7 +469,7 @@ def result_rows(
         rows.append(
             {
                 **common,
-                "classifier": settings.classifier.classifier,
+                "classifier": settings.classifier,
                 "solver": fit.solver,
                 "regularisation_c": fit.regularisation_c,
                 "c_at_grid_edge": bool(fit.c_at_grid_edge),
