@@ -50,11 +50,7 @@ from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
 from cnn_feature_behavior.transfer import classifier as classifier_module
-from cnn_feature_behavior.transfer.classifier import (
-    accuracies,
-    fit_logistic_regression,
-    holdout_split,
-)
+from cnn_feature_behavior.transfer.classifier import accuracies, fit_probe, holdout_split
 from cnn_feature_behavior.transfer.evaluation import (
     FNE,
     KINDS,
@@ -65,7 +61,7 @@ from cnn_feature_behavior.transfer.evaluation import (
     probe_data,
 )
 from cnn_feature_behavior.transfer.features import RANKINGS
-from cnn_feature_behavior.transfer.settings import TransferSettings
+from cnn_feature_behavior.transfer.settings import LOGISTIC, TransferSettings
 from cnn_feature_behavior.transfer.splits import transfer_splits
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -216,7 +212,7 @@ def reference_fits(inputs, default: TransferSettings, limit: float) -> pd.DataFr
             data = probe_data(job, fit, train)
             data = replace(data, **{f: getattr(data, f).astype(np.float64) for f in FLOAT64})
             with threadpool_limits(limits=1):
-                result = fit_logistic_regression(data, settings, estimator=LogisticRegression)
+                result = fit_probe(data, LOGISTIC, settings, estimator=LogisticRegression)
             accuracy, _ = accuracies(inputs.labels[test_rows], result.predictions)
             rows.append(
                 {

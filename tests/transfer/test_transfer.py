@@ -8,6 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+from builders.transfer_probes import probe_data
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 from sklearn.linear_model import LogisticRegression
@@ -18,11 +19,11 @@ from cnn_feature_behavior.transfer.classifier import (
     ProbeData,
     _Probe,
     accuracies,
-    fit_classifier,
-    fit_logistic_regression,
+    fit_probe,
     gram_matrix,
     holdout_split,
     row_space_basis,
+    solver_for,
 )
 from cnn_feature_behavior.transfer.embeddings import fne_values
 from cnn_feature_behavior.transfer.evaluation import RESULT_COLUMNS, evaluate_split
@@ -70,14 +71,6 @@ def evaluated():
     return evaluate(planted()[1])
 
 
-def probe_data(train, labels, test, holdout) -> ProbeData:
-    """ProbeData of one matrix with its (fit, held-out) positions, no restandardisation."""
-    fit, held = holdout
-    return ProbeData.of(
-        (train[fit], labels[fit]), (train[held], labels[held]), (train, labels), test
-    )
-
-
 def test_row_space_solution_is_scikit_learns_on_the_full_matrix():
     rng = np.random.default_rng(1)
     labels = np.repeat(np.arange(4), 10)
@@ -100,7 +93,7 @@ def test_row_space_solution_is_scikit_learns_on_the_full_matrix():
         }
     )
     data = probe_data(train, labels, test, holdout_split(labels, 0.25, 0))
-    ours = fit_classifier(data, settings)
+    ours = fit_probe(data, "logistic_regression", settings)
     direct = LogisticRegression(C=0.05, tol=1e-10, max_iter=5000).fit(train, labels)
     np.testing.assert_array_equal(ours.predictions, direct.predict(test))
     assert accuracies(test_labels, ours.predictions) == pytest.approx(
@@ -170,7 +163,11 @@ def test_tiny_unbalanced_training_split_does_not_collapse_to_the_largest_class()
     settings = TransferSettings()
     holdout = holdout_split(train_labels, settings.c_selection.holdout_fraction, 0)
     data = probe_data(train, train_labels, test, holdout)
-    for result in (fit_logistic_regression(data, settings), fit_classifier(data, settings)):
+    solver = solver_for(*train.shape, 6, settings)
+    for result in (
+        fit_probe(data, "logistic_regression", settings),
+        fit_probe(data, solver, settings),
+    ):
         assert len(set(result.predictions.tolist())) > 1
         assert accuracies(test_labels, result.predictions)[0] > 0.5
 
@@ -379,7 +376,7 @@ def test_row_space_and_full_space_logistic_regression_agree():
                 "logistic_regression": {"c_grid": [1.0], "row_space": row_space},
             }
         )
-        predicted[row_space] = fit_classifier(data, settings).predictions
+        predicted[row_space] = fit_probe(data, "logistic_regression", settings).predictions
     assert np.mean(predicted[True] != predicted[False]) <= 0.002
 
 
@@ -480,11 +477,11 @@ def test_narrow_designs_choose_c_with_converged_fits(monkeypatch):
             "logistic_regression": {"tol": 1e-6, "selection_tol": 1e-3},
         }
     )
-    classifier.fit_logistic_regression(data, settings)
+    classifier.fit_probe(data, "logistic_regression", settings)
     assert set(tols) == {1e-6}  # 120 columns: converged selection and refit
     tols.clear()
     monkeypatch.setattr(classifier, "CONVERGED_SELECTION_WIDTH", 100)
-    classifier.fit_logistic_regression(data, settings)
+    classifier.fit_probe(data, "logistic_regression", settings)
     assert tols[:-1] and set(tols[:-1]) == {1e-3} and tols[-1] == 1e-6
 
 
@@ -515,7 +512,8 @@ def test_the_refit_starts_from_the_fit_parts_weights_feature_by_feature(monkeypa
 
     monkeypatch.setattr(classifier._Probe, "start_from", start_from)
     monkeypatch.setattr(classifier._Probe, "weights", weights)
-    classifier.fit_logistic_regression(data, TransferSettings(classifier="logistic_regression"))
+    settings = TransferSettings(classifier="logistic_regression")
+    classifier.fit_probe(data, "logistic_regression", settings)
     ((start, chosen),) = starts
     np.testing.assert_array_equal(start[:3], chosen[1:])
     np.testing.assert_array_equal(start[3:], 0.0)
@@ -525,14 +523,14 @@ def test_each_curve_searches_c_from_its_previous_sizes_choice(monkeypatch):
     from cnn_feature_behavior.transfer import evaluation
 
     calls = []
-    original = evaluation.fit_logistic_regression
+    original = evaluation.fit_probe
 
-    def recording(data, settings, start_c=None):
-        fitted = original(data, settings, start_c=start_c)
+    def recording(data, solver, settings, start_c=None):
+        fitted = original(data, solver, settings, start_c)
         calls.append((data.fit_values.shape[1], start_c, fitted.regularisation_c))
         return fitted
 
-    monkeypatch.setattr(evaluation, "fit_logistic_regression", recording)
+    monkeypatch.setattr(evaluation, "fit_probe", recording)
     settings = TransferSettings.from_params(
         {"fractions": [0.05, 0.1, 0.25, 1.0], "rankings": ["dks_count"], "workers": 1},
         {"bins": 20, "workers": 1},

@@ -37,12 +37,11 @@ from cnn_feature_behavior.transfer.classifier import (
     FitResult,
     ProbeData,
     accuracies,
-    fit_linear_svc,
-    fit_logistic_regression,
+    choose_c,
+    fit_probe,
     holdout_split,
-    logistic_affordable,
-    refit_ridge,
-    select_ridge_c,
+    refit,
+    solver_for,
 )
 from cnn_feature_behavior.transfer.embeddings import Standardisation
 from cnn_feature_behavior.transfer.embeddings import fne_values as three_valued
@@ -52,13 +51,7 @@ from cnn_feature_behavior.transfer.features import (
     dks_ranking,
     random_order,
 )
-from cnn_feature_behavior.transfer.settings import (
-    LINEAR_SVC,
-    LOGISTIC,
-    RIDGE,
-    RIDGE_OR_LOGISTIC,
-    TransferSettings,
-)
+from cnn_feature_behavior.transfer.settings import RIDGE, TransferSettings
 
 logger = logging.getLogger(__name__)
 
@@ -213,17 +206,22 @@ def _subset(matrix: np.ndarray, columns: np.ndarray | None) -> np.ndarray:
     return matrix if columns is None else matrix[:, columns]
 
 
-def probe_data(job: Job, fit: Prepared, train: Prepared) -> ProbeData:
+def probe_data(job: Job, fit: Prepared, train: Prepared, systems: tuple | None = None) -> ProbeData:
     """The matrices of one job: its columns of the fit part, held-out images, training split and
-    test images."""
+    test images. With `systems` (ridge's (fit part, training split) systems, either None until
+    its turn), the fit part's and training split's own columns are not copied: ridge reads its
+    systems instead."""
+    fit_system, train_system = systems or (None, None)
     return ProbeData(
-        fit_values=_subset(fit.train[job.kind], job.fit_columns),
+        fit_values=None if systems else _subset(fit.train[job.kind], job.fit_columns),
         fit_labels=fit.labels,
         held_values=_subset(fit.scored[job.kind], job.fit_columns),
         held_labels=fit.scored_labels,
-        train_values=_subset(train.train[job.kind], job.train_columns),
+        train_values=None if systems else _subset(train.train[job.kind], job.train_columns),
         train_labels=train.labels,
         test_values=_subset(train.scored[job.kind], job.train_columns),
+        fit_ridge=fit_system,
+        train_ridge=train_system,
         common_columns=_common_columns(job.fit_columns, job.train_columns),
     )
 
@@ -240,14 +238,9 @@ def _common_columns(
 
 
 def solver_of(job: Job, train: Prepared, settings: TransferSettings) -> str:
-    """The solver that fits a job: the setting's, or for ridge_or_logistic the logistic
-    regression where affordable, ridge elsewhere."""
-    if settings.classifier != RIDGE_OR_LOGISTIC:
-        return settings.classifier
+    """The solver that fits a job (classifier.solver_for on its training matrix's size)."""
     n_features = job.n_features(len(train.standardisation.mean))
-    n_classes = np.unique(train.labels).size
-    affordable = logistic_affordable(train.labels.size, n_features, n_classes, settings)
-    return LOGISTIC if affordable else RIDGE
+    return solver_for(train.labels.size, n_features, np.unique(train.labels).size, settings)
 
 
 def fit_jobs(
@@ -284,31 +277,32 @@ def _fit_ridge_jobs(
     kind = next(iter(jobs.values())).kind
     classes = np.unique(train.labels)
     with threadpool_limits(limits=1):
-        selections = _select_ridge_cs(jobs, fit, fit.ridge_data(kind, classes, workers), settings)
+        choices = _choose_ridge_cs(
+            jobs, fit, train, fit.ridge_data(kind, classes, workers), settings
+        )
         fit.ridge.pop(kind)
         data = train.ridge_data(kind, classes, workers)
         return {
-            key: refit_ridge(
-                selections[key],
-                ridge.RidgeSystem(data, job.train_columns),
-                _subset(train.scored[kind], job.train_columns),
+            key: refit(
+                choices[key],
+                probe_data(job, fit, train, (None, ridge.RidgeSystem(data, job.train_columns))),
+                settings,
             )
             for key, job in jobs.items()
         }
 
 
-def _select_ridge_cs(
-    jobs: dict[tuple, Job], fit: Prepared, data: ridge.RidgeData, settings
+def _choose_ridge_cs(
+    jobs: dict[tuple, Job], fit: Prepared, train: Prepared, data: ridge.RidgeData, settings
 ) -> dict[tuple, FitResult]:
     """Each job's C on the fit part; each large system's search starts from the last one's."""
-    selections, hint = {}, None
+    choices, hint = {}, None
     for key, job in jobs.items():
         system = ridge.RidgeSystem(data, job.fit_columns)
-        held = _subset(fit.scored[job.kind], job.fit_columns)
-        selections[key] = select_ridge_c(system, held, fit.scored_labels, settings, hint)
+        choices[key] = choose_c(probe_data(job, fit, train, (system, None)), RIDGE, settings, hint)
         if system.large:
-            hint = selections[key].regularisation_c
-    return selections
+            hint = choices[key].regularisation_c
+    return choices
 
 
 def _fit_iterative_jobs(
@@ -323,17 +317,11 @@ def _fit_iterative_jobs(
     part's weights feature by feature, 15% less CPU on the flowers102-sized benchmark: 54 s
     against 64 on one thread). The task of the most columns starts first."""
 
-    def fit_one(key: tuple, job: Job, start_c: float | None) -> FitResult:
-        data = probe_data(job, fit, train)
-        if solvers[key] == LINEAR_SVC:
-            return fit_linear_svc(data, settings)
-        return fit_logistic_regression(data, settings, start_c=start_c)
-
     def fit_in_turn(task: list[tuple[tuple, Job]]) -> dict[tuple, FitResult]:
         fitted: dict[tuple, FitResult] = {}
         start_c = None
         for key, job in task:
-            fitted[key] = fit_one(key, job, start_c)
+            fitted[key] = fit_probe(probe_data(job, fit, train), solvers[key], settings, start_c)
             start_c = fitted[key].regularisation_c
         return fitted
 
