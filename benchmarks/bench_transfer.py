@@ -51,16 +51,9 @@ from threadpoolctl import threadpool_limits
 
 from cnn_feature_behavior.transfer import classifier as classifier_module
 from cnn_feature_behavior.transfer.classifier import accuracies, fit_probe, holdout_split
-from cnn_feature_behavior.transfer.evaluation import (
-    FNE,
-    KINDS,
-    check_inputs,
-    embedding_jobs,
-    evaluate_split,
-    prepare,
-    probe_data,
-)
+from cnn_feature_behavior.transfer.evaluation import check_inputs, evaluate_split, prepare
 from cnn_feature_behavior.transfer.features import RANKINGS
+from cnn_feature_behavior.transfer.jobs import FNE, KINDS, embedding_jobs, probe_data
 from cnn_feature_behavior.transfer.settings import LOGISTIC, TransferSettings
 from cnn_feature_behavior.transfer.splits import transfer_splits
 

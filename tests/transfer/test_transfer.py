@@ -426,7 +426,7 @@ def test_a_kinds_gram_matrices_are_freed_before_the_next_kinds_are_made(monkeypa
     import gc
     import weakref
 
-    from cnn_feature_behavior.transfer import evaluation, ridge
+    from cnn_feature_behavior.transfer import jobs, ridge
 
     made = []  # weak references: RidgeData is an unhashable dataclass
     original_of = ridge.RidgeData.of.__func__
@@ -437,7 +437,7 @@ def test_a_kinds_gram_matrices_are_freed_before_the_next_kinds_are_made(monkeypa
         return data
 
     alive_at_fne = []
-    original_make_fne = evaluation.Prepared.make_fne
+    original_make_fne = jobs.Prepared.make_fne
 
     def make_fne(self):
         gc.collect()
@@ -445,7 +445,7 @@ def test_a_kinds_gram_matrices_are_freed_before_the_next_kinds_are_made(monkeypa
         original_make_fne(self)
 
     monkeypatch.setattr(ridge.RidgeData, "of", classmethod(recorded_of))
-    monkeypatch.setattr(evaluation.Prepared, "make_fne", make_fne)
+    monkeypatch.setattr(jobs.Prepared, "make_fne", make_fne)
     settings = TransferSettings.from_params(
         {"classifier": "ridge", "fractions": [0.5, 1.0], "rankings": ["dks_count"]},
         {"bins": 20, "workers": 1},
@@ -520,17 +520,17 @@ def test_the_refit_starts_from_the_fit_parts_weights_feature_by_feature(monkeypa
 
 
 def test_each_curve_searches_c_from_its_previous_sizes_choice(monkeypatch):
-    from cnn_feature_behavior.transfer import evaluation
+    from cnn_feature_behavior.transfer import scheduling
 
     calls = []
-    original = evaluation.fit_probe
+    original = scheduling.fit_probe
 
     def recording(data, solver, settings, start_c=None):
         fitted = original(data, solver, settings, start_c)
         calls.append((data.fit_values.shape[1], start_c, fitted.regularisation_c))
         return fitted
 
-    monkeypatch.setattr(evaluation, "fit_probe", recording)
+    monkeypatch.setattr(scheduling, "fit_probe", recording)
     settings = TransferSettings.from_params(
         {"fractions": [0.05, 0.1, 0.25, 1.0], "rankings": ["dks_count"], "workers": 1},
         {"bins": 20, "workers": 1},
