@@ -58,54 +58,6 @@ RESULT_COLUMNS = (
 )
 
 
-@dataclass
-class SplitEvaluation:
-    """The result rows of one split, what was fitted (for inspection), and each fit's timing."""
-
-    results: pd.DataFrame
-    fitted: dict[str, Any]
-    timings: pd.DataFrame
-
-
-@dataclass(frozen=True)
-class SplitInputs:
-    """What evaluate_split is given, checked."""
-
-    values: np.ndarray
-    labels: np.ndarray
-    is_train: np.ndarray
-    layers: np.ndarray
-    class_names: Sequence[str]
-    feature_names: Sequence[str] | None
-
-
-def prepare(
-    inputs: SplitInputs, train_rows: np.ndarray, scored_rows: np.ndarray, settings: TransferSettings
-) -> Prepared:
-    """Standardisation and DKS rankings fitted on `train_rows`, applied to both row sets."""
-    train_values = inputs.values[train_rows]
-    standardisation = Standardisation.fit(train_values)
-    ranking = dks_ranking(
-        train_values,
-        inputs.labels[train_rows],
-        inputs.class_names,
-        bins=settings.dks.bins,
-        repetitions=settings.calibration.repetitions,
-        seed=settings.calibration.seed,
-        workers=settings.dks.workers,
-        feature_names=inputs.feature_names,
-    )
-    return Prepared(
-        standardisation=standardisation,
-        ranking=ranking,
-        labels=inputs.labels[train_rows],
-        scored_labels=inputs.labels[scored_rows],
-        train={FULL_NETWORK: standardisation.apply(train_values)},
-        scored={FULL_NETWORK: standardisation.apply(inputs.values[scored_rows])},
-        fne_thresholds=(settings.fne.positive, settings.fne.negative),
-    )
-
-
 def evaluate_split(
     values: np.ndarray,
     labels: np.ndarray,
@@ -162,6 +114,54 @@ def evaluate_split(
             },
         },
         timings=timings,
+    )
+
+
+@dataclass
+class SplitEvaluation:
+    """The result rows of one split, what was fitted (for inspection), and each fit's timing."""
+
+    results: pd.DataFrame
+    fitted: dict[str, Any]
+    timings: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class SplitInputs:
+    """What evaluate_split is given, checked."""
+
+    values: np.ndarray
+    labels: np.ndarray
+    is_train: np.ndarray
+    layers: np.ndarray
+    class_names: Sequence[str]
+    feature_names: Sequence[str] | None
+
+
+def prepare(
+    inputs: SplitInputs, train_rows: np.ndarray, scored_rows: np.ndarray, settings: TransferSettings
+) -> Prepared:
+    """Standardisation and DKS rankings fitted on `train_rows`, applied to both row sets."""
+    train_values = inputs.values[train_rows]
+    standardisation = Standardisation.fit(train_values)
+    ranking = dks_ranking(
+        train_values,
+        inputs.labels[train_rows],
+        inputs.class_names,
+        bins=settings.dks.bins,
+        repetitions=settings.calibration.repetitions,
+        seed=settings.calibration.seed,
+        workers=settings.dks.workers,
+        feature_names=inputs.feature_names,
+    )
+    return Prepared(
+        standardisation=standardisation,
+        ranking=ranking,
+        labels=inputs.labels[train_rows],
+        scored_labels=inputs.labels[scored_rows],
+        train={FULL_NETWORK: standardisation.apply(train_values)},
+        scored={FULL_NETWORK: standardisation.apply(inputs.values[scored_rows])},
+        fne_thresholds=(settings.fne.positive, settings.fne.negative),
     )
 
 
