@@ -50,12 +50,12 @@ from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
 from cnn_feature_behavior.transfer import classifier as classifier_module
-from cnn_feature_behavior.transfer.classifier import accuracies, fit_probe, holdout_split
+from cnn_feature_behavior.transfer.classifier import accuracies, fit_probe
 from cnn_feature_behavior.transfer.evaluation import check_inputs, evaluate_split, prepare
 from cnn_feature_behavior.transfer.features import RANKINGS
 from cnn_feature_behavior.transfer.jobs import FNE, KINDS, embedding_jobs, probe_data
 from cnn_feature_behavior.transfer.settings import LOGISTIC, TransferSettings
-from cnn_feature_behavior.transfer.splits import transfer_splits
+from cnn_feature_behavior.transfer.splits import holdout_split, transfer_splits
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_EMBEDDING = ROOT.parent / "shared" / "embeddings" / "caltech101-vgg16-conv"

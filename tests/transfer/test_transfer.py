@@ -21,7 +21,6 @@ from cnn_feature_behavior.transfer.classifier import (
     accuracies,
     fit_probe,
     gram_matrix,
-    holdout_split,
     row_space_basis,
     solver_for,
 )
@@ -29,6 +28,7 @@ from cnn_feature_behavior.transfer.embeddings import fne_values
 from cnn_feature_behavior.transfer.evaluation import RESULT_COLUMNS, evaluate_split
 from cnn_feature_behavior.transfer.multinomial import MultinomialLogisticRegression
 from cnn_feature_behavior.transfer.settings import LogisticRegressionSettings, TransferSettings
+from cnn_feature_behavior.transfer.splits import holdout_split
 
 N_CLASSES, PER_CLASS, PER_LAYER = 6, 40, 60
 FRACTIONS = (0.05, 0.1, 1.0)
@@ -469,7 +469,7 @@ def test_narrow_designs_choose_c_with_converged_fits(monkeypatch):
 
     monkeypatch.setattr(MultinomialLogisticRegression, "fit", recording_fit)
     values, labels, *_ = planted()
-    holdout = classifier.holdout_split(labels, 0.25, 0)
+    holdout = holdout_split(labels, 0.25, 0)
     data = probe_data(values, labels, values, holdout)
     settings = TransferSettings.from_params(
         {
@@ -491,7 +491,7 @@ def test_the_refit_starts_from_the_fit_parts_weights_feature_by_feature(monkeypa
     from cnn_feature_behavior.transfer import classifier
 
     values, labels, *_ = planted()
-    fit, held = classifier.holdout_split(labels, 0.25, 0)
+    fit, held = holdout_split(labels, 0.25, 0)
     fit_columns, train_columns = np.array([0, 10, 20, 30]), np.array([10, 20, 30, 40, 50])
     data = ProbeData(
         values[fit][:, fit_columns], labels[fit], values[held][:, fit_columns], labels[held],

@@ -63,7 +63,6 @@ from cnn_feature_behavior.transfer.settings import (
     RIDGE_OR_LOGISTIC,
     TransferSettings,
 )
-from cnn_feature_behavior.transfer.splits import half_up
 
 # Eigenvalues of a singular Gram matrix below this share of the largest span no direction.
 EIGEN_CUTOFF = 1e-10
@@ -124,22 +123,6 @@ class ProbeData:
         moved = np.zeros((self.test_values.shape[1], weights.shape[1]))
         moved[train_positions] = weights[fit_positions]
         return moved
-
-
-def holdout_split(
-    labels: np.ndarray, fraction: float, seed: int | Sequence[int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded stratified (fit, held-out) positions: fraction x n of each class held out (half
-    up, exact), at least 1 where the class has 2 images or more, and never the class's last."""
-    labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    held = []
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        n_held = min(max(half_up(fraction, members.size), 1), members.size - 1)
-        held.append(rng.permutation(members)[:n_held])
-    held_out = np.sort(np.concatenate(held)) if held else np.empty(0, np.intp)
-    return np.setdiff1d(np.arange(labels.size), held_out), held_out
 
 
 Key = tuple[float, float]

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from cnn_feature_behavior.statistics.dks import feature_range
-from cnn_feature_behavior.transfer.classifier import FitResult, accuracies, holdout_split
+from cnn_feature_behavior.transfer.classifier import FitResult, accuracies
 from cnn_feature_behavior.transfer.embeddings import Standardisation
 from cnn_feature_behavior.transfer.features import dks_ranking, random_order
 from cnn_feature_behavior.transfer.jobs import (
@@ -38,6 +38,7 @@ from cnn_feature_behavior.transfer.jobs import (
 )
 from cnn_feature_behavior.transfer.scheduling import fit_jobs
 from cnn_feature_behavior.transfer.settings import TransferSettings
+from cnn_feature_behavior.transfer.splits import holdout_split
 
 logger = logging.getLogger(__name__)
 

@@ -11,12 +11,15 @@ Draw `r` shuffles the images of the class with label `c` (in `image_id` order) w
 `numpy.random.default_rng([seed, r, c])`: a draw depends only on the seed, the repetition and
 the class's images, not on the index's row order nor on the other classes; unlike
 `default_rng(seed + r)`, seed `s`'s draw 1 is not seed `s + 1`'s draw 0.
+
+Within a training split, `holdout_split` draws the seeded, stratified held-out part that
+chooses C.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
@@ -185,3 +188,19 @@ def _check_official_sides(image_index: pd.DataFrame) -> None:
             len(untested),
             ", ".join(untested[:10]),
         )
+
+
+def holdout_split(
+    labels: np.ndarray, fraction: float, seed: int | Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded stratified (fit, held-out) positions: fraction x n of each class held out (half
+    up, exact), at least 1 where the class has 2 images or more, and never the class's last."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    held = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        n_held = min(max(half_up(fraction, members.size), 1), members.size - 1)
+        held.append(rng.permutation(members)[:n_held])
+    held_out = np.sort(np.concatenate(held)) if held else np.empty(0, np.intp)
+    return np.setdiff1d(np.arange(labels.size), held_out), held_out
