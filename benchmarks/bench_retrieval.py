@@ -32,10 +32,10 @@ from load_average import load_average_line
 
 from cnn_feature_behavior.transfer.embeddings import Standardisation
 from cnn_feature_behavior.transfer.named_embeddings import LAYER, NamedEmbedding
+from cnn_feature_behavior.transfer.nearest import Cosines
 from cnn_feature_behavior.transfer.retrieval import (
     RetrievalSettings,
     average_precision_at_k,
-    embedding_cosines,
     embedding_score,
 )
 
@@ -63,7 +63,7 @@ def faiss_map(values: np.ndarray, labels: np.ndarray, settings: RetrievalSetting
     faiss.omp_set_num_threads(settings.workers or os.cpu_count() or 1)
     standardisation = Standardisation.fit(values)
     embedding = NamedEmbedding(LAYER, "layer", None)
-    unit = embedding_cosines(values, standardisation, embedding, settings).rows
+    unit = Cosines.of(embedding.standardised(values, standardisation)).rows
     index = faiss.IndexFlatIP(unit.shape[1])
     index.add(unit)
     _, found = index.search(unit, settings.k + 1)

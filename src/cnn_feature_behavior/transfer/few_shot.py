@@ -46,6 +46,7 @@ from cnn_feature_behavior.transfer.embeddings import FNE_NEGATIVE, FNE_POSITIVE,
 from cnn_feature_behavior.transfer.intervals import CONFIDENCE, mean_interval, tied_with_best
 from cnn_feature_behavior.transfer.multinomial import MultinomialLogisticRegression
 from cnn_feature_behavior.transfer.named_embeddings import NamedEmbedding, every_embedding
+from cnn_feature_behavior.transfer.splits import TRAIN
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +180,29 @@ def draw_episodes(
     return episodes
 
 
+def training_masks(image_ids: Sequence[str], splits: pd.DataFrame) -> dict[int, np.ndarray]:
+    """Per repetition of `transfer_splits` (columns repetition, image_id, split), whether each
+    embedded image (`image_ids`, in embedding order) trains in it. An embedded image without a
+    split is an error; a split image without an embedding row was rejected at extraction."""
+    missing = {"repetition", "image_id", "split"} - set(splits.columns)
+    if missing:
+        raise ValueError(f"transfer_splits lacks column(s) {sorted(missing)}")
+    ids = pd.Index(np.asarray(image_ids).astype(str))
+    masks = {}
+    for repetition, split in splits.groupby("repetition", sort=True):
+        membership = split.set_index(split["image_id"].astype(str))["split"].reindex(ids)
+        if membership.isna().any():
+            unsplit = ids[membership.isna().to_numpy()]
+            raise ValueError(
+                f"transfer_splits repetition {repetition}: {len(unsplit)} embedded image(s) "
+                f"have no split, e.g. {unsplit[:5].tolist()}: run the transfer pipeline again"
+            )
+        masks[int(repetition)] = (membership == TRAIN).to_numpy()
+    if not masks:
+        raise ValueError("transfer_splits has no rows")
+    return masks
+
+
 def nearest_class_mean(
     support: np.ndarray, support_labels: np.ndarray, test: np.ndarray
 ) -> np.ndarray:
@@ -227,18 +251,10 @@ def episode_accuracies(
     support_all, test_all = values[episode.support], values[episode.test]
     fitted = Standardisation.fit(support_all)
     scores = {}
+    thresholds = (settings.fne_positive, settings.fne_negative)
     for embedding in embeddings:
-        columns = embedding.columns
-        standardisation = fitted if columns is None else Standardisation(
-            fitted.mean[columns], fitted.scale[columns]
-        )  # fmt: skip
-        thresholds = (settings.fne_positive, settings.fne_negative)
-        support = embedding.of_standardised(
-            standardisation.apply(embedding.select(support_all)), *thresholds
-        )
-        test = embedding.of_standardised(
-            standardisation.apply(embedding.select(test_all)), *thresholds
-        )
+        support = embedding.standardised(support_all, fitted, thresholds)
+        test = embedding.standardised(test_all, fitted, thresholds)
         for method in settings.methods:
             converged = True
             if method == NEAREST_CLASS_MEAN:

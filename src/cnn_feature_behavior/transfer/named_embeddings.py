@@ -16,7 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from cnn_feature_behavior.transfer.embeddings import FNE_NEGATIVE, FNE_POSITIVE, fne_values
+from cnn_feature_behavior.transfer.embeddings import (
+    FNE_NEGATIVE,
+    FNE_POSITIVE,
+    Standardisation,
+    fne_values,
+)
 
 LAYER, FULL_NETWORK, FNE = "layer", "full_network", "fne"
 
@@ -36,19 +41,23 @@ class NamedEmbedding:
     def n_features(self, n_all: int) -> int:
         return n_all if self.columns is None else int(self.columns.size)
 
-    def select(self, values: np.ndarray) -> np.ndarray:
-        """This embedding's columns of a (images, every feature) matrix."""
-        return values if self.columns is None else values[:, self.columns]
-
-    def of_standardised(
+    def standardised(
         self,
-        standardised: np.ndarray,
-        fne_positive: float = FNE_POSITIVE,
-        fne_negative: float = FNE_NEGATIVE,
+        values: np.ndarray,
+        standardisation: Standardisation,
+        fne_thresholds: tuple[float, float] = (FNE_POSITIVE, FNE_NEGATIVE),
     ) -> np.ndarray:
-        """The embedding's values from its standardised columns: three-valued for the FNE."""
+        """The embedding of images whose every feature is in `values`: its columns standardised
+        with `standardisation` (fitted on every feature of some images), three-valued for the
+        FNE (thresholds: positive, negative), as float32."""
+        if self.columns is not None:
+            values = values[:, self.columns]
+            standardisation = Standardisation(
+                standardisation.mean[self.columns], standardisation.scale[self.columns]
+            )
+        standardised = standardisation.apply(values)
         if self.embedding == FNE:
-            return fne_values(standardised, fne_positive, fne_negative)
+            return fne_values(standardised, *fne_thresholds)
         return standardised
 
 

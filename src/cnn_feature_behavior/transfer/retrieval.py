@@ -113,25 +113,6 @@ def query_scores(
     return ap, precision
 
 
-def embedding_cosines(
-    values: np.ndarray,
-    standardisation: Standardisation,
-    embedding: NamedEmbedding,
-    settings: RetrievalSettings,
-) -> Cosines:
-    """One embedding's columns standardised with the dataset's statistics (three-valued for the
-    FNE), ready for cosines."""
-    if embedding.columns is not None:
-        values = embedding.select(values)
-        standardisation = Standardisation(
-            standardisation.mean[embedding.columns], standardisation.scale[embedding.columns]
-        )
-    standardised = embedding.of_standardised(
-        standardisation.apply(values), settings.fne_positive, settings.fne_negative
-    )
-    return Cosines.of(standardised)
-
-
 def embedding_score(
     values: np.ndarray,
     labels: np.ndarray,
@@ -141,9 +122,9 @@ def embedding_score(
 ) -> tuple[dict, np.ndarray]:
     """One embedding's result row and its per-query APs."""
     started = time.perf_counter()
-    ap, precision = query_scores(
-        embedding_cosines(values, standardisation, embedding, settings), labels, settings
-    )
+    thresholds = (settings.fne_positive, settings.fne_negative)
+    cosines = Cosines.of(embedding.standardised(values, standardisation, thresholds))
+    ap, precision = query_scores(cosines, labels, settings)
     mean, low, high = mean_interval(ap)
     row = {
         "embedding": embedding.embedding,
