@@ -56,7 +56,7 @@ def contact_sheet_figure(similar: pd.DataFrame, *, max_queries: int, title: str)
         _tile(row[0], Path(query), f"query: {Path(query).name[:28]}", "black")
         neighbours = similar[similar["query"] == query].sort_values("rank")
         for axes, (_, hit) in zip(row[1:], neighbours.iterrows()):
-            label = f"{int(hit['rank'])}. {str(hit['class'])[:18]} {hit['similarity']:.2f}"
+            label = f"{int(hit['rank'])}. {str(hit['class'])[:18]}, cos {hit['similarity']:.2f}"
             _tile(axes, Path(str(hit["path"])), label, "tab:blue")
         for axes in row[1 + len(neighbours) :]:
             axes.set_axis_off()
