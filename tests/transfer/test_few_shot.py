@@ -140,3 +140,16 @@ def test_settings_name_the_bad_parameter():
         {"logistic_regression": {"C": 0.1}}, {"positive": 0.2, "negative": -0.3}
     )
     assert settings.logistic_c == 0.1 and settings.fne_positive == 0.2
+
+
+def test_a_logistic_regression_over_the_budget_is_left_out_with_a_warning(caplog):
+    # Two classes, k = 2: four support images; one layer of one feature (4 x 1 x 2 = 8), the
+    # other of two, the full network of three (4 x 3 x 2 = 24): a budget of 10 keeps the first.
+    values = np.hstack([TINY, TINY[:, :1] * 2]).astype(np.float32)
+    settings = FewShotSettings(shots=(2,), episodes=2, logistic_budget=10)
+    with caplog.at_level(logging.WARNING):
+        table = few_shot_results(values, TINY_LABELS, ["a", "b", "b"], TINY_TRAIN, settings)
+    logistic = table[table["method"] == LOGISTIC]
+    assert logistic["layer"].tolist() == ["a"]
+    assert len(table[table["method"] == NEAREST_CLASS_MEAN]) == 4
+    assert "layer:b at k = 2" in caplog.text and "fne at k = 2" in caplog.text

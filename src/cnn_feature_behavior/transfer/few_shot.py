@@ -18,7 +18,9 @@ In each episode, for each embedding (each layer, the full network, the FNE: name
    nothing to choose C on), fitted on the support images; where they are at most half the
    features, in their row space (classifier.row_space_basis: the same optimum in as many
    dimensions as images; scikit-learn's lbfgs took 1.8 s of CPU for 100 images x 4,224
-   features, 42,250 weights, most of it in scipy's L-BFGS-B bookkeeping).
+   features, 42,250 weights, most of it in scipy's L-BFGS-B bookkeeping). A fit whose support
+   images x design width x classes exceeds `few_shot.logistic_regression.budget` (2e9: ImageNet's
+   5- and 10-shot full network, hours each episode) is left out, with a warning naming it.
 
 Per (embedding, k, method): the mean accuracy over the episodes with its 95% t interval
 (intervals.mean_interval), and whether it is tied with the best embedding of the same (k,
@@ -83,6 +85,7 @@ class FewShotSettings:
     logistic_c: float = 1.0
     max_iter: int = 1000
     tol: float = 1e-4
+    logistic_budget: float = 2e9
     workers: int | None = None
     fne_positive: float = FNE_POSITIVE
     fne_negative: float = FNE_NEGATIVE
@@ -95,9 +98,10 @@ class FewShotSettings:
         if unknown:
             raise ValueError(f"few_shot: unknown key(s) {unknown}; known: {sorted(_KEYS)}")
         logistic = dict(few_shot.get("logistic_regression") or {})
-        if set(logistic) - {"C", "max_iter", "tol"}:
+        if set(logistic) - {"C", "max_iter", "tol", "budget"}:
             raise ValueError(
-                f"few_shot.logistic_regression keys are C, max_iter, tol; got {sorted(logistic)}"
+                "few_shot.logistic_regression keys are C, max_iter, tol, budget; got "
+                f"{sorted(logistic)}"
             )
         settings = cls(
             shots=tuple(few_shot.get("shots", (1, 5, 10))),
@@ -107,6 +111,7 @@ class FewShotSettings:
             logistic_c=float(logistic.get("C", 1.0)),
             max_iter=logistic.get("max_iter", 1000),
             tol=float(logistic.get("tol", 1e-4)),
+            logistic_budget=float(logistic.get("budget", 2e9)),
             workers=few_shot.get("workers"),
             fne_positive=float((fne or {}).get("positive", FNE_POSITIVE)),
             fne_negative=float((fne or {}).get("negative", FNE_NEGATIVE)),
@@ -239,6 +244,14 @@ def logistic_regression(
     return model.predict(test), bool(np.max(model.n_iter_) < max_iter)
 
 
+def logistic_affordable(n_support: int, n_features: int, n_classes: int, budget: float) -> bool:
+    """Whether a logistic regression on n_support images of n_features is within the budget:
+    images x design width (the images where the row space is used) x classes <= budget (its
+    work per L-BFGS iteration is about twice that in multiply-adds)."""
+    width = n_support if n_support <= ROW_SPACE_SHARE * n_features else n_features
+    return float(n_support) * width * n_classes <= budget
+
+
 def episode_accuracies(
     values: np.ndarray,
     labels: np.ndarray,
@@ -250,6 +263,7 @@ def episode_accuracies(
     support_labels, test_labels = labels[episode.support], labels[episode.test]
     support_all, test_all = values[episode.support], values[episode.test]
     fitted = Standardisation.fit(support_all)
+    n_classes = int(np.unique(support_labels).size)
     scores = {}
     thresholds = (settings.fne_positive, settings.fne_negative)
     for embedding in embeddings:
@@ -259,7 +273,7 @@ def episode_accuracies(
             converged = True
             if method == NEAREST_CLASS_MEAN:
                 predicted = nearest_class_mean(support, support_labels, test)
-            else:
+            elif logistic_affordable(*support.shape, n_classes, settings.logistic_budget):
                 predicted, converged = logistic_regression(
                     support,
                     support_labels,
@@ -268,6 +282,8 @@ def episode_accuracies(
                     settings.max_iter,
                     settings.tol,
                 )
+            else:
+                continue  # over the budget: no row (few_shot_results says so)
             scores[(embedding.name, method)] = (float(np.mean(predicted == test_labels)), converged)
     return scores
 
@@ -310,6 +326,17 @@ def few_shot_results(
             not_converged,
             settings.max_iter,
         )
+    skipped = sorted(
+        {(episode.shots, e.name) for episode, scores in zip(episodes, scored) for e in embeddings
+         if LOGISTIC in settings.methods and (e.name, LOGISTIC) not in scores}
+    )  # fmt: skip
+    if skipped:
+        logger.warning(
+            "few-shot: logistic regression left out where images x features x classes exceed "
+            "few_shot.logistic_regression.budget (%g): %s",
+            settings.logistic_budget,
+            ", ".join(f"{name} at k = {k}" for k, name in skipped[:20]),
+        )
     logger.info("few-shot: %d episodes in %.1f s", len(episodes), time.perf_counter() - started)
     return result_rows(episodes, scored, embeddings, labels, values.shape[1], settings)
 
@@ -329,11 +356,12 @@ def result_rows(
         chosen = [i for i, episode in enumerate(episodes) if episode.shots == shots]
         n_test = int(round(np.mean([episodes[i].test.size for i in chosen])))
         for method in settings.methods:
-            accuracy = np.array(
-                [[scored[i][(e.name, method)][0] for i in chosen] for e in embeddings]
-            )
+            kept = [e for e in embeddings if all((e.name, method) in scored[i] for i in chosen)]
+            if not kept:
+                continue
+            accuracy = np.array([[scored[i][(e.name, method)][0] for i in chosen] for e in kept])
             tied = tied_with_best(accuracy)
-            for embedding, per_episode, is_tied in zip(embeddings, accuracy, tied):
+            for embedding, per_episode, is_tied in zip(kept, accuracy, tied):
                 mean, low, high = mean_interval(per_episode, CONFIDENCE)
                 rows.append(
                     {
