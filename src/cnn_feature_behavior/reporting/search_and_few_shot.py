@@ -17,7 +17,9 @@ METHOD_LABELS = {
     "logistic_regression": "logistic regression",
 }
 SEARCH_TABLE_DECIMALS = {"transfer_accuracy": 3, "map_at_10": 3, "map_ci_low": 3, "map_ci_high": 3}
-FEW_SHOT_DECIMALS = 3
+ACROSS_DECIMALS = {"map_at_10": 3} | {
+    f"{method}_{k}shot_accuracy": 3 for method in ("ncm", "logreg") for k in (1, 5, 10)
+}
 
 
 def embedding_name(embedding: str, layer: object) -> str:
