@@ -167,7 +167,8 @@ def test_accuracy_per_layer_figure_with_missing_layers():
     rendered(figure)
     axes = figure.axes[0]
     assert [tick.get_text() for tick in axes.get_xticklabels()] == ["conv3_3", "conv5_3", "fc7"]
-    legend = [text.get_text() for text in axes.get_legend().get_texts()]
+    (legend_box,) = figure.legends  # below the layer names
+    legend = [text.get_text() for text in legend_box.get_texts()]
     assert legend[0].startswith("full network (continuous): 0.8")
     assert any(text.startswith("FNE (three-valued)") for text in legend)
     assert any(text.startswith("best DKS-ranked: FNE") for text in legend)
@@ -188,7 +189,7 @@ def test_accuracy_against_features_kept_figure():
     rendered(figure)
     axes = figure.axes[0]
     assert axes.get_xscale() == "log"
-    labels = [text.get_text() for text in axes.get_legend().get_texts()]
+    labels = [text.get_text() for text in figure.legends[0].get_texts()]
     assert labels == [
         "full network (continuous), DKS-ranked (classes past t+ / t-)",
         "full network (continuous), random",
