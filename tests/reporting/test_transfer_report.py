@@ -252,3 +252,18 @@ def test_layers_of_other_networks_keep_network_order_in_the_summary():
     summary = ts.summarise(synthetic_transfer_results(layers=layers, source_model="lite"))
     in_table = [layer for layer in summary["layer"] if isinstance(layer, str)]
     assert list(dict.fromkeys(in_table)) == layers
+
+
+def test_the_transfer_text_names_one_classifier():
+    """The verdict and the paragraph after it name the classifier alike, by the solver that
+    fitted the rows, not by the configured family (`ridge_or_logistic`)."""
+    from cnn_feature_behavior.reporting.dataset_report import transfer_text
+
+    results = synthetic_transfer_results(repetitions=1).assign(
+        classifier="ridge_or_logistic", solver="logistic_regression", c_at_grid_edge=False
+    )
+    verdict, method, figures_text = transfer_text(results).split("\n\n")
+    assert verdict.endswith("classifier: logistic_regression.")
+    assert "Classifier: logistic_regression (column solver)" in method
+    assert "ridge_or_logistic" not in verdict + method
+    assert "c_at_grid_edge" in method and "t-SNE" in figures_text

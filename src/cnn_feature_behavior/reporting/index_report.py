@@ -33,8 +33,12 @@ NOT_DRAWN = "Not drawn: no dataset has been run for two source models yet."
 # then the comparison of source models.
 OUTLINE = (
     SectionOutline(REPORTS, text="One report per dataset whose reporting pipeline has run."),
-    SectionOutline(TABLE_2),
-    SectionOutline(TABLE_3),
+    SectionOutline(TABLE_2, text="The datasets run on {source_model}, by mean images per class."),
+    SectionOutline(
+        TABLE_3,
+        text="Each dataset's thresholds (its report explains them): in the paper, fewer images "
+        "per class give thresholds further from 0.",
+    ),
     SectionOutline(
         THRESHOLD_FIT_SECTION,
         text="t = a + b ln(mean images per class), fitted over the datasets run.",
