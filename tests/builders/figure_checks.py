@@ -28,8 +28,9 @@ def _texts(figure: Figure) -> list[Text]:
     for axes in figure.axes:
         if not axes.get_visible():
             continue
-        texts += [axes.title, axes._left_title, axes._right_title]
-        texts += [axes.xaxis.label, axes.yaxis.label, *axes.texts, *_drawn_tick_labels(axes)]
+        texts += [axes.title, axes._left_title, axes._right_title, *axes.texts]
+        if axes.axison:  # an axes drawn without its axis shows no axis label nor tick
+            texts += [axes.xaxis.label, axes.yaxis.label, *_drawn_tick_labels(axes)]
     for legend in _legends(figure):
         texts += [*legend.get_texts(), legend.get_title()]
     unique = {id(text): text for text in texts}.values()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+from builders.figure_checks import clipped_texts
 from PIL import Image
 
 from cnn_feature_behavior.reporting.figures.top_features import (
@@ -69,7 +70,8 @@ def test_a_logit_tile_names_its_class():
         [FeatureTile("block7a_project_bn/n3", -0.6, mosaic, False)],
         [],
         "efficientnet_lite0_imagenet",
-        "the dataset",
+        "100 images from the dataset (../shared/datasets/caltech101-mini)",
     )
     titles = [ax.get_title() for ax in figure.axes]
     assert "logits/n404\n'airliner'\nDKS +0.8000\n(whole image)" in titles
+    assert clipped_texts(figure) == []  # the caption below the tiles included

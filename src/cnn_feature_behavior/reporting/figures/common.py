@@ -83,12 +83,13 @@ def wrap_text(text: str, width: float, fontsize: float | str) -> str:
 
 
 def fit_titles(figure: Figure) -> Figure:
-    """The figure with its title and its panels' titles wrapped to the width each has once laid
-    out, so that long model and dataset names are never cut off at the figure's edge."""
+    """The figure with its title, its caption (supxlabel) and its panels' titles wrapped to the
+    width each has once laid out, so that long model and dataset names are never cut off at the
+    figure's edge."""
     figure.draw_without_rendering()
-    title = figure._suptitle
-    if title is not None and title.get_text():
-        title.set_text(wrap_text(title.get_text(), 0.96 * figure.get_figwidth(), title.get_size()))
+    for text in (figure._suptitle, figure._supxlabel):
+        if text is not None and text.get_text():
+            text.set_text(wrap_text(text.get_text(), 0.96 * figure.get_figwidth(), text.get_size()))
     for axes in figure.axes:
         width = axes.get_position().width * figure.get_figwidth()
         for text in (axes.title, axes._left_title, axes._right_title):
