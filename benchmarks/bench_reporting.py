@@ -34,6 +34,7 @@ from cnn_feature_behavior.extraction.source_models.architecture import (
 from cnn_feature_behavior.pipelines.reporting import nodes
 from cnn_feature_behavior.reporting import parts
 from cnn_feature_behavior.reporting.figures import class_counts_figure, inner_outer_distributions
+from cnn_feature_behavior.reporting.index_report import FIGURE_8
 from cnn_feature_behavior.reporting.report import figure_png
 
 # The synthetic study the reporting tests use, here at ImageNet scale.
@@ -357,7 +358,7 @@ def draw_study_figures(study: Study, times: dict) -> dict:
             },
             "imagenet",
             SOURCE,
-        ),
+        )[FIGURE_8],
         "threshold fit": timed(
             "threshold fit (draw)",
             times,

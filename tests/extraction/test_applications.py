@@ -185,7 +185,7 @@ def _catalog(index, raw, source_models, name, out: Path, crop: int = 224) -> Dat
             "params:executor": MemoryDataset("local"),
             "params:dask": MemoryDataset({}),
             "embedding": ShardedEmbeddingDataset(path=str(out / "embedding")),
-            "embedding_shards": EmbeddingColumnsDataset(path=str(out / "embedding")),
+            "embedding_columns": EmbeddingColumnsDataset(path=str(out / "embedding")),
             "feature_manifest": ParquetDataset(filepath=str(out / "feature_manifest.parquet")),
             "extraction_rejects": MemoryDataset(),
         }

@@ -131,6 +131,22 @@ def test_every_node_is_in_its_stage_namespace_and_no_dataset_is_prefixed(project
     assert parameters["dks"]["layer_summary"]["interval"] == "side_68"
 
 
+def test_the_embedding_views_come_from_the_extraction(project_root):
+    """kedro-viz draws lineage from the pipeline: a view of the embedding read by dks and the
+    reports must be an output of the extraction, not a free input."""
+    from kedro.framework.project import pipelines
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(project_root)
+    study = pipelines["__default__"]
+    free = study.inputs()
+    assert "embedding_columns" not in free and "embedding" not in free
+    (extraction,) = study.only_nodes_with_outputs("embedding_columns").nodes
+    assert extraction.name == "feature_extraction.extract_embedding"
+    readers = {node.name for node in study.only_nodes_with_inputs("embedding_columns").nodes}
+    assert {"dks.compute_statistics", "reporting.plot_feature_class_pair"} <= readers
+
+
 @pytest.mark.slow
 def test_kedro_viz_build_succeeds_offline(project_copy):
     result = subprocess.run(

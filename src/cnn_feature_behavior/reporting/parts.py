@@ -315,7 +315,6 @@ INDEX_PARTS = (
             MODEL,
         ],
         index_report.FIGURE_8_SECTION,
-        index_report.FIGURE_8,
     ),
     Part(
         "figure_5_by_source_model",
@@ -508,7 +507,7 @@ def _section(entry: SectionOutline, shown: Mapping[str, list], names: Mapping[st
     texts = [entry.text.format(**names)]
     texts += shown.get("text", [])
     if entry.when_empty and not shown.get("figures") and not shown.get("tables"):
-        texts = [entry.when_empty]
+        texts = [entry.when_empty.format(**names)]
     return Section(
         entry.title,
         text="\n\n".join(text for text in texts if text),
