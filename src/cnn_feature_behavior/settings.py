@@ -1,7 +1,6 @@
 """Project settings: see https://docs.kedro.org/en/stable/configure/configuration_basics/"""
 
-from kedro.config import OmegaConfigLoader
-
+from cnn_feature_behavior.config_loader import StudyConfigLoader
 from cnn_feature_behavior.device import DeviceHooks
 from cnn_feature_behavior.pipelines.reporting.hooks import ReportLocationHooks
 
@@ -14,7 +13,8 @@ HOOKS = (DeviceHooks(), ReportLocationHooks())
 # here, and `.telemetry` (consent: false) silences its CLI hook too.
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry",)
 
-CONFIG_LOADER_CLASS = OmegaConfigLoader
+# OmegaConfigLoader with conf/local read over every environment: config_loader.py.
+CONFIG_LOADER_CLASS = StudyConfigLoader
 # One environment per target dataset (`kedro run --env caltech101`). A plain `kedro run`
 # runs the embedded default study, the `digits` environment, which needs no download.
 CONFIG_LOADER_ARGS = {

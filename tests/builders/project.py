@@ -26,7 +26,13 @@ def make_project_copy(destination: Path) -> Path:
     destination.mkdir(parents=True, exist_ok=True)
     for item in ("pyproject.toml", ".telemetry"):
         shutil.copy(PROJECT_ROOT / item, destination / item)
-    shutil.copytree(PROJECT_ROOT / "conf", destination / "conf", dirs_exist_ok=True)
+    # conf/local is personal (git ignores it): the copy runs the project's own configuration.
+    shutil.copytree(
+        PROJECT_ROOT / "conf",
+        destination / "conf",
+        dirs_exist_ok=True,
+        ignore=lambda folder, names: names if Path(folder).name == "local" else [],
+    )
     (destination / "src").mkdir(exist_ok=True)
     for layer in (PROJECT_ROOT / "data").iterdir():
         if layer.is_dir() and layer.name != "06_models":
