@@ -1,11 +1,14 @@
-"""The project's configuration loader: conf/local over every environment."""
+"""The project's configuration loader: conf/local over every environment, and the catalog's
+paths from the run's `source_model` parameter however it was set."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
+from builders.project import project_config
 
 from cnn_feature_behavior.config_loader import StudyConfigLoader
 from cnn_feature_behavior.settings import CONFIG_LOADER_ARGS
@@ -78,3 +81,87 @@ def test_local_globals_may_not_choose_the_dataset(project_copy):
     _write(project_copy / "conf/local/globals.yml", {"dataset": "flowers102"})
     with pytest.raises(ValueError, match=r"conf/local applies to every environment.*--env"):
         _loader(project_copy, "caltech101")
+
+
+def test_a_dataset_parameter_other_than_the_environment_is_refused(project_copy):
+    with pytest.raises(ValueError, match=r"choose the dataset with `--env flowers102`"):
+        _loader(project_copy, "caltech101", {"dataset": "flowers102"})["parameters"]
+    _write(project_copy / "conf/local/parameters.yml", {"dataset": "wood"})
+    with pytest.raises(ValueError, match=r"parameter dataset is 'wood'"):
+        _loader(project_copy)["catalog"]
+
+
+MODEL_OUTPUTS = ("embedding", "feature_manifest", "dks", "thresholds", "transfer_results")
+
+
+@pytest.mark.parametrize("where", ["environment", "local", "command line"])
+def test_source_model_from_any_configuration_names_the_output_paths(project_copy, where):
+    runtime_params = {}
+    if where == "environment":
+        _write(project_copy / "conf/caltech101/parameters.yml", {"source_model": "vgg19_imagenet"})
+    elif where == "local":
+        _write(project_copy / "conf/local/parameters.yml", {"source_model": "vgg19_imagenet"})
+    else:
+        _write(project_copy / "conf/local/parameters.yml", {"source_model": "resnet50_imagenet"})
+        runtime_params = {"source_model": "vgg19_imagenet"}
+    config = _loader(project_copy, "caltech101", runtime_params)
+    assert config["parameters"]["source_model"] == "vgg19_imagenet"
+    catalog = config["catalog"]
+    for name in MODEL_OUTPUTS:
+        assert "/vgg19_imagenet/" in _path(catalog, name), (name, _path(catalog, name))
+    assert catalog["index_html"]["filepath"] == "data/08_reporting/vgg19_imagenet/index.html"
+    assert not any("vgg16_imagenet" in str(entry) for entry in catalog.values())
+
+
+def test_no_catalog_reads_the_source_model_from_runtime_params_alone(project_root):
+    """One source of truth: the catalog reads the source_model parameter, never `runtime_params:`
+    (which a parameters file never reaches) nor a global of its own."""
+    for path in sorted((project_root / "conf").glob("*/catalog*.yml")):
+        text = path.read_text()
+        assert "runtime_params:" not in text, path
+        assert "source_model" not in text or "${params:source_model}" in text, path
+    assert "source_model" not in str(project_config(project_root)._globals)
+
+
+def _tiny_vgg_weights(path: Path) -> Path:
+    from cnn_feature_behavior.extraction.source_models import build_tiny_vgg
+    from cnn_feature_behavior.extraction.source_models.weight_files import write_legacy_h5
+
+    model = build_tiny_vgg(include_fc=False, input_size=None)
+    write_legacy_h5(
+        {layer.name: tuple(layer.get_weights()) for layer in model.layers if layer.weights}, path
+    )
+    return path
+
+
+@pytest.mark.slow
+def test_session_run_writes_under_the_source_model_of_conf_local(
+    project_copy, tmp_path, monkeypatch
+):
+    """Through Kedro's session and runner: a source model chosen in conf/local/parameters.yml
+    names the extraction's outputs (before, they went to vgg16_imagenet/)."""
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    weights = _tiny_vgg_weights(tmp_path / "tiny_vgg.h5")
+    local = {
+        "source_model": "tiny_vgg",
+        "source_models": {
+            "tiny_vgg": {
+                "architecture": "vgg16",
+                "preprocessing": "caffe",
+                "layers": ["conv1_1", "conv5_3"],
+                "weights": [{"source": "file", "path": str(weights)}],
+            }
+        },
+        "max_images_per_class": 2,
+    }
+    _write(project_copy / "conf/local/parameters.yml", local)
+    monkeypatch.chdir(project_copy)
+    bootstrap_project(project_copy)
+    with KedroSession.create(project_path=project_copy) as session:
+        session.run(pipeline_names=["ingestion", "feature_extraction"])
+    features = project_copy / "data/04_feature"
+    assert sorted(p.name for p in features.iterdir() if p.is_dir()) == ["tiny_vgg"]
+    manifest = pd.read_parquet(features / "tiny_vgg/digits/feature_manifest.parquet")
+    assert list(pd.unique(manifest["layer"])) == ["conv1_1", "conv5_3"]

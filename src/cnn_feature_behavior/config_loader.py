@@ -1,7 +1,7 @@
 """The project's configuration loader: Kedro's OmegaConfigLoader with conf/local over every
-environment.
+environment, and the catalog's paths taken from the run's parameters.
 
-What Kedro users expect that the stock loader does not do with one environment per dataset
+Two things Kedro users expect that the stock loader does not do with one environment per dataset
 (conf/README.md, "How the configuration merges"):
 
 - `conf/local/` is read over whichever environment runs (base, then `--env <dataset>`, then
@@ -10,6 +10,13 @@ What Kedro users expect that the stock loader does not do with one environment p
   merges with local as it merges with the environment (parameters key by key, catalog entries
   and globals whole). The dataset is chosen by the environment, so conf/local/globals.yml may not
   set `dataset`.
+- The catalog reads parameters through `${params:<name>}`: `${params:source_model}` is the run's
+  `source_model` however it was set (base, the environment, conf/local or `--params`), so the
+  output paths and the extraction always name the same model. The stock loader offers the
+  catalog only `${runtime_params:...}`, which a `source_model` in a parameters file never reaches.
+
+Kedro resolves interpolations through OmegaConf's process-wide resolvers, as its own `globals`
+and `runtime_params` do: `params` is registered for each catalog this loader builds, bound to it.
 """
 
 from __future__ import annotations
@@ -18,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from kedro.config import MissingConfigException, OmegaConfigLoader
+from omegaconf import OmegaConf
 
 LOCAL_ENV = "local"
+PARAMS_RESOLVER = "params"
 
 
 class StudyConfigLoader(OmegaConfigLoader):
@@ -38,11 +47,17 @@ class StudyConfigLoader(OmegaConfigLoader):
         **kwargs: Any,
     ):
         self.local_env = local_env
+        self._catalog_params: dict[str, Any] = {}
         super().__init__(conf_source, env, runtime_params, **kwargs)
 
     def __getitem__(self, key: str) -> dict[str, Any]:
         if key in self or key not in self.config_patterns:
             return super().__getitem__(key)  # set explicitly, or Kedro's error
+        if key == "catalog":
+            self._catalog_params = self["parameters"]
+            OmegaConf.register_new_resolver(PARAMS_RESOLVER, self._param_value, replace=True)
+        else:
+            OmegaConf.clear_resolver(PARAMS_RESOLVER)
         try:
             config = super().__getitem__(key)
         except MissingConfigException:
@@ -52,6 +67,8 @@ class StudyConfigLoader(OmegaConfigLoader):
                 raise
         else:
             config = self._with_local_layer(key, config)
+        if key == "parameters":
+            self._check_dataset(config)
         return config
 
     def local_path(self) -> Path | None:
@@ -79,3 +96,27 @@ class StudyConfigLoader(OmegaConfigLoader):
                 "(conf/<dataset>/globals.yml)"
             )
         return self._merge_configs(config, local, key, str(path))
+
+    def _check_dataset(self, parameters: dict[str, Any]) -> None:
+        """The `dataset` parameter must be the environment's: the paths are built from the latter."""
+        chosen = self._globals.get("dataset") if isinstance(self._globals, dict) else None
+        given = parameters.get("dataset")
+        if chosen is not None and given is not None and given != chosen:
+            raise ValueError(
+                f"parameter dataset is {given!r} but this run's environment is the dataset "
+                f"{chosen!r}: choose the dataset with `--env {given}`, not with a `dataset` "
+                "parameter (--params or a parameters file), which would leave every output path "
+                f"under {chosen!r}"
+            )
+
+    def _param_value(self, name: str) -> Any:
+        """`${params:<dotted name>}`: the run's parameter, after every layer and `--params`."""
+        value: Any = self._catalog_params
+        for part in name.split("."):
+            if not isinstance(value, dict) or part not in value:
+                raise KeyError(
+                    f"the catalog reads ${{{PARAMS_RESOLVER}:{name}}}, but the run has no "
+                    f"parameter {name!r}"
+                )
+            value = value[part]
+        return value

@@ -13,7 +13,8 @@ HOOKS = (DeviceHooks(), ReportLocationHooks())
 # here, and `.telemetry` (consent: false) silences its CLI hook too.
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry",)
 
-# OmegaConfigLoader with conf/local read over every environment: config_loader.py.
+# OmegaConfigLoader with conf/local read over every environment, and the catalog's paths taken
+# from the run's parameters (`${params:source_model}`): config_loader.py.
 CONFIG_LOADER_CLASS = StudyConfigLoader
 # One environment per target dataset (`kedro run --env caltech101`). A plain `kedro run`
 # runs the embedded default study, the `digits` environment, which needs no download.

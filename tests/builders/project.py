@@ -41,6 +41,21 @@ def make_project_copy(destination: Path) -> Path:
     return destination
 
 
+def project_config(project: Path, env: str | None = None, runtime_params: dict | None = None):
+    """The configuration loader of `kedro run --env <env> --params <runtime_params>` in `project`,
+    as settings.py configures it, but without the personal conf/local layer."""
+    from cnn_feature_behavior.config_loader import StudyConfigLoader
+    from cnn_feature_behavior.settings import CONFIG_LOADER_ARGS
+
+    return StudyConfigLoader(
+        str(project / "conf"),
+        **CONFIG_LOADER_ARGS,
+        env=env,
+        runtime_params=runtime_params or {},
+        local_env=None,
+    )
+
+
 def kedro_run(project: Path, *arguments: str, timeout: float = 1800) -> subprocess.CompletedProcess:
     """`kedro run <arguments>` in `project` as a user types it (telemetry off), output captured."""
     return subprocess.run(

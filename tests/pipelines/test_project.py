@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kedro.config import OmegaConfigLoader
+from builders.project import project_config
 
 DATASETS = (
     "imagenet cub200 wood flowers102 caltech101 mit67 textures caltech256 "
@@ -17,14 +17,7 @@ DATASETS = (
 
 
 def _config(project_root: Path, env: str | None, runtime_params: dict | None = None):
-    from cnn_feature_behavior.settings import CONFIG_LOADER_ARGS
-
-    return OmegaConfigLoader(
-        str(project_root / "conf"),
-        **CONFIG_LOADER_ARGS,
-        env=env,
-        runtime_params=runtime_params or {},
-    )
+    return project_config(project_root, env, runtime_params)
 
 
 def test_telemetry_is_off_in_project_files(project_root):

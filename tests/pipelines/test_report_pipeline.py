@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from builders.project import project_config
 from builders.report_synthetic import (
     embedding_plan,
     synthetic_embedding_maps,
@@ -19,7 +20,6 @@ from builders.report_synthetic import (
     synthetic_transfer_results,
     threshold_fit,
 )
-from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog, DatasetError, MemoryDataset
 from kedro.pipeline import Pipeline, node
 from kedro.runner import SequentialRunner
@@ -100,9 +100,7 @@ def reporting_pipeline() -> Pipeline:
 
 def output_catalog(project_root: Path, out: Path) -> dict:
     """The project's catalog entries for the reporting outputs, writing under `out`."""
-    catalog = OmegaConfigLoader(
-        conf_source=str(project_root / "conf"), base_env="base", default_run_env="base"
-    )["catalog"]
+    catalog = project_config(project_root, "base")["catalog"]
     entries = {}
     for name in create_pipeline().all_outputs():
         entry = dict(catalog[name])
@@ -300,12 +298,7 @@ def test_every_reporting_dataset_is_in_the_catalog(project_root):
     pipeline = create_pipeline()
     names = {name for name in pipeline.datasets() if not name.startswith("params:")}
     for env, model in (("base", "vgg16_imagenet"), ("caltech101", "vgg19_imagenet")):
-        loader = OmegaConfigLoader(
-            conf_source=str(project_root / "conf"),
-            base_env="base",
-            default_run_env=env,
-            runtime_params={"source_model": model} if env != "base" else {},
-        )
+        loader = project_config(project_root, env, {"source_model": model} if env != "base" else {})
         catalog = loader["catalog"]
         assert sorted(names - set(catalog)) == []
         dataset = "digits" if env == "base" else "caltech101"
