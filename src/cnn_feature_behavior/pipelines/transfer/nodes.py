@@ -80,8 +80,8 @@ def evaluate_transfer(
 
 def _known_layers(feature_manifest: pd.DataFrame, source_models: dict[str, Any]) -> list[str]:
     """The layers a `transfer.maps.embeddings` name may be: this embedding's, and every layer any
-    source model lists (VGG's conv3_3, named by default, is skipped for a network with other
-    names; a name of no source model is a typo)."""
+    source model lists (VGG's conv3_3 is skipped, with a warning, for a network with other names;
+    a name of no source model is a typo)."""
     known = list(pd.unique(feature_manifest["layer"].astype(str)))
     for spec in source_models.values():
         listed = spec.get("layers") if isinstance(spec, dict) else None
@@ -149,7 +149,7 @@ def compute_embedding_maps(
                 "fne_positive": fne_params["positive"],
                 "fne_negative": fne_params["negative"],
             }
-        ),
+        ).for_layers(feature_manifest["layer"].tolist(), feature_manifest["layer_kind"].tolist()),
         known_layers=_known_layers(feature_manifest, source_models),
         dataset=dataset,
         source_model=source_model,
