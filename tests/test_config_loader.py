@@ -143,7 +143,7 @@ def test_session_run_writes_under_the_source_model_of_conf_local(
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
-    weights = _tiny_vgg_weights(tmp_path / "tiny_vgg.h5")
+    tiny = _tiny_vgg_weights(tmp_path / "tiny_vgg.h5")
     local = {
         "source_model": "tiny_vgg",
         "source_models": {
@@ -151,7 +151,7 @@ def test_session_run_writes_under_the_source_model_of_conf_local(
                 "architecture": "vgg16",
                 "preprocessing": "caffe",
                 "layers": ["conv1_1", "conv5_3"],
-                "weights": [{"source": "file", "path": str(weights)}],
+                "weights": [{"source": "file", "path": str(tiny)}],
             }
         },
         "max_images_per_class": 2,
@@ -165,3 +165,10 @@ def test_session_run_writes_under_the_source_model_of_conf_local(
     assert sorted(p.name for p in features.iterdir() if p.is_dir()) == ["tiny_vgg"]
     manifest = pd.read_parquet(features / "tiny_vgg/digits/feature_manifest.parquet")
     assert list(pd.unique(manifest["layer"])) == ["conv1_1", "conv5_3"]
+    weights = pd.read_parquet(features / "tiny_vgg/digits/weights_provenance.parquet").iloc[0]
+    assert (weights["source_model"], weights["path"], weights["published"]) == (
+        "tiny_vgg",
+        str(tiny),
+        False,
+    )
+    assert weights["provenance"] == "user file, not verified against the published weights"

@@ -16,6 +16,7 @@ from cnn_feature_behavior.extraction.source_models import (
     available_layers,
     load_backbone,
     source_model_spec,
+    weights_provenance,
 )
 from cnn_feature_behavior.extraction.stream import (
     ExtractionSettings,
@@ -37,12 +38,14 @@ def extract_embedding(
     feature_extraction: dict[str, Any],
     executor: str,
     dask: dict[str, Any],
-) -> tuple[pd.DataFrame, EmbeddingPlan]:
-    """Feature manifest and the embedding's plan (computed as it is saved, here or on Dask)."""
+) -> tuple[pd.DataFrame, EmbeddingPlan, pd.DataFrame]:
+    """Feature manifest, the embedding's plan (computed as it is saved, here or on Dask) and the
+    weights' provenance (published or not, logged)."""
     # A wrong scheduler address is reported now, not after the model has loaded.
     check_scheduler(executor, dask)
     spec = source_model_spec(source_model, source_models)
     backbone = load_backbone(source_model, source_models)
+    provenance = weights_provenance(source_model, source_models)
     model = SourceModel(
         name=source_model,
         spec=spec,
@@ -55,7 +58,7 @@ def extract_embedding(
         ExtractionSettings.from_params(crops, feature_extraction), backbone, source_model
     )
     plan, manifest = plan_embedding(image_index, Path(raw_dir), model, settings, executor, dask)
-    return manifest, plan
+    return manifest, plan, provenance.table()
 
 
 def collect_extraction_rejects(

@@ -29,7 +29,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:executor",
                     "params:dask",
                 ],
-                outputs=["feature_manifest", "embedding"],
+                outputs=["feature_manifest", "embedding", "weights_provenance"],
                 name="extract_embedding",
             ),
             node(
