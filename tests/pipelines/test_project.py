@@ -20,6 +20,27 @@ def _config(project_root: Path, env: str | None, runtime_params: dict | None = N
     return project_config(project_root, env, runtime_params)
 
 
+def test_kedro_datasets_extras_are_the_catalogs_types(project_root):
+    """pyproject declares the kedro-datasets extra of every type the catalog uses, and no other."""
+    import tomllib
+
+    used = set()
+    for path in (project_root / "conf").glob("*/catalog*.yml"):
+        for entry in yaml.safe_load(path.read_text()).values():
+            for kind in (
+                (entry.get("type"), entry.get("dataset")) if isinstance(entry, dict) else ()
+            ):
+                if isinstance(kind, str) and "." in kind and not kind.startswith("cnn_feature"):
+                    used.add(kind)
+    needed = {kind.replace(".", "-").lower() for kind in used if not kind.startswith("partitions.")}
+    with open(project_root / "pyproject.toml", "rb") as file:
+        dependencies = tomllib.load(file)["project"]["dependencies"]
+    (requirement,) = [d for d in dependencies if d.startswith("kedro-datasets[")]
+    declared = set(requirement[requirement.index("[") + 1 : requirement.index("]")].split(","))
+    assert "pandas.CSVDataset" in used and "text.TextDataset" in used
+    assert declared == needed
+
+
 def test_telemetry_is_off_in_project_files(project_root):
     consent = yaml.safe_load((project_root / ".telemetry").read_text())
     assert consent == {"consent": False}
