@@ -31,7 +31,7 @@ def make_project_copy(destination: Path) -> Path:
         PROJECT_ROOT / "conf",
         destination / "conf",
         dirs_exist_ok=True,
-        ignore=lambda folder, names: names if Path(folder).name == "local" else [],
+        ignore=lambda folder, names: names if Path(folder) == PROJECT_ROOT / "conf/local" else [],
     )
     (destination / "src").mkdir(exist_ok=True)
     for layer in (PROJECT_ROOT / "data").iterdir():
