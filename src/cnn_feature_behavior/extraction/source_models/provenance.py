@@ -128,14 +128,23 @@ def published_match(digests: dict[str, str], file_names: list[str]) -> str | Non
 
 
 def describe(
-    source_model: str, weights_source: str, path: Path, spec: dict[str, Any], wheel: Any = None
+    source_model: str,
+    weights_source: str,
+    path: Path,
+    spec: dict[str, Any],
+    wheel: Any = None,
+    project_root: Path | None = None,
 ) -> WeightsProvenance:
-    """The provenance of the weights file `path`, read from `weights_source` of `spec`."""
+    """The provenance of the weights file `path`, read from `weights_source` of `spec`; a path
+    inside `project_root` is recorded relative to it (the same record from any copy)."""
     digests = file_digests(path)
+    shown = path
+    if project_root is not None and path.is_relative_to(project_root):
+        shown = path.relative_to(project_root)
 
     def record(published: bool, provenance: str) -> WeightsProvenance:
         return WeightsProvenance(
-            source_model, weights_source, str(path), digests["sha256"], published, provenance
+            source_model, weights_source, str(shown), digests["sha256"], published, provenance
         )
 
     keras_files = [s["file_name"] for s in spec.get("weights", []) if s.get("source") == "keras"]
