@@ -27,8 +27,12 @@ def test_kedro_datasets_extras_are_the_catalogs_types(project_root):
     used = set()
     for path in (project_root / "conf").glob("*/catalog*.yml"):
         for entry in yaml.safe_load(path.read_text()).values():
+            if not isinstance(entry, dict):
+                continue
+            inner = entry.get("dataset")  # a PartitionedDataset's: a type, or a dict with one
             for kind in (
-                (entry.get("type"), entry.get("dataset")) if isinstance(entry, dict) else ()
+                entry.get("type"),
+                inner.get("type") if isinstance(inner, dict) else inner,
             ):
                 if isinstance(kind, str) and "." in kind and not kind.startswith("cnn_feature"):
                     used.add(kind)

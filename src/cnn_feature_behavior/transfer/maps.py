@@ -19,84 +19,34 @@ from sklearn.manifold import TSNE
 from threadpoolctl import threadpool_limits
 
 from cnn_feature_behavior.extraction.layer_kinds import SPATIAL, normalise_layer_kind
-from cnn_feature_behavior.transfer.embeddings import (
-    FNE_NEGATIVE,
-    FNE_POSITIVE,
-    fne_values,
-    standardise,
-)
+from cnn_feature_behavior.transfer.embeddings import fne_values, standardise
+from cnn_feature_behavior.transfer.settings import DEFAULT_MAP_EMBEDDINGS, MapSettings
 
 logger = logging.getLogger(__name__)
 
 FULL_NETWORK = "full_network"
 FNE = "fne"
-# `transfer.maps.embeddings: default`: the embedding's middle and last spatial layers (VGG16's
-# conv3_3 and conv5_3, this project's fixed choice before), then the full network and the FNE.
-DEFAULT = "default"
 MAP_COLUMNS = ("dataset", "source_model", "embedding", "image_id", "label", "class_name", "x", "y")
-
-
-@dataclass(frozen=True)
-class MapSettings:
-    """How the maps are drawn (`transfer.maps` parameters)."""
-
-    embeddings: tuple[str, ...] | str = DEFAULT
-    max_images: int = 2000
-    pca_components: int = 50
-    perplexity: float = 30.0
-    max_iter: int = 1000
-    seed: int = 2018
-    fne_positive: float = FNE_POSITIVE
-    fne_negative: float = FNE_NEGATIVE
-    threads: int | None = None
-
-    @classmethod
-    def from_params(cls, params: dict) -> MapSettings:
-        """Settings from a parameters block; unknown keys are errors, absent keys the defaults."""
-        fields = set(cls.__dataclass_fields__)
-        unknown = sorted(set(params) - fields)
-        if unknown:
-            raise ValueError(f"transfer.maps: unknown key(s) {unknown}; known: {sorted(fields)}")
-        embeddings = params.get("embeddings", DEFAULT)
-        if isinstance(embeddings, str) and embeddings != DEFAULT:
-            raise ValueError(
-                f"transfer.maps.embeddings: a list of names or `{DEFAULT}`, got {embeddings!r}"
-            )
-        if not isinstance(embeddings, str):
-            embeddings = tuple(embeddings)
-        settings = cls(**{**params, "embeddings": embeddings})
-        if not settings.embeddings:
-            raise ValueError("transfer.maps.embeddings: name at least one embedding")
-        if settings.max_images < 2:
-            raise ValueError(
-                f"transfer.maps.max_images must be at least 2, got {settings.max_images}"
-            )
-        if settings.pca_components < 2:
-            raise ValueError(
-                f"transfer.maps.pca_components must be at least 2, got {settings.pca_components}"
-            )
-        if settings.perplexity <= 0:
-            raise ValueError(f"transfer.maps.perplexity must be > 0, got {settings.perplexity}")
-        return settings
-
-    def for_layers(self, layers: Sequence[str], kinds: Sequence[str]) -> MapSettings:
-        """These settings with `default` embeddings resolved (`default_embeddings`) for an
-        embedding whose features come from `layers` of `kinds`."""
-        if self.embeddings != DEFAULT:
-            return self
-        return dataclasses.replace(self, embeddings=default_embeddings(layers, kinds))
 
 
 def default_embeddings(layers: Sequence[str], kinds: Sequence[str]) -> tuple[str, ...]:
     """`transfer.maps.embeddings: default` for an embedding whose features come from `layers`
     (one per feature, manifest order) of `kinds` (`spatial` / `head`): its middle (of an even
     count, the earlier) and last spatial layers (of every layer where none is spatial), then the
-    full network and the FNE."""
+    full network and the FNE. VGG16: conv3_3 and conv5_3, this project's fixed choice before."""
     ordered = list(pd.unique(np.asarray([str(layer) for layer in layers])))
     kind_of = {str(layer): normalise_layer_kind(kind) for layer, kind in zip(layers, kinds)}
     spatial = [layer for layer in ordered if kind_of[layer] == SPATIAL] or ordered
     chosen = list(dict.fromkeys([spatial[(len(spatial) - 1) // 2], spatial[-1]]))
     return (*chosen, FULL_NETWORK, FNE)
+
+
+def for_layers(settings: MapSettings, layers: Sequence[str], kinds: Sequence[str]) -> MapSettings:
+    """`settings` with `default` embeddings resolved (`default_embeddings`) for an embedding whose
+    features come from `layers` of `kinds`."""
+    if settings.embeddings != DEFAULT_MAP_EMBEDDINGS:
+        return settings
+    return dataclasses.replace(settings, embeddings=default_embeddings(layers, kinds))
 
 
 def stratified_subsample(labels: np.ndarray, max_images: int, seed: int) -> np.ndarray:
@@ -191,7 +141,7 @@ def embedding_values(
         return standardise(values)
     if name == FNE:
         return fne_values(
-            standardise(values), positive=settings.fne_positive, negative=settings.fne_negative
+            standardise(values), positive=settings.fne.positive, negative=settings.fne.negative
         )
     mask = feature_layers == name
     if not mask.any():
@@ -233,7 +183,7 @@ def embedding_maps(
     `known_layers` are the source models' layer names: a listed embedding that is one of them but
     absent from `feature_layers` is skipped with a warning saying what to set; a name that is none
     of them (nor `full_network` / `fne`) is an error. `default` embeddings must be resolved first
-    (`MapSettings.for_layers`).
+    (`for_layers`).
     """
     values = np.asarray(values)
     feature_layers = np.asarray([str(layer) for layer in feature_layers])
@@ -243,9 +193,7 @@ def embedding_maps(
             f"{len(feature_layers)})"
         )
     if isinstance(settings.embeddings, str):
-        raise ValueError(
-            "transfer.maps.embeddings `default`: resolve it with MapSettings.for_layers"
-        )
+        raise ValueError("transfer.maps.embeddings `default`: resolve it with maps.for_layers")
     _check_known(settings.embeddings, known_layers)
     rows = stratified_subsample(images.labels, settings.max_images, settings.seed)
     sample, labels = values[rows], images.labels[rows]
@@ -302,7 +250,7 @@ def _warn_absent(name: str, feature_layers: np.ndarray, source_model: str) -> No
         name,
         source_model,
         ", ".join(shown),
-        DEFAULT,
+        DEFAULT_MAP_EMBEDDINGS,
     )
 
 
