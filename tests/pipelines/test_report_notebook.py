@@ -36,6 +36,7 @@ RUN_INPUTS = CROSS_DATASET_INPUTS + (
     "davg_curve",
     "class_counts",
     "layer_kept",
+    "weights_provenance",
 )
 
 NETWORK_GUARD = """

