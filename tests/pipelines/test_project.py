@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kedro.config import OmegaConfigLoader
+from builders.project import project_config
 
 from cnn_feature_behavior.pipeline_registry import AFTER_STUDY, STUDY_ORDER
 
@@ -19,14 +19,32 @@ DATASETS = (
 
 
 def _config(project_root: Path, env: str | None, runtime_params: dict | None = None):
-    from cnn_feature_behavior.settings import CONFIG_LOADER_ARGS
+    return project_config(project_root, env, runtime_params)
 
-    return OmegaConfigLoader(
-        str(project_root / "conf"),
-        **CONFIG_LOADER_ARGS,
-        env=env,
-        runtime_params=runtime_params or {},
-    )
+
+def test_kedro_datasets_extras_are_the_catalogs_types(project_root):
+    """pyproject declares the kedro-datasets extra of every type the catalog uses, and no other."""
+    import tomllib
+
+    used = set()
+    for path in (project_root / "conf").glob("*/catalog*.yml"):
+        for entry in yaml.safe_load(path.read_text()).values():
+            if not isinstance(entry, dict):
+                continue
+            inner = entry.get("dataset")  # a PartitionedDataset's: a type, or a dict with one
+            for kind in (
+                entry.get("type"),
+                inner.get("type") if isinstance(inner, dict) else inner,
+            ):
+                if isinstance(kind, str) and "." in kind and not kind.startswith("cnn_feature"):
+                    used.add(kind)
+    needed = {kind.replace(".", "-").lower() for kind in used if not kind.startswith("partitions.")}
+    with open(project_root / "pyproject.toml", "rb") as file:
+        dependencies = tomllib.load(file)["project"]["dependencies"]
+    (requirement,) = [d for d in dependencies if d.startswith("kedro-datasets[")]
+    declared = set(requirement[requirement.index("[") + 1 : requirement.index("]")].split(","))
+    assert "pandas.CSVDataset" in used and "text.TextDataset" in used
+    assert declared == needed
 
 
 def test_telemetry_is_off_in_project_files(project_root):

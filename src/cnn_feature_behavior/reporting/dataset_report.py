@@ -144,6 +144,19 @@ def intro(dataset_properties: pd.DataFrame, thresholds: pd.DataFrame, run: RunNa
     )
 
 
+def weights_sentence(weights_provenance: pd.DataFrame) -> str:
+    """Which weights the source model ran with, and whether they are its published ones (the
+    extraction's `weights_provenance` row, extraction/source_models/provenance.py)."""
+    row = one_row(weights_provenance, "weights_provenance")
+    if row["published"] or row["weights_source"] == "keras_file":
+        return f"Weights ({row['path']}): {row['provenance']}."
+    return (
+        f"Weights ({row['path']}, sha256 {row['sha256'][:16]}...): {row['provenance']}. Every "
+        f"number in this report describes this file's weights, not {row['source_model']}'s "
+        "published ones."
+    )
+
+
 def transfer_text(transfer_results: pd.DataFrame) -> str:
     """The verdict, then how the transfer was evaluated."""
     summary = transfer_summary.summarise(transfer_results)

@@ -98,6 +98,7 @@ DATASET_REPORT_PARTS = (
         ["dataset_properties", "thresholds", DATASET, MODEL],
         INTRO,
     ),
+    Part("text_weights", nodes.weights_text, ["weights_provenance"], INTRO),
     Part(
         "table_2_dataset_properties",
         nodes.dataset_properties_row,

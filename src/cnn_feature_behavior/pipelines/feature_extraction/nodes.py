@@ -14,6 +14,7 @@ from cnn_feature_behavior.extraction.source_models import (
     available_layers,
     load_backbone,
     source_model_spec,
+    weights_provenance,
 )
 from cnn_feature_behavior.extraction.stream import (
     ExtractionSettings,
@@ -35,13 +36,15 @@ def extract_embedding(
     feature_extraction: dict[str, Any],
     executor: str,
     dask: dict[str, Any],
-) -> tuple[pd.DataFrame, EmbeddingPlan, tuple[str, ...]]:
-    """Feature manifest, the embedding's plan (computed as it is saved, here or on Dask) and the
-    embedding's columns, which open its `embedding_columns` view once the embedding is saved."""
+) -> tuple[pd.DataFrame, EmbeddingPlan, tuple[str, ...], pd.DataFrame]:
+    """Feature manifest, the embedding's plan (computed as it is saved, here or on Dask), the
+    embedding's columns, which open its `embedding_columns` view once the embedding is saved, and
+    the weights' provenance (published or not, logged)."""
     # A wrong scheduler address is reported now, not after the model has loaded.
     check_scheduler(executor, dask)
     spec = source_model_spec(source_model, source_models)
     backbone = load_backbone(source_model, source_models)
+    provenance = weights_provenance(source_model, source_models)
     model = SourceModel(
         name=source_model,
         spec=spec,
@@ -54,7 +57,7 @@ def extract_embedding(
         backbone.inputs[0].shape[1], source_model
     )
     plan, manifest = plan_embedding(image_index, Path(raw_dir), model, settings, executor, dask)
-    return manifest, plan, plan.columns
+    return manifest, plan, plan.columns, provenance.table()
 
 
 def collect_extraction_rejects(

@@ -30,7 +30,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:executor",
                     "params:dask",
                 ],
-                outputs=["feature_manifest", "embedding", "embedding_columns"],
+                outputs=[
+                    "feature_manifest",
+                    "embedding",
+                    "embedding_columns",
+                    "weights_provenance",
+                ],
                 name="extract_embedding",
             ),
             node(

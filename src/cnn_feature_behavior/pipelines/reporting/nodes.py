@@ -54,6 +54,11 @@ def report_intro(
     return dataset_report.intro(dataset_properties, thresholds, RunName(dataset, source_model))
 
 
+def weights_text(weights_provenance: pd.DataFrame) -> str:
+    """The report's sentence on the source model's weights: published or not."""
+    return dataset_report.weights_sentence(weights_provenance)
+
+
 def dataset_properties_row(dataset_properties: pd.DataFrame) -> pd.DataFrame:
     """This dataset's Table 2 row."""
     one_row(dataset_properties, "dataset_properties")
