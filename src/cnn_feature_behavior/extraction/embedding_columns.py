@@ -24,6 +24,10 @@ class EmbeddingColumnsDataset(AbstractDataset[object, ShardedEmbeddingDataset]):
     def save(self, data: object) -> NoReturn:
         raise DatasetError(f"{self._path}: the embedding columns view is read-only")
 
+    def content_digest(self) -> str:
+        """The embedding's (lineage records: the view is checked like the embedding itself)."""
+        return ShardedEmbeddingDataset(self._path).content_digest()
+
     def _exists(self) -> bool:
         return ShardedEmbeddingDataset(self._path).exists()
 
