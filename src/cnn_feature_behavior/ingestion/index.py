@@ -10,7 +10,9 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 
 from cnn_feature_behavior.ingestion.image_checks import (
+    DEFAULT_DECODE_THREADS,
     DEFAULT_SIZE_CHECK,
+    DecodeThreads,
     SizeCheck,
     find_decode_problems,
 )
@@ -76,17 +78,22 @@ def build_index(
     verify_images: bool,
     allow_missing: bool,
     max_images_per_class: int | None,
-    decode_workers: int | None = None,
+    decoding: DecodeThreads = DEFAULT_DECODE_THREADS,
     size_check: SizeCheck = DEFAULT_SIZE_CHECK,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(image_index, ingestion_rejects) from a layout scan; see docs/data_contracts.md.
 
-    With `verify_images`, every selected image is decoded and checked against `size_check`."""
+    With `verify_images`, every selected image is decoded and checked against `size_check`, by
+    the threads of `decoding`."""
     if max_images_per_class is not None and max_images_per_class < 1:
         raise ValueError(f"max_images_per_class must be at least 1, got {max_images_per_class}")
     rejects = _layout_rejects(scan, raw_dir, dataset, allow_missing)
     checker = (
-        (lambda b: find_decode_problems(raw_dir, b, decode_workers, size_check))
+        (
+            lambda b: find_decode_problems(
+                raw_dir, b, decoding.workers, size_check, decoding.memory_bytes
+            )
+        )
         if verify_images
         else None
     )
