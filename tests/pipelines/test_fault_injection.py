@@ -1,7 +1,8 @@
 """The fault-injection run's short form (benchmarks/fault_injection.py): real `kedro run`s with the
-default VGG16 on 2 classes x 3 images of caltech101-mini, a kill -9 during extraction, a
-truncated shard, a garbled plan.json and four hostile files; every result must equal the clean
-run's bit for bit, or the fault end in an error naming the file or a reject with the reason.
+default VGG16 on 2 classes x 3 images of caltech101-mini (ingestion, extraction and DKS), a kill
+-9 during extraction, a truncated shard, a byte flipped in a shard's data and in its footer, a garbled
+plan.json and five hostile files; every result must equal the clean run's bit for bit, or the
+fault end in an error naming the file or a reject with the reason.
 
 About 2 minutes of CPU (two cores); bounded at 10 minutes of wall time on a loaded machine.
 """
@@ -23,7 +24,8 @@ SHORT_FORM = [
     "--images-per-class", "3",
     "--shard-size", "2",
     "--run-timeout", "300",
-    "--faults", "kill,truncated_shard,plan_garbled,hostile_images",
+    "--pipelines", "ingestion,feature_extraction,dks",
+    "--faults", "kill,truncated_shard,flipped_shard_byte,plan_garbled,hostile_images",
 ]  # fmt: skip
 WEIGHTS = PROJECT_ROOT / "data" / "06_models"
 
@@ -43,11 +45,12 @@ def test_short_fault_injection_run_finds_no_silent_difference():
     )
     output = result.stdout + result.stderr[-3000:]
     faults = [line for line in result.stdout.splitlines() if line.startswith("FAULT ")]
-    assert len(faults) == 7, output  # 1 kill, 2 store faults, 4 hostile files
+    assert len(faults) == 10, output  # 1 kill, 4 store faults, 5 hostile files
     last = result.stdout.strip().splitlines()[-1]
     assert re.fullmatch(
-        r"RESULT faults=7 identical=\d+ clear_errors=\d+ silent_differences=0", last
+        r"RESULT faults=10 identical=\d+ clear_errors=\d+ unclear_errors=0 silent_differences=0",
+        last,
     ), output
     assert result.returncode == 0, output
     hostile = [line for line in faults if "rejected with reason" in line]
-    assert len(hostile) == 4, output
+    assert len(hostile) == 5, output
