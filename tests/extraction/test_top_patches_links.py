@@ -8,7 +8,7 @@ import logging
 import numpy as np
 from PIL import Image
 
-from cnn_feature_behavior.reporting.feature_visualisation import load_centre_crops
+from cnn_feature_behavior.extraction.top_patches import load_centre_crops
 
 
 def test_a_link_out_of_raw_dir_is_left_out_of_the_pool_and_named(tmp_path, caplog):
