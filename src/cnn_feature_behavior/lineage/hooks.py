@@ -38,6 +38,10 @@ class StaleInputError(RuntimeError):
     """An input that is missing its record, damaged, or computed from other inputs or settings."""
 
 
+class UnsupportedRunnerError(RuntimeError):
+    """A runner whose nodes run in other processes, out of the hook's sight."""
+
+
 class OutputsWouldBeReplacedError(RuntimeError):
     """The run would replace outputs made with other study settings (and was not asked to)."""
 
@@ -90,6 +94,7 @@ class LineageHooks:
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        _refuse_other_processes(run_params)
         params = _parameters(catalog)
         root = Path(run_params.get("project_path") or ".").resolve()
         self._run = run = _Run(catalog, params, dict(run_params), root)
@@ -415,6 +420,19 @@ class LineageHooks:
             if any(self._path(output) == path for output in pipeline.all_outputs()):
                 return name
         return None
+
+
+def _refuse_other_processes(run_params: Mapping[str, Any]) -> None:
+    """The ParallelRunner runs nodes and saves outputs in worker processes, each with a copy of
+    the hook that cannot see what the in-memory datasets were computed from in the others: the
+    records would lose inputs and parameters, and stale inputs would pass."""
+    runner = str(run_params.get("runner") or "")
+    if "ParallelRunner" in runner:
+        raise UnsupportedRunnerError(
+            "the ParallelRunner runs the nodes in other processes, where the lineage hook cannot "
+            "follow what each output was computed from (docs/reliability.md, 'Lineage'); run "
+            "with the default SequentialRunner or with `--runner ThreadRunner`"
+        )
 
 
 def _named(name: str, record: Mapping[str, Any] | None) -> str:
