@@ -1,12 +1,12 @@
 """Fault injection: real `kedro run`s of the whole study on caltech101-mini (1 crop), each result
 compared with a clean run bit for bit (issue 16, "The proof"; issue 27).
 
-Every fault is injected into real runs of the six pipelines (ingestion, feature_extraction, dks,
-calibration, transfer, reporting) in a temporary copy of the project (tests/builders/project.py),
-on a temporary copy of a subset of `../shared/datasets/caltech101-mini` (so that files can be
-replaced, added or hidden; the real data/ and the shared datasets are never touched). After the
-fault the run is repeated, or a partial run (`--pipelines ...`) is made, or the faulty run's own
-outcome is taken, and classified:
+Every fault is injected into real runs of the whole study (STUDY_ORDER: ingestion,
+feature_extraction, dks, calibration, transfer, retrieval, few_shot, reporting) in a temporary
+copy of the project (tests/builders/project.py), on a temporary copy of a subset of
+`../shared/datasets/caltech101-mini` (so that files can be replaced, added or hidden; the real
+data/ and the shared datasets are never touched). After the fault the run is repeated, or a
+partial run (`--pipelines ...`) is made, or the faulty run's own outcome is taken, and classified:
 
 - `identical`: the run succeeded and every result (every Parquet table, every embedding row, the
   reports' CSV tables) equals the clean run's, bit for bit;
@@ -55,8 +55,13 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from builders.project import SHARED_DATASETS, make_project_copy  # noqa: E402
 
+from cnn_feature_behavior.pipeline_registry import STUDY_ORDER  # noqa: E402
+
 DATASET = "caltech101"
-PIPELINES = "ingestion,feature_extraction,dks,calibration,transfer,reporting"
+# The whole study, as `kedro run` with no --pipelines runs it.
+PIPELINES = ",".join(STUDY_ORDER)
+# What reads dks.parquet, up to the reports.
+AFTER_DKS = ",".join(STUDY_ORDER[STUDY_ORDER.index("calibration") :])
 RESULT_DIRS = (
     "data/02_intermediate",
     "data/03_primary",
@@ -543,7 +548,7 @@ class Faults:
         if self.lab.settings.pipelines != PIPELINES:
             return [Outcome("a byte flipped in dks.parquet", SKIPPED, "needs the whole study")]
         outcomes = []
-        for pipelines in ("calibration,transfer,reporting", PIPELINES):
+        for pipelines in (AFTER_DKS, PIPELINES):
             project = self.copy_of_clean(f"flipped_dks_{len(outcomes)}")
             target = self.model_output(project) / "dks.parquet"
             flip_byte(target, last_byte_of_column(target, 2))
