@@ -57,6 +57,8 @@ RUNTIME_ONLY_PARAMETERS = (
     "dks.keep_shards_open",
     "transfer.workers",
     "transfer.maps.threads",
+    "retrieval.workers",
+    "few_shot.workers",
 )
 _LIBRARIES = (
     "tensorflow",
