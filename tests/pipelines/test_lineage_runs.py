@@ -13,12 +13,14 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
-from builders.tiny_study import RAW_DIR, session_run, tiny_study, write_image
+from builders.tiny_study import RAW_DIR, RUNTIME_PARAMS, session_run, tiny_study, write_image
 
 from cnn_feature_behavior.extraction.folder_lock import FolderLockedError
+from cnn_feature_behavior.lineage import digests, records
 from cnn_feature_behavior.lineage.hooks import OutputsWouldBeReplacedError, StaleInputError
 
 EMBEDDING = "data/04_feature/tiny/digits/embedding"
@@ -123,3 +125,60 @@ def test_a_second_run_of_the_dataset_and_model_stops_at_once_and_writes_nothing(
     finally:
         holder.kill()
         holder.wait()
+
+
+def _saved_outputs(project):
+    """{output name: path relative to the project} of every pipeline of the study (no list: the
+    registry's pipelines and the catalog's datasets with a `filepath` or `path`)."""
+    from kedro.framework.project import pipelines
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    from cnn_feature_behavior.pipeline_registry import STUDY_ORDER
+
+    bootstrap_project(project)
+    with KedroSession.create(
+        project_path=project, env="digits", runtime_params=RUNTIME_PARAMS
+    ) as s:
+        catalog = s.load_context().catalog
+    found = {}
+    for name in STUDY_ORDER:
+        for output in pipelines[name].all_outputs():
+            dataset = catalog.get(output)  # None: a default MemoryDataset
+            described = dataset._describe() if dataset is not None else {}  # noqa: SLF001
+            location = described.get("filepath") or described.get("path")
+            if location:
+                found[output] = Path(location).resolve().relative_to(project.resolve())
+    return found
+
+
+@pytest.mark.slow
+def test_every_saved_output_of_the_study_has_its_own_record(studied):
+    # The hook takes no list: the pipelines merged later (retrieval, few_shot, the report parts)
+    # are covered by being registered. The reports' figures and tables are written as files into
+    # one folder by three datasets: each file gets its record, naming the dataset that wrote it
+    # (a record of the folder would be one for three, overwritten twice).
+    outputs = _saved_outputs(studied)
+    assert {"retrieval_scores", "few_shot_results", "dataset_report_html"} <= set(outputs)
+    report = Path("data/08_reporting/tiny/digits")
+    assert {n for n, p in outputs.items() if p == report} == {
+        "dataset_report_figures",
+        "dataset_report_tables_csv",
+        "dataset_report_tables_md",
+    }
+    for name, path in outputs.items():
+        if (studied / path).is_dir() and name != "embedding":
+            continue
+        record = records.read_record(studied / path)
+        assert record is not None, f"{name} ({path}) has no record"
+        assert record["dataset"] == name
+    assert records.read_record(studied / report) is None
+    written = {"table_2_dataset_properties.csv": "dataset_report_tables_csv"}
+    written |= {"table_2_dataset_properties.md": "dataset_report_tables_md"}
+    written |= {f.name: "dataset_report_figures" for f in (studied / report).glob("*.png")}
+    assert len(written) > 3
+    for file_name, name in written.items():
+        record = records.read_record(studied / report / file_name)
+        assert record is not None, f"{file_name} has no record"
+        assert record["dataset"] == name and record["path"] == f"{report}/{file_name}"
+        assert record["content"] == digests.content_digest(studied / report / file_name)

@@ -307,6 +307,7 @@ class LineageHooks:
         lineage = self._lineage_of(node)
         dataset = self._dataset(dataset_name)
         run = self._run
+        files = _files_saved(self._file(path), dataset, data)
         record = {
             "format": records.RECORD_FORMAT,
             "dataset": dataset_name,
@@ -314,7 +315,7 @@ class LineageHooks:
             "written": records.now(),
             "node": node.name,
             "pipeline": self._pipeline_of(node),
-            "content": _content_digest(self._file(path), dataset, data),
+            "content": _content_digest(self._file(path), dataset, files),
             "inputs": lineage.inputs,
             "parameters": lineage.parameters,
             "settings": lineage.settings,
@@ -327,7 +328,18 @@ class LineageHooks:
                 "run_id": run.run_params.get("run_id"),
             },
         }
-        records.write_record(self._file(path), record)
+        if files is None:
+            records.write_record(self._file(path), record)
+        else:  # several datasets may write into one folder: a record beside each file
+            for file in files:
+                records.write_record(
+                    file,
+                    {
+                        **record,
+                        "path": f"{path}/{file.relative_to(self._file(path)).as_posix()}",
+                        "content": digests.content_digest(file),
+                    },
+                )
         run.written[path] = record
 
     def _lineage_of(self, node: Any) -> _Lineage:
@@ -482,11 +494,26 @@ def _dataset_path(dataset: Any) -> str | None:
     return str(location) if location else None
 
 
-def _content_digest(path: str, dataset: Any, data: Any = None) -> str | None:
+def _content_digest(path: Path, dataset: Any, files: list[Path] | None = None) -> str | None:
     own = getattr(dataset, "content_digest", None)
     if callable(own):
         return own()
-    return digests.content_digest(path, list(data) if isinstance(data, dict) else None)
+    names = None if files is None else [f.relative_to(path).as_posix() for f in files]
+    return digests.content_digest(path, names)
+
+
+def _files_saved(folder: Path, dataset: Any, data: Any) -> list[Path] | None:
+    """The files a save of a dict wrote into `folder` (a PartitionedDataset's partitions with its
+    file name suffix, a MatplotlibDataset's named figures); None for an output of its own."""
+    if (
+        not isinstance(data, dict)
+        or not folder.is_dir()
+        or callable(getattr(dataset, "content_digest", None))
+    ):
+        return None
+    suffix = getattr(dataset, "_filename_suffix", "") if _is_partitioned(dataset) else ""
+    files = [folder / f"{key}{suffix}" for key in data]
+    return [f for f in files if f.is_file()]
 
 
 def _details(dataset: Any) -> dict[str, Any]:
