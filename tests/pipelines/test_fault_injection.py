@@ -9,6 +9,7 @@ About 2 minutes of CPU (two cores); bounded at 10 minutes of wall time on a load
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -16,6 +17,8 @@ import sys
 
 import pytest
 from builders.project import PROJECT_ROOT, SHARED_DATASETS
+
+from cnn_feature_behavior.pipeline_registry import STUDY_ORDER
 
 SCRIPT = PROJECT_ROOT / "benchmarks" / "fault_injection.py"
 SHORT_FORM = [
@@ -54,3 +57,36 @@ def test_short_fault_injection_run_finds_no_silent_difference():
     assert result.returncode == 0, output
     hostile = [line for line in faults if "rejected with reason" in line]
     assert len(hostile) == 5, output
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("fault_injection", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_result_line_counts_unclear_errors_and_the_runs_cover_the_study():
+    # Issue 27, finding 6: an error naming no file was in no count; the runs stopped at DKS; no
+    # byte flip, no stale partial run, no second run with other parameters.
+    script = _script()
+    shard = "shard-00001.parquet"
+    outcomes = [
+        script.judge_error("a", script.Run(1, [(0.0, "ValueError: bad value")]), [shard]),
+        script.judge_error("b", script.Run(1, [(0.0, f"Error: {shard} is damaged")]), [shard]),
+        script.Outcome("c", script.SKIPPED, "needs the whole study"),
+    ]
+    assert [o.outcome for o in outcomes[:2]] == [script.UNCLEAR, script.CLEAR]
+    assert script.summary(outcomes) == (
+        "RESULT faults=2 identical=0 clear_errors=1 unclear_errors=1 silent_differences=0"
+    )
+    assert script.PIPELINES.split(",") == list(STUDY_ORDER)
+    assert {
+        "flipped_shard_byte",
+        "flipped_dks_byte",
+        "stale_partial_runs",
+        "second_run_other_params",
+        "link_after_ingestion",
+    } <= set(script.ALL_FAULTS)
+    assert "data/07_model_output" in script.RESULT_DIRS
