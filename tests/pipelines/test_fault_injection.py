@@ -15,6 +15,8 @@ import re
 import subprocess
 import sys
 
+import numpy as np
+import pandas as pd
 import pytest
 from builders.project import PROJECT_ROOT, SHARED_DATASETS
 
@@ -90,3 +92,11 @@ def test_the_result_line_counts_unclear_errors_and_the_runs_cover_the_study():
         "link_after_ingestion",
     } <= set(script.ALL_FAULTS)
     assert "data/07_model_output" in script.RESULT_DIRS
+
+
+def test_results_are_compared_bit_for_bit_but_for_measured_durations():
+    script = _script()
+    clean = pd.DataFrame({"map_at_k": [0.5, 0.25], "seconds": [0.45, 0.01]})
+    again = clean.assign(seconds=[0.02, 0.03])  # retrieval_scores of a second run
+    assert script.same_frame(clean, again)
+    assert not script.same_frame(clean, again.assign(map_at_k=[0.5, np.nextafter(0.25, 1)]))
