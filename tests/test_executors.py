@@ -5,6 +5,7 @@ a loopback cluster with certificates made here."""
 from __future__ import annotations
 
 import datetime
+import re
 import socket
 from pathlib import Path
 
@@ -226,3 +227,19 @@ def test_a_tls_local_cluster_serves_no_plain_http(tmp_path):
         assert len(ports) == 2 and all(ports)
         # /info, /metrics and /health were served in plain HTTP on these before issue 27.
         assert [port for port in ports if _listening(port)] == []
+
+
+def test_the_docs_cluster_example_binds_to_loopback_with_tls_and_no_http():
+    # Issue 27, finding 7: the example bound the scheduler to a private address (10.0.0.5), with
+    # its dashboard in plain HTTP on every interface.
+    text = (Path(__file__).resolve().parents[1] / "docs" / "dask.md").read_text()
+    commands = [
+        " ".join(c.replace("\\\n", " ").split())
+        for c in re.findall(r"^dask (?:scheduler|worker) .*?(?<!\\)$", text, re.M | re.S)
+    ]
+    assert len(commands) == 2, commands
+    for command in commands:
+        assert "--host 127.0.0.1" in command, command
+        assert "--tls-ca-file" in command and "--tls-cert" in command, command
+        assert "--no-dashboard --preload cnn_feature_behavior.executors" in command, command
+    assert "tls://127.0.0.1:8786" in commands[1]
