@@ -5,6 +5,7 @@ a loopback cluster with certificates made here."""
 from __future__ import annotations
 
 import datetime
+import re
 import socket
 from pathlib import Path
 
@@ -156,3 +157,89 @@ def test_a_local_cluster_with_tls_settings_runs_encrypted(tmp_path):
     with dask_client("dask", params) as client:
         assert client.scheduler.address.startswith("tls://127.0.0.1:")
         assert client.submit(sum, [4, 5], pure=False).result(timeout=TIMEOUT_S) == 9
+
+
+# Issue 27, finding 7: refusals tried, and no plain HTTP beside a TLS cluster.
+
+
+def _handshake_refused(address: str, ca_file: str, cert: dict[str, str] | None = None) -> bool:
+    """Whether the TLS server at `address` refuses a client that trusts `ca_file` and shows
+    `cert` (none: no certificate): it ends the handshake with an alert, or closes at once."""
+    import ssl
+
+    host, port = address.removeprefix("tls://").rsplit(":", 1)
+    context = ssl.create_default_context(cafile=ca_file)
+    context.check_hostname = False
+    if cert is not None:
+        context.load_cert_chain(cert["cert_file"], cert["key_file"])
+    try:
+        with (
+            socket.create_connection((host, int(port)), timeout=10) as raw,
+            context.wrap_socket(raw) as tls,
+        ):
+            tls.sendall(b"\0" * 8)
+            return tls.recv(1) == b""  # TLS 1.3: the refusal comes after the handshake
+    except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+        return True
+    except TimeoutError:  # let in: the server waits for Dask's first message
+        return False
+
+
+def test_a_tls_cluster_refuses_a_client_without_a_certificate_or_of_another_ca(
+    tls_cluster, tmp_path
+):
+    from distributed import Client
+    from distributed.security import Security
+
+    address, tls = tls_cluster
+    foreign = _certificates(tmp_path)  # a valid certificate, of another CA
+    assert _handshake_refused(address, tls["ca_file"])
+    assert _handshake_refused(address, tls["ca_file"], foreign)
+    assert not _handshake_refused(address, tls["ca_file"], tls)
+    # Through Dask's own client and through the run's parameters, the foreign set is refused.
+    other = Security(
+        tls_ca_file=tls["ca_file"],
+        tls_client_cert=foreign["cert_file"],
+        tls_client_key=foreign["key_file"],
+        require_encryption=True,
+    )
+    with pytest.raises((OSError, TimeoutError)):
+        Client(address, security=other, timeout=5)
+    with pytest.raises(ConnectionError, match="params:dask.scheduler_address"):
+        with dask_client("dask", _params(address, foreign, timeout=5)):
+            pass
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    except OSError:
+        return False
+    return True
+
+
+def test_a_tls_local_cluster_serves_no_plain_http(tmp_path):
+    tls = _certificates(tmp_path)
+    params = {**_params(None, tls, timeout=TIMEOUT_S), "n_workers": 1}
+    with dask_client("dask", params) as client:
+        ports = [client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.http_server.port)]
+        ports += list(client.run(lambda dask_worker: dask_worker.http_server.port).values())
+        assert len(ports) == 2 and all(ports)
+        # /info, /metrics and /health were served in plain HTTP on these before issue 27.
+        assert [port for port in ports if _listening(port)] == []
+
+
+def test_the_docs_cluster_example_binds_to_loopback_with_tls_and_no_http():
+    # Issue 27, finding 7: the example bound the scheduler to a private address (10.0.0.5), with
+    # its dashboard in plain HTTP on every interface.
+    text = (Path(__file__).resolve().parents[1] / "docs" / "dask.md").read_text()
+    commands = [
+        " ".join(c.replace("\\\n", " ").split())
+        for c in re.findall(r"^dask (?:scheduler|worker) .*?(?<!\\)$", text, re.M | re.S)
+    ]
+    assert len(commands) == 2, commands
+    for command in commands:
+        assert "--host 127.0.0.1" in command, command
+        assert "--tls-ca-file" in command and "--tls-cert" in command, command
+        assert "--no-dashboard --preload cnn_feature_behavior.executors" in command, command
+    assert "tls://127.0.0.1:8786" in commands[1]

@@ -11,6 +11,12 @@ TLS (`distributed.security.Security`, encryption required): the client, and a Lo
 started here, present the certificate and accept only peers whose certificate the CA signed
 (docs/dask.md). A scheduler that cannot be reached within `dask.connect_timeout_s` is reported
 naming the parameter, and `check_scheduler` lets a node do so before its slow setup.
+
+HTTP: a Dask scheduler and each worker also serve plain HTTP (`/info`, `/metrics`, `/health`;
+the scheduler's on port 8787), even when their cluster uses TLS. A LocalCluster started with
+`dask.tls` closes these servers as it starts (`dask_setup`, a Dask preload of this module), so a
+TLS cluster serves nothing unencrypted; a scheduler or worker started by hand closes them too
+with `--preload cnn_feature_behavior.executors` (docs/dask.md).
 """
 
 from __future__ import annotations
@@ -132,7 +138,18 @@ def _local_cluster(dask_params: Mapping[str, Any]) -> Iterator[Client]:
         threads,
         ", TLS" if security else "",
     )
-    # Loopback only and no dashboard: a run never opens a port beyond this machine.
+    # Loopback only and no dashboard: a run never opens a port beyond this machine; with TLS, the
+    # scheduler's and the workers' plain HTTP servers are closed as they start.
+    secure = (
+        {
+            "protocol": "tls://",
+            "security": security,
+            "scheduler_kwargs": {"preload": [__name__]},
+            "preload": [__name__],
+        }
+        if security
+        else {}
+    )
     with (
         LocalCluster(
             n_workers=n_workers,
@@ -140,8 +157,18 @@ def _local_cluster(dask_params: Mapping[str, Any]) -> Iterator[Client]:
             processes=True,
             host="127.0.0.1",
             dashboard_address=None,
-            **({"protocol": "tls://", "security": security} if security else {}),
+            **secure,
         ) as cluster,
         Client(cluster, security=security) as client,
     ):
         yield client
+
+
+def dask_setup(server: Any) -> None:
+    """A Dask preload: close the scheduler's or worker's HTTP server (`/info`, `/metrics`,
+    `/health` in plain HTTP, whatever the cluster's TLS) before it serves anything."""
+    http_server = getattr(server, "http_server", None)
+    if http_server is not None:
+        http_server.stop()
+    getattr(server, "services", {}).pop("dashboard", None)
+    logger.info("Dask %s: its HTTP server is closed", type(server).__name__)

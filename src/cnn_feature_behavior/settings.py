@@ -2,14 +2,16 @@
 
 from cnn_feature_behavior.config_loader import StudyConfigLoader
 from cnn_feature_behavior.device import DeviceHooks
+from cnn_feature_behavior.lineage.hooks import LineageHooks
 from cnn_feature_behavior.log_lines import LogLinesHooks
 from cnn_feature_behavior.pipelines.reporting.hooks import ReportLocationHooks
 
 # LogLinesHooks: one log record a line where the output is not a terminal (Rich wraps at 80
 # columns there). DeviceHooks: says which device the run uses, before the first node, without
 # TensorFlow's cuInit error line on a machine that has no GPU. ReportLocationHooks: says where
-# the report is at the end of a run that wrote one.
-HOOKS = (LogLinesHooks(), DeviceHooks(), ReportLocationHooks())
+# the report is at the end of a run that wrote one. LineageHooks: the run's locks, a record
+# beside every output, every input checked before use (docs/reliability.md, "Lineage").
+HOOKS = (LogLinesHooks(), DeviceHooks(), ReportLocationHooks(), LineageHooks())
 
 # The project must never reach the network unasked: the telemetry plugin's hooks stay off
 # here, and `.telemetry` (consent: false) silences its CLI hook too.

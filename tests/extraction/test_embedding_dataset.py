@@ -61,8 +61,11 @@ def test_save_then_load_gives_rows_in_order_and_float32(tmp_path):
     assert sorted(p.name for p in (tmp_path / "emb").iterdir()) == [
         "plan.json",
         "shard-00000.parquet",
+        "shard-00000.parquet.sha256",
         "shard-00001.parquet",
+        "shard-00001.parquet.sha256",
         "shard-00002.parquet",
+        "shard-00002.parquet.sha256",
     ]
     assert dataset.exists()
     assert dataset.feature_columns() == list(COLUMNS)

@@ -33,8 +33,11 @@ def test_shards_and_plan_reach_the_disk_before_they_are_renamed(tmp_path, monkey
     assert sorted(renamed) == [
         ("plan.json", True),
         ("shard-00000.parquet", True),
+        ("shard-00000.parquet.sha256", True),
         ("shard-00001.parquet", True),
+        ("shard-00001.parquet.sha256", True),
         ("shard-00002.parquet", True),
+        ("shard-00002.parquet.sha256", True),
     ]
     assert str(tmp_path / "emb") in synced  # the folder too, so that the renames are durable
 

@@ -98,3 +98,32 @@ def test_an_unknown_fingerprint_mode_and_a_missing_file_are_named(images):
     (raw / "img4.png").unlink()
     with pytest.raises(FileNotFoundError, match=r"img4\.png.*image_index"):
         _plan(raw, index)
+
+
+# Issue 27, finding 8: the digest hashed only the biases and the first kernel, and the
+# fingerprint left out the libraries that compute the forward pass.
+
+
+def test_the_weights_digest_covers_every_weight():
+    from cnn_feature_behavior.extraction.stream import weights_digest
+
+    model = build_tiny_vgg(seed=1)
+    before = weights_digest(model)
+    changed = build_tiny_vgg(seed=1)
+    kernel = changed.get_layer("block5_conv3").kernel
+    values = kernel.numpy()
+    values[0, 0, 0, 0] += 1.0
+    kernel.assign(values)
+    assert weights_digest(changed) != before
+    assert weights_digest(build_tiny_vgg(seed=1)) == before
+    assert len(before) == 64  # the whole SHA-256
+
+
+@pytest.mark.parametrize("library", ["tensorflow", "keras", "numpy"])
+def test_the_fingerprint_covers_the_libraries_of_the_forward_pass(images, library, monkeypatch):
+    raw, index = images
+    before = _plan(raw, index)
+    assert before.description[library]
+    module = {"tensorflow": "tensorflow", "keras": "keras", "numpy": "numpy"}[library]
+    monkeypatch.setattr(f"{module}.__version__", "0.0-other")
+    assert _plan(raw, index).fingerprint != before.fingerprint

@@ -258,7 +258,7 @@ def _kill_mid_shard(cluster, tiny_model, tmp_path: Path) -> None:
     remote = ShardedEmbeddingDataset(path=str(tmp_path / "remote"))
     pd.testing.assert_frame_equal(remote.load(), local.load(), check_exact=True)
     assert remote.rejects() == []
-    assert sorted(p.name for p in (tmp_path / "remote").glob("shard-*")) == [
+    assert sorted(p.name for p in (tmp_path / "remote").glob("shard-*.parquet")) == [
         f"shard-{k:05d}.parquet" for k in range(3)
     ]
 

@@ -21,8 +21,9 @@ the scale, by the range of values found (documented in docs/datasets.md, "Image 
   taken as levels (rounded); negative, above 255, NaN or infinite values are rejected.
 - Transparency (an alpha band, a palette's transparent entries, or a transparency colour in
   `info['transparency']` for `L`, `RGB`, `I`, `I;16*` and `F`) is composited on white.
-A rejection is an `ImageValuesError` (a ValueError) naming the file and the range found; ingestion's
-decode check calls the same function, so such files land in `ingestion_rejects` with that reason.
+The greyscale rule is `ingestion.image_checks.grey_levels`; a rejection is an `ImageValuesError` (a
+ValueError) naming the file and the range found, and ingestion's decode check applies the same
+rule, so such files land in `ingestion_rejects` with that reason.
 An all-dark image of a wider mode (an `F` image within [0, 1] meant as 0..255 levels, an `I` image
 within 0..255 meant as 16-bit levels) cannot be told apart by its values and follows the rule.
 
@@ -39,15 +40,15 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from cnn_feature_behavior.ingestion.image_checks import (
+    BAND_PIXELS,
     CEILINGS,
+    GREY_MODES_BY_VALUE,
     ImageLimits,
     ImageSizeError,
-    ImageValuesError,
+    grey_levels,
 )
 
 CROP_COUNTS = (1, 10)
-_SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N"}
-_GREY_MODES_BY_VALUE = _SIXTEEN_BIT_MODES | {"I", "F"}
 _BACKGROUND = (255, 255, 255)  # transparent pixels are shown on white, as viewers do
 
 
@@ -64,7 +65,7 @@ def load_rgb(path: Path, limits: ImageLimits = CEILINGS) -> np.ndarray:
 def decode_rgb(path: Path, limits: ImageLimits = CEILINGS) -> Image.Image:
     """`load_rgb`'s image as an RGB PIL image: cropping and resizing it needs no array copy."""
     with Image.open(path) as image:  # closes the file only: the decoded image stays usable
-        problem = limits.problem(image.width, image.height, resize=None)
+        problem = limits.problem(image.width, image.height, resize=None, mode=image.mode)
         if problem:
             raise ImageSizeError(path, problem)
         image.load()
@@ -74,78 +75,37 @@ def decode_rgb(path: Path, limits: ImageLimits = CEILINGS) -> Image.Image:
         return to_rgb_image(image, source=path)
 
 
-def upright_rgb(image: Image.Image, source: object = "image") -> np.ndarray:
-    """The RGB uint8 array (H, W, 3) of a loaded PIL image, turned upright as its EXIF says."""
-    return to_rgb_array(ImageOps.exif_transpose(image), source=source)
-
-
-def to_rgb_array(image: Image.Image, source: object = "image") -> np.ndarray:
-    """An RGB uint8 array (H, W, 3) from a decoded PIL image of any mode, by the module's rule.
-
-    `source` (the file) names the image in an ImageValuesError.
-    """
-    return np.asarray(to_rgb_image(image, source), dtype=np.uint8)
-
-
 def to_rgb_image(image: Image.Image, source: object = "image") -> Image.Image:
-    """`to_rgb_array`'s pixels as an RGB PIL image: an RGB image itself, not a copy."""
-    if image.mode in _GREY_MODES_BY_VALUE:
-        values = np.asarray(image)
-        grey = _grey_levels(values, image.mode, source)
-        rgb = np.repeat(grey[:, :, None], 3, axis=2)
-        transparent = _transparent_pixels(values, image.info.get("transparency"))
-        if transparent is not None:
-            rgb[transparent] = _BACKGROUND
-        return Image.fromarray(rgb)
+    """An RGB image from a decoded PIL image of any mode, by the module's rule (an RGB image
+    itself, not a copy); `source` (the file) names the image in an ImageValuesError.
+
+    Besides the decoded image it holds one RGB copy at most (4 bytes a pixel), and for a
+    greyscale image read by value its 8-bit levels (1 byte a pixel): the `decoded_bytes` that
+    `ImageLimits.max_decoded_bytes` bounds.
+    """
+    if image.mode in GREY_MODES_BY_VALUE:
+        # Image.fromarray shares the levels' memory; the RGB conversion repeats each level.
+        return Image.fromarray(grey_levels(image, source), "L").convert("RGB")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
         image.mode in ("P", "L", "RGB") and "transparency" in image.info
     ):
-        # PIL turns a palette's transparent entries and an L or RGB transparency colour into alpha.
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, _BACKGROUND + (255,))
-        image = Image.alpha_composite(background, rgba)
+        return _on_white(image)
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def _grey_levels(values: np.ndarray, mode: str, source: object) -> np.ndarray:
-    """The 8-bit levels (H, W) of a 16-bit, 32-bit integer or float greyscale image."""
-    if values.size == 0:
-        return np.zeros(values.shape, np.uint8)
-    if mode == "F":
-        if not np.isfinite(values).all():
-            raise ImageValuesError(
-                source, "float image (mode F) holds NaN or infinite values; it has no 8-bit reading"
-            )
-        low, high = float(values.min()), float(values.max())
-        if low >= 0 and high <= 1:
-            scale = 255.0
-        elif low >= 0 and high <= 255:
-            scale = 1.0
-        else:
-            raise ImageValuesError(
-                source,
-                f"float image (mode F) with values in [{low:g}, {high:g}]; only [0, 1] (scaled "
-                "by 255) or [0, 255] (8-bit levels) have an 8-bit reading",
-            )
-        return np.rint(values.astype(np.float64) * scale).astype(np.uint8)
-    low, high = int(values.min()), int(values.max())
-    if mode == "I" and low >= 0 and high <= 255:
-        return values.astype(np.uint8)
-    if low >= 0 and high <= 65535:
-        return np.rint(values.astype(np.float64) / 257.0).astype(np.uint8)
-    raise ImageValuesError(
-        source,
-        f"32-bit integer image (mode {mode}) with values in [{low}, {high}]; only 0..255 (8-bit) "
-        "or 0..65535 (16-bit levels) have an 8-bit reading",
-    )
-
-
-def _transparent_pixels(values: np.ndarray, transparency: object) -> np.ndarray | None:
-    """The pixels equal to a greyscale image's transparency colour, or None when it has none."""
-    if transparency is None or isinstance(transparency, (tuple, list, bytes)):
-        return None
-    mask = values == transparency
-    return mask if mask.any() else None
+def _on_white(image: Image.Image) -> Image.Image:
+    """An image with transparency composited on white, as RGB, a band of rows at a time (the
+    operation is per pixel: the same pixels as at once, without whole-image RGBA copies)."""
+    rgb = Image.new("RGB", image.size)
+    rows = max(1, BAND_PIXELS // max(1, image.width))
+    for top in range(0, image.height, rows):
+        box = (0, top, image.width, min(image.height, top + rows))
+        # PIL turns a palette's transparent entries and an L or RGB transparency colour into
+        # alpha (the band keeps the image's palette and info).
+        band = image.crop(box).convert("RGBA")
+        background = Image.new("RGBA", band.size, _BACKGROUND + (255,))
+        rgb.paste(Image.alpha_composite(background, band).convert("RGB"), box[:2])
+    return rgb
 
 
 def resize_shorter_side(

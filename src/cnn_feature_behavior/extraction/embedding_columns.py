@@ -20,6 +20,10 @@ class EmbeddingColumnsDataset(AbstractDataset[Sequence[str], ShardedEmbeddingDat
     Anything else is refused: the view is read-only.
     """
 
+    # The lineage hook writes no record for a save that writes nothing: the folder's record
+    # stays the embedding's, which the view is checked against when a node loads it.
+    WRITES_NOTHING = True
+
     def __init__(self, path: str) -> None:
         self._path = path
 
@@ -34,6 +38,10 @@ class EmbeddingColumnsDataset(AbstractDataset[Sequence[str], ShardedEmbeddingDat
                 f"{self._path}: the embedding columns view is read-only (it takes only the "
                 f"column names of the embedding just saved, not a {type(data).__name__})"
             )
+
+    def content_digest(self) -> str:
+        """The embedding's (lineage records: the view is checked like the embedding itself)."""
+        return ShardedEmbeddingDataset(self._path).content_digest()
 
     def _exists(self) -> bool:
         return ShardedEmbeddingDataset(self._path).exists()

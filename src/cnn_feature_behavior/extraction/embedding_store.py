@@ -16,6 +16,13 @@ shards of another plan are detected and discarded, never mixed in, while a shard
 and settings did not change is kept; and it records the images of its run that could not be used
 (`Reject`: image id, path, reason) in its Parquet metadata: rows + rejects = the planned ids.
 An unreadable plan.json is a stale plan (discarded with a warning); a damaged shard is named.
+
+Integrity: shards are written with Parquet page checksums (CRC-32 of every data page), which
+every read verifies, and beside each shard its SHA-256 (`shard-00000.parquet.sha256`, written
+before the shard is renamed into place). A shard whose bytes differ from its digest (a flipped
+bit, a partial write, a missing digest) is damaged: saving counts it as missing and recomputes
+it, loading names it (`DamagedShardError`) and reads nothing from it. `content_digest` checks
+every shard so and is the embedding's fingerprint for the lineage records (lineage/records.py).
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import pyarrow.parquet as pq
 from kedro.io import AbstractDataset, DatasetError
 
 from cnn_feature_behavior.extraction.folder_lock import folder_lock
+from cnn_feature_behavior.lineage.digests import file_digest, remember_digest
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +52,7 @@ PLAN_FILE = "plan.json"
 INDEX_COLUMN = "image_id"
 _FINGERPRINT_KEY = b"cnn_feature_behavior.plan_fingerprint"
 _REJECTS_KEY = b"cnn_feature_behavior.rejects"
+DIGEST_SUFFIX = ".sha256"
 
 
 class DamagedShardError(OSError):
@@ -53,11 +62,33 @@ class DamagedShardError(OSError):
     """
 
 
-def damaged_shard(path: Path, error: BaseException) -> DamagedShardError:
+def damaged_shard(path: Path, error: BaseException | str) -> DamagedShardError:
+    cause = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
     return DamagedShardError(
-        f"{path} is damaged ({type(error).__name__}: {error}); run the feature_extraction "
-        "pipeline again, it recomputes the shard"
+        f"{path} is damaged ({cause}); run the feature_extraction pipeline again, it recomputes "
+        "the shard"
     )
+
+
+def digest_path(shard_path: Path) -> Path:
+    """Where a shard's SHA-256 is kept: beside it."""
+    return shard_path.with_name(shard_path.name + DIGEST_SUFFIX)
+
+
+def shard_damage(path: Path) -> str | None:
+    """Why the shard file at `path` is damaged (its bytes differ from its recorded SHA-256, or it
+    has none), or None when intact."""
+    try:
+        expected = digest_path(path).read_text().strip()
+    except FileNotFoundError:
+        return f"no {DIGEST_SUFFIX} digest beside it: written by an older version or cut short"
+    found = file_digest(path)
+    if found != expected:
+        return (
+            f"its bytes differ from the SHA-256 recorded when it was written: {found[:12]}... "
+            f"instead of {expected[:12]}..."
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -163,11 +194,29 @@ def write_shard(
     # A killed attempt may leave its partial file, never a file another attempt renames.
     partial = final.with_name(f".{final.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.partial")
     with open(partial, "wb") as file:
-        # Float features gain nothing from dictionaries or statistics; skipping them halves write time.
-        pq.write_table(table, file, write_statistics=False, use_dictionary=False)
+        # Float features gain nothing from dictionaries or statistics; skipping them halves write
+        # time. Page checksums: every read verifies each data page (embedding_store's doc).
+        pq.write_table(
+            table, file, write_statistics=False, use_dictionary=False, write_page_checksum=True
+        )
         file.flush()
         os.fsync(file.fileno())
+    # The digest first: a shard renamed into place always has its own (a crash in between
+    # leaves the old shard with the new digest: damaged, so recomputed).
+    with open(partial, "rb") as file:
+        digest = hashlib.file_digest(file, "sha256").hexdigest()
+    _write_text_durably(digest_path(final), digest + "\n")
     durable_replace(partial, final)
+    remember_digest(final, digest)
+
+
+def _write_text_durably(path: Path, text: str) -> None:
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.partial")
+    with open(partial, "w") as file:
+        file.write(text)
+        file.flush()
+        os.fsync(file.fileno())
+    durable_replace(partial, path)
 
 
 def durable_replace(partial: Path, final: Path) -> None:
@@ -212,16 +261,7 @@ class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
                 raise DatasetError(
                     f"{self._path}: no feature columns {unknown[:5]} (of {len(unknown)} asked)"
                 )
-        missing = [
-            shard["name"]
-            for shard in plan["shards"]
-            if not self._shard_matches(shard, plan["fingerprint"])
-        ]
-        if missing:
-            raise DatasetError(
-                f"embedding at {self._path} is incomplete: {len(missing)} of {len(plan['shards'])} shards "
-                f"missing or stale (first: {missing[0]}); run the feature_extraction pipeline again, it resumes"
-            )
+        self._require_usable(plan)
         wanted = None if columns is None else [INDEX_COLUMN, *columns]
         tables = [read_shard(self._shard_path(shard["name"]), wanted) for shard in plan["shards"]]
         if not tables:
@@ -294,22 +334,58 @@ class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
     def rejects(self) -> list[Reject]:
         """The images the shards left out (undecodable), in shard order, from metadata alone."""
         plan = self._read_plan()
+        self._require_usable(plan)
         found = []
         for shard in plan["shards"]:
-            if not self._shard_matches(shard, plan["fingerprint"]):
-                raise DatasetError(
-                    f"embedding at {self._path} is incomplete (first missing or stale shard: "
-                    f"{shard['name']}); run the feature_extraction pipeline again, it resumes"
-                )
             found += _rejects_of(pq.read_schema(self._shard_path(shard["name"])).metadata or {})
         return found
+
+    def content_digest(self) -> str:
+        """A digest of plan.json and of every shard's bytes, each shard checked first: the
+        embedding's fingerprint in lineage records."""
+        plan_bytes = (self._path / PLAN_FILE).read_bytes()
+        plan = self._read_plan()
+        self._require_usable(plan)
+        shards = [(s["name"], file_digest(self._shard_path(s["name"]))) for s in plan["shards"]]
+        summary = hashlib.sha256(plan_bytes + json.dumps(shards).encode()).hexdigest()
+        return f"sha256-embedding:{summary}"
+
+    def lineage_details(self) -> dict[str, Any]:
+        """What a lineage record adds about the embedding: its plan's fingerprint and description
+        (source model, full weights digest, settings, library versions)."""
+        plan = self._read_plan()
+        return {
+            "plan_fingerprint": plan["fingerprint"],
+            "description": plan.get("description", {}),
+            "n_shards": len(plan["shards"]),
+        }
 
     def _exists(self) -> bool:
         try:
             plan = self._read_plan()
         except DatasetError:
             return False
-        return all(self._shard_matches(shard, plan["fingerprint"]) for shard in plan["shards"])
+        return all(self._shard_problem(s, plan["fingerprint"]) is None for s in plan["shards"])
+
+    def _require_usable(self, plan: dict[str, Any]) -> None:
+        """Error unless every shard of the plan is there, of the plan and intact: nothing is
+        read from an embedding with a missing, stale or damaged shard (each damaged one named)."""
+        problems = []
+        for shard in plan["shards"]:
+            problem = self._shard_problem(shard, plan["fingerprint"])
+            if problem is None:
+                continue
+            path = self._shard_path(shard["name"])
+            if problem.startswith("damaged"):
+                logger.warning("Embedding shard %s is %s", path, problem)
+                problem = f"{path} is damaged ({problem.split(': ', 1)[1]})"
+            problems.append(f"{shard['name']}: {problem}")
+        if problems:
+            raise DatasetError(
+                f"embedding at {self._path} is incomplete: {len(problems)} of "
+                f"{len(plan['shards'])} shards missing, stale or damaged (first: {problems[0]}); "
+                "run the feature_extraction pipeline again, it computes them again"
+            )
 
     def _describe(self) -> dict[str, Any]:
         return {"path": str(self._path), "load_args": self._load_args}
@@ -317,30 +393,46 @@ class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
     def _shard_matches(
         self, shard: dict[str, Any], fingerprint: str, image_ids: tuple[str, ...] | None = None
     ) -> bool:
-        """Whether the shard's file belongs to the plan: its record's fingerprint (the plan's
-        `fingerprint` for plans written before shards had their own), rows and rejects."""
+        """Whether the shard's file belongs to the plan and is intact (`_shard_problem`); a
+        damaged one is said in a warning: it counts as missing."""
+        problem = self._shard_problem(shard, fingerprint, image_ids)
+        if problem is not None and problem.startswith("damaged"):
+            logger.warning(
+                "Embedding shard %s is %s; it counts as missing and is computed again",
+                self._shard_path(shard["name"]),
+                problem,
+            )
+        return problem is None
+
+    def _shard_problem(
+        self, shard: dict[str, Any], fingerprint: str, image_ids: tuple[str, ...] | None = None
+    ) -> str | None:
+        """None when the shard's file belongs to the plan, else why not: `missing`, `stale`
+        (its record's fingerprint, the plan's `fingerprint` for plans written before shards had
+        their own, its rows or its rejects differ) or `damaged: <why>` (its bytes differ from its
+        digest, or Parquet cannot read it)."""
         fingerprint = shard.get("fingerprint", fingerprint)
         path = self._shard_path(shard["name"])
         if not path.is_file():
-            return False
+            return "missing"
         try:
+            damage = shard_damage(path)
+            if damage is not None:
+                return f"damaged: {damage}"
             metadata = pq.read_schema(path).metadata or {}
             if metadata.get(_FINGERPRINT_KEY) != fingerprint.encode():
-                return False
+                return "stale"
             rejected = [r.image_id for r in _rejects_of(metadata)]
             if image_ids is None:
-                return pq.read_metadata(path).num_rows + len(rejected) == shard["n_images"]
-            stored = pq.read_table(path, columns=[INDEX_COLUMN]).column(INDEX_COLUMN).to_pylist()
+                rows = pq.read_metadata(path).num_rows
+                return None if rows + len(rejected) == shard["n_images"] else "stale"
+            stored = read_shard(path, [INDEX_COLUMN]).column(INDEX_COLUMN).to_pylist()
         except (OSError, pa.ArrowException, ValueError) as error:
-            # A damaged shard (e.g. a machine crash before its data reached the disk) is not complete.
-            logger.warning(
-                "Embedding shard %s is unreadable (%s); it counts as missing", path, error
-            )
-            return False
+            # E.g. a machine crash before its data reached the disk.
+            return f"damaged: {type(error).__name__}: {error}"
         left_out = set(rejected)
-        return set(rejected) <= set(image_ids) and stored == [
-            i for i in image_ids if i not in left_out
-        ]
+        kept = [i for i in image_ids if i not in left_out]
+        return None if left_out <= set(image_ids) and stored == kept else "stale"
 
     def _discard_stale_plan(self, fingerprint: str, shards: list[dict[str, Any]]) -> None:
         """Remove plan.json and the shard files the new plan does not list as they were.
@@ -371,6 +463,10 @@ class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
             )
         for path in stale:
             path.unlink()
+        # The digests of shards gone, and any left by a crash between a digest and its shard.
+        for path in self._path.glob(f"shard-*.parquet{DIGEST_SUFFIX}"):
+            if not path.with_suffix("").is_file():
+                path.unlink()
         plan_path.unlink(missing_ok=True)
 
     def _discard_partial_files(self) -> None:
@@ -414,9 +510,10 @@ class ShardedEmbeddingDataset(AbstractDataset[EmbeddingPlan, pd.DataFrame]):
 
 
 def read_shard(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
-    """`pq.read_table`, a damaged file named (DamagedShardError)."""
+    """`pq.read_table` with every page's checksum verified, a damaged file named
+    (DamagedShardError)."""
     try:
-        return pq.read_table(path, columns=columns)
+        return pq.read_table(path, columns=columns, page_checksum_verification=True)
     except (pa.ArrowException, OSError) as error:
         if isinstance(error, FileNotFoundError):
             raise

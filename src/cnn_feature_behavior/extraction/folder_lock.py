@@ -1,7 +1,8 @@
-"""One writer per embedding folder: a lock file naming the holder's host and process id.
+"""One writer per folder: a lock file naming the holder's host and process id.
 
-Two runs writing the same folder would delete each other's partial files and shards. A run takes
-`<folder>/.lock` before it touches anything and removes it when done (also on error). The lock is
+Two runs writing the same embedding folder would delete each other's partial files and shards.
+A run takes `<folder>/.lock` before it touches anything and removes it when done (also on
+error); the run locks of lineage/run_lock.py are such locks too, under other names. The lock is
 created complete or not at all (a finished temporary file hard-linked to the lock's name, which
 fails if the name exists), so a crash never leaves a half-written lock. A lock whose process no
 longer runs on this host is stale (a killed run) and is taken over with a warning, as is one whose
@@ -34,9 +35,10 @@ class FolderLockedError(RuntimeError):
 
 
 @contextmanager
-def folder_lock(folder: Path) -> Iterator[None]:
-    """Hold `folder`'s lock for the block; FolderLockedError naming the holder if another has it."""
-    path = Path(folder) / LOCK_FILE
+def folder_lock(folder: Path, name: str = LOCK_FILE, what: str | None = None) -> Iterator[None]:
+    """Hold `folder`'s lock (the file `name` in it) for the block; FolderLockedError naming the
+    holder if another has it. `what` says what the lock guards in the error (the folder)."""
+    path = Path(folder) / name
     mine = {
         "host": socket.gethostname(),
         "pid": os.getpid(),
@@ -50,7 +52,7 @@ def folder_lock(folder: Path) -> Iterator[None]:
             continue
         if not _is_stale(holder):
             raise FolderLockedError(
-                f"{Path(folder)} is in use by process {holder.get('pid')} on "
+                f"{what or Path(folder)} is in use by process {holder.get('pid')} on "
                 f"{holder.get('host')} (since {holder.get('since')}, lock file {path}); wait for "
                 "that run to finish, or delete the lock file if you are sure no run uses the folder"
             )
@@ -69,6 +71,13 @@ def folder_lock(folder: Path) -> Iterator[None]:
     finally:
         if (_holder(path) or {}).get("token") == mine["token"]:
             path.unlink(missing_ok=True)
+
+
+def live_holder(path: Path) -> dict[str, Any] | None:
+    """The holder of the lock file at `path` while it holds it (a live process, or another
+    host's); None when there is no lock or a stale one."""
+    holder = _holder(Path(path))
+    return None if holder is None or _is_stale(holder) else holder
 
 
 def _create(path: Path, content: dict[str, Any]) -> bool:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import hashlib
 import json
 import logging
@@ -63,6 +64,8 @@ from cnn_feature_behavior.extraction.embedding_store import (
 from cnn_feature_behavior.extraction.layer_kinds import HEAD, SPATIAL
 from cnn_feature_behavior.extraction.source_models import load_backbone, preprocess
 from cnn_feature_behavior.extraction.source_models.taps import layer_output
+from cnn_feature_behavior.ingestion.image_checks import outside_raw_dir
+from cnn_feature_behavior.ingestion.index import FILE_IDENTITY_COLUMNS
 from cnn_feature_behavior.log_lines import progress
 
 logger = logging.getLogger(__name__)
@@ -117,19 +120,19 @@ def feature_manifest(extractor: keras.Model, layers: Sequence[str]) -> pd.DataFr
 
 
 def weights_digest(model: keras.Model) -> str:
-    """A short hash of the model's weights (every bias and the first kernel) to tell weight sets apart."""
+    """SHA-256 of every weight of the model (each layer's name, shapes and float32 values, in
+    order): two weight sets that differ anywhere differ here (VGG16 with fc6 and fc7: 0.5 GB
+    hashed, about a second)."""
     digest = hashlib.sha256()
-    first_kernel_done = False
     for layer in model.layers:
         for variable in layer.weights:
             shape = tuple(int(n) for n in variable.shape)
             digest.update(f"{layer.name}{shape}".encode())
-            # Only what is hashed is copied out: VGG16's fc6 kernel alone is 400 MB.
-            if len(shape) == 1 or not first_kernel_done:
-                value = variable.numpy()  # a third faster than np.asarray, same values
-                digest.update(np.ascontiguousarray(value, dtype=np.float32).tobytes())
-                first_kernel_done = first_kernel_done or len(shape) > 1
-    return digest.hexdigest()[:16]
+            # One variable at a time: VGG16's fc6 kernel alone is 400 MB.
+            value = variable.numpy()  # a third faster than np.asarray, same values
+            digest.update(memoryview(np.ascontiguousarray(value, dtype=np.float32)).cast("B"))
+            del value
+    return digest.hexdigest()
 
 
 def plan_shards(image_ids: Sequence[str], shard_size: int) -> tuple[ShardSpec, ...]:
@@ -264,8 +267,11 @@ class CropStream:
         paths: Mapping[str, Path],
         settings: ExtractionSettings,
         show_progress: bool = True,
+        raw_dir: Path | None = None,
     ) -> None:
         self.extractor = extractor
+        # Images are opened only where they resolve inside it (None: not checked).
+        self.raw_dir = raw_dir
         self.spec = source_model_spec
         self.paths = paths
         self.resize, self.crop, self.n_crops = settings.resize, settings.crop, settings.n_crops
@@ -276,10 +282,15 @@ class CropStream:
         self.n_features = sum(int(output.shape[-1]) for output in extractor.outputs)
 
     def __call__(
-        self, shards: Sequence[ShardSpec], paths: Mapping[str, Path] | None = None
+        self,
+        shards: Sequence[ShardSpec],
+        paths: Mapping[str, Path] | None = None,
+        raw_dir: Path | None = None,
     ) -> Iterator[tuple[ShardSpec, np.ndarray, list[Reject]]]:
-        """For each shard in order: the shard, its usable images' features, its rejects."""
+        """For each shard in order: the shard, its usable images' features, its rejects
+        (`paths` and `raw_dir`: the stream's own unless given)."""
         paths = self.paths if paths is None else paths
+        raw_dir = self.raw_dir if raw_dir is None else raw_dir
         image_ids = [image_id for shard in shards for image_id in shard.image_ids]
         depth = 2 * self.images_per_batch + self.workers
         with (
@@ -293,7 +304,12 @@ class CropStream:
             ) as images_done,
         ):
             # One decode stream across shard boundaries, so the model never waits at a shard's start.
-            crops = prefetched(pool, self.crops_or_reason, [paths[i] for i in image_ids], depth)
+            crops = prefetched(
+                pool,
+                functools.partial(self.crops_or_reason, raw_dir=raw_dir),
+                [paths[i] for i in image_ids],
+                depth,
+            )
             for shard in shards:
                 yield self._shard_features(shard, paths, crops, images_done)
 
@@ -339,14 +355,18 @@ class CropStream:
         per_image = per_crop.reshape(n_images, self.n_crops, -1).astype(np.float64).mean(axis=1)
         return per_image.astype(np.float32)
 
-    def crops_or_reason(self, path: Path) -> np.ndarray | str:
+    def crops_or_reason(self, path: Path, raw_dir: Path | None = None) -> np.ndarray | str:
         """The image's crops as network inputs, or why it cannot be used: it is decoded here and
         nowhere else.
 
-        Only a failure to decode the file's own bytes is a reason (a reject, kept by reruns). A
-        file the storage cannot give (missing, unreadable, an I/O error: an OSError with an errno)
-        raises ImageReadError, which fails the shard: it is not written and a rerun retries it.
+        Only a failure to decode the file's own bytes is a reason (a reject, kept by reruns), and
+        a file that resolves outside `raw_dir` (a symbolic link out of it, put there after
+        ingestion) is not opened: the reason says where it leads. A file the storage cannot
+        give (missing, unreadable, an I/O error: an OSError with an errno) raises
+        ImageReadError, which fails the shard: it is not written and a rerun retries it.
         """
+        if raw_dir is not None and (outside := outside_raw_dir(path, raw_dir)):
+            return outside
         try:
             image = decode_rgb(path)
         except OSError as error:
@@ -433,7 +453,7 @@ def embed_and_write_shard(
     stream = worker_stream(job)
     planned = dict(zip(shard.image_ids, paths))
     opened = {i: Path(job.working_dir) / p for i, p in planned.items()}
-    ((_, features, rejects),) = stream([shard], opened)
+    ((_, features, rejects),) = stream([shard], opened, Path(job.working_dir) / job.raw_dir)
     # Rejects name the image as the plan does, whatever this worker's working directory.
     rejects = [Reject(r.image_id, planned[r.image_id], r.reason) for r in rejects]
     write_shard(Path(folder), shard, job.columns, fingerprint, features, rejects)
@@ -592,10 +612,11 @@ def plan_embedding(
         settings.n_crops,
         executor,
     )
+    check_files_unchanged(image_index, paths)
     description = plan_description(model, settings, raw_dir)
     shards = plan_shards(list(paths), settings.shard_size)
     by_shard = shard_fingerprints(
-        plan_fingerprint(description), shards, paths, settings.fingerprint
+        plan_fingerprint(description), shards, paths, settings.fingerprint, raw_dir
     )
     columns = tuple(manifest["feature"])
     write_in_place = None
@@ -608,12 +629,7 @@ def plan_embedding(
         fingerprint=plan_fingerprint({"shards": by_shard}),
         columns=columns,
         shards=shards,
-        compute=CropStream(
-            extractor,
-            model.spec,
-            paths,
-            settings,
-        ),
+        compute=CropStream(extractor, model.spec, paths, settings, raw_dir=raw_dir),
         description=description,
         write_in_place=write_in_place,
         shard_fingerprints=by_shard,
@@ -663,7 +679,19 @@ def plan_description(
         "fingerprint": settings.fingerprint,
         "extraction_code_version": EXTRACTION_CODE_VERSION,
         "pillow": PIL.__version__,
+        # The forward pass's numbers depend on these too (kernels, their defaults, rounding).
+        "tensorflow": _tensorflow_version(),
+        "keras": keras.__version__,
+        "numpy": np.__version__,
     }
+
+
+def _tensorflow_version() -> str | None:
+    try:
+        import tensorflow as tf
+    except ImportError:  # another Keras backend
+        return None
+    return tf.__version__
 
 
 def shard_fingerprints(
@@ -671,6 +699,7 @@ def shard_fingerprints(
     shards: Sequence[ShardSpec],
     paths: Mapping[str, Path],
     mode: str,
+    raw_dir: Path | None = None,
 ) -> dict[str, str]:
     """Each shard's fingerprint: the settings' and, per image, its id, path and file identity."""
     return {
@@ -678,7 +707,8 @@ def shard_fingerprints(
             {
                 "settings": settings_fingerprint,
                 "images": [
-                    (i, str(paths[i]), file_identity(paths[i], mode)) for i in shard.image_ids
+                    (i, str(paths[i]), file_identity(paths[i], mode, raw_dir))
+                    for i in shard.image_ids
                 ],
             }
         )
@@ -686,9 +716,12 @@ def shard_fingerprints(
     }
 
 
-def file_identity(path: Path, mode: str) -> tuple[Any, ...]:
+def file_identity(path: Path, mode: str, raw_dir: Path | None = None) -> tuple[Any, ...]:
     """(size, modification time in ns); with `mode` content (size, SHA-256 of the bytes) instead,
-    so that a copied or touched file with the same bytes is the same image."""
+    so that a copied or touched file with the same bytes is the same image. A file that resolves
+    outside `raw_dir` is not read: its identity is where it leads (its shard rejects it)."""
+    if raw_dir is not None and outside_raw_dir(path, raw_dir):
+        return ("outside raw_dir", os.path.realpath(path))
     try:
         stat = path.stat()
         if mode != "content":
@@ -701,6 +734,32 @@ def file_identity(path: Path, mode: str) -> tuple[Any, ...]:
             f"{path}: cannot read this file of the image_index ({error.strerror or error}); "
             "is raw_dir mounted, or did the images change since ingestion (rerun it)?",
         ) from error
+
+
+def check_files_unchanged(image_index: pd.DataFrame, paths: Mapping[str, Path]) -> None:
+    """Error naming the image files whose size or modification time differ from the ones
+    image_index recorded at ingestion: they were replaced since, unchecked, and the index is
+    stale. An index without those columns (written by hand, or before they existed) is not
+    compared."""
+    if not set(FILE_IDENTITY_COLUMNS) <= set(image_index.columns):
+        return
+    changed = []
+    for image_id, size, mtime in zip(
+        image_index["image_id"], image_index["file_size"], image_index["file_mtime_ns"]
+    ):
+        try:
+            stat = paths[image_id].stat()
+        except OSError:
+            continue  # file_identity names it
+        if (stat.st_size, stat.st_mtime_ns) != (int(size), int(mtime)):
+            changed.append(str(paths[image_id]))
+    if changed:
+        raise ValueError(
+            f"{len(changed)} image file(s) changed since ingestion (size or modification time "
+            f"differ from image_index's), e.g. {', '.join(changed[:3])}: the image index is "
+            "stale and the new files were not checked; run `kedro run --pipelines "
+            "ingestion,feature_extraction` with the same --params"
+        )
 
 
 def shard_job(

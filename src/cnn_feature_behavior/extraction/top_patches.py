@@ -30,6 +30,7 @@ from cnn_feature_behavior.extraction.receptive_fields import (
     crop_receptive_field,
     fields_by_layer,
 )
+from cnn_feature_behavior.ingestion.image_checks import outside_raw_dir
 
 logger = logging.getLogger(__name__)
 
@@ -302,7 +303,8 @@ def find_top_patches(
     else:
         pool_paths = folder_pool_paths(Path(settings.pool_dir), settings.max_pool_images)
         pool_source = str(settings.pool_dir)
-    pool = load_centre_crops(pool_paths, *geometry, "reference pool")
+    pool_root = Path(raw_dir) if settings.pool_dir is None else Path(settings.pool_dir)
+    pool = load_centre_crops(pool_paths, *geometry, "reference pool", inside=pool_root)
     if len(pool) < PATCHES_PER_FEATURE:
         logger.warning(
             "Reference pool has %d images: features show fewer than %d patches",
@@ -500,19 +502,26 @@ def class_sample_images(
         Path(raw_dir) / p
         for p in image_index.loc[image_index["class_name"] == class_name, "path"][:n]
     ]
-    return list(
-        load_centre_crops(paths, *geometry, f"samples of class {class_name!r}", allow_empty=True)
-    )
+    what = f"samples of class {class_name!r}"
+    return list(load_centre_crops(paths, *geometry, what, allow_empty=True, inside=Path(raw_dir)))
 
 
 def load_centre_crops(
-    paths: Sequence[Path], resize: int, crop: int, what: str, allow_empty: bool = False
+    paths: Sequence[Path],
+    resize: int,
+    crop: int,
+    what: str,
+    allow_empty: bool = False,
+    inside: Path | None = None,
 ) -> np.ndarray:
     """The images' centre crops as the extraction takes them, (N, crop, crop, 3) uint8, in path
-    order; unreadable files are logged one by one and counted, not silently dropped."""
+    order; unreadable files, and files resolving outside `inside` (a symbolic link out of
+    raw_dir), are logged one by one and counted, not silently dropped."""
     images, failures = [], 0
     for path in paths:
         try:
+            if inside is not None and (outside := outside_raw_dir(path, inside)):
+                raise ValueError(outside)
             images.append(image_crops(path, resize, crop, 1)[0])
         except (OSError, ValueError) as error:
             failures += 1

@@ -10,7 +10,9 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 
 from cnn_feature_behavior.ingestion.image_checks import (
+    DEFAULT_DECODE_THREADS,
     DEFAULT_SIZE_CHECK,
+    DecodeThreads,
     SizeCheck,
     find_decode_problems,
 )
@@ -18,8 +20,11 @@ from cnn_feature_behavior.ingestion.readers.base import LayoutScan
 
 logger = logging.getLogger(__name__)
 
+# file_size, file_mtime_ns: the file as ingestion checked it (extraction refuses a file changed
+# since, and a changed file changes the index: what was computed from it is then stale).
 # split: the official membership, `train` / `test`, or None where the dataset ships none.
-INDEX_COLUMNS = ["image_id", "path", "label", "class_name", "split"]
+FILE_IDENTITY_COLUMNS = ("file_size", "file_mtime_ns")
+INDEX_COLUMNS = ["image_id", "path", *FILE_IDENTITY_COLUMNS, "label", "class_name", "split"]
 REJECT_COLUMNS = ["path", "reason", "stage"]
 PROPERTY_COLUMNS = [
     "dataset",
@@ -76,17 +81,22 @@ def build_index(
     verify_images: bool,
     allow_missing: bool,
     max_images_per_class: int | None,
-    decode_workers: int | None = None,
+    decoding: DecodeThreads = DEFAULT_DECODE_THREADS,
     size_check: SizeCheck = DEFAULT_SIZE_CHECK,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(image_index, ingestion_rejects) from a layout scan; see docs/data_contracts.md.
 
-    With `verify_images`, every selected image is decoded and checked against `size_check`."""
+    With `verify_images`, every selected image is decoded and checked against `size_check`, by
+    the threads of `decoding`."""
     if max_images_per_class is not None and max_images_per_class < 1:
         raise ValueError(f"max_images_per_class must be at least 1, got {max_images_per_class}")
     rejects = _layout_rejects(scan, raw_dir, dataset, allow_missing)
     checker = (
-        (lambda b: find_decode_problems(raw_dir, b, decode_workers, size_check))
+        (
+            lambda b: find_decode_problems(
+                raw_dir, b, decoding.workers, size_check, decoding.memory_bytes
+            )
+        )
         if verify_images
         else None
     )
@@ -213,11 +223,20 @@ def _index_table(
     """The image index: labels 0..C-1 in class order, rows sorted by (label, path)."""
     splits = {image.path: image.split for image in scan.images}
     rows = [
-        (str(PurePosixPath(path).with_suffix("")), path, label, class_name, splits[path])
+        (
+            str(PurePosixPath(path).with_suffix("")),
+            path,
+            *_file_identity(raw_dir / path),
+            label,
+            class_name,
+            splits[path],
+        )
         for label, class_name in enumerate(kept_classes)
         for path in selected[class_name]
     ]
-    index = pd.DataFrame(rows, columns=INDEX_COLUMNS).astype({"label": "int64", "split": object})
+    index = pd.DataFrame(rows, columns=INDEX_COLUMNS).astype(
+        {"file_size": "int64", "file_mtime_ns": "int64", "label": "int64", "split": object}
+    )
     duplicated = index["image_id"][index["image_id"].duplicated()]
     if not duplicated.empty:
         raise ValueError(
@@ -225,6 +244,11 @@ def _index_table(
             f"suffix?): {', '.join(duplicated.head(3))}"
         )
     return index.sort_values(["label", "path"], kind="stable", ignore_index=True)
+
+
+def _file_identity(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
 
 
 def rejects_table(rejects: Iterable[tuple[str, str]], stage: str) -> pd.DataFrame:

@@ -167,7 +167,8 @@ class ShardColumnReader:
                 "run the feature_extraction pipeline again, it resumes"
             )
         try:
-            opened = pq.ParquetFile(path)
+            # Every data page's CRC is checked as it is read (shards are written with them).
+            opened = pq.ParquetFile(path, page_checksum_verification=True)
         except (pa.ArrowException, OSError) as error:
             raise damaged_shard(path, error) from error
         if self._identity(name) != self.identities[self._shards.index(name)]:

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import scipy.io
 
+from cnn_feature_behavior.ingestion.image_checks import outside_raw_dir
+
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset(
@@ -141,11 +143,9 @@ def _link_problem(path: Path, raw_dir: Path, ancestors: frozenset[Path]) -> str 
     target = Path(os.path.realpath(path))
     if not target.exists():
         return f"broken symbolic link (to {shown(os.readlink(path))})"
-    if not target.is_relative_to(Path(os.path.realpath(raw_dir))):
-        return (
-            f"symbolic link to {shown(str(target))}, outside raw_dir (links are followed only "
-            "when they stay inside raw_dir)"
-        )
+    outside = outside_raw_dir(path, raw_dir)  # the rule extraction applies again when it opens it
+    if outside:
+        return outside
     if target.is_dir() and (
         target in ancestors or any(a.is_relative_to(target) for a in ancestors)
     ):

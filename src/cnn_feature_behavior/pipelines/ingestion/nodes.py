@@ -8,7 +8,11 @@ from typing import Any
 
 import pandas as pd
 
-from cnn_feature_behavior.ingestion.image_checks import SizeCheck, image_limits_from_params
+from cnn_feature_behavior.ingestion.image_checks import (
+    DecodeThreads,
+    SizeCheck,
+    image_limits_from_params,
+)
 from cnn_feature_behavior.ingestion.index import (
     build_index,
     dataset_properties,
@@ -76,7 +80,9 @@ def build_image_index(
         verify_images=ingestion["verify_images"],
         allow_missing=ingestion["allow_missing"],
         max_images_per_class=max_images_per_class,
-        decode_workers=ingestion["decode_workers"],
+        decoding=DecodeThreads(
+            ingestion["decode_workers"], int(ingestion.get("decode_memory_mb", 1024)) * 2**20
+        ),
         size_check=size_check,
     )
 
