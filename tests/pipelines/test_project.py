@@ -12,7 +12,7 @@ from kedro.config import OmegaConfigLoader
 
 DATASETS = (
     "imagenet cub200 wood flowers102 caltech101 mit67 textures caltech256 "
-    "stanforddogs catsdogs food101 digits"
+    "stanforddogs catsdogs food101 digits imagefolder"
 ).split()
 
 
