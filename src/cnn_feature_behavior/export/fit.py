@@ -1,0 +1,147 @@
+"""The classifier to export: its configuration, refitted on one transfer split's training images.
+
+The configuration is the one `export.embedding` names, or the study's choice
+(`configuration.study_choice`). It is refitted on the training images of one repetition of
+`transfer_splits` (`export.repetition`; the official split has one, 0) with the transfer
+evaluation's own settings (`linear_map.refit_linear_map`), and scored on that repetition's test
+images: the accuracy the model card states, and the predictions the exported model must agree
+with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cnn_feature_behavior.export.configuration import STUDY, Configuration, study_choice
+from cnn_feature_behavior.export.linear_map import LinearMap, refit_linear_map
+from cnn_feature_behavior.statistics.tables import embedding_labels, embedding_matrix
+from cnn_feature_behavior.transfer.evaluation import TransferSettings, check_inputs
+from cnn_feature_behavior.transfer.splits import TRAIN
+
+EXPORT_KEYS = ("embedding", "repetition", "check_images", "min_agreement")
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """The `export` parameters (conf/base/parameters_export.yml)."""
+
+    embedding: str = STUDY
+    repetition: int = 0
+    check_images: int = 20
+    min_agreement: float = 0.9
+
+    @classmethod
+    def from_params(cls, export: dict[str, Any]) -> ExportSettings:
+        unknown = sorted(set(export) - set(EXPORT_KEYS))
+        if unknown:
+            raise ValueError(f"export: unknown key(s) {unknown}; known: {list(EXPORT_KEYS)}")
+        settings = cls(**export)
+        if int(settings.check_images) != settings.check_images or settings.check_images < 0:
+            raise ValueError(
+                f"export.check_images must be an integer >= 0, got {settings.check_images!r}"
+            )
+        if not 0 <= settings.min_agreement <= 1:
+            raise ValueError(
+                f"export.min_agreement must lie in [0, 1], got {settings.min_agreement!r}"
+            )
+        return settings
+
+
+@dataclass(frozen=True)
+class ExportFit:
+    """The refitted classifier and what the model card says of it."""
+
+    configuration: Configuration
+    chosen_by: str
+    linear_map: LinearMap
+    feature_names: tuple[str, ...]  # the embedding columns the classifier reads
+    split_source: str
+    repetition: int
+    n_train: int
+    test_image_ids: tuple[str, ...]
+    test_labels: np.ndarray  # position in linear_map.class_names; -1: a class it never trained on
+    test_predictions: np.ndarray  # the refit's, positions in linear_map.class_names
+    study_rows: pd.DataFrame  # this configuration's transfer_results rows
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.mean(self.test_labels == self.test_predictions))
+
+
+@dataclass(frozen=True)
+class StudyTables:
+    """The study's outputs the export reads."""
+
+    embedding: pd.DataFrame
+    image_index: pd.DataFrame
+    feature_manifest: pd.DataFrame
+    transfer_splits: pd.DataFrame
+    transfer_results: pd.DataFrame
+
+
+def fit_for_export(
+    tables: StudyTables, settings: ExportSettings, transfer: TransferSettings
+) -> ExportFit:
+    """The configuration to export, refitted on the training images of `settings.repetition`."""
+    if settings.embedding == STUDY:
+        configuration, chosen_by = study_choice(tables.transfer_results)
+    else:
+        configuration = Configuration.parse(settings.embedding)
+        chosen_by = "named in export.embedding"
+    labels, class_names = embedding_labels(tables.embedding, tables.image_index)
+    values = embedding_matrix(tables.embedding, tables.feature_manifest)
+    split = _repetition(tables.transfer_splits, settings.repetition)
+    is_train = _training_rows(tables.embedding.index.astype(str), split, settings.repetition)
+    manifest = tables.feature_manifest
+    inputs = check_inputs(
+        values,
+        labels,
+        is_train,
+        manifest["layer"].astype(str).to_numpy(),
+        class_names,
+        manifest["feature"].astype(str).tolist(),
+    )
+    seed = [transfer.seed, int(settings.repetition)]
+    linear_map = refit_linear_map(inputs, transfer, configuration, seed)
+    test_rows = np.flatnonzero(~is_train)
+    position = {name: i for i, name in enumerate(linear_map.class_names)}
+    return ExportFit(
+        configuration=configuration,
+        chosen_by=chosen_by,
+        linear_map=linear_map,
+        feature_names=tuple(manifest["feature"].astype(str).to_numpy()[linear_map.columns]),
+        split_source=str(split["split_source"].iloc[0]),
+        repetition=int(settings.repetition),
+        n_train=int(is_train.sum()),
+        test_image_ids=tuple(tables.embedding.index.astype(str)[test_rows]),
+        test_labels=np.array([position.get(class_names[label], -1) for label in labels[test_rows]]),
+        test_predictions=linear_map.predict(values[test_rows]),
+        study_rows=configuration.rows(tables.transfer_results),
+    )
+
+
+def _repetition(splits: pd.DataFrame, repetition: int) -> pd.DataFrame:
+    split = splits[splits["repetition"] == repetition]
+    if split.empty:
+        raise ValueError(
+            f"export.repetition {repetition}: transfer_splits has repetitions "
+            f"{sorted(splits['repetition'].unique().tolist())}"
+        )
+    return split
+
+
+def _training_rows(image_ids: pd.Index, split: pd.DataFrame, repetition: int) -> np.ndarray:
+    """Whether each embedded image trains in the split; an embedded image without one is an
+    error (the split and the embedding are of different indexes)."""
+    membership = split.set_index(split["image_id"].astype(str))["split"].reindex(image_ids)
+    if membership.isna().any():
+        missing = image_ids[membership.isna().to_numpy()]
+        raise ValueError(
+            f"transfer_splits repetition {repetition}: {len(missing)} embedded image(s) have no "
+            f"split, e.g. {missing[:5].tolist()}; rerun the transfer pipeline"
+        )
+    return (membership == TRAIN).to_numpy()

@@ -1,0 +1,209 @@
+"""The exported classifier as numbers: one configuration's linear map, refitted on a training split.
+
+`LinearMap` is what the Keras model is built from (export/keras_model.py) and what its
+predictions are checked against: the embedding's feature columns the classifier reads, their
+standardisation (fitted on the training images), the FNE thresholds where the configuration is
+three-valued, and the fitted weights and intercepts of each class.
+
+`refit_linear_map` is the one place that reaches into the transfer evaluation: it refits a named
+configuration on a training split as `transfer.evaluation.evaluate_split` fits that row (the
+same fit part and held-out part choosing C, the same standardisation, FNE, rankings and solver),
+and returns the linear map the evaluation keeps to itself. It reads private steps of the
+evaluation (`_Probe`): the transfer evaluation is to expose that refit as a function of its own,
+and this adapter then becomes a call to it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.svm import LinearSVC
+
+from cnn_feature_behavior.export.configuration import Configuration
+from cnn_feature_behavior.transfer import ridge
+from cnn_feature_behavior.transfer.classifier import (
+    CONVERGED_SELECTION_WIDTH,
+    LINEAR_SVC,
+    LOGISTIC,
+    RIDGE,
+    ClassifierSettings,
+    ProbeData,
+    _Probe,
+    holdout_split,
+    multinomial_coef,
+    search_c,
+    select_ridge_c,
+)
+from cnn_feature_behavior.transfer.embeddings import fne_values
+from cnn_feature_behavior.transfer.evaluation import (
+    FNE,
+    Job,
+    SplitInputs,
+    TransferSettings,
+    embedding_jobs,
+    prepare,
+    probe_data,
+    solver_of,
+)
+from cnn_feature_behavior.transfer.features import random_order
+from cnn_feature_behavior.transfer.multinomial import MultinomialLogisticRegression
+
+
+@dataclass(frozen=True)
+class LinearMap:
+    """A linear classifier on some feature columns of an embedding: scores = z W + b, where z is
+    the columns standardised (and three-valued for the FNE) with the training images' statistics."""
+
+    columns: np.ndarray  # (k,) positions of the features read, in the embedding's column order
+    mean: np.ndarray  # (k,) training mean of each feature read
+    scale: np.ndarray  # (k,) training standard deviation (1 where constant)
+    fne_thresholds: tuple[float, float] | None  # (positive, negative); None: continuous
+    weights: np.ndarray  # (k, classes)
+    intercepts: np.ndarray  # (classes,)
+    class_names: tuple[str, ...]  # the class of each weight column
+    solver: str
+    regularisation_c: float
+    c_at_grid_edge: bool = False
+
+    def standardised(self, values: np.ndarray) -> np.ndarray:
+        """The read columns of `values` (images, every embedding column), as the classifier sees
+        them: standardised, three-valued for the FNE; float32."""
+        z = ((np.asarray(values)[:, self.columns] - self.mean) / self.scale).astype(np.float32)
+        return z if self.fne_thresholds is None else fne_values(z, *self.fne_thresholds)
+
+    def scores(self, values: np.ndarray) -> np.ndarray:
+        """(images, classes) scores of embedding rows (float32 products, as the evaluation's)."""
+        product = self.standardised(values) @ self.weights.astype(np.float32)
+        return product.astype(np.float64) + self.intercepts
+
+    def predict(self, values: np.ndarray) -> np.ndarray:
+        """The position (in class_names) of each row's highest score."""
+        return np.argmax(self.scores(values), axis=1)
+
+
+def refit_linear_map(
+    inputs: SplitInputs,
+    settings: TransferSettings,
+    configuration: Configuration,
+    seed: int | list[int],
+) -> LinearMap:
+    """ADAPTER to the transfer evaluation (module doc): `configuration` refitted on the training
+    rows of `inputs` (`inputs.is_train`) as `evaluate_split(..., seed=seed)` fits its row.
+
+    C is chosen from the grid's middle (the evaluation starts a curve's point from the previous
+    size's choice, and large ridge systems from the last one's), so on a held-out plateau the
+    choice can differ from the evaluation's row; the card states the C refitted here."""
+    if configuration.selection is not None:
+        settings = dataclasses.replace(settings, fractions=(configuration.fraction,))
+    train_rows, test_rows = np.flatnonzero(inputs.is_train), np.flatnonzero(~inputs.is_train)
+    fit_part, held_out = holdout_split(
+        inputs.labels[train_rows], settings.classifier.holdout_fraction, seed
+    )
+    fit = prepare(inputs, train_rows[fit_part], train_rows[held_out], settings)
+    train = prepare(inputs, train_rows, test_rows, settings)
+    shuffled = random_order(inputs.values.shape[1], seed)
+    job = _job_of(embedding_jobs(inputs.layers, fit, train, shuffled, settings), configuration)
+    if job.kind == FNE:
+        for prepared in (fit, train):
+            prepared.make_fne()
+    solver = solver_of(job, train, settings.classifier)
+    weights, intercepts, classes, chosen, at_edge = _fit(
+        solver, probe_data(job, fit, train), settings.classifier
+    )
+    columns = np.arange(inputs.values.shape[1]) if job.train_columns is None else job.train_columns
+    return LinearMap(
+        columns=np.asarray(columns, np.int64),
+        mean=train.standardisation.mean[columns],
+        scale=train.standardisation.scale[columns],
+        fne_thresholds=train.fne_thresholds if job.kind == FNE else None,
+        weights=weights,
+        intercepts=intercepts,
+        class_names=tuple(inputs.class_names[int(c)] for c in classes),
+        solver=solver,
+        regularisation_c=float(chosen),
+        c_at_grid_edge=bool(at_edge),
+    )
+
+
+def _job_of(jobs: list[Job], configuration: Configuration) -> Job:
+    for job in jobs:
+        if Configuration.of_row(job.row) == configuration:
+            return job
+    layers = sorted({job.row["layer"] for job in jobs if job.row["layer"] is not None})
+    raise ValueError(
+        f"export.embedding: {configuration.spelling!r} is not a configuration of this "
+        f"embedding (its layers: {', '.join(layers)})"
+    )
+
+
+Fitted = tuple[np.ndarray, np.ndarray, np.ndarray, float, bool]
+
+
+def _fit(solver: str, data: ProbeData, settings: ClassifierSettings) -> Fitted:
+    """(weights, intercepts, classes, C, whether C is at the grid's edge) of one solver."""
+    if solver == RIDGE:
+        return _fit_ridge(data, settings)
+    if solver == LOGISTIC:
+        return _fit_logistic(data, settings)
+    if solver == LINEAR_SVC:
+        return _fit_linear_svc(data, settings)
+    raise ValueError(f"unknown solver {solver!r}")
+
+
+def _fit_ridge(data: ProbeData, settings: ClassifierSettings) -> Fitted:
+    """classifier.fit_ridge, keeping the refit's weights."""
+    classes = np.unique(data.train_labels)
+    fit_system = ridge.RidgeSystem(
+        ridge.RidgeData.of(data.fit_values, data.fit_labels, classes), None
+    )
+    selection = select_ridge_c(fit_system, data.held_values, data.held_labels, settings)
+    train_system = ridge.RidgeSystem(
+        ridge.RidgeData.of(data.train_values, data.train_labels, classes), None
+    )
+    weights, intercepts = train_system.weights(selection.regularisation_c)
+    return weights, intercepts, classes, selection.regularisation_c, selection.c_at_grid_edge
+
+
+def _fit_logistic(data: ProbeData, settings: ClassifierSettings) -> Fitted:
+    """classifier.fit_logistic_regression, keeping the refit's weights."""
+    probe = _Probe(data.fit_values, data.fit_labels, settings)
+    if probe.design.shape[1] > CONVERGED_SELECTION_WIDTH:
+        probe.model.set_params(tol=settings.selection_tol)
+    states: dict[float, tuple[np.ndarray, np.ndarray]] = {}
+
+    def score(c: float) -> tuple[float, float]:
+        probe.fit(c)
+        states[c] = probe.state()
+        return probe.holdout_score(data.held_values, data.held_labels)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        chosen, _, at_edge = search_c(score, settings.c_grid, settings.widen)
+        probe.restore(states[chosen])
+        weights, intercepts = probe.weights()
+        final = _Probe(
+            data.train_values,
+            data.train_labels,
+            settings,
+            MultinomialLogisticRegression,
+            settings.relative_tol,
+        )
+        final.start_from(data.on_train_columns(weights), intercepts)
+        final.fit(chosen)
+    weights, intercepts = final.weights()
+    return weights, intercepts, final.model.classes_, chosen, at_edge
+
+
+def _fit_linear_svc(data: ProbeData, settings: ClassifierSettings) -> Fitted:
+    """classifier.fit_linear_svc, keeping its weights (one-vs-rest scores)."""
+    model = LinearSVC(C=float(settings.svc_c), max_iter=settings.svc_max_iter)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(data.train_values, data.train_labels)
+    coef = multinomial_coef(model.coef_.astype(np.float64))
+    intercepts = multinomial_coef(model.intercept_.astype(np.float64)[:, None])[:, 0]
+    return coef.T, intercepts, model.classes_, float(settings.svc_c), False

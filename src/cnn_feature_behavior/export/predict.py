@@ -1,0 +1,180 @@
+"""Classifying new images with an exported model: every image under a folder, its top classes.
+
+The images are found as the readers find a dataset's (`ingestion.readers.base.files_under`:
+recursively, the same rule on file names and links), and decoded and cropped by extraction's own
+code (`extraction.stream.image_crops`) with the crops the study ran (the model's metadata), in
+threads at idle priority while the model runs on the previous batch, as extraction does. A file
+that is no image, or that cannot be read, decoded or cropped, is listed with the reason and
+skipped: never an error.
+
+Each forward pass runs `batch_size` images' crops: the model's TimeDistributed source network
+then sees `batch_size` crops at a time, extraction's batch (its forward pass takes
+`batch_size // n_crops` whole images, `batch_size` crops).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from cnn_feature_behavior.export.model_file import ExportedModel
+from cnn_feature_behavior.extraction.stream import (
+    DECODE_PRIORITIES,
+    ImageReadError,
+    image_crops,
+    lower_thread_priority,
+    prefetched,
+)
+from cnn_feature_behavior.ingestion.index import rejects_table
+from cnn_feature_behavior.ingestion.readers.base import files_under, is_image_name, not_image_reason
+
+HIDDEN_REASON = "hidden (name starts with '.'), not classified"
+
+
+@dataclass(frozen=True)
+class PredictSettings:
+    """The `predict` parameters; batch, threads and priority default to extraction's."""
+
+    top_k: int = 5
+    batch_size: int = 10
+    decode_workers: int = 2
+    decode_priority: str = "idle"
+
+    def check(self) -> None:
+        if int(self.top_k) != self.top_k or self.top_k < 1:
+            raise ValueError(f"predict.top_k must be an integer >= 1, got {self.top_k!r}")
+        if int(self.batch_size) != self.batch_size or self.batch_size < 1:
+            raise ValueError(f"predict.batch_size must be an integer >= 1, got {self.batch_size!r}")
+        if self.decode_priority not in DECODE_PRIORITIES:
+            raise ValueError(
+                f"predict.decode_priority must be one of {DECODE_PRIORITIES}, got "
+                f"{self.decode_priority!r}"
+            )
+
+
+@dataclass
+class Classified:
+    """Each classified image's probabilities (rows in `positions` order) and the images that
+    could not be classified, with the reason."""
+
+    positions: list[int] = field(default_factory=list)
+    probabilities: list[np.ndarray] = field(default_factory=list)
+    rejects: list[tuple[int, str]] = field(default_factory=list)
+
+
+def image_files(folder: Path) -> tuple[list[str], list[tuple[str, str]]]:
+    """The image files below `folder` (POSIX paths relative to it, sorted) and every other file
+    or refused entry, with the reason."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"predict.images: {folder} is not a folder")
+    listing = files_under(folder, folder)
+    images, others = [], list(listing.refused)
+    for path in listing.files:
+        name = PurePosixPath(path)
+        if any(part.startswith(".") for part in name.parts):
+            others.append((path, HIDDEN_REASON))
+        elif is_image_name(name.name):
+            images.append(path)
+        else:
+            others.append((path, not_image_reason(name.name)))
+    return images, others
+
+
+def classify(
+    exported: ExportedModel,
+    paths: Sequence[Path],
+    settings: PredictSettings,
+    show_progress: bool = True,
+) -> Classified:
+    """Class probabilities of each image file (the model's metadata gives its crops)."""
+    settings.check()
+    geometry = exported.metadata["input"]
+    resize, crop, n_crops = geometry["resize"], geometry["crop"], geometry["crops"]
+
+    def crops_or_reason(path: Path) -> np.ndarray | str:
+        try:
+            crops = image_crops(path, resize, crop, n_crops)
+        except ImageReadError as error:  # predicting, an unreadable file is a reason too
+            cause = error.__cause__ or error
+            return (
+                f"cannot read: {type(cause).__name__}: {getattr(cause, 'strerror', None) or cause}"
+            )
+        return crops if isinstance(crops, str) else crops.astype(np.float32)
+
+    result = Classified()
+    batch: list[tuple[int, np.ndarray]] = []
+    depth = 2 * settings.batch_size + settings.decode_workers
+    with (
+        ThreadPoolExecutor(
+            settings.decode_workers,
+            initializer=lower_thread_priority,
+            initargs=(settings.decode_priority,),
+        ) as pool,
+        tqdm(total=len(paths), unit="img", desc="predict", disable=not show_progress) as progress,
+    ):
+        for position, item in enumerate(prefetched(pool, crops_or_reason, paths, depth)):
+            if isinstance(item, str):
+                result.rejects.append((position, item))
+            else:
+                batch.append((position, item))
+            if batch and (len(batch) == settings.batch_size or position == len(paths) - 1):
+                _run_batch(exported.model, batch, settings.batch_size, result)
+                batch = []
+            progress.update(1)
+    return result
+
+
+def _run_batch(model, batch: list[tuple[int, np.ndarray]], size: int, result: Classified) -> None:
+    """One forward pass, the batch padded to `size` images (every pass the same computation)."""
+    inputs = np.stack([crops for _, crops in batch])
+    if len(batch) < size:
+        padding = np.zeros((size - len(batch), *inputs.shape[1:]), inputs.dtype)
+        inputs = np.concatenate([inputs, padding])
+    probabilities = np.asarray(model.predict_on_batch(inputs), np.float64)[: len(batch)]
+    result.positions += [position for position, _ in batch]
+    result.probabilities += list(probabilities)
+
+
+def predictions_table(
+    names: Sequence[str], classified: Classified, class_names: Sequence[str], top_k: int
+) -> pd.DataFrame:
+    """`path`, then `class_1`, `probability_1`, ... `class_k`, `probability_k`, highest first."""
+    k = min(top_k, len(class_names))
+    columns = ["path"] + [
+        f"{kind}_{i}" for i in range(1, k + 1) for kind in ("class", "probability")
+    ]
+    if not classified.positions:
+        return pd.DataFrame(columns=columns)
+    probabilities = np.stack(classified.probabilities)
+    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    rows = []
+    for row, position in enumerate(classified.positions):
+        cells: list[object] = [names[position]]
+        for index in order[row]:
+            cells += [class_names[index], float(probabilities[row, index])]
+        rows.append(cells)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def predict_folder(
+    exported: ExportedModel, folder: Path, settings: PredictSettings, shown_as: str | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(predictions, rejects) of every image below `folder`; paths are shown under `shown_as`
+    (the folder as the user named it; default: `folder`)."""
+    prefix = PurePosixPath(shown_as if shown_as is not None else str(folder))
+    images, others = image_files(Path(folder))
+    classified = classify(exported, [Path(folder) / p for p in images], settings)
+    names = [str(prefix / p) for p in images]
+    predictions = predictions_table(
+        names, classified, exported.metadata["class_names"], settings.top_k
+    )
+    rejects = [(str(prefix / p), reason) for p, reason in others]
+    rejects += [(names[position], reason) for position, reason in classified.rejects]
+    return predictions, rejects_table(sorted(rejects), stage="predict")

@@ -1,0 +1,107 @@
+"""`export.embedding` spellings and the study's choice of configuration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cnn_feature_behavior.export.configuration import Configuration, study_choice
+
+
+@pytest.mark.parametrize(
+    ("spelling", "expected"),
+    [
+        ("layer:conv5_1", Configuration("layer", layer="conv5_1")),
+        ("full_network", Configuration("full_network")),
+        ("fne", Configuration("fne")),
+        ("selection:dks_count:0.1", Configuration("full_network", None, "dks_count", 0.1)),
+        ("selection:random:0.05:fne", Configuration("fne", None, "random", 0.05)),
+        ("selection:dks_cover:1", Configuration("full_network", None, "dks_cover", 1.0)),
+    ],
+)
+def test_spellings_parse_and_round_trip(spelling, expected):
+    assert Configuration.parse(spelling) == expected
+    assert Configuration.parse(expected.spelling) == expected
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "layer:",
+        "layer",
+        "conv5_1",
+        "selection:dks_count",
+        "selection:dks_sum:0.1",
+        "selection:dks_count:0",
+        "selection:dks_count:1.5",
+        "selection:dks_count:ten",
+        "selection:dks_count:0.1:ridge",
+        "fne:extra",
+    ],
+)
+def test_a_wrong_spelling_shows_the_spellings(spelling):
+    with pytest.raises(ValueError, match=r"layer:<name>, full_network, fne, selection:<ranking>"):
+        Configuration.parse(spelling)
+
+
+def _results(rows: list[tuple], repetitions: int = 2) -> pd.DataFrame:
+    """transfer_results rows: (embedding, layer, selection, fraction, n_features, accuracy)."""
+    records = []
+    for repetition in range(repetitions):
+        for embedding, layer, selection, fraction, n_features, accuracy in rows:
+            records.append(
+                {
+                    "dataset": "d",
+                    "source_model": "m",
+                    "embedding": embedding,
+                    "layer": layer,
+                    "selection": selection,
+                    "fraction": np.nan if fraction is None else fraction,
+                    "n_features": n_features,
+                    "split_source": "seeded",
+                    "repetition": repetition,
+                    "classifier": "ridge_or_logistic",
+                    "solver": "logistic_regression",
+                    "regularisation_c": 1.0,
+                    "c_at_grid_edge": False,
+                    "n_train": 10,
+                    "n_test": 10,
+                    # the repetitions differ, their mean is `accuracy`
+                    "accuracy": accuracy + (0.01 if repetition else -0.01),
+                    "mean_per_class_accuracy": accuracy,
+                }
+            )
+    return pd.DataFrame(records)
+
+
+ROWS = [
+    ("layer", "conv4_3", None, None, 512, 0.80),
+    ("layer", "conv5_1", None, None, 512, 0.86),
+    ("full_network", None, None, None, 4224, 0.84),
+    ("fne", None, None, None, 4224, 0.85),
+    ("full_network", None, "dks_count", 0.1, 422, 0.83),
+    ("fne", None, "dks_cover", 0.05, 211, 0.87),
+    ("full_network", None, "random", 0.1, 422, 0.70),
+    ("full_network", None, "dks_count", 1.0, 4224, 0.95),  # every feature: no selection
+]
+
+
+def test_the_study_choice_is_the_best_row_the_verdict_names():
+    configuration, reason = study_choice(_results(ROWS))
+    assert configuration == Configuration("fne", None, "dks_cover", 0.05)
+    assert "2 repetition(s)" in reason and "verdict" in reason
+
+
+def test_ties_go_to_fewer_features():
+    rows = [row for row in ROWS if row[2] is None]
+    rows = [(*row[:5], 0.86) if row[0] != "layer" else row for row in rows]
+    assert study_choice(_results(rows))[0] == Configuration("layer", layer="conv5_1")
+
+
+def test_rows_of_a_configuration():
+    results = _results(ROWS)
+    assert len(Configuration.parse("layer:conv5_1").rows(results)) == 2
+    assert len(Configuration.parse("selection:dks_count:0.1").rows(results)) == 2
+    assert len(Configuration.parse("selection:dks_count:0.1:fne").rows(results)) == 0
+    assert len(Configuration.parse("fne").rows(results)) == 2
