@@ -60,6 +60,7 @@ def test_outputs_from_feature_extraction_on_carry_the_model_name(project_root):
 
 
 STUDY = ("ingestion", "feature_extraction", "dks", "calibration", "transfer", "reporting")
+AFTER_STUDY = ("export", "predict")
 
 
 def test_registry_runs_the_study_in_order(project_root):
@@ -67,7 +68,7 @@ def test_registry_runs_the_study_in_order(project_root):
     from kedro.framework.startup import bootstrap_project
 
     bootstrap_project(project_root)
-    registered = set(pipelines) - {"__default__"}
+    registered = set(pipelines) - {"__default__"} - set(AFTER_STUDY)
     assert "__default__" in pipelines
     assert registered <= set(STUDY)
     default = pipelines["__default__"]
@@ -100,7 +101,7 @@ def test_every_node_is_in_its_stage_namespace_and_no_dataset_is_prefixed(project
             assert node.namespace == name, (name, node.name)
             assert node.name.startswith(f"{name}.") and node.name.count(".") == 1, node.name
     default_namespaces = {node.namespace for node in pipelines["__default__"].nodes}
-    assert default_namespaces == registered
+    assert default_namespaces == registered - set(AFTER_STUDY)
     for dataset in pipelines["__default__"].datasets():
         if dataset.startswith("params:"):
             # A nested parameter resolves in the base configuration, from its top-level key.
@@ -113,6 +114,30 @@ def test_every_node_is_in_its_stage_namespace_and_no_dataset_is_prefixed(project
     for public in ("image_index", "embedding", "dks", "dks_layer_summary", "thresholds"):
         assert public in catalog and public in pipelines["__default__"].datasets()
     assert parameters["dks"]["layer_summary"]["interval"] == "side_68"
+
+
+def test_export_and_predict_run_by_name_after_the_study(project_root):
+    """`kedro run` stays the study; export and predict read its outputs and are run by name."""
+    from kedro.framework.project import pipelines
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(project_root)
+    assert set(AFTER_STUDY) <= set(pipelines)
+    study_outputs = pipelines["__default__"].all_outputs()
+    assert not {n.namespace for n in pipelines["__default__"].nodes} & set(AFTER_STUDY)
+    assert {"transfer_results", "embedding", "transfer_splits"} <= pipelines["export"].inputs() & (
+        study_outputs | {"embedding"}
+    )
+    assert pipelines["predict"].inputs() & pipelines["export"].all_outputs() == {
+        "exported_classifier"
+    }
+    config = _config(project_root, "caltech101", {"source_model": "vgg16_hed_bsds500"})
+    assert config["catalog"]["exported_classifier"]["filepath"] == (
+        "data/06_models/vgg16_hed_bsds500/caltech101/classifier.keras"
+    )
+    assert config["catalog"]["exported_classifier"]["made_by"] == (
+        "kedro run --env caltech101 --pipelines export --params source_model=vgg16_hed_bsds500"
+    )
 
 
 @pytest.mark.slow
