@@ -2,8 +2,9 @@
 
 The images are found as the readers find a dataset's (`ingestion.readers.base.files_under`:
 recursively, the same rule on file names and links), and decoded and cropped by extraction's own
-code (`extraction.stream.image_crops`) with the crops the study ran (the model's metadata), in
-threads at idle priority while the model runs on the previous batch, as extraction does. A file
+code (`extraction.stream.image_crops_or_reason`) with the crops the study ran (the model's
+metadata), in threads at idle priority while the model runs on the previous batch, as extraction
+does. A file
 that is no image, or that cannot be read, decoded or cropped, is listed with the reason and
 skipped: never an error.
 
@@ -27,7 +28,7 @@ from cnn_feature_behavior.export.model_file import ExportedModel
 from cnn_feature_behavior.extraction.stream import (
     DECODE_PRIORITIES,
     ImageReadError,
-    image_crops,
+    image_crops_or_reason,
     lower_thread_priority,
     prefetched,
 )
@@ -100,7 +101,7 @@ def classify(
 
     def crops_or_reason(path: Path) -> np.ndarray | str:
         try:
-            crops = image_crops(path, resize, crop, n_crops)
+            crops = image_crops_or_reason(path, resize, crop, n_crops)
         except ImageReadError as error:  # predicting, an unreadable file is a reason too
             cause = error.__cause__ or error
             return (

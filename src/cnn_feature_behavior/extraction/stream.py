@@ -336,9 +336,9 @@ class CropStream:
         return per_image.astype(np.float32)
 
     def crops_or_reason(self, path: Path) -> np.ndarray | str:
-        """The image's crops as network inputs, or why it cannot be used (`image_crops`); it
-        is decoded here and nowhere else."""
-        crops = image_crops(path, self.resize, self.crop, self.n_crops)
+        """The image's crops as network inputs, or why it cannot be used
+        (`image_crops_or_reason`); it is decoded here and nowhere else."""
+        crops = image_crops_or_reason(path, self.resize, self.crop, self.n_crops)
         if isinstance(crops, str):
             return crops
         # Here, in a decoding thread, not between the model's forward passes: preprocessing is
@@ -346,7 +346,7 @@ class CropStream:
         return preprocess(crops, self.spec)
 
 
-def image_crops(path: Path, resize: int, crop: int, n_crops: int) -> np.ndarray | str:
+def image_crops_or_reason(path: Path, resize: int, crop: int, n_crops: int) -> np.ndarray | str:
     """The image's crops (n_crops, crop, crop, 3) as RGB uint8, or why it cannot be used.
 
     Only a failure to decode the file's own bytes is a reason (a reject, kept by reruns). A file
