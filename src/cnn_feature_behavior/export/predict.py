@@ -4,9 +4,8 @@ The images are found as the readers find a dataset's (`ingestion.readers.base.fi
 recursively, the same rule on file names and links), and decoded and cropped by extraction's own
 code (`extraction.stream.image_crops_or_reason`) with the crops the study ran (the model's
 metadata), in threads at idle priority while the model runs on the previous batch, as extraction
-does. A file
-that is no image, or that cannot be read, decoded or cropped, is listed with the reason and
-skipped: never an error.
+does. A file that is no image, or that cannot be read, decoded or cropped, is listed with the
+reason and skipped: never an error.
 
 Each forward pass runs `batch_size` images' crops: the model's TimeDistributed source network
 then sees `batch_size` crops at a time, extraction's batch (its forward pass takes
