@@ -10,7 +10,7 @@ from cnn_feature_behavior.export.keras_model import Geometry, Taps, build_classi
 from cnn_feature_behavior.export.linear_map import LinearMap
 from cnn_feature_behavior.export.model_file import ExportedModel
 from cnn_feature_behavior.export.predict import PredictSettings, image_files, predict_folder
-from cnn_feature_behavior.extraction.crops import image_crops
+from cnn_feature_behavior.extraction.crops import ImageLimits, image_crops
 from cnn_feature_behavior.extraction.source_models import build_tiny_vgg, preprocess
 from cnn_feature_behavior.extraction.stream import build_extractor, feature_manifest
 
@@ -119,3 +119,13 @@ def test_settings_are_checked():
         PredictSettings(top_k=0).check()
     with pytest.raises(ValueError, match="predict.batch_size"):
         PredictSettings(batch_size=0).check()
+
+
+def test_an_image_beyond_ingestions_size_limits_is_listed(tmp_path):
+    photo(tmp_path / "ok.png", 1)
+    photo(tmp_path / "panorama.png", 2, size=(300, 10))
+    settings = PredictSettings(limits=ImageLimits(max_aspect_ratio=20))
+    predictions, rejects = predict_folder(exported_model(1), tmp_path, settings, shown_as="in")
+    assert predictions["path"].tolist() == ["in/ok.png"]
+    assert rejects["path"].tolist() == ["in/panorama.png"]
+    assert "aspect ratio 30:1 (300 x 10) is above the limit 20" in rejects["reason"].iloc[0]

@@ -21,9 +21,11 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 from tqdm.auto import tqdm
 
 from cnn_feature_behavior.export.model_file import ExportedModel
+from cnn_feature_behavior.extraction.crops import CEILINGS, ImageLimits, SizeCheck
 from cnn_feature_behavior.extraction.stream import (
     DECODE_PRIORITIES,
     ImageReadError,
@@ -39,12 +41,14 @@ HIDDEN_REASON = "hidden (name starts with '.'), not classified"
 
 @dataclass(frozen=True)
 class PredictSettings:
-    """The `predict` parameters; batch, threads and priority default to extraction's."""
+    """The `predict` parameters; batch, threads and priority default to extraction's, the size
+    limits to ingestion's (`ingestion.image_limits`: an image ingestion would refuse is refused)."""
 
     top_k: int = 5
     batch_size: int = 10
     decode_workers: int = 2
     decode_priority: str = "idle"
+    limits: ImageLimits = CEILINGS
 
     def check(self) -> None:
         if int(self.top_k) != self.top_k or self.top_k < 1:
@@ -98,7 +102,12 @@ def classify(
     geometry = exported.metadata["input"]
     resize, crop, n_crops = geometry["resize"], geometry["crop"], geometry["crops"]
 
+    size_check = SizeCheck(resize, settings.limits)
+
     def crops_or_reason(path: Path) -> np.ndarray | str:
+        problem = _size_problem(path, size_check)
+        if problem:
+            return problem
         try:
             crops = image_crops_or_reason(path, resize, crop, n_crops)
         except ImageReadError as error:  # predicting, an unreadable file is a reason too
@@ -129,6 +138,16 @@ def classify(
                 batch = []
             progress.update(1)
     return result
+
+
+def _size_problem(path: Path, size_check: SizeCheck) -> str | None:
+    """Why the image is beyond the size limits, from its header (ingestion's check), or None;
+    a file that does not open is left to the decoding, which gives the reason."""
+    try:
+        with Image.open(path) as image:
+            return size_check.problem(image.width, image.height)
+    except Exception:  # noqa: BLE001 - image_crops_or_reason reports it, with its reason
+        return None
 
 
 def _run_batch(model, batch: list[tuple[int, np.ndarray]], size: int, result: Classified) -> None:

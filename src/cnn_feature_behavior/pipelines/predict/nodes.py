@@ -10,6 +10,7 @@ import pandas as pd
 
 from cnn_feature_behavior.export.model_file import ExportedModel
 from cnn_feature_behavior.export.predict import PredictSettings, predict_folder
+from cnn_feature_behavior.extraction.crops import image_limits_from_params
 
 logger = logging.getLogger(__name__)
 
@@ -18,9 +19,10 @@ def predict_images(
     exported_classifier: ExportedModel,
     predict: dict[str, Any],
     feature_extraction: dict[str, Any],
+    image_limits: dict[str, Any],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Top classes of every image under `predict.images`; the files that are no readable image,
-    with the reason."""
+    """Top classes of every image under `predict.images`; the files that are no readable image
+    (or beyond ingestion's size limits), with the reason."""
     images = predict.get("images")
     if not images:
         raise ValueError(
@@ -32,6 +34,7 @@ def predict_images(
         batch_size=predict.get("batch_size") or feature_extraction["batch_size"],
         decode_workers=predict.get("decode_workers") or feature_extraction["decode_workers"],
         decode_priority=feature_extraction.get("decode_priority", "idle"),
+        limits=image_limits_from_params(image_limits),
     )
     predictions, rejects = predict_folder(exported_classifier, Path(images), settings, images)
     logger.info(

@@ -13,7 +13,12 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 nodes.predict_images,
-                inputs=["exported_classifier", "params:predict", "params:feature_extraction"],
+                inputs=[
+                    "exported_classifier",
+                    "params:predict",
+                    "params:feature_extraction",
+                    "params:ingestion.image_limits",
+                ],
                 outputs=["predictions", "prediction_rejects"],
                 name="predict_images",
             ),
