@@ -9,7 +9,8 @@ reason and skipped: never an error.
 
 Each forward pass runs `batch_size` images' crops: the model's TimeDistributed source network
 then sees `batch_size` crops at a time, extraction's batch (its forward pass takes
-`batch_size // n_crops` whole images, `batch_size` crops).
+`batch_size // n_crops` whole images, `batch_size` crops). The images left at the end run
+`batch_size // n_crops` at a time, as extraction's, so that padding wastes no more.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -100,25 +102,16 @@ def classify(
     """Class probabilities of each image file (the model's metadata gives its crops)."""
     settings.check()
     geometry = exported.metadata["input"]
-    resize, crop, n_crops = geometry["resize"], geometry["crop"], geometry["crops"]
-
-    size_check = SizeCheck(resize, settings.limits)
-
-    def crops_or_reason(path: Path) -> np.ndarray | str:
-        problem = _size_problem(path, size_check)
-        if problem:
-            return problem
-        try:
-            crops = image_crops_or_reason(path, resize, crop, n_crops)
-        except ImageReadError as error:  # predicting, an unreadable file is a reason too
-            cause = error.__cause__ or error
-            return (
-                f"cannot read: {type(cause).__name__}: {getattr(cause, 'strerror', None) or cause}"
-            )
-        return crops if isinstance(crops, str) else crops.astype(np.float32)
-
+    cropper = _Cropper(
+        geometry["resize"],
+        geometry["crop"],
+        geometry["crops"],
+        SizeCheck(geometry["resize"], settings.limits),
+    )
+    passes = _Passes(
+        exported.model, settings.batch_size, max(1, settings.batch_size // geometry["crops"])
+    )
     result = Classified()
-    batch: list[tuple[int, np.ndarray]] = []
     depth = 2 * settings.batch_size + settings.decode_workers
     with (
         ThreadPoolExecutor(
@@ -128,16 +121,37 @@ def classify(
         ) as pool,
         tqdm(total=len(paths), unit="img", desc="predict", disable=not show_progress) as progress,
     ):
-        for position, item in enumerate(prefetched(pool, crops_or_reason, paths, depth)):
+        for position, item in enumerate(prefetched(pool, cropper, paths, depth)):
             if isinstance(item, str):
                 result.rejects.append((position, item))
             else:
-                batch.append((position, item))
-            if batch and (len(batch) == settings.batch_size or position == len(paths) - 1):
-                _run_batch(exported.model, batch, settings.batch_size, result)
-                batch = []
+                passes.add(position, item, result)
             progress.update(1)
+        passes.finish(result)
     return result
+
+
+@dataclass(frozen=True)
+class _Cropper:
+    """An image file's crops as the model's input (float32), or why it cannot be classified."""
+
+    resize: int
+    crop: int
+    n_crops: int
+    size_check: SizeCheck
+
+    def __call__(self, path: Path) -> np.ndarray | str:
+        problem = _size_problem(path, self.size_check)
+        if problem:
+            return problem
+        try:
+            crops = image_crops_or_reason(path, self.resize, self.crop, self.n_crops)
+        except ImageReadError as error:  # predicting, an unreadable file is a reason too
+            cause = error.__cause__ or error
+            return (
+                f"cannot read: {type(cause).__name__}: {getattr(cause, 'strerror', None) or cause}"
+            )
+        return crops if isinstance(crops, str) else crops.astype(np.float32)
 
 
 def _size_problem(path: Path, size_check: SizeCheck) -> str | None:
@@ -150,15 +164,36 @@ def _size_problem(path: Path, size_check: SizeCheck) -> str | None:
         return None
 
 
-def _run_batch(model, batch: list[tuple[int, np.ndarray]], size: int, result: Classified) -> None:
-    """One forward pass, the batch padded to `size` images (every pass the same computation)."""
-    inputs = np.stack([crops for _, crops in batch])
-    if len(batch) < size:
-        padding = np.zeros((size - len(batch), *inputs.shape[1:]), inputs.dtype)
-        inputs = np.concatenate([inputs, padding])
-    probabilities = np.asarray(model.predict_on_batch(inputs), np.float64)[: len(batch)]
-    result.positions += [position for position, _ in batch]
-    result.probabilities += list(probabilities)
+@dataclass
+class _Passes:
+    """Forward passes of `full` images; the images left at the end run `tail` at a time
+    (extraction's images per pass), so that padding wastes no more than extraction's. Every
+    pass is padded to its size: two input shapes, each traced once."""
+
+    model: Any
+    full: int
+    tail: int
+    waiting: list[tuple[int, np.ndarray]] = field(default_factory=list)
+
+    def add(self, position: int, crops: np.ndarray, result: Classified) -> None:
+        self.waiting.append((position, crops))
+        if len(self.waiting) == self.full:
+            self._run(self.waiting, self.full, result)
+            self.waiting = []
+
+    def finish(self, result: Classified) -> None:
+        for start in range(0, len(self.waiting), self.tail):
+            self._run(self.waiting[start : start + self.tail], self.tail, result)
+        self.waiting = []
+
+    def _run(self, batch: list[tuple[int, np.ndarray]], size: int, result: Classified) -> None:
+        inputs = np.stack([crops for _, crops in batch])
+        if len(batch) < size:
+            padding = np.zeros((size - len(batch), *inputs.shape[1:]), inputs.dtype)
+            inputs = np.concatenate([inputs, padding])
+        probabilities = np.asarray(self.model.predict_on_batch(inputs), np.float64)[: len(batch)]
+        result.positions += [position for position, _ in batch]
+        result.probabilities += list(probabilities)
 
 
 def predictions_table(
