@@ -10,9 +10,10 @@ from cnn_feature_behavior.export.keras_model import Geometry, Taps, build_classi
 from cnn_feature_behavior.export.linear_map import LinearMap
 from cnn_feature_behavior.export.model_file import ExportedModel
 from cnn_feature_behavior.export.predict import PredictSettings, image_files, predict_folder
-from cnn_feature_behavior.extraction.crops import ImageLimits, image_crops
+from cnn_feature_behavior.extraction.crops import image_crops
 from cnn_feature_behavior.extraction.source_models import build_tiny_vgg, preprocess
 from cnn_feature_behavior.extraction.stream import build_extractor, feature_manifest
+from cnn_feature_behavior.ingestion.image_checks import ImageLimits
 
 LAYERS = ["conv2_1", "conv5_3"]
 CLASSES = ("ant", "bee", "cat", "dog", "eel", "fox")

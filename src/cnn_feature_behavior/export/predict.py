@@ -27,7 +27,6 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from cnn_feature_behavior.export.model_file import ExportedModel
-from cnn_feature_behavior.extraction.crops import CEILINGS, ImageLimits, SizeCheck
 from cnn_feature_behavior.extraction.stream import (
     DECODE_PRIORITIES,
     ImageReadError,
@@ -35,6 +34,7 @@ from cnn_feature_behavior.extraction.stream import (
     lower_thread_priority,
     prefetched,
 )
+from cnn_feature_behavior.ingestion.image_checks import CEILINGS, ImageLimits, SizeCheck
 from cnn_feature_behavior.ingestion.index import rejects_table
 from cnn_feature_behavior.ingestion.readers.base import files_under, is_image_name, not_image_reason
 

@@ -10,7 +10,7 @@ import pandas as pd
 
 from cnn_feature_behavior.export.model_file import ExportedModel
 from cnn_feature_behavior.export.predict import PredictSettings, predict_folder
-from cnn_feature_behavior.extraction.crops import image_limits_from_params
+from cnn_feature_behavior.ingestion.image_checks import image_limits_from_params
 
 logger = logging.getLogger(__name__)
 
