@@ -32,44 +32,27 @@ import numpy as np
 from bench_feature_extraction import Extraction, _setup, pipeline_seconds
 from load_average import load_average_line
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from builders.exported_models import exported_classifier, random_linear_map  # noqa: E402
+
 
 def exported_full_network(backbone, spec, layers, settings, crops: int, folder: Path):
     """An exported classifier on every feature (random weights: speed only), read back from its
-    file."""
-    from cnn_feature_behavior.export.keras_model import Geometry, Taps, build_classifier
-    from cnn_feature_behavior.export.linear_map import LinearMap
-    from cnn_feature_behavior.export.model_file import (
-        ExportedModel,
-        load_model_file,
-        save_model_file,
-    )
-    from cnn_feature_behavior.extraction.source_models import preprocess
-    from cnn_feature_behavior.extraction.stream import build_extractor, feature_manifest
+    file as the predict pipeline reads it."""
+    from cnn_feature_behavior.export.keras_model import Geometry
+    from cnn_feature_behavior.export.model_file import load_model_file, save_model_file
 
-    manifest = feature_manifest(build_extractor(backbone, layers), layers)
-    columns = np.arange(len(manifest))
-    names = tuple(f"class{k}" for k in range(10))
-    linear_map = LinearMap(
-        columns=columns,
-        mean=np.zeros(columns.size),
-        scale=np.ones(columns.size),
-        fne_thresholds=None,
-        weights=np.random.default_rng(0).standard_normal((columns.size, len(names))) * 1e-3,
-        intercepts=np.zeros(len(names)),
-        class_names=names,
-        solver="logistic_regression",
-        regularisation_c=1.0,
+    classifier = exported_classifier(
+        backbone,
+        layers,
+        lambda manifest: random_linear_map(
+            np.arange(len(manifest)), [f"class{k}" for k in range(10)], standardise=False
+        ),
+        Geometry(crops, settings["resize"], settings["crop"]),
+        preprocessing=spec["preprocessing"],
     )
-    geometry = Geometry(crops, settings["resize"], settings["crop"])
-    model = build_classifier(
-        backbone, lambda x: preprocess(x, spec), Taps.of(manifest, columns), linear_map, geometry
-    )
-    metadata = {
-        "class_names": list(names),
-        "input": {"crops": crops, "resize": geometry.resize, "crop": geometry.crop},
-    }
     path = folder / "classifier.keras"
-    save_model_file(ExportedModel(model, metadata), path)
+    save_model_file(classifier, path)
     return load_model_file(path)
 
 

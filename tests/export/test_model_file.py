@@ -10,18 +10,17 @@ import zipfile
 
 import numpy as np
 import pytest
+from builders.exported_models import exported_classifier, random_linear_map
 from kedro.io import DatasetError
 
-from cnn_feature_behavior.export.keras_model import Geometry, Taps, build_classifier
-from cnn_feature_behavior.export.linear_map import LinearMap
+from cnn_feature_behavior.export.keras_model import Geometry
 from cnn_feature_behavior.export.model_file import (
     ExportedModel,
     KerasModelDataset,
     read_metadata,
     save_model_file,
 )
-from cnn_feature_behavior.extraction.source_models import build_tiny_vgg, preprocess
-from cnn_feature_behavior.extraction.stream import build_extractor, feature_manifest
+from cnn_feature_behavior.extraction.source_models import build_tiny_vgg
 
 LAYERS = ["conv1_1", "conv5_3"]
 METADATA = {"class_names": ["ant", "bee", "cat"], "input": {"crops": 1, "resize": 36, "crop": 32}}
@@ -53,29 +52,13 @@ STANDALONE = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def exported() -> ExportedModel:
-    backbone = build_tiny_vgg(include_fc=False, input_size=None, seed=4)
-    manifest = feature_manifest(build_extractor(backbone, LAYERS), LAYERS)
-    columns = np.array([0, 3, 5, 9])
-    rng = np.random.default_rng(0)
-    mapped = LinearMap(
-        columns=columns,
-        mean=rng.uniform(0, 1, 4),
-        scale=rng.uniform(0.5, 2, 4),
-        fne_thresholds=(0.15, -0.25),
-        weights=rng.standard_normal((4, 3)),
-        intercepts=rng.standard_normal(3),
-        class_names=("ant", "bee", "cat"),
-        solver="ridge",
-        regularisation_c=0.1,
-    )
-    model = build_classifier(
-        backbone,
-        lambda x: preprocess(x, {"preprocessing": "caffe"}),
-        Taps.of(manifest, columns),
-        mapped,
+    classifier = exported_classifier(
+        build_tiny_vgg(include_fc=False, input_size=None, seed=4),
+        LAYERS,
+        lambda manifest: random_linear_map(np.array([0, 3, 5, 9]), ("ant", "bee", "cat"), fne=True),
         Geometry(1, 36, 32),
     )
-    return ExportedModel(model, METADATA)
+    return ExportedModel(classifier.model, METADATA)
 
 
 def test_metadata_is_in_the_files_own_metadata_json(tmp_path, exported):

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from builders.exported_models import exported_classifier, random_linear_map
 from PIL import Image
 
-from cnn_feature_behavior.export.keras_model import Geometry, Taps, build_classifier
-from cnn_feature_behavior.export.linear_map import LinearMap
+from cnn_feature_behavior.export.keras_model import Geometry
 from cnn_feature_behavior.export.model_file import ExportedModel
 from cnn_feature_behavior.export.predict import PredictSettings, image_files, predict_folder
 from cnn_feature_behavior.extraction.crops import image_crops
-from cnn_feature_behavior.extraction.source_models import build_tiny_vgg, preprocess
-from cnn_feature_behavior.extraction.stream import build_extractor, feature_manifest
+from cnn_feature_behavior.extraction.source_models import build_tiny_vgg
 from cnn_feature_behavior.ingestion.image_checks import ImageLimits
 
 LAYERS = ["conv2_1", "conv5_3"]
@@ -20,30 +19,14 @@ CLASSES = ("ant", "bee", "cat", "dog", "eel", "fox")
 
 
 def exported_model(n_crops: int) -> ExportedModel:
-    backbone = build_tiny_vgg(include_fc=False, input_size=None, seed=9)
-    manifest = feature_manifest(build_extractor(backbone, LAYERS), LAYERS)
-    columns = np.arange(len(manifest))
-    rng = np.random.default_rng(2)
-    mapped = LinearMap(
-        columns=columns,
-        mean=np.zeros(columns.size),
-        scale=np.ones(columns.size),
-        fne_thresholds=None,
-        weights=rng.standard_normal((columns.size, len(CLASSES))),
-        intercepts=np.zeros(len(CLASSES)),
-        class_names=CLASSES,
-        solver="logistic_regression",
-        regularisation_c=1.0,
-    )
-    model = build_classifier(
-        backbone,
-        lambda x: preprocess(x, {"preprocessing": "caffe"}),
-        Taps.of(manifest, columns),
-        mapped,
+    return exported_classifier(
+        build_tiny_vgg(include_fc=False, input_size=None, seed=9),
+        LAYERS,
+        lambda manifest: random_linear_map(
+            np.arange(len(manifest)), CLASSES, standardise=False, seed=2
+        ),
         Geometry(n_crops, 40, 32),
     )
-    metadata = {"class_names": list(CLASSES), "input": {"crops": n_crops, "resize": 40, "crop": 32}}
-    return ExportedModel(model, metadata)
 
 
 def photo(path, seed: int, size=(48, 60)) -> None:

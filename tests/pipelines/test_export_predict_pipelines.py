@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from builders.project import kedro_run
+from builders.project import kedro_run, own_models_folder
 from PIL import Image
 
 from cnn_feature_behavior.extraction.source_models import build_tiny_vgg
@@ -55,6 +55,7 @@ def _tiny_study_config(project: Path, weights: Path) -> None:
 
 @pytest.mark.slow
 def test_study_then_export_then_predict(project_copy, tmp_path):
+    own_models_folder(project_copy)
     raw = tmp_path / "my_images"
     for split, count in PER_SPLIT.items():
         for k, (name, colour) in enumerate(COLOURS.items()):

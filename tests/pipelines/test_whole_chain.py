@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from builders.project import PROJECT_ROOT, kedro_run
+from builders.project import PROJECT_ROOT, kedro_run, own_models_folder
 from kedro.config import OmegaConfigLoader
 
 from cnn_feature_behavior.export.fit import ExportSettings, StudyTables, fit_for_export
@@ -88,6 +88,7 @@ def _refit(project: Path) -> tuple[dict[str, str], tuple[str, ...]]:
 def test_imagefolder_study_export_predict_on_real_photographs(project_copy, my_images):
     if not WEIGHTS.is_file():
         pytest.skip(f"default weights not fetched ({WEIGHTS} absent): run `make setup`")
+    own_models_folder(project_copy)
     run = ("--env", "imagefolder")
     # The report's top-feature patches from 8 pool images (100 by default): the same steps.
     study = kedro_run(
