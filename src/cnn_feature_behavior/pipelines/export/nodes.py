@@ -65,7 +65,7 @@ def build_models(
     dataset: str,
 ) -> tuple[ExportedModel, ExportedModel]:
     """The classifier and features models on the source network the embedding was made with."""
-    description = read_plan_file(Path(embedding_shards.path) / PLAN_FILE)["description"]
+    description = _plan_description(embedding_shards)
     spec = source_model_spec(source_model, source_models)
     backbone = load_backbone(source_model, source_models)
     source = checked_source(description, source_model, spec, backbone)
@@ -74,16 +74,23 @@ def build_models(
     )
 
 
+def _plan_description(embedding_shards: ShardedEmbeddingDataset) -> dict[str, Any]:
+    """How the embedding was made (its plan.json): source model, weights, crops, raw_dir."""
+    return read_plan_file(Path(embedding_shards.path) / PLAN_FILE)["description"]
+
+
 def describe_export(
     exported_classifier: ExportedModel,
     export_fit: ExportFit,
     image_index: pd.DataFrame,
-    raw_dir: str,
+    embedding_shards: ShardedEmbeddingDataset,
     export: dict[str, Any],
     feature_extraction: dict[str, Any],
 ) -> tuple[dict[str, Any], str]:
-    """The model card, once the written classifier agrees with the refit on test images."""
+    """The model card, once the written classifier agrees with the refit on test images (read
+    from the raw_dir the embedding was extracted from)."""
     settings = ExportSettings.from_params(export)
+    raw_dir = _plan_description(embedding_shards)["raw_dir"]
     files = {
         str(image_id): Path(raw_dir) / path
         for image_id, path in zip(image_index["image_id"], image_index["path"])

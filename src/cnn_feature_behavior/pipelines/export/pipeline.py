@@ -46,7 +46,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "exported_classifier",
                     "export_fit",
                     "image_index",
-                    "params:raw_dir",
+                    "embedding_shards",
                     "params:export",
                     "params:feature_extraction",
                 ],
