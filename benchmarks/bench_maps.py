@@ -28,6 +28,7 @@ from threadpoolctl import threadpool_limits
 
 from cnn_feature_behavior.transfer import maps
 from cnn_feature_behavior.transfer.embeddings import standardise
+from cnn_feature_behavior.transfer.settings import MapSettings
 
 VGG16_CONV = {
     "conv1_1": 64, "conv1_2": 64, "conv2_1": 128, "conv2_2": 128, "conv3_1": 256, "conv3_2": 256,
@@ -88,7 +89,7 @@ def main() -> None:
             f"threads {threads}: PCA {pca:.1f} s, t-SNE {tsne:.1f} s, one map {pca + tsne:.1f} s; "
             f"5-NN accuracy in 2-D {knn_accuracy(xy, labels):.3f}; load {os.getloadavg()}"
         )
-    settings = maps.MapSettings(max_images=args.images, threads=args.threads[0])
+    settings = MapSettings(max_images=args.images, threads=args.threads[0])
     start = time.perf_counter()
     table = maps.embedding_maps(
         values,

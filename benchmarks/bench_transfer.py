@@ -50,24 +50,12 @@ from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
 from cnn_feature_behavior.transfer import classifier as classifier_module
-from cnn_feature_behavior.transfer.classifier import (
-    ClassifierSettings,
-    accuracies,
-    fit_logistic_regression,
-    holdout_split,
-)
-from cnn_feature_behavior.transfer.evaluation import (
-    FNE,
-    KINDS,
-    TransferSettings,
-    check_inputs,
-    embedding_jobs,
-    evaluate_split,
-    prepare,
-    probe_data,
-)
+from cnn_feature_behavior.transfer.classifier import accuracies, fit_probe
+from cnn_feature_behavior.transfer.evaluation import check_inputs, evaluate_split, prepare
 from cnn_feature_behavior.transfer.features import RANKINGS
-from cnn_feature_behavior.transfer.splits import transfer_splits
+from cnn_feature_behavior.transfer.jobs import FNE, KINDS, embedding_jobs, probe_data
+from cnn_feature_behavior.transfer.settings import LOGISTIC, TransferSettings
+from cnn_feature_behavior.transfer.splits import holdout_split, transfer_splits
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_EMBEDDING = ROOT.parent / "shared" / "embeddings" / "caltech101-vgg16-conv"
@@ -161,19 +149,22 @@ def timed_evaluation(values, labels, is_train, layers, settings):
     return evaluation, time.perf_counter() - start
 
 
-def reference_settings(default: TransferSettings) -> ClassifierSettings:
+def reference_settings(default: TransferSettings) -> TransferSettings:
     """Converged logistic regression (the held-out fits that choose C too), C on the same
     held-out part, grid widened as needed; in the row space wherever the training images are
     fewer than the features (exact, faster)."""
     classifier_module.ROW_SPACE_SHARE = 1.0
     return replace(
-        default.classifier,
+        default,
         classifier="logistic_regression",
-        tol=1e-6,
-        selection_tol=1e-6,
-        relative_tol=0.0,
-        max_iter=5000,
-        widen=6,
+        logistic_regression=replace(
+            default.logistic_regression,
+            tol=1e-6,
+            selection_tol=1e-6,
+            relative_tol=0.0,
+            max_iter=5000,
+        ),
+        c_selection=replace(default.c_selection, widen=6),
     )
 
 
@@ -188,7 +179,7 @@ def reference_fits(inputs, default: TransferSettings, limit: float) -> pd.DataFr
     train_rows = np.flatnonzero(inputs.is_train)
     test_rows = np.flatnonzero(~inputs.is_train)
     fit_part, held_out = holdout_split(
-        inputs.labels[train_rows], default.classifier.holdout_fraction, [2018, 0]
+        inputs.labels[train_rows], default.c_selection.holdout_fraction, [2018, 0]
     )
     fit = prepare(inputs, train_rows[fit_part], train_rows[held_out], default)
     train = prepare(inputs, train_rows, test_rows, default)
@@ -214,7 +205,7 @@ def reference_fits(inputs, default: TransferSettings, limit: float) -> pd.DataFr
             data = probe_data(job, fit, train)
             data = replace(data, **{f: getattr(data, f).astype(np.float64) for f in FLOAT64})
             with threadpool_limits(limits=1):
-                result = fit_logistic_regression(data, settings, estimator=LogisticRegression)
+                result = fit_probe(data, LOGISTIC, settings, estimator=LogisticRegression)
             accuracy, _ = accuracies(inputs.labels[test_rows], result.predictions)
             rows.append(
                 {
@@ -266,13 +257,10 @@ def run_one(scale: str, args) -> None:
     if args.rankings:
         settings = replace(settings, rankings=tuple(args.rankings))
     if args.relative_tol is not None:
-        settings = replace(
-            settings, classifier=replace(settings.classifier, relative_tol=args.relative_tol)
-        )
+        solver = replace(settings.logistic_regression, relative_tol=args.relative_tol)
+        settings = replace(settings, logistic_regression=solver)
     if args.classifier:
-        settings = replace(
-            settings, classifier=replace(settings.classifier, classifier=args.classifier)
-        )
+        settings = replace(settings, classifier=args.classifier)
     evaluation, wall = timed_evaluation(values, labels, is_train, layers, settings)
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     seconds = evaluation.fitted["seconds"]

@@ -18,6 +18,7 @@ from sklearn.preprocessing import StandardScaler
 from cnn_feature_behavior.pipelines.transfer import create_pipeline
 from cnn_feature_behavior.transfer import maps
 from cnn_feature_behavior.transfer.embeddings import Standardisation, fne_values, standardise
+from cnn_feature_behavior.transfer.settings import FneSettings, MapSettings
 
 LAYERS = ["conv3_3", "conv5_3", "fc6"]
 FAST = {"max_iter": 500, "pca_components": 10, "perplexity": 10, "threads": 1}
@@ -91,7 +92,7 @@ def embedding_inputs(seed=0):
 
 def test_embedding_maps_schema_subsample_and_absent_layers(caplog):
     values, feature_layers, labels, image_ids = embedding_inputs()
-    settings = maps.MapSettings(
+    settings = MapSettings(
         embeddings=("conv5_3", "fc6", "full_network", "fne"), max_images=40, seed=7, **FAST
     )
     with caplog.at_level(logging.INFO, logger="cnn_feature_behavior.transfer.maps"):
@@ -136,7 +137,7 @@ def test_embedding_maps_name_unknown_embeddings_and_settings():
             values,
             feature_layers,
             maps.MapImages.of(labels, image_ids, ["a", "b", "c", "d"]),
-            maps.MapSettings(embeddings=("conv9_9",)),
+            MapSettings(embeddings=("conv9_9",)),
             **arguments,
         )
     with pytest.raises(ValueError, match="none is in the embedding"):
@@ -144,7 +145,7 @@ def test_embedding_maps_name_unknown_embeddings_and_settings():
             values,
             feature_layers,
             maps.MapImages.of(labels, image_ids, ["a", "b", "c", "d"]),
-            maps.MapSettings(embeddings=("fc6",)),
+            MapSettings(embeddings=("fc6",)),
             **arguments,
         )
     with pytest.raises(
@@ -154,15 +155,15 @@ def test_embedding_maps_name_unknown_embeddings_and_settings():
             values[:, :11],
             feature_layers,
             maps.MapImages.of(labels, image_ids, ["a", "b", "c", "d"]),
-            maps.MapSettings(),
+            MapSettings(),
             **arguments,
         )
     with pytest.raises(ValueError, match="60 labels but 59 image ids"):
         maps.MapImages.of(labels, image_ids[:59], ["a", "b", "c", "d"])
     with pytest.raises(ValueError, match=r"transfer.maps: unknown key\(s\) \['perplexty'\]"):
-        maps.MapSettings.from_params({"perplexty": 5})
+        MapSettings.from_params({"perplexty": 5})
     with pytest.raises(ValueError, match="max_images must be at least 2"):
-        maps.MapSettings.from_params({"max_images": 1})
+        MapSettings.from_params({"max_images": 1})
 
 
 def _run_maps_node(
@@ -249,7 +250,7 @@ def test_embedding_maps_node_through_kedro_runner():
 
 def test_embedding_values_per_name():
     values, feature_layers, _, _ = embedding_inputs()
-    settings = maps.MapSettings(fne_positive=0.5, fne_negative=-0.5)
+    settings = MapSettings(fne=FneSettings(positive=0.5, negative=-0.5))
     full = maps.embedding_values("full_network", values, feature_layers, settings)
     np.testing.assert_allclose(full, StandardScaler().fit_transform(values), atol=1e-5)
     fne = maps.embedding_values("fne", values, feature_layers, settings)

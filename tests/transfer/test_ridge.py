@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from builders.transfer_probes import probe_data
 from sklearn.linear_model import Ridge
 
-from cnn_feature_behavior.transfer.classifier import (
-    ClassifierSettings,
-    ProbeData,
-    fit_ridge,
-    search_c,
-)
+from cnn_feature_behavior.transfer.classifier import fit_probe, search_c
 from cnn_feature_behavior.transfer.ridge import DUAL_SHARE, RidgeData, RidgeSystem
+from cnn_feature_behavior.transfer.settings import TransferSettings
 
 
 def one_hot(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -61,10 +58,8 @@ def test_ridge_probe_two_classes_and_chosen_c_on_the_held_out_part():
     values = rng.standard_normal((80, 30)).astype(np.float32)
     values[:, 0] += labels * 2.0
     fit, held = np.arange(80) % 5 != 0, np.arange(80) % 5 == 0
-    data = ProbeData.of(
-        (values[fit], labels[fit]), (values[held], labels[held]), (values, labels), values
-    )
-    result = fit_ridge(data, ClassifierSettings(classifier="ridge"))
+    data = probe_data(values, labels, values, (fit, held))
+    result = fit_probe(data, "ridge", TransferSettings(classifier="ridge"))
     assert result.solver == "ridge" and set(result.predictions) == {0, 1}
     assert np.mean(result.predictions == labels) > 0.8
     assert result.regularisation_c in result.holdout_accuracy
@@ -157,13 +152,11 @@ def test_large_systems_walk_from_the_hint_and_find_the_exhaustive_choice(monkeyp
     values = rng.standard_normal((200, 60)).astype(np.float32)
     values[:, :4] += np.eye(4, dtype=np.float32)[labels] * 1.5
     fit, held = np.arange(200) % 4 != 0, np.arange(200) % 4 == 0
-    data = ProbeData.of(
-        (values[fit], labels[fit]), (values[held], labels[held]), (values, labels), values
-    )
-    settings = ClassifierSettings(classifier="ridge")
-    exhaustive = fit_ridge(data, settings)
+    settings = TransferSettings(classifier="ridge")
+    exhaustive = fit_probe(probe_data(values, labels, values, (fit, held)), "ridge", settings)
     monkeypatch.setattr(ridge, "THREADED_SYSTEM", 1)  # every system counts as large
-    walked = fit_ridge(data, settings, hint=exhaustive.regularisation_c)
+    data = probe_data(values, labels, values, (fit, held))  # its systems large
+    walked = fit_probe(data, "ridge", settings, start_c=exhaustive.regularisation_c)
     assert walked.regularisation_c == exhaustive.regularisation_c
     assert len(walked.holdout_accuracy) < len(exhaustive.holdout_accuracy)
 

@@ -3,9 +3,12 @@ data, no test information in anything fitted, and the pipeline through Kedro's r
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
+from builders.transfer_probes import probe_data
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 from sklearn.linear_model import LogisticRegression
@@ -13,23 +16,19 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, log_loss
 
 from cnn_feature_behavior.pipelines.transfer import create_pipeline
 from cnn_feature_behavior.transfer.classifier import (
-    ClassifierSettings,
     ProbeData,
     _Probe,
     accuracies,
-    fit_classifier,
-    fit_logistic_regression,
+    fit_probe,
     gram_matrix,
-    holdout_split,
     row_space_basis,
+    solver_for,
 )
 from cnn_feature_behavior.transfer.embeddings import fne_values
-from cnn_feature_behavior.transfer.evaluation import (
-    RESULT_COLUMNS,
-    TransferSettings,
-    evaluate_split,
-)
+from cnn_feature_behavior.transfer.evaluation import RESULT_COLUMNS, evaluate_split
 from cnn_feature_behavior.transfer.multinomial import MultinomialLogisticRegression
+from cnn_feature_behavior.transfer.settings import LogisticRegressionSettings, TransferSettings
+from cnn_feature_behavior.transfer.splits import holdout_split
 
 N_CLASSES, PER_CLASS, PER_LAYER = 6, 40, 60
 FRACTIONS = (0.05, 0.1, 1.0)
@@ -72,14 +71,6 @@ def evaluated():
     return evaluate(planted()[1])
 
 
-def probe_data(train, labels, test, holdout) -> ProbeData:
-    """ProbeData of one matrix with its (fit, held-out) positions, no restandardisation."""
-    fit, held = holdout
-    return ProbeData.of(
-        (train[fit], labels[fit]), (train[held], labels[held]), (train, labels), test
-    )
-
-
 def test_row_space_solution_is_scikit_learns_on_the_full_matrix():
     rng = np.random.default_rng(1)
     labels = np.repeat(np.arange(4), 10)
@@ -89,16 +80,20 @@ def test_row_space_solution_is_scikit_learns_on_the_full_matrix():
         + np.repeat(np.arange(4), 20)[:, None] * 0.1
     )
     test_labels = np.repeat(np.arange(4), 20)
-    settings = ClassifierSettings(
-        classifier="logistic_regression",
-        c_grid=(0.05,),
-        widen=0,
-        tol=1e-10,
-        relative_tol=0.0,  # converged: the same predictions, image for image
-        max_iter=5000,
+    settings = TransferSettings.from_params(
+        {
+            "classifier": "logistic_regression",
+            "c_selection": {"widen": 0},
+            "logistic_regression": {
+                "c_grid": [0.05],
+                "tol": 1e-10,
+                "relative_tol": 0.0,  # converged: the same predictions, image for image
+                "max_iter": 5000,
+            },
+        }
     )
     data = probe_data(train, labels, test, holdout_split(labels, 0.25, 0))
-    ours = fit_classifier(data, settings)
+    ours = fit_probe(data, "logistic_regression", settings)
     direct = LogisticRegression(C=0.05, tol=1e-10, max_iter=5000).fit(train, labels)
     np.testing.assert_array_equal(ours.predictions, direct.predict(test))
     assert accuracies(test_labels, ours.predictions) == pytest.approx(
@@ -147,7 +142,7 @@ def test_holdout_score_is_accuracy_then_scikit_learns_log_loss():
     rng = np.random.default_rng(3)
     labels = np.repeat(np.arange(3), 8)
     values = rng.standard_normal((24, 5)) + labels[:, None]
-    probe = _Probe(values[:18], labels[:18], ClassifierSettings())
+    probe = _Probe(values[:18], labels[:18], TransferSettings())
     probe.fit(0.1)
     accuracy, minus_loss = probe.holdout_score(values[18:], labels[18:])
     assert accuracy == accuracy_score(labels[18:], probe.model.predict(values[18:]))
@@ -165,10 +160,14 @@ def test_tiny_unbalanced_training_split_does_not_collapse_to_the_largest_class()
     test_labels = np.repeat(np.arange(6), 15)
     train = centres[train_labels] + rng.standard_normal((train_labels.size, 40))
     test = centres[test_labels] + rng.standard_normal((test_labels.size, 40))
-    settings = ClassifierSettings()
-    holdout = holdout_split(train_labels, settings.holdout_fraction, 0)
+    settings = TransferSettings()
+    holdout = holdout_split(train_labels, settings.c_selection.holdout_fraction, 0)
     data = probe_data(train, train_labels, test, holdout)
-    for result in (fit_logistic_regression(data, settings), fit_classifier(data, settings)):
+    solver = solver_for(*train.shape, 6, settings)
+    for result in (
+        fit_probe(data, "logistic_regression", settings),
+        fit_probe(data, solver, settings),
+    ):
         assert len(set(result.predictions.tolist())) > 1
         assert accuracies(test_labels, result.predictions)[0] > 0.5
 
@@ -370,17 +369,21 @@ def test_row_space_and_full_space_logistic_regression_agree():
     data = probe_data(train, labels, test, holdout)
     predicted = {}
     for row_space in (True, False):
-        settings = ClassifierSettings(
-            classifier="logistic_regression", c_grid=(1.0,), widen=0, row_space=row_space
+        settings = TransferSettings.from_params(
+            {
+                "classifier": "logistic_regression",
+                "c_selection": {"widen": 0},
+                "logistic_regression": {"c_grid": [1.0], "row_space": row_space},
+            }
         )
-        predicted[row_space] = fit_classifier(data, settings).predictions
+        predicted[row_space] = fit_probe(data, "logistic_regression", settings).predictions
     assert np.mean(predicted[True] != predicted[False]) <= 0.002
 
 
 def test_row_space_only_where_it_saves():
     from cnn_feature_behavior.transfer.classifier import use_row_space
 
-    settings = ClassifierSettings()
+    settings = TransferSettings()
     assert not use_row_space(12288, 12416, settings)  # caltech256: nothing to save
     assert use_row_space(240, 4224, settings)  # the digits study: 18 times smaller
     values = np.random.default_rng(0).standard_normal((90, 100)).astype(np.float32)
@@ -423,7 +426,7 @@ def test_a_kinds_gram_matrices_are_freed_before_the_next_kinds_are_made(monkeypa
     import gc
     import weakref
 
-    from cnn_feature_behavior.transfer import evaluation, ridge
+    from cnn_feature_behavior.transfer import jobs, ridge
 
     made = []  # weak references: RidgeData is an unhashable dataclass
     original_of = ridge.RidgeData.of.__func__
@@ -434,7 +437,7 @@ def test_a_kinds_gram_matrices_are_freed_before_the_next_kinds_are_made(monkeypa
         return data
 
     alive_at_fne = []
-    original_make_fne = evaluation.Prepared.make_fne
+    original_make_fne = jobs.Prepared.make_fne
 
     def make_fne(self):
         gc.collect()
@@ -442,7 +445,7 @@ def test_a_kinds_gram_matrices_are_freed_before_the_next_kinds_are_made(monkeypa
         original_make_fne(self)
 
     monkeypatch.setattr(ridge.RidgeData, "of", classmethod(recorded_of))
-    monkeypatch.setattr(evaluation.Prepared, "make_fne", make_fne)
+    monkeypatch.setattr(jobs.Prepared, "make_fne", make_fne)
     settings = TransferSettings.from_params(
         {"classifier": "ridge", "fractions": [0.5, 1.0], "rankings": ["dks_count"]},
         {"bins": 20, "workers": 1},
@@ -466,14 +469,19 @@ def test_narrow_designs_choose_c_with_converged_fits(monkeypatch):
 
     monkeypatch.setattr(MultinomialLogisticRegression, "fit", recording_fit)
     values, labels, *_ = planted()
-    holdout = classifier.holdout_split(labels, 0.25, 0)
+    holdout = holdout_split(labels, 0.25, 0)
     data = probe_data(values, labels, values, holdout)
-    settings = ClassifierSettings(classifier="logistic_regression", tol=1e-6, selection_tol=1e-3)
-    classifier.fit_logistic_regression(data, settings)
+    settings = TransferSettings.from_params(
+        {
+            "classifier": "logistic_regression",
+            "logistic_regression": {"tol": 1e-6, "selection_tol": 1e-3},
+        }
+    )
+    classifier.fit_probe(data, "logistic_regression", settings)
     assert set(tols) == {1e-6}  # 120 columns: converged selection and refit
     tols.clear()
     monkeypatch.setattr(classifier, "CONVERGED_SELECTION_WIDTH", 100)
-    classifier.fit_logistic_regression(data, settings)
+    classifier.fit_probe(data, "logistic_regression", settings)
     assert tols[:-1] and set(tols[:-1]) == {1e-3} and tols[-1] == 1e-6
 
 
@@ -483,7 +491,7 @@ def test_the_refit_starts_from_the_fit_parts_weights_feature_by_feature(monkeypa
     from cnn_feature_behavior.transfer import classifier
 
     values, labels, *_ = planted()
-    fit, held = classifier.holdout_split(labels, 0.25, 0)
+    fit, held = holdout_split(labels, 0.25, 0)
     fit_columns, train_columns = np.array([0, 10, 20, 30]), np.array([10, 20, 30, 40, 50])
     data = ProbeData(
         values[fit][:, fit_columns], labels[fit], values[held][:, fit_columns], labels[held],
@@ -504,24 +512,25 @@ def test_the_refit_starts_from_the_fit_parts_weights_feature_by_feature(monkeypa
 
     monkeypatch.setattr(classifier._Probe, "start_from", start_from)
     monkeypatch.setattr(classifier._Probe, "weights", weights)
-    classifier.fit_logistic_regression(data, ClassifierSettings(classifier="logistic_regression"))
+    settings = TransferSettings(classifier="logistic_regression")
+    classifier.fit_probe(data, "logistic_regression", settings)
     ((start, chosen),) = starts
     np.testing.assert_array_equal(start[:3], chosen[1:])
     np.testing.assert_array_equal(start[3:], 0.0)
 
 
 def test_each_curve_searches_c_from_its_previous_sizes_choice(monkeypatch):
-    from cnn_feature_behavior.transfer import evaluation
+    from cnn_feature_behavior.transfer import scheduling
 
     calls = []
-    original = evaluation.fit_logistic_regression
+    original = scheduling.fit_probe
 
-    def recording(data, settings, start_c=None):
-        fitted = original(data, settings, start_c=start_c)
+    def recording(data, solver, settings, start_c=None):
+        fitted = original(data, solver, settings, start_c)
         calls.append((data.fit_values.shape[1], start_c, fitted.regularisation_c))
         return fitted
 
-    monkeypatch.setattr(evaluation, "fit_logistic_regression", recording)
+    monkeypatch.setattr(scheduling, "fit_probe", recording)
     settings = TransferSettings.from_params(
         {"fractions": [0.05, 0.1, 0.25, 1.0], "rankings": ["dks_count"], "workers": 1},
         {"bins": 20, "workers": 1},
@@ -539,10 +548,7 @@ def test_each_curve_searches_c_from_its_previous_sizes_choice(monkeypatch):
 
 
 def test_results_do_not_depend_on_the_number_of_workers():
-    one, two = (
-        evaluate(planted()[1], TransferSettings(**{**SETTINGS.__dict__, "workers": workers}))
-        for workers in (1, 2)
-    )
+    one, two = (evaluate(planted()[1], replace(SETTINGS, workers=workers)) for workers in (1, 2))
     pd.testing.assert_frame_equal(one.results, two.results)
 
 
@@ -553,12 +559,10 @@ def test_no_convergence_warning_escapes_the_threads_that_fit():
 
     from sklearn.exceptions import ConvergenceWarning
 
-    settings = TransferSettings(
-        **{
-            **SETTINGS.__dict__,
-            "workers": 2,
-            "classifier": ClassifierSettings(c_grid=(0.01, 0.1, 1.0), max_iter=2),
-        }
+    settings = replace(
+        SETTINGS,
+        workers=2,
+        logistic_regression=LogisticRegressionSettings(c_grid=(0.01, 0.1, 1.0), max_iter=2),
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

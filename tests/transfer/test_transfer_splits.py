@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -148,7 +150,9 @@ def test_env_split_blocks_merge_into_the_base_block(project_root):
     from kedro.config import OmegaConfigLoader
 
     from cnn_feature_behavior.settings import CONFIG_LOADER_ARGS
-    from cnn_feature_behavior.transfer.splits import DEFAULT_SPLIT_PARAMS
+    from cnn_feature_behavior.transfer.settings import SplitSettings
+
+    DEFAULT_SPLIT_PARAMS = asdict(SplitSettings())
 
     def split_block(env):
         loader = OmegaConfigLoader(str(project_root / "conf"), **CONFIG_LOADER_ARGS, env=env)
@@ -174,9 +178,10 @@ def test_class_with_training_images_only_in_the_official_split_is_allowed_with_a
 
 
 def test_train_fraction_rounds_half_up_exactly():
+    from cnn_feature_behavior.transfer.settings import SplitSettings
     from cnn_feature_behavior.transfer.splits import train_quota
 
     # 0.35 x 90 = 31.5 exactly; in floating point 31.499999999999996, which rounded to 31.
-    params = {"train_per_class": None, "train_fraction": 0.35}
+    params = SplitSettings(train_per_class=None, train_fraction=0.35)
     assert train_quota(90, params) == 32
-    assert train_quota(10, {"train_per_class": None, "train_fraction": 0.25}) == 3  # 2.5 up
+    assert train_quota(10, SplitSettings(train_per_class=None, train_fraction=0.25)) == 3  # 2.5 up

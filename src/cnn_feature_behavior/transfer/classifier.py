@@ -9,13 +9,17 @@ Solvers (`transfer.classifier`):
   within `relative_tol`, 1%, of the optimum's): the linear-probe protocol of Kornblith et al.
   (CVPR 2019).
 - `ridge_or_logistic` (default): the logistic regression where it is affordable (training
-  images^2 x features, or images where the row space is used, x classes <= `logistic_budget`:
-  the default study's digits, the flowers102-sized set, narrow layers of caltech101-sized sets,
-  where square loss on 101 one-hot targets fell 0.04 to 0.09 below it), ridge elsewhere. A
-  contest between the two on the held-out part was tried and dropped: on the digits study's 60
-  held-out images it kept ridge where the logistic regression was 0.02 better on the test
-  images. The `solver` column says which one produced each number.
+  images^2 x features, or images where the row space is used, x classes <=
+  `logistic_regression.budget`: the default study's digits, the flowers102-sized set, narrow
+  layers of caltech101-sized sets, where square loss on 101 one-hot targets fell 0.04 to 0.09
+  below it), ridge elsewhere. A contest between the two on the held-out part was tried and
+  dropped: on the digits study's 60 held-out images it kept ridge where the logistic regression
+  was 0.02 better on the test images. The `solver` column says which one produced each number.
 - `linear_svc`: LinearSVC with a fixed C, one-vs-rest (the FNE's public code), no selection.
+
+One dispatch for the evaluation, the tests and the benchmarks: `solver_for` names the solver of
+a design, `choose_c` chooses its C and `refit` refits it on the training split (`fit_probe`:
+both in turn; the evaluation calls them apart where ridge frees one Gram matrix between them).
 
 C is chosen on the training images only: each solver is fitted on the fit part of a seeded
 stratified split of the training images (standardised, three-valued and ranked with the fit
@@ -52,66 +56,23 @@ from sklearn.svm import LinearSVC
 
 from cnn_feature_behavior.transfer import ridge
 from cnn_feature_behavior.transfer.multinomial import MultinomialLogisticRegression
-from cnn_feature_behavior.transfer.splits import half_up
-
-RIDGE, LOGISTIC, RIDGE_OR_LOGISTIC, LINEAR_SVC = (
-    "ridge",
-    "logistic_regression",
-    "ridge_or_logistic",
-    "linear_svc",
+from cnn_feature_behavior.transfer.settings import (
+    LINEAR_SVC,
+    LOGISTIC,
+    RIDGE,
+    RIDGE_OR_LOGISTIC,
+    TransferSettings,
 )
-CLASSIFIERS = (RIDGE_OR_LOGISTIC, RIDGE, LOGISTIC, LINEAR_SVC)
+
 # Eigenvalues of a singular Gram matrix below this share of the largest span no direction.
 EIGEN_CUTOFF = 1e-10
 # The row space pays where the training images are at most this share of the features.
 ROW_SPACE_SHARE = 0.5
-DEFAULT_C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 # Designs up to this many columns choose C with converged fits (`tol`): their iterations are
 # cheap, and fits stopped at selection_tol ranked large C values by where lbfgs stopped (on the
 # real Caltech-101 conv1_2, 64 features, they chose C = 1,000 where converged fits chose 100:
 # 0.013 lower on the test images).
 CONVERGED_SELECTION_WIDTH = 1024
-
-
-@dataclass(frozen=True)
-class ClassifierSettings:
-    """How the classifier is fitted (the `transfer` parameters' classifier keys)."""
-
-    classifier: str = RIDGE_OR_LOGISTIC
-    c_grid: tuple[float, ...] = DEFAULT_C_GRID
-    ridge_c_grid: tuple[float, ...] = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
-    widen: int = 3
-    holdout_fraction: float = 0.2
-    max_iter: int = 3000
-    tol: float = 1e-6
-    # The held-out fits that choose C on wide designs (over CONVERGED_SELECTION_WIDTH columns)
-    # stop earlier: they rank the C values, the refit is the result (converged, `tol`).
-    selection_tol: float = 1e-4
-    # The refit also stops once its weights are within this share of the optimum's (2-norm;
-    # multinomial.MultinomialLoss.close_enough); 0: at `tol` only.
-    relative_tol: float = 0.01
-    row_space: bool = True
-    # Training images^2 x features x classes up to which ridge_or_logistic fits a logistic
-    # regression (features: the images where the row space is used).
-    logistic_budget: float = 1e12
-    svc_c: float = 1.0
-    svc_max_iter: int = 1000
-
-    def __post_init__(self) -> None:
-        if self.classifier not in CLASSIFIERS:
-            raise ValueError(
-                f"transfer.classifier must be one of {CLASSIFIERS}, got {self.classifier!r}"
-            )
-        for name in ("c_grid", "ridge_c_grid"):
-            grid = getattr(self, name)
-            if not grid or any(not float(c) > 0 for c in grid):
-                raise ValueError(f"transfer: {name} must be C > 0, got {grid}")
-        if int(self.widen) != self.widen or self.widen < 0:
-            raise ValueError(f"transfer: widen must be an integer >= 0, got {self.widen!r}")
-        if not 0 < self.holdout_fraction < 1:
-            raise ValueError(
-                f"transfer: holdout_fraction must lie in (0, 1), got {self.holdout_fraction}"
-            )
 
 
 @dataclass
@@ -127,19 +88,24 @@ class FitResult:
     selection_seconds: float = 0.0
     fit_seconds: float = 0.0
     n_iter: int = 0
+    # The logistic regression's fit-part (weights, intercepts) at the chosen C, between
+    # choose_c and refit: where the refit starts.
+    start_weights: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
 class ProbeData:
     """One embedding's matrices: the fit part and its held-out images (standardised, ranked with
     the fit part's statistics), the whole training split and the test images (with the training
-    split's). `fit_ridge` / `train_ridge`: the centred ridge data these columns come from."""
+    split's). `fit_ridge` / `train_ridge`: ridge's normal equations of these columns on the fit
+    part and on the training split (ridge reads them instead of fit_values / train_values, which
+    it leaves None: a column subset is a copy)."""
 
-    fit_values: np.ndarray
+    fit_values: np.ndarray | None
     fit_labels: np.ndarray
     held_values: np.ndarray
     held_labels: np.ndarray
-    train_values: np.ndarray
+    train_values: np.ndarray | None
     train_labels: np.ndarray
     test_values: np.ndarray
     fit_ridge: ridge.RidgeSystem | None = None
@@ -148,42 +114,15 @@ class ProbeData:
     # each): the positions of their common features in each, (fit, train).
     common_columns: tuple[np.ndarray, np.ndarray] | None = None
 
-    @classmethod
-    def of(cls, fit, held, train, test_values: np.ndarray) -> ProbeData:
-        """From (values, labels) pairs of the fit part, the held-out part and the training split,
-        with ridge systems on all of their columns."""
-        classes = np.unique(train[1])
-        return cls(
-            *fit, *held, *train, test_values,
-            fit_ridge=ridge.RidgeSystem(ridge.RidgeData.of(*fit, classes), None),
-            train_ridge=ridge.RidgeSystem(ridge.RidgeData.of(*train, classes), None),
-        )  # fmt: skip
-
     def on_train_columns(self, weights: np.ndarray) -> np.ndarray:
         """(fit columns, classes) weights as weights on the training split's columns: each
         common feature keeps its weight, the others start at 0."""
         if self.common_columns is None:
             return weights
         fit_positions, train_positions = self.common_columns
-        moved = np.zeros((self.train_values.shape[1], weights.shape[1]))
+        moved = np.zeros((self.test_values.shape[1], weights.shape[1]))
         moved[train_positions] = weights[fit_positions]
         return moved
-
-
-def holdout_split(
-    labels: np.ndarray, fraction: float, seed: int | Sequence[int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded stratified (fit, held-out) positions: fraction x n of each class held out (half
-    up, exact), at least 1 where the class has 2 images or more, and never the class's last."""
-    labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    held = []
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        n_held = min(max(half_up(fraction, members.size), 1), members.size - 1)
-        held.append(rng.permutation(members)[:n_held])
-    held_out = np.sort(np.concatenate(held)) if held else np.empty(0, np.intp)
-    return np.setdiff1d(np.arange(labels.size), held_out), held_out
 
 
 Key = tuple[float, float]
@@ -246,41 +185,30 @@ def _starting_index(
     return len(grid) // 2
 
 
-def fit_ridge(
-    data: ProbeData, settings: ClassifierSettings, hint: float | None = None
+def _choose_ridge_c(
+    data: ProbeData, settings: TransferSettings, start_c: float | None
 ) -> FitResult:
-    """Ridge on one-hot targets, C chosen on the held-out part, refitted on the training split."""
-    selection = select_ridge_c(data.fit_ridge, data.held_values, data.held_labels, settings, hint)
-    return refit_ridge(selection, data.train_ridge, data.test_values)
-
-
-def select_ridge_c(
-    system: ridge.RidgeSystem,
-    held_values: np.ndarray,
-    held_labels: np.ndarray,
-    settings: ClassifierSettings,
-    hint: float | None = None,
-) -> FitResult:
-    """The C of ridge on the fit part's `system` scored on the held-out images (no predictions
-    yet: refit_ridge makes them).
+    """The C of ridge on the fit part's system scored on the held-out images (no predictions
+    yet: the refit makes them).
 
     Where a factorisation is cheap (a system under ridge.THREADED_SYSTEM) the whole grid is
     scored: a local walk from a neighbouring embedding's choice once stopped on a held-out
     plateau far from the best C (0.40 against 0.73 for its neighbours, 60 held-out images).
     Larger systems (a factorisation of the 12,416-feature network takes seconds) walk from
-    `hint`, a similar embedding's choice, or from the grid's middle: 3 to 5 factorisations
+    `start_c`, a similar embedding's choice, or from the grid's middle: 3 to 5 factorisations
     instead of 7 or more.
     """
     start = time.perf_counter()
+    system = data.fit_ridge
 
     def score(c: float) -> Key:
         weights, intercept = system.weights(c)
-        scored = ridge.scores(held_values, weights, intercept)
-        return ridge.holdout_key(scored, system.data.classes, held_labels)
+        scored = ridge.scores(data.held_values, weights, intercept)
+        return ridge.holdout_key(scored, system.data.classes, data.held_labels)
 
     chosen, keys, at_edge = search_c(
-        score, settings.ridge_c_grid, settings.widen, start=hint if system.large else None,
-        exhaustive=not system.large,
+        score, settings.ridge.c_grid, settings.c_selection.widen,
+        start=start_c if system.large else None, exhaustive=not system.large,
     )  # fmt: skip
     return FitResult(
         regularisation_c=chosen,
@@ -293,15 +221,14 @@ def select_ridge_c(
     )
 
 
-def refit_ridge(
-    selection: FitResult, system: ridge.RidgeSystem, test_values: np.ndarray
-) -> FitResult:
-    """`selection` with its C refitted on the training split's `system`, and its predictions."""
+def _refit_ridge(choice: FitResult, data: ProbeData) -> FitResult:
+    """`choice` with its C refitted on the training split's system, and its predictions."""
     start = time.perf_counter()
-    weights, intercept = system.weights(selection.regularisation_c)
-    scored = ridge.scores(test_values, weights, intercept)
+    system = data.train_ridge
+    weights, intercept = system.weights(choice.regularisation_c)
+    scored = ridge.scores(data.test_values, weights, intercept)
     predictions = system.data.classes[np.argmax(scored, axis=1)]
-    return replace(selection, predictions=predictions, fit_seconds=time.perf_counter() - start)
+    return replace(choice, predictions=predictions, fit_seconds=time.perf_counter() - start)
 
 
 Weights = Callable[[np.ndarray], np.ndarray]
@@ -360,9 +287,9 @@ def row_space_basis(values: np.ndarray, gram: np.ndarray) -> RowSpace:
     return RowSpace(basis.astype(values.dtype), to_weights, from_weights, triangular)
 
 
-def use_row_space(n_images: int, n_features: int, settings: ClassifierSettings) -> bool:
+def use_row_space(n_images: int, n_features: int, settings: TransferSettings) -> bool:
     """Whether the row space saves: few training images against the features."""
-    return settings.row_space and n_images <= ROW_SPACE_SHARE * n_features
+    return settings.logistic_regression.row_space and n_images <= ROW_SPACE_SHARE * n_features
 
 
 def multinomial_coef(coef: np.ndarray) -> np.ndarray:
@@ -378,7 +305,7 @@ class _Probe:
         self,
         values: np.ndarray,
         labels: np.ndarray,
-        settings: ClassifierSettings,
+        settings: TransferSettings,
         estimator: type = MultinomialLogisticRegression,
         relative_tol: float = 0.0,
     ):
@@ -392,8 +319,9 @@ class _Probe:
         options = {}  # MultinomialLogisticRegression's own (the reference's has none of them)
         if estimator is MultinomialLogisticRegression:
             options = {"lower_triangular": triangular, "relative_tol": relative_tol}
+        solver = settings.logistic_regression
         self.model = estimator(
-            C=1.0, max_iter=settings.max_iter, tol=settings.tol, warm_start=True, **options
+            C=1.0, max_iter=solver.max_iter, tol=solver.tol, warm_start=True, **options
         )
 
     def state(self) -> tuple[np.ndarray, np.ndarray]:
@@ -450,19 +378,16 @@ class _Probe:
         return accuracy, -log_loss
 
 
-def fit_logistic_regression(
-    data: ProbeData,
-    settings: ClassifierSettings,
-    estimator: type = MultinomialLogisticRegression,
-    start_c: float | None = None,
+def _choose_logistic_c(
+    data: ProbeData, settings: TransferSettings, start_c: float | None, estimator: type
 ) -> FitResult:
-    """Choose C on the held-out part, refit on the whole training split, predict the test.
-    `start_c`: where the C search starts (a similar embedding's choice; None: the grid's
-    middle). `estimator`: scikit-learn's LogisticRegression gives the reference."""
+    """The C of the best held-out score of fits on the fit part, searched from `start_c` (a
+    similar embedding's choice; None: the grid's middle); `start_weights` keeps the fit part's
+    weights at that C, where the refit starts."""
     start = time.perf_counter()
     probe = _Probe(data.fit_values, data.fit_labels, settings, estimator=estimator)
     if probe.design.shape[1] > CONVERGED_SELECTION_WIDTH:
-        probe.model.set_params(tol=settings.selection_tol)
+        probe.model.set_params(tol=settings.logistic_regression.selection_tol)
     states: dict[float, tuple[np.ndarray, np.ndarray]] = {}
 
     def score(c: float) -> Key:
@@ -470,38 +395,52 @@ def fit_logistic_regression(
         states[c] = probe.state()
         return probe.holdout_score(data.held_values, data.held_labels)
 
-    chosen, keys, at_edge = search_c(score, settings.c_grid, settings.widen, start=start_c)
-    selected = time.perf_counter()
+    grid, widen = settings.logistic_regression.c_grid, settings.c_selection.widen
+    chosen, keys, at_edge = search_c(score, grid, widen, start=start_c)
     probe.restore(states[chosen])
-    weights, intercept = probe.weights()
-    # Not the held-out fits: stopped at relative_tol they flipped the choice between near-tied
-    # C values (8 of 71 rows of the flowers102-sized benchmark, up to 0.0033 lower).
-    final = _Probe(data.train_values, data.train_labels, settings, estimator, settings.relative_tol)
-    # The held-out fit at the chosen C is close to the refit: start the solver there.
-    final.start_from(data.on_train_columns(weights), intercept)
-    n_iter = final.fit(chosen)
     return FitResult(
         regularisation_c=chosen,
-        predictions=final.predict(data.test_values),
+        predictions=np.empty(0),
         solver=LOGISTIC,
         c_at_grid_edge=at_edge,
         holdout_accuracy={c: k[0] for c, k in keys.items()},
         holdout_key=keys[chosen],
-        selection_seconds=selected - start,
-        fit_seconds=time.perf_counter() - selected,
+        selection_seconds=time.perf_counter() - start,
+        start_weights=probe.weights(),
+    )
+
+
+def _refit_logistic(
+    choice: FitResult, data: ProbeData, settings: TransferSettings, estimator: type
+) -> FitResult:
+    """`choice`'s C refitted on the whole training split from the fit part's weights at that C
+    (close to the refit's), feature by feature; and its test predictions."""
+    start = time.perf_counter()
+    # Not the held-out fits: stopped at relative_tol they flipped the choice between near-tied
+    # C values (8 of 71 rows of the flowers102-sized benchmark, up to 0.0033 lower).
+    relative_tol = settings.logistic_regression.relative_tol
+    final = _Probe(data.train_values, data.train_labels, settings, estimator, relative_tol)
+    weights, intercept = choice.start_weights
+    final.start_from(data.on_train_columns(weights), intercept)
+    n_iter = final.fit(choice.regularisation_c)
+    return replace(
+        choice,
+        predictions=final.predict(data.test_values),
+        start_weights=None,
+        fit_seconds=time.perf_counter() - start,
         n_iter=n_iter,
     )
 
 
-def fit_linear_svc(data: ProbeData, settings: ClassifierSettings) -> FitResult:
+def _refit_linear_svc(data: ProbeData, settings: TransferSettings) -> FitResult:
     """LinearSVC (squared hinge, one-vs-rest) with the fixed C of the settings, no selection."""
     start = time.perf_counter()
-    model = LinearSVC(C=float(settings.svc_c), max_iter=settings.svc_max_iter)
+    model = LinearSVC(C=float(settings.linear_svc.C), max_iter=settings.linear_svc.max_iter)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(data.train_values, data.train_labels)
     return FitResult(
-        regularisation_c=float(settings.svc_c),
+        regularisation_c=float(settings.linear_svc.C),
         predictions=model.predict(data.test_values),
         solver=LINEAR_SVC,
         fit_seconds=time.perf_counter() - start,
@@ -509,28 +448,69 @@ def fit_linear_svc(data: ProbeData, settings: ClassifierSettings) -> FitResult:
     )
 
 
-def logistic_affordable(
-    n_images: int, n_features: int, n_classes: int, settings: ClassifierSettings
-) -> bool:
-    """Whether ridge_or_logistic also fits a logistic regression on this embedding."""
+def solver_for(n_images: int, n_features: int, n_classes: int, settings: TransferSettings) -> str:
+    """The solver of `transfer.classifier` on a design of this size: the setting's own, or for
+    ridge_or_logistic the logistic regression where affordable (training images^2 x features,
+    or images where the row space is used, x classes <= logistic_regression.budget), else ridge.
+    """
+    if settings.classifier != RIDGE_OR_LOGISTIC:
+        return settings.classifier
     if use_row_space(n_images, n_features, settings):
         n_features = n_images
     # lbfgs's work per iteration grows with images x features x classes, and its iterations
     # with the images: the flowers102-sized set (2,040 images, 102 classes) keeps it everywhere,
     # caltech101 on its layers, caltech256 and ImageNet nowhere.
-    return float(n_images) ** 2 * n_features * n_classes <= settings.logistic_budget
+    affordable = (
+        float(n_images) ** 2 * n_features * n_classes <= settings.logistic_regression.budget
+    )
+    return LOGISTIC if affordable else RIDGE
 
 
-def fit_classifier(data: ProbeData, settings: ClassifierSettings) -> FitResult:
-    """The settings' classifier fitted on the training matrix, with its test predictions."""
-    if settings.classifier == LINEAR_SVC:
-        return fit_linear_svc(data, settings)
-    shape = (*data.train_values.shape, np.unique(data.train_labels).size)
-    if settings.classifier == LOGISTIC or (
-        settings.classifier == RIDGE_OR_LOGISTIC and logistic_affordable(*shape, settings)
-    ):
-        return fit_logistic_regression(data, settings)
-    return fit_ridge(data, settings)
+def choose_c(
+    data: ProbeData,
+    solver: str,
+    settings: TransferSettings,
+    start_c: float | None = None,
+    estimator: type = MultinomialLogisticRegression,
+) -> FitResult:
+    """The C of one embedding chosen on its fit part and held-out images, by `solver`, searched
+    from `start_c` where given (no predictions yet: `refit` makes them). `estimator`: the
+    logistic regression's (scikit-learn's LogisticRegression gives the reference)."""
+    if solver == RIDGE:
+        return _choose_ridge_c(data, settings, start_c)
+    if solver == LOGISTIC:
+        return _choose_logistic_c(data, settings, start_c, estimator)
+    if solver == LINEAR_SVC:  # a fixed C, nothing to choose
+        return FitResult(float(settings.linear_svc.C), np.empty(0), solver=LINEAR_SVC)
+    raise ValueError(f"unknown solver {solver!r}")
+
+
+def refit(
+    choice: FitResult,
+    data: ProbeData,
+    settings: TransferSettings,
+    estimator: type = MultinomialLogisticRegression,
+) -> FitResult:
+    """`choice`'s solver refitted at its C on the training split, with the test predictions."""
+    if choice.solver == RIDGE:
+        return _refit_ridge(choice, data)
+    if choice.solver == LOGISTIC:
+        return _refit_logistic(choice, data, settings, estimator)
+    if choice.solver == LINEAR_SVC:
+        return _refit_linear_svc(data, settings)
+    raise ValueError(f"unknown solver {choice.solver!r}")
+
+
+def fit_probe(
+    data: ProbeData,
+    solver: str,
+    settings: TransferSettings,
+    start_c: float | None = None,
+    estimator: type = MultinomialLogisticRegression,
+) -> FitResult:
+    """One embedding's classifier: C chosen on the fit part, refitted on the training split."""
+    choice = choose_c(data, solver, settings, start_c, estimator)
+    return refit(choice, data, settings, estimator)
 
 
 def accuracies(labels: np.ndarray, predictions: np.ndarray) -> tuple[float, float]:
@@ -541,8 +521,3 @@ def accuracies(labels: np.ndarray, predictions: np.ndarray) -> tuple[float, floa
     correct = labels == predictions
     per_class = [float(np.mean(correct[labels == c])) for c in np.unique(labels)]
     return float(np.mean(correct)), float(np.mean(per_class))
-
-
-def c_grid(values: Sequence[float]) -> tuple[float, ...]:
-    """The C grid as sorted floats, duplicates removed."""
-    return tuple(sorted({float(v) for v in values}))

@@ -9,62 +9,39 @@ read by the measures. C is chosen on a fit part of the training split whose own 
 FNE and rankings are fitted on it alone (the held-out images are scored with them, as test images
 are later), then the embedding is refitted on the whole training split with the whole split's.
 
-Steps: `prepare` (standardisation, FNE, rankings of one part), `embedding_jobs` (the feature set
-of each result row, on the fit part and on the training split), `fit_jobs` (the classifiers,
-one kind of matrix at a time, so that a kind's Gram matrices are freed before the next kind's),
-`result_rows`.
+Steps: `prepare` (standardisation, FNE, rankings of one part), `jobs.embedding_jobs` (the
+feature set of each result row, on the fit part and on the training split),
+`scheduling.fit_jobs` (the classifiers, one kind of matrix at a time, so that a kind's Gram
+matrices are freed before the next kind's), `result_rows`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
-import warnings
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.exceptions import ConvergenceWarning
-from threadpoolctl import threadpool_limits
 
 from cnn_feature_behavior.statistics.dks import feature_range
-from cnn_feature_behavior.transfer import ridge
-from cnn_feature_behavior.transfer.classifier import (
-    LINEAR_SVC,
-    LOGISTIC,
-    RIDGE,
-    RIDGE_OR_LOGISTIC,
-    ClassifierSettings,
-    FitResult,
-    ProbeData,
-    accuracies,
-    c_grid,
-    fit_linear_svc,
-    fit_logistic_regression,
-    holdout_split,
-    logistic_affordable,
-    refit_ridge,
-    select_ridge_c,
+from cnn_feature_behavior.transfer.classifier import FitResult, accuracies
+from cnn_feature_behavior.transfer.embeddings import Standardisation
+from cnn_feature_behavior.transfer.features import dks_ranking, random_order
+from cnn_feature_behavior.transfer.jobs import (
+    FULL_NETWORK,
+    Job,
+    Prepared,
+    embedding_jobs,
 )
-from cnn_feature_behavior.transfer.embeddings import FNE_NEGATIVE, FNE_POSITIVE, Standardisation
-from cnn_feature_behavior.transfer.embeddings import fne_values as three_valued
-from cnn_feature_behavior.transfer.features import (
-    RANKINGS,
-    DksRanking,
-    curve_sizes,
-    dks_ranking,
-    random_order,
-)
+from cnn_feature_behavior.transfer.scheduling import fit_jobs
+from cnn_feature_behavior.transfer.settings import TransferSettings
+from cnn_feature_behavior.transfer.splits import holdout_split
 
 logger = logging.getLogger(__name__)
 
-LAYER, FULL_NETWORK, FNE, RANDOM = "layer", "full_network", "fne", "random"
-KINDS = (FULL_NETWORK, FNE)
-DEFAULT_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 RESULT_COLUMNS = (
     "embedding",
     "layer",
@@ -80,392 +57,6 @@ RESULT_COLUMNS = (
     "accuracy",
     "mean_per_class_accuracy",
 )
-TRANSFER_KEYS = {
-    "split",
-    "classifier",
-    "c_selection",
-    "ridge",
-    "logistic_regression",
-    "linear_svc",
-    "fne",
-    "rankings",
-    "fractions",
-    "seed",
-    "workers",
-    "maps",
-}
-_CLASSIFIER_KEYS = {
-    "c_selection": {"holdout_fraction": "holdout_fraction", "widen": "widen"},
-    "ridge": {"c_grid": "ridge_c_grid"},
-    "logistic_regression": {
-        "c_grid": "c_grid",
-        "max_iter": "max_iter",
-        "tol": "tol",
-        "selection_tol": "selection_tol",
-        "relative_tol": "relative_tol",
-        "row_space": "row_space",
-        "budget": "logistic_budget",
-    },
-    "linear_svc": {"C": "svc_c", "max_iter": "svc_max_iter"},
-}
-
-
-def classifier_settings(transfer: dict[str, Any]) -> ClassifierSettings:
-    """ClassifierSettings from the `transfer` block's classifier keys; unknown keys are errors."""
-    given: dict[str, Any] = {}
-    for block, keys in _CLASSIFIER_KEYS.items():
-        values = dict(transfer.get(block) or {})
-        if set(values) - set(keys):
-            raise ValueError(
-                f"transfer.{block}: unknown key(s) {sorted(set(values) - set(keys))}; "
-                f"known: {sorted(keys)}"
-            )
-        for key, value in values.items():
-            given[keys[key]] = c_grid(value) if key == "c_grid" else value
-    if "logistic_budget" in given:
-        given["logistic_budget"] = float(given["logistic_budget"])
-    return ClassifierSettings(classifier=transfer.get("classifier", RIDGE_OR_LOGISTIC), **given)
-
-
-@dataclass(frozen=True)
-class TransferSettings:
-    """The `transfer` parameters (less `split` and `maps`) with dks.bins and calibration's."""
-
-    classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
-    fne_positive: float = FNE_POSITIVE
-    fne_negative: float = FNE_NEGATIVE
-    rankings: tuple[str, ...] = RANKINGS
-    fractions: tuple[float, ...] = DEFAULT_FRACTIONS
-    seed: int = 2018
-    workers: int | None = None
-    dks_bins: int | None = 100
-    dks_workers: int | None = None
-    calibration_repetitions: int = 1
-    calibration_seed: int = 2018
-
-    @classmethod
-    def from_params(
-        cls,
-        transfer: dict[str, Any],
-        dks: dict[str, Any] | None = None,
-        calibration: dict[str, Any] | None = None,
-    ) -> TransferSettings:
-        """Settings from the parameters blocks; unknown `transfer` keys are errors."""
-        unknown = sorted(set(transfer) - TRANSFER_KEYS)
-        if unknown:
-            raise ValueError(f"transfer: unknown key(s) {unknown}; known: {sorted(TRANSFER_KEYS)}")
-        fne = dict(transfer.get("fne") or {})
-        if set(fne) - {"positive", "negative"}:
-            raise ValueError(f"transfer.fne keys are 'positive' and 'negative', got {sorted(fne)}")
-        rankings = tuple(transfer.get("rankings", RANKINGS))
-        if not rankings or set(rankings) - set(RANKINGS) or len(set(rankings)) < len(rankings):
-            raise ValueError(
-                f"transfer.rankings must be distinct names among {RANKINGS}, got {list(rankings)}"
-            )
-        dks, calibration = dks or {}, calibration or {}
-        return cls(
-            classifier=classifier_settings(transfer),
-            fne_positive=float(fne.get("positive", FNE_POSITIVE)),
-            fne_negative=float(fne.get("negative", FNE_NEGATIVE)),
-            rankings=rankings,
-            fractions=tuple(float(f) for f in transfer.get("fractions", DEFAULT_FRACTIONS)),
-            seed=int(transfer.get("seed", 2018)),
-            workers=_workers(transfer.get("workers")),
-            dks_bins=dks.get("bins", 100),
-            dks_workers=dks.get("workers"),
-            calibration_repetitions=int(calibration.get("repetitions", 1)),
-            calibration_seed=int(calibration.get("seed", 2018)),
-        )
-
-
-def _workers(value: Any) -> int | None:
-    if value is not None and (int(value) != value or value < 1):
-        raise ValueError(f"transfer.workers must be an integer >= 1 or null, got {value!r}")
-    return None if value is None else int(value)
-
-
-@dataclass
-class SplitEvaluation:
-    """The result rows of one split, what was fitted (for inspection), and each fit's timing."""
-
-    results: pd.DataFrame
-    fitted: dict[str, Any]
-    timings: pd.DataFrame
-
-
-@dataclass
-class Prepared:
-    """One training matrix's embeddings (fitted on its images only) and the images scored with
-    them: the fit part with the held-out images, or the training split with the test images."""
-
-    standardisation: Standardisation
-    ranking: DksRanking
-    labels: np.ndarray
-    scored_labels: np.ndarray
-    train: dict[str, np.ndarray]  # kind -> training rows
-    scored: dict[str, np.ndarray]  # kind -> scored rows
-    fne_thresholds: tuple[float, float]
-    ridge: dict[str, ridge.RidgeData] = field(default_factory=dict)
-
-    def make_fne(self) -> None:
-        """The three-valued matrices from the continuous ones (made when the FNE's turn comes)."""
-        for matrices in (self.train, self.scored):
-            matrices[FNE] = three_valued(matrices[FULL_NETWORK], *self.fne_thresholds)
-
-    def drop(self, kind: str) -> None:
-        for matrices in (self.train, self.scored):
-            matrices.pop(kind, None)
-        self.ridge.pop(kind, None)
-
-    def ridge_data(self, kind: str, classes: np.ndarray, threads: int) -> ridge.RidgeData:
-        if kind not in self.ridge:
-            self.ridge[kind] = ridge.RidgeData.of(self.train[kind], self.labels, classes, threads)
-        return self.ridge[kind]
-
-
-@dataclass(frozen=True)
-class SplitInputs:
-    """What evaluate_split is given, checked."""
-
-    values: np.ndarray
-    labels: np.ndarray
-    is_train: np.ndarray
-    layers: np.ndarray
-    class_names: Sequence[str]
-    feature_names: Sequence[str] | None
-
-
-def prepare(
-    inputs: SplitInputs, train_rows: np.ndarray, scored_rows: np.ndarray, settings: TransferSettings
-) -> Prepared:
-    """Standardisation and DKS rankings fitted on `train_rows`, applied to both row sets."""
-    train_values = inputs.values[train_rows]
-    standardisation = Standardisation.fit(train_values)
-    ranking = dks_ranking(
-        train_values,
-        inputs.labels[train_rows],
-        inputs.class_names,
-        bins=settings.dks_bins,
-        repetitions=settings.calibration_repetitions,
-        seed=settings.calibration_seed,
-        workers=settings.dks_workers,
-        feature_names=inputs.feature_names,
-    )
-    return Prepared(
-        standardisation=standardisation,
-        ranking=ranking,
-        labels=inputs.labels[train_rows],
-        scored_labels=inputs.labels[scored_rows],
-        train={FULL_NETWORK: standardisation.apply(train_values)},
-        scored={FULL_NETWORK: standardisation.apply(inputs.values[scored_rows])},
-        fne_thresholds=(settings.fne_positive, settings.fne_negative),
-    )
-
-
-@dataclass(frozen=True)
-class Job:
-    """One result row's feature set: its columns on the fit part and on the training split (a
-    ranking's selection can differ between them), None for every column."""
-
-    row: dict[str, Any]
-    kind: str
-    fit_columns: np.ndarray | None
-    train_columns: np.ndarray | None
-
-    def n_features(self, n_all: int) -> int:
-        """How many features this row's classifier sees, of the embedding's n_all."""
-        return n_all if self.train_columns is None else self.train_columns.size
-
-    def key(self) -> tuple:
-        def code(columns: np.ndarray | None) -> bytes:
-            return b"all" if columns is None else columns.tobytes()
-
-        return (self.kind, code(self.fit_columns), code(self.train_columns))
-
-
-def embedding_jobs(
-    layers: np.ndarray, fit: Prepared, train: Prepared, shuffled: np.ndarray, settings
-) -> list[Job]:
-    """Every result row's feature set: layers, full network, FNE, then each kind's curves."""
-    n_features = layers.size
-    jobs = []
-    for layer in pd.unique(layers):
-        columns = np.flatnonzero(layers == layer)
-        row = {"embedding": LAYER, "layer": layer, "selection": None, "fraction": None}
-        jobs.append(Job(row, FULL_NETWORK, columns, columns))
-    for kind in KINDS:
-        row = {"embedding": kind, "layer": None, "selection": None, "fraction": None}
-        jobs.append(Job(row, kind, None, None))
-    for kind in KINDS:
-        for selection in (*settings.rankings, RANDOM):
-            for fraction, k in curve_sizes(n_features, settings.fractions):
-                kept = [
-                    None if k == n_features else np.sort(_order(part, selection, shuffled)[:k])
-                    for part in (fit, train)
-                ]
-                row = {"embedding": kind, "layer": None, "selection": selection}
-                jobs.append(Job({**row, "fraction": fraction}, kind, *kept))
-    return jobs
-
-
-def _order(prepared: Prepared, selection: str, shuffled: np.ndarray) -> np.ndarray:
-    return shuffled if selection == RANDOM else prepared.ranking.orders[selection]
-
-
-def _subset(matrix: np.ndarray, columns: np.ndarray | None) -> np.ndarray:
-    return matrix if columns is None else matrix[:, columns]
-
-
-def probe_data(job: Job, fit: Prepared, train: Prepared) -> ProbeData:
-    """The matrices of one job: its columns of the fit part, held-out images, training split and
-    test images."""
-    return ProbeData(
-        fit_values=_subset(fit.train[job.kind], job.fit_columns),
-        fit_labels=fit.labels,
-        held_values=_subset(fit.scored[job.kind], job.fit_columns),
-        held_labels=fit.scored_labels,
-        train_values=_subset(train.train[job.kind], job.train_columns),
-        train_labels=train.labels,
-        test_values=_subset(train.scored[job.kind], job.train_columns),
-        common_columns=_common_columns(job.fit_columns, job.train_columns),
-    )
-
-
-def _common_columns(
-    fit_columns: np.ndarray | None, train_columns: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """The positions of the features both column sets hold, in each; None where they are the
-    same set (every column, or one layer's)."""
-    if fit_columns is None or np.array_equal(fit_columns, train_columns):
-        return None
-    _, in_fit, in_train = np.intersect1d(fit_columns, train_columns, return_indices=True)
-    return in_fit, in_train
-
-
-def solver_of(job: Job, train: Prepared, settings: ClassifierSettings) -> str:
-    """The solver that fits a job: the setting's, or for ridge_or_logistic the logistic
-    regression where affordable, ridge elsewhere."""
-    if settings.classifier != RIDGE_OR_LOGISTIC:
-        return settings.classifier
-    n_features = job.n_features(len(train.standardisation.mean))
-    n_classes = np.unique(train.labels).size
-    affordable = logistic_affordable(train.labels.size, n_features, n_classes, settings)
-    return LOGISTIC if affordable else RIDGE
-
-
-def fit_jobs(
-    jobs: Sequence[Job], fit: Prepared, train: Prepared, settings: TransferSettings
-) -> dict[tuple, FitResult]:
-    """Each distinct job's fit, one kind of matrix at a time (a kind's matrices and Gram
-    matrices are freed before the next kind's are made)."""
-    chosen = settings.classifier
-    workers = settings.workers or os.cpu_count() or 1
-    results: dict[tuple, FitResult] = {}
-    for kind in KINDS:
-        if kind == FNE:
-            for prepared in (fit, train):
-                prepared.make_fne()
-                prepared.drop(FULL_NETWORK)
-        distinct = {job.key(): job for job in jobs if job.kind == kind}
-        solvers = {key: solver_of(job, train, chosen) for key, job in distinct.items()}
-        ridge_jobs = {key: job for key, job in distinct.items() if solvers[key] == RIDGE}
-        results.update(_fit_ridge_jobs(ridge_jobs, fit, train, chosen, workers))
-        others = {key: job for key, job in distinct.items() if solvers[key] != RIDGE}
-        results.update(_fit_iterative_jobs(others, solvers, fit, train, chosen, workers))
-        for prepared in (fit, train):
-            prepared.ridge.pop(kind, None)  # the Gram matrices of this kind
-    return results
-
-
-def _fit_ridge_jobs(
-    jobs: dict[tuple, Job], fit: Prepared, train: Prepared, settings, workers: int
-) -> dict[tuple, FitResult]:
-    """Ridge, job after job: every C selection on the fit part, then (its Gram matrix freed:
-    1.2 GB at 12,416 features) every refit on the training split. Products and large
-    factorisations run on `workers` BLAS threads (ridge.RidgeSystem.weights)."""
-    if not jobs:
-        return {}
-    kind = next(iter(jobs.values())).kind
-    classes = np.unique(train.labels)
-    with threadpool_limits(limits=1):
-        selections = _select_ridge_cs(jobs, fit, fit.ridge_data(kind, classes, workers), settings)
-        fit.ridge.pop(kind)
-        data = train.ridge_data(kind, classes, workers)
-        return {
-            key: refit_ridge(
-                selections[key],
-                ridge.RidgeSystem(data, job.train_columns),
-                _subset(train.scored[kind], job.train_columns),
-            )
-            for key, job in jobs.items()
-        }
-
-
-def _select_ridge_cs(
-    jobs: dict[tuple, Job], fit: Prepared, data: ridge.RidgeData, settings
-) -> dict[tuple, FitResult]:
-    """Each job's C on the fit part; each large system's search starts from the last one's."""
-    selections, hint = {}, None
-    for key, job in jobs.items():
-        system = ridge.RidgeSystem(data, job.fit_columns)
-        held = _subset(fit.scored[job.kind], job.fit_columns)
-        selections[key] = select_ridge_c(system, held, fit.scored_labels, settings, hint)
-        if system.large:
-            hint = selections[key].regularisation_c
-    return selections
-
-
-def _fit_iterative_jobs(
-    jobs: dict[tuple, Job], solvers: dict, fit: Prepared, train: Prepared, settings, workers: int
-) -> dict[tuple, FitResult]:
-    """Logistic regressions and LinearSVC, `workers` at once on one BLAS thread each: the
-    solvers' many small products spend more time synchronising BLAS threads than computing
-    (tenfold on a loaded machine). Each job's matrices are made when its turn comes.
-
-    A curve's fits (one kind, one selection) run in turn from its fewest features up, each C
-    search starting from the previous size's choice (with the refits starting from the fit
-    part's weights feature by feature, 15% less CPU on the flowers102-sized benchmark: 54 s
-    against 64 on one thread). The task of the most columns starts first."""
-
-    def fit_one(key: tuple, job: Job, start_c: float | None) -> FitResult:
-        data = probe_data(job, fit, train)
-        if solvers[key] == LINEAR_SVC:
-            return fit_linear_svc(data, settings)
-        return fit_logistic_regression(data, settings, start_c=start_c)
-
-    def fit_in_turn(task: list[tuple[tuple, Job]]) -> dict[tuple, FitResult]:
-        fitted: dict[tuple, FitResult] = {}
-        start_c = None
-        for key, job in task:
-            fitted[key] = fit_one(key, job, start_c)
-            start_c = fitted[key].regularisation_c
-        return fitted
-
-    tasks = curve_tasks(jobs, len(train.standardisation.mean))
-    with threadpool_limits(limits=1), warnings.catch_warnings():
-        # Here, not in each thread: catch_warnings is process-wide, and a thread leaving its
-        # own restored the filters while another was still fitting.
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(fit_in_turn, task) for task in tasks]
-            return {key: done for future in futures for key, done in future.result().items()}
-
-
-def curve_tasks(jobs: dict[tuple, Job], n_features: int) -> list[list[tuple[tuple, Job]]]:
-    """The jobs in tasks: each curve's proper subsets (one kind, one selection) together, fewest
-    features first; every other job alone. The tasks of the most columns in all come first."""
-
-    tasks: dict[Any, list[tuple[tuple, Job]]] = {}
-    for key, job in jobs.items():
-        on_curve = job.row["selection"] is not None and job.fit_columns is not None
-        tasks.setdefault((job.kind, job.row["selection"]) if on_curve else key, []).append(
-            (key, job)
-        )
-    for task in tasks.values():
-        task.sort(key=lambda pair: pair[1].n_features(n_features))
-    return sorted(
-        tasks.values(), key=lambda task: -sum(job.n_features(n_features) for _, job in task)
-    )
 
 
 def evaluate_split(
@@ -488,7 +79,7 @@ def evaluate_split(
     started = time.perf_counter()
     train_rows, test_rows = np.flatnonzero(inputs.is_train), np.flatnonzero(~inputs.is_train)
     fit_part, held_out = holdout_split(
-        inputs.labels[train_rows], settings.classifier.holdout_fraction, seed
+        inputs.labels[train_rows], settings.c_selection.holdout_fraction, seed
     )
     fit = prepare(inputs, train_rows[fit_part], train_rows[held_out], settings)
     train = prepare(inputs, train_rows, test_rows, settings)
@@ -524,6 +115,54 @@ def evaluate_split(
             },
         },
         timings=timings,
+    )
+
+
+@dataclass
+class SplitEvaluation:
+    """The result rows of one split, what was fitted (for inspection), and each fit's timing."""
+
+    results: pd.DataFrame
+    fitted: dict[str, Any]
+    timings: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class SplitInputs:
+    """What evaluate_split is given, checked."""
+
+    values: np.ndarray
+    labels: np.ndarray
+    is_train: np.ndarray
+    layers: np.ndarray
+    class_names: Sequence[str]
+    feature_names: Sequence[str] | None
+
+
+def prepare(
+    inputs: SplitInputs, train_rows: np.ndarray, scored_rows: np.ndarray, settings: TransferSettings
+) -> Prepared:
+    """Standardisation and DKS rankings fitted on `train_rows`, applied to both row sets."""
+    train_values = inputs.values[train_rows]
+    standardisation = Standardisation.fit(train_values)
+    ranking = dks_ranking(
+        train_values,
+        inputs.labels[train_rows],
+        inputs.class_names,
+        bins=settings.dks.bins,
+        repetitions=settings.calibration.repetitions,
+        seed=settings.calibration.seed,
+        workers=settings.dks.workers,
+        feature_names=inputs.feature_names,
+    )
+    return Prepared(
+        standardisation=standardisation,
+        ranking=ranking,
+        labels=inputs.labels[train_rows],
+        scored_labels=inputs.labels[scored_rows],
+        train={FULL_NETWORK: standardisation.apply(train_values)},
+        scored={FULL_NETWORK: standardisation.apply(inputs.values[scored_rows])},
+        fne_thresholds=(settings.fne.positive, settings.fne.negative),
     )
 
 
@@ -573,7 +212,7 @@ def result_rows(
         rows.append(
             {
                 **common,
-                "classifier": settings.classifier.classifier,
+                "classifier": settings.classifier,
                 "solver": fit.solver,
                 "regularisation_c": fit.regularisation_c,
                 "c_at_grid_edge": bool(fit.c_at_grid_edge),

@@ -17,56 +17,14 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 from threadpoolctl import threadpool_limits
 
-from cnn_feature_behavior.transfer.embeddings import (
-    FNE_NEGATIVE,
-    FNE_POSITIVE,
-    fne_values,
-    standardise,
-)
+from cnn_feature_behavior.transfer.embeddings import fne_values, standardise
+from cnn_feature_behavior.transfer.settings import MapSettings
 
 logger = logging.getLogger(__name__)
 
 FULL_NETWORK = "full_network"
 FNE = "fne"
-DEFAULT_EMBEDDINGS = ("conv3_3", "conv5_3", FULL_NETWORK, FNE)
 MAP_COLUMNS = ("dataset", "source_model", "embedding", "image_id", "label", "class_name", "x", "y")
-
-
-@dataclass(frozen=True)
-class MapSettings:
-    """How the maps are drawn (`transfer.maps` parameters)."""
-
-    embeddings: tuple[str, ...] = DEFAULT_EMBEDDINGS
-    max_images: int = 2000
-    pca_components: int = 50
-    perplexity: float = 30.0
-    max_iter: int = 1000
-    seed: int = 2018
-    fne_positive: float = FNE_POSITIVE
-    fne_negative: float = FNE_NEGATIVE
-    threads: int | None = None
-
-    @classmethod
-    def from_params(cls, params: dict) -> MapSettings:
-        """Settings from a parameters block; unknown keys are errors, absent keys the defaults."""
-        fields = set(cls.__dataclass_fields__)
-        unknown = sorted(set(params) - fields)
-        if unknown:
-            raise ValueError(f"transfer.maps: unknown key(s) {unknown}; known: {sorted(fields)}")
-        settings = cls(**{**params, "embeddings": tuple(params.get("embeddings", cls.embeddings))})
-        if not settings.embeddings:
-            raise ValueError("transfer.maps.embeddings: name at least one embedding")
-        if settings.max_images < 2:
-            raise ValueError(
-                f"transfer.maps.max_images must be at least 2, got {settings.max_images}"
-            )
-        if settings.pca_components < 2:
-            raise ValueError(
-                f"transfer.maps.pca_components must be at least 2, got {settings.pca_components}"
-            )
-        if settings.perplexity <= 0:
-            raise ValueError(f"transfer.maps.perplexity must be > 0, got {settings.perplexity}")
-        return settings
 
 
 def stratified_subsample(labels: np.ndarray, max_images: int, seed: int) -> np.ndarray:
@@ -161,7 +119,7 @@ def embedding_values(
         return standardise(values)
     if name == FNE:
         return fne_values(
-            standardise(values), positive=settings.fne_positive, negative=settings.fne_negative
+            standardise(values), positive=settings.fne.positive, negative=settings.fne.negative
         )
     mask = feature_layers == name
     if not mask.any():

@@ -11,32 +11,28 @@ Draw `r` shuffles the images of the class with label `c` (in `image_id` order) w
 `numpy.random.default_rng([seed, r, c])`: a draw depends only on the seed, the repetition and
 the class's images, not on the index's row order nor on the other classes; unlike
 `default_rng(seed + r)`, seed `s`'s draw 1 is not seed `s + 1`'s draw 0.
+
+Within a training split, `holdout_split` draws the seeded, stratified held-out part that
+chooses C.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from fractions import Fraction
-from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from cnn_feature_behavior.transfer.settings import SplitSettings
 
 logger = logging.getLogger(__name__)
 
 SPLIT_COLUMNS = ["repetition", "image_id", "split", "split_source"]
 TRAIN, TEST = "train", "test"
 OFFICIAL, SEEDED = "official", "seeded"
-DEFAULT_SPLIT_PARAMS: dict[str, Any] = {
-    "use_official": True,
-    "train_per_class": None,
-    "train_fraction": 0.5,
-    "repetitions": 3,
-    "seed": 2018,
-}
-_PARAM = "transfer.split"
 
 
 def transfer_splits(image_index: pd.DataFrame, split_params: Mapping[str, Any]) -> pd.DataFrame:
@@ -46,10 +42,10 @@ def transfer_splits(image_index: pd.DataFrame, split_params: Mapping[str, Any]) 
     otherwise `repetitions` seeded stratified draws (module docstring). Rows follow the index's
     order within each repetition.
     """
-    params = check_split_params(split_params)
+    params = SplitSettings.from_params(split_params)
     _check_index(image_index)
     official = image_index["split"] if "split" in image_index.columns else None
-    if params["use_official"] and official is not None and official.notna().all():
+    if params.use_official and official is not None and official.notna().all():
         _check_official_sides(image_index)
         logger.info(
             "transfer splits: the official split, %d train and %d test images",
@@ -65,7 +61,7 @@ def transfer_splits(image_index: pd.DataFrame, split_params: Mapping[str, Any]) 
             },
             columns=SPLIT_COLUMNS,
         )
-    if params["use_official"]:
+    if params.use_official:
         n_missing = len(image_index) if official is None else int(official.isna().sum())
         if n_missing < len(image_index):
             logger.warning(
@@ -79,28 +75,28 @@ def transfer_splits(image_index: pd.DataFrame, split_params: Mapping[str, Any]) 
     return seeded_splits(image_index, params)
 
 
-def seeded_splits(image_index: pd.DataFrame, params: Mapping[str, Any]) -> pd.DataFrame:
+def seeded_splits(image_index: pd.DataFrame, params: SplitSettings) -> pd.DataFrame:
     """`repetitions` seeded, stratified train/test draws of the index (module docstring)."""
     classes = _class_members(image_index)
     quotas = {label: train_quota(len(rows), params) for label, (_, rows) in classes.items()}
     small = [
         f"{name} ({len(rows)})"
         for label, (name, rows) in classes.items()
-        if params["train_per_class"] is not None and len(rows) < params["train_per_class"] + 1
+        if params.train_per_class is not None and len(rows) < params.train_per_class + 1
     ]
     if small:
         logger.warning(
             "transfer splits: %d classes have too few images for train_per_class=%d and train "
             "on half of them: %s",
             len(small),
-            params["train_per_class"],
+            params.train_per_class,
             ", ".join(small[:10]),
         )
     frames = []
-    for repetition in range(params["repetitions"]):
+    for repetition in range(params.repetitions):
         split = np.full(len(image_index), TEST, dtype=object)
         for label, (_, rows) in classes.items():
-            rng = np.random.default_rng([params["seed"], repetition, label])
+            rng = np.random.default_rng([params.seed, repetition, label])
             split[rows[rng.permutation(len(rows))[: quotas[label]]]] = TRAIN
         frames.append(
             pd.DataFrame(
@@ -115,21 +111,21 @@ def seeded_splits(image_index: pd.DataFrame, params: Mapping[str, Any]) -> pd.Da
         )
     logger.info(
         "transfer splits: %d seeded draws (seed %d), %d train and %d test images each",
-        params["repetitions"],
-        params["seed"],
+        params.repetitions,
+        params.seed,
         sum(quotas.values()),
         len(image_index) - sum(quotas.values()),
     )
     return pd.concat(frames, ignore_index=True)
 
 
-def train_quota(n_images: int, params: Mapping[str, Any]) -> int:
+def train_quota(n_images: int, params: SplitSettings) -> int:
     """Training images of a class of `n_images` (at least 1 train and 1 test image)."""
-    per_class = params["train_per_class"]
+    per_class = params.train_per_class
     if per_class is not None:
         quota = per_class if n_images >= per_class + 1 else n_images // 2
     else:
-        quota = half_up(params["train_fraction"], n_images)
+        quota = half_up(params.train_fraction, n_images)
     return min(max(quota, 1), n_images - 1)
 
 
@@ -138,43 +134,6 @@ def half_up(fraction: float, n: int) -> int:
     floating point it is 31.499999999999996)."""
     exact = Fraction(str(float(fraction))) * int(n) + Fraction(1, 2)
     return exact.numerator // exact.denominator
-
-
-def check_split_params(split_params: Mapping[str, Any]) -> dict[str, Any]:
-    """The parameters with defaults for absent keys; unknown keys and bad values are errors."""
-    if not isinstance(split_params, Mapping):
-        raise ValueError(f"{_PARAM} must be a mapping, got {split_params!r}")
-    unknown = sorted(set(split_params) - set(DEFAULT_SPLIT_PARAMS))
-    if unknown:
-        raise ValueError(
-            f"{_PARAM} has unknown keys {unknown}; known: {sorted(DEFAULT_SPLIT_PARAMS)}"
-        )
-    params = {**DEFAULT_SPLIT_PARAMS, **split_params}
-
-    def bad(name: str, expected: str) -> ValueError:
-        return ValueError(f"{_PARAM}.{name} must be {expected}, got {params[name]!r}")
-
-    if not isinstance(params["use_official"], bool):
-        raise bad("use_official", "true or false")
-    per_class = params["train_per_class"]
-    if per_class is not None and (
-        isinstance(per_class, bool) or not isinstance(per_class, Integral) or per_class < 1
-    ):
-        raise bad("train_per_class", "an integer of at least 1, or null")
-    fraction = params["train_fraction"]
-    if isinstance(fraction, bool) or not isinstance(fraction, Real) or not 0 < fraction < 1:
-        raise bad("train_fraction", "a number between 0 and 1 (exclusive)")
-    for name, low in (("repetitions", 1), ("seed", 0)):
-        value = params[name]
-        if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
-            raise bad(name, f"an integer of at least {low}")
-    return {
-        **params,
-        "train_per_class": None if per_class is None else int(per_class),
-        "train_fraction": float(fraction),
-        "repetitions": int(params["repetitions"]),
-        "seed": int(params["seed"]),
-    }
 
 
 def _check_index(image_index: pd.DataFrame) -> None:
@@ -229,3 +188,19 @@ def _check_official_sides(image_index: pd.DataFrame) -> None:
             len(untested),
             ", ".join(untested[:10]),
         )
+
+
+def holdout_split(
+    labels: np.ndarray, fraction: float, seed: int | Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded stratified (fit, held-out) positions: fraction x n of each class held out (half
+    up, exact), at least 1 where the class has 2 images or more, and never the class's last."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    held = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        n_held = min(max(half_up(fraction, members.size), 1), members.size - 1)
+        held.append(rng.permutation(members)[:n_held])
+    held_out = np.sort(np.concatenate(held)) if held else np.empty(0, np.intp)
+    return np.setdiff1d(np.arange(labels.size), held_out), held_out

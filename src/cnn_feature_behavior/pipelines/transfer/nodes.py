@@ -10,7 +10,8 @@ import pandas as pd
 
 from cnn_feature_behavior.statistics.tables import embedding_labels, embedding_matrix
 from cnn_feature_behavior.transfer import maps
-from cnn_feature_behavior.transfer.evaluation import TransferSettings, evaluate_split
+from cnn_feature_behavior.transfer.evaluation import evaluate_split
+from cnn_feature_behavior.transfer.settings import FneSettings, MapSettings, TransferSettings
 from cnn_feature_behavior.transfer.splits import SPLIT_COLUMNS, TRAIN, transfer_splits
 
 logger = logging.getLogger(__name__)
@@ -143,13 +144,7 @@ def compute_embedding_maps(
         values,
         feature_manifest["layer"].astype(str).tolist(),
         maps.MapImages.of(labels, embedding.index.astype(str).tolist(), class_names),
-        maps.MapSettings.from_params(
-            {
-                **maps_params,
-                "fne_positive": fne_params["positive"],
-                "fne_negative": fne_params["negative"],
-            }
-        ),
+        MapSettings.from_params(maps_params, FneSettings.from_params(fne_params)),
         known_layers=_known_layers(feature_manifest, source_models),
         dataset=dataset,
         source_model=source_model,
