@@ -16,7 +16,8 @@ from cnn_feature_behavior.export.fit import ExportSettings, StudyTables, fit_for
 from cnn_feature_behavior.export.keras_model import Geometry
 from cnn_feature_behavior.export.predict import PredictSettings
 from cnn_feature_behavior.extraction.source_models import build_tiny_vgg
-from cnn_feature_behavior.transfer.evaluation import TransferSettings, evaluate_split
+from cnn_feature_behavior.transfer.evaluation import evaluate_split
+from cnn_feature_behavior.transfer.settings import TransferSettings
 
 CLASSES = ["ant", "bee", "cat"]
 TRANSFER = TransferSettings.from_params(

@@ -22,7 +22,7 @@ from kedro.config import OmegaConfigLoader
 from cnn_feature_behavior.export.fit import ExportSettings, StudyTables, fit_for_export
 from cnn_feature_behavior.extraction.embedding_store import ShardedEmbeddingDataset
 from cnn_feature_behavior.settings import CONFIG_LOADER_ARGS
-from cnn_feature_behavior.transfer.evaluation import TransferSettings
+from cnn_feature_behavior.transfer.settings import TransferSettings
 
 WEIGHTS = PROJECT_ROOT / "data" / "06_models" / "vgg16_imagenet_conv.h5"
 TRAIN, TEST = 5, 5  # images per class

@@ -19,7 +19,8 @@ import pandas as pd
 from cnn_feature_behavior.export.configuration import STUDY, Configuration, study_choice
 from cnn_feature_behavior.export.linear_map import LinearMap, refit_linear_map
 from cnn_feature_behavior.statistics.tables import embedding_labels, embedding_matrix
-from cnn_feature_behavior.transfer.evaluation import TransferSettings, check_inputs
+from cnn_feature_behavior.transfer.evaluation import check_inputs
+from cnn_feature_behavior.transfer.settings import TransferSettings
 from cnn_feature_behavior.transfer.splits import TRAIN
 
 EXPORT_KEYS = ("embedding", "repetition", "check_images", "min_agreement")
@@ -105,8 +106,7 @@ def fit_for_export(
         class_names,
         manifest["feature"].astype(str).tolist(),
     )
-    seed = [transfer.seed, int(settings.repetition)]
-    linear_map = refit_linear_map(inputs, transfer, configuration, seed)
+    linear_map = refit_linear_map(inputs, transfer, configuration, settings.repetition)
     test_rows = np.flatnonzero(~is_train)
     position = {name: i for i, name in enumerate(linear_map.class_names)}
     return ExportFit(

@@ -16,6 +16,7 @@ and this adapter then becomes a call to it.
 from __future__ import annotations
 
 import dataclasses
+import os
 import warnings
 from dataclasses import dataclass
 
@@ -26,31 +27,25 @@ from sklearn.svm import LinearSVC
 from cnn_feature_behavior.export.configuration import Configuration
 from cnn_feature_behavior.transfer import ridge
 from cnn_feature_behavior.transfer.classifier import (
-    CONVERGED_SELECTION_WIDTH,
-    LINEAR_SVC,
-    LOGISTIC,
-    RIDGE,
-    ClassifierSettings,
     ProbeData,
     _Probe,
-    holdout_split,
+    choose_c,
     multinomial_coef,
-    search_c,
-    select_ridge_c,
 )
 from cnn_feature_behavior.transfer.embeddings import fne_values
-from cnn_feature_behavior.transfer.evaluation import (
+from cnn_feature_behavior.transfer.evaluation import SplitInputs, prepare
+from cnn_feature_behavior.transfer.features import random_order
+from cnn_feature_behavior.transfer.jobs import (
     FNE,
     Job,
-    SplitInputs,
-    TransferSettings,
+    Prepared,
     embedding_jobs,
-    prepare,
     probe_data,
     solver_of,
 )
-from cnn_feature_behavior.transfer.features import random_order
 from cnn_feature_behavior.transfer.multinomial import MultinomialLogisticRegression
+from cnn_feature_behavior.transfer.settings import LINEAR_SVC, LOGISTIC, RIDGE, TransferSettings
+from cnn_feature_behavior.transfer.splits import holdout_split
 
 
 @dataclass(frozen=True)
@@ -89,19 +84,21 @@ def refit_linear_map(
     inputs: SplitInputs,
     settings: TransferSettings,
     configuration: Configuration,
-    seed: int | list[int],
+    repetition: int = 0,
 ) -> LinearMap:
     """ADAPTER to the transfer evaluation (module doc): `configuration` refitted on the training
-    rows of `inputs` (`inputs.is_train`) as `evaluate_split(..., seed=seed)` fits its row.
+    rows of `inputs` (`inputs.is_train`) as the evaluation's repetition `repetition` fits its row
+    (seed [transfer.seed, repetition]).
 
-    C is chosen from the grid's middle (the evaluation starts a curve's point from the previous
+    C is searched from the grid's middle (the evaluation starts a curve's point from the previous
     size's choice, and large ridge systems from the last one's), so on a held-out plateau the
     choice can differ from the evaluation's row; the card states the C refitted here."""
+    seed = [settings.seed, int(repetition)]
     if configuration.selection is not None:
         settings = dataclasses.replace(settings, fractions=(configuration.fraction,))
     train_rows, test_rows = np.flatnonzero(inputs.is_train), np.flatnonzero(~inputs.is_train)
     fit_part, held_out = holdout_split(
-        inputs.labels[train_rows], settings.classifier.holdout_fraction, seed
+        inputs.labels[train_rows], settings.c_selection.holdout_fraction, seed
     )
     fit = prepare(inputs, train_rows[fit_part], train_rows[held_out], settings)
     train = prepare(inputs, train_rows, test_rows, settings)
@@ -110,10 +107,8 @@ def refit_linear_map(
     if job.kind == FNE:
         for prepared in (fit, train):
             prepared.make_fne()
-    solver = solver_of(job, train, settings.classifier)
-    weights, intercepts, classes, chosen, at_edge = _fit(
-        solver, probe_data(job, fit, train), settings.classifier
-    )
+    solver = solver_of(job, train, settings)
+    weights, intercepts, classes, chosen, at_edge = _fit(solver, job, fit, train, settings)
     columns = np.arange(inputs.values.shape[1]) if job.train_columns is None else job.train_columns
     return LinearMap(
         columns=np.asarray(columns, np.int64),
@@ -143,10 +138,14 @@ def _job_of(jobs: list[Job], configuration: Configuration) -> Job:
 Fitted = tuple[np.ndarray, np.ndarray, np.ndarray, float, bool]
 
 
-def _fit(solver: str, data: ProbeData, settings: ClassifierSettings) -> Fitted:
-    """(weights, intercepts, classes, C, whether C is at the grid's edge) of one solver."""
+def _fit(
+    solver: str, job: Job, fit: Prepared, train: Prepared, settings: TransferSettings
+) -> Fitted:
+    """(weights, intercepts, classes, C, whether C is at the grid's edge) of the job's solver:
+    the C the dispatch chooses (`classifier.choose_c`), refitted keeping the weights."""
     if solver == RIDGE:
-        return _fit_ridge(data, settings)
+        return _fit_ridge(job, fit, train, settings)
+    data = probe_data(job, fit, train)
     if solver == LOGISTIC:
         return _fit_logistic(data, settings)
     if solver == LINEAR_SVC:
@@ -154,56 +153,45 @@ def _fit(solver: str, data: ProbeData, settings: ClassifierSettings) -> Fitted:
     raise ValueError(f"unknown solver {solver!r}")
 
 
-def _fit_ridge(data: ProbeData, settings: ClassifierSettings) -> Fitted:
-    """classifier.fit_ridge, keeping the refit's weights."""
-    classes = np.unique(data.train_labels)
-    fit_system = ridge.RidgeSystem(
-        ridge.RidgeData.of(data.fit_values, data.fit_labels, classes), None
+def _fit_ridge(job: Job, fit: Prepared, train: Prepared, settings: TransferSettings) -> Fitted:
+    """classifier's ridge refit, keeping its weights."""
+    classes = np.unique(train.labels)
+    threads = settings.workers or os.cpu_count() or 1
+    systems = tuple(
+        ridge.RidgeSystem(part.ridge_data(job.kind, classes, threads), columns)
+        for part, columns in ((fit, job.fit_columns), (train, job.train_columns))
     )
-    selection = select_ridge_c(fit_system, data.held_values, data.held_labels, settings)
-    train_system = ridge.RidgeSystem(
-        ridge.RidgeData.of(data.train_values, data.train_labels, classes), None
-    )
-    weights, intercepts = train_system.weights(selection.regularisation_c)
-    return weights, intercepts, classes, selection.regularisation_c, selection.c_at_grid_edge
+    choice = choose_c(probe_data(job, fit, train, systems), RIDGE, settings)
+    weights, intercepts = systems[1].weights(choice.regularisation_c)
+    return weights, intercepts, classes, choice.regularisation_c, choice.c_at_grid_edge
 
 
-def _fit_logistic(data: ProbeData, settings: ClassifierSettings) -> Fitted:
-    """classifier.fit_logistic_regression, keeping the refit's weights."""
-    probe = _Probe(data.fit_values, data.fit_labels, settings)
-    if probe.design.shape[1] > CONVERGED_SELECTION_WIDTH:
-        probe.model.set_params(tol=settings.selection_tol)
-    states: dict[float, tuple[np.ndarray, np.ndarray]] = {}
-
-    def score(c: float) -> tuple[float, float]:
-        probe.fit(c)
-        states[c] = probe.state()
-        return probe.holdout_score(data.held_values, data.held_labels)
-
+def _fit_logistic(data: ProbeData, settings: TransferSettings) -> Fitted:
+    """classifier's logistic regression refit (from the fit part's weights at the chosen C),
+    keeping its weights."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        chosen, _, at_edge = search_c(score, settings.c_grid, settings.widen)
-        probe.restore(states[chosen])
-        weights, intercepts = probe.weights()
+        choice = choose_c(data, LOGISTIC, settings)
         final = _Probe(
             data.train_values,
             data.train_labels,
             settings,
             MultinomialLogisticRegression,
-            settings.relative_tol,
+            settings.logistic_regression.relative_tol,
         )
+        weights, intercepts = choice.start_weights
         final.start_from(data.on_train_columns(weights), intercepts)
-        final.fit(chosen)
+        final.fit(choice.regularisation_c)
     weights, intercepts = final.weights()
-    return weights, intercepts, final.model.classes_, chosen, at_edge
+    return weights, intercepts, final.model.classes_, choice.regularisation_c, choice.c_at_grid_edge
 
 
-def _fit_linear_svc(data: ProbeData, settings: ClassifierSettings) -> Fitted:
-    """classifier.fit_linear_svc, keeping its weights (one-vs-rest scores)."""
-    model = LinearSVC(C=float(settings.svc_c), max_iter=settings.svc_max_iter)
+def _fit_linear_svc(data: ProbeData, settings: TransferSettings) -> Fitted:
+    """classifier's LinearSVC (fixed C, one-vs-rest), keeping its weights."""
+    model = LinearSVC(C=float(settings.linear_svc.C), max_iter=settings.linear_svc.max_iter)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(data.train_values, data.train_labels)
     coef = multinomial_coef(model.coef_.astype(np.float64))
     intercepts = multinomial_coef(model.intercept_.astype(np.float64)[:, None])[:, 0]
-    return coef.T, intercepts, model.classes_, float(settings.svc_c), False
+    return coef.T, intercepts, model.classes_, float(settings.linear_svc.C), False

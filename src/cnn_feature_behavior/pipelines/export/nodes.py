@@ -20,7 +20,7 @@ from cnn_feature_behavior.extraction.embedding_store import (
     read_plan_file,
 )
 from cnn_feature_behavior.extraction.source_models import load_backbone, source_model_spec
-from cnn_feature_behavior.transfer.evaluation import TransferSettings
+from cnn_feature_behavior.transfer.settings import TransferSettings
 
 logger = logging.getLogger(__name__)
 
