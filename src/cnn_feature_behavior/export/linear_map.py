@@ -8,9 +8,11 @@ three-valued, and the fitted weights and intercepts of each class.
 `refit_linear_map` is the one place that reaches into the transfer evaluation: it refits a named
 configuration on a training split as `transfer.evaluation.evaluate_split` fits that row (the
 same fit part and held-out part choosing C, the same standardisation, FNE, rankings and solver),
-and returns the linear map the evaluation keeps to itself. It reads private steps of the
-evaluation (`_Probe`): the transfer evaluation is to expose that refit as a function of its own,
-and this adapter then becomes a call to it.
+and returns the linear map the evaluation keeps to itself. It reads a private step of the
+classifier (`_Probe`, for the logistic regression's weights): the transfer evaluation is to
+expose that refit as `transfer.refit.refit_configuration` (the same configurations, the
+repetition seeding the folds), and this adapter then becomes a call to it whose `LinearMap` is
+converted to this one.
 """
 
 from __future__ import annotations
