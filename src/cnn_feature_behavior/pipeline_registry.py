@@ -5,10 +5,19 @@ from __future__ import annotations
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
-STUDY_ORDER = ("ingestion", "feature_extraction", "dks", "calibration", "transfer", "reporting")
-# What users do with the study's findings, run by name once the study has run (`kedro run
-# --pipelines export`): not part of `__default__`, which stays the study.
-AFTER_STUDY = ("export", "predict")
+STUDY_ORDER = (
+    "ingestion",
+    "feature_extraction",
+    "dks",
+    "calibration",
+    "transfer",
+    "retrieval",
+    "few_shot",
+    "reporting",
+)
+# Run by name only, once the study has run (`kedro run --pipelines export`): they use the study's
+# outputs (on images the user names), and are no part of `__default__`, which stays the study.
+AFTER_STUDY = ("export", "predict", "similar")
 
 
 def register_pipelines() -> dict[str, Pipeline]:

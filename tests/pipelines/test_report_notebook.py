@@ -19,6 +19,8 @@ from builders.project import PROJECT_ROOT, make_project_copy
 from builders.report_synthetic import (
     embedding_plan,
     synthetic_embedding_maps,
+    synthetic_few_shot_results,
+    synthetic_retrieval_scores,
     synthetic_study,
     synthetic_transfer_results,
     threshold_fit,
@@ -77,6 +79,8 @@ def write_upstream_outputs(project: Path) -> None:
             catalog.save("embedding", embedding_plan(study["embedding"]))
             catalog.save("transfer_results", synthetic_transfer_results("digits"))
             catalog.save("embedding_maps", synthetic_embedding_maps("digits", n_classes=6))
+            catalog.save("retrieval_scores", synthetic_retrieval_scores("digits"))
+            catalog.save("few_shot_results", synthetic_few_shot_results("digits"))
             catalog.save(
                 "threshold_fit",
                 threshold_fit(
@@ -129,12 +133,17 @@ def test_reporting_run_writes_reports_through_the_catalog(reported_project):
             "figure_1_feature_class_pair.png",
             "figure_6_dks_histograms.png",
             "figure_9_class_counts.png",
+            "few_shot_accuracy_per_layer.png",
             "report.html",
             "report.md",
             "table_2_dataset_properties.csv",
             "table_2_dataset_properties.md",
             "table_3_thresholds.csv",
             "table_3_thresholds.md",
+            "table_few_shot.csv",
+            "table_few_shot.md",
+            "table_search_and_transfer_per_layer.csv",
+            "table_search_and_transfer_per_layer.md",
             "table_transfer.csv",
             "table_transfer.md",
             # feature_visualisation.max_classes of the 6 classes, in label order
@@ -161,6 +170,8 @@ def test_reporting_run_writes_reports_through_the_catalog(reported_project):
         "figure_6_dks_histograms_across_datasets.png",
         "figure_8_fc_histograms.png",
         "threshold_fit.png",
+        "few_shot_accuracy_across_datasets.png",
+        "table_search_and_few_shot_across_datasets.csv",
         "index.html",
     ):
         assert (reported_project / "data/08_reporting" / MODEL / name).is_file(), name
