@@ -9,7 +9,7 @@ from PIL import Image
 
 from cnn_feature_behavior.export.keras_model import Geometry
 from cnn_feature_behavior.export.model_file import ExportedModel
-from cnn_feature_behavior.export.predict import PredictSettings, image_files, predict_folder
+from cnn_feature_behavior.export.predict import PredictSettings, predict_folder
 from cnn_feature_behavior.extraction.crops import image_crops
 from cnn_feature_behavior.extraction.source_models import build_tiny_vgg
 from cnn_feature_behavior.ingestion.image_checks import ImageLimits
@@ -82,20 +82,18 @@ def test_every_image_below_the_folder_gets_its_top_classes(folder, n_crops):
     assert set(rejects["stage"]) == {"predict"}
 
 
-def test_a_folder_without_images_gives_empty_tables(tmp_path):
-    (tmp_path / "readme.md").write_text("nothing to see")
-    predictions, rejects = predict_folder(exported_model(1), tmp_path, PredictSettings(top_k=2))
-    assert predictions.empty and list(predictions.columns)[:3] == [
-        "path",
-        "class_1",
-        "probability_1",
-    ]
-    assert rejects["reason"].tolist() == ["not an image file (suffix .md)"]
-
-
-def test_a_missing_folder_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="predict.images: .*absent is not a folder"):
-        image_files(tmp_path / "absent")
+def test_one_image_file_is_classified_and_a_folder_without_images_is_an_error(folder, tmp_path):
+    exported = exported_model(1)
+    predictions, rejects = predict_folder(
+        exported, folder / "3.JPG", PredictSettings(top_k=2), shown_as="in/3.JPG"
+    )
+    assert predictions["path"].tolist() == ["in/3.JPG"] and rejects.empty
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.md").write_text("nothing to see")
+    with pytest.raises(ValueError, match="predict.images: no image file under .*empty.*readme.md"):
+        predict_folder(exported, tmp_path / "empty", PredictSettings(top_k=2))
+    with pytest.raises(FileNotFoundError, match="predict.images: .*absent is neither"):
+        predict_folder(exported, tmp_path / "absent", PredictSettings(top_k=2))
 
 
 def test_settings_are_checked():

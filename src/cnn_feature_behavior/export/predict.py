@@ -1,11 +1,11 @@
 """Classifying new images with an exported model: every image under a folder, its top classes.
 
-The images are found as the readers find a dataset's (`ingestion.readers.base.files_under`:
-recursively, the same rule on file names and links), and decoded and cropped by extraction's own
-code (`extraction.stream.image_crops_or_reason`) with the crops the study ran (the model's
-metadata), in threads at idle priority while the model runs on the previous batch, as extraction
-does. A file that is no image, or that cannot be read, decoded or cropped, is listed with the
-reason and skipped: never an error.
+The images are found as the similar pipeline finds its queries (`extraction.image_files`: one
+file, or a folder at any depth by the readers' rule on names and links), and decoded and cropped
+by extraction's own code (`extraction.stream.image_crops_or_reason`) with the crops the study ran
+(the model's metadata), in threads at idle priority while the model runs on the previous batch,
+as extraction does. A file that is no image, or that cannot be read, decoded or cropped, is
+listed with the reason and skipped; only a folder without any image file is an error.
 
 Each forward pass runs `batch_size` images' crops: the model's TimeDistributed source network
 then sees `batch_size` crops at a time, extraction's batch (its forward pass takes
@@ -27,6 +27,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from cnn_feature_behavior.export.model_file import ExportedModel
+from cnn_feature_behavior.extraction.image_files import image_files
 from cnn_feature_behavior.extraction.stream import (
     DECODE_PRIORITIES,
     ImageReadError,
@@ -36,9 +37,6 @@ from cnn_feature_behavior.extraction.stream import (
 )
 from cnn_feature_behavior.ingestion.image_checks import CEILINGS, ImageLimits, SizeCheck
 from cnn_feature_behavior.ingestion.index import rejects_table
-from cnn_feature_behavior.ingestion.readers.base import files_under, is_image_name, not_image_reason
-
-HIDDEN_REASON = "hidden (name starts with '.'), not classified"
 
 
 @dataclass(frozen=True)
@@ -72,25 +70,6 @@ class Classified:
     positions: list[int] = field(default_factory=list)
     probabilities: list[np.ndarray] = field(default_factory=list)
     rejects: list[tuple[int, str]] = field(default_factory=list)
-
-
-def image_files(folder: Path) -> tuple[list[str], list[tuple[str, str]]]:
-    """The image files below `folder` (POSIX paths relative to it, sorted) and every other file
-    or refused entry, with the reason."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"predict.images: {folder} is not a folder")
-    listing = files_under(folder, folder)
-    images, others = [], list(listing.refused)
-    for path in listing.files:
-        name = PurePosixPath(path)
-        if any(part.startswith(".") for part in name.parts):
-            others.append((path, HIDDEN_REASON))
-        elif is_image_name(name.name):
-            images.append(path)
-        else:
-            others.append((path, not_image_reason(name.name)))
-    return images, others
 
 
 def classify(
@@ -220,15 +199,18 @@ def predictions_table(
 def predict_folder(
     exported: ExportedModel, folder: Path, settings: PredictSettings, shown_as: str | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(predictions, rejects) of every image below `folder`; paths are shown under `shown_as`
-    (the folder as the user named it; default: `folder`)."""
-    prefix = PurePosixPath(shown_as if shown_as is not None else str(folder))
-    images, others = image_files(Path(folder))
-    classified = classify(exported, [Path(folder) / p for p in images], settings)
-    names = [str(prefix / p) for p in images]
+    """(predictions, rejects) of every image below `folder` (or of the image file `folder`);
+    paths are shown as below `shown_as` (the folder as the user named it; default: `folder`)."""
+    found = image_files(folder, "predict.images")
+    shown = PurePosixPath(shown_as if shown_as is not None else str(folder))
+    if Path(folder).is_file():
+        names = [str(shown)]
+    else:
+        names = [str(shown / p) for p in found.images]
+    classified = classify(exported, found.paths, settings)
     predictions = predictions_table(
         names, classified, exported.metadata["class_names"], settings.top_k
     )
-    rejects = [(str(prefix / p), reason) for p, reason in others]
+    rejects = [(str(shown / p), reason) for p, reason in found.others]
     rejects += [(names[position], reason) for position, reason in classified.rejects]
     return predictions, rejects_table(sorted(rejects), stage="predict")

@@ -26,8 +26,8 @@ def predict_images(
     images = predict.get("images")
     if not images:
         raise ValueError(
-            "predict.images names no folder: kedro run --pipelines predict --params "
-            "predict.images=<folder> (with the export's --env and source_model)"
+            "predict.images names no folder or image file: kedro run --pipelines predict "
+            "--params predict.images=<folder> (with the export's --env and source_model)"
         )
     settings = PredictSettings(
         top_k=predict.get("top_k", 5),
