@@ -1,48 +1,16 @@
-"""`export.embedding` spellings and the study's choice of configuration."""
+"""The study's choice of configuration, its rows of transfer_results and its label."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 
-from cnn_feature_behavior.export.configuration import Configuration, study_choice
-
-
-@pytest.mark.parametrize(
-    ("spelling", "expected"),
-    [
-        ("layer:conv5_1", Configuration("layer", layer="conv5_1")),
-        ("full_network", Configuration("full_network")),
-        ("fne", Configuration("fne")),
-        ("selection:dks_count:0.1", Configuration("full_network", None, "dks_count", 0.1)),
-        ("selection:random:0.05:fne", Configuration("fne", None, "random", 0.05)),
-        ("selection:dks_cover:1", Configuration("full_network", None, "dks_cover", 1.0)),
-    ],
+from cnn_feature_behavior.export.configuration import (
+    configuration_label,
+    configuration_rows,
+    study_choice,
 )
-def test_spellings_parse_and_round_trip(spelling, expected):
-    assert Configuration.parse(spelling) == expected
-    assert Configuration.parse(expected.spelling) == expected
-
-
-@pytest.mark.parametrize(
-    "spelling",
-    [
-        "layer:",
-        "layer",
-        "conv5_1",
-        "selection:dks_count",
-        "selection:dks_sum:0.1",
-        "selection:dks_count:0",
-        "selection:dks_count:1.5",
-        "selection:dks_count:ten",
-        "selection:dks_count:0.1:ridge",
-        "fne:extra",
-    ],
-)
-def test_a_wrong_spelling_shows_the_spellings(spelling):
-    with pytest.raises(ValueError, match=r"layer:<name>, full_network, fne, selection:<ranking>"):
-        Configuration.parse(spelling)
+from cnn_feature_behavior.transfer.named_embeddings import Configuration
 
 
 def _results(rows: list[tuple], repetitions: int = 2) -> pd.DataFrame:
@@ -101,7 +69,20 @@ def test_ties_go_to_fewer_features():
 
 def test_rows_of_a_configuration():
     results = _results(ROWS)
-    assert len(Configuration.parse("layer:conv5_1").rows(results)) == 2
-    assert len(Configuration.parse("selection:dks_count:0.1").rows(results)) == 2
-    assert len(Configuration.parse("selection:dks_count:0.1:fne").rows(results)) == 0
-    assert len(Configuration.parse("fne").rows(results)) == 2
+    for spelling, n_rows in [
+        ("layer:conv5_1", 2),
+        ("selection:dks_count:0.1", 2),
+        ("selection:dks_count:0.1:fne", 0),
+        ("fne", 2),
+    ]:
+        configuration = Configuration.parse(spelling, "export.embedding")
+        assert len(configuration_rows(configuration, results)) == n_rows, spelling
+
+
+def test_labels_say_the_configuration_in_words():
+    assert configuration_label(Configuration("layer", layer="conv5_1")) == "layer conv5_1"
+    random = configuration_label(Configuration("fne", None, "random", 0.05))
+    assert random.startswith("FNE") and random.endswith("a random 5%")
+    assert configuration_label(Configuration("full_network", None, "dks_count", 0.1)).endswith(
+        "top 10%"
+    )

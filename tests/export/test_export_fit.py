@@ -11,12 +11,13 @@ from builders.exported_models import exported_classifier, random_linear_map
 from PIL import Image
 
 from cnn_feature_behavior.export.agreement import agreement_check
-from cnn_feature_behavior.export.configuration import Configuration
+from cnn_feature_behavior.export.configuration import configuration_rows
 from cnn_feature_behavior.export.fit import ExportSettings, StudyTables, fit_for_export
 from cnn_feature_behavior.export.keras_model import Geometry
 from cnn_feature_behavior.export.predict import PredictSettings
 from cnn_feature_behavior.extraction.source_models import build_tiny_vgg
 from cnn_feature_behavior.transfer.evaluation import evaluate_split
+from cnn_feature_behavior.transfer.named_embeddings import Configuration
 from cnn_feature_behavior.transfer.settings import TransferSettings
 
 CLASSES = ["ant", "bee", "cat"]
@@ -84,7 +85,9 @@ def test_the_refit_is_the_evaluations_row_of_its_repetition():
         fit = fit_for_export(
             study, ExportSettings(embedding="layer:conv1_1", repetition=repetition), TRANSFER
         )
-        row = Configuration.parse("layer:conv1_1").rows(study.transfer_results)
+        row = configuration_rows(
+            Configuration.parse("layer:conv1_1", "export.embedding"), study.transfer_results
+        )
         row = row[row["repetition"] == repetition].iloc[0]
         assert fit.accuracy == pytest.approx(row["accuracy"])
         assert fit.n_train == 12 and len(fit.test_image_ids) == 12

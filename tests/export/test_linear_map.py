@@ -7,9 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from cnn_feature_behavior.export.configuration import Configuration
+from cnn_feature_behavior.export.configuration import configuration_rows
 from cnn_feature_behavior.export.linear_map import refit_linear_map
 from cnn_feature_behavior.transfer.evaluation import check_inputs, evaluate_split
+from cnn_feature_behavior.transfer.named_embeddings import Configuration
 from cnn_feature_behavior.transfer.settings import TransferSettings
 
 N_CLASSES, PER_CLASS, PER_LAYER = 5, 30, 40
@@ -61,8 +62,8 @@ def test_the_refit_is_the_evaluations_row(classifier):
     ).results
     inputs = check_inputs(values, labels, is_train, layers, names, None)
     for spelling in SPELLINGS:
-        configuration = Configuration.parse(spelling)
-        row = configuration.rows(results).iloc[0]
+        configuration = Configuration.parse(spelling, "export.embedding")
+        row = configuration_rows(configuration, results).iloc[0]
         linear_map = refit_linear_map(inputs, chosen, configuration, REPETITION)
         predictions = linear_map.predict(values[~is_train])
         accuracy = np.mean(
@@ -80,7 +81,10 @@ def test_the_map_standardises_with_the_training_images_and_reads_its_columns():
     names = [f"class{k}" for k in range(N_CLASSES)]
     inputs = check_inputs(values, labels, is_train, layers, names, None)
     linear_map = refit_linear_map(
-        inputs, settings("ridge"), Configuration.parse("layer:conv2_1"), REPETITION
+        inputs,
+        settings("ridge"),
+        Configuration.parse("layer:conv2_1", "export.embedding"),
+        REPETITION,
     )
     np.testing.assert_array_equal(linear_map.columns, np.arange(PER_LAYER, 2 * PER_LAYER))
     train = values[is_train][:, PER_LAYER:].astype(np.float64)
@@ -91,7 +95,10 @@ def test_the_map_standardises_with_the_training_images_and_reads_its_columns():
     moved[~is_train] += 100.0
     inputs = check_inputs(moved, labels, is_train, layers, names, None)
     again = refit_linear_map(
-        inputs, settings("ridge"), Configuration.parse("layer:conv2_1"), REPETITION
+        inputs,
+        settings("ridge"),
+        Configuration.parse("layer:conv2_1", "export.embedding"),
+        REPETITION,
     )
     np.testing.assert_array_equal(again.weights, linear_map.weights)
 
@@ -100,13 +107,18 @@ def test_an_unknown_layer_names_the_layers():
     values, labels, is_train, layers = planted()
     inputs = check_inputs(values, labels, is_train, layers, ["a", "b", "c", "d", "e"], None)
     with pytest.raises(ValueError, match="its layers: conv1_1, conv2_1"):
-        refit_linear_map(inputs, settings("ridge"), Configuration.parse("layer:fc6"), REPETITION)
+        refit_linear_map(
+            inputs,
+            settings("ridge"),
+            Configuration.parse("layer:fc6", "export.embedding"),
+            REPETITION,
+        )
 
 
 def test_a_fraction_outside_the_evaluations_curve_is_refitted_too():
     values, labels, is_train, layers = planted()
     inputs = check_inputs(values, labels, is_train, layers, ["a", "b", "c", "d", "e"], None)
-    configuration = Configuration.parse("selection:dks_count:0.2")
+    configuration = Configuration.parse("selection:dks_count:0.2", "export.embedding")
     linear_map = refit_linear_map(inputs, settings("ridge"), configuration, REPETITION)
     assert linear_map.columns.size == 16
 
@@ -116,5 +128,10 @@ def test_settings_are_not_changed_by_a_refit():
     before = dataclasses.asdict(chosen)
     values, labels, is_train, layers = planted()
     inputs = check_inputs(values, labels, is_train, layers, ["a", "b", "c", "d", "e"], None)
-    refit_linear_map(inputs, chosen, Configuration.parse("selection:dks_count:0.2"), REPETITION)
+    refit_linear_map(
+        inputs,
+        chosen,
+        Configuration.parse("selection:dks_count:0.2", "export.embedding"),
+        REPETITION,
+    )
     assert dataclasses.asdict(chosen) == before

@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cnn_feature_behavior.export.configuration import STUDY, Configuration, study_choice
+from cnn_feature_behavior.export.configuration import STUDY, configuration_rows, study_choice
 from cnn_feature_behavior.export.linear_map import LinearMap, refit_linear_map
 from cnn_feature_behavior.statistics.tables import embedding_labels, embedding_matrix
 from cnn_feature_behavior.transfer.evaluation import check_inputs
+from cnn_feature_behavior.transfer.named_embeddings import Configuration
 from cnn_feature_behavior.transfer.settings import TransferSettings
 from cnn_feature_behavior.transfer.splits import TRAIN
 
@@ -91,7 +92,7 @@ def fit_for_export(
     if settings.embedding == STUDY:
         configuration, chosen_by = study_choice(tables.transfer_results)
     else:
-        configuration = Configuration.parse(settings.embedding)
+        configuration = Configuration.parse(settings.embedding, "export.embedding")
         chosen_by = "named in export.embedding"
     labels, class_names = embedding_labels(tables.embedding, tables.image_index)
     values = embedding_matrix(tables.embedding, tables.feature_manifest)
@@ -120,7 +121,7 @@ def fit_for_export(
         test_image_ids=tuple(tables.embedding.index.astype(str)[test_rows]),
         test_labels=np.array([position.get(class_names[label], -1) for label in labels[test_rows]]),
         test_predictions=linear_map.predict(values[test_rows]),
-        study_rows=configuration.rows(tables.transfer_results),
+        study_rows=configuration_rows(configuration, tables.transfer_results),
     )
 
 

@@ -26,7 +26,6 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVC
 
-from cnn_feature_behavior.export.configuration import Configuration
 from cnn_feature_behavior.transfer import ridge
 from cnn_feature_behavior.transfer.classifier import (
     ProbeData,
@@ -46,6 +45,7 @@ from cnn_feature_behavior.transfer.jobs import (
     solver_of,
 )
 from cnn_feature_behavior.transfer.multinomial import MultinomialLogisticRegression
+from cnn_feature_behavior.transfer.named_embeddings import Configuration
 from cnn_feature_behavior.transfer.settings import LINEAR_SVC, LOGISTIC, RIDGE, TransferSettings
 from cnn_feature_behavior.transfer.splits import holdout_split
 

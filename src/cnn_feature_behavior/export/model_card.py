@@ -22,6 +22,7 @@ from scipy.stats import binomtest
 
 import cnn_feature_behavior
 from cnn_feature_behavior.export.agreement import AgreementCheck
+from cnn_feature_behavior.export.configuration import configuration_label
 from cnn_feature_behavior.export.fit import ExportFit
 from cnn_feature_behavior.export.keras_model import Geometry, Taps
 from cnn_feature_behavior.transfer.classifier import LINEAR_SVC, LOGISTIC, RIDGE
@@ -69,7 +70,7 @@ def model_metadata(
         "output": "class probabilities (softmax), in class_names order",
         "embedding": {
             "configuration": fit.configuration.spelling,
-            "label": fit.configuration.label,
+            "label": configuration_label(fit.configuration),
             "layers": list(taps.layers),
             "n_features": len(fit.feature_names),
             "three_valued": fit.linear_map.fne_thresholds is not None,

@@ -10,6 +10,7 @@ import pandas as pd
 
 from cnn_feature_behavior.export.agreement import agreement_check
 from cnn_feature_behavior.export.assemble import checked_source, exported_models
+from cnn_feature_behavior.export.configuration import configuration_label
 from cnn_feature_behavior.export.fit import ExportFit, ExportSettings, StudyTables, fit_for_export
 from cnn_feature_behavior.export.model_card import card_markdown, model_card
 from cnn_feature_behavior.export.model_file import ExportedModel
@@ -46,7 +47,7 @@ def refit_classifier(
     )
     logger.info(
         "Export: %s (%s), %s, C = %g: test accuracy %.3f on %d images",
-        fit.configuration.label,
+        configuration_label(fit.configuration),
         fit.chosen_by,
         fit.linear_map.solver,
         fit.linear_map.regularisation_c,
