@@ -353,7 +353,9 @@ class CropStream:
 
 
 def image_crops_or_reason(path: Path, resize: int, crop: int, n_crops: int) -> np.ndarray | str:
-    """The image's crops (n_crops, crop, crop, 3) as RGB uint8, or why it cannot be used.
+    """The image's crops (n_crops, crop, crop, 3) as RGB uint8, or why it cannot be used: the
+    form of `crops.image_crops` (the same decode and crops, raising) that extraction and predict
+    use, each stage's failure a reason.
 
     Only a failure to decode the file's own bytes is a reason (a reject, kept by reruns). A file
     the storage cannot give (missing, unreadable, an I/O error: an OSError with an errno) raises
