@@ -569,3 +569,32 @@ def test_no_convergence_warning_escapes_the_threads_that_fit():
         for _ in range(3):
             evaluate(planted()[1], settings)
     assert not [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+
+
+def test_a_refit_whose_line_search_fails_says_so_in_its_row(monkeypatch):
+    from cnn_feature_behavior.transfer import multinomial
+
+    original = multinomial._line_search
+    failing = {"on": False}
+
+    def line_search(*args):
+        return None if failing["on"] else original(*args)
+
+    def refit_fails(choice, data, settings, estimator):
+        failing["on"] = True
+        try:
+            return original_refit(choice, data, settings, estimator)
+        finally:
+            failing["on"] = False
+
+    from cnn_feature_behavior.transfer import classifier
+
+    original_refit = classifier._refit_logistic
+    monkeypatch.setattr(multinomial, "_line_search", line_search)
+    monkeypatch.setattr(classifier, "_refit_logistic", refit_fails)
+    settings = replace(SETTINGS, workers=1)
+    results = evaluate(planted()[1], settings).results
+    assert set(results["solver"]) == {"logistic_regression"}
+    assert not results["converged"].any()
+    monkeypatch.undo()
+    assert evaluate(planted()[1], settings).results["converged"].all()

@@ -38,6 +38,7 @@ WRITTEN_COLUMNS = (
     "solver",
     "regularisation_c",
     "c_at_grid_edge",
+    "converged",
     *RESULT_COLUMNS[RESULT_COLUMNS.index("regularisation_c") + 1 :],
 )
 EMBEDDINGS = ("layer", "full_network", "fne")

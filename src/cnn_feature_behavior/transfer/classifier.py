@@ -83,6 +83,9 @@ class FitResult:
     predictions: np.ndarray
     solver: str = LOGISTIC
     c_at_grid_edge: bool = False
+    # The refit reached its stop (tolerance, float64's floor or relative_tol), not max_iter nor
+    # a failed line search (closed-form solvers: always).
+    converged: bool = True
     holdout_accuracy: dict[float, float] = field(default_factory=dict)
     holdout_key: tuple[float, float] = (np.nan, np.nan)
     selection_seconds: float = 0.0
@@ -348,6 +351,12 @@ class _Probe:
             self.model.fit(self.design, self.labels)
         return int(np.max(self.model.n_iter_))
 
+    def converged(self) -> bool:
+        """Whether the last fit converged (scikit-learn's own: short of max_iter)."""
+        if hasattr(self.model, "converged_"):
+            return bool(self.model.converged_)
+        return bool(np.max(self.model.n_iter_) < self.model.max_iter)
+
     def weights(self) -> tuple[np.ndarray, np.ndarray]:
         """(features, classes) float64 weights on the values, and the intercepts."""
         coef = multinomial_coef(self.model.coef_.astype(np.float64))
@@ -426,6 +435,7 @@ def _refit_logistic(
     return replace(
         choice,
         predictions=final.predict(data.test_values),
+        converged=final.converged(),
         start_weights=None,
         fit_seconds=time.perf_counter() - start,
         n_iter=n_iter,
@@ -443,6 +453,7 @@ def _refit_linear_svc(data: ProbeData, settings: TransferSettings) -> FitResult:
         regularisation_c=float(settings.linear_svc.C),
         predictions=model.predict(data.test_values),
         solver=LINEAR_SVC,
+        converged=bool(np.max(model.n_iter_) < settings.linear_svc.max_iter),
         fit_seconds=time.perf_counter() - start,
         n_iter=int(np.max(model.n_iter_)),
     )
