@@ -32,17 +32,34 @@ RESULT_COLUMNS = (
 # Written since the transfer evaluation chooses between solvers; a table written before them
 # reads as its classifier's own solver with no edge flag.
 SOLVER_COLUMNS = ("solver", "c_at_grid_edge")
-# The columns as the transfer pipeline writes them.
+# The columns as the transfer pipeline writes them (docs/data_contracts.md).
 WRITTEN_COLUMNS = (
-    *RESULT_COLUMNS[: RESULT_COLUMNS.index("regularisation_c")],
+    "dataset",
+    "source_model",
+    "embedding",
+    "layer",
+    "selection",
+    "fraction",
+    "draw",
+    "n_features",
+    "split_source",
+    "repetition",
+    "classifier",
     "solver",
     "regularisation_c",
+    "ridge_alpha",
     "c_at_grid_edge",
     "converged",
-    *RESULT_COLUMNS[RESULT_COLUMNS.index("regularisation_c") + 1 :],
+    "cv_loss",
+    "cv_accuracy",
+    "cv_mean_per_class_accuracy",
+    "n_train",
+    "n_test",
+    "accuracy",
+    "mean_per_class_accuracy",
 )
 EMBEDDINGS = ("layer", "full_network", "fne")
-SELECTIONS = ("dks_count", "dks_mean_abs", "dks_cover", "random")
+SELECTIONS = ("dks_count", "dks_mean_abs", "dks_cover", "anova_f", "random")
 DKS_SELECTIONS = ("dks_count", "dks_mean_abs", "dks_cover")
 EMBEDDING_LABELS = {"full_network": "full network", "fne": "FNE"}
 EMBEDDING_LONG_LABELS = {
@@ -53,6 +70,7 @@ SELECTION_LABELS = {
     "dks_count": "DKS-ranked (classes past t+ / t-)",
     "dks_mean_abs": "DKS-ranked (mean |DKS|)",
     "dks_cover": "DKS-ranked (classes take turns)",
+    "anova_f": "ANOVA-F-ranked",
     "random": "random",
 }
 # The rows that tell one configuration from another; every other column is measured.

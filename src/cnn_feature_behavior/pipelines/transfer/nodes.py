@@ -54,7 +54,7 @@ def evaluate_transfer(
             feature_manifest["layer"].astype(str).to_numpy(),
             class_names,
             settings,
-            seed=[settings.seed, int(repetition)],
+            repetition=int(repetition),
             feature_names=feature_manifest["feature"].astype(str).tolist(),
         )
         seconds = evaluation.fitted["seconds"]
@@ -65,7 +65,7 @@ def evaluate_transfer(
             evaluation.fitted["t_plus"],
             evaluation.fitted["t_minus"],
             sum(seconds.values()),
-            seconds["standardisation_and_dks_ranking"],
+            seconds["standardisation_and_rankings"],
             seconds["classifiers"],
         )
         run = (dataset, source_model, str(split["split_source"].iloc[0]), int(repetition))
