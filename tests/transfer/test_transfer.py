@@ -316,6 +316,7 @@ def test_pipeline_through_the_runner_writes_the_contract_table():
             "params:source_model": MemoryDataset("vgg16_imagenet"),
             "transfer_splits": KeptMemoryDataset(),
             "transfer_results": KeptMemoryDataset(),
+            "transfer_comparisons": KeptMemoryDataset(),
         }
     )
     pipeline = create_pipeline().only_nodes("transfer.split_images", "transfer.evaluate_transfer")
@@ -336,6 +337,16 @@ def test_pipeline_through_the_runner_writes_the_contract_table():
     at_5 = results[(results["embedding"] == "full_network") & (results["fraction"] == 0.05)]
     by_selection = at_5.pivot_table(index="repetition", columns="selection", values="accuracy")
     assert (by_selection["dks_count"] > by_selection["random"] + 0.2).all()
+    compared = catalog.load("transfer_comparisons")
+    from cnn_feature_behavior.transfer.comparisons import COMPARISON_COLUMNS
+
+    assert list(compared.columns) == list(COMPARISON_COLUMNS)
+    dks_against_random = compared[
+        (compared["embedding"] == "full_network")
+        & (compared["ranking"] == "dks_count")
+        & (compared["baseline"] == "random")
+    ]
+    assert dks_against_random["verdict"].tolist() == ["better"]
 
 
 def test_linear_svc_option_is_the_fne_codes_fixed_c():

@@ -220,6 +220,24 @@ class MapSettings:
 
 
 @dataclass(frozen=True)
+class ComparisonSettings:
+    """`transfer.comparisons`: the intervals of transfer_comparisons (comparisons.py), a
+    percentile bootstrap of `resamples` seeded replicates at confidence `level`."""
+
+    resamples: int = 2000
+    level: float = 0.95
+    seed: int = 2018
+
+    def __post_init__(self) -> None:
+        if not _is_int(self.resamples, 100):
+            raise ValueError(
+                f"transfer.comparisons.resamples must be an integer >= 100, got {self.resamples!r}"
+            )
+        if not 0 < self.level < 1:
+            raise ValueError(f"transfer.comparisons.level must lie in (0, 1), got {self.level!r}")
+
+
+@dataclass(frozen=True)
 class DksInputs:
     """The `dks` block's keys that the evaluation's own DKS rankings use."""
 
@@ -254,6 +272,7 @@ class TransferSettings:
     random_draws: int = 10
     seed: int = 2018
     workers: int | None = None
+    comparisons: ComparisonSettings = field(default_factory=ComparisonSettings)
     maps: MapSettings = field(default_factory=MapSettings)
     dks: DksInputs = field(default_factory=DksInputs)
     calibration: CalibrationInputs = field(default_factory=CalibrationInputs)
@@ -310,6 +329,7 @@ class TransferSettings:
             ("ridge", RidgeSettings),
             ("logistic_regression", LogisticRegressionSettings),
             ("linear_svc", LinearSvcSettings),
+            ("comparisons", ComparisonSettings),
         ):
             blocks[name] = _block(block_class, f"transfer.{name}", transfer.get(name))
         scalars = {k: v for k, v in transfer.items() if k not in blocks}
