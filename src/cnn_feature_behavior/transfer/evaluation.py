@@ -228,15 +228,17 @@ def prepare(
     )
 
 
-def check_inputs(values, labels, is_train, layers, class_names, feature_names) -> SplitInputs:
-    """The inputs as arrays; a split without training or test images, or a non-finite value,
-    is an error."""
+def check_inputs(
+    values, labels, is_train, layers, class_names, feature_names, test: bool = True
+) -> SplitInputs:
+    """The inputs as arrays; a split without training images (or, with `test`, without test
+    images), or a non-finite value, is an error."""
     is_train = np.asarray(is_train, bool)
     values = np.asarray(values, np.float32)
     # DKS's own check, on every image (the rankings check the training images only): column
     # reductions, no boolean copy of the matrix (0.6 GB at ImageNet's size).
     feature_range(values.T, 0, feature_names)
-    if is_train.all() or not is_train.any():
+    if (test and is_train.all()) or not is_train.any():
         raise ValueError(
             f"a split needs training and test images, got {int(is_train.sum())} train and "
             f"{int((~is_train).sum())} test"

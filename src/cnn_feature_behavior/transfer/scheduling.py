@@ -38,22 +38,30 @@ from cnn_feature_behavior.transfer.settings import TransferSettings
 
 
 def fit_jobs(
-    jobs: Sequence[Job], folds: Sequence[Part], train: Part, solver: str, settings: TransferSettings
+    jobs: Sequence[Job],
+    folds: Sequence[Part],
+    train: Part,
+    solver: str,
+    settings: TransferSettings,
+    keep_maps: bool = False,
 ) -> dict[tuple, FitResult]:
     """Each distinct job's fit by `solver`, one kind of matrix at a time (a kind's matrices and
-    Gram matrices are freed before the next kind's are made)."""
+    Gram matrices are freed before the next kind's are made). The refits' linear maps are kept
+    with `keep_maps` only (at ImageNet's size a kind's maps would take gigabytes)."""
     workers = settings.workers or os.cpu_count() or 1
     results: dict[tuple, FitResult] = {}
     for kind in KINDS:
         distinct = {job.key(): job for job in jobs if job.kind == kind}
-        if solver in CLOSED_FORM:
-            fitted = _fit_closed_form_jobs(distinct, kind, folds, train, solver, settings, workers)
-        else:
-            fitted = _fit_iterative_jobs(distinct, kind, folds, train, solver, settings, workers)
-        results.update(fitted)
+        fit = _fit_closed_form_jobs if solver in CLOSED_FORM else _fit_iterative_jobs
+        results.update(fit(distinct, kind, folds, train, solver, settings, workers, keep_maps))
         for part in (*folds, train):
             part.release(kind)
     return results
+
+
+def _kept(fit: FitResult, keep_maps: bool) -> FitResult:
+    """The fit, without its linear map unless it is to be kept."""
+    return fit if keep_maps else replace(fit, weights=None, intercepts=None)
 
 
 def _fit_closed_form_jobs(
@@ -64,6 +72,7 @@ def _fit_closed_form_jobs(
     solver: str,
     settings: TransferSettings,
     workers: int,
+    keep_maps: bool,
 ) -> dict[tuple, FitResult]:
     """A closed-form solver, fold after fold: every job's held-out scores at every C of the
     grid while the fold's Gram matrix is held (1.2 GB at 12,416 features), then (freed) the
@@ -88,12 +97,10 @@ def _fit_closed_form_jobs(
         data = train.ridge_data(kind, classes, workers)
         fitted = {}
         for key, job in jobs.items():
-            choice = choose_from_scores(
-                job_solver := CLOSED_FORM[0], grid, scores[key], held_labels
-            )
-            choice = replace(choice, solver=job_solver, selection_seconds=seconds[key])
+            choice = choose_from_scores(solver, grid, scores[key], held_labels)
+            choice = replace(choice, selection_seconds=seconds[key])
             system = ridge.RidgeSystem(data, job.columns(train))
-            fitted[key] = refit(choice, refit_data(job, train, system), settings)
+            fitted[key] = _kept(refit(choice, refit_data(job, train, system), settings), keep_maps)
         return fitted
 
 
@@ -105,6 +112,7 @@ def _fit_iterative_jobs(
     solver: str,
     settings: TransferSettings,
     workers: int,
+    keep_maps: bool,
 ) -> dict[tuple, FitResult]:
     """Logistic regressions (or LinearSVC), `workers` at once on one BLAS thread each: the
     solvers' many small products spend more time synchronising BLAS threads than computing
@@ -120,8 +128,8 @@ def _fit_iterative_jobs(
         fitted: dict[tuple, FitResult] = {}
         start_c = None
         for key, job in task:
-            fitted[key] = fit_probe(probe_data(job, folds, train), solver, settings, start_c)
-            start_c = fitted[key].regularisation_c
+            done = fit_probe(probe_data(job, folds, train), solver, settings, start_c)
+            fitted[key], start_c = _kept(done, keep_maps), done.regularisation_c
         return fitted
 
     for part in (*folds, train):  # made once, before the threads read them
