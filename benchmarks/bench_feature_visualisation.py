@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from cnn_feature_behavior.extraction.source_models import load_backbone
-from cnn_feature_behavior.reporting.feature_visualisation import (
+from cnn_feature_behavior.extraction.top_patches import (
     FeatureRef,
     folder_pool_paths,
     keras_activations,

@@ -32,6 +32,7 @@ from cnn_feature_behavior.extraction.source_models.architecture import (
     paper_layer_name,
 )
 from cnn_feature_behavior.pipelines.reporting import nodes
+from cnn_feature_behavior.reporting import parts
 from cnn_feature_behavior.reporting.figures import class_counts_figure, inner_outer_distributions
 from cnn_feature_behavior.reporting.report import figure_png
 
@@ -402,24 +403,33 @@ def draw_transfer_figures(study: Study, times: dict) -> dict:
 
 
 def write_report(study: Study, figures: dict):
-    return nodes.write_dataset_report(
-        study.properties.iloc[[0]],
-        study.thresholds,
-        study.histograms["imagenet"],
-        study.transfer,
-        {"html_dpi": HTML_DPI},
-        "imagenet",
-        SOURCE,
-        figure_1=figures["figure 1"],
-        figure_6=figures["figure 6"],
-        figure_9=figures["figure 9"],
-        davg=figures["davg"],
-        figure_10=figures["figure 10"],
-        top_features={},
-        transfer_by_layer=figures["transfer per layer"],
-        transfer_curve=figures["transfer curve"],
-        embedding_maps=figures["embedding maps"],
-    )
+    """The dataset report from its parts: the figures drawn above, the tables and text computed."""
+    drawn = {
+        "figure_1_feature_class_pair": figures["figure 1"],
+        "figure_6_dks_histograms": figures["figure 6"],
+        "figure_9_class_counts": figures["figure 9"],
+        "figure_davg_curve": figures["davg"],
+        "figure_10_layer_kept": figures["figure 10"],
+        "figure_top_features": {},
+        "figure_transfer_by_layer": figures["transfer per layer"],
+        "figure_transfer_curve": figures["transfer curve"],
+        "figure_embedding_maps": figures["embedding maps"],
+    }
+    inputs = {
+        "dataset_properties": study.properties.iloc[[0]],
+        "thresholds": study.thresholds,
+        "dks_histograms": study.histograms["imagenet"],
+        "transfer_results": study.transfer,
+        "params:dataset": "imagenet",
+        "params:source_model": SOURCE,
+    }
+    outputs = [
+        drawn[part.name]
+        if part.name in drawn
+        else part.func(*[inputs[name] for name in part.inputs])
+        for part in parts.DATASET_REPORT_PARTS
+    ]
+    return parts.write_dataset_report({"html_dpi": HTML_DPI}, "imagenet", SOURCE, *outputs)
 
 
 def seconds_of(function, *args) -> float:
@@ -462,7 +472,7 @@ def main(workdir: str) -> None:
         print(f"{label:<{width}}  {seconds:7.2f} s")
     print(f"{'total':<{width}}  {total:7.2f} s")
     print(
-        f"report.html size: {len(report[2]) / 1e6:.1f} MB; "
+        f"report.html size: {len(report[-1]) / 1e6:.1f} MB; "
         f"peak RSS {process.memory_info().rss / 2**30:.2f} GiB"
     )
     print(

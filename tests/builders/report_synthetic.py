@@ -379,3 +379,16 @@ def synthetic_embedding_maps(
             )
         )
     return pd.concat(frames, ignore_index=True)
+
+
+def report_part_outputs(parts, inputs: dict, figure) -> list:
+    """What a report's parts (reporting/parts.py) give its writer, in their order: each text and
+    table computed from `inputs` (catalog name -> value), `figure` for every figure, no figures
+    for a part that returns a dict of them."""
+    outputs = []
+    for part in parts:
+        if part.name.startswith("figure_"):
+            outputs.append(figure if part.file else {})
+        else:
+            outputs.append(part.func(*[inputs[name] for name in part.inputs]))
+    return outputs

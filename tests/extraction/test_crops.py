@@ -188,29 +188,12 @@ def test_crops_follow_a_fixed_input_size_keeping_the_resize_ratio(input_size, ex
     assert crop_geometry(input_size, 256, 224) == expected
 
 
-# Size limits (issue 16, finding 3): a tiny file must not ask for gigabytes once resized.
-
-
-def test_pil_pixel_limit_is_set_explicitly_to_the_ceiling():
-    from cnn_feature_behavior.extraction.crops import CEILINGS
-
-    assert Image.MAX_IMAGE_PIXELS == CEILINGS.max_decoded_pixels
-
-
-def test_size_problem_names_aspect_ratio_resized_area_and_decoded_pixels():
-    from cnn_feature_behavior.extraction.crops import ImageLimits
-
-    limits = ImageLimits(max_decoded_pixels=150_000, max_aspect_ratio=20, max_resized_pixels=50_000)
-    assert limits.problem(40, 30, resize=64) is None
-    assert "aspect ratio 100000:1" in limits.problem(100_000, 1, resize=64)
-    assert "above the limit 20" in limits.problem(1, 100_000, resize=64)
-    # 64 x 1024 once resized: 65,536 pixels, above 50,000, although the ratio 16 is allowed.
-    assert "65,536 pixels once resized" in limits.problem(1024, 64, resize=64)
-    assert "500 x 400 = 200,000 pixels" in limits.problem(500, 400, resize=None)
+# Size limits (issue 16, finding 3): a tiny file must not ask for gigabytes once resized
+# (the limits themselves: tests/ingestion/test_image_checks.py).
 
 
 def test_resize_refuses_an_extreme_aspect_ratio_before_allocating(tmp_path):
-    from cnn_feature_behavior.extraction.crops import ImageLimits, ImageSizeError
+    from cnn_feature_behavior.ingestion.image_checks import ImageLimits, ImageSizeError
 
     thin = np.zeros((1, 2_000, 3), np.uint8)
     with pytest.raises(ImageSizeError, match="aspect ratio 2000:1"):
@@ -221,7 +204,7 @@ def test_resize_refuses_an_extreme_aspect_ratio_before_allocating(tmp_path):
 
 
 def test_load_rgb_refuses_too_many_pixels_naming_the_file(tmp_path):
-    from cnn_feature_behavior.extraction.crops import ImageLimits, ImageSizeError
+    from cnn_feature_behavior.ingestion.image_checks import ImageLimits, ImageSizeError
 
     path = tmp_path / "big.png"
     Image.new("RGB", (100, 100)).save(path)
@@ -229,30 +212,6 @@ def test_load_rgb_refuses_too_many_pixels_naming_the_file(tmp_path):
         load_rgb(path, limits=ImageLimits(max_decoded_pixels=5_000))
     assert str(path) in str(caught.value)
     assert load_rgb(path).shape == (100, 100, 3)
-
-
-@pytest.mark.parametrize(
-    ("settings", "problem"),
-    [
-        ({"max_aspect_ratio": 0}, "max_aspect_ratio must be a positive number"),
-        ({"max_aspect_ratio": "x"}, "max_aspect_ratio must be a positive number"),
-        ({"max_pixels": 3}, "unknown key"),
-        ({"max_resized_pixels": 10**12}, "above the built-in ceiling"),
-    ],
-)
-def test_image_limits_from_params_name_the_parameter(settings, problem):
-    from cnn_feature_behavior.extraction.crops import image_limits_from_params
-
-    with pytest.raises(ValueError, match=problem) as caught:
-        image_limits_from_params(settings)
-    assert "ingestion.image_limits" in str(caught.value)
-
-
-def test_image_limits_from_params_defaults_and_overrides():
-    from cnn_feature_behavior.extraction.crops import ImageLimits, image_limits_from_params
-
-    assert image_limits_from_params(None) == ImageLimits()
-    assert image_limits_from_params({"max_aspect_ratio": 5}).max_aspect_ratio == 5
 
 
 # The one centre crop is resampled from the source region it covers alone (issue 15: decoding
@@ -308,7 +267,7 @@ def test_one_crop_is_exact_where_the_image_needs_no_resize(tmp_path, height, wid
 
 
 def test_one_crop_keeps_the_size_limits_naming_the_file(tmp_path):
-    from cnn_feature_behavior.extraction.crops import ImageLimits, ImageSizeError
+    from cnn_feature_behavior.ingestion.image_checks import ImageLimits, ImageSizeError
 
     path = _save(Image.new("RGB", (400, 10)), tmp_path, "thin.png")
     with pytest.raises(ImageSizeError, match="aspect ratio 40:1") as caught:

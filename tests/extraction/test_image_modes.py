@@ -13,8 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnn_feature_behavior.extraction.crops import ImageValuesError, image_crops, load_rgb
-from cnn_feature_behavior.ingestion.index import decode_problem, find_decode_problems
+from cnn_feature_behavior.extraction.crops import image_crops, load_rgb
+from cnn_feature_behavior.ingestion.image_checks import (
+    ImageValuesError,
+    decode_problem,
+    find_decode_problems,
+)
 
 RESIZE, CROP = 40, 32  # 64x48 -> 53x40: the bilinear resize runs too
 _RECT = (slice(6, 18), slice(40, 58))  # white in the original, transparent in the alpha files

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from cnn_feature_behavior.ingestion.image_checks import decode_problem, find_decode_problems
 from cnn_feature_behavior.ingestion.index import (
     INDEX_COLUMNS,
     PROPERTY_COLUMNS,
@@ -18,8 +19,6 @@ from cnn_feature_behavior.ingestion.index import (
     MissingImagesError,
     build_index,
     dataset_properties,
-    decode_problem,
-    find_decode_problems,
     properties_markdown,
     select_per_class,
 )
@@ -69,7 +68,7 @@ def png_bytes(width: int, height: int) -> bytes:
 
 
 def test_decode_problem_rejects_an_extreme_aspect_ratio_or_size(tmp_path):
-    from cnn_feature_behavior.extraction.crops import ImageLimits
+    from cnn_feature_behavior.ingestion.image_checks import ImageLimits
 
     # A 1 x 100,000 PNG is a 200-byte file that would be resized to 25,600,000 x 256 pixels.
     thin = write(tmp_path / "thin.png", png_bytes(100_000, 1))
@@ -83,7 +82,7 @@ def test_decode_problem_rejects_an_extreme_aspect_ratio_or_size(tmp_path):
 
 
 def test_build_index_rejects_the_thin_image_with_its_reason(messy_tree):
-    from cnn_feature_behavior.extraction.crops import ImageLimits, SizeCheck
+    from cnn_feature_behavior.ingestion.image_checks import ImageLimits, SizeCheck
 
     raw_dir, _ = messy_tree
     write(raw_dir / "a" / "thin.png", png_bytes(100_000, 1))

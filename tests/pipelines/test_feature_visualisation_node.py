@@ -14,8 +14,8 @@ from kedro_datasets.matplotlib import MatplotlibDataset
 from PIL import Image
 
 import cnn_feature_behavior.extraction.source_models as source_models_api
-from cnn_feature_behavior.reporting import feature_visualisation
-from cnn_feature_behavior.reporting.feature_visualisation import top_feature_patches_figures
+from cnn_feature_behavior.extraction import top_patches
+from cnn_feature_behavior.pipelines.reporting.nodes import plot_top_feature_patches
 
 CLASSES = ["red thing", "green/thing", "blue"]
 SOURCE_MODELS = {
@@ -93,7 +93,7 @@ def _run(raw_dir, image_index, dks, params, output_dir):
     pipeline = Pipeline(
         [
             node(
-                top_feature_patches_figures,
+                plot_top_feature_patches,
                 inputs=[
                     "dks",
                     "image_index",
@@ -104,7 +104,7 @@ def _run(raw_dir, image_index, dks, params, output_dir):
                     "params:feature_extraction",
                 ],
                 outputs="top_feature_figures",
-                name="top_feature_patches_figures",
+                name="plot_top_feature_patches",
             )
         ]
     )
@@ -169,7 +169,7 @@ def test_folder_pool_logs_and_leaves_out_unreadable_files(tmp_path, dataset, tin
 def test_bad_parameters_are_refused_clearly(tmp_path, dataset, tiny_backbone, change, message):
     raw_dir, image_index, dks = dataset
     with pytest.raises(Exception, match=message):
-        top_feature_patches_figures(
+        plot_top_feature_patches(
             dks, image_index, str(raw_dir), "tiny", SOURCE_MODELS, PARAMS | change, EXTRACTION
         )
 
@@ -180,7 +180,7 @@ def test_classes_whose_file_names_clash_are_refused_before_any_work(
     raw_dir, image_index, dks = dataset
     dks = dks.rename(columns={"blue": "red/thing"})
     with pytest.raises(ValueError, match="top_features_red_thing.png"):
-        top_feature_patches_figures(
+        plot_top_feature_patches(
             dks,
             image_index,
             str(raw_dir),
@@ -195,7 +195,7 @@ def test_classes_whose_file_names_clash_are_refused_before_any_work(
 def test_project_parameters_are_valid_settings(project_root):
     from kedro.config import OmegaConfigLoader
 
-    from cnn_feature_behavior.reporting.feature_visualisation import VisualisationSettings
+    from cnn_feature_behavior.extraction.top_patches import VisualisationSettings
 
     params = OmegaConfigLoader(
         str(project_root / "conf"), base_env="base", default_run_env="local"
@@ -213,7 +213,7 @@ def test_a_network_without_derived_receptive_fields_shows_whole_images(
     def not_a_plain_stack(model, input_size):
         raise ValueError("layer 'block1a_dwconv' (DepthwiseConv2D): unknown effect")
 
-    monkeypatch.setattr(feature_visualisation, "fields_by_layer", not_a_plain_stack)
+    monkeypatch.setattr(top_patches, "fields_by_layer", not_a_plain_stack)
     raw_dir, image_index, dks = dataset
     with caplog.at_level(logging.WARNING):
         written = _run(raw_dir, image_index, dks, PARAMS, tmp_path / "figures")

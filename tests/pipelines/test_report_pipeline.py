@@ -31,9 +31,9 @@ from cnn_feature_behavior.extraction.embedding_store import ShardedEmbeddingData
 from cnn_feature_behavior.pipelines.reporting import create_pipeline
 from cnn_feature_behavior.pipelines.reporting.hooks import ReportLocationHooks
 from cnn_feature_behavior.pipelines.reporting.nodes import (
-    cross_dataset_tables,
     layer_summaries_by_model,
     plot_feature_class_pair,
+    study_dataset_properties_table,
 )
 from cnn_feature_behavior.reporting.figures import new_figure
 from cnn_feature_behavior.statistics.partitions import gather_dataset_tables
@@ -92,10 +92,17 @@ def reporting_pipeline() -> Pipeline:
     for original in create_pipeline().nodes:
         if original.name == "reporting.plot_top_feature_patches":
             original = node(
-                fake_top_feature_patches, original.inputs, "top_feature_figures", name=original.name
+                fake_top_feature_patches, original.inputs, "figure_top_features", name=original.name
             )
         nodes.append(original)
     return Pipeline(nodes)
+
+
+def catalog_entry(config: dict, name: str) -> dict:
+    """A dataset's catalog entry, its own or the one a dataset factory makes for it."""
+    if name in config:
+        return dict(config[name])
+    return dict(DataCatalog.from_config(config).config_resolver.resolve_pattern(name))
 
 
 def output_catalog(project_root: Path, out: Path) -> dict:
@@ -105,11 +112,12 @@ def output_catalog(project_root: Path, out: Path) -> dict:
     )["catalog"]
     entries = {}
     for name in create_pipeline().all_outputs():
-        entry = dict(catalog[name])
-        if "filepath" in entry:
-            prefix = "data/08_reporting/vgg16_imagenet"
-            assert entry["filepath"].startswith(prefix), entry
-            entry["filepath"] = str(out) + entry["filepath"].removeprefix(prefix)
+        entry = catalog_entry(catalog, name)
+        for key in ("filepath", "path"):
+            if key in entry:
+                prefix = "data/08_reporting/vgg16_imagenet"
+                assert entry[key].startswith(prefix), entry
+                entry[key] = str(out) + entry[key].removeprefix(prefix)
         entries[name] = entry
     return entries
 
@@ -225,9 +233,7 @@ def test_reporting_pipeline_on_four_datasets_and_two_models(project_root, tmp_pa
             [("digits", 6, 30), ("caltech101", 5, 20), ("wood", 4, 60), ("food101", 5, 80)]
         )
     }
-    catalog = run_reporting(
-        project_root, tmp_path, studies, "digits", {"vgg19_imagenet": ["digits", "wood"]}
-    )
+    run_reporting(project_root, tmp_path, studies, "digits", {"vgg19_imagenet": ["digits", "wood"]})
 
     report = (tmp_path / "digits/report.md").read_text()
     assert_report(
@@ -239,7 +245,7 @@ def test_reporting_pipeline_on_four_datasets_and_two_models(project_root, tmp_pa
     assert_report(index, (tmp_path / "index.html").read_text(), tmp_path, INDEX_SECTIONS)
     assert "figure_5_by_source_model.png" in index
     assert "figure_6_by_source_model.png" in index
-    symmetry = catalog.load("study_dks_symmetry")
+    symmetry = pd.read_csv(tmp_path / "table_dks_symmetry.csv")
     assert list(
         symmetry.loc[symmetry["dataset"] == "digits", ["layer_kind", "source_model"]].itertuples(
             index=False
@@ -263,7 +269,7 @@ def test_reporting_pipeline_on_four_datasets_and_two_models(project_root, tmp_pa
     assert "the best single layer is conv5_3" in report
     assert (tmp_path / "digits/table_transfer.md").read_text() in report
     # One row per (dataset, model): four datasets on this model, two on vgg19_imagenet.
-    across = catalog.load("study_transfer")
+    across = pd.read_csv(tmp_path / "table_transfer_across_datasets.csv")
     assert list(zip(across["dataset"], across["source_model"])) == [
         ("caltech101", "vgg16_imagenet"),
         ("digits", "vgg16_imagenet"),
@@ -277,23 +283,25 @@ def test_reporting_pipeline_on_four_datasets_and_two_models(project_root, tmp_pa
     }
     assert "| digits | vgg19_imagenet | official | 1 | conv5_3 |" in index
     # Table rows by mean images per class, as in the paper.
-    table_3 = catalog.load("study_thresholds")
+    table_3 = pd.read_csv(tmp_path / "table_3_thresholds.csv")
     assert list(table_3["dataset"]) == ["caltech101", "digits", "wood", "food101"]
     assert "[wood](wood/report.html)" in index
-    assert catalog.load("thresholds_row_md").count("\n") == 3
-    assert list(catalog.load("study_threshold_fit")["threshold"]) == ["t_plus", "t_minus"]
+    assert (tmp_path / "digits/table_3_thresholds.md").read_text().count("\n") == 3
+    assert list(pd.read_csv(tmp_path / "threshold_fit.csv")["threshold"]) == ["t_plus", "t_minus"]
 
 
 @pytest.mark.slow
 def test_reporting_pipeline_with_only_one_dataset_run(project_root, tmp_path):
     studies = {"digits": synthetic_study("digits", n_classes=4, images_per_class=20)}
-    catalog = run_reporting(project_root, tmp_path, studies, "digits", {})
+    run_reporting(project_root, tmp_path, studies, "digits", {})
     index = (tmp_path / "index.md").read_text()
     assert_report(index, (tmp_path / "index.html").read_text(), tmp_path, INDEX_SECTIONS)
     assert index.count("Not drawn: no dataset has been run for two source models yet.") == 2
     assert not (tmp_path / "figure_5_by_source_model.png").exists()
     assert not (tmp_path / "figure_6_by_source_model.png").exists()
-    assert catalog.load("study_dataset_properties")["dataset"].tolist() == ["digits"]
+    assert pd.read_csv(tmp_path / "table_2_dataset_properties.csv")["dataset"].tolist() == [
+        "digits"
+    ]
 
 
 def test_every_reporting_dataset_is_in_the_catalog(project_root):
@@ -307,7 +315,10 @@ def test_every_reporting_dataset_is_in_the_catalog(project_root):
             runtime_params={"source_model": model} if env != "base" else {},
         )
         catalog = loader["catalog"]
-        assert sorted(names - set(catalog)) == []
+        resolver = DataCatalog.from_config(catalog).config_resolver
+        assert (
+            sorted(n for n in names - set(catalog) if not resolver.match_dataset_pattern(n)) == []
+        )
         dataset = "digits" if env == "base" else "caltech101"
         assert catalog["dataset_report_html"]["filepath"] == (
             f"data/08_reporting/{model}/{dataset}/report.html"
@@ -318,7 +329,10 @@ def test_every_reporting_dataset_is_in_the_catalog(project_root):
         )
         for name in names:
             if name.startswith("figure_"):
-                assert catalog[name] == {"type": "MemoryDataset", "copy_mode": "assign"}
+                assert catalog_entry(catalog, name) == {
+                    "type": "MemoryDataset",
+                    "copy_mode": "assign",
+                }
         params = loader["parameters"]
         for name in pipeline.datasets():
             if name.startswith("params:"):
@@ -326,7 +340,7 @@ def test_every_reporting_dataset_is_in_the_catalog(project_root):
                 for key in name.removeprefix("params:").split("."):
                     value = value[key]
         assert catalog["embedding_columns"]["path"] == catalog["embedding"]["path"]
-        DataCatalog.from_config({name: catalog[name] for name in names})
+        DataCatalog.from_config({name: catalog_entry(catalog, name) for name in names})
 
 
 def test_gather_partitions_replaces_this_run_and_checks_names():
@@ -348,13 +362,9 @@ def test_cross_dataset_table_2_lists_only_datasets_run_on_this_model():
 
     properties = {"wood": row("wood", 63.0), "mit67": row("mit67", 100.0)}
     thresholds = {"wood": row("wood", 63.0)}
-    table_2, *_ = cross_dataset_tables(
-        properties,
-        row("digits", 60.0)(),
-        thresholds,
-        row("digits", 60.0)(),
-        pd.DataFrame({"threshold": ["t_plus"]}),
-        "digits",
+    study_thresholds = pd.concat([row("digits", 60.0)(), thresholds["wood"]()])
+    table_2 = study_dataset_properties_table(
+        properties, row("digits", 60.0)(), study_thresholds, "digits"
     )
     assert table_2["dataset"].tolist() == ["digits", "wood"]
 
@@ -426,7 +436,7 @@ def test_report_location_hook_prints_absolute_paths(tmp_path, capsys):
     assert f"Index of every dataset run: {tmp_path}/data/08_reporting/m/index.html\n" in printed
     ReportLocationHooks().after_pipeline_run(
         {"project_path": str(tmp_path)},
-        create_pipeline().only_nodes("reporting.dataset_report_tables"),
+        create_pipeline().only_nodes("reporting.thresholds_row"),
         catalog,
     )
     assert capsys.readouterr().out == ""
@@ -457,7 +467,11 @@ def test_pipeline_is_the_dataset_report_then_the_index():
 
     report, index = KedroPipeline(dataset_report_pipeline()), KedroPipeline(index_pipeline())
     assert {n.name for n in report.nodes} == {
-        "dataset_report_tables",
+        "report_intro",
+        "dataset_properties_row",
+        "thresholds_row",
+        "dks_symmetry_of_dataset",
+        "transfer_text",
         "plot_feature_class_pair",
         "plot_dks_histograms",
         "plot_class_counts",
@@ -471,7 +485,13 @@ def test_pipeline_is_the_dataset_report_then_the_index():
         "write_dataset_report",
     }
     assert {n.name for n in index.nodes} == {
-        "cross_dataset_tables",
+        "index_intro",
+        "dataset_report_links",
+        "study_thresholds_table",
+        "study_dataset_properties_table",
+        "threshold_fit_table",
+        "transfer_side_by_side",
+        "index_transfer_text",
         "plot_layer_summary_across_datasets",
         "plot_dks_histograms_across_datasets",
         "plot_fc_histograms_by_overlap",

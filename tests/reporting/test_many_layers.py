@@ -7,12 +7,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from builders.report_synthetic import many_layers, synthetic_study, synthetic_transfer_results
+from builders.report_synthetic import (
+    many_layers,
+    report_part_outputs,
+    synthetic_study,
+    synthetic_transfer_results,
+)
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from cnn_feature_behavior.pipelines.reporting import nodes
-from cnn_feature_behavior.reporting import figures, transfer_summary
+from cnn_feature_behavior.reporting import figures, parts, transfer_summary
 from cnn_feature_behavior.reporting.figures.common import MAX_FIGURE_WIDTH, set_layer_ticks
 
 LAYERS = many_layers(110)  # 110 spatial block outputs, a pooled top, the logits
@@ -105,26 +109,20 @@ def test_transfer_per_layer_figure_and_rows_with_112_layers():
 
 
 def test_the_dataset_report_renders_with_112_layers(study):
-    results = synthetic_transfer_results("digits", repetitions=1, layers=list(LAYERS)[-12:])
+    results = synthetic_transfer_results(
+        "digits", "densenet121_imagenet", repetitions=1, layers=list(LAYERS)[-12:]
+    )
     figure = figures.new_figure(2, 2)
     figure.subplots().plot([0, 1])
-    _, markdown, html = nodes.write_dataset_report(
-        study["dataset_properties"],
-        study["thresholds"],
-        study["dks_histograms"],
-        results,
-        {"html_dpi": 40},
-        "digits",
-        "densenet121_imagenet",
-        figure_1=figure,
-        figure_6=figure,
-        figure_9=figure,
-        davg=figure,
-        figure_10=figure,
-        top_features={},
-        transfer_by_layer=figure,
-        transfer_curve=figure,
-        embedding_maps=figure,
+    inputs = {
+        **study,
+        "transfer_results": results,
+        "params:dataset": "digits",
+        "params:source_model": "densenet121_imagenet",
+    }
+    outputs = report_part_outputs(parts.DATASET_REPORT_PARTS, inputs, figure)
+    *_, markdown, html = parts.write_dataset_report(
+        {"html_dpi": 40}, "digits", "densenet121_imagenet", *outputs
     )
     assert "## Figure 6: DKS distribution of spatial and head features" in markdown
     assert "| digits | spatial layers |" in markdown and "| digits | head layers |" in markdown

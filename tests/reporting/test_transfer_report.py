@@ -17,6 +17,8 @@ from cnn_feature_behavior.pipelines.reporting.nodes import (
 )
 from cnn_feature_behavior.reporting import figures
 from cnn_feature_behavior.reporting import transfer_summary as ts
+from cnn_feature_behavior.reporting.parts import part_named, shown_table
+from cnn_feature_behavior.reporting.report import markdown_table
 
 
 def rendered(figure: Figure) -> np.ndarray:
@@ -115,7 +117,8 @@ def test_results_are_checked_with_the_problem_named(hand_made):
 
 
 def test_report_table_and_markdown(hand_made):
-    table, markdown = transfer_tables(hand_made, "wood", "vgg16_imagenet")
+    table = transfer_tables(hand_made, "wood", "vgg16_imagenet")
+    markdown = markdown_table(shown_table(part_named("table_transfer"), table))
     assert len(table) == 8
     lines = markdown.strip().splitlines()
     assert lines[0].startswith("| embedding | layer | selection | percent_kept | n_features |")
@@ -136,7 +139,8 @@ def test_cross_model_table_reads_transfer_partitions_only(hand_made):
         "vgg16_imagenet/wood/embedding_maps": lambda: pytest.fail("not a transfer table"),
         "vgg16_imagenet/dks_layer_summary/wood": lambda: pytest.fail("not a transfer table"),
     }
-    table, markdown = cross_model_transfer_table(outputs, hand_made, "wood", "vgg16_imagenet")
+    table = cross_model_transfer_table(outputs, hand_made, "wood", "vgg16_imagenet")
+    markdown = markdown_table(shown_table(part_named("table_transfer_across_datasets"), table))
     assert list(zip(table["dataset"], table["source_model"])) == [
         ("mit67", "vgg16_imagenet"),
         ("wood", "vgg16_hed_bsds500"),

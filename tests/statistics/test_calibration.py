@@ -7,6 +7,7 @@ import pytest
 from scipy.stats import linregress
 
 from cnn_feature_behavior.statistics import calibration as core
+from cnn_feature_behavior.statistics import threshold_fit
 
 
 def test_grids_have_the_paper_step_and_ranges():
@@ -66,13 +67,13 @@ def test_log_fit_matches_scipy_linregress():
     rng = np.random.default_rng(1)
     means = np.array([50.0, 80.0, 120.0, 400.0, 1000.0])
     thresholds = 0.3 - 0.03 * np.log(means) + rng.normal(0, 0.005, means.size)
-    a, b, r_squared = core.fit_log_model(means, thresholds)
+    a, b, r_squared = threshold_fit.fit_log_model(means, thresholds)
     reference = linregress(np.log(means), thresholds)
     np.testing.assert_allclose(
         [a, b, r_squared], [reference.intercept, reference.slope, reference.rvalue**2]
     )
-    exact = core.fit_log_model(means, 0.2 + 0.01 * np.log(means))
+    exact = threshold_fit.fit_log_model(means, 0.2 + 0.01 * np.log(means))
     np.testing.assert_allclose(exact, [0.2, 0.01, 1.0])
-    assert np.isnan(core.fit_log_model(means, np.full(5, 0.1))[2])
+    assert np.isnan(threshold_fit.fit_log_model(means, np.full(5, 0.1))[2])
     with pytest.raises(ValueError, match="same mean images per class"):
-        core.fit_log_model(np.array([5.0, 5.0, 5.0]), np.array([0.1, 0.2, 0.3]))
+        threshold_fit.fit_log_model(np.array([5.0, 5.0, 5.0]), np.array([0.1, 0.2, 0.3]))

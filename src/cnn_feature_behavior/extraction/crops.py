@@ -26,133 +26,29 @@ decode check calls the same function, so such files land in `ingestion_rejects` 
 An all-dark image of a wider mode (an `F` image within [0, 1] meant as 0..255 levels, an `I` image
 within 0..255 meant as 16-bit levels) cannot be told apart by its values and follows the rule.
 
-Size limits (`ImageLimits`, documented in docs/datasets.md, "Image size limits"): resizing the
-shorter side to `resize` has no bound on the longer side, so a 1 x 100,000 image (a 200-byte PNG)
-would ask for a 25,600,000 x 256 image. An image is refused, before its pixels are decoded or
-resized, when its pixel count as stored, its aspect ratio (longer side / shorter side) or its
-pixel count once resized is above the limits. Ingestion checks the configured limits
-(`ingestion.image_limits`) and lists such an image in `ingestion_rejects` with the reason;
-`load_rgb` and `resize_shorter_side` refuse anything above the built-in `CEILINGS` whatever the
-settings, so no path through the code allocates more. PIL's own decompression-bomb limit
-(`Image.MAX_IMAGE_PIXELS`, which it checks when a file is opened) is set here explicitly to the
-ceiling rather than left at PIL's default.
+Size limits and the errors that name a file's problem live in `ingestion.image_checks`, which
+ingestion and extraction both use; `load_rgb` and `resize_shorter_side` refuse anything above its
+built-in `CEILINGS` whatever the settings, so no path through the code allocates more.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
+
+from cnn_feature_behavior.ingestion.image_checks import (
+    CEILINGS,
+    ImageLimits,
+    ImageSizeError,
+    ImageValuesError,
+)
 
 CROP_COUNTS = (1, 10)
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N"}
 _GREY_MODES_BY_VALUE = _SIXTEEN_BIT_MODES | {"I", "F"}
 _BACKGROUND = (255, 255, 255)  # transparent pixels are shown on white, as viewers do
-
-
-class ImageValuesError(ValueError):
-    """An image whose pixel values have no 8-bit reading under the rule (see the module doc)."""
-
-    def __init__(self, source: object, reason: str) -> None:
-        super().__init__(f"{source}: {reason}")
-        self.source = source
-        self.reason = reason
-
-
-class ImageSizeError(ImageValuesError):
-    """An image whose size, as stored or once resized, is above the limits (see the module doc)."""
-
-
-@dataclass(frozen=True)
-class ImageLimits:
-    """Bounds on an image's size, checked on its header before any pixel is decoded."""
-
-    # width x height as stored; PIL's own default (about 0.25 GiB of RGB), made explicit.
-    max_decoded_pixels: int = 89_478_485
-    # longer side / shorter side; wider panoramas than 20:1 are not photographs of one object.
-    max_aspect_ratio: float = 20.0
-    # width x height once the shorter side is `resize`: 16 Mpixel, 48 MiB of RGB.
-    max_resized_pixels: int = 16_777_216
-
-    def problem(self, width: int, height: int, resize: int | None) -> str | None:
-        """Why a `width` x `height` image is beyond the limits, or None; `resize` None: not
-        resized (only the stored pixel count is checked)."""
-        if width * height > self.max_decoded_pixels:
-            return (
-                f"image too large: {width} x {height} = {width * height:,} pixels, above the "
-                f"limit {self.max_decoded_pixels:,} (ingestion.image_limits.max_decoded_pixels)"
-            )
-        if resize is None:
-            return None
-        short, long = sorted((width, height))
-        if short == 0:
-            return f"empty image ({width} x {height})"
-        if long > self.max_aspect_ratio * short:
-            ratio = long / short
-            shown = f"{ratio:.0f}" if ratio >= 100 else f"{ratio:.3g}"
-            return (
-                f"aspect ratio {shown}:1 ({width} x {height}) is above the limit "
-                f"{self.max_aspect_ratio:g} (ingestion.image_limits.max_aspect_ratio)"
-            )
-        resized = resize * round(long * resize / short)
-        if resized > self.max_resized_pixels:
-            return (
-                f"image too large once resized: {width} x {height} with its shorter side at "
-                f"{resize} is {resized:,} pixels once resized, above the limit "
-                f"{self.max_resized_pixels:,} (ingestion.image_limits.max_resized_pixels)"
-            )
-        return None
-
-
-# What no setting can exceed: extraction refuses anything above these whatever was configured.
-CEILINGS = ImageLimits(
-    max_decoded_pixels=178_956_970, max_aspect_ratio=1_000.0, max_resized_pixels=67_108_864
-)
-# PIL warns above this and raises DecompressionBombError above twice this, when a file is opened.
-Image.MAX_IMAGE_PIXELS = CEILINGS.max_decoded_pixels
-
-
-def image_limits_from_params(settings: Mapping[str, Any] | None) -> ImageLimits:
-    """`ingestion.image_limits` as ImageLimits: the defaults for keys not given, each value a
-    positive number no larger than the ceiling."""
-    settings = dict(settings or {})
-    known = {f.name for f in fields(ImageLimits)}
-    unknown = sorted(set(settings) - known)
-    if unknown:
-        raise ValueError(
-            f"ingestion.image_limits: unknown key(s) {unknown}; known: {sorted(known)} "
-            "(conf/base/parameters_ingestion.yml)"
-        )
-    for key, value in settings.items():
-        ceiling = getattr(CEILINGS, key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ValueError(
-                f"ingestion.image_limits.{key} must be a positive number, got {value!r}"
-            )
-        if value > ceiling:
-            raise ValueError(
-                f"ingestion.image_limits.{key} = {value:,} is above the built-in ceiling "
-                f"{ceiling:,} (extraction.crops.CEILINGS), which extraction never exceeds"
-            )
-    return ImageLimits(**settings)
-
-
-@dataclass(frozen=True)
-class SizeCheck:
-    """The limits an image is checked against, at the extraction's resize."""
-
-    resize: int = 256
-    limits: ImageLimits = ImageLimits()
-
-    def problem(self, width: int, height: int) -> str | None:
-        return self.limits.problem(width, height, self.resize)
-
-
-DEFAULT_SIZE_CHECK = SizeCheck()
 
 
 def load_rgb(path: Path, limits: ImageLimits = CEILINGS) -> np.ndarray:

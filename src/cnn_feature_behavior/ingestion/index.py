@@ -5,18 +5,14 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
-from PIL import Image
 
-from cnn_feature_behavior.extraction.crops import (
+from cnn_feature_behavior.ingestion.image_checks import (
     DEFAULT_SIZE_CHECK,
-    ImageLimits,
-    ImageValuesError,
     SizeCheck,
-    upright_rgb,
+    find_decode_problems,
 )
 from cnn_feature_behavior.ingestion.readers.base import LayoutScan
 
@@ -36,65 +32,10 @@ PROPERTY_COLUMNS = [
 # A class needs images inside it and a second image to compare; the DKS of a class against the
 # rest compares two distributions, which one image cannot describe.
 MIN_IMAGES_PER_CLASS = 2
-# Decoding at 1/8 scale (JPEG DCT scaling) still reads every byte of the entropy-coded data, so
-# truncation is caught, at a third of the cost of a full decode.
-_DECODE_SCALE = 8
 
 
 class MissingImagesError(RuntimeError):
     """Labelled images are absent from disk and the run does not allow it."""
-
-
-def decode_problem(
-    path: Path, resize: int = SizeCheck.resize, limits: ImageLimits = SizeCheck.limits
-) -> str | None:
-    """Why the file at `path` cannot be used as an image, or None when it decodes.
-
-    The pixels are read by extraction's own rule (`extraction.crops.upright_rgb`), so a file whose
-    values have no 8-bit reading (e.g. a float image outside [0, 1] and [0, 255]) is rejected here
-    with the reason extraction would give. An image beyond `limits` (its size as stored, its
-    aspect ratio, its size once its shorter side is `resize`) is rejected from its header, before
-    any pixel is decoded.
-    """
-    try:
-        if path.stat().st_size == 0:
-            return "empty file (0 bytes)"
-        with Image.open(path) as image:
-            size_problem = limits.problem(image.width, image.height, resize)
-            if size_problem:
-                return size_problem
-            image.verify()
-        # verify() checks structure only (it passes truncated JPEGs); load() decodes the pixels.
-        with Image.open(path) as image:
-            image.draft(
-                "RGB", (max(1, image.width // _DECODE_SCALE), max(1, image.height // _DECODE_SCALE))
-            )
-            image.load()
-            upright_rgb(image, source=path)
-    except ImageValuesError as error:
-        return error.reason
-    except Image.DecompressionBombError as error:
-        return f"image too large (PIL's decompression-bomb limit): {error}"
-    except Exception as error:  # PIL raises many types (OSError, SyntaxError, ValueError...)
-        return f"does not decode as an image: {type(error).__name__}: {error}"
-    return None
-
-
-def find_decode_problems(
-    raw_dir: Path,
-    paths: Iterable[str],
-    workers: int | None = None,
-    size_check: SizeCheck = DEFAULT_SIZE_CHECK,
-) -> dict[str, str]:
-    """{path: reason} for each path (relative to raw_dir) that does not decode, checked by threads."""
-    paths = list(paths)
-
-    def problem(path: Path) -> str | None:
-        return decode_problem(path, size_check.resize, size_check.limits)
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        problems = pool.map(problem, (raw_dir / p for p in paths))
-        return {path: problem for path, problem in zip(paths, problems) if problem}
 
 
 def select_per_class(

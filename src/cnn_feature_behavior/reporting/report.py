@@ -59,6 +59,18 @@ class Report:
     sections: tuple[Section, ...]
 
 
+@dataclass(frozen=True)
+class SectionOutline:
+    """A section as a report's outline gives it: its title and the prose that does not depend on
+    the run (`text` may name {dataset} and {source_model}); what it shows comes from the report's
+    parts (reporting/parts.py). `when_empty` replaces the text when no part has anything to show."""
+
+    title: str
+    text: str = ""
+    links: tuple[tuple[str, str], ...] = ()
+    when_empty: str = ""
+
+
 def _format_number(value: object, decimals: int, separator: str = ",") -> str:
     if value is None or (isinstance(value, float | np.floating) and not np.isfinite(value)):
         return MISSING

@@ -12,7 +12,9 @@ maximise davg on each side; on ties the one nearest 0 (the less strict threshold
 Comparisons are made in float64 on the values as given (the stored float32 DKS) against the grid
 x = k * GRID_STEP computed in float64.
 
-Across datasets, t = a + b ln(mean images per class) is fitted by least squares.
+The tables the calibration pipeline writes (the davg curve, the thresholds row, the per-class
+counts of Figure 9) are built here from those counts; the share of each layer's pairs kept
+(Figure 10) is in `layer_kept`, the fit across datasets in `threshold_fit`.
 """
 
 from __future__ import annotations
@@ -22,8 +24,6 @@ import pandas as pd
 
 GRID_STEP = 0.001
 SIDES = ("positive", "negative")
-# Two points always fit a line exactly: R-squared only means something from three datasets on.
-MIN_DATASETS_FOR_FIT = 3
 
 
 def threshold_grid(side: str, step: float = GRID_STEP) -> np.ndarray:
@@ -125,22 +125,67 @@ def best_threshold(x: np.ndarray, davg_values: np.ndarray) -> tuple[float, float
     return float(x[best]), float(davg_values[best])
 
 
-def fit_log_model(
-    mean_images_per_class: np.ndarray, thresholds: np.ndarray
-) -> tuple[float, float, float]:
-    """Least-squares t = a + b ln(m): (a, b, R-squared); R-squared is NaN when t does not vary."""
-    m = np.asarray(mean_images_per_class, np.float64)
-    t = np.asarray(thresholds, np.float64)
-    if m.shape != t.shape or m.ndim != 1:
-        raise ValueError(f"need two 1-D arrays of the same length, got {m.shape} and {t.shape}")
-    if np.any(~np.isfinite(m)) or np.any(m <= 0) or np.any(~np.isfinite(t)):
-        raise ValueError("mean images per class must be finite and > 0, thresholds finite")
-    log_m = np.log(m)
-    if np.unique(log_m).size < 2:
-        raise ValueError("all datasets have the same mean images per class: the slope is undefined")
-    design = np.column_stack([np.ones_like(log_m), log_m])
-    (a, b), *_ = np.linalg.lstsq(design, t, rcond=None)
-    residual = float(np.sum((t - (a + b * log_m)) ** 2))
-    total = float(np.sum((t - t.mean()) ** 2))
-    r_squared = 1.0 - residual / total if total > 0 else np.nan
-    return float(a), float(b), r_squared
+def davg_curve_table(
+    real_pair_counts: pd.DataFrame, randomised_pair_counts: pd.DataFrame, n_classes: int
+) -> pd.DataFrame:
+    """davg(x) on both sides (Equation 4), with the mean counts per class it is the difference of,
+    from per-layer pair counts (`layer_pair_counts`) of the real and the randomised labels."""
+    real, randomised = _totals(real_pair_counts), _totals(randomised_pair_counts)
+    if not real[["side", "x"]].equals(randomised[["side", "x"]]):
+        raise ValueError("real and randomised pair counts are not on the same grid")
+    return pd.DataFrame(
+        {
+            "side": real["side"],
+            "x": real["x"],
+            "davg": davg(real["count"], randomised["count"], n_classes),
+            "mean_count_real": real["count"] / n_classes,
+            "mean_count_randomised": randomised["count"] / n_classes,
+        }
+    )
+
+
+def _totals(pair_counts: pd.DataFrame) -> pd.DataFrame:
+    return pair_counts.groupby(["side", "x"], sort=False, as_index=False)["count"].sum()
+
+
+def thresholds_at_davg_maxima(davg_curve: pd.DataFrame) -> dict[str, tuple[float, float]]:
+    """Per side, (x, davg(x)) where the davg curve peaks (`best_threshold`)."""
+    best = {}
+    for side in SIDES:
+        curve = davg_curve[davg_curve["side"] == side]
+        best[side] = best_threshold(curve["x"].to_numpy(), curve["davg"].to_numpy())
+    return best
+
+
+def features_relevant(values: np.ndarray, t_plus: float, t_minus: float) -> tuple[int, int]:
+    """Features (rows of a features x classes DKS) beyond t+ for some class, and beyond t-."""
+    values = np.asarray(values, np.float64)
+    return (
+        int(np.count_nonzero((values > t_plus).any(axis=1))),
+        int(np.count_nonzero((values < t_minus).any(axis=1))),
+    )
+
+
+def class_counts_table(tables: dict[str, np.ndarray], step: float) -> pd.DataFrame:
+    """Per class, features beyond x on a grid of `step`, for each labels kind (Figure 9).
+
+    `tables` maps a labels kind ("real", "randomised") to its features x classes DKS values.
+    """
+    frames = []
+    for labels_kind, values in tables.items():
+        classes = np.arange(values.shape[1])
+        for side in SIDES:
+            x = threshold_grid(side, step)
+            counts = class_counts_beyond(values, x, side)  # (classes, x)
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "side": side,
+                        "x": np.tile(x, len(classes)),
+                        "labels": labels_kind,
+                        "class": np.repeat(classes, len(x)),
+                        "count": counts.ravel(),
+                    }
+                )
+            )
+    return pd.concat(frames, ignore_index=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from cnn_feature_behavior.extraction.crops import SizeCheck, image_limits_from_params
+from cnn_feature_behavior.ingestion.image_checks import SizeCheck, image_limits_from_params
 from cnn_feature_behavior.ingestion.index import (
     build_index,
     dataset_properties,

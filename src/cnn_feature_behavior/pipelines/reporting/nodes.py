@@ -1,5 +1,9 @@
-"""Reporting nodes: the paper's tables and figures for one dataset and across datasets, and the
-reports that gather them (Markdown beside the PNG files, and a self-contained HTML page)."""
+"""Reporting nodes: the paper's tables, figures and prose for one dataset and across datasets.
+
+Each function here is one part of a report, listed with its inputs, its section and its file in
+`cnn_feature_behavior.reporting.parts`, which also holds the two writers that gather the parts
+into report.md / report.html and index.md / index.html.
+"""
 
 from __future__ import annotations
 
@@ -10,23 +14,19 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
+from cnn_feature_behavior.extraction import top_patches
 from cnn_feature_behavior.extraction.embedding_store import ShardedEmbeddingDataset
-from cnn_feature_behavior.reporting import figures, study, transfer_summary
-from cnn_feature_behavior.reporting.dataset_report import (
-    DatasetFigures,
-    RunName,
+from cnn_feature_behavior.reporting import (
     dataset_report,
-    one_row,
-)
-from cnn_feature_behavior.reporting.index_report import (
-    FIGURE_5_BY_MODEL,
-    FIGURE_6_BY_MODEL,
-    IndexFigures,
-    IndexTables,
+    figures,
     index_report,
+    study,
+    transfer_summary,
 )
-from cnn_feature_behavior.reporting.report import format_table, markdown_table, render_report
-from cnn_feature_behavior.reporting.symmetry import SYMMETRY_DECIMALS, symmetry_by_model
+from cnn_feature_behavior.reporting.dataset_report import RunName, one_row
+from cnn_feature_behavior.reporting.figures import top_features
+from cnn_feature_behavior.reporting.index_report import FIGURE_5_BY_MODEL, FIGURE_6_BY_MODEL
+from cnn_feature_behavior.reporting.symmetry import dks_symmetry, symmetry_by_model
 from cnn_feature_behavior.statistics import partitions as partitions_core
 from cnn_feature_behavior.statistics.partitions import (
     gather_dataset_tables,
@@ -39,48 +39,70 @@ logger = logging.getLogger(__name__)
 Partitions = Mapping[str, Callable[[], pd.DataFrame]]
 
 
-# --- Tables -------------------------------------------------------------------------------------
+# --- Text and tables ----------------------------------------------------------------------------
 
 
-def _markdown(table: pd.DataFrame, decimals: dict[str, int] | None = None) -> str:
-    return markdown_table(format_table(table, decimals)) + "\n"
+def report_intro(
+    dataset_properties: pd.DataFrame, thresholds: pd.DataFrame, dataset: str, source_model: str
+) -> str:
+    """The dataset report's opening: the dataset's size and its thresholds."""
+    return dataset_report.intro(dataset_properties, thresholds, RunName(dataset, source_model))
 
 
-def dataset_tables(
-    dataset_properties: pd.DataFrame, thresholds: pd.DataFrame
-) -> tuple[pd.DataFrame, str, pd.DataFrame, str]:
-    """This dataset's Table 2 row and Table 3 row, each as a frame (for CSV) and as Markdown."""
+def dataset_properties_row(dataset_properties: pd.DataFrame) -> pd.DataFrame:
+    """This dataset's Table 2 row."""
     one_row(dataset_properties, "dataset_properties")
+    return dataset_properties
+
+
+def thresholds_row(thresholds: pd.DataFrame) -> pd.DataFrame:
+    """This dataset's Table 3 row."""
     one_row(thresholds, "thresholds")
-    return dataset_properties, _markdown(dataset_properties), thresholds, _markdown(thresholds)
+    return thresholds
 
 
-def cross_dataset_tables(
+def dks_symmetry_of_dataset(dks_histograms: pd.DataFrame) -> pd.DataFrame:
+    """Mean, skewness and share above 0 of this dataset's spatial and head features' DKS."""
+    return dks_symmetry(dks_histograms)
+
+
+def study_thresholds_table(
+    all_thresholds: Partitions, thresholds: pd.DataFrame, dataset: str
+) -> pd.DataFrame:
+    """Table 3 over every dataset run so far on this source model, by mean images per class."""
+    return study.by_images_per_class(
+        gather_dataset_tables(all_thresholds, thresholds, dataset, "thresholds")
+    )
+
+
+def study_dataset_properties_table(
     all_dataset_properties: Partitions,
     dataset_properties: pd.DataFrame,
-    all_thresholds: Partitions,
-    thresholds: pd.DataFrame,
-    threshold_fit: pd.DataFrame,
+    study_thresholds: pd.DataFrame,
     dataset: str,
-) -> tuple[pd.DataFrame, str, pd.DataFrame, str, pd.DataFrame, str]:
-    """Tables 2 and 3 over every dataset run so far (by mean images per class) and the fit."""
+) -> pd.DataFrame:
+    """Table 2 over the datasets of Table 3 (those calibrated on this source model)."""
     properties = study.by_images_per_class(
         gather_dataset_tables(
             all_dataset_properties, dataset_properties, dataset, "dataset_properties"
         )
     )
-    study_thresholds = study.by_images_per_class(
-        gather_dataset_tables(all_thresholds, thresholds, dataset, "thresholds")
-    )
-    properties = study.only_datasets_calibrated(properties, study_thresholds)
-    return (
-        properties,
-        _markdown(properties),
-        study_thresholds,
-        _markdown(study_thresholds),
-        threshold_fit,
-        _markdown(threshold_fit),
-    )
+    return study.only_datasets_calibrated(properties, study_thresholds)
+
+
+def threshold_fit_table(threshold_fit: pd.DataFrame) -> pd.DataFrame:
+    """The fit of t+ and t- against images per class, as the calibration pipeline wrote it."""
+    return threshold_fit
+
+
+def index_intro(study_thresholds: pd.DataFrame, source_model: str) -> str:
+    """The index's opening: the datasets it covers."""
+    return index_report.intro(study_thresholds, source_model)
+
+
+def dataset_report_links(study_thresholds: pd.DataFrame) -> tuple[tuple[str, str], ...]:
+    """A link to each dataset's report."""
+    return index_report.report_links(study_thresholds)
 
 
 # --- Figures of one dataset ----------------------------------------------------------------------
@@ -176,6 +198,28 @@ def plot_davg_curve(
 def plot_layer_kept(layer_kept: pd.DataFrame, dataset: str, source_model: str) -> Figure:
     """Figure 10 for this dataset."""
     return figures.layer_kept_figure(layer_kept, dataset=dataset, source_model=source_model)
+
+
+def plot_top_feature_patches(
+    dks: pd.DataFrame,
+    image_index: pd.DataFrame,
+    raw_dir: str,
+    source_model: str,
+    source_models: dict[str, Any],
+    visualisation_params: dict[str, Any],
+    feature_extraction_params: dict[str, Any],
+) -> dict[str, Figure]:
+    """Figures 2, 3, 4 and 7: one figure per chosen class, `top_features_<class>.png`, its top
+    presence and absence features, each as the 9 reference-pool patches that activate it most."""
+    settings = top_patches.VisualisationSettings.from_params(visualisation_params)
+    network = top_patches.Network.from_params(
+        source_model, source_models, feature_extraction_params
+    )
+    classes = top_patches.chosen_classes(dks, settings)
+    # Classes whose file names clash are refused before the network runs.
+    file_names = top_features.top_feature_file_names(classes)
+    found = top_patches.find_top_patches(dks, image_index, raw_dir, classes, settings, network)
+    return top_features.top_feature_figures(found, file_names, source_model)
 
 
 # --- Figures across datasets ---------------------------------------------------------------------
@@ -332,29 +376,32 @@ def dks_symmetry_by_source_model(
     dks_histograms: pd.DataFrame,
     dataset: str,
     source_model: str,
-) -> tuple[pd.DataFrame, str]:
+) -> pd.DataFrame:
     """Mean, skewness and share above 0 of the DKS of spatial and of head features, for every
     dataset and source model stored: the paper's symmetry finding, checkable across models."""
     run = RunName(dataset, source_model)
     histograms = study.tables_by_model(
         _model_tables(all_model_outputs, dks_histograms, "dks_histograms", run)
     )
-    table = symmetry_by_model(histograms)
-    return table, _markdown(table, SYMMETRY_DECIMALS)
+    return symmetry_by_model(histograms)
 
 
 # --- Transfer -----------------------------------------------------------------------------------
 
 
+def transfer_text(transfer_results: pd.DataFrame, dataset: str, source_model: str) -> str:
+    """The transfer verdict and how the transfer was evaluated."""
+    study.check_run(transfer_results, "transfer_results", dataset, source_model)
+    return dataset_report.transfer_text(transfer_results)
+
+
 def transfer_tables(
     transfer_results: pd.DataFrame, dataset: str, source_model: str
-) -> tuple[pd.DataFrame, str]:
+) -> pd.DataFrame:
     """This dataset's transfer results, one row per embedding and selection (mean and standard
-    deviation over the repetitions), as a frame (for CSV) and as Markdown."""
+    deviation over the repetitions)."""
     study.check_run(transfer_results, "transfer_results", dataset, source_model)
-    table = transfer_summary.summarise(transfer_results)
-    shown = transfer_summary.report_table(table)
-    return table, _markdown(shown, transfer_summary.REPORT_TABLE_DECIMALS)
+    return transfer_summary.summarise(transfer_results)
 
 
 def plot_transfer_by_layer(
@@ -403,66 +450,18 @@ def cross_model_transfer_table(
     transfer_results: pd.DataFrame,
     dataset: str,
     source_model: str,
-) -> tuple[pd.DataFrame, str]:
+) -> pd.DataFrame:
     """Best layer, best selection, full network and FNE accuracy per dataset and source model."""
-    table = transfer_summary.across_table(
+    return transfer_summary.across_table(
         transfer_results_by_model(all_model_outputs, transfer_results, dataset, source_model)
     )
-    return table, _markdown(table, transfer_summary.ACROSS_TABLE_DECIMALS)
 
 
-# --- Reports ------------------------------------------------------------------------------------
+def transfer_side_by_side(study_transfer: pd.DataFrame) -> pd.DataFrame:
+    """Each source model's best single layer per dataset, side by side; empty under two models."""
+    return study.transfer_side_by_side(study_transfer)
 
 
-def write_dataset_report(
-    dataset_properties: pd.DataFrame,
-    thresholds: pd.DataFrame,
-    dks_histograms: pd.DataFrame,
-    transfer_results: pd.DataFrame,
-    options: dict[str, Any],
-    dataset: str,
-    source_model: str,
-    **report_figures: Any,
-) -> tuple[dict[str, Figure], str, str]:
-    """The report of one dataset on one source model: figures (PNG files), Markdown and HTML.
-
-    `report_figures` are the fields of `DatasetFigures` (figure_1, ..., top_features).
-    """
-    drawn = DatasetFigures(**report_figures)
-    report = dataset_report(
-        dataset_properties,
-        thresholds,
-        dks_histograms,
-        transfer_results,
-        tuple(drawn.top_features),
-        RunName(dataset, source_model),
-    )
-    by_name = drawn.by_file_name()
-    return by_name, *render_report(report, by_name, int(options["html_dpi"]))
-
-
-def write_index_report(
-    study_dataset_properties: pd.DataFrame,
-    study_thresholds: pd.DataFrame,
-    threshold_fit: pd.DataFrame,
-    study_transfer: pd.DataFrame,
-    study_dks_symmetry: pd.DataFrame,
-    options: dict[str, Any],
-    source_model: str,
-    **index_figures: Any,
-) -> tuple[dict[str, Figure], str, str]:
-    """The index across every dataset run on one source model: figures, Markdown and HTML.
-
-    `index_figures` are the fields of `IndexFigures` (figure_5, ..., figure_5_by_model).
-    """
-    drawn = IndexFigures(**index_figures)
-    tables = IndexTables(
-        study_dataset_properties,
-        study_thresholds,
-        threshold_fit,
-        study_transfer,
-        study_dks_symmetry,
-    )
-    report = index_report(tables, drawn, source_model)
-    by_name = drawn.by_file_name()
-    return by_name, *render_report(report, by_name, int(options["html_dpi"]))
+def index_transfer_text(side_by_side: pd.DataFrame) -> str:
+    """What the index's transfer tables compare."""
+    return index_report.transfer_text(side_by_side)

@@ -1,19 +1,19 @@
-"""Top features per class, shown through the image patches that activate them most.
+"""The image patches that activate a feature most: the search behind the top-feature figures.
 
 The paper's Figures 2, 3, 4 and 7: for a class, the features with the highest DKS (presence) and
-the lowest DKS (absence), each drawn as the 9 patches of a reference pool of images with the
+the lowest DKS (absence), each shown as the 9 patches of a reference pool of images with the
 highest activation of that feature, cropped to the feature's receptive field.
 
-Receptive fields are derived from the network's layer stack (`receptive_fields`), the top
-activations are found in one pass over the pool for every requested feature
-(`top_activations`), and the figures are drawn with Matplotlib's object API so that no global
-pyplot state is left behind. Keras is imported only by the functions that run a network.
+The features are chosen from the dks table (`class_top_features`), the top activations are
+found in one pass of the network over the pool for every requested feature (`top_activations`,
+`keras_activations`), and each is cropped to its receptive field (`receptive_fields`). Keras is
+imported only by the functions that run a network. The drawing is
+`reporting.figures.top_features`.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -22,196 +22,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from PIL import Image
 
 from cnn_feature_behavior.extraction.crops import image_crops
+from cnn_feature_behavior.extraction.receptive_fields import (
+    ReceptiveField,
+    crop_receptive_field,
+    fields_by_layer,
+)
 
 logger = logging.getLogger(__name__)
 
 POOL_IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
-# Two greys in 8-pixel squares mark the part of a receptive field outside the image: a plain
-# colour could be mistaken for image content.
-PADDING_GREYS = (96, 160)
-PADDING_SQUARE = 8
 PATCHES_PER_FEATURE = 9  # the paper's 3 x 3 grid
 
 _FEATURE_NAME = re.compile(r"^(?P<layer>[A-Za-z0-9_]+)/n(?P<filter>\d+)$")
-
-
-# --------------------------------------------------------------------------- receptive fields
-
-
-@dataclass(frozen=True)
-class SpatialOp:
-    """One layer that changes spatial geometry: a square convolution or pooling window."""
-
-    name: str
-    kernel: int
-    stride: int
-    padding: str  # "same" or "valid", with TensorFlow's placement of "same" padding
-
-
-@dataclass(frozen=True)
-class ReceptiveField:
-    """Where a layer's units look in the input image, along one axis (fields are square).
-
-    Unit `i` of the layer's map sees input pixels `first + i * jump` up to
-    `first + i * jump + size - 1`; `first` is negative where unit 0 reaches into the padding.
-    """
-
-    size: int
-    jump: int
-    first: int
-    map_size: int
-
-    def span(self, index: int) -> tuple[int, int]:
-        """Half-open input pixel range [start, stop) seen by unit `index`."""
-        if not 0 <= index < self.map_size:
-            raise IndexError(f"unit {index} outside a map of {self.map_size} units")
-        start = self.first + index * self.jump
-        return start, start + self.size
-
-
-def receptive_fields(ops: Sequence[SpatialOp], input_size: int) -> dict[str, ReceptiveField]:
-    """Receptive field of every op's output units, for a square input of `input_size` pixels.
-
-    Standard recursion: each op widens the field by `(kernel - 1)` of the incoming jumps,
-    multiplies the jump by its stride, and moves the first unit's start back by its left padding.
-    """
-    size, jump, first, map_size = 1, 1, 0, input_size
-    fields_by_name: dict[str, ReceptiveField] = {}
-    for op in ops:
-        if op.padding == "same":
-            out = math.ceil(map_size / op.stride)
-            pad_total = max((out - 1) * op.stride + op.kernel - map_size, 0)
-            pad_left = pad_total // 2  # TensorFlow puts the odd pixel on the right/bottom
-        elif op.padding == "valid":
-            out = (map_size - op.kernel) // op.stride + 1
-            pad_left = 0
-        else:
-            raise ValueError(f"layer {op.name!r}: padding {op.padding!r} is not 'same' or 'valid'")
-        if out < 1:
-            raise ValueError(
-                f"layer {op.name!r}: a {map_size}-unit input is smaller than its {op.kernel} window"
-            )
-        first -= pad_left * jump
-        size += (op.kernel - 1) * jump
-        jump *= op.stride
-        map_size = out
-        fields_by_name[op.name] = ReceptiveField(size=size, jump=jump, first=first, map_size=out)
-    return fields_by_name
-
-
-# Layers that leave every position where it is; anything else unknown is refused rather than
-# silently given a wrong field.
-_GEOMETRY_NEUTRAL = frozenset(
-    {
-        "InputLayer",
-        "Activation",
-        "ReLU",
-        "BatchNormalization",
-        "Dropout",
-        "Rescaling",
-        "Normalization",
-        "LayerNormalization",
-    }
-)
-_NON_SPATIAL = frozenset({"Flatten", "Dense", "GlobalAveragePooling2D", "GlobalMaxPooling2D"})
-
-
-def spatial_ops_from_keras(model: Any) -> list[SpatialOp]:
-    """The geometry of a Keras conv net, up to its first non-spatial layer.
-
-    The net must be a chain of layers, each fed by the one before, where a residual sum (`Add`)
-    may add an earlier output of the chain (an identity shortcut, as in EfficientNet-Lite's
-    blocks): the sum's field is that of the chain, which holds the shortcut's. A branch (a
-    projection shortcut, Inception's parallel paths) is refused rather than given a wrong field.
-    """
-    return [op for op in _walk_chain(model) if op is not None]
-
-
-def fields_by_layer(model: Any, input_size: int) -> dict[str, ReceptiveField]:
-    """The receptive field of every layer of the chain (`spatial_ops_from_keras`), layers that
-    leave the geometry as it is (batch norms, activations, residual sums) included."""
-    walked = list(_walk_chain(model, with_names=True))
-    fields = receptive_fields([op for _, op in walked if op is not None], input_size)
-    found: dict[str, ReceptiveField] = {}
-    current = None
-    for name, op in walked:
-        current = fields[op.name] if op is not None else current
-        if current is not None:
-            found[name] = current
-    return found
-
-
-def _walk_chain(model: Any, with_names: bool = False):
-    """Each layer of the chain, in order, with its SpatialOp (None for a neutral layer)."""
-    head = None
-    on_chain: set[int] = set()
-    for layer in model.layers:
-        kind = type(layer).__name__
-        if kind in _NON_SPATIAL:
-            break
-        if kind != "InputLayer":
-            _check_on_chain(layer, kind, head, on_chain)
-        head = id(layer.output)
-        on_chain.add(head)
-        op = _spatial_op(layer, kind)
-        yield (layer.name, op) if with_names else op
-
-
-def _check_on_chain(layer: Any, kind: str, head: int | None, on_chain: set[int]) -> None:
-    inputs = layer.input if isinstance(layer.input, (list, tuple)) else [layer.input]
-    ids = [id(tensor) for tensor in inputs]
-    chained = ids == [head] or (kind == "Add" and head in ids and all(i in on_chain for i in ids))
-    if not chained:
-        raise ValueError(
-            f"layer {layer.name!r} ({kind}) is not fed by the layer before it (a branch): "
-            "receptive fields are computed for a chain of layers with identity shortcuts only"
-        )
-
-
-def _spatial_op(layer: Any, kind: str) -> SpatialOp | None:
-    if kind in _GEOMETRY_NEUTRAL or kind == "Add":
-        return None
-    if kind in {"Conv2D", "DepthwiseConv2D"}:
-        window, strides = layer.kernel_size, layer.strides
-        if tuple(layer.dilation_rate) != (1, 1):
-            raise ValueError(f"layer {layer.name!r}: dilated convolutions are not supported")
-    elif kind in {"MaxPooling2D", "AveragePooling2D"}:
-        window, strides = layer.pool_size, layer.strides
-    else:
-        raise ValueError(
-            f"layer {layer.name!r} ({kind}): unknown effect on receptive fields; supported are "
-            f"Conv2D, DepthwiseConv2D, MaxPooling2D, AveragePooling2D, Add (an identity "
-            f"shortcut) and {sorted(_GEOMETRY_NEUTRAL)}"
-        )
-    if window[0] != window[1] or strides[0] != strides[1]:
-        raise ValueError(f"layer {layer.name!r}: non-square window {window} / stride {strides}")
-    return SpatialOp(layer.name, int(window[0]), int(strides[0]), layer.padding)
-
-
-def crop_receptive_field(image: np.ndarray, field: ReceptiveField, y: int, x: int) -> np.ndarray:
-    """The `field.size` square of `image` seen by unit (y, x); outside the image: a checkerboard."""
-    top, bottom = field.span(y)
-    left, right = field.span(x)
-    patch = _checkerboard(field.size, image.shape[2])
-    height, width = image.shape[:2]
-    src_top, src_bottom = max(top, 0), min(bottom, height)
-    src_left, src_right = max(left, 0), min(right, width)
-    if src_top < src_bottom and src_left < src_right:
-        patch[src_top - top : src_bottom - top, src_left - left : src_right - left] = image[
-            src_top:src_bottom, src_left:src_right
-        ]
-    return patch
-
-
-def _checkerboard(size: int, channels: int) -> np.ndarray:
-    rows, cols = np.indices((size, size)) // PADDING_SQUARE
-    board = np.where((rows + cols) % 2 == 0, *PADDING_GREYS).astype(np.uint8)
-    return np.repeat(board[:, :, None], channels, axis=2)
 
 
 # --------------------------------------------------------------------------- top activations
@@ -371,80 +195,7 @@ def class_top_features(
     return values.nlargest(k, keep="first"), values.nsmallest(k, keep="first")
 
 
-# --------------------------------------------------------------------------- drawing
-
-
-def patch_mosaic(
-    patches: Sequence[np.ndarray], grid: int = 3, tile: int = 64, gap: int = 3
-) -> np.ndarray:
-    """`grid` x `grid` patches, each resized to `tile` pixels, on white; missing tiles stay white."""
-    if len(patches) > grid * grid:
-        raise ValueError(f"{len(patches)} patches do not fit a {grid}x{grid} grid")
-    side = grid * tile + (grid + 1) * gap
-    mosaic = np.full((side, side, 3), 255, dtype=np.uint8)
-    for i, patch in enumerate(patches):
-        row, col = divmod(i, grid)
-        # Small fields (3 pixels for conv1_1) are enlarged without smoothing so the pixels show.
-        resample = Image.Resampling.NEAREST if patch.shape[0] < tile else Image.Resampling.BILINEAR
-        resized = np.asarray(Image.fromarray(patch).resize((tile, tile), resample))
-        top, left = gap + row * (tile + gap), gap + col * (tile + gap)
-        mosaic[top : top + tile, left : left + tile] = resized
-    return mosaic
-
-
-@dataclass(frozen=True)
-class FeatureTile:
-    """One feature as drawn: its name, DKS for the class, patch mosaic, and whether it is fc."""
-
-    feature: str
-    dks: float
-    mosaic: np.ndarray
-    whole_image: bool
-
-
-def class_figure(
-    class_name: str,
-    presence: Sequence[FeatureTile],
-    absence: Sequence[FeatureTile],
-    samples: Sequence[np.ndarray],
-    source_model: str,
-    pool_description: str,
-) -> Figure:
-    """Sample images of the class, then its presence row and its absence row of feature tiles."""
-    rows = [
-        ("class samples", [(None, image) for image in samples]),
-        ("presence\n(highest DKS)", [(tile, tile.mosaic) for tile in presence]),
-        ("absence\n(lowest DKS)", [(tile, tile.mosaic) for tile in absence]),
-    ]
-    n_cols = max(1, *(len(items) for _, items in rows))
-    figure = Figure(figsize=(2.3 * n_cols + 0.8, 8.6), layout="constrained")
-    FigureCanvasAgg(figure)  # its own canvas, outside pyplot's registry
-    axes = figure.subplots(len(rows), n_cols, squeeze=False)
-    for row_axes, (label, items) in zip(axes, rows):
-        for column, ax in enumerate(row_axes):
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if column >= len(items):
-                ax.set_axis_off()
-                continue
-            tile, image = items[column]
-            ax.imshow(image)
-            if tile is not None:
-                suffix = "\n(whole image)" if tile.whole_image else ""
-                ax.set_title(f"{tile.feature}\nDKS {tile.dks:+.4f}{suffix}", fontsize=9)
-        row_axes[0].set_ylabel(label, fontsize=10)
-    figure.suptitle(f"Top features of class '{class_name}' ({source_model})", fontsize=12)
-    figure.supxlabel(
-        f"Each feature: the {PATCHES_PER_FEATURE} reference images that activate it most, at most "
-        "one patch per image, cropped to its receptive field (checkerboard: field outside the "
-        f"image;\nfc neurons have no spatial map, so the whole image is shown). Reference pool: "
-        f"{pool_description}.",
-        fontsize=8,
-    )
-    return figure
-
-
-# --------------------------------------------------------------------------- the report node
+# --------------------------------------------------------------------------- the search
 
 
 @dataclass(frozen=True)
@@ -479,30 +230,58 @@ class VisualisationSettings:
         return settings
 
 
-def top_feature_patches_figures(
+@dataclass(frozen=True)
+class Network:
+    """The source model whose features are shown, and how the extraction crops its inputs."""
+
+    source_model: str
+    source_models: dict[str, Any]
+    resize: int
+    crop: int
+
+    @classmethod
+    def from_params(
+        cls, source_model: str, source_models: dict[str, Any], feature_extraction: dict[str, Any]
+    ) -> Network:
+        missing = [key for key in ("resize", "crop") if key not in feature_extraction]
+        if missing:
+            raise ValueError(
+                f"feature_extraction parameters lack {missing}, needed to crop the pool"
+            )
+        return cls(
+            source_model, source_models, feature_extraction["resize"], feature_extraction["crop"]
+        )
+
+
+@dataclass(frozen=True)
+class TopPatches:
+    """What the top-feature figures show: per class, its presence and absence features (DKS by
+    feature name, most extreme first) and sample images; per feature, its top patches and
+    whether they are whole images; and the reference pool, in words."""
+
+    selections: dict[str, tuple[pd.Series, pd.Series]]
+    patches: dict[FeatureRef, tuple[list[np.ndarray], bool]]
+    samples: dict[str, list[np.ndarray]]
+    pool_description: str
+
+
+def find_top_patches(
     dks: pd.DataFrame,
     image_index: pd.DataFrame,
     raw_dir: str,
-    source_model: str,
-    source_models: dict[str, Any],
-    visualisation_params: dict[str, Any],
-    feature_extraction_params: dict[str, Any],
-) -> dict[str, Figure]:
-    """One figure per chosen class, `top_features_<class>.png`: its top presence and absence
-    features, each as the 9 reference-pool patches that activate it most.
+    classes: Sequence[str],
+    settings: VisualisationSettings,
+    network: Network,
+) -> TopPatches:
+    """For each class, its top presence and absence features, each with the 9 reference-pool
+    patches that activate it most.
 
     Pool images and class samples are centre-cropped with the extraction's `resize` and `crop`.
     """
-    settings = VisualisationSettings.from_params(visualisation_params)
-    missing = [key for key in ("resize", "crop") if key not in feature_extraction_params]
-    if missing:
-        raise ValueError(f"feature_extraction parameters lack {missing}, needed to crop the pool")
-    geometry = (feature_extraction_params["resize"], feature_extraction_params["crop"])
+    geometry = (network.resize, network.crop)
     missing = [column for column in ("path", "class_name") if column not in image_index.columns]
     if missing:
         raise ValueError(f"image_index lacks columns {missing}; it has {list(image_index.columns)}")
-    classes = chosen_classes(dks, settings)
-    file_names = figure_file_names(classes)
     selections = {
         name: class_top_features(dks, name, settings.features_per_side, settings.layers)
         for name in classes
@@ -522,35 +301,20 @@ def top_feature_patches_figures(
         pool_paths = folder_pool_paths(Path(settings.pool_dir), settings.max_pool_images)
         pool_source = str(settings.pool_dir)
     pool = load_centre_crops(pool_paths, *geometry, "reference pool")
-    pool_description = f"{len(pool)} images from {pool_source}"
     if len(pool) < PATCHES_PER_FEATURE:
         logger.warning(
             "Reference pool has %d images: features show fewer than %d patches",
             len(pool),
             PATCHES_PER_FEATURE,
         )
-    patches = feature_patches(pool, features, source_model, source_models, settings.batch_size)
-    mosaics = {
-        feature: (patch_mosaic(p), whole_image) for feature, (p, whole_image) in patches.items()
-    }
-
-    def tiles(chosen: pd.Series) -> list[FeatureTile]:
-        return [FeatureTile(f, float(v), *mosaics[FeatureRef.parse(f)]) for f, v in chosen.items()]
-
-    figures: dict[str, Figure] = {}
-    for name, file_name in zip(classes, file_names):
-        presence, absence = selections[name]
-        samples = class_sample_images(image_index, raw_dir, name, settings.sample_images, geometry)
-        figures[file_name] = class_figure(
-            name, tiles(presence), tiles(absence), samples, source_model, pool_description
-        )
-    logger.info(
-        "Top-feature figures for %d classes, %d features, from %s",
-        len(figures),
-        len(features),
-        pool_description,
+    patches = feature_patches(
+        pool, features, network.source_model, network.source_models, settings.batch_size
     )
-    return figures
+    samples = {
+        name: class_sample_images(image_index, raw_dir, name, settings.sample_images, geometry)
+        for name in classes
+    }
+    return TopPatches(selections, patches, samples, f"{len(pool)} images from {pool_source}")
 
 
 def chosen_classes(dks: pd.DataFrame, settings: VisualisationSettings) -> list[str]:
@@ -565,15 +329,6 @@ def chosen_classes(dks: pd.DataFrame, settings: VisualisationSettings) -> list[s
             f"its classes: {available}"
         )
     return list(settings.classes)
-
-
-def figure_file_names(classes: Sequence[str]) -> list[str]:
-    """`top_features_<class>.png`, the class name reduced to characters safe in file names."""
-    names = [f"top_features_{_file_safe(name)}.png" for name in classes]
-    if len(set(names)) < len(names):
-        clashes = sorted({n for n in names if names.count(n) > 1})
-        raise ValueError(f"classes {list(classes)} give the same figure file names {clashes}")
-    return names
 
 
 def feature_patches(
@@ -727,7 +482,3 @@ def _evenly_spaced(n: int, m: int) -> list[int]:
     if n <= m:
         return list(range(n))
     return sorted({int(i) for i in np.linspace(0, n - 1, m).round()})
-
-
-def _file_safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "class"
