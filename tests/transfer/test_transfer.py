@@ -628,9 +628,12 @@ def test_each_curve_searches_c_from_its_previous_sizes_choice(monkeypatch):
     calls = []
     original = scheduling.fit_probe
 
+    starts = []
+
     def recording(data, solver, settings, start_c=None):
         fitted = original(data, solver, settings, start_c)
         calls.append((data.train_values.shape[1], start_c, fitted.regularisation_c))
+        starts.append([None if fold.start is None else fold.start[0].shape for fold in data.folds])
         return fitted
 
     monkeypatch.setattr(scheduling, "fit_probe", recording)
@@ -653,6 +656,10 @@ def test_each_curve_searches_c_from_its_previous_sizes_choice(monkeypatch):
     assert [start for _, start, _ in calls[:3]] == [None, None, None]
     for curve in (calls[3:6], calls[6:9], calls[9:12]):
         assert [start for _, start, _ in curve] == [None, curve[0][2], curve[1][2]]
+    # ... and each fold's first fit from the same fold's weights at the previous size, moved to
+    # this size's columns.
+    assert starts[3] == [None] * 5
+    assert starts[4] == [(12, N_CLASSES)] * 5 and starts[5] == [(30, N_CLASSES)] * 5
 
 
 def test_results_do_not_depend_on_the_number_of_workers():

@@ -108,6 +108,9 @@ class FitResult:
     # The logistic regression's folds' mean (weights, intercepts) at the chosen C on the
     # training split's columns, between choose_c and refit: where the refit starts.
     start_weights: tuple[np.ndarray, np.ndarray] | None = None
+    # Each fold's (weights on its columns, intercepts) at the chosen C: where the same fold of
+    # the curve's next size starts.
+    fold_weights: list[tuple[np.ndarray, np.ndarray]] | None = None
     weights: np.ndarray | None = None
     intercepts: np.ndarray | None = None
 
@@ -123,6 +126,9 @@ class FoldData:
     held_values: np.ndarray
     held_labels: np.ndarray
     system: ridge.RidgeSystem | None = None
+    # Where the fold's first fit starts ((weights on its columns, intercepts)): the same fold's
+    # solution at the curve's previous size; None: zeros.
+    start: tuple[np.ndarray, np.ndarray] | None = None
     # Where the fold's columns differ from the training split's (a ranking's selection on
     # each): the positions of their common features in each, (fold, train).
     common_columns: tuple[np.ndarray, np.ndarray] | None = None
@@ -455,9 +461,11 @@ def _choose_logistic_c(
     probes = [
         _Probe(fold.values, fold.labels, settings, estimator=estimator) for fold in data.folds
     ]
-    for probe in probes:
+    for probe, fold in zip(probes, data.folds, strict=True):
         if probe.design.shape[1] > CONVERGED_SELECTION_WIDTH:
             probe.model.set_params(tol=settings.logistic_regression.selection_tol)
+        if fold.start is not None:
+            probe.start_from(*fold.start)
     states: dict[float, list[tuple[np.ndarray, np.ndarray]]] = {}
     pooled: dict[float, np.ndarray] = {}
 
@@ -474,6 +482,7 @@ def _choose_logistic_c(
     grid, widen = settings.logistic_regression.c_grid, settings.c_selection.widen
     chosen, keys, at_edge = search_c(score, grid, widen, start=start_c)
     cv_accuracy, cv_per_class = accuracies(data.held_labels(), pooled[chosen])
+    fold_weights = _fold_weights(probes, states[chosen])
     return FitResult(
         regularisation_c=chosen,
         predictions=np.empty(0),
@@ -484,23 +493,33 @@ def _choose_logistic_c(
         cv_accuracy=cv_accuracy,
         cv_mean_per_class_accuracy=cv_per_class,
         selection_seconds=time.perf_counter() - start,
-        start_weights=_mean_fold_weights(data, probes, states[chosen]),
+        start_weights=_mean_fold_weights(data, fold_weights),
+        fold_weights=fold_weights,
     )
 
 
+def _fold_weights(
+    probes: Sequence[_Probe], states: Sequence[tuple[np.ndarray, np.ndarray]]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each fold's (weights on its columns, intercepts) at one C (its state there)."""
+    weights = []
+    for probe, state in zip(probes, states, strict=True):
+        probe.restore(state)
+        weights.append(probe.weights())
+    return weights
+
+
 def _mean_fold_weights(
-    data: ProbeData, probes: Sequence[_Probe], states: Sequence[tuple[np.ndarray, np.ndarray]]
+    data: ProbeData, fold_weights: Sequence[tuple[np.ndarray, np.ndarray]]
 ) -> tuple[np.ndarray, np.ndarray]:
     """The folds' weights at one C, each on the training split's columns (feature by feature: a
     ranking's selection differs between a fold and the training split), and intercepts, averaged
     over the folds: close to the refit's solution."""
-    weights, intercepts = [], []
-    for probe, fold, state in zip(probes, data.folds, states, strict=True):
-        probe.restore(state)
-        fold_weights, fold_intercepts = probe.weights()
-        weights.append(data.on_train_columns(fold, fold_weights))
-        intercepts.append(fold_intercepts)
-    return np.mean(weights, axis=0), np.mean(intercepts, axis=0)
+    weights = [
+        data.on_train_columns(fold, fold_weight)
+        for fold, (fold_weight, _) in zip(data.folds, fold_weights, strict=True)
+    ]
+    return np.mean(weights, axis=0), np.mean([b for _, b in fold_weights], axis=0)
 
 
 def _refit_logistic(

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from cnn_feature_behavior.transfer import ridge
-from cnn_feature_behavior.transfer.classifier import FoldData, ProbeData
+from cnn_feature_behavior.transfer.classifier import FitResult, FoldData, ProbeData
 from cnn_feature_behavior.transfer.embeddings import Standardisation
 from cnn_feature_behavior.transfer.embeddings import fne_values as three_valued
 from cnn_feature_behavior.transfer.features import ANOVA_F, DksRanking, curve_sizes
@@ -148,11 +148,15 @@ def _subset(matrix: np.ndarray, columns: np.ndarray | None) -> np.ndarray:
 
 
 def fold_data(
-    job: Job, part: Part, train: Part, system: ridge.RidgeSystem | None = None
+    job: Job,
+    part: Part,
+    train: Part,
+    system: ridge.RidgeSystem | None = None,
+    start: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> FoldData:
     """One job's columns of a fold's training part and held-out images; with a closed-form
     solver's `system` of those columns, the training part's values are left out (a column
-    subset is a copy)."""
+    subset is a copy). `start`: where the fold's fits start."""
     columns = job.columns(part)
     fit_values, held_values = part.matrices(job.kind)
     return FoldData(
@@ -161,21 +165,49 @@ def fold_data(
         held_values=_subset(held_values, columns),
         held_labels=part.scored_labels,
         system=system,
+        start=start,
         common_columns=_common_columns(columns, job.columns(train)),
     )
 
 
-def probe_data(job: Job, folds: Sequence[Part], train: Part) -> ProbeData:
+def probe_data(
+    job: Job, folds: Sequence[Part], train: Part, previous: tuple[Job, FitResult] | None = None
+) -> ProbeData:
     """The matrices of one job: its columns of each fold's training part and held-out images, of
-    the training split and of the test images."""
+    the training split and of the test images. `previous`: the curve's previous size and its
+    fit, whose folds' weights start this job's, feature by feature (a fold's selection of the
+    smaller size is part of its selection of this one)."""
     columns = job.columns(train)
     train_values, test_values = train.matrices(job.kind)
+    starts = [None] * len(folds)
+    if previous is not None and previous[1].fold_weights is not None:
+        before, fitted = previous
+        starts = [
+            _moved(weights, intercepts, before.columns(part), job.columns(part))
+            for part, (weights, intercepts) in zip(folds, fitted.fold_weights, strict=True)
+        ]
     return ProbeData(
-        folds=tuple(fold_data(job, part, train) for part in folds),
+        folds=tuple(
+            fold_data(job, part, train, start=start)
+            for part, start in zip(folds, starts, strict=True)
+        ),
         train_values=_subset(train_values, columns),
         train_labels=train.labels,
         test_values=_subset(test_values, columns),
     )
+
+
+def _moved(
+    weights: np.ndarray, intercepts: np.ndarray, before: np.ndarray | None, now: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weights on the columns `before` as weights on the columns `now`: each common feature
+    keeps its weight, the others start at 0."""
+    if before is None or now is None or np.array_equal(before, now):
+        return weights, intercepts
+    moved = np.zeros((now.size, weights.shape[1]))
+    _, in_before, in_now = np.intersect1d(before, now, return_indices=True)
+    moved[in_now] = weights[in_before]
+    return moved, intercepts
 
 
 def refit_data(job: Job, train: Part, system: ridge.RidgeSystem) -> ProbeData:
