@@ -36,5 +36,5 @@ def test_a_part_name_must_match_a_catalog_factory():
 
 
 def test_the_writer_refuses_outputs_that_do_not_match_the_table():
-    with pytest.raises(ValueError, match="1 part outputs for 15 parts"):
+    with pytest.raises(ValueError, match="1 part outputs for 16 parts"):
         parts.write_dataset_report({"html_dpi": 40}, "digits", "m", new_figure(1, 1))
