@@ -237,6 +237,11 @@ def test_no_test_image_reaches_anything_fitted(evaluated):
         pd.testing.assert_series_equal(other.results[column], evaluated.results[column])
     # ... while the measures do read the test labels.
     assert not np.allclose(other.results["accuracy"], evaluated.results["accuracy"])
+    # The rows the verdict names are chosen without them: the same best layer and selection.
+    from cnn_feature_behavior.transfer.comparisons import best_rows
+
+    named = best_rows(evaluated.results)
+    assert best_rows(other.results) == named and None not in named.values()
 
 
 def test_a_non_finite_embedding_value_is_an_error_naming_its_feature():
