@@ -1,31 +1,38 @@
-"""Benchmark of the transfer evaluation (one repetition): time, peak memory, and the default
-classifier against a converged, tuned logistic regression.
+"""Benchmark of the transfer evaluation (one repetition): time, peak memory, every row against a
+converged, tuned logistic regression, and the stability of the rows over fold seeds.
 
     python benchmarks/bench_transfer.py                        # every scale and real embedding
     python benchmarks/bench_transfer.py --only flowers102      # one scale
     python benchmarks/bench_transfer.py --only caltech101_real --no-reference
-    python benchmarks/bench_transfer.py --only flowers102 --rankings dks_count   # 43 rows
+    python benchmarks/bench_transfer.py --only caltech101_real --force-scale-path
+    python benchmarks/bench_transfer.py --only small --c-stability   # 3 fold seeds (3x time)
+    flock /work/coord/bigmem.lock python benchmarks/bench_transfer.py --only caltech256
 
 Scales (synthetic, VGG16-shaped; each runs in its own process so that its peak resident memory
-is its own): `flowers102` (8,189 images, 4,224 features in VGG16's 13 conv layers, 102 classes,
-2,040 train / 6,149 test), `caltech256` (29,780 images, 12,416 features in VGG16's 15 layers,
-256 classes, 60 training images per class, every class), `imagenet` (50,000 images, 12,416
-features, 1,000 classes, 25,000 train). Real embeddings: `caltech101_real` (the shared VGG16
-embedding of the whole Caltech-101, ../shared/embeddings, 30 training images per class, the rest
-test) and any `kedro run` embedding given with --embedding DIR (the project's data/04_feature
-layout: the default digits study, the shared minis), with the dataset's own seeded split
-parameters (train_fraction 0.5, or train_per_class 30 for caltech101).
+is its own): `small` (1,000 images, 1,152 features in VGG16's first 7 conv layers, 10 classes,
+300 train: a quick check), `flowers102` (8,189 images, 4,224 features in VGG16's 13 conv
+layers, 102 classes, 2,040 train / 6,149 test), `caltech256` (29,780 images, 12,416 features in
+VGG16's 15 layers, 256 classes, 60 training images per class, every class), `imagenet` (50,000
+images, 12,416 features, 1,000 classes, 25,000 train). Real embeddings: `caltech101_real` (the
+shared VGG16 embedding of the whole Caltech-101, ../shared/embeddings, 30 training images per
+class, the rest test) and any `kedro run` embedding given with --embedding DIR (the project's
+data/04_feature layout: the default digits study, the shared minis), with the dataset's own
+seeded split parameters (train_fraction 0.5, or train_per_class 30 for caltech101).
 
 Each prints the whole evaluation's time (every layer, the full network, the FNE, every curve
-point of every ranking, continuous and three-valued, C chosen on the training split), the load
-average, and then, where the reference is affordable (--reference-limit), the comparison of each
-embedding (each layer, full network, FNE) with the reference: scikit-learn's LogisticRegression
+point of every ranking, of ANOVA-F and of every random draw, continuous and three-valued, C by
+cross-validation on the training split), the load average and the solver, then, where the
+reference is affordable (--reference-limit on training images x min(features, images) x
+classes), the comparison of every row with the reference: scikit-learn's LogisticRegression
 (lbfgs on float64 matrices, tol 1e-6 in every fit, those that choose C too, up to 5,000
-iterations; in the row
-space where the fit part has fewer images than features: the same solution), its C chosen on
-the same held-out part over a grid widened until the choice is not at its edge. Last line per scale, exactly:
-`RESULT <scale> wall_s=<seconds> peak_gib=<GiB> max_shortfall=<largest reference - default>`
-(0 if the default is never below; nan where no reference was affordable).
+iterations; in the row space where a training matrix has fewer images than features: the same
+solution), its C chosen by the evaluation's own folds and criterion (mean held-out log-loss)
+over a grid widened until the choice is not at its edge. With --c-stability the evaluation runs
+again with two more fold seeds. Last line per scale, exactly:
+`RESULT <scale> wall_s=<seconds> peak_gib=<GiB> max_shortfall=<x> c_stability=<y>`: x the
+largest (reference - evaluation) of any row's test mean per-class accuracy (0 if never below;
+nan where the reference fitted no row), y the largest move of any row's test mean per-class
+accuracy over the 3 fold seeds (nan without --c-stability).
 
 Synthetic images: a class centre plus noise in a 96-dimensional latent space, seen through a
 random ReLU layer per layer, so that features are non-negative, correlated and informative
@@ -73,6 +80,7 @@ VGG16_CONV = {
 FC = {"fc6": 4096, "fc7": 4096}
 SCALES = {
     # images, classes, training images (per class, or in all), layers
+    "small": (1000, 10, 30, dict(list(VGG16_CONV.items())[:7])),
     "flowers102": (8189, 102, 20, VGG16_CONV),
     "caltech256": (29780, 256, 60, {**VGG16_CONV, **FC}),
     "imagenet": (50000, 1000, 25, {**VGG16_CONV, **FC}),
@@ -357,10 +365,10 @@ def run_one(scale: str, args) -> None:
         reference = reference_fits(inputs, settings, args.reference_limit, workers)
         table = compare(evaluation.results, reference)
         with pd.option_context("display.width", 250, "display.max_rows", 1000):
+            shown = table.round(4).to_string(index=False) if len(table) else "(no row)"
             print(
                 f"default against the reference, mean per-class accuracy ("
-                f"{time.perf_counter() - start:.0f} s; load average {os.getloadavg()}):\n"
-                f"{table.round(4).to_string(index=False)}"
+                f"{time.perf_counter() - start:.0f} s; load average {os.getloadavg()}):\n{shown}"
             )
         if len(table):
             shortfall = max(0.0, float((-table["difference"]).max()))

@@ -1,35 +1,43 @@
 """The linear classifiers of the transfer evaluation, the choice of their C, and their measures.
 
-Solvers (`transfer.classifier`):
-- `ridge`: closed-form ridge regression on one-hot targets (ridge.py): one Cholesky
-  factorisation per C, Gram matrices shared by every embedding of a split.
+Solvers (`transfer.classifier`; one fits every row of an evaluation, so that the rows a
+sentence compares are fitted alike):
 - `logistic_regression`: multinomial logistic regression (L2; scikit-learn's LogisticRegression
   objective and solution, fitted by L-BFGS on float32 products in multinomial.py, which says
   why), converged (tol 1e-6 by default; the refit also stops once its weights are provably
   within `relative_tol`, 1%, of the optimum's): the linear-probe protocol of Kornblith et al.
   (CVPR 2019).
-- `auto` (default): the logistic regression where it is affordable (training
-  images^2 x features, or images where the row space is used, x classes <=
-  `logistic_regression.budget`: the default study's digits, the flowers102-sized set, narrow
-  layers of caltech101-sized sets, where square loss on 101 one-hot targets fell 0.04 to 0.09
-  below it), ridge elsewhere. A contest between the two on the held-out part was tried and
-  dropped: on the digits study's 60 held-out images it kept ridge where the logistic regression
-  was 0.02 better on the test images. The `solver` column says which one produced each number.
+- `ridge` (the large-scale path, SCALE_PATH): closed-form ridge regression on one-hot targets
+  (ridge.py): one Cholesky factorisation per C, Gram matrices shared by every embedding of a
+  part of the training split.
+- `auto` (default): the logistic regression where it is affordable on the evaluation's widest
+  design, the full network (training images^2 x features, or images where the row space is
+  used, x classes <= `logistic_regression.budget`), else the large-scale path; decided once
+  per evaluation (`solver_for`). Before, the rule was applied row by row, and the solver changed
+  inside one comparison: on the real Caltech-101, logistic regression on the layers and curve
+  points up to 25%, ridge beyond, and ridge fell 0.085 below it on conv1_2 and 0.19 on random
+  1% (docs/transfer.md).
 - `linear_svc`: LinearSVC with a fixed C, one-vs-rest (the FNE's public code), no selection.
 
-One dispatch for the evaluation, the tests and the benchmarks: `solver_for` names the solver of
-a design, `choose_c` chooses its C and `refit` refits it on the training split (`fit_probe`:
-both in turn; the evaluation calls them apart where ridge frees one Gram matrix between them).
+One dispatch for the evaluation, the tests and the benchmarks: `solver_for` names the solver,
+`choose_c` chooses its C by cross-validation and `refit` refits it on the training split
+(`fit_probe`: both in turn). The closed-form solvers' folds are scored one after the other by
+scheduling.py with the same `score_fold` and `choose_from_scores`, so that one fold's Gram
+matrix is held at a time.
 
-C is chosen on the training images only: each solver is fitted on the fit part of a seeded
-stratified split of the training images (standardised, three-valued and ranked with the fit
-part's own statistics) and scored on the held-out rest by accuracy, ties to the lower held-out
-loss (log-loss, or the square loss for ridge: with a handful of held-out images accuracy ties
-often, and the smallest C then predicts the largest class). The search starts in the middle
-of `c_grid` (or at `start_c`, a curve's previous size's choice), scores both neighbours,
-walks towards the better one while it improves, and extends the grid tenfold past an edge up
-to `widen` times; a choice still at the edge is flagged (`c_at_grid_edge`).
-The best C is refitted on the whole training split, from the fit part's weights at that C.
+C is chosen on the training images only, by stratified k-fold cross-validation
+(splits.stratified_folds): each fold's training part is standardised, three-valued and ranked
+with its own statistics, and its held-out images scored with them. Criterion: the mean over the
+folds of the held-out loss, the log-loss for the logistic regression (accuracy ties on a few
+held-out images, and five disjoint held-out fifths of the real Caltech-101's conv4_3 chose C =
+1, 10, 0.1, 100 and 0.1 by accuracy, C = 1 on all five by log-loss), ridge's own squared error
+for ridge; ties to the smaller C. The logistic regression's search starts in the middle of
+`c_grid` (or at `start_c`, a curve's previous size's choice), scores both neighbours, walks
+towards the better one while it improves, and extends the grid tenfold past an edge up to
+`widen` times; a closed-form solver scores its grid widened `widen` times on each side. A
+choice at the edge is flagged (`c_at_grid_edge`). The chosen C is refitted on the whole
+training split (the logistic regression from the folds' mean weights at that C), and the refit's
+linear map kept in the FitResult.
 
 Row space (logistic regression only). With an L2 penalty the optimal weights lie in the span of
 the training rows, so with n training images and d features the problem is solved exactly in n
