@@ -137,19 +137,25 @@ def intro(dataset_properties: pd.DataFrame, thresholds: pd.DataFrame, run: RunNa
     )
 
 
-def transfer_text(transfer_results: pd.DataFrame) -> str:
+def transfer_text(transfer_results: pd.DataFrame, transfer_comparisons: pd.DataFrame) -> str:
     """The verdict, then how the transfer was evaluated."""
-    summary = transfer_summary.summarise(transfer_results)
+    summary = transfer_summary.summarise(transfer_results, transfer_comparisons)
     n_train = ", ".join(f"{value:,.0f}" for value in sorted(set(summary["n_train"])))
     n_test = ", ".join(f"{value:,.0f}" for value in sorted(set(summary["n_test"])))
-    classifiers = ", ".join(sorted(set(summary["classifier"])))
+    draws = int(summary["draws"].max())
     return (
-        f"{transfer_summary.transfer_verdict(transfer_results)}\n\n"
+        f"{transfer_summary.transfer_verdict(transfer_results, transfer_comparisons)}\n\n"
         f"Split: {transfer_summary.split_description(summary)}; {n_train} training and "
-        f"{n_test} test images. Classifier: {classifiers} on each embedding standardised "
-        "with training statistics; its regularisation C (column regularisation_c: the "
-        "values chosen over the repetitions), the DKS ranking, t+ and t- are fitted on the "
-        "training images only. Accuracy on the test images; mean per-class accuracy "
-        "averages the per-class recalls. The maps are t-SNE after PCA of a stratified "
-        "subsample of every image."
+        f"{n_test} test images. One classifier fits every row "
+        f"({transfer_summary.solver_description(summary)}), on each embedding standardised "
+        "with training statistics. Its regularisation is chosen by stratified k-fold "
+        "cross-validation on the training images (mean held-out loss; each fold's own "
+        "standardisation, FNE, DKS, t+ / t- and rankings); the best layer and the best "
+        "selection are the rows of the best cross-validated mean per-class accuracy, then "
+        "measured once on the test images. Baselines at every size: ANOVA-F (the standard "
+        f"filter) and random selections ({draws} draws, their mean). Intervals: 95% percentile "
+        "bootstrap over repetitions, test images within each class and random draws; a "
+        "difference is called only where its interval excludes zero (transfer_comparisons). "
+        "Regularisation: regularisation_c is scikit-learn's C, ridge_alpha ridge's own "
+        "strength. The maps are t-SNE after PCA of a stratified subsample of every image."
     )
