@@ -332,7 +332,7 @@ def test_reporting_pipeline_on_four_datasets_and_two_models(project_root, tmp_pa
     assert list(pd.read_csv(tmp_path / "threshold_fit.csv")["threshold"]) == ["t_plus", "t_minus"]
     # Search beside classification, few-shot per layer, and both across datasets.
     assert "For search, conv5_2 retrieves best: mAP@10" in report
-    assert "For classification, the best single layer is conv5_3" in report
+    assert "For classification, the best single layer by cross-validated score is conv5_3" in report
     search = pd.read_csv(tmp_path / "digits/table_search_and_transfer_per_layer.csv")
     assert search["embedding"].tolist()[-2:] == ["full network", "FNE"]
     assert search["transfer_accuracy"].notna().all()
