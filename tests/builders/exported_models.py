@@ -8,10 +8,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from cnn_feature_behavior.export.keras_model import Geometry, Taps, build_classifier
-from cnn_feature_behavior.export.linear_map import LinearMap
 from cnn_feature_behavior.export.model_file import ExportedModel
 from cnn_feature_behavior.extraction.source_models import preprocess
 from cnn_feature_behavior.extraction.stream import build_extractor, feature_manifest
+from cnn_feature_behavior.transfer.refit import LinearMap
 
 
 def random_linear_map(
@@ -25,15 +25,17 @@ def random_linear_map(
     rng = np.random.default_rng(seed)
     n = len(columns)
     return LinearMap(
+        configuration="made up",
         columns=np.asarray(columns),
         mean=rng.uniform(0, 1, n) if standardise else np.zeros(n),
         scale=rng.uniform(0.5, 2, n) if standardise else np.ones(n),
-        fne_thresholds=(0.15, -0.25) if fne else None,
+        fne=(0.15, -0.25) if fne else None,
         weights=rng.standard_normal((n, len(class_names))),
         intercepts=rng.standard_normal(len(class_names)),
+        classes=np.arange(len(class_names)),
         class_names=tuple(class_names),
         solver="logistic_regression",
-        regularisation_c=1.0,
+        regularisation={"regularisation_c": 1.0},
     )
 
 

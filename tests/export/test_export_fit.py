@@ -69,7 +69,7 @@ def tables(repetitions: int = 2) -> StudyTables:
             )
         )
         evaluation = evaluate_split(
-            values, labels, is_train, manifest["layer"], CLASSES, TRANSFER, seed=[2018, repetition]
+            values, labels, is_train, manifest["layer"], CLASSES, TRANSFER, repetition=repetition
         )
         results.append(
             evaluation.results.assign(
@@ -94,6 +94,48 @@ def test_the_refit_is_the_evaluations_row_of_its_repetition():
         assert fit.feature_names == tuple(f"conv1_1/n{j}" for j in range(6))
         assert len(fit.study_rows) == 2
         assert fit.chosen_by == "named in export.embedding"
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    ["full_network", "fne", "selection:dks_count:0.1", "selection:anova_f:0.1:fne"],
+)
+def test_each_configuration_is_refitted_as_its_row(spelling):
+    """The export's map is the evaluation's refit: the row's solver, strength, features and
+    test accuracy (transfer's own tests check refit_configuration against evaluate_split)."""
+    study = tables(repetitions=1)
+    fit = fit_for_export(study, ExportSettings(embedding=spelling), TRANSFER)
+    row = fit.study_row
+    assert row is not None and fit.linear_map.solver == row["solver"] == "ridge"
+    assert fit.linear_map.regularisation["ridge_alpha"] == pytest.approx(row["ridge_alpha"])
+    assert len(fit.feature_names) == row["n_features"]
+    assert fit.accuracy == pytest.approx(row["accuracy"])
+    assert fit.mean_per_class_accuracy == pytest.approx(row["mean_per_class_accuracy"])
+    assert (fit.linear_map.fne is not None) == spelling.startswith(("fne", "selection:anova_f"))
+    assert fit.class_names == tuple(CLASSES)
+
+
+def test_the_standardisation_is_the_training_images():
+    study = tables(repetitions=1)
+    fit = fit_for_export(study, ExportSettings(embedding="layer:conv2_1"), TRANSFER)
+    values = study.embedding.to_numpy(np.float64)
+    train = values[~np.isin(study.embedding.index, fit.test_image_ids)][:, 6:]
+    np.testing.assert_array_equal(fit.linear_map.columns, np.arange(6, 12))
+    np.testing.assert_allclose(fit.linear_map.mean, train.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(fit.linear_map.scale, train.std(axis=0), rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("spelling", "message"),
+    [
+        ("layer:conv9_1", r"export.embedding 'layer:conv9_1': unknown configuration.*conv1_1"),
+        ("selection:random:0.1", r"export.embedding 'selection:random:0.1': unknown config"),
+        ("conv5_1", r"export.embedding: 'conv5_1' names no configuration"),
+    ],
+)
+def test_a_configuration_the_evaluation_cannot_refit_is_named(spelling, message):
+    with pytest.raises(ValueError, match=message):
+        fit_for_export(tables(repetitions=1), ExportSettings(embedding=spelling), TRANSFER)
 
 
 def test_the_default_is_the_study_choice():

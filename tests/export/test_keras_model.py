@@ -12,9 +12,9 @@ from cnn_feature_behavior.export.keras_model import (
     features_model,
     preprocessing_layer,
 )
-from cnn_feature_behavior.export.linear_map import LinearMap
 from cnn_feature_behavior.extraction.source_models import build_tiny_vgg, preprocess
 from cnn_feature_behavior.extraction.stream import build_extractor, feature_manifest
+from cnn_feature_behavior.transfer.refit import LinearMap
 
 LAYERS = ["conv1_1", "conv3_1", "conv5_3", "fc6"]
 SPEC = {"preprocessing": "caffe"}
@@ -38,15 +38,17 @@ def linear_map(features: np.ndarray, columns: np.ndarray, fne: bool) -> LinearMa
     scale = chosen.std(axis=0)
     scale[scale == 0] = 1.0
     return LinearMap(
+        configuration="made up",
         columns=columns,
         mean=chosen.mean(axis=0),
         scale=scale,
-        fne_thresholds=(0.15, -0.25) if fne else None,
+        fne=(0.15, -0.25) if fne else None,
         weights=rng.standard_normal((columns.size, 4)),
         intercepts=rng.standard_normal(4),
+        classes=np.arange(4),
         class_names=("a", "b", "c", "d"),
         solver="logistic_regression",
-        regularisation_c=1.0,
+        regularisation={"regularisation_c": 1.0},
     )
 
 
@@ -80,7 +82,7 @@ def test_the_model_is_extraction_then_the_linear_map(n_crops, fne, selection):
     np.testing.assert_allclose(probabilities, expected, rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(np.argmax(probabilities, axis=1), mapped.predict(features))
     seen = features_model(model).predict_on_batch(crops.astype(np.float32))
-    np.testing.assert_allclose(seen, mapped.standardised(features), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(seen, mapped.transform(features), rtol=1e-4, atol=1e-4)
     if fne:
         assert set(np.unique(seen)) <= {-1.0, 0.0, 1.0}
 

@@ -47,7 +47,7 @@ def agreement_check(
     chosen = np.sort(np.random.default_rng(0).permutation(len(fit.test_image_ids))[:n_images])
     ids = [fit.test_image_ids[i] for i in chosen]
     classified = classify(exported, [files[i] for i in ids], settings, show_progress=False)
-    names = fit.linear_map.class_names
+    names = fit.class_names
     top = {
         p: int(np.argmax(probabilities))
         for p, probabilities in zip(classified.positions, classified.probabilities)

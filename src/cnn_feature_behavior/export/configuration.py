@@ -14,11 +14,11 @@ import pandas as pd
 from cnn_feature_behavior.reporting.transfer_summary import (
     EMBEDDING_LONG_LABELS,
     SELECTION_LABELS,
-    best_layer,
-    best_selection,
+    chosen_rows,
     summarise,
     whole,
 )
+from cnn_feature_behavior.transfer.comparisons import BEST_LAYER, BEST_SELECTION
 from cnn_feature_behavior.transfer.named_embeddings import (
     FNE,
     FULL_NETWORK,
@@ -59,30 +59,44 @@ def configuration_rows(configuration: Configuration, results: pd.DataFrame) -> p
 def study_choice(transfer_results: pd.DataFrame) -> tuple[Configuration, str]:
     """The configuration the study recommends, and why, in words for the model card.
 
-    Today the transfer verdict's: of the rows it names (the best single layer, the best
-    selection, the full network, the FNE), the one with the highest mean accuracy over the
-    repetitions, ties to fewer features (the verdict's own rule).
+    The transfer verdict's, without looking at the test images: of the rows it names (the best
+    single layer and the best selection, `transfer_summary.chosen_rows`, the full network, the
+    FNE), the highest cross-validated mean per-class accuracy on the training images (the mean
+    over the repetitions), ties to the lower cross-validated loss, then to fewer features.
     """
     summary = summarise(transfer_results)
+    chosen = chosen_rows(transfer_results, summary)
     named = [
         row
         for row in (
-            best_layer(summary),
-            best_selection(summary),
+            chosen[BEST_LAYER],
+            chosen[BEST_SELECTION],
             whole(summary, FULL_NETWORK),
             whole(summary, FNE),
         )
-        if row is not None
+        if row is not None and pd.notna(row["cv_mean_per_class_accuracy"])
     ]
     if not named:
-        raise ValueError("transfer_results: no configuration with an accuracy to choose from")
+        raise ValueError(
+            "transfer_results has no cross-validated score to choose from (written before "
+            "them): run the transfer pipeline again, or name the configuration in "
+            "export.embedding"
+        )
     ranked = sorted(
-        range(len(named)), key=lambda i: (-named[i]["accuracy"], named[i]["n_features"], i)
+        range(len(named)),
+        key=lambda i: (
+            -named[i]["cv_mean_per_class_accuracy"],
+            named[i]["cv_loss"] if pd.notna(named[i]["cv_loss"]) else np.inf,
+            named[i]["n_features"],
+            i,
+        ),
     )
-    chosen = named[ranked[0]]
+    best = named[ranked[0]]
     reason = (
         "the transfer verdict's pick: of the best single layer, the best selection, the full "
-        "network and the FNE, the highest mean test accuracy over the evaluation's "
-        f"{int(chosen['repetitions'])} repetition(s), ties to fewer features"
+        "network and the FNE, the highest cross-validated mean per-class accuracy on the "
+        f"training images (mean over the evaluation's {int(best['repetitions'])} "
+        "repetition(s)), ties to the lower cross-validated loss, then to fewer features; the "
+        "test images are not looked at"
     )
-    return Configuration.of_row(chosen), reason
+    return Configuration.of_row(best), reason

@@ -2,10 +2,11 @@
 
 The configuration is the one `export.embedding` names, or the study's choice
 (`configuration.study_choice`). It is refitted on the training images of one repetition of
-`transfer_splits` (`export.repetition`; the official split has one, 0) with the transfer
-evaluation's own settings (`linear_map.refit_linear_map`), and scored on that repetition's test
-images: the accuracy the model card states, and the predictions the exported model must agree
-with.
+`transfer_splits` (`export.repetition`; the official split has one, 0) by the transfer
+evaluation's own refit (`transfer.refit.refit_configuration`: the same folds, statistics, solver
+and C search as that repetition's row, so the export cannot drift from the evaluation), and
+scored on that repetition's test images: the accuracy the model card states, and the
+predictions the exported model must agree with.
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ import numpy as np
 import pandas as pd
 
 from cnn_feature_behavior.export.configuration import STUDY, configuration_rows, study_choice
-from cnn_feature_behavior.export.linear_map import LinearMap, refit_linear_map
 from cnn_feature_behavior.statistics.tables import embedding_labels, embedding_matrix
-from cnn_feature_behavior.transfer.evaluation import check_inputs
 from cnn_feature_behavior.transfer.named_embeddings import Configuration
+from cnn_feature_behavior.transfer.refit import LinearMap, refit_configuration
 from cnn_feature_behavior.transfer.settings import TransferSettings
 from cnn_feature_behavior.transfer.splits import TRAIN
 
@@ -65,13 +65,34 @@ class ExportFit:
     repetition: int
     n_train: int
     test_image_ids: tuple[str, ...]
-    test_labels: np.ndarray  # position in linear_map.class_names; -1: a class it never trained on
-    test_predictions: np.ndarray  # the refit's, positions in linear_map.class_names
+    test_labels: np.ndarray  # position in class_names; -1: a class it never trained on
+    test_predictions: np.ndarray  # the refit's, positions in class_names
     study_rows: pd.DataFrame  # this configuration's transfer_results rows
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The class of each score column: the exported model's output order."""
+        return tuple(self.linear_map.class_names[int(c)] for c in self.linear_map.classes)
 
     @property
     def accuracy(self) -> float:
         return float(np.mean(self.test_labels == self.test_predictions))
+
+    @property
+    def mean_per_class_accuracy(self) -> float:
+        """The evaluation's metric: the mean over the test images' classes of their accuracy."""
+        per_class = [
+            np.mean(self.test_predictions[self.test_labels == label] == label)
+            for label in np.unique(self.test_labels)
+        ]
+        return float(np.mean(per_class)) if per_class else float("nan")
+
+    @property
+    def study_row(self) -> pd.Series | None:
+        """The evaluation's row of this configuration and repetition (None: not in the table;
+        several random draws: the first)."""
+        rows = self.study_rows[self.study_rows["repetition"] == self.repetition]
+        return None if rows.empty else rows.iloc[0]
 
 
 @dataclass(frozen=True)
@@ -99,28 +120,33 @@ def fit_for_export(
     split = _repetition(tables.transfer_splits, settings.repetition)
     is_train = _training_rows(tables.embedding.index.astype(str), split, settings.repetition)
     manifest = tables.feature_manifest
-    inputs = check_inputs(
-        values,
-        labels,
-        is_train,
-        manifest["layer"].astype(str).to_numpy(),
-        class_names,
-        manifest["feature"].astype(str).tolist(),
-    )
-    linear_map = refit_linear_map(inputs, transfer, configuration, settings.repetition)
+    features = manifest["feature"].astype(str).to_numpy()
+    try:
+        linear_map = refit_configuration(
+            values[is_train],
+            labels[is_train],
+            manifest["layer"].astype(str).to_numpy(),
+            class_names,
+            configuration.spelling,
+            transfer,
+            repetition=settings.repetition,
+            feature_names=features.tolist(),
+        )
+    except ValueError as error:
+        raise ValueError(f"export.embedding {configuration.spelling!r}: {error}") from error
     test_rows = np.flatnonzero(~is_train)
-    position = {name: i for i, name in enumerate(linear_map.class_names)}
+    position = {int(label): i for i, label in enumerate(linear_map.classes)}
     return ExportFit(
         configuration=configuration,
         chosen_by=chosen_by,
         linear_map=linear_map,
-        feature_names=tuple(manifest["feature"].astype(str).to_numpy()[linear_map.columns]),
+        feature_names=tuple(features[linear_map.columns]),
         split_source=str(split["split_source"].iloc[0]),
         repetition=int(settings.repetition),
         n_train=int(is_train.sum()),
         test_image_ids=tuple(tables.embedding.index.astype(str)[test_rows]),
-        test_labels=np.array([position.get(class_names[label], -1) for label in labels[test_rows]]),
-        test_predictions=linear_map.predict(values[test_rows]),
+        test_labels=np.array([position.get(int(label), -1) for label in labels[test_rows]]),
+        test_predictions=np.argmax(linear_map.scores(values[test_rows]), axis=1),
         study_rows=configuration_rows(configuration, tables.transfer_results),
     )
 

@@ -27,8 +27,8 @@ import keras
 import numpy as np
 import pandas as pd
 
-from cnn_feature_behavior.export.linear_map import LinearMap
 from cnn_feature_behavior.extraction.stream import build_extractor
+from cnn_feature_behavior.transfer.refit import LinearMap
 
 # The affine map found from probes must reproduce the preprocessing on random pixels this closely.
 AFFINE_TOLERANCE = 1e-4
@@ -118,9 +118,9 @@ def standardisation(x: keras.KerasTensor, linear_map: LinearMap) -> keras.KerasT
     x = keras.layers.Rescaling(1.0, offset=(-linear_map.mean).astype(np.float32), name="centre")(x)
     inverse = (1.0 / linear_map.scale).astype(np.float32)
     x = keras.layers.Rescaling(inverse, name="standardisation")(x)
-    if linear_map.fne_thresholds is None:
+    if linear_map.fne is None:
         return x
-    positive, negative = (np.float32(t) for t in linear_map.fne_thresholds)
+    positive, negative = (np.float32(t) for t in linear_map.fne)
     # Discretization counts a value equal to a boundary as above it; the FNE's 1 is strictly
     # above `positive`, so its boundary is the next float32 up (the values are float32).
     above = float(np.nextafter(positive, np.float32(np.inf)))
@@ -145,7 +145,7 @@ def build_classifier(
     x = keras.layers.GlobalAveragePooling1D(name="crop_mean")(x)
     x = standardisation(x, linear_map)
     x = keras.layers.Identity(name=CLASSIFIER_INPUT)(x)
-    linear = keras.layers.Dense(len(linear_map.class_names), name="classifier")
+    linear = keras.layers.Dense(linear_map.weights.shape[1], name="classifier")
     x = linear(x)
     linear.set_weights(
         [linear_map.weights.astype(np.float32), linear_map.intercepts.astype(np.float32)]

@@ -25,13 +25,14 @@ from cnn_feature_behavior.export.agreement import AgreementCheck
 from cnn_feature_behavior.export.configuration import configuration_label
 from cnn_feature_behavior.export.fit import ExportFit
 from cnn_feature_behavior.export.keras_model import Geometry, Taps
-from cnn_feature_behavior.transfer.classifier import LINEAR_SVC, LOGISTIC, RIDGE
+from cnn_feature_behavior.transfer.settings import LINEAR_SVC, LOGISTIC, RIDGE
 
 CROP_RULES = {
     1: "the centre crop of the image resized (bilinear) to shorter side `resize`",
     10: "the four corner crops and the centre crop of the image resized (bilinear) to shorter "
     "side `resize`, then the horizontal mirror of each, in that order",
 }
+STRENGTH_NAMES = {"regularisation_c": "C", "ridge_alpha": "ridge alpha"}
 SOLVER_TEXT = {
     LOGISTIC: "multinomial logistic regression (L2 penalty, scikit-learn's objective); the "
     "probabilities are the model's own",
@@ -58,7 +59,7 @@ def model_metadata(
     """The `cnn_feature_behavior` metadata of the classifier file (model_file.py)."""
     return {
         "dataset": dataset,
-        "class_names": list(fit.linear_map.class_names),
+        "class_names": list(fit.class_names),
         "input": {
             "shape": [None, geometry.n_crops, geometry.crop, geometry.crop, 3],
             "pixels": "RGB values 0..255 as float32 (the preprocessing is inside the model)",
@@ -73,7 +74,7 @@ def model_metadata(
             "label": configuration_label(fit.configuration),
             "layers": list(taps.layers),
             "n_features": len(fit.feature_names),
-            "three_valued": fit.linear_map.fne_thresholds is not None,
+            "three_valued": fit.linear_map.fne is not None,
             "fne_thresholds": _thresholds(fit),
         },
         "source_model": {
@@ -99,7 +100,7 @@ def features_metadata(metadata: dict[str, Any], feature_names: Sequence[str]) ->
 
 
 def _thresholds(fit: ExportFit) -> dict[str, float] | None:
-    thresholds = fit.linear_map.fne_thresholds
+    thresholds = fit.linear_map.fne
     return None if thresholds is None else {"positive": thresholds[0], "negative": thresholds[1]}
 
 
@@ -108,7 +109,7 @@ def model_card(fit: ExportFit, metadata: dict[str, Any], check: AgreementCheck) 
     correct = int(np.sum(fit.test_labels == fit.test_predictions))
     n_test = len(fit.test_labels)
     interval = binomtest(correct, n_test).proportion_ci(0.95, method="wilson") if n_test else None
-    rows = fit.study_rows
+    rows, row = fit.study_rows, fit.study_row
     linear_map = fit.linear_map
     return {
         "dataset": metadata["dataset"],
@@ -118,9 +119,10 @@ def model_card(fit: ExportFit, metadata: dict[str, Any], check: AgreementCheck) 
         "classifier": {
             "solver": linear_map.solver,
             "description": SOLVER_TEXT[linear_map.solver],
-            "regularisation_c": linear_map.regularisation_c,
-            "c_at_grid_edge": linear_map.c_at_grid_edge,
-            "c_chosen_on": "a held-out part of the training images (the transfer evaluation's rule)",
+            "regularisation": dict(linear_map.regularisation),
+            "c_at_grid_edge": None if row is None else bool(row["c_at_grid_edge"]),
+            "c_chosen_on": "cross-validation on the training images (the transfer evaluation's "
+            "folds and criterion: transfer.refit.refit_configuration)",
         },
         "training": {
             "split_source": fit.split_source,
@@ -131,6 +133,7 @@ def model_card(fit: ExportFit, metadata: dict[str, Any], check: AgreementCheck) 
             "n_test": n_test,
             "n_correct": correct,
             "accuracy": correct / n_test if n_test else None,
+            "mean_per_class_accuracy": fit.mean_per_class_accuracy if n_test else None,
             "interval_95": None if interval is None else [interval.low, interval.high],
             "interval_method": "Wilson score (scipy.stats.binomtest)",
         },
@@ -159,11 +162,13 @@ def _study_accuracy(rows) -> dict[str, Any]:
     if rows.empty:
         return {"repetitions": 0, "note": "this configuration is not a row of transfer_results"}
     accuracy = rows["accuracy"].astype(float)
+    per_class = rows["mean_per_class_accuracy"].astype(float)
     return {
         "repetitions": int(rows["repetition"].nunique()),
         "accuracy_mean": float(accuracy.mean()),
         "accuracy_std": float(accuracy.std()) if len(accuracy) > 1 else None,
-        "regularisation_c": sorted({float(c) for c in rows["regularisation_c"]}),
+        "mean_per_class_accuracy_mean": float(per_class.mean()),
+        "regularisation_c": sorted({float(c) for c in rows["regularisation_c"].dropna()}),
         "solver": sorted({str(s) for s in rows.get("solver", rows["classifier"])}),
     }
 
@@ -178,6 +183,8 @@ def card_markdown(card: dict[str, Any]) -> str:
         accuracy += (
             f" (95% interval {low:.3f} to {high:.3f}, {test['n_correct']} of {test['n_test']})"
         )
+    if test.get("mean_per_class_accuracy") is not None:
+        accuracy += f"; mean per-class accuracy {test['mean_per_class_accuracy']:.3f}"
     lines = [
         f"# Model card: {card['dataset']} with {source['name']}",
         "",
@@ -190,9 +197,10 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"{embedding['n_features']:,} feature{'s' if embedding['n_features'] != 1 else ''} "
         f"from {', '.join(embedding['layers'])}; "
         f"chosen: {embedding['chosen_by']}",
-        f"- **Classifier**: {classifier['description']}; C = {classifier['regularisation_c']:g}"
+        f"- **Classifier**: {classifier['description']}; "
+        + ", ".join(f"{STRENGTH_NAMES[k]} = {v:g}" for k, v in classifier["regularisation"].items())
         + (" (at the edge of the searched grid)" if classifier["c_at_grid_edge"] else "")
-        + f", chosen on {classifier['c_chosen_on']}",
+        + f", chosen by {classifier['c_chosen_on']}",
         f"- **Training images**: {card['training']['n_train']} ({card['training']['split_source']} "
         f"split, repetition {card['training']['repetition']})",
         f"- **Test accuracy**: {accuracy}",
@@ -224,7 +232,10 @@ def card_markdown(card: dict[str, Any]) -> str:
 def _study_text(study: dict[str, Any]) -> str:
     if not study["repetitions"]:
         return study["note"]
-    text = f"mean test accuracy {study['accuracy_mean']:.3f}"
+    text = (
+        f"mean per-class accuracy {study['mean_per_class_accuracy_mean']:.3f}, mean test "
+        f"accuracy {study['accuracy_mean']:.3f}"
+    )
     if study["accuracy_std"] is not None:
         text += f" ± {study['accuracy_std']:.3f}"
     return (

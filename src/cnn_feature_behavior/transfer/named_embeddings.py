@@ -6,7 +6,7 @@ Names (`Configuration.parse`, the one parser of them):
 - `layer:<layer>` (e.g. `layer:conv5_3`): one layer's features (continuous);
 - `full_network`: every feature, continuous; `fne`: every feature, three-valued;
 - `selection:<ranking>:<fraction>`: the first `fraction` of the full network's features by
-  `ranking` (`transfer.features.RANKINGS` or `random`), continuous; with `:fne` appended, the
+  `ranking` (`transfer.features.RANKINGS`, `anova_f` or `random`), continuous; with `:fne` appended, the
   same selection three-valued (the FNE's curves). Only the evaluation ranks; the embeddings
   here are the whole ones (`parse_embedding`).
 A layer's embedding is its features standardised; the full network's, every feature
@@ -30,11 +30,11 @@ from cnn_feature_behavior.transfer.embeddings import (
     Standardisation,
     fne_values,
 )
-from cnn_feature_behavior.transfer.features import RANKINGS
+from cnn_feature_behavior.transfer.features import ANOVA_F, RANKINGS
 
 LAYER, FULL_NETWORK, FNE = "layer", "full_network", "fne"
 SELECTION, RANDOM = "selection", "random"
-SELECTION_RANKINGS = (*RANKINGS, RANDOM)
+SELECTION_RANKINGS = (*RANKINGS, ANOVA_F, RANDOM)
 SPELLINGS = ("layer:<name>", FULL_NETWORK, FNE, "selection:<ranking>:<fraction>[:fne]")
 
 

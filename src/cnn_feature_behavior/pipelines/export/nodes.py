@@ -46,12 +46,13 @@ def refit_classifier(
         TransferSettings.from_params(transfer, dks, calibration),
     )
     logger.info(
-        "Export: %s (%s), %s, C = %g: test accuracy %.3f on %d images",
+        "Export: %s (%s), %s, %s: test accuracy %.3f, mean per-class %.3f, on %d images",
         configuration_label(fit.configuration),
         fit.chosen_by,
         fit.linear_map.solver,
-        fit.linear_map.regularisation_c,
+        fit.linear_map.regularisation,
         fit.accuracy,
+        fit.mean_per_class_accuracy,
         len(fit.test_labels),
     )
     return fit
