@@ -22,7 +22,7 @@ from cnn_feature_behavior.statistics.tables import embedding_labels, embedding_m
 from cnn_feature_behavior.transfer.named_embeddings import Configuration
 from cnn_feature_behavior.transfer.refit import LinearMap, refit_configuration
 from cnn_feature_behavior.transfer.settings import TransferSettings
-from cnn_feature_behavior.transfer.splits import TRAIN
+from cnn_feature_behavior.transfer.splits import training_masks
 
 EXPORT_KEYS = ("embedding", "repetition", "check_images", "min_agreement")
 
@@ -117,8 +117,7 @@ def fit_for_export(
         chosen_by = "named in export.embedding"
     labels, class_names = embedding_labels(tables.embedding, tables.image_index)
     values = embedding_matrix(tables.embedding, tables.feature_manifest)
-    split = _repetition(tables.transfer_splits, settings.repetition)
-    is_train = _training_rows(tables.embedding.index.astype(str), split, settings.repetition)
+    is_train, split_source = _training_rows(tables, settings.repetition)
     manifest = tables.feature_manifest
     features = manifest["feature"].astype(str).to_numpy()
     try:
@@ -141,7 +140,7 @@ def fit_for_export(
         chosen_by=chosen_by,
         linear_map=linear_map,
         feature_names=tuple(features[linear_map.columns]),
-        split_source=str(split["split_source"].iloc[0]),
+        split_source=split_source,
         repetition=int(settings.repetition),
         n_train=int(is_train.sum()),
         test_image_ids=tuple(tables.embedding.index.astype(str)[test_rows]),
@@ -151,24 +150,14 @@ def fit_for_export(
     )
 
 
-def _repetition(splits: pd.DataFrame, repetition: int) -> pd.DataFrame:
-    split = splits[splits["repetition"] == repetition]
-    if split.empty:
+def _training_rows(tables: StudyTables, repetition: int) -> tuple[np.ndarray, str]:
+    """Whether each embedded image trains in the repetition (`splits.training_masks`: an
+    embedded image without a split is an error), and the repetition's split source."""
+    masks = training_masks(tables.embedding.index, tables.transfer_splits)
+    if repetition not in masks:
         raise ValueError(
-            f"export.repetition {repetition}: transfer_splits has repetitions "
-            f"{sorted(splits['repetition'].unique().tolist())}"
+            f"export.repetition {repetition}: transfer_splits has repetitions {sorted(masks)}"
         )
-    return split
-
-
-def _training_rows(image_ids: pd.Index, split: pd.DataFrame, repetition: int) -> np.ndarray:
-    """Whether each embedded image trains in the split; an embedded image without one is an
-    error (the split and the embedding are of different indexes)."""
-    membership = split.set_index(split["image_id"].astype(str))["split"].reindex(image_ids)
-    if membership.isna().any():
-        missing = image_ids[membership.isna().to_numpy()]
-        raise ValueError(
-            f"transfer_splits repetition {repetition}: {len(missing)} embedded image(s) have no "
-            f"split, e.g. {missing[:5].tolist()}; rerun the transfer pipeline"
-        )
-    return (membership == TRAIN).to_numpy()
+    splits = tables.transfer_splits
+    source = splits.loc[splits["repetition"] == repetition, "split_source"].iloc[0]
+    return masks[repetition], str(source)
