@@ -1,31 +1,38 @@
-"""Benchmark of the transfer evaluation (one repetition): time, peak memory, and the default
-classifier against a converged, tuned logistic regression.
+"""Benchmark of the transfer evaluation (one repetition): time, peak memory, every row against a
+converged, tuned logistic regression, and the stability of the rows over fold seeds.
 
     python benchmarks/bench_transfer.py                        # every scale and real embedding
     python benchmarks/bench_transfer.py --only flowers102      # one scale
     python benchmarks/bench_transfer.py --only caltech101_real --no-reference
-    python benchmarks/bench_transfer.py --only flowers102 --rankings dks_count   # 43 rows
+    python benchmarks/bench_transfer.py --only caltech101_real --force-scale-path
+    python benchmarks/bench_transfer.py --only small --c-stability   # 3 fold seeds (3x time)
+    flock /work/coord/bigmem.lock python benchmarks/bench_transfer.py --only caltech256
 
 Scales (synthetic, VGG16-shaped; each runs in its own process so that its peak resident memory
-is its own): `flowers102` (8,189 images, 4,224 features in VGG16's 13 conv layers, 102 classes,
-2,040 train / 6,149 test), `caltech256` (29,780 images, 12,416 features in VGG16's 15 layers,
-256 classes, 60 training images per class, every class), `imagenet` (50,000 images, 12,416
-features, 1,000 classes, 25,000 train). Real embeddings: `caltech101_real` (the shared VGG16
-embedding of the whole Caltech-101, ../shared/embeddings, 30 training images per class, the rest
-test) and any `kedro run` embedding given with --embedding DIR (the project's data/04_feature
-layout: the default digits study, the shared minis), with the dataset's own seeded split
-parameters (train_fraction 0.5, or train_per_class 30 for caltech101).
+is its own): `small` (1,000 images, 1,152 features in VGG16's first 7 conv layers, 10 classes,
+300 train: a quick check), `flowers102` (8,189 images, 4,224 features in VGG16's 13 conv
+layers, 102 classes, 2,040 train / 6,149 test), `caltech256` (29,780 images, 12,416 features in
+VGG16's 15 layers, 256 classes, 60 training images per class, every class), `imagenet` (50,000
+images, 12,416 features, 1,000 classes, 25,000 train). Real embeddings: `caltech101_real` (the
+shared VGG16 embedding of the whole Caltech-101, ../shared/embeddings, 30 training images per
+class, the rest test) and any `kedro run` embedding given with --embedding DIR (the project's
+data/04_feature layout: the default digits study, the shared minis), with the dataset's own
+seeded split parameters (train_fraction 0.5, or train_per_class 30 for caltech101).
 
 Each prints the whole evaluation's time (every layer, the full network, the FNE, every curve
-point of every ranking, continuous and three-valued, C chosen on the training split), the load
-average, and then, where the reference is affordable (--reference-limit), the comparison of each
-embedding (each layer, full network, FNE) with the reference: scikit-learn's LogisticRegression
+point of every ranking, of ANOVA-F and of every random draw, continuous and three-valued, C by
+cross-validation on the training split), the load average and the solver, then, where the
+reference is affordable (--reference-limit on training images x min(features, images) x
+classes), the comparison of every row with the reference: scikit-learn's LogisticRegression
 (lbfgs on float64 matrices, tol 1e-6 in every fit, those that choose C too, up to 5,000
-iterations; in the row
-space where the fit part has fewer images than features: the same solution), its C chosen on
-the same held-out part over a grid widened until the choice is not at its edge. Last line per scale, exactly:
-`RESULT <scale> wall_s=<seconds> peak_gib=<GiB> max_shortfall=<largest reference - default>`
-(0 if the default is never below; nan where no reference was affordable).
+iterations; in the row space where a training matrix has fewer images than features: the same
+solution), its C chosen by the evaluation's own folds and criterion (mean held-out log-loss)
+over a grid widened until the choice is not at its edge. With --c-stability the evaluation runs
+again with two more fold seeds. Last line per scale, exactly:
+`RESULT <scale> wall_s=<seconds> peak_gib=<GiB> max_shortfall=<x> c_stability=<y>`: x the
+largest (reference - evaluation) of any row's test mean per-class accuracy (0 if never below;
+nan where the reference fitted no row), y the largest move of any row's test mean per-class
+accuracy over the 3 fold seeds (nan without --c-stability).
 
 Synthetic images: a class centre plus noise in a 96-dimensional latent space, seen through a
 random ReLU layer per layer, so that features are non-negative, correlated and informative
@@ -41,21 +48,27 @@ import resource
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
-from threadpoolctl import threadpool_limits
 
 from cnn_feature_behavior.transfer import classifier as classifier_module
-from cnn_feature_behavior.transfer.classifier import accuracies, fit_probe
-from cnn_feature_behavior.transfer.evaluation import check_inputs, evaluate_split, prepare
-from cnn_feature_behavior.transfer.features import RANKINGS
-from cnn_feature_behavior.transfer.jobs import FNE, KINDS, embedding_jobs, probe_data
+from cnn_feature_behavior.transfer.blas import blas_threads
+from cnn_feature_behavior.transfer.classifier import SCALE_PATH, accuracies, fit_probe
+from cnn_feature_behavior.transfer.evaluation import (
+    check_inputs,
+    evaluate_split,
+    prepare,
+    training_folds,
+)
+from cnn_feature_behavior.transfer.features import RANKINGS, random_order
+from cnn_feature_behavior.transfer.jobs import KINDS, embedding_jobs, probe_data
 from cnn_feature_behavior.transfer.settings import LOGISTIC, TransferSettings
-from cnn_feature_behavior.transfer.splits import holdout_split, transfer_splits
+from cnn_feature_behavior.transfer.splits import transfer_splits
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_EMBEDDING = ROOT.parent / "shared" / "embeddings" / "caltech101-vgg16-conv"
@@ -67,6 +80,7 @@ VGG16_CONV = {
 FC = {"fc6": 4096, "fc7": 4096}
 SCALES = {
     # images, classes, training images (per class, or in all), layers
+    "small": (1000, 10, 30, dict(list(VGG16_CONV.items())[:7])),
     "flowers102": (8189, 102, 20, VGG16_CONV),
     "caltech256": (29780, 256, 60, {**VGG16_CONV, **FC}),
     "imagenet": (50000, 1000, 25, {**VGG16_CONV, **FC}),
@@ -145,18 +159,18 @@ def evaluation_names(labels: np.ndarray) -> list[str]:
 def timed_evaluation(values, labels, is_train, layers, settings):
     names = evaluation_names(labels)
     start = time.perf_counter()
-    evaluation = evaluate_split(values, labels, is_train, layers, names, settings, seed=[2018, 0])
+    evaluation = evaluate_split(values, labels, is_train, layers, names, settings, repetition=0)
     return evaluation, time.perf_counter() - start
 
 
 def reference_settings(default: TransferSettings) -> TransferSettings:
-    """Converged logistic regression (the held-out fits that choose C too), C on the same
-    held-out part, grid widened as needed; in the row space wherever the training images are
-    fewer than the features (exact, faster)."""
+    """Converged logistic regression (the fits that choose C too), C by the evaluation's own
+    folds and criterion (mean held-out log-loss), grid widened as needed; in the row space
+    wherever the training images are fewer than the features (exact, faster)."""
     classifier_module.ROW_SPACE_SHARE = 1.0
     return replace(
         default,
-        classifier="logistic_regression",
+        classifier=LOGISTIC,
         logistic_regression=replace(
             default.logistic_regression,
             tol=1e-6,
@@ -168,80 +182,166 @@ def reference_settings(default: TransferSettings) -> TransferSettings:
     )
 
 
-# The reference fits scikit-learn's LogisticRegression on float64 matrices: on float32 ones its
-# lbfgs stops where float32 can no longer see the loss fall (max |gradient| about 1e-5).
-FLOAT64 = ("fit_values", "held_values", "train_values", "test_values")
+def as_float64(data):
+    """The probe's matrices in float64: on float32 ones scikit-learn's lbfgs stops where float32
+    can no longer see the loss fall (max |gradient| about 1e-5)."""
+    folds = tuple(
+        replace(
+            fold,
+            values=fold.values.astype(np.float64),
+            held_values=fold.held_values.astype(np.float64),
+        )
+        for fold in data.folds
+    )
+    return replace(
+        data,
+        folds=folds,
+        train_values=data.train_values.astype(np.float64),
+        test_values=data.test_values.astype(np.float64),
+    )
 
 
-def reference_fits(inputs, default: TransferSettings, limit: float) -> pd.DataFrame:
-    """The reference on each layer, the full network and the FNE where training images x
-    features x classes <= limit, with the default's fit part, held-out part and statistics."""
+ROW = ["embedding", "layer", "selection", "fraction", "draw"]
+
+
+def reference_fits(inputs, default: TransferSettings, limit: float, workers: int) -> pd.DataFrame:
+    """The reference on every row (layers, full network, FNE, every curve point of every
+    ranking, baseline and random draw) whose training images x min(features, images) x classes
+    <= limit, with the evaluation's own folds and statistics."""
     train_rows = np.flatnonzero(inputs.is_train)
     test_rows = np.flatnonzero(~inputs.is_train)
-    fit_part, held_out = holdout_split(
-        inputs.labels[train_rows], default.c_selection.holdout_fraction, [2018, 0]
-    )
-    fit = prepare(inputs, train_rows[fit_part], train_rows[held_out], default)
-    train = prepare(inputs, train_rows, test_rows, default)
+    n_features = inputs.values.shape[1]
+    orders = [random_order(n_features, [default.seed, 0, d]) for d in range(default.random_draws)]
+    folds = training_folds(inputs.labels[train_rows], default, 0)
+    parts = [prepare(inputs, train_rows[f], train_rows[h], default, orders) for f, h in folds]
+    train = prepare(inputs, train_rows, test_rows, default, orders)
     settings = reference_settings(default)
-    jobs = [
-        job
-        for job in embedding_jobs(inputs.layers, fit, train, np.arange(1), default)
-        if job.row["selection"] is None
-    ]
     n_classes = int(inputs.labels.max()) + 1
+    jobs = embedding_jobs(inputs.layers, default)
+    affordable = [
+        job for job in jobs
+        if train_rows.size * min(job.n_features(), train_rows.size) * n_classes <= limit
+    ]  # fmt: skip
     rows = []
     for kind in KINDS:
-        if kind == FNE:
-            for part in (fit, train):
-                part.make_fne()
-        for job in (job for job in jobs if job.kind == kind):
-            n_features = (
-                inputs.values.shape[1] if job.train_columns is None else job.train_columns.size
-            )
-            if train_rows.size * min(n_features, train_rows.size) * n_classes > limit:
-                continue
-            # One BLAS thread: lbfgs's many small products ran 3 to 5 times slower on two.
-            data = probe_data(job, fit, train)
-            data = replace(data, **{f: getattr(data, f).astype(np.float64) for f in FLOAT64})
-            with threadpool_limits(limits=1):
-                result = fit_probe(data, LOGISTIC, settings, estimator=LogisticRegression)
-            accuracy, _ = accuracies(inputs.labels[test_rows], result.predictions)
+        distinct = {job.key(): job for job in affordable if job.kind == kind}
+        for part in (*parts, train):
+            part.matrices(kind)
+
+        def fit(job):
+            data = as_float64(probe_data(job, parts, train))
+            return fit_probe(data, LOGISTIC, settings, estimator=LogisticRegression)
+
+        # One BLAS thread each: lbfgs's many small products ran 3 to 5 times slower on two.
+        with blas_threads(1), ThreadPoolExecutor(max_workers=workers) as pool:
+            fitted = dict(zip(distinct, pool.map(fit, distinct.values())))
+        for job in (job for job in affordable if job.kind == kind):
+            result = fitted[job.key()]
+            accuracy, per_class = accuracies(inputs.labels[test_rows], result.predictions)
             rows.append(
                 {
-                    **{k: job.row[k] for k in WHOLE},
-                    "reference": accuracy,
+                    **{k: job.row[k] for k in ROW},
+                    "reference": per_class,
+                    "reference_accuracy": accuracy,
                     "reference_c": result.regularisation_c,
                     "reference_c_at_edge": result.c_at_grid_edge,
                 }
             )
-    return pd.DataFrame(rows)
-
-
-WHOLE = ["embedding", "layer"]
+        for part in (*parts, train):
+            part.release(kind)
+    return pd.DataFrame(
+        rows,
+        columns=[*ROW, "reference", "reference_accuracy", "reference_c", "reference_c_at_edge"],
+    )
 
 
 def compare(default: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
-    """Each layer, the full network and the FNE: default against reference accuracy."""
-    whole = default[default["selection"].isna()]
-    table = whole[[*WHOLE, "n_features", "accuracy", "solver", "regularisation_c"]].merge(
-        reference, on=WHOLE, how="inner"
-    )
-    table = table.rename(columns={"accuracy": "default", "regularisation_c": "c"})
+    """Every row the reference fitted: the evaluation's mean per-class accuracy (and
+    accuracy) against the reference's; an empty table where the reference fitted none."""
+    columns = [
+        *ROW,
+        "n_features",
+        "mean_per_class_accuracy",
+        "accuracy",
+        "solver",
+        "regularisation_c",
+    ]
+    keyed = default[columns].astype({"draw": "float64"}).fillna({"draw": -1})
+    reference = reference.astype({"draw": "float64"}).fillna({"draw": -1})
+    for frame in (keyed, reference):
+        for column in ("layer", "selection"):
+            frame[column] = frame[column].astype(object).where(frame[column].notna(), "")
+        frame["fraction"] = frame["fraction"].astype("float64").fillna(-1.0)
+    table = keyed.merge(reference, on=ROW, how="inner")
+    table = table.rename(columns={"mean_per_class_accuracy": "default", "regularisation_c": "c"})
     table["difference"] = table["default"] - table["reference"]
     return table
 
 
 def curve_table(results: pd.DataFrame) -> str:
-    """Accuracy of each selection at each fraction, continuous and three-valued; the winner."""
+    """Mean per-class accuracy of each selection at each fraction (random: the mean over its
+    draws, and their standard deviation), continuous and three-valued; the winner."""
     curves = results[results["selection"].notna()]
     table = curves.pivot_table(
-        index=["embedding", "fraction"], columns="selection", values="accuracy"
+        index=["embedding", "fraction"], columns="selection", values="mean_per_class_accuracy"
     )
-    table["best"] = table.idxmax(axis=1)
+    random = curves[curves["selection"] == "random"]
+    table["random_sd"] = random.groupby(["embedding", "fraction"])["mean_per_class_accuracy"].std()
+    table["best"] = table.drop(columns="random_sd").idxmax(axis=1)
     dks = [c for c in table.columns if str(c).startswith("dks_")]
     table["best_dks_minus_random"] = table[dks].max(axis=1) - table["random"]
+    if "anova_f" in table.columns:
+        table["best_dks_minus_anova_f"] = table[dks].max(axis=1) - table["anova_f"]
     return table.round(4).to_string()
+
+
+def c_stability(values, labels, is_train, layers, settings, first: pd.DataFrame) -> float:
+    """The largest move of any row's test mean per-class accuracy over 3 fold seeds (the
+    evaluation's and two more)."""
+    runs = [first["mean_per_class_accuracy"].to_numpy()]
+    for shift in (1, 2):
+        c_selection = replace(settings.c_selection, seed=settings.c_selection.seed + shift)
+        again, _ = timed_evaluation(
+            values, labels, is_train, layers, replace(settings, c_selection=c_selection)
+        )
+        runs.append(again.results["mean_per_class_accuracy"].to_numpy())
+    runs = np.array(runs)
+    return float(np.max(runs.max(axis=0) - runs.min(axis=0)))
+
+
+def bench_settings(args) -> TransferSettings:
+    settings = TransferSettings()
+    if args.rankings:
+        settings = replace(settings, rankings=tuple(args.rankings))
+    if args.relative_tol is not None:
+        solver = replace(settings.logistic_regression, relative_tol=args.relative_tol)
+        settings = replace(settings, logistic_regression=solver)
+    if args.classifier:
+        settings = replace(settings, classifier=args.classifier)
+    if args.force_scale_path:
+        settings = replace(settings, classifier=SCALE_PATH)
+    if args.folds:
+        settings = replace(settings, c_selection=replace(settings.c_selection, folds=args.folds))
+    if args.draws:
+        settings = replace(settings, random_draws=args.draws)
+    return settings
+
+
+def report_evaluation(evaluation, wall: float, peak_gib: float) -> None:
+    seconds = evaluation.fitted["seconds"]
+    results = evaluation.results
+    print(
+        f"whole evaluation: {wall:.1f} s wall, {time.process_time():.1f} s CPU so far "
+        f"({len(results)} result rows; standardisation + rankings "
+        f"{seconds['standardisation_and_rankings']:.1f} s, classifiers {seconds['classifiers']:.1f} s); "
+        f"peak resident {peak_gib:.2f} GiB; load average {os.getloadavg()}; solver: "
+        f"{results['solver'].value_counts().to_dict()}; C at grid edge: "
+        f"{int(results['c_at_grid_edge'].sum())} of {len(results)} rows; not converged: "
+        f"{int((~results['converged']).sum())}",
+        flush=True,
+    )
+    with pd.option_context("display.width", 200, "display.max_rows", 500):
+        print(curve_table(results))
 
 
 def run_one(scale: str, args) -> None:
@@ -253,43 +353,36 @@ def run_one(scale: str, args) -> None:
         f"{int((~is_train).sum())} test; load average {begin_load}",
         flush=True,
     )
-    settings = TransferSettings()
-    if args.rankings:
-        settings = replace(settings, rankings=tuple(args.rankings))
-    if args.relative_tol is not None:
-        solver = replace(settings.logistic_regression, relative_tol=args.relative_tol)
-        settings = replace(settings, logistic_regression=solver)
-    if args.classifier:
-        settings = replace(settings, classifier=args.classifier)
+    settings = bench_settings(args)
     evaluation, wall = timed_evaluation(values, labels, is_train, layers, settings)
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    seconds = evaluation.fitted["seconds"]
-    print(
-        f"whole evaluation: {wall:.1f} s wall ({len(evaluation.results)} result rows; "
-        f"standardisation + DKS rankings {seconds['standardisation_and_dks_ranking']:.1f} s, "
-        f"classifiers {seconds['classifiers']:.1f} s); peak resident {peak_gib:.2f} GiB; "
-        f"load average {os.getloadavg()}; solvers: "
-        f"{evaluation.results['solver'].value_counts().to_dict()}; C at grid edge: "
-        f"{int(evaluation.results['c_at_grid_edge'].sum())} of {len(evaluation.results)} rows",
-        flush=True,
-    )
-    with pd.option_context("display.width", 200, "display.max_rows", 500):
-        print(curve_table(evaluation.results))
+    report_evaluation(evaluation, wall, peak_gib)
     shortfall = float("nan")
     if args.reference:
         start = time.perf_counter()
         inputs = check_inputs(values, labels, is_train, layers, evaluation_names(labels), None)
-        table = compare(evaluation.results, reference_fits(inputs, settings, args.reference_limit))
-        with pd.option_context("display.width", 200, "display.max_rows", 500):
+        workers = settings.workers or os.cpu_count() or 1
+        reference = reference_fits(inputs, settings, args.reference_limit, workers)
+        table = compare(evaluation.results, reference)
+        with pd.option_context("display.width", 250, "display.max_rows", 1000):
+            shown = table.round(4).to_string(index=False) if len(table) else "(no row)"
             print(
-                f"default against the reference ({time.perf_counter() - start:.0f} s; load "
-                f"average {os.getloadavg()}):\n{table.round(4).to_string(index=False)}"
+                f"default against the reference, mean per-class accuracy ("
+                f"{time.perf_counter() - start:.0f} s; load average {os.getloadavg()}):\n{shown}"
             )
         if len(table):
             shortfall = max(0.0, float((-table["difference"]).max()))
+        else:
+            print(f"the reference fitted no row (--reference-limit {args.reference_limit:g})")
     else:
         print("reference not run (--no-reference)")
-    print(f"RESULT {scale} wall_s={wall:.1f} peak_gib={peak_gib:.2f} max_shortfall={shortfall:.4f}")
+    stability = float("nan")
+    if args.c_stability:
+        stability = c_stability(values, labels, is_train, layers, settings, evaluation.results)
+    print(
+        f"RESULT {scale} wall_s={wall:.1f} peak_gib={peak_gib:.2f} "
+        f"max_shortfall={shortfall:.4f} c_stability={stability:.4f}"
+    )
 
 
 def main() -> None:
@@ -300,6 +393,18 @@ def main() -> None:
     parser.add_argument("--reference-limit", type=float, default=REFERENCE_LIMIT)
     parser.add_argument("--classifier", default=None, help="transfer.classifier to time")
     parser.add_argument("--relative-tol", type=float, default=None, help="its relative_tol")
+    parser.add_argument(
+        "--force-scale-path",
+        action="store_true",
+        help=f"transfer.classifier: {SCALE_PATH}, the large-scale path, on every row",
+    )
+    parser.add_argument("--folds", type=int, default=None, help="c_selection.folds")
+    parser.add_argument("--draws", type=int, default=None, help="random_draws")
+    parser.add_argument(
+        "--c-stability",
+        action="store_true",
+        help="rerun with two more fold seeds: c_stability, the largest move of a row (3x time)",
+    )
     parser.add_argument(
         "--rankings",
         nargs="+",
@@ -318,6 +423,8 @@ def main() -> None:
         command += [] if args.reference else ["--no-reference"]
         command += ["--reference-limit", str(args.reference_limit)]
         command += ["--rankings", *args.rankings] if args.rankings else []
+        command += ["--force-scale-path"] if args.force_scale_path else []
+        command += ["--c-stability"] if args.c_stability else []
         subprocess.run(command, check=False)
 
 

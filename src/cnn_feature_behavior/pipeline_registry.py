@@ -15,13 +15,14 @@ STUDY_ORDER = (
     "few_shot",
     "reporting",
 )
-# Run by name only (`kedro run --pipelines similar`): they use the study's outputs on images the
-# user names, and are no part of the study.
-AFTER_STUDY = ("similar",)
+# Run by name only, once the study has run (`kedro run --pipelines export`): they use the study's
+# outputs (on images the user names), and are no part of `__default__`, which stays the study.
+AFTER_STUDY = ("export", "predict", "similar")
 
 
 def register_pipelines() -> dict[str, Pipeline]:
-    """Register the study's pipelines; `__default__` runs all of them in study order."""
+    """Register the study's pipelines and those run after it; `__default__` runs the study's in
+    study order."""
     pipelines = find_pipelines(raise_errors=True)
     pipelines.pop("__default__", None)
     unknown = set(pipelines) - set(STUDY_ORDER) - set(AFTER_STUDY)

@@ -56,6 +56,20 @@ def project_config(project: Path, env: str | None = None, runtime_params: dict |
     )
 
 
+def own_models_folder(project: Path) -> Path:
+    """Give a project copy a data/06_models of its own, its files links to the real project's
+    (the converted weights): what a run exports there (data/06_models/<model>/<dataset>/) stays
+    in the copy instead of reaching the real project through the shared folder."""
+    models = project / "data" / "06_models"
+    shared = models.resolve()
+    models.unlink()
+    models.mkdir()
+    for item in shared.iterdir():
+        if item.is_file():
+            (models / item.name).symlink_to(item)
+    return models
+
+
 def kedro_run(project: Path, *arguments: str, timeout: float = 1800) -> subprocess.CompletedProcess:
     """`kedro run <arguments>` in `project` as a user types it (telemetry off), output captured."""
     return subprocess.run(

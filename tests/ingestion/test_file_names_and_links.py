@@ -75,6 +75,19 @@ def _flowers102(root: Path) -> None:
         image(root / "jpg" / f"image_{number:05d}.jpg")
 
 
+def _imagefolder(root: Path) -> None:
+    for c in ("ant", "bee"):
+        for i in (1, 2):
+            image(root / c / f"{c}{i}.jpg")
+
+
+def _imagefolder_split(root: Path) -> None:
+    for split in ("train", "test"):
+        for c in ("ant", "bee"):
+            for i in (1, 2):
+                image(root / split / c / f"{c}{i}.jpg")
+
+
 TREES: dict[str, Callable[[Path], None]] = {
     "caltech101": _caltech101,
     "caltech256": _caltech256,
@@ -84,7 +97,11 @@ TREES: dict[str, Callable[[Path], None]] = {
     "wood": _wood,
     "catsdogs": _catsdogs,
     "flowers102": _flowers102,
+    "imagefolder": _imagefolder,
+    "imagefolder_split": _imagefolder_split,
 }
+# The trees of the same reader under another layout, and the reader they are read with.
+READER = {"imagefolder_split": "imagefolder"}
 
 
 def _all_paths(scan) -> list[str]:
@@ -102,7 +119,7 @@ def tree(request, tmp_path) -> tuple[str, Path, Path]:
     TREES[request.param](raw_dir)
     outside = tmp_path / "elsewhere"
     image(outside / "foreign.jpg", colour=7)
-    return request.param, raw_dir, outside
+    return READER.get(request.param, request.param), raw_dir, outside
 
 
 def test_a_non_utf8_file_name_is_a_reject_with_the_name_escaped(tree):
@@ -159,7 +176,9 @@ def test_a_link_inside_raw_dir_is_followed(tree):
     assert first not in _reasons(scan)
 
 
-@pytest.mark.parametrize("dataset", ["caltech101", "caltech256", "digits", "textures"])
+@pytest.mark.parametrize(
+    "dataset", ["caltech101", "caltech256", "digits", "textures", "imagefolder"]
+)
 def test_a_class_folder_linked_from_outside_is_refused_and_one_inside_followed(dataset, tmp_path):
     raw_dir = tmp_path / "raw"
     TREES[dataset](raw_dir)

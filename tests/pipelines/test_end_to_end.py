@@ -55,7 +55,7 @@ def test_full_study_on_caltech101_mini(project_copy, shared_datasets):
     layers = transfer[transfer["embedding"] == "layer"].groupby("layer")["accuracy"].mean()
     assert layers["conv5_3"] >= 0.8, layers.to_dict()
     curve = transfer[transfer["selection"].notna()]
-    assert set(curve["selection"]) == {*RANKINGS, "random"}
+    assert set(curve["selection"]) == {*RANKINGS, "anova_f", "random"}
 
 
 LITE0_WEIGHTS = PROJECT_ROOT / "data" / "06_models" / "efficientnet_lite0_imagenet.h5"

@@ -14,7 +14,7 @@ from cnn_feature_behavior.pipeline_registry import AFTER_STUDY, STUDY_ORDER
 
 DATASETS = (
     "imagenet cub200 wood flowers102 caltech101 mit67 textures caltech256 "
-    "stanforddogs catsdogs food101 digits"
+    "stanforddogs catsdogs food101 digits imagefolder"
 ).split()
 
 
@@ -163,6 +163,30 @@ def test_the_embedding_views_come_from_the_extraction(project_root):
     assert extraction.name == "feature_extraction.extract_embedding"
     readers = {node.name for node in study.only_nodes_with_inputs("embedding_columns").nodes}
     assert {"dks.compute_statistics", "reporting.plot_feature_class_pair"} <= readers
+
+
+def test_export_and_predict_run_by_name_after_the_study(project_root):
+    """`kedro run` stays the study; export and predict read its outputs and are run by name."""
+    from kedro.framework.project import pipelines
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(project_root)
+    assert set(AFTER_STUDY) <= set(pipelines)
+    study_outputs = pipelines["__default__"].all_outputs()
+    assert not {n.namespace for n in pipelines["__default__"].nodes} & set(AFTER_STUDY)
+    assert {"transfer_results", "embedding", "transfer_splits"} <= pipelines["export"].inputs() & (
+        study_outputs | {"embedding"}
+    )
+    assert pipelines["predict"].inputs() & pipelines["export"].all_outputs() == {
+        "exported_classifier"
+    }
+    config = _config(project_root, "caltech101", {"source_model": "vgg16_hed_bsds500"})
+    assert config["catalog"]["exported_classifier"]["filepath"] == (
+        "data/06_models/vgg16_hed_bsds500/caltech101/classifier.keras"
+    )
+    assert config["catalog"]["exported_classifier"]["made_by"] == (
+        "kedro run --env caltech101 --pipelines export --params source_model=vgg16_hed_bsds500"
+    )
 
 
 @pytest.mark.slow

@@ -23,6 +23,7 @@ from builders.report_synthetic import (
     synthetic_few_shot_results,
     synthetic_retrieval_scores,
     synthetic_study,
+    synthetic_transfer_comparisons,
     synthetic_transfer_results,
     threshold_fit,
 )
@@ -81,7 +82,9 @@ def write_upstream_outputs(project: Path) -> None:
             save(name, study[name])
         if env is None:
             save("embedding", embedding_plan(study["embedding"]))
-            save("transfer_results", synthetic_transfer_results("digits"))
+            results = synthetic_transfer_results("digits")
+            save("transfer_results", results)
+            save("transfer_comparisons", synthetic_transfer_comparisons(results))
             save("embedding_maps", synthetic_embedding_maps("digits", n_classes=6))
             save("retrieval_scores", synthetic_retrieval_scores("digits"))
             save("few_shot_results", synthetic_few_shot_results("digits"))
@@ -151,6 +154,8 @@ def test_reporting_run_writes_reports_through_the_catalog(reported_project):
             "table_search_and_transfer_per_layer.md",
             "table_transfer.csv",
             "table_transfer.md",
+            "table_transfer_comparisons.csv",
+            "table_transfer_comparisons.md",
             # feature_visualisation.max_classes of the 6 classes, in label order
             "top_features_class_a.png",
             "top_features_class_b.png",

@@ -19,6 +19,7 @@ from builders.report_synthetic import (
     synthetic_few_shot_results,
     synthetic_retrieval_scores,
     synthetic_study,
+    synthetic_transfer_comparisons,
     synthetic_transfer_results,
     threshold_fit,
 )
@@ -142,6 +143,17 @@ def stored_search_and_few_shot(studies: dict, current: str) -> dict:
     return stored
 
 
+def stored_comparisons(names: list[str], current: str) -> dict:
+    """Stored comparisons of one other study on this model (the others' predate them)."""
+    stored = [name for name in names if name != current][:1]
+    return {
+        f"vgg16_imagenet/transfer_comparisons/{name}": lambda name=name: (
+            synthetic_transfer_comparisons(synthetic_transfer_results(name, seed=names.index(name)))
+        )
+        for name in stored
+    }
+
+
 def run_reporting(
     project_root: Path,
     out: Path,
@@ -186,6 +198,7 @@ def run_reporting(
                 )
             )
     model_outputs.update(stored_search_and_few_shot(studies, current))
+    model_outputs.update(stored_comparisons(list(studies), current))
     model_outputs[f"vgg16_imagenet/{current}/embedding_maps"] = lambda: pytest.fail("not read")
     # DKS histograms: this model's in the conv / fc groups of older manifests, the other models'
     # in the spatial / head vocabulary.
@@ -218,7 +231,8 @@ def run_reporting(
         "all_dks_histograms": partitions("dks_histograms"),
         "all_model_outputs": model_outputs,
         "threshold_fit": threshold_fit(pd.concat([s["thresholds"] for s in studies.values()])),
-        "transfer_results": synthetic_transfer_results(current, seed=99),
+        "transfer_results": (results := synthetic_transfer_results(current, seed=99)),
+        "transfer_comparisons": synthetic_transfer_comparisons(results),
         "embedding_maps": synthetic_embedding_maps(current, n_classes=6),
         "retrieval_scores": synthetic_retrieval_scores(current, seed=99),
         "few_shot_results": synthetic_few_shot_results(current, seed=99),
@@ -292,9 +306,10 @@ def test_reporting_pipeline_on_four_datasets_and_two_models(project_root, tmp_pa
         "embedding_maps.png",
     ):
         assert f"![Transfer]({name})" in report
-    assert "On digits with vgg16_imagenet (seeded split, mean \u00b1 standard deviation" in report
-    assert "the best single layer is conv5_3" in report
+    assert "On digits with vgg16_imagenet (seeded split, means over 3 repetitions;" in report
+    assert "the best single layer by cross-validated score is conv5_3" in report
     assert (tmp_path / "digits/table_transfer.md").read_text() in report
+    assert (tmp_path / "digits/table_transfer_comparisons.md").read_text() in report
     # One row per (dataset, model): four datasets on this model, two on vgg19_imagenet.
     across = pd.read_csv(tmp_path / "table_transfer_across_datasets.csv")
     assert list(zip(across["dataset"], across["source_model"])) == [
@@ -308,7 +323,9 @@ def test_reporting_pipeline_on_four_datasets_and_two_models(project_root, tmp_pa
     assert set(across.loc[across["source_model"] == "vgg19_imagenet", "split_source"]) == {
         "official"
     }
-    assert "| digits | vgg19_imagenet | official | 1 | conv5_3 |" in index
+    assert "| digits | vgg19_imagenet | official | 1 | logistic_regression | conv5_3 |" in index
+    # The stored comparisons of one other study give its row intervals and verdicts.
+    assert across["against_random"].notna().sum() == 2  # this run's and the stored one's
     # Table rows by mean images per class, as in the paper.
     table_3 = pd.read_csv(tmp_path / "table_3_thresholds.csv")
     assert list(table_3["dataset"]) == ["caltech101", "digits", "wood", "food101"]
@@ -317,7 +334,7 @@ def test_reporting_pipeline_on_four_datasets_and_two_models(project_root, tmp_pa
     assert list(pd.read_csv(tmp_path / "threshold_fit.csv")["threshold"]) == ["t_plus", "t_minus"]
     # Search beside classification, few-shot per layer, and both across datasets.
     assert "For search, conv5_2 retrieves best: mAP@10" in report
-    assert "For classification, the best single layer is conv5_3" in report
+    assert "For classification, the best single layer by cross-validated score is conv5_3" in report
     search = pd.read_csv(tmp_path / "digits/table_search_and_transfer_per_layer.csv")
     assert search["embedding"].tolist()[-2:] == ["full network", "FNE"]
     assert search["transfer_accuracy"].notna().all()
@@ -514,6 +531,7 @@ def test_pipeline_is_the_dataset_report_then_the_index():
         "plot_layer_kept",
         "plot_top_feature_patches",
         "transfer_tables",
+        "transfer_comparison_table",
         "plot_transfer_by_layer",
         "plot_transfer_curve",
         "plot_embedding_maps",

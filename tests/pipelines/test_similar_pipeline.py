@@ -130,8 +130,9 @@ def test_a_dataset_image_finds_itself_first_and_its_class_next(study, tmp_path):
     assert (table.groupby("query")["class"].first().tolist()) == ["class0", "class1"]
     assert all(Path(p).is_file() for p in table["path"])  # openable from here
     rejects = catalog.load("similar_rejects")
-    assert rejects["path"].tolist() == [str(queries / "broken.jpg")]
+    assert rejects["path"].tolist() == [str(queries / "broken.jpg"), str(queries / "notes.txt")]
     assert rejects["reason"].iloc[0].startswith("cannot decode")
+    assert rejects["reason"].iloc[1] == "not an image file (suffix .txt)"
     figure = catalog.load("similar_contact_sheet")
     assert len(figure.axes) == 2 * (1 + 3)
 

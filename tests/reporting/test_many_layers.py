@@ -13,6 +13,7 @@ from builders.report_synthetic import (
     synthetic_few_shot_results,
     synthetic_retrieval_scores,
     synthetic_study,
+    synthetic_transfer_comparisons,
     synthetic_transfer_results,
 )
 from matplotlib.axes import Axes
@@ -106,7 +107,7 @@ def test_transfer_per_layer_figure_and_rows_with_112_layers():
     assert_readable_layer_axis(figure, figure.axes[0], list(LAYERS))
     table = transfer_summary.report_table(transfer_summary.summarise(results))
     assert table[table["embedding"].astype(str).str.contains("layer")].shape[0] >= 112
-    across = transfer_summary.across_table([results])
+    across = transfer_summary.across_table([(results, None)])
     assert across["best_layer"].iloc[0] in LAYERS
 
 
@@ -125,6 +126,7 @@ def test_the_dataset_report_renders_with_112_layers(study):
         "few_shot_results": synthetic_few_shot_results(
             "digits", "densenet121_imagenet", layers=list(LAYERS)[-12:]
         ),
+        "transfer_comparisons": synthetic_transfer_comparisons(results),
         "params:dataset": "digits",
         "params:source_model": "densenet121_imagenet",
     }

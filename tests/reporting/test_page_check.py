@@ -12,6 +12,7 @@ from builders.report_synthetic import (
     synthetic_few_shot_results,
     synthetic_retrieval_scores,
     synthetic_study,
+    synthetic_transfer_comparisons,
     synthetic_transfer_results,
     threshold_fit,
 )
@@ -40,6 +41,7 @@ def pages(tmp_path_factory) -> dict:
     inputs = {
         **study,
         "transfer_results": results,
+        "transfer_comparisons": synthetic_transfer_comparisons(results),
         "retrieval_scores": synthetic_retrieval_scores("caltech101", MODEL, layers=list(layers)),
         "few_shot_results": synthetic_few_shot_results("caltech101", MODEL, layers=list(layers)),
         "threshold_fit": threshold_fit(study["thresholds"]),

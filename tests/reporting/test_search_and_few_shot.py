@@ -43,6 +43,7 @@ def transfer_results() -> pd.DataFrame:
                     "classifier": "ridge", "solver": "ridge", "regularisation_c": 1.0,
                     "c_at_grid_edge": False, "n_train": 10, "n_test": 10,
                     "accuracy": accuracy + 0.01 * repetition, "mean_per_class_accuracy": accuracy,
+                    "cv_mean_per_class_accuracy": accuracy - 0.05, "cv_loss": 1.0 - accuracy,
                 }
             )  # fmt: skip
     return pd.DataFrame(rows)
@@ -77,7 +78,7 @@ def test_search_verdict_names_the_best_for_search_its_ties_and_the_best_classifi
     text = parts.search_verdict(retrieval_scores(), transfer_results())
     assert text.startswith("For search, conv4_3 retrieves best: mAP@10 0.620 [0.600, 0.640]")
     assert "tied with it" in text and "full network" in text
-    assert "For classification, the best single layer is conv5_3" in text
+    assert "For classification, the best single layer by cross-validated score is conv5_3" in text
 
 
 def test_few_shot_table_has_one_column_per_method_and_k_and_marks_ties():

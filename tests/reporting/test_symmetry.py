@@ -105,7 +105,7 @@ def test_transfer_side_by_side_has_one_column_per_source_model():
             "dataset": ["digits", "wood", "wood"],
             "source_model": ["vgg16_imagenet", "efficientnet_lite0_imagenet", "vgg16_imagenet"],
             "best_layer": ["fc7", "block6a_project_bn", "conv5_1"],
-            "best_layer_accuracy": [0.9, 0.8, np.nan],
+            "best_layer_mean_per_class_accuracy": [0.9, 0.8, np.nan],
         }
     )
     table = study.transfer_side_by_side(across)

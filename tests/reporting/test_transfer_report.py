@@ -7,7 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from builders.report_synthetic import synthetic_embedding_maps, synthetic_transfer_results
+from builders.report_synthetic import (
+    synthetic_embedding_maps,
+    synthetic_transfer_comparisons,
+    synthetic_transfer_results,
+)
 from matplotlib.figure import Figure
 
 from cnn_feature_behavior.pipelines.reporting.nodes import (
@@ -33,7 +37,9 @@ def text_of(figure: Figure) -> str:
     return " ".join(text.get_text() for text in texts)
 
 
-def row(embedding, layer, selection, fraction, n_features, repetition, accuracy, c=1.0):
+def row(configuration, repetition, mpca, cv, c=1.0, draw=None):
+    """configuration: (embedding, layer, selection, fraction, n_features)."""
+    embedding, layer, selection, fraction, n_features = configuration
     return {
         "dataset": "wood",
         "source_model": "vgg16_imagenet",
@@ -41,71 +47,139 @@ def row(embedding, layer, selection, fraction, n_features, repetition, accuracy,
         "layer": layer,
         "selection": selection,
         "fraction": fraction,
+        "draw": draw,
         "n_features": n_features,
         "split_source": "seeded",
         "repetition": repetition,
-        "classifier": "logistic_regression",
+        "classifier": "auto",
+        "solver": "logistic_regression",
         "regularisation_c": c,
+        "ridge_alpha": np.nan,
+        "c_at_grid_edge": False,
+        "converged": True,
+        "cv_loss": 1.0 - cv,
+        "cv_accuracy": cv,
+        "cv_mean_per_class_accuracy": cv,
         "n_train": 100,
         "n_test": 200,
-        "accuracy": accuracy,
-        "mean_per_class_accuracy": accuracy - 0.1,
+        "accuracy": mpca + 0.1,
+        "mean_per_class_accuracy": mpca,
     }
 
 
 @pytest.fixture
 def hand_made() -> pd.DataFrame:
-    """Two repetitions: conv5_3 beats conv4_3 on the mean though not in every repetition; the
-    FNE's top 10% by DKS beats everything selected; fraction 1 rows are no selection."""
+    """Two repetitions: conv5_3 beats conv4_3 on the test images, but conv4_3 has the better
+    cross-validated score (the one that chooses); the FNE's top 10% by DKS has the best
+    cross-validated score of the selections; fraction 1 rows are no selection."""
     rows = []
     for repetition, (a, b) in enumerate([(0.62, 0.60), (0.58, 0.66)]):
         rows += [
-            row("layer", "conv4_3", None, None, 512, repetition, a, c=0.1),
-            row("layer", "conv5_3", None, None, 512, repetition, b, c=0.1 * (1 + 9 * repetition)),
-            row("full_network", None, None, None, 4224, repetition, 0.70),
-            row("fne", None, None, None, 4224, repetition, 0.72),
-            row("fne", None, "dks_count", 0.1, 422, repetition, 0.74),
-            row("fne", None, "random", 0.1, 422, repetition, 0.50 + 0.1 * repetition),
-            row("fne", None, "dks_count", 1.0, 4224, repetition, 0.80),
-            row("full_network", None, "dks_mean_abs", 0.1, 422, repetition, 0.73),
+            row(("layer", "conv4_3", None, None, 512), repetition, a, 0.61, c=0.1),
+            row(
+                ("layer", "conv5_3", None, None, 512), repetition, b, 0.59, c=0.1 + 0.9 * repetition
+            ),
+            row(("full_network", None, None, None, 4224), repetition, 0.70, 0.69),
+            row(("fne", None, None, None, 4224), repetition, 0.72, 0.70),
+            row(("fne", None, "dks_count", 0.1, 422), repetition, 0.74, 0.72),
+            row(("fne", None, "anova_f", 0.1, 422), repetition, 0.70, 0.68),
+            row(
+                ("fne", None, "random", 0.1, 422), repetition, 0.50 + 0.1 * repetition, 0.5, draw=0
+            ),
+            row(("fne", None, "random", 0.1, 422), repetition, 0.52, 0.5, draw=1),
+            row(("fne", None, "dks_count", 1.0, 4224), repetition, 0.80, 0.79),
+            row(("full_network", None, "dks_mean_abs", 0.1, 422), repetition, 0.73, 0.71),
         ]
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table["draw"] = table["draw"].astype("Int64")
+    return table
 
 
-def test_summary_matches_a_direct_computation(hand_made):
-    summary = ts.summarise(hand_made)
-    layers = summary[summary["embedding"] == "layer"]
-    assert layers["layer"].tolist() == ["conv4_3", "conv5_3"]
-    conv5 = layers.iloc[1]
-    assert conv5["accuracy"] == pytest.approx(np.mean([0.60, 0.66]))
-    assert conv5["accuracy_std"] == pytest.approx(np.std([0.60, 0.66], ddof=1))
-    assert conv5["regularisation_c"] == "0.1, 1" and conv5["repetitions"] == 2
-    random = summary[summary["selection"] == "random"].iloc[0]
-    assert random["accuracy"] == pytest.approx(0.55)
-    # Layers, then the whole embeddings, then the selections.
-    assert summary["embedding"].tolist()[:4] == ["layer", "layer", "full_network", "fne"]
-    assert len(summary) == 8
+def comparison(configuration, baseline, difference, low, high, verdict=None):
+    """configuration: (embedding, layer, ranking, fraction)."""
+    embedding, layer, ranking, fraction = configuration
+    return {
+        "dataset": "wood", "source_model": "vgg16_imagenet", "embedding": embedding,
+        "layer": layer, "ranking": ranking, "fraction": fraction, "baseline": baseline,
+        "difference": difference, "ci_low": low, "ci_high": high, "verdict": verdict,
+    }  # fmt: skip
 
 
-def test_verdict_sentence_on_a_hand_made_table(hand_made):
-    assert ts.transfer_verdict(hand_made) == (
-        "On wood with vgg16_imagenet (seeded split, mean \u00b1 standard deviation over 2 "
-        "repetitions), the best single layer is conv5_3 (accuracy 0.630 \u00b1 0.042) and the "
-        "best selection is the FNE, DKS-ranked (classes past t+ / t-), top 10% (422 features) "
-        "(0.740 \u00b1 0.000; random at that size 0.550 \u00b1 0.071); with every feature: full "
-        "network 0.700 \u00b1 0.000, FNE 0.720 \u00b1 0.000; classifier: logistic_regression."
+@pytest.fixture
+def compared() -> pd.DataFrame:
+    """Hand-made comparisons of hand_made: conv5_3 tied with conv4_3, the DKS-ranked FNE 10%
+    better than random and tied with ANOVA-F, the full network's mean |DKS| 10% tied with it."""
+    tied, better = "no detectable difference", "better"
+    mean_abs = ("full_network", None, "dks_mean_abs", 0.1)
+    return pd.DataFrame(
+        [
+            comparison(("layer", "conv4_3", None, np.nan), "none", 0.60, 0.55, 0.65),
+            comparison(("layer", "conv5_3", None, np.nan), "none", 0.63, 0.58, 0.68),
+            comparison(("full_network", None, None, np.nan), "none", 0.70, 0.66, 0.74),
+            comparison(("fne", None, None, np.nan), "none", 0.72, 0.68, 0.76),
+            comparison(("fne", None, "dks_count", 0.1), "none", 0.74, 0.70, 0.78),
+            comparison(("layer", "conv5_3", None, np.nan), "best_layer", 0.03, -0.02, 0.08, tied),
+            comparison(("fne", None, "dks_count", 0.1), "random", 0.215, 0.15, 0.28, better),
+            comparison(("fne", None, "dks_count", 0.1), "anova_f", 0.04, -0.01, 0.09, tied),
+            comparison(mean_abs, "best_selection", -0.01, -0.05, 0.03, tied),
+        ]
     )
 
 
-def test_verdict_with_one_repetition_and_nothing_selected():
+def test_summary_matches_a_direct_computation(hand_made, compared):
+    summary = ts.summarise(hand_made, compared)
+    layers = summary[summary["embedding"] == "layer"]
+    assert layers["layer"].tolist() == ["conv4_3", "conv5_3"]
+    conv5 = layers.iloc[1]
+    assert conv5["mean_per_class_accuracy"] == pytest.approx(np.mean([0.60, 0.66]))
+    assert conv5["mean_per_class_accuracy_std"] == pytest.approx(np.std([0.60, 0.66], ddof=1))
+    assert conv5["accuracy"] == pytest.approx(np.mean([0.70, 0.76]))
+    assert (conv5["ci_low"], conv5["ci_high"]) == (0.58, 0.68)
+    assert conv5["regularisation_c"] == "0.1, 1" and conv5["repetitions"] == 2
+    random = summary[summary["selection"] == "random"].iloc[0]
+    assert random["mean_per_class_accuracy"] == pytest.approx(np.mean([0.50, 0.52, 0.60, 0.52]))
+    assert random["draws"] == 2 and np.isnan(random["ci_low"])  # no interval given for it
+    # Layers, then the whole embeddings, then the selections.
+    assert summary["embedding"].tolist()[:4] == ["layer", "layer", "full_network", "fne"]
+    assert len(summary) == 9
+
+
+def test_verdict_sentence_on_a_hand_made_table(hand_made, compared):
+    assert ts.transfer_verdict(hand_made, compared) == (
+        "On wood with vgg16_imagenet (seeded split, means over 2 repetitions; classifier: "
+        "multinomial logistic regression (L2; scikit-learn's C), C chosen by cross-validation "
+        "on the training images; mean per-class accuracy on the test images with its 95% "
+        "interval, accuracy beside it): the best single layer by cross-validated score is "
+        "conv4_3, 0.600 [0.550, 0.650] (accuracy 0.700); tied with it (no detectable "
+        "difference): conv5_3. The best selection by cross-validated score is the FNE, "
+        "DKS-ranked (classes past t+ / t-), top 10% (422 features), 0.740 [0.700, 0.780] "
+        "(accuracy 0.840); tied with it: full network, DKS-ranked (mean |DKS|), top 10% (422 "
+        "features). FNE, DKS-ranked (classes past t+ / t-) against random (the mean of 2 "
+        "draws): better at 10%; against ANOVA-F: no detectable difference at 10%. With every "
+        "feature: full network 0.700 [0.660, 0.740] (accuracy 0.800), FNE 0.720 [0.680, "
+        "0.760] (accuracy 0.820)."
+    )
+
+
+def test_the_named_rows_do_not_move_with_the_test_figures(hand_made, compared):
+    swapped = hand_made.copy()
+    layers = swapped["embedding"] == "layer"
+    swapped.loc[layers, "mean_per_class_accuracy"] = (
+        1 - swapped.loc[layers, "mean_per_class_accuracy"]
+    )
+    sentence = ts.transfer_verdict(swapped, compared)
+    assert "best single layer by cross-validated score is conv4_3" in sentence
+
+
+def test_verdict_without_cross_validated_scores_names_no_row():
     table = synthetic_transfer_results("wood", repetitions=1, layers=["conv5_3"])
-    table = table[table["selection"].isna()]
+    table = table.drop(columns=["cv_mean_per_class_accuracy", "cv_loss", "cv_accuracy"])
     sentence = ts.transfer_verdict(table)
-    assert sentence.startswith("On wood with vgg16_imagenet (official split), the best single ")
-    assert "\u00b1" not in sentence and "best selection" not in sentence
+    assert sentence.startswith("On wood with vgg16_imagenet (official split; classifier: ")
+    assert "no best layer or selection is named" in sentence
 
 
-def test_results_are_checked_with_the_problem_named(hand_made):
+def test_results_are_checked_with_the_problem_named(hand_made, compared):
     with pytest.raises(ValueError, match=r"missing column\(s\) \['accuracy'\]"):
         ts.summarise(hand_made.drop(columns="accuracy"))
     with pytest.raises(ValueError, match=r"unknown selection value\(s\) \['best'\]"):
@@ -113,33 +187,41 @@ def test_results_are_checked_with_the_problem_named(hand_made):
     with pytest.raises(ValueError, match="must name their layer"):
         ts.summarise(hand_made.assign(layer=None))
     with pytest.raises(ValueError, match=r"the 'source_model' column must be 'vgg19_imagenet'"):
-        transfer_tables(hand_made, "wood", "vgg19_imagenet")
+        transfer_tables(hand_made, compared, "wood", "vgg19_imagenet")
 
 
-def test_report_table_and_markdown(hand_made):
-    table = transfer_tables(hand_made, "wood", "vgg16_imagenet")
+def test_report_tables_and_markdown(hand_made, compared):
+    table = transfer_tables(hand_made, compared, "wood", "vgg16_imagenet")
     markdown = markdown_table(shown_table(part_named("table_transfer"), table))
-    assert len(table) == 8
+    assert len(table) == 9
     lines = markdown.strip().splitlines()
-    assert lines[0].startswith("| embedding | layer | selection | percent_kept | n_features |")
-    row = "| layer | conv5_3 |  | n/a | 512 | 0.630 | 0.042 | 0.530 | 0.042 | 0.1, 1 | 0 | logistic_regression |"
-    assert row in lines
-    assert "| fne |  | dks_count | 10.0 | 422 | 0.740 | 0.000 |" in markdown
+    assert lines[0].startswith(
+        "| embedding | layer | selection | percent_kept | n_features | mean_per_class_accuracy "
+        "| ci_low | ci_high | accuracy |"
+    )
+    assert (
+        "| layer | conv5_3 |  | n/a | 512 | 0.630 | 0.580 | 0.680 | 0.730 | 0.590 | 0.1, 1 |"
+        in markdown
+    )
+    shown = markdown_table(shown_table(part_named("table_transfer_comparisons"), compared))
+    assert "| fne |  | dks_count | 10.0 | random | 0.215 | 0.150 | 0.280 | better |" in shown
+    assert "best_selection" not in shown and "| none |" not in shown
 
 
-def test_cross_model_table_reads_transfer_partitions_only(hand_made):
+def test_cross_model_table_reads_transfer_partitions_only(hand_made, compared):
     other = hand_made.assign(source_model="vgg16_hed_bsds500", split_source="official")
     other = other[other["repetition"] == 0]
+    mit67 = synthetic_transfer_results("mit67", repetitions=2)
     outputs = {
         "vgg16_hed_bsds500/transfer_results/wood": lambda: other,
         "vgg16_imagenet/transfer_results/wood": lambda: pytest.fail("given in memory"),
-        "vgg16_imagenet/transfer_results/mit67": lambda: synthetic_transfer_results(
-            "mit67", repetitions=2
-        ),
+        "vgg16_imagenet/transfer_comparisons/wood": lambda: pytest.fail("given in memory"),
+        "vgg16_imagenet/transfer_results/mit67": lambda: mit67,
+        "vgg16_imagenet/transfer_comparisons/mit67": lambda: synthetic_transfer_comparisons(mit67),
         "vgg16_imagenet/wood/embedding_maps": lambda: pytest.fail("not a transfer table"),
         "vgg16_imagenet/dks_layer_summary/wood": lambda: pytest.fail("not a transfer table"),
     }
-    table = cross_model_transfer_table(outputs, hand_made, "wood", "vgg16_imagenet")
+    table = cross_model_transfer_table(outputs, hand_made, compared, "wood", "vgg16_imagenet")
     markdown = markdown_table(shown_table(part_named("table_transfer_across_datasets"), table))
     assert list(zip(table["dataset"], table["source_model"])) == [
         ("mit67", "vgg16_imagenet"),
@@ -147,22 +229,31 @@ def test_cross_model_table_reads_transfer_partitions_only(hand_made):
         ("wood", "vgg16_imagenet"),
     ]
     wood = table.iloc[2]
-    assert wood["best_layer"] == "conv5_3"
-    assert wood["best_selection_accuracy"] == pytest.approx(0.74)
-    assert wood["random_same_size_accuracy"] == pytest.approx(0.55)
-    assert (wood["full_network_accuracy"], wood["fne_accuracy"]) == (0.70, 0.72)
-    hed = table.iloc[1]
-    assert hed["best_layer"] == "conv4_3" and hed["repetitions"] == 1
-    assert "| wood | vgg16_hed_bsds500 | official | 1 | conv4_3 | 0.620 |" in markdown
+    assert wood["best_layer"] == "conv4_3" and wood["tied_layers"] == "conv5_3"
+    assert wood["best_layer_ci"] == "[0.550, 0.650]"
+    assert wood["best_selection_mean_per_class_accuracy"] == pytest.approx(0.74)
+    assert wood["against_random"] == "+0.215 [0.150, 0.280] better"
+    assert wood["against_anova_f"].endswith("no detectable difference")
+    assert (wood["full_network_mean_per_class_accuracy"], wood["fne_mean_per_class_accuracy"]) == (
+        0.70,
+        0.72,
+    )
+    hed = table.iloc[1]  # no comparisons stored: no interval, no verdict
+    assert hed["best_layer"] == "conv4_3" and hed["repetitions"] == 1 and hed["best_layer_ci"] == ""
+    assert (
+        "| wood | vgg16_hed_bsds500 | official | 1 | logistic_regression | conv4_3 | 0.620 |"
+        in markdown
+    )
+    assert table.iloc[0]["against_random"].endswith("better")
     wrong = {"vgg16_imagenet/transfer_results/mit67": lambda: hand_made}
     with pytest.raises(ValueError, match="vgg16_imagenet/transfer_results/mit67: the 'dataset'"):
-        cross_model_transfer_table(wrong, hand_made, "wood", "vgg16_imagenet")
+        cross_model_transfer_table(wrong, hand_made, compared, "wood", "vgg16_imagenet")
 
 
 def test_accuracy_per_layer_figure_with_missing_layers():
     results = synthetic_transfer_results(layers=["conv3_3", "conv4_3", "conv5_3", "fc7"])
     # A layer with no accuracy (e.g. a failed fit) is not drawn rather than drawn as zero.
-    results.loc[results["layer"] == "conv4_3", "accuracy"] = np.nan
+    results.loc[results["layer"] == "conv4_3", "mean_per_class_accuracy"] = np.nan
     figure = figures.transfer_by_layer_figure(results, dataset="digits", source_model="m")
     rendered(figure)
     axes = figure.axes[0]
@@ -171,9 +262,13 @@ def test_accuracy_per_layer_figure_with_missing_layers():
     legend = [text.get_text() for text in legend_box.get_texts()]
     assert legend[0].startswith("full network (continuous): 0.8")
     assert any(text.startswith("FNE (three-valued)") for text in legend)
-    assert any(text.startswith("best DKS-ranked: FNE") for text in legend)
-    assert axes.get_xlabel() and axes.get_ylabel()
-    assert "mean \u00b1 standard deviation over 3 repetitions" in axes.get_title()
+    assert any(text.startswith("best selection: FNE") for text in legend)
+    assert axes.get_xlabel() and axes.get_ylabel() == "test mean per-class accuracy"
+    assert "means over 3 repetitions" in axes.get_title()
+    with_intervals = figures.transfer_by_layer_figure(
+        results, synthetic_transfer_comparisons(results), dataset="digits", source_model="m"
+    )
+    assert "bars: 95% intervals" in with_intervals.axes[0].get_title()
 
 
 def test_accuracy_per_layer_figure_without_layers_says_so():
@@ -192,8 +287,10 @@ def test_accuracy_against_features_kept_figure():
     labels = [text.get_text() for text in figure.legends[0].get_texts()]
     assert labels == [
         "full network (continuous), DKS-ranked (classes past t+ / t-)",
+        "full network (continuous), ANOVA-F-ranked",
         "full network (continuous), random",
         "FNE (three-valued), DKS-ranked (classes past t+ / t-)",
+        "FNE (three-valued), ANOVA-F-ranked",
         "FNE (three-valued), random",
     ]
     assert [tick.get_text() for tick in axes.get_xticklabels()][:3] == ["1%", "2%", "5%"]
@@ -262,8 +359,9 @@ def test_the_transfer_text_names_one_classifier():
     results = synthetic_transfer_results(repetitions=1).assign(
         classifier="ridge_or_logistic", solver="logistic_regression", c_at_grid_edge=False
     )
-    verdict, method, figures_text = transfer_text(results).split("\n\n")
-    assert verdict.endswith("classifier: logistic_regression.")
-    assert "Classifier: logistic_regression (column solver)" in method
+    comparisons = synthetic_transfer_comparisons(results)
+    verdict, method, figures_text = transfer_text(results, comparisons).split("\n\n")
+    assert "classifier: multinomial logistic regression" in verdict
+    assert "One classifier fits every row (multinomial logistic regression" in method
     assert "ridge_or_logistic" not in verdict + method
     assert "c_at_grid_edge" in method and "t-SNE" in figures_text

@@ -199,3 +199,27 @@ def test_relative_tol_on_separable_classes_at_a_huge_c_stays_finite():
     model = MultinomialLogisticRegression(C=1e5, relative_tol=0.01).fit(values, labels)
     assert np.isfinite(model.coef_).all() and np.isfinite(model.intercept_).all()
     np.testing.assert_array_equal(model.predict(values), labels)
+
+
+def test_a_float64_line_search_failure_is_not_convergence():
+    # An objective whose gradient does not point downhill: no step of the line search lowers
+    # it, in float64 too. scipy's L-BFGS-B ends such a fit with ABNORMAL_TERMINATION_IN_LNSRCH
+    # (scikit-learn warns); it used to be reported as converged.
+    def wrong_gradient(theta):
+        return float(theta @ theta), -2.0 * theta
+
+    result = lbfgs(wrong_gradient, np.ones(5), tol=1e-6, max_iter=100)
+    assert not result.converged
+
+
+def test_a_line_search_failure_warns_and_the_model_says_so(monkeypatch):
+    from cnn_feature_behavior.transfer import multinomial
+
+    values, labels = blobs(3)
+    monkeypatch.setattr(multinomial, "_line_search", lambda *args: None)  # float32, then float64
+    with pytest.warns(ConvergenceWarning, match="line search"):
+        model = MultinomialLogisticRegression(C=1.0).fit(values, labels)
+    assert not model.converged_
+    monkeypatch.undo()
+    converged = MultinomialLogisticRegression(C=1.0).fit(values, labels)
+    assert converged.converged_

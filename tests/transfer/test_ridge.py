@@ -10,6 +10,7 @@ from sklearn.linear_model import Ridge
 from cnn_feature_behavior.transfer.classifier import fit_probe, search_c
 from cnn_feature_behavior.transfer.ridge import DUAL_SHARE, RidgeData, RidgeSystem
 from cnn_feature_behavior.transfer.settings import TransferSettings
+from cnn_feature_behavior.transfer.splits import stratified_folds
 
 
 def one_hot(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -52,17 +53,16 @@ def test_search_widens_the_grid_where_the_best_c_lies_past_it():
     assert chosen == pytest.approx(1e-4) and not at_edge
 
 
-def test_ridge_probe_two_classes_and_chosen_c_on_the_held_out_part():
+def test_ridge_probe_two_classes_and_chosen_c_by_the_folds():
     rng = np.random.default_rng(1)
     labels = np.repeat([0, 1], 40)
     values = rng.standard_normal((80, 30)).astype(np.float32)
     values[:, 0] += labels * 2.0
-    fit, held = np.arange(80) % 5 != 0, np.arange(80) % 5 == 0
-    data = probe_data(values, labels, values, (fit, held))
+    data = probe_data(values, labels, values, stratified_folds(labels, 5, 0))
     result = fit_probe(data, "ridge", TransferSettings(classifier="ridge"))
     assert result.solver == "ridge" and set(result.predictions) == {0, 1}
     assert np.mean(result.predictions == labels) > 0.8
-    assert result.regularisation_c in result.holdout_accuracy
+    assert result.regularisation_c in result.cv_losses
 
 
 def test_tiny_penalty_on_a_rank_deficient_kernel_still_solves():
@@ -144,21 +144,40 @@ def test_a_wide_rank_deficient_primal_system_solves_by_cholesky_at_a_small_penal
     np.testing.assert_allclose(intercept, reference.intercept_, rtol=1e-5, atol=1e-7)
 
 
-def test_large_systems_walk_from_the_hint_and_find_the_exhaustive_choice(monkeypatch):
-    from cnn_feature_behavior.transfer import ridge
-
+def test_closed_form_c_is_the_lowest_mean_held_out_loss_of_scikit_learns_ridge_per_fold():
+    # Brute force: scikit-learn's Ridge on each fold at every C of the widened grid, the mean
+    # squared error to the one-hot targets on its held-out images, averaged over the folds.
     rng = np.random.default_rng(6)
     labels = np.repeat(np.arange(4), 50)
     values = rng.standard_normal((200, 60)).astype(np.float32)
     values[:, :4] += np.eye(4, dtype=np.float32)[labels] * 1.5
-    fit, held = np.arange(200) % 4 != 0, np.arange(200) % 4 == 0
+    folds = stratified_folds(labels, 5, 1)
     settings = TransferSettings(classifier="ridge")
-    exhaustive = fit_probe(probe_data(values, labels, values, (fit, held)), "ridge", settings)
-    monkeypatch.setattr(ridge, "THREADED_SYSTEM", 1)  # every system counts as large
-    data = probe_data(values, labels, values, (fit, held))  # its systems large
-    walked = fit_probe(data, "ridge", settings, start_c=exhaustive.regularisation_c)
-    assert walked.regularisation_c == exhaustive.regularisation_c
-    assert len(walked.holdout_accuracy) < len(exhaustive.holdout_accuracy)
+    fitted = fit_probe(probe_data(values, labels, values, folds), "ridge", settings)
+    grid = sorted(fitted.cv_losses)
+    assert len(grid) == len(settings.ridge.c_grid) + 2 * settings.c_selection.widen
+    expected = {}
+    for c in grid:
+        losses = []
+        for fit, held in folds:
+            model = Ridge(alpha=1.0 / c).fit(
+                values[fit].astype(np.float64), one_hot(labels[fit], np.arange(4))
+            )
+            error = model.predict(values[held].astype(np.float64)) - one_hot(
+                labels[held], np.arange(4)
+            )
+            losses.append(np.mean(np.sum(error**2, axis=1)))
+        expected[c] = np.mean(losses)
+    np.testing.assert_allclose(
+        [fitted.cv_losses[c] for c in grid], [expected[c] for c in grid], rtol=1e-6
+    )
+    assert fitted.regularisation_c == min(grid, key=expected.__getitem__)
+    assert fitted.cv_loss == pytest.approx(expected[fitted.regularisation_c], rel=1e-6)
+    reference = Ridge(alpha=1.0 / fitted.regularisation_c).fit(
+        values.astype(np.float64), one_hot(labels, np.arange(4))
+    )
+    np.testing.assert_allclose(fitted.weights, reference.coef_.T, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(fitted.intercepts, reference.intercept_, rtol=1e-4, atol=1e-6)
 
 
 def test_search_walks_towards_the_better_of_both_neighbours():

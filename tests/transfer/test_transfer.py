@@ -28,7 +28,7 @@ from cnn_feature_behavior.transfer.embeddings import fne_values
 from cnn_feature_behavior.transfer.evaluation import RESULT_COLUMNS, evaluate_split
 from cnn_feature_behavior.transfer.multinomial import MultinomialLogisticRegression
 from cnn_feature_behavior.transfer.settings import LogisticRegressionSettings, TransferSettings
-from cnn_feature_behavior.transfer.splits import holdout_split
+from cnn_feature_behavior.transfer.splits import stratified_folds
 
 N_CLASSES, PER_CLASS, PER_LAYER = 6, 40, 60
 FRACTIONS = (0.05, 0.1, 1.0)
@@ -54,6 +54,7 @@ SETTINGS = TransferSettings.from_params(
         "fractions": list(FRACTIONS),
         "logistic_regression": {"c_grid": [0.01, 0.1, 1.0]},
         "rankings": ["dks_count", "dks_cover"],
+        "random_draws": 2,
     },
     {"bins": 20, "workers": 1},
     {"repetitions": 1, "seed": 3},
@@ -63,7 +64,7 @@ SETTINGS = TransferSettings.from_params(
 def evaluate(labels: np.ndarray, settings: TransferSettings = SETTINGS):
     values, _, is_train, layers = planted()
     names = [f"class{k}" for k in range(N_CLASSES)]
-    return evaluate_split(values, labels, is_train, layers, names, settings, seed=[7, 0])
+    return evaluate_split(values, labels, is_train, layers, names, settings, repetition=0)
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +93,7 @@ def test_row_space_solution_is_scikit_learns_on_the_full_matrix():
             },
         }
     )
-    data = probe_data(train, labels, test, holdout_split(labels, 0.25, 0))
+    data = probe_data(train, labels, test, stratified_folds(labels, 4, 0))
     ours = fit_probe(data, "logistic_regression", settings)
     direct = LogisticRegression(C=0.05, tol=1e-10, max_iter=5000).fit(train, labels)
     np.testing.assert_array_equal(ours.predictions, direct.predict(test))
@@ -128,32 +129,29 @@ def test_singular_gram_falls_back_to_the_spanned_directions():
     np.testing.assert_allclose(from_weights(weights), coef, atol=1e-6)
 
 
-def test_measures_and_holdout_split():
+def test_measures():
     labels, predicted = np.array([0, 0, 0, 1, 2, 2]), np.array([0, 1, 0, 1, 0, 2])
     assert accuracies(labels, predicted) == pytest.approx(
         (accuracy_score(labels, predicted), balanced_accuracy_score(labels, predicted))
     )
-    fit, held = holdout_split(np.array([0] * 10 + [1] * 5 + [2]), 0.2, 0)
-    assert np.bincount(np.array([0] * 10 + [1] * 5 + [2])[held], minlength=3).tolist() == [2, 1, 0]
-    assert np.union1d(fit, held).size == 16 and np.intersect1d(fit, held).size == 0
 
 
-def test_holdout_score_is_accuracy_then_scikit_learns_log_loss():
+def test_held_out_score_is_scikit_learns_log_loss_and_predictions():
     rng = np.random.default_rng(3)
     labels = np.repeat(np.arange(3), 8)
     values = rng.standard_normal((24, 5)) + labels[:, None]
     probe = _Probe(values[:18], labels[:18], TransferSettings())
     probe.fit(0.1)
-    accuracy, minus_loss = probe.holdout_score(values[18:], labels[18:])
-    assert accuracy == accuracy_score(labels[18:], probe.model.predict(values[18:]))
+    loss, predictions = probe.held_out(values[18:], labels[18:])
+    np.testing.assert_array_equal(predictions, probe.model.predict(values[18:]))
     expected = log_loss(labels[18:], probe.model.predict_proba(values[18:]), labels=[0, 1, 2])
-    assert -minus_loss == pytest.approx(expected, rel=1e-6)
+    assert loss == pytest.approx(expected, rel=1e-6)
 
 
 def test_tiny_unbalanced_training_split_does_not_collapse_to_the_largest_class():
     # flowers102-mini's official split: 1 to 9 training images per class, so the held-out
     # part is a few images whose accuracy ties across C; the smallest C then predicted the
-    # largest class for every test image. Ties now go to the lower held-out log-loss.
+    # largest class for every test image. C is now chosen by the held-out log-loss.
     rng = np.random.default_rng(0)
     sizes, centres = [9, 1, 2, 3, 1, 2], 4.0 * np.eye(6, 40)
     train_labels = np.repeat(np.arange(6), sizes)
@@ -161,8 +159,8 @@ def test_tiny_unbalanced_training_split_does_not_collapse_to_the_largest_class()
     train = centres[train_labels] + rng.standard_normal((train_labels.size, 40))
     test = centres[test_labels] + rng.standard_normal((test_labels.size, 40))
     settings = TransferSettings()
-    holdout = holdout_split(train_labels, settings.c_selection.holdout_fraction, 0)
-    data = probe_data(train, train_labels, test, holdout)
+    folds = stratified_folds(train_labels, settings.c_selection.folds, 0)
+    data = probe_data(train, train_labels, test, folds)
     solver = solver_for(*train.shape, 6, settings)
     for result in (
         fit_probe(data, "logistic_regression", settings),
@@ -183,24 +181,26 @@ def test_dks_selection_keeps_the_planted_features_and_beats_random(evaluated):
     planted_features = {10 * k for k in range(N_CLASSES)}
     # A planted feature also passes t- for other classes (its class lifts the rest's EDF), so
     # noise can only tie it by chance: all six are in the top 10%, nearly all in the top 5%.
-    assert planted_features <= set(evaluated.fitted["selections"][("dks_count", 0.1)].tolist())
-    top = set(evaluated.fitted["selections"][("dks_count", 0.05)].tolist())
+    selections = evaluated.fitted["selections"]
+    assert planted_features <= set(selections[("dks_count", None, 0.1)].tolist())
+    top = set(selections[("dks_count", None, 0.05)].tolist())
     assert len(top & planted_features) >= N_CLASSES - 1
     assert set(evaluated.fitted["rankings"]["dks_count"][:6].tolist()) == top
     assert 0 < evaluated.fitted["t_plus"] < 1 and -1 < evaluated.fitted["t_minus"] < 0
-    results = evaluated.results.set_index(["embedding", "layer", "selection", "fraction"])
-    dks = results.loc[("full_network", None, "dks_count", 0.05), "accuracy"]
+    results = evaluated.results.set_index(["embedding", "layer", "selection", "fraction", "draw"])
+    dks = results.loc[("full_network", None, "dks_count", 0.05, pd.NA), "accuracy"]
     random = results.loc[("full_network", None, "random", 0.05), "accuracy"]
-    assert dks > 0.7 and dks > random + 0.3
+    assert dks > 0.7 and (dks > random + 0.3).all()
     assert (
-        results.loc[("layer", "conv1_1", None, None), "accuracy"]
-        > results.loc[("layer", "conv2_1", None, None), "accuracy"] + 0.3
+        results.loc[("layer", "conv1_1", None, None, pd.NA), "accuracy"]
+        > results.loc[("layer", "conv2_1", None, None, pd.NA), "accuracy"] + 0.3
     )  # conv2_1 is noise: about chance
     # 100% of the features, whichever the order: the full network's own fit.
     full = evaluated.results[evaluated.results["n_features"] == 2 * PER_LAYER]
     assert full.groupby("embedding")["accuracy"].nunique().eq(1).all()
     assert list(evaluated.results.columns) == list(RESULT_COLUMNS)
-    assert len(evaluated.results) == 2 + 2 + 2 * 3 * len(FRACTIONS)
+    # Layers, full network, FNE; per kind 2 DKS rankings, ANOVA-F and 2 random draws per size.
+    assert len(evaluated.results) == 2 + 2 + 2 * (2 + 1 + 2) * len(FRACTIONS)
     # The class-covering ranking gives each class its best feature first: the planted ones.
     assert set(evaluated.fitted["rankings"]["dks_cover"][:N_CLASSES].tolist()) == planted_features
 
@@ -215,24 +215,33 @@ def test_no_test_image_reaches_anything_fitted(evaluated):
     rng = np.random.default_rng(11)
     other_values[~is_train] = rng.standard_normal(((~is_train).sum(), values.shape[1])) * 5 + 2
     names = [f"class{k}" for k in range(N_CLASSES)]
-    other = evaluate_split(other_values, changed, is_train, layers, names, SETTINGS, seed=[7, 0])
-    for name in ("mean", "scale", "fit_part_mean", "dks", "random"):
+    other = evaluate_split(other_values, changed, is_train, layers, names, SETTINGS)
+    for name in ("mean", "scale", "fold_means", "dks", "random"):
         np.testing.assert_array_equal(other.fitted[name], evaluated.fitted[name], err_msg=name)
-    for name in ("rankings", "fit_part_rankings"):
-        for ranking, order in evaluated.fitted[name].items():
-            np.testing.assert_array_equal(other.fitted[name][ranking], order, err_msg=ranking)
+    for rankings, again in zip(
+        [evaluated.fitted["rankings"], *evaluated.fitted["fold_rankings"]],
+        [other.fitted["rankings"], *other.fitted["fold_rankings"]],
+    ):
+        for ranking, order in rankings.items():
+            np.testing.assert_array_equal(again[ranking], order, err_msg=ranking)
     assert (other.fitted["t_plus"], other.fitted["t_minus"]) == (
         evaluated.fitted["t_plus"],
         evaluated.fitted["t_minus"],
     )
     for key, kept in evaluated.fitted["selections"].items():
         np.testing.assert_array_equal(other.fitted["selections"][key], kept, err_msg=str(key))
-    for part, again in zip(evaluated.fitted["holdout"], other.fitted["holdout"]):
-        np.testing.assert_array_equal(part, again)
-    for column in ("regularisation_c", "solver", "c_at_grid_edge"):
+    for fold, again in zip(evaluated.fitted["folds"], other.fitted["folds"]):
+        for part, same in zip(fold, again):
+            np.testing.assert_array_equal(part, same)
+    for column in ("regularisation_c", "solver", "c_at_grid_edge", "cv_loss", "cv_accuracy"):
         pd.testing.assert_series_equal(other.results[column], evaluated.results[column])
     # ... while the measures do read the test labels.
     assert not np.allclose(other.results["accuracy"], evaluated.results["accuracy"])
+    # The rows the verdict names are chosen without them: the same best layer and selection.
+    from cnn_feature_behavior.transfer.comparisons import best_rows
+
+    named = best_rows(evaluated.results)
+    assert best_rows(other.results) == named and None not in named.values()
 
 
 def test_a_non_finite_embedding_value_is_an_error_naming_its_feature():
@@ -240,7 +249,7 @@ def test_a_non_finite_embedding_value_is_an_error_naming_its_feature():
     values[3, 7] = np.inf
     names = [f"class{k}" for k in range(N_CLASSES)]
     with pytest.raises(ValueError, match="1 feature"):
-        evaluate_split(values, labels, is_train, layers, names, SETTINGS, seed=[7, 0])
+        evaluate_split(values, labels, is_train, layers, names, SETTINGS)
 
 
 def test_unknown_parameters_are_named():
@@ -252,6 +261,14 @@ def test_unknown_parameters_are_named():
         TransferSettings.from_params({"rankings": ["dks"]})
     with pytest.raises(ValueError, match=r"transfer.ridge: unknown key\(s\) \['cgrid'\]"):
         TransferSettings.from_params({"ridge": {"cgrid": [1.0]}})
+    with pytest.raises(ValueError, match=r"c_selection: unknown key\(s\) \['holdout_fraction'\]"):
+        TransferSettings.from_params({"c_selection": {"holdout_fraction": 0.2}})
+    with pytest.raises(ValueError, match="transfer.c_selection.folds must be an integer >= 2"):
+        TransferSettings.from_params({"c_selection": {"folds": 1}})
+    with pytest.raises(ValueError, match="transfer.random_draws must be an integer >= 1"):
+        TransferSettings.from_params({"random_draws": 0})
+    with pytest.raises(ValueError, match="transfer.baselines must be distinct names among"):
+        TransferSettings.from_params({"baselines": ["chi2"]})
 
 
 class KeptMemoryDataset(MemoryDataset):
@@ -268,6 +285,7 @@ def test_pipeline_through_the_runner_writes_the_contract_table():
         "fractions": [0.05, 1.0],
         "logistic_regression": {"c_grid": [0.1, 1.0]},
         "rankings": ["dks_count"],
+        "random_draws": 2,
     }
     catalog = DataCatalog(
         {
@@ -303,6 +321,7 @@ def test_pipeline_through_the_runner_writes_the_contract_table():
             "params:source_model": MemoryDataset("vgg16_imagenet"),
             "transfer_splits": KeptMemoryDataset(),
             "transfer_results": KeptMemoryDataset(),
+            "transfer_comparisons": KeptMemoryDataset(),
         }
     )
     pipeline = create_pipeline().only_nodes("transfer.split_images", "transfer.evaluate_transfer")
@@ -313,14 +332,26 @@ def test_pipeline_through_the_runner_writes_the_contract_table():
 
     check_results(results)
     assert list(results.columns) == list(CONTRACT)
-    assert results["repetition"].tolist() == [0] * 12 + [1] * 12
+    # 2 layers, full network, FNE; per kind dks_count, anova_f and 2 random draws at 2 sizes.
+    assert results["repetition"].tolist() == [0] * 20 + [1] * 20
     assert set(results["split_source"]) == {"seeded"}
     assert (results["n_train"] == N_CLASSES * 8).all()
     assert (results["n_test"] == N_CLASSES * (PER_CLASS - 8)).all()
-    assert results["layer"].isna().sum() == 20 and results["fraction"].isna().sum() == 8
+    assert results["layer"].isna().sum() == 36 and results["fraction"].isna().sum() == 8
+    assert results.loc[results["selection"] == "random", "draw"].tolist() == [0, 0, 1, 1] * 4
     at_5 = results[(results["embedding"] == "full_network") & (results["fraction"] == 0.05)]
-    by_selection = at_5.pivot(index="repetition", columns="selection", values="accuracy")
+    by_selection = at_5.pivot_table(index="repetition", columns="selection", values="accuracy")
     assert (by_selection["dks_count"] > by_selection["random"] + 0.2).all()
+    compared = catalog.load("transfer_comparisons")
+    from cnn_feature_behavior.transfer.comparisons import COMPARISON_COLUMNS
+
+    assert list(compared.columns) == list(COMPARISON_COLUMNS)
+    dks_against_random = compared[
+        (compared["embedding"] == "full_network")
+        & (compared["ranking"] == "dks_count")
+        & (compared["baseline"] == "random")
+    ]
+    assert dks_against_random["verdict"].tolist() == ["better"]
 
 
 def test_linear_svc_option_is_the_fne_codes_fixed_c():
@@ -331,24 +362,24 @@ def test_linear_svc_option_is_the_fne_codes_fixed_c():
     results = evaluate(planted()[1], settings).results
     assert set(results["classifier"]) == {"linear_svc"} == set(results["solver"])
     assert set(results["regularisation_c"]) == {1.0}
-    assert set(results["selection"].dropna()) == {"dks_mean_abs", "random"}
+    assert set(results["selection"].dropna()) == {"dks_mean_abs", "anova_f", "random"}
     assert results.loc[results["layer"] == "conv1_1", "accuracy"].iloc[0] > 0.5
 
 
 # --- Defects found in review (each failed before its fix) ----------------------------------------
 
 
-@pytest.mark.parametrize("classifier", ["ridge_or_logistic", "ridge", "logistic_regression"])
+@pytest.mark.parametrize("classifier", ["auto", "ridge", "logistic_regression"])
 def test_two_classes_work(classifier):
     values, labels, is_train, layers = planted()
     two = labels < 2
     settings = TransferSettings.from_params(
-        {"fractions": [0.05, 1.0], "classifier": classifier},
+        {"fractions": [0.05, 1.0], "classifier": classifier, "random_draws": 1},
         {"bins": 20, "workers": 1},
         {"repetitions": 1, "seed": 3},
     )
     evaluation = evaluate_split(
-        values[two], labels[two], is_train[two], layers, ["a", "b"], settings, seed=[7, 0]
+        values[two], labels[two], is_train[two], layers, ["a", "b"], settings
     )
     results = evaluation.results.set_index(["embedding", "layer", "selection", "fraction"])
     # Class 0's feature 0 and class 1's feature 10 (conv1_1) are planted: both classes found.
@@ -365,8 +396,7 @@ def test_row_space_and_full_space_logistic_regression_agree():
     test_labels = np.repeat(np.arange(20), 50)
     train = (centres[labels] + rng.standard_normal((400, 1200))).astype(np.float32)
     test = (centres[test_labels] + rng.standard_normal((1000, 1200))).astype(np.float32)
-    holdout = holdout_split(labels, 0.2, 0)
-    data = probe_data(train, labels, test, holdout)
+    data = probe_data(train, labels, test, stratified_folds(labels, 3, 0))
     predicted = {}
     for row_space in (True, False):
         settings = TransferSettings.from_params(
@@ -391,68 +421,142 @@ def test_row_space_only_where_it_saves():
     assert probe.design is values and probe.to_weights is None
 
 
-def test_holdout_quota_is_exact_half_up():
-    # 0.35 x 90 = 31.5 -> 32 (floating point gave 31.499..., so 31); 0.5 x 5 = 2.5 -> 3 (banker's
-    # rounding gave 2).
-    for fraction, size, expected in ((0.35, 90, 32), (0.5, 5, 3), (0.2, 12, 2)):
-        _, held = holdout_split(np.zeros(size, int), fraction, 0)
-        assert held.size == expected, (fraction, size)
+def test_no_fold_sees_its_held_out_rows(monkeypatch):
+    # Each fold's standardisation, DKS rankings, t+ / t- and ANOVA-F order are its training
+    # part's alone, and its classifiers are fitted on its training part's rows only: changing a
+    # fold's held-out images changes nothing of what that fold fits.
+    from cnn_feature_behavior.transfer import classifier
 
-
-def test_held_out_part_stays_out_of_what_chooses_c():
-    # The standardisation and the DKS rankings used to choose C are the fit part's alone: the
-    # held-out images' values change nothing of them.
     values, labels, is_train, layers = planted()
     names = [f"class{k}" for k in range(N_CLASSES)]
-    first = evaluate_split(values, labels, is_train, layers, names, SETTINGS, seed=[7, 0])
-    fit_part, held_out = first.fitted["holdout"]
-    train_rows = np.flatnonzero(is_train)
-    expected_mean = values[train_rows[fit_part]].astype(np.float64).mean(axis=0)
-    np.testing.assert_allclose(first.fitted["fit_part_mean"], expected_mean, rtol=1e-6)
+    seen = []
+    original = classifier._choose_logistic_c
+
+    def recording(data, *args):
+        seen.append([(fold.values.shape[0], fold.held_values.shape[0]) for fold in data.folds])
+        return original(data, *args)
+
+    monkeypatch.setattr(classifier, "_choose_logistic_c", recording)
+    first = evaluate_split(values, labels, is_train, layers, names, SETTINGS)
+    folds, train_rows = first.fitted["folds"], np.flatnonzero(is_train)
+    assert len(folds) == 5
+    for (fit, held), mean in zip(folds, first.fitted["fold_means"]):
+        assert np.intersect1d(fit, held).size == 0 and fit.size + held.size == train_rows.size
+        expected = values[train_rows[fit]].astype(np.float64).mean(axis=0)
+        np.testing.assert_allclose(mean, expected, rtol=1e-6)
+    assert all(sizes == [(fit.size, held.size) for fit, held in folds] for sizes in seen)
+    fit, held = folds[0]
     changed = values.copy()
-    changed[train_rows[held_out]] = (
-        np.random.default_rng(4).standard_normal((held_out.size, values.shape[1])) * 4 + 1
+    changed[train_rows[held]] = (
+        np.random.default_rng(4).standard_normal((held.size, values.shape[1])) * 4 + 1
     )
-    second = evaluate_split(changed, labels, is_train, layers, names, SETTINGS, seed=[7, 0])
-    np.testing.assert_array_equal(second.fitted["fit_part_mean"], first.fitted["fit_part_mean"])
-    for ranking, order in first.fitted["fit_part_rankings"].items():
-        np.testing.assert_array_equal(second.fitted["fit_part_rankings"][ranking], order)
+    second = evaluate_split(changed, labels, is_train, layers, names, SETTINGS)
+    np.testing.assert_array_equal(second.fitted["fold_means"][0], first.fitted["fold_means"][0])
+    for ranking, order in first.fitted["fold_rankings"][0].items():
+        np.testing.assert_array_equal(second.fitted["fold_rankings"][0][ranking], order)
+    # ... while the other folds, whose training parts hold those images, do see them.
+    assert not np.array_equal(second.fitted["fold_means"][1], first.fitted["fold_means"][1])
     assert not np.array_equal(second.fitted["mean"], first.fitted["mean"])
 
 
-def test_a_kinds_gram_matrices_are_freed_before_the_next_kinds_are_made(monkeypatch):
-    # At caltech256's size each kind's two Gram matrices take 2.5 GB: the continuous kind's
-    # were still referenced by the last ridge job while the FNE kind's were computed.
+def test_stratified_folds_deal_each_class_evenly_and_hold_each_image_out_once():
+    labels = np.repeat(np.arange(5), [1, 2, 7, 10, 23])
+    folds = stratified_folds(labels, 5, [3, 0])
+    held_count = np.zeros(labels.size, int)
+    for fit, held in folds:
+        np.testing.assert_array_equal(np.union1d(fit, held), np.arange(labels.size))
+        assert np.intersect1d(fit, held).size == 0
+        held_count[held] += 1
+        assert set(labels[fit]) == set(labels)  # every class in every training part
+        for label, size in zip(range(5), [1, 2, 7, 10, 23]):
+            if size > 1:  # floor or ceil of size / 5
+                assert size // 5 <= np.sum(labels[held] == label) <= -(-size // 5)
+    np.testing.assert_array_equal(held_count, labels != 0)  # the one-image class never held out
+    assert max(h.size for _, h in folds) - min(h.size for _, h in folds) <= 1
+    again = stratified_folds(labels, 5, [3, 0])
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(folds, again))
+    assert not all(
+        np.array_equal(a[1], b[1]) for a, b in zip(folds, stratified_folds(labels, 5, [3, 1]))
+    )
+
+
+def test_ten_random_draws_by_default_each_a_row_with_its_draw():
+    settings = TransferSettings.from_params(
+        {"fractions": [0.05, 1.0], "rankings": ["dks_count"], "c_selection": {"folds": 2}},
+        {"bins": 20, "workers": 1},
+    )
+    assert settings.random_draws == 10
+    results = evaluate(planted()[1], settings).results
+    random = results[results["selection"] == "random"]
+    for (kind, fraction), rows in random.groupby(["embedding", "fraction"]):
+        assert rows["draw"].tolist() == list(range(10)), (kind, fraction)
+    at_5 = random[random["fraction"] == 0.05]
+    assert at_5.groupby("embedding")["n_features"].first().eq(6).all()
+    assert at_5["accuracy"].nunique() > 1  # different draws, different features
+    assert results.loc[results["selection"] != "random", "draw"].isna().all()
+
+
+def test_anova_f_rows_are_an_independent_f_classif_ranking(evaluated):
+    from sklearn.feature_selection import SelectKBest, f_classif
+
+    values, labels, is_train, _ = planted()
+    for fraction, k in ((0.05, 6), (0.1, 12)):
+        selected = evaluated.fitted["selections"][("anova_f", None, fraction)]
+        expected = SelectKBest(f_classif, k=k).fit(values[is_train], labels[is_train])
+        np.testing.assert_array_equal(selected, np.sort(expected.get_support(indices=True)))
+    results = evaluated.results
+    assert set(results.loc[results["selection"] == "anova_f", "fraction"]) == set(FRACTIONS)
+
+
+@pytest.mark.parametrize(("budget", "solver"), [(7e6, "ridge"), (2e7, "logistic_regression")])
+def test_one_solver_fits_every_row_of_an_evaluation(budget, solver):
+    # 120 training images, 6 classes: the full network (120 features) costs 120^2 x 120 x 6 =
+    # 1.04e7 and a layer (60) half: with a budget between them the layers used to get the
+    # logistic regression and the full network ridge, inside one comparison.
+    settings = replace(
+        SETTINGS,
+        logistic_regression=LogisticRegressionSettings(c_grid=(0.01, 0.1, 1.0), budget=budget),
+    )
+    results = evaluate(planted()[1], settings).results
+    assert set(results["solver"]) == {solver}
+    strength = "ridge_alpha" if solver == "ridge" else "regularisation_c"
+    other = "regularisation_c" if solver == "ridge" else "ridge_alpha"
+    assert results[strength].notna().all() and results[other].isna().all()
+
+
+def test_a_kinds_gram_matrices_are_freed_before_the_next_ones_are_made(monkeypatch):
+    # At caltech256's size each Gram matrix takes 1.2 GB: one fold's (or the training split's)
+    # of one kind is held at a time, freed before the next is made.
     import gc
     import weakref
 
-    from cnn_feature_behavior.transfer import jobs, ridge
+    from cnn_feature_behavior.transfer import ridge
 
     made = []  # weak references: RidgeData is an unhashable dataclass
+    alive_when_made = []
     original_of = ridge.RidgeData.of.__func__
 
     def recorded_of(cls, *args, **kwargs):
+        gc.collect()
+        alive_when_made.append(sum(ref() is not None for ref in made))
         data = original_of(cls, *args, **kwargs)
         made.append(weakref.ref(data))
         return data
 
-    alive_at_fne = []
-    original_make_fne = jobs.Prepared.make_fne
-
-    def make_fne(self):
-        gc.collect()
-        alive_at_fne.append(sum(ref() is not None for ref in made))
-        original_make_fne(self)
-
     monkeypatch.setattr(ridge.RidgeData, "of", classmethod(recorded_of))
-    monkeypatch.setattr(jobs.Prepared, "make_fne", make_fne)
     settings = TransferSettings.from_params(
-        {"classifier": "ridge", "fractions": [0.5, 1.0], "rankings": ["dks_count"]},
+        {
+            "classifier": "ridge",
+            "fractions": [0.5, 1.0],
+            "rankings": ["dks_count"],
+            "random_draws": 1,
+        },
         {"bins": 20, "workers": 1},
         {"repetitions": 1, "seed": 3},
     )
     evaluate(planted()[1], settings)
-    assert alive_at_fne and alive_at_fne[0] == 0
+    assert len(alive_when_made) == 2 * (5 + 1)  # two kinds, five folds and the training split
+    assert set(alive_when_made) == {0}
 
 
 def test_narrow_designs_choose_c_with_converged_fits(monkeypatch):
@@ -469,8 +573,7 @@ def test_narrow_designs_choose_c_with_converged_fits(monkeypatch):
 
     monkeypatch.setattr(MultinomialLogisticRegression, "fit", recording_fit)
     values, labels, *_ = planted()
-    holdout = holdout_split(labels, 0.25, 0)
-    data = probe_data(values, labels, values, holdout)
+    data = probe_data(values, labels, values, stratified_folds(labels, 3, 0))
     settings = TransferSettings.from_params(
         {
             "classifier": "logistic_regression",
@@ -485,38 +588,43 @@ def test_narrow_designs_choose_c_with_converged_fits(monkeypatch):
     assert tols[:-1] and set(tols[:-1]) == {1e-3} and tols[-1] == 1e-6
 
 
-def test_the_refit_starts_from_the_fit_parts_weights_feature_by_feature(monkeypatch):
-    # A ranking's selection differs between the fit part and the training split: the refit's
-    # start once took the fit part's weights position by position, each on another feature.
+def test_the_refit_starts_from_the_folds_mean_weights_feature_by_feature(monkeypatch):
+    # A ranking's selection differs between the folds and the training split: the refit's
+    # start once took a fit part's weights position by position, each on another feature.
     from cnn_feature_behavior.transfer import classifier
+    from cnn_feature_behavior.transfer.classifier import FoldData
 
     values, labels, *_ = planted()
-    fit, held = holdout_split(labels, 0.25, 0)
-    fit_columns, train_columns = np.array([0, 10, 20, 30]), np.array([10, 20, 30, 40, 50])
-    data = ProbeData(
-        values[fit][:, fit_columns], labels[fit], values[held][:, fit_columns], labels[held],
-        values[:, train_columns], labels, values[:, train_columns],
-        common_columns=(np.array([1, 2, 3]), np.array([0, 1, 2])),
+    (fit_a, held_a), (fit_b, held_b) = stratified_folds(labels, 2, 0)
+    columns_a, columns_b = np.array([0, 10, 20, 30]), np.array([10, 20, 40, 60])
+    train_columns = np.array([10, 20, 30, 40, 50])
+    folds = (
+        FoldData(values[fit_a][:, columns_a], labels[fit_a], values[held_a][:, columns_a],
+                 labels[held_a], common_columns=(np.array([1, 2, 3]), np.array([0, 1, 2]))),
+        FoldData(values[fit_b][:, columns_b], labels[fit_b], values[held_b][:, columns_b],
+                 labels[held_b], common_columns=(np.array([0, 1, 2]), np.array([0, 1, 3]))),
     )  # fmt: skip
-    starts, selected = [], []
+    data = ProbeData(folds, values[:, train_columns], labels, values[:, train_columns])
+    starts, made = [], []
     original_start_from, original_weights = classifier._Probe.start_from, classifier._Probe.weights
 
     def start_from(self, weights, intercept):
-        # The weights made last: the fit part's at the chosen C (the held-out scoring's too).
-        starts.append((weights.copy(), selected[-1][0]))
+        starts.append((weights.copy(), [w for w, _ in made[-2:]]))  # the folds' at the chosen C
         original_start_from(self, weights, intercept)
 
     def weights(self):
-        selected.append(original_weights(self))
-        return selected[-1]
+        made.append(original_weights(self))
+        return made[-1]
 
     monkeypatch.setattr(classifier._Probe, "start_from", start_from)
     monkeypatch.setattr(classifier._Probe, "weights", weights)
     settings = TransferSettings(classifier="logistic_regression")
     classifier.fit_probe(data, "logistic_regression", settings)
-    ((start, chosen),) = starts
-    np.testing.assert_array_equal(start[:3], chosen[1:])
-    np.testing.assert_array_equal(start[3:], 0.0)
+    ((start, (weights_a, weights_b)),) = starts
+    expected = np.zeros((5, N_CLASSES))
+    expected[[0, 1, 2]] += weights_a[[1, 2, 3]] / 2
+    expected[[0, 1, 3]] += weights_b[[0, 1, 2]] / 2
+    np.testing.assert_allclose(start, expected)
 
 
 def test_each_curve_searches_c_from_its_previous_sizes_choice(monkeypatch):
@@ -525,26 +633,38 @@ def test_each_curve_searches_c_from_its_previous_sizes_choice(monkeypatch):
     calls = []
     original = scheduling.fit_probe
 
+    starts = []
+
     def recording(data, solver, settings, start_c=None):
         fitted = original(data, solver, settings, start_c)
-        calls.append((data.fit_values.shape[1], start_c, fitted.regularisation_c))
+        calls.append((data.train_values.shape[1], start_c, fitted.regularisation_c))
+        starts.append([None if fold.start is None else fold.start[0].shape for fold in data.folds])
         return fitted
 
     monkeypatch.setattr(scheduling, "fit_probe", recording)
     settings = TransferSettings.from_params(
-        {"fractions": [0.05, 0.1, 0.25, 1.0], "rankings": ["dks_count"], "workers": 1},
+        {
+            "fractions": [0.05, 0.1, 0.25, 1.0],
+            "rankings": ["dks_count"],
+            "random_draws": 1,
+            "workers": 1,
+        },
         {"bins": 20, "workers": 1},
         {"repetitions": 1, "seed": 3},
     )
     evaluate(planted()[1], settings)
     # workers 1: the tasks in their order, the most columns first: the full network (120), the
-    # layers (60 each), each curve's sizes together (6 + 12 + 30, dks_count then random); then
-    # the FNE's.
-    calls = calls[:9]
-    assert [columns for columns, *_ in calls] == [120, 60, 60, 6, 12, 30, 6, 12, 30]
+    # layers (60 each), each curve's sizes together (6 + 12 + 30: dks_count, anova_f, then the
+    # random draw); then the FNE's.
+    calls = calls[:12]
+    assert [columns for columns, *_ in calls] == [120, 60, 60] + [6, 12, 30] * 3
     assert [start for _, start, _ in calls[:3]] == [None, None, None]
-    for curve in (calls[3:6], calls[6:9]):
+    for curve in (calls[3:6], calls[6:9], calls[9:12]):
         assert [start for _, start, _ in curve] == [None, curve[0][2], curve[1][2]]
+    # ... and each fold's first fit from the same fold's weights at the previous size, moved to
+    # this size's columns.
+    assert starts[3] == [None] * 5
+    assert starts[4] == [(12, N_CLASSES)] * 5 and starts[5] == [(30, N_CLASSES)] * 5
 
 
 def test_results_do_not_depend_on_the_number_of_workers():
@@ -569,3 +689,32 @@ def test_no_convergence_warning_escapes_the_threads_that_fit():
         for _ in range(3):
             evaluate(planted()[1], settings)
     assert not [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+
+
+def test_a_refit_whose_line_search_fails_says_so_in_its_row(monkeypatch):
+    from cnn_feature_behavior.transfer import multinomial
+
+    original = multinomial._line_search
+    failing = {"on": False}
+
+    def line_search(*args):
+        return None if failing["on"] else original(*args)
+
+    def refit_fails(choice, data, settings, estimator):
+        failing["on"] = True
+        try:
+            return original_refit(choice, data, settings, estimator)
+        finally:
+            failing["on"] = False
+
+    from cnn_feature_behavior.transfer import classifier
+
+    original_refit = classifier._refit_logistic
+    monkeypatch.setattr(multinomial, "_line_search", line_search)
+    monkeypatch.setattr(classifier, "_refit_logistic", refit_fails)
+    settings = replace(SETTINGS, workers=1)
+    results = evaluate(planted()[1], settings).results
+    assert set(results["solver"]) == {"logistic_regression"}
+    assert not results["converged"].any()
+    monkeypatch.undo()
+    assert evaluate(planted()[1], settings).results["converged"].all()

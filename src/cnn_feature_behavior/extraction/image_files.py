@@ -1,4 +1,5 @@
-"""Images outside the image index (a user's query images) embedded as the study embedded its own.
+"""Images outside the image index (a user's query images, images to classify): found below the
+path the user names (`image_files`), and embedded as the study embedded its own.
 
 The same source model and weights, the same taps (the study's feature manifest's layers), the
 same crops, resize and preprocessing, computed by the study's own `stream.CropStream`: a query
@@ -11,7 +12,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
@@ -24,29 +26,64 @@ from cnn_feature_behavior.extraction.stream import (
     cached_extractor,
     plan_description,
 )
+from cnn_feature_behavior.ingestion.readers.base import (
+    IMAGE_SUFFIXES,
+    files_under,
+    is_image_name,
+    not_image_reason,
+)
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 # What must be equal between the study's embedding and the query images' (plan.json's keys).
 SAME_AS_STUDY = ("source_model", "weights", "layers", "crops", "resize", "crop")
+HIDDEN_REASON = "hidden (name starts with '.'), left out"
 
 
-def image_files(path: str | Path, parameter: str) -> list[Path]:
-    """`path` itself if it is a file, else every image file under the folder (recursive, by
-    suffix in any case), sorted. A missing path or a folder without images is an error naming
-    the `parameter`."""
+@dataclass(frozen=True)
+class ImageFiles:
+    """The image files a user named (one file, or a folder at any depth): their paths relative
+    to `root` (POSIX, sorted), and every other file or refused entry below it, with the reason."""
+
+    root: Path
+    images: tuple[str, ...]
+    others: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def paths(self) -> list[Path]:
+        return [self.root / name for name in self.images]
+
+
+def image_files(path: str | Path, parameter: str) -> ImageFiles:
+    """`path` itself if it is an image file, else every image file below the folder, found as
+    the readers find a dataset's (`readers.base.files_under`: the rule on names and links; the
+    suffixes of `readers.base.IMAGE_SUFFIXES`, any case); hidden files and folders are left
+    out, with the reason. A missing path, a file that is no image, or a folder without an image
+    is an error naming the `parameter`."""
     path = Path(path)
     if path.is_file():
-        return [path]
+        if not is_image_name(path.name):
+            raise ValueError(f"{parameter}: {path} is {not_image_reason(path.name)}")
+        return ImageFiles(path.parent, (path.name,))
     if not path.is_dir():
         raise FileNotFoundError(f"{parameter}: {path} is neither an image file nor a folder")
-    found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not found:
+    listing = files_under(path, path)
+    images, others = [], list(listing.refused)
+    for name in listing.files:
+        posix = PurePosixPath(name)
+        if any(part.startswith(".") for part in posix.parts):
+            others.append((name, HIDDEN_REASON))
+        elif is_image_name(posix.name):
+            images.append(name)
+        else:
+            others.append((name, not_image_reason(posix.name)))
+    if not images:
+        found = "; ".join(f"{name}: {reason}" for name, reason in others[:5]) or "nothing"
         raise ValueError(
-            f"{parameter}: no image file under {path} (suffixes {', '.join(IMAGE_SUFFIXES)})"
+            f"{parameter}: no image file under {path} (suffixes "
+            f"{' '.join(sorted(IMAGE_SUFFIXES))}, any case); found {found}"
         )
-    return found
+    return ImageFiles(path, tuple(images), tuple(sorted(others)))
 
 
 def check_same_as_study(

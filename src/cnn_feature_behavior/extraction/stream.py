@@ -356,32 +356,41 @@ class CropStream:
         return per_image.astype(np.float32)
 
     def crops_or_reason(self, path: Path, raw_dir: Path | None = None) -> np.ndarray | str:
-        """The image's crops as network inputs, or why it cannot be used: it is decoded here and
-        nowhere else.
-
-        Only a failure to decode the file's own bytes is a reason (a reject, kept by reruns), and
-        a file that resolves outside `raw_dir` (a symbolic link out of it, put there after
-        ingestion) is not opened: the reason says where it leads. A file the storage cannot
-        give (missing, unreadable, an I/O error: an OSError with an errno) raises
-        ImageReadError, which fails the shard: it is not written and a rerun retries it.
-        """
+        """The image's crops as network inputs, or why it cannot be used
+        (`image_crops_or_reason`); it is decoded here and nowhere else. A file that resolves
+        outside `raw_dir` (a symbolic link out of it, put there after ingestion) is not opened:
+        the reason says where it leads."""
         if raw_dir is not None and (outside := outside_raw_dir(path, raw_dir)):
             return outside
-        try:
-            image = decode_rgb(path)
-        except OSError as error:
-            if error.errno is not None:  # PIL's decoder errors are OSErrors without one
-                raise image_read_error(path, error) from error
-            return f"cannot decode: {type(error).__name__}: {error}"
-        except Exception as error:  # noqa: BLE001 - any decoder failure rejects the image, with its reason
-            return f"cannot decode: {type(error).__name__}: {error}"
-        try:
-            crops = crops_of_image(image, self.resize, self.crop, self.n_crops)
-        except Exception as error:  # noqa: BLE001 - e.g. an empty image: rejected, with its reason
-            return f"cannot crop: {type(error).__name__}: {error}"
+        crops = image_crops_or_reason(path, self.resize, self.crop, self.n_crops)
+        if isinstance(crops, str):
+            return crops
         # Here, in a decoding thread, not between the model's forward passes: preprocessing is
         # elementwise, so an image's inputs are the same as when its batch was preprocessed.
         return preprocess(crops, self.spec)
+
+
+def image_crops_or_reason(path: Path, resize: int, crop: int, n_crops: int) -> np.ndarray | str:
+    """The image's crops (n_crops, crop, crop, 3) as RGB uint8, or why it cannot be used: the
+    form of `crops.image_crops` (the same decode and crops, raising) that extraction and predict
+    use, each stage's failure a reason.
+
+    Only a failure to decode the file's own bytes is a reason (a reject, kept by reruns). A file
+    the storage cannot give (missing, unreadable, an I/O error: an OSError with an errno) raises
+    ImageReadError, which fails an extraction shard: it is not written and a rerun retries it.
+    """
+    try:
+        image = decode_rgb(path)
+    except OSError as error:
+        if error.errno is not None:  # PIL's decoder errors are OSErrors without one
+            raise image_read_error(path, error) from error
+        return f"cannot decode: {type(error).__name__}: {error}"
+    except Exception as error:  # noqa: BLE001 - any decoder failure rejects the image, with its reason
+        return f"cannot decode: {type(error).__name__}: {error}"
+    try:
+        return crops_of_image(image, resize, crop, n_crops)
+    except Exception as error:  # noqa: BLE001 - e.g. an empty image: rejected, with its reason
+        return f"cannot crop: {type(error).__name__}: {error}"
 
 
 _WORKER_STREAM: dict[str, CropStream] = {}

@@ -17,24 +17,29 @@ logger = logging.getLogger(__name__)
 
 
 def scan_layout(dataset: str, raw_dir: Path | str, options: Mapping[str, Any]) -> LayoutScan:
-    """Read `raw_dir` with the reader of `dataset`; `options` are its dataset-specific switches."""
-    if dataset not in LAYOUTS:
-        raise ValueError(f"Unknown dataset '{dataset}'; known datasets: {', '.join(LAYOUTS)}")
+    """Read `raw_dir` with the reader of `dataset`; `options` are its dataset-specific switches.
+
+    `options["layout"]` (`dataset_source.layout`) names the reader where the dataset is not one
+    of LAYOUTS itself: a second image folder under its own name reads with `imagefolder`."""
+    layout = options.get("layout", dataset)
+    if layout not in LAYOUTS:
+        where = "dataset" if "layout" not in options else "dataset_source.layout"
+        raise ValueError(f"Unknown {where} '{layout}'; known layouts: {', '.join(LAYOUTS)}")
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir() or not any(raw_dir.iterdir()):
         problem = "raw_dir does not exist or is not a folder" if not raw_dir.is_dir() else None
         raise LayoutError(
-            dataset,
+            layout,
             raw_dir,
             problem or "raw_dir is empty",
             _where_to_get(dataset, options.get("archives") or []),
         )
-    scan = LAYOUTS[dataset].read(raw_dir, options)
+    scan = LAYOUTS[layout].read(raw_dir, options)
     # A labelled file refused by the rule on names and links is listed once, with its reason.
     refused = {path for path, _ in scan.unusable}
     scan.missing = [path for path in scan.missing if path not in refused]
     if len(set(scan.class_names)) != len(scan.class_names):
-        raise LayoutError(dataset, raw_dir, "class names are not unique")
+        raise LayoutError(layout, raw_dir, "class names are not unique")
     names_file = options.get("class_names_file")
     if names_file is not None:
         scan = rename_classes(scan, class_names_file_path(raw_dir, names_file))

@@ -59,6 +59,12 @@ RUNTIME_ONLY_PARAMETERS = (
     "transfer.maps.threads",
     "retrieval.workers",
     "few_shot.workers",
+    # The export's check of the written file against the refit: how many test images it tries
+    # and what agreement it demands decide whether the file is kept, not what it holds.
+    "export.check_images",
+    "export.min_agreement",
+    "predict.batch_size",
+    "predict.decode_workers",
 )
 _LIBRARIES = (
     "tensorflow",

@@ -157,26 +157,33 @@ def weights_sentence(weights_provenance: pd.DataFrame) -> str:
     )
 
 
-def transfer_text(transfer_results: pd.DataFrame) -> str:
+def transfer_text(transfer_results: pd.DataFrame, transfer_comparisons: pd.DataFrame) -> str:
     """The verdict, then how the transfer was evaluated."""
-    summary = transfer_summary.summarise(transfer_results)
+    summary = transfer_summary.summarise(transfer_results, transfer_comparisons)
     n_train = ", ".join(f"{value:,.0f}" for value in sorted(set(summary["n_train"])))
     n_test = ", ".join(f"{value:,.0f}" for value in sorted(set(summary["n_test"])))
-    # The classifier by the name the verdict and the table's solver column give it.
-    solvers = ", ".join(transfer_summary.solvers_used(summary))
+    draws = int(summary["draws"].max())
     return (
-        f"{transfer_summary.transfer_verdict(transfer_results)}\n\n"
+        f"{transfer_summary.transfer_verdict(transfer_results, transfer_comparisons)}\n\n"
         f"Split: {transfer_summary.split_description(summary)}; {n_train} training and "
-        f"{n_test} test images. Classifier: {solvers} (column solver) on each embedding "
-        "standardised with training statistics; its regularisation C (column regularisation_c: "
-        "the values chosen over the repetitions), the DKS ranking, t+ and t- are fitted on the "
-        "training images only. Accuracy on the test images; mean per-class accuracy "
-        "averages the per-class recalls. c_at_grid_edge counts the repetitions whose C stayed "
-        "at the edge of the searched grid, widened as far as allowed: a better C may lie beyond, "
+        f"{n_test} test images. One classifier fits every row "
+        f"({transfer_summary.solver_description(summary)}), on each embedding standardised "
+        "with training statistics. Its regularisation is chosen by stratified k-fold "
+        "cross-validation on the training images (mean held-out loss; each fold's own "
+        "standardisation, FNE, DKS, t+ / t- and rankings); the best layer and the best "
+        "selection are the rows of the best cross-validated mean per-class accuracy, then "
+        "measured once on the test images. Baselines at every size: ANOVA-F (the standard "
+        f"filter) and random selections ({draws} draws, their mean). Intervals: 95% percentile "
+        "bootstrap over repetitions, test images within each class and random draws; a "
+        "difference is called only where its interval excludes zero (transfer_comparisons). "
+        "Regularisation: regularisation_c is scikit-learn's C, ridge_alpha ridge's own "
+        "strength; c_at_grid_edge counts the repetitions whose regularisation stayed at the "
+        "edge of the searched grid, widened as far as allowed: a better value may lie beyond, "
         "and that row's accuracy may be an underestimate.\n\n"
-        "The figures: each layer's accuracy alone, with the full network's, the FNE's and the "
-        "best DKS-ranked selection's across; accuracy against the share of features kept, "
-        "DKS-ranked against random selections of the same size; and 2-D maps (t-SNE after PCA "
-        "of a stratified subsample of every image), one point per image coloured by class: "
-        "classes in separate clusters are told apart by the embedding without any classifier."
+        "The figures: each layer's mean per-class accuracy alone, with the full network's, the "
+        "FNE's and the best selection's across; mean per-class accuracy against the share of "
+        "features kept, DKS-ranked against ANOVA-F and random selections of the same size; and "
+        "2-D maps (t-SNE after PCA of a stratified subsample of every image), one point per "
+        "image coloured by class: classes in separate clusters are told apart by the embedding "
+        "without any classifier."
     )

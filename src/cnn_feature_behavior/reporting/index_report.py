@@ -117,13 +117,16 @@ def transfer_text(side_by_side: pd.DataFrame) -> str:
     """What the transfer tables compare; the side-by-side table is there from two models on."""
     compared = (
         " The first table puts the source models side by side: each one's best single layer "
-        "and its accuracy."
+        "and its mean per-class accuracy."
         if len(side_by_side)
         else ""
     )
     return (
-        "Per dataset and source model (every transfer run stored): the single layer "
-        "with the best test accuracy, the full network and the FNE with every feature, "
-        "and the best feature selection with a random selection of the same size; mean "
-        f"accuracy over the repetitions of seeded splits.{compared}"
+        "Per dataset and source model (every transfer run stored): the single layer and the "
+        "feature selection with the best cross-validated mean per-class accuracy on the "
+        "training images, then measured on the test images (mean per-class accuracy with its "
+        "95% interval), the layers tied with the best one, the full network and the FNE with "
+        "every feature, and the best selection against random and ANOVA-F selections of the "
+        "same size (difference, interval, verdict). A table written before the cross-validated "
+        f"scores names no best row.{compared}"
     )

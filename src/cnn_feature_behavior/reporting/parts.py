@@ -67,6 +67,8 @@ PART_PREFIXES = ("figure_", "table_", "text_")
 DATASET = "params:dataset"
 MODEL = "params:source_model"
 TRANSFER_RESULTS = "transfer_results"
+TRANSFER_COMPARISONS = "transfer_comparisons"
+TRANSFER = [TRANSFER_RESULTS, TRANSFER_COMPARISONS, DATASET, MODEL]
 RETRIEVAL_SCORES = "retrieval_scores"
 FEW_SHOT_RESULTS = "few_shot_results"
 
@@ -176,32 +178,36 @@ DATASET_REPORT_PARTS = (
         ],
         dataset_report.TOP_FEATURES,
     ),
-    Part(
-        "text_transfer",
-        nodes.transfer_text,
-        [TRANSFER_RESULTS, DATASET, MODEL],
-        dataset_report.TRANSFER,
-    ),
+    Part("text_transfer", nodes.transfer_text, TRANSFER, dataset_report.TRANSFER),
     Part(
         "table_transfer",
         nodes.transfer_tables,
-        [TRANSFER_RESULTS, DATASET, MODEL],
+        TRANSFER,
         dataset_report.TRANSFER,
         "table_transfer",
         decimals=transfer_summary.REPORT_TABLE_DECIMALS,
         shown=transfer_summary.report_table,
     ),
     Part(
+        "table_transfer_comparisons",
+        nodes.transfer_comparison_table,
+        [TRANSFER_COMPARISONS, DATASET, MODEL],
+        dataset_report.TRANSFER,
+        "table_transfer_comparisons",
+        decimals=transfer_summary.COMPARISON_TABLE_DECIMALS,
+        shown=transfer_summary.comparison_table,
+    ),
+    Part(
         "figure_transfer_by_layer",
         nodes.plot_transfer_by_layer,
-        [TRANSFER_RESULTS, DATASET, MODEL],
+        TRANSFER,
         dataset_report.TRANSFER,
         dataset_report.FIGURE_TRANSFER_BY_LAYER,
     ),
     Part(
         "figure_transfer_curve",
         nodes.plot_transfer_curve,
-        [TRANSFER_RESULTS, DATASET, MODEL],
+        TRANSFER,
         dataset_report.TRANSFER,
         dataset_report.FIGURE_TRANSFER_CURVE,
     ),
@@ -351,7 +357,7 @@ INDEX_PARTS = (
     Part(
         STUDY_TRANSFER,
         nodes.cross_model_transfer_table,
-        ["all_model_outputs", TRANSFER_RESULTS, DATASET, MODEL],
+        ["all_model_outputs", *TRANSFER],
         index_report.TRANSFER,
         "table_transfer_across_datasets",
         decimals=transfer_summary.ACROSS_TABLE_DECIMALS,

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from cnn_feature_behavior.reporting import transfer_summary
+from cnn_feature_behavior.transfer.comparisons import BEST_LAYER
 
 METHOD_LABELS = {
     "nearest_class_mean": "nearest class mean",
@@ -86,7 +87,8 @@ def search_verdict(retrieval_scores: pd.DataFrame, transfer_results: pd.DataFram
     )
     layers = retrieval_scores[retrieval_scores["embedding"] == "layer"]
     summary = transfer_summary.summarise(transfer_results)
-    classifier = transfer_summary.best_layer(summary)
+    # The transfer verdict's best layer: chosen by cross-validated score on the training images.
+    classifier = transfer_summary.chosen_rows(transfer_results, summary)[BEST_LAYER]
     parts = [
         f"For search, {embedding_name(best['embedding'], best['layer'])} retrieves best: "
         f"mAP@{k} {_interval(best['map_at_k'], best['ci_low'], best['ci_high'])}{tie_text}."
@@ -99,8 +101,9 @@ def search_verdict(retrieval_scores: pd.DataFrame, transfer_results: pd.DataFram
         )
     if classifier is not None:
         parts.append(
-            f"For classification, the best single layer is {classifier['layer']} (transfer "
-            f"accuracy {classifier['accuracy']:.3f}, Transfer section)."
+            f"For classification, the best single layer by cross-validated score is "
+            f"{classifier['layer']} (test accuracy {classifier['accuracy']:.3f}, Transfer "
+            "section)."
         )
     return " ".join(parts)
 

@@ -88,7 +88,8 @@ def compared_by_model(
 
 def transfer_side_by_side(study_transfer: pd.DataFrame) -> pd.DataFrame:
     """The cross-model transfer table with one row per dataset and one column per source model
-    ("best layer: accuracy"); empty unless two source models or more have transfer results."""
+    ("best layer: mean per-class accuracy"); empty unless two source models or more have
+    transfer results."""
     models = sorted(set(study_transfer["source_model"]))
     if len(models) < 2:
         return pd.DataFrame()
@@ -96,7 +97,8 @@ def transfer_side_by_side(study_transfer: pd.DataFrame) -> pd.DataFrame:
         cell=[
             f"{layer}: {accuracy:.3f}" if layer and pd.notna(accuracy) else "n/a"
             for layer, accuracy in zip(
-                study_transfer["best_layer"], study_transfer["best_layer_accuracy"]
+                study_transfer["best_layer"],
+                study_transfer["best_layer_mean_per_class_accuracy"],
             )
         ]
     )

@@ -1,7 +1,12 @@
-"""Transfer results summarised for the reports: means and standard deviations over the
-repetitions, the best layer and the best selection, and the sentence that names them.
+"""Transfer results summarised for the reports: figures with their intervals, the best layer and
+the best selection chosen without the test images, and the sentence that names them.
 
-Everything here reads the `transfer_results` table (docs/data_contracts.md) and nothing else.
+Everything here reads the `transfer_results` table and, where given, `transfer_comparisons`
+(docs/data_contracts.md). The best layer and the best selection are the transfer evaluation's
+own choice (`cnn_feature_behavior.transfer.comparisons.best_rows`: the cross-validated mean
+per-class accuracy on the training split); a table written before the evaluation recorded
+cross-validated scores has no best row. Mean per-class accuracy is the primary figure, accuracy
+beside it.
 """
 
 from __future__ import annotations
@@ -11,6 +16,15 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+
+from cnn_feature_behavior.transfer.comparisons import (
+    BEST_LAYER,
+    BEST_SELECTION,
+    BETTER,
+    TIED,
+    WORSE,
+    best_rows,
+)
 
 RESULT_COLUMNS = (
     "dataset",
@@ -23,25 +37,51 @@ RESULT_COLUMNS = (
     "split_source",
     "repetition",
     "classifier",
-    "regularisation_c",
     "n_train",
     "n_test",
     "accuracy",
     "mean_per_class_accuracy",
 )
-# Written since the transfer evaluation chooses between solvers; a table written before them
-# reads as its classifier's own solver with no edge flag.
-SOLVER_COLUMNS = ("solver", "c_at_grid_edge")
-# The columns as the transfer pipeline writes them.
+# The columns as the transfer pipeline writes them (docs/data_contracts.md).
 WRITTEN_COLUMNS = (
-    *RESULT_COLUMNS[: RESULT_COLUMNS.index("regularisation_c")],
+    "dataset",
+    "source_model",
+    "embedding",
+    "layer",
+    "selection",
+    "fraction",
+    "draw",
+    "n_features",
+    "split_source",
+    "repetition",
+    "classifier",
     "solver",
     "regularisation_c",
+    "ridge_alpha",
     "c_at_grid_edge",
-    *RESULT_COLUMNS[RESULT_COLUMNS.index("regularisation_c") + 1 :],
+    "converged",
+    "cv_loss",
+    "cv_accuracy",
+    "cv_mean_per_class_accuracy",
+    "n_train",
+    "n_test",
+    "accuracy",
+    "mean_per_class_accuracy",
 )
+# Written by later versions of the transfer pipeline: a table written before reads them as
+# absent (NaN, no draw, its classifier as its solver, nothing flagged).
+LATER_COLUMNS = {
+    "draw": pd.NA,
+    "regularisation_c": np.nan,
+    "ridge_alpha": np.nan,
+    "c_at_grid_edge": pd.NA,
+    "converged": pd.NA,
+    "cv_loss": np.nan,
+    "cv_accuracy": np.nan,
+    "cv_mean_per_class_accuracy": np.nan,
+}
 EMBEDDINGS = ("layer", "full_network", "fne")
-SELECTIONS = ("dks_count", "dks_mean_abs", "dks_cover", "random")
+SELECTIONS = ("dks_count", "dks_mean_abs", "dks_cover", "anova_f", "random")
 DKS_SELECTIONS = ("dks_count", "dks_mean_abs", "dks_cover")
 EMBEDDING_LABELS = {"full_network": "full network", "fne": "FNE"}
 EMBEDDING_LONG_LABELS = {
@@ -52,8 +92,16 @@ SELECTION_LABELS = {
     "dks_count": "DKS-ranked (classes past t+ / t-)",
     "dks_mean_abs": "DKS-ranked (mean |DKS|)",
     "dks_cover": "DKS-ranked (classes take turns)",
+    "anova_f": "ANOVA-F-ranked",
     "random": "random",
 }
+SOLVER_LABELS = {
+    "logistic_regression": "multinomial logistic regression (L2; scikit-learn's C)",
+    "ridge": "ridge regression on one-hot targets (alpha)",
+    "linear_svc": "LinearSVC, one-vs-rest, fixed C",
+}
+# Selections tied with the best one that the sentence names; the rest are counted.
+TIED_SHOWN = 4
 # The rows that tell one configuration from another; every other column is measured.
 CONFIGURATION = ("embedding", "layer", "selection", "fraction")
 
@@ -96,50 +144,82 @@ def check_results(results: pd.DataFrame, table_name: str = "transfer_results") -
         raise ValueError(f"{table_name}: rows with a selection must give its fraction")
 
 
+def with_later_columns(results: pd.DataFrame) -> pd.DataFrame:
+    """The table with the columns of later versions added where absent (LATER_COLUMNS)."""
+    frame = results.copy()
+    if "solver" not in frame.columns:
+        frame["solver"] = frame["classifier"]
+    for column, absent in LATER_COLUMNS.items():
+        if column not in frame.columns:
+            frame[column] = absent
+    return frame
+
+
 def _count_true(values: pd.Series) -> int:
     return int(values.astype("boolean").fillna(False).sum())
 
 
-def _c_values(values: pd.Series) -> str:
+def _count_false(values: pd.Series) -> int:
+    return int((~values.astype("boolean")).fillna(False).sum())
+
+
+def _values(values: pd.Series) -> str:
     unique = sorted(set(float(v) for v in values.dropna()))
-    return ", ".join(f"{v:.3g}" for v in unique) if unique else "n/a"
+    return ", ".join(f"{v:.3g}" for v in unique) if unique else ""
 
 
-def summarise(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per configuration: mean and std over repetitions (std NaN with one repetition).
+def _joined(values: pd.Series) -> str:
+    return ", ".join(sorted(set(map(str, values))))
+
+
+def key_of(row: pd.Series) -> tuple:
+    """A row's configuration (embedding, layer, selection, fraction), None where absent."""
+    return tuple(None if pd.isna(row[name]) else row[name] for name in CONFIGURATION)
+
+
+def summarise(results: pd.DataFrame, comparisons: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per configuration: means over the repetitions (and the random draws) and their
+    sample standard deviations (NaN with one value), the cross-validated scores, the chosen
+    strengths, and, with `comparisons`, the 95% interval of the mean per-class accuracy.
 
     Columns: dataset, source_model, embedding, layer, selection, fraction, n_features,
-    split_source, classifier, repetitions, n_train, n_test (means), accuracy, accuracy_std,
-    mean_per_class_accuracy, mean_per_class_accuracy_std, regularisation_c (the chosen values,
-    as text), solver (the solvers that produced the numbers), c_at_grid_edge (repetitions whose
-    C is at the searched grid's edge). Ordered: layers in network order, full network, FNE, then the selections.
+    split_source, classifier, solver, repetitions, draws, n_train, n_test,
+    mean_per_class_accuracy, mean_per_class_accuracy_std, ci_low, ci_high, accuracy,
+    accuracy_std, cv_mean_per_class_accuracy, cv_loss, regularisation_c and ridge_alpha (the
+    values chosen, as text), c_at_grid_edge (rows whose C is at the searched grid's edge),
+    not_converged (rows whose refit did not converge). Ordered: layers in network order, full
+    network, FNE, then the selections.
     """
     check_results(results)
     keys = ["dataset", "source_model", *CONFIGURATION]
-    frame = results.copy()
-    if "solver" not in frame.columns:
-        frame["solver"] = frame["classifier"]
-    if "c_at_grid_edge" not in frame.columns:
-        frame["c_at_grid_edge"] = pd.NA
+    frame = with_later_columns(results)
     # groupby drops null keys unless told; the null layer / selection rows are configurations too.
     grouped = frame.groupby(keys, dropna=False, sort=False)
     summary = grouped.agg(
         n_features=("n_features", "first"),
-        split_source=("split_source", lambda s: ", ".join(sorted(set(map(str, s))))),
-        classifier=("classifier", lambda s: ", ".join(sorted(set(map(str, s))))),
+        split_source=("split_source", _joined),
+        classifier=("classifier", _joined),
+        solver=("solver", _joined),
         repetitions=("repetition", "nunique"),
+        draws=("draw", "nunique"),
         n_train=("n_train", "mean"),
         n_test=("n_test", "mean"),
-        accuracy=("accuracy", "mean"),
-        accuracy_std=("accuracy", "std"),
         mean_per_class_accuracy=("mean_per_class_accuracy", "mean"),
         mean_per_class_accuracy_std=("mean_per_class_accuracy", "std"),
-        regularisation_c=("regularisation_c", _c_values),
-        solver=("solver", lambda s: ", ".join(sorted(set(map(str, s))))),
-        # Repetitions whose chosen C is at the edge of the searched grid (widened where it bound).
+        accuracy=("accuracy", "mean"),
+        accuracy_std=("accuracy", "std"),
+        cv_mean_per_class_accuracy=("cv_mean_per_class_accuracy", "mean"),
+        cv_loss=("cv_loss", "mean"),
+        regularisation_c=("regularisation_c", _values),
+        ridge_alpha=("ridge_alpha", _values),
         c_at_grid_edge=("c_at_grid_edge", _count_true),
+        not_converged=("converged", _count_false),
     ).reset_index()
     summary["n_features"] = summary["n_features"].astype(np.int64)
+    intervals = _own_intervals(comparisons)
+    found = [intervals.get(key_of(row), (np.nan, np.nan)) for _, row in summary.iterrows()]
+    summary.insert(summary.columns.get_loc("accuracy"), "ci_low", [low for low, _ in found])
+    summary.insert(summary.columns.get_loc("accuracy"), "ci_high", [high for _, high in found])
 
     def order(row: pd.Series) -> tuple:
         embedding_rank = EMBEDDINGS.index(row["embedding"])
@@ -151,31 +231,30 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
     return summary.iloc[position].reset_index(drop=True)
 
 
-def _best(rows: pd.DataFrame) -> pd.Series | None:
-    """The row with the highest mean accuracy; ties go to fewer features, then table order."""
-    if rows.empty or rows["accuracy"].isna().all():
-        return None
-    rows = rows[rows["accuracy"].notna()]
-    ranked = rows.assign(_position=np.arange(len(rows))).sort_values(
-        ["accuracy", "n_features", "_position"], ascending=[False, True, True], kind="stable"
+def _comparison_key(row: pd.Series) -> tuple:
+    return tuple(
+        None if pd.isna(row[name]) else row[name]
+        for name in ("embedding", "layer", "ranking", "fraction")
     )
-    return ranked.iloc[0]
 
 
-def best_layer(summary: pd.DataFrame) -> pd.Series | None:
-    """The single layer with the highest mean accuracy, None when no layer was evaluated."""
-    return _best(summary[(summary["embedding"] == "layer") & summary["selection"].isna()])
+def _own_intervals(comparisons: pd.DataFrame | None) -> dict[tuple, tuple[float, float]]:
+    """Each configuration's (ci_low, ci_high) of its mean per-class accuracy."""
+    if comparisons is None or comparisons.empty:
+        return {}
+    own = comparisons[comparisons["baseline"] == "none"]
+    return {_comparison_key(row): (row["ci_low"], row["ci_high"]) for _, row in own.iterrows()}
 
 
-def best_selection(
-    summary: pd.DataFrame, selections: Sequence[str] = SELECTIONS
-) -> pd.Series | None:
-    """The selected subset (of `selections`) with the highest mean accuracy, or None.
-
-    Keeping every feature is no selection: rows with fraction 1 are the whole embedding again.
-    """
-    rows = summary[summary["selection"].isin(list(selections))]
-    return _best(rows[rows["fraction"].astype(float) < 1.0])
+def chosen_rows(results: pd.DataFrame, summary: pd.DataFrame) -> dict[str, pd.Series | None]:
+    """The summary rows of the best layer and the best selection (transfer.comparisons'
+    best_rows: cross-validated scores only), None where not chosen."""
+    best = best_rows(with_later_columns(results))
+    keys = [key_of(row) for _, row in summary.iterrows()]
+    return {
+        name: None if key is None or key not in keys else summary.iloc[keys.index(key)]
+        for name, key in best.items()
+    }
 
 
 def whole(summary: pd.DataFrame, embedding: str) -> pd.Series | None:
@@ -184,70 +263,150 @@ def whole(summary: pd.DataFrame, embedding: str) -> pd.Series | None:
     return None if rows.empty else rows.iloc[0]
 
 
-def random_at_same_size(summary: pd.DataFrame, row: pd.Series) -> pd.Series | None:
-    """The random selection of the same embedding and fraction as `row`, or None."""
-    rows = summary[
-        (summary["embedding"] == row["embedding"])
-        & (summary["selection"] == "random")
-        & np.isclose(summary["fraction"].astype(float), float(row["fraction"]))
-    ]
-    return None if rows.empty else rows.iloc[0]
-
-
 def selection_label(row: pd.Series) -> str:
     """E.g. 'FNE, DKS-ranked (classes past t+ / t-), top 10% (422 features)'."""
-    kept = "top" if row["selection"] in DKS_SELECTIONS else "a random"
+    kept = "a random" if row["selection"] == "random" else "top"
     return (
         f"{EMBEDDING_LABELS[row['embedding']]}, {SELECTION_LABELS[row['selection']]}, "
         f"{kept} {100 * float(row['fraction']):g}% ({int(row['n_features']):,} features)"
     )
 
 
-def _accuracy(row: pd.Series) -> str:
-    text = f"{row['accuracy']:.3f}"
-    if row["repetitions"] > 1 and np.isfinite(row["accuracy_std"]):
-        text += f" \u00b1 {row['accuracy_std']:.3f}"
-    return text
+def row_label(row: pd.Series) -> str:
+    """A layer's name, the full network, the FNE, or a selection's label."""
+    if row["embedding"] == "layer":
+        return str(row["layer"])
+    if pd.isna(row["selection"]):
+        return EMBEDDING_LABELS[row["embedding"]]
+    return selection_label(row)
+
+
+def figure(row: pd.Series) -> str:
+    """'0.812 [0.790, 0.833] (accuracy 0.845)': mean per-class accuracy with its interval where
+    known, accuracy beside it."""
+    text = f"{row['mean_per_class_accuracy']:.3f}"
+    if np.isfinite(row["ci_low"]) and np.isfinite(row["ci_high"]):
+        text += f" [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+    return text + f" (accuracy {row['accuracy']:.3f})"
 
 
 def split_description(summary: pd.DataFrame) -> str:
-    """E.g. 'seeded split, mean ± standard deviation over 3 repetitions'."""
-    sources = sorted(set(summary["split_source"]))
+    """E.g. 'seeded split, means over 3 repetitions'."""
+    sources = sorted(set(", ".join(summary["split_source"]).split(", ")))
     repetitions = int(summary["repetitions"].max())
     text = f"{', '.join(sources)} split"
     if repetitions > 1:
-        text += f", mean \u00b1 standard deviation over {repetitions} repetitions"
+        text += f", means over {repetitions} repetitions"
     return text
 
 
-def transfer_verdict(results: pd.DataFrame) -> str:
-    """One sentence: which layer and which selection did best, by mean accuracy over repetitions."""
-    summary = summarise(results)
+def solver_description(summary: pd.DataFrame) -> str:
+    """The classifier every row was fitted with (several only in a table of mixed versions)."""
+    solvers = sorted(set(", ".join(summary["solver"]).split(", ")))
+    return "; ".join(SOLVER_LABELS.get(solver, solver) for solver in solvers)
+
+
+def _percent_list(fractions: Sequence[float]) -> str:
+    percents = [f"{100 * float(f):g}%" for f in sorted(fractions)]
+    return percents[0] if len(percents) == 1 else ", ".join(percents[:-1]) + f" and {percents[-1]}"
+
+
+def _against(comparisons: pd.DataFrame, embedding: str, ranking: str, baseline: str) -> str:
+    """'better at 1% and 2%, no detectable difference at 5%' for one ranking and baseline."""
+    rows = comparisons[
+        (comparisons["embedding"] == embedding)
+        & (comparisons["ranking"] == ranking)
+        & (comparisons["baseline"] == baseline)
+    ]
+    parts = []
+    for verdict in (BETTER, TIED, WORSE):
+        fractions = rows.loc[rows["verdict"] == verdict, "fraction"].tolist()
+        if fractions:
+            parts.append(f"{verdict} at {_percent_list(fractions)}")
+    return ", ".join(parts)
+
+
+def _tied(comparisons: pd.DataFrame, baseline: str, summary: pd.DataFrame) -> list[str]:
+    """The labels of the rows with no detectable difference from the best row of `baseline`."""
+    rows = comparisons[(comparisons["baseline"] == baseline) & (comparisons["verdict"] == TIED)]
+    keys = {_comparison_key(row) for _, row in rows.iterrows()}
+    return [row_label(row) for _, row in summary.iterrows() if key_of(row) in keys]
+
+
+def _dks_row(results, summary, best: pd.Series | None) -> pd.Series | None:
+    """The DKS-ranked row the sentence sets against the baselines: the best selection if it is
+    DKS-ranked, else the DKS-ranked selection of the best cross-validated score."""
+    if best is not None and best["selection"] in DKS_SELECTIONS:
+        return best
+    dks = summary[summary["selection"].isin(DKS_SELECTIONS) & (summary["fraction"] < 1.0)]
+    dks = dks[dks["cv_mean_per_class_accuracy"].notna()]
+    if dks.empty:
+        return None
+    return dks.sort_values("cv_mean_per_class_accuracy", ascending=False, kind="stable").iloc[0]
+
+
+def transfer_verdict(results: pd.DataFrame, comparisons: pd.DataFrame | None = None) -> str:
+    """The transfer sentences: the best single layer and the best selection (chosen by their
+    cross-validated scores on the training images) with their test figures and intervals, the
+    rows tied with them, and, size by size, whether the DKS ranking beats random and ANOVA-F."""
+    summary = summarise(results, comparisons)
+    comparisons = comparisons if comparisons is not None else pd.DataFrame(columns=["baseline"])
+    best = chosen_rows(results, summary)
     dataset = ", ".join(sorted(set(summary["dataset"])))
     model = ", ".join(sorted(set(summary["source_model"])))
-    layer = best_layer(summary)
-    selection = best_selection(summary)
-    parts = []
+    head = (
+        f"On {dataset} with {model} ({split_description(summary)}; classifier: "
+        f"{solver_description(summary)}, C chosen by cross-validation on the training images; "
+        "mean per-class accuracy on the test images with its 95% interval, accuracy beside it)"
+    )
+    layer, selection = best[BEST_LAYER], best[BEST_SELECTION]
+    if layer is None and selection is None:
+        return head + (
+            ": no best layer or selection is named, the table has no cross-validated scores "
+            "(written before them: run the transfer pipeline again)."
+        )
+    sentences = []
     if layer is not None:
-        parts.append(f"the best single layer is {layer['layer']} (accuracy {_accuracy(layer)})")
-    else:
-        parts.append("no single layer was evaluated")
+        text = (
+            f"the best single layer by cross-validated score is {layer['layer']}, {figure(layer)}"
+        )
+        tied = _tied(comparisons, BEST_LAYER, summary)
+        text += f"; tied with it (no detectable difference): {', '.join(tied)}" if tied else ""
+        sentences.append(text + ".")
     if selection is not None:
-        text = f"the best selection is the {selection_label(selection)} ({_accuracy(selection)}"
-        baseline = random_at_same_size(summary, selection)
-        if selection["selection"] != "random" and baseline is not None:
-            text += f"; random at that size {_accuracy(baseline)}"
-        parts.append(text + ")")
+        text = f"the best selection by cross-validated score is the {selection_label(selection)}, {figure(selection)}"
+        tied = _tied(comparisons, BEST_SELECTION, summary)
+        if len(tied) > TIED_SHOWN:
+            more = len(tied) - TIED_SHOWN
+            tied = [*tied[:TIED_SHOWN], f"{more} more (transfer_comparisons)"]
+        text += f"; tied with it: {'; '.join(tied)}" if tied else ""
+        sentences.append(text + ".")
+    sentences += _baseline_sentences(results, summary, comparisons, selection)
     references = [
-        f"{EMBEDDING_LABELS[name]} {_accuracy(row)}"
+        f"{EMBEDDING_LABELS[name]} {figure(row)}"
         for name in ("full_network", "fne")
         if (row := whole(summary, name)) is not None
     ]
-    solvers = ", ".join(sorted(set(", ".join(summary["solver"]).split(", "))))
-    sentence = f"On {dataset} with {model} ({split_description(summary)}), " + " and ".join(parts)
     if references:
-        sentence += "; with every feature: " + ", ".join(references)
-    return sentence + f"; classifier: {solvers}."
+        sentences.append("With every feature: " + ", ".join(references) + ".")
+    sentences[1:] = [text[0].upper() + text[1:] for text in sentences[1:]]
+    return head + ": " + " ".join(sentences)
+
+
+def _baseline_sentences(results, summary, comparisons, selection) -> list[str]:
+    """Size by size, the DKS ranking against random (mean of its draws) and ANOVA-F."""
+    dks = _dks_row(results, summary, selection)
+    if dks is None or comparisons.empty:
+        return []
+    name = f"{EMBEDDING_LABELS[dks['embedding']]}, {SELECTION_LABELS[dks['selection']]}"
+    draws = summary.loc[summary["selection"] == "random", "draws"]
+    random = f"random (the mean of {int(draws.max())} draws)" if len(draws) else "random"
+    against = []
+    for baseline, label in (("random", random), ("anova_f", "ANOVA-F")):
+        text = _against(comparisons, dks["embedding"], dks["selection"], baseline)
+        if text:
+            against.append(f"against {label}: {text}")
+    return [f"{name} " + "; ".join(against) + "."] if against else []
 
 
 def report_table(summary: pd.DataFrame) -> pd.DataFrame:
@@ -260,85 +419,138 @@ def report_table(summary: pd.DataFrame) -> pd.DataFrame:
             # Only a selection keeps a share of the features; n/a elsewhere.
             "percent_kept": 100 * summary["fraction"].astype(float),
             "n_features": summary["n_features"],
-            "accuracy": summary["accuracy"],
-            "accuracy_std": summary["accuracy_std"],
             "mean_per_class_accuracy": summary["mean_per_class_accuracy"],
-            "mean_per_class_accuracy_std": summary["mean_per_class_accuracy_std"],
+            "ci_low": summary["ci_low"],
+            "ci_high": summary["ci_high"],
+            "accuracy": summary["accuracy"],
+            "cv_mean_per_class_accuracy": summary["cv_mean_per_class_accuracy"],
             "regularisation_c": summary["regularisation_c"],
+            "ridge_alpha": summary["ridge_alpha"],
             "c_at_grid_edge": summary["c_at_grid_edge"],
-            "solver": summary["solver"],
+            "not_converged": summary["not_converged"],
+            "draws": summary["draws"],
         }
     )
 
 
 REPORT_TABLE_DECIMALS = {
     "percent_kept": 1,
-    "accuracy": 3,
-    "accuracy_std": 3,
     "mean_per_class_accuracy": 3,
-    "mean_per_class_accuracy_std": 3,
+    "ci_low": 3,
+    "ci_high": 3,
+    "accuracy": 3,
+    "cv_mean_per_class_accuracy": 3,
 }
 
 
-def across_table(results: Sequence[pd.DataFrame]) -> pd.DataFrame:
-    """The index's table: one row per (dataset, source model), sorted by dataset then model.
+def comparison_table(comparisons: pd.DataFrame) -> pd.DataFrame:
+    """The dataset report's comparisons: each ranking against random and ANOVA-F size by size,
+    and each layer against the best layer (the rest is in the CSV)."""
+    rows = comparisons[comparisons["baseline"].isin(["random", "anova_f", BEST_LAYER])]
+    return pd.DataFrame(
+        {
+            "embedding": rows["embedding"],
+            "layer": rows["layer"].fillna(""),
+            "ranking": rows["ranking"].fillna(""),
+            "percent_kept": 100 * rows["fraction"].astype(float),
+            "baseline": rows["baseline"],
+            "difference": rows["difference"],
+            "ci_low": rows["ci_low"],
+            "ci_high": rows["ci_high"],
+            "verdict": rows["verdict"],
+        }
+    ).reset_index(drop=True)
 
-    Columns: dataset, source_model, split_source, repetitions, best_layer, best_layer_accuracy,
-    full_network_accuracy, fne_accuracy, best_selection, best_selection_accuracy,
-    random_same_size_accuracy (mean accuracies over the repetitions; NaN where not evaluated).
-    """
-    rows = []
-    for table in results:
-        summary = summarise(table)
-        for (dataset, model), part in summary.groupby(["dataset", "source_model"], sort=True):
-            layer = best_layer(part)
-            selection = best_selection(part)
-            full, fne = whole(part, "full_network"), whole(part, "fne")
-            baseline = None if selection is None else random_at_same_size(part, selection)
-            rows.append(
-                {
-                    "dataset": dataset,
-                    "source_model": model,
-                    "split_source": ", ".join(sorted(set(part["split_source"]))),
-                    "repetitions": int(part["repetitions"].max()),
-                    "best_layer": "" if layer is None else str(layer["layer"]),
-                    "best_layer_accuracy": np.nan if layer is None else layer["accuracy"],
-                    "full_network_accuracy": np.nan if full is None else full["accuracy"],
-                    "fne_accuracy": np.nan if fne is None else fne["accuracy"],
-                    "best_selection": "" if selection is None else selection_label(selection),
-                    "best_selection_accuracy": (
-                        np.nan if selection is None else selection["accuracy"]
-                    ),
-                    "random_same_size_accuracy": (
-                        np.nan
-                        if baseline is None or selection["selection"] == "random"
-                        else baseline["accuracy"]
-                    ),
-                }
-            )
-    columns = [
-        "dataset",
-        "source_model",
-        "split_source",
-        "repetitions",
-        "best_layer",
-        "best_layer_accuracy",
-        "full_network_accuracy",
-        "fne_accuracy",
-        "best_selection",
-        "best_selection_accuracy",
-        "random_same_size_accuracy",
-    ]
-    table = pd.DataFrame(rows, columns=columns)
+
+COMPARISON_TABLE_DECIMALS = {"percent_kept": 1, "difference": 3, "ci_low": 3, "ci_high": 3}
+ACROSS_COLUMNS = (
+    "dataset",
+    "source_model",
+    "split_source",
+    "repetitions",
+    "solver",
+    "best_layer",
+    "best_layer_mean_per_class_accuracy",
+    "best_layer_ci",
+    "tied_layers",
+    "full_network_mean_per_class_accuracy",
+    "fne_mean_per_class_accuracy",
+    "best_selection",
+    "best_selection_mean_per_class_accuracy",
+    "best_selection_ci",
+    "against_random",
+    "against_anova_f",
+)
+
+
+def across_table(
+    runs: Sequence[tuple[pd.DataFrame, pd.DataFrame | None]],
+) -> pd.DataFrame:
+    """The index's table: one row per (dataset, source model) from its results and comparisons
+    (None where none is stored), sorted by dataset then model (ACROSS_COLUMNS; mean per-class
+    accuracies; the best rows chosen by cross-validated score, none for a table without)."""
+    rows = [_across_row(results, comparisons) for results, comparisons in runs]
+    table = pd.DataFrame(rows, columns=list(ACROSS_COLUMNS))
     return table.sort_values(["dataset", "source_model"], kind="stable").reset_index(drop=True)
 
 
+def _interval(row: pd.Series | None) -> str:
+    if row is None or not np.isfinite(row["ci_low"]):
+        return ""
+    return f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+
+
+def _difference(comparisons, selection: pd.Series | None, baseline: str) -> str:
+    """'+0.050 [0.030, 0.070] better' for the best selection against a baseline, at its size."""
+    if comparisons is None or selection is None:
+        return ""
+    rows = comparisons[
+        (comparisons["embedding"] == selection["embedding"])
+        & (comparisons["ranking"] == selection["selection"])
+        & np.isclose(comparisons["fraction"].astype(float), float(selection["fraction"]))
+        & (comparisons["baseline"] == baseline)
+    ]
+    if rows.empty:
+        return ""
+    row = rows.iloc[0]
+    return f"{row['difference']:+.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}] {row['verdict']}"
+
+
+def _across_row(results: pd.DataFrame, comparisons: pd.DataFrame | None) -> dict:
+    summary = summarise(results, comparisons)
+    best = chosen_rows(results, summary)
+    layer, selection = best[BEST_LAYER], best[BEST_SELECTION]
+    full, fne = whole(summary, "full_network"), whole(summary, "fne")
+    tied = [] if comparisons is None else _tied(comparisons, BEST_LAYER, summary)
+
+    def mpca(row: pd.Series | None) -> float:
+        return np.nan if row is None else row["mean_per_class_accuracy"]
+
+    return {
+        "dataset": summary["dataset"].iloc[0],
+        "source_model": summary["source_model"].iloc[0],
+        "split_source": ", ".join(sorted(set(summary["split_source"]))),
+        "repetitions": int(summary["repetitions"].max()),
+        "solver": ", ".join(sorted(set(", ".join(summary["solver"]).split(", ")))),
+        "best_layer": "" if layer is None else str(layer["layer"]),
+        "best_layer_mean_per_class_accuracy": mpca(layer),
+        "best_layer_ci": _interval(layer),
+        "tied_layers": ", ".join(tied),
+        "full_network_mean_per_class_accuracy": mpca(full),
+        "fne_mean_per_class_accuracy": mpca(fne),
+        "best_selection": "" if selection is None else selection_label(selection),
+        "best_selection_mean_per_class_accuracy": mpca(selection),
+        "best_selection_ci": _interval(selection),
+        "against_random": _difference(comparisons, selection, "random"),
+        "against_anova_f": _difference(comparisons, selection, "anova_f"),
+    }
+
+
 ACROSS_TABLE_DECIMALS = {
-    "best_layer_accuracy": 3,
-    "full_network_accuracy": 3,
-    "fne_accuracy": 3,
-    "best_selection_accuracy": 3,
-    "random_same_size_accuracy": 3,
+    "best_layer_mean_per_class_accuracy": 3,
+    "full_network_mean_per_class_accuracy": 3,
+    "fne_mean_per_class_accuracy": 3,
+    "best_selection_mean_per_class_accuracy": 3,
 }
 
 

@@ -1,35 +1,43 @@
 """The linear classifiers of the transfer evaluation, the choice of their C, and their measures.
 
-Solvers (`transfer.classifier`):
-- `ridge`: closed-form ridge regression on one-hot targets (ridge.py): one Cholesky
-  factorisation per C, Gram matrices shared by every embedding of a split.
+Solvers (`transfer.classifier`; one fits every row of an evaluation, so that the rows a
+sentence compares are fitted alike):
 - `logistic_regression`: multinomial logistic regression (L2; scikit-learn's LogisticRegression
   objective and solution, fitted by L-BFGS on float32 products in multinomial.py, which says
   why), converged (tol 1e-6 by default; the refit also stops once its weights are provably
   within `relative_tol`, 1%, of the optimum's): the linear-probe protocol of Kornblith et al.
   (CVPR 2019).
-- `ridge_or_logistic` (default): the logistic regression where it is affordable (training
-  images^2 x features, or images where the row space is used, x classes <=
-  `logistic_regression.budget`: the default study's digits, the flowers102-sized set, narrow
-  layers of caltech101-sized sets, where square loss on 101 one-hot targets fell 0.04 to 0.09
-  below it), ridge elsewhere. A contest between the two on the held-out part was tried and
-  dropped: on the digits study's 60 held-out images it kept ridge where the logistic regression
-  was 0.02 better on the test images. The `solver` column says which one produced each number.
+- `ridge` (the large-scale path, SCALE_PATH): closed-form ridge regression on one-hot targets
+  (ridge.py): one Cholesky factorisation per C, Gram matrices shared by every embedding of a
+  part of the training split.
+- `auto` (default): the logistic regression where it is affordable on the evaluation's widest
+  design, the full network (training images^2 x features, or images where the row space is
+  used, x classes <= `logistic_regression.budget`), else the large-scale path; decided once
+  per evaluation (`solver_for`). Before, the rule was applied row by row, and the solver changed
+  inside one comparison: on the real Caltech-101, logistic regression on the layers and curve
+  points up to 25%, ridge beyond, and ridge fell 0.085 below it on conv1_2 and 0.19 on random
+  1% (docs/transfer.md).
 - `linear_svc`: LinearSVC with a fixed C, one-vs-rest (the FNE's public code), no selection.
 
-One dispatch for the evaluation, the tests and the benchmarks: `solver_for` names the solver of
-a design, `choose_c` chooses its C and `refit` refits it on the training split (`fit_probe`:
-both in turn; the evaluation calls them apart where ridge frees one Gram matrix between them).
+One dispatch for the evaluation, the tests and the benchmarks: `solver_for` names the solver,
+`choose_c` chooses its C by cross-validation and `refit` refits it on the training split
+(`fit_probe`: both in turn). The closed-form solvers' folds are scored one after the other by
+scheduling.py with the same `score_fold` and `choose_from_scores`, so that one fold's Gram
+matrix is held at a time.
 
-C is chosen on the training images only: each solver is fitted on the fit part of a seeded
-stratified split of the training images (standardised, three-valued and ranked with the fit
-part's own statistics) and scored on the held-out rest by accuracy, ties to the lower held-out
-loss (log-loss, or the square loss for ridge: with a handful of held-out images accuracy ties
-often, and the smallest C then predicts the largest class). The search starts in the middle
-of `c_grid` (or at `start_c`, a curve's previous size's choice), scores both neighbours,
-walks towards the better one while it improves, and extends the grid tenfold past an edge up
-to `widen` times; a choice still at the edge is flagged (`c_at_grid_edge`).
-The best C is refitted on the whole training split, from the fit part's weights at that C.
+C is chosen on the training images only, by stratified k-fold cross-validation
+(splits.stratified_folds): each fold's training part is standardised, three-valued and ranked
+with its own statistics, and its held-out images scored with them. Criterion: the mean over the
+folds of the held-out loss, the log-loss for the logistic regression (accuracy ties on a few
+held-out images, and five disjoint held-out fifths of the real Caltech-101's conv4_3 chose C =
+1, 10, 0.1, 100 and 0.1 by accuracy, C = 1 on all five by log-loss), ridge's own squared error
+for ridge; ties to the smaller C. The logistic regression's search starts in the middle of
+`c_grid` (or at `start_c`, a curve's previous size's choice), scores both neighbours, walks
+towards the better one while it improves, and extends the grid tenfold past an edge up to
+`widen` times; a closed-form solver scores its grid widened `widen` times on each side. A
+choice at the edge is flagged (`c_at_grid_edge`). The chosen C is refitted on the whole
+training split (the logistic regression from the folds' mean weights at that C), and the refit's
+linear map kept in the FitResult.
 
 Row space (logistic regression only). With an L2 penalty the optimal weights lie in the span of
 the training rows, so with n training images and d features the problem is solved exactly in n
@@ -57,13 +65,17 @@ from sklearn.svm import LinearSVC
 from cnn_feature_behavior.transfer import ridge
 from cnn_feature_behavior.transfer.multinomial import MultinomialLogisticRegression
 from cnn_feature_behavior.transfer.settings import (
+    AUTO,
     LINEAR_SVC,
     LOGISTIC,
     RIDGE,
-    RIDGE_OR_LOGISTIC,
     TransferSettings,
 )
 
+# The solvers fitted in closed form from Gram matrices (fold after fold: scheduling.py).
+CLOSED_FORM = (RIDGE,)
+# The large-scale path: what `auto` fits where the logistic regression is unaffordable.
+SCALE_PATH = RIDGE
 # Eigenvalues of a singular Gram matrix below this share of the largest span no direction.
 EIGEN_CUTOFF = 1e-10
 # The row space pays where the training images are at most this share of the features.
@@ -77,55 +89,88 @@ CONVERGED_SELECTION_WIDTH = 1024
 
 @dataclass
 class FitResult:
-    """One embedding's classifier: chosen C, test predictions and where the time went."""
+    """One embedding's classifier: its solver, the chosen C, the cross-validated scores at that
+    C, the refit's linear map and test predictions, and where the time went.
+
+    `weights` ((features, classes) float64) and `intercepts` ((classes,)) map the row's columns of
+    the training split's standardised (or three-valued) values to class scores; the predicted
+    class is the largest score's (the classes in sorted label order)."""
 
     regularisation_c: float
     predictions: np.ndarray
     solver: str = LOGISTIC
     c_at_grid_edge: bool = False
-    holdout_accuracy: dict[float, float] = field(default_factory=dict)
-    holdout_key: tuple[float, float] = (np.nan, np.nan)
+    # The refit reached its stop (tolerance, float64's floor or relative_tol), not max_iter nor
+    # a failed line search (closed-form solvers: always).
+    converged: bool = True
+    # Mean held-out loss over the folds at the chosen C (the criterion: log-loss for the
+    # logistic regression, the mean squared error to one-hot targets for ridge), at every C
+    # scored, and the accuracies of the folds' pooled held-out predictions at the chosen C.
+    cv_loss: float = np.nan
+    cv_losses: dict[float, float] = field(default_factory=dict)
+    cv_accuracy: float = np.nan
+    cv_mean_per_class_accuracy: float = np.nan
     selection_seconds: float = 0.0
     fit_seconds: float = 0.0
     n_iter: int = 0
-    # The logistic regression's fit-part (weights, intercepts) at the chosen C, between
-    # choose_c and refit: where the refit starts.
+    # The logistic regression's folds' mean (weights, intercepts) at the chosen C on the
+    # training split's columns, between choose_c and refit: where the refit starts.
     start_weights: tuple[np.ndarray, np.ndarray] | None = None
+    # Each fold's (weights on its columns, intercepts) at the chosen C: where the same fold of
+    # the curve's next size starts.
+    fold_weights: list[tuple[np.ndarray, np.ndarray]] | None = None
+    weights: np.ndarray | None = None
+    intercepts: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class FoldData:
+    """One fold of an embedding: its training part's matrix (standardised, three-valued and
+    ranked with the part's own statistics) or, for a closed-form solver, its system of normal
+    equations, and the fold's held-out images scored with the same statistics."""
+
+    values: np.ndarray | None
+    labels: np.ndarray
+    held_values: np.ndarray
+    held_labels: np.ndarray
+    system: ridge.RidgeSystem | None = None
+    # Where the fold's first fit starts ((weights on its columns, intercepts)): the same fold's
+    # solution at the curve's previous size; None: zeros.
+    start: tuple[np.ndarray, np.ndarray] | None = None
+    # Where the fold's columns differ from the training split's (a ranking's selection on
+    # each): the positions of their common features in each, (fold, train).
+    common_columns: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
 class ProbeData:
-    """One embedding's matrices: the fit part and its held-out images (standardised, ranked with
-    the fit part's statistics), the whole training split and the test images (with the training
-    split's). `fit_ridge` / `train_ridge`: ridge's normal equations of these columns on the fit
-    part and on the training split (ridge reads them instead of fit_values / train_values, which
-    it leaves None: a column subset is a copy)."""
+    """One embedding's matrices: its folds (choosing C), the whole training split (the refit)
+    and the test images (with the training split's statistics). A closed-form solver reads
+    `train_system` (and each fold's `system`) instead of the values, which it leaves None (a
+    column subset is a copy)."""
 
-    fit_values: np.ndarray | None
-    fit_labels: np.ndarray
-    held_values: np.ndarray
-    held_labels: np.ndarray
+    folds: tuple[FoldData, ...]
     train_values: np.ndarray | None
     train_labels: np.ndarray
     test_values: np.ndarray
-    fit_ridge: ridge.RidgeSystem | None = None
-    train_ridge: ridge.RidgeSystem | None = None
-    # Where the fit part's columns differ from the training split's (a ranking's selection on
-    # each): the positions of their common features in each, (fit, train).
-    common_columns: tuple[np.ndarray, np.ndarray] | None = None
+    train_system: ridge.RidgeSystem | None = None
 
-    def on_train_columns(self, weights: np.ndarray) -> np.ndarray:
-        """(fit columns, classes) weights as weights on the training split's columns: each
+    def on_train_columns(self, fold: FoldData, weights: np.ndarray) -> np.ndarray:
+        """(fold columns, classes) weights as weights on the training split's columns: each
         common feature keeps its weight, the others start at 0."""
-        if self.common_columns is None:
+        if fold.common_columns is None:
             return weights
-        fit_positions, train_positions = self.common_columns
+        fold_positions, train_positions = fold.common_columns
         moved = np.zeros((self.test_values.shape[1], weights.shape[1]))
-        moved[train_positions] = weights[fit_positions]
+        moved[train_positions] = weights[fold_positions]
         return moved
 
+    def held_labels(self) -> np.ndarray:
+        """Every fold's held-out labels, in fold order (the folds' pooled predictions' order)."""
+        return np.concatenate([fold.held_labels for fold in self.folds])
 
-Key = tuple[float, float]
+
+Key = tuple[float, ...]
 
 
 def search_c(
@@ -185,50 +230,81 @@ def _starting_index(
     return len(grid) // 2
 
 
-def _choose_ridge_c(
-    data: ProbeData, settings: TransferSettings, start_c: float | None
-) -> FitResult:
-    """The C of ridge on the fit part's system scored on the held-out images (no predictions
-    yet: the refit makes them).
+def closed_form_grid(solver: str, settings: TransferSettings) -> tuple[float, ...]:
+    """The C values a closed-form solver scores on every fold: its grid, extended tenfold past
+    each edge `c_selection.widen` times (each C costs one factorisation, no walk: every fold's
+    held-out scores are made while its Gram matrix is held, one fold after the other)."""
+    grid, widen = settings.ridge.c_grid, settings.c_selection.widen
+    low = [grid[0] * 10.0**-step for step in range(widen, 0, -1)]
+    high = [grid[-1] * 10.0**step for step in range(1, widen + 1)]
+    return tuple(low) + tuple(grid) + tuple(high)
 
-    Where a factorisation is cheap (a system under ridge.THREADED_SYSTEM) the whole grid is
-    scored: a local walk from a neighbouring embedding's choice once stopped on a held-out
-    plateau far from the best C (0.40 against 0.73 for its neighbours, 60 held-out images).
-    Larger systems (a factorisation of the 12,416-feature network takes seconds) walk from
-    `start_c`, a similar embedding's choice, or from the grid's middle: 3 to 5 factorisations
-    instead of 7 or more.
-    """
-    start = time.perf_counter()
-    system = data.fit_ridge
 
-    def score(c: float) -> Key:
+@dataclass(frozen=True)
+class FoldScores:
+    """One fold's held-out losses and predictions at each C of a closed-form solver's grid."""
+
+    losses: np.ndarray
+    predictions: tuple[np.ndarray, ...]
+
+
+def score_fold(solver: str, fold: FoldData, grid: Sequence[float]) -> FoldScores:
+    """A closed-form solver (ridge) on one fold's system at every C of `grid`, scored on its
+    held-out images: ridge's own loss, the mean squared error to the one-hot targets, and the
+    predictions."""
+    system = fold.system
+    one_hot = (fold.held_labels[:, None] == system.data.classes[None, :]).astype(np.float64)
+    losses, predictions = [], []
+    for c in grid:
         weights, intercept = system.weights(c)
-        scored = ridge.scores(data.held_values, weights, intercept)
-        return ridge.holdout_key(scored, system.data.classes, data.held_labels)
+        scored = ridge.scores(fold.held_values, weights, intercept)
+        losses.append(float(np.mean(np.sum((scored - one_hot) ** 2, axis=1))))
+        predictions.append(system.data.classes[np.argmax(scored, axis=1)])
+    return FoldScores(np.asarray(losses), tuple(predictions))
 
-    chosen, keys, at_edge = search_c(
-        score, settings.ridge.c_grid, settings.c_selection.widen,
-        start=start_c if system.large else None, exhaustive=not system.large,
-    )  # fmt: skip
+
+def choose_from_scores(
+    solver: str, grid: Sequence[float], scores: Sequence[FoldScores], held_labels: np.ndarray
+) -> FitResult:
+    """The C of the lowest mean held-out loss over the folds (ties to the smaller C), with the
+    folds' pooled predictions' accuracies there (`held_labels`: the folds' in fold order)."""
+    mean_losses = np.mean([fold.losses for fold in scores], axis=0)
+    best = int(np.argmin(mean_losses))  # the first of equal losses: the smaller C
+    pooled = np.concatenate([fold.predictions[best] for fold in scores])
+    cv_accuracy, cv_per_class = accuracies(held_labels, pooled)
     return FitResult(
-        regularisation_c=chosen,
+        regularisation_c=float(grid[best]),
         predictions=np.empty(0),
-        solver=RIDGE,
-        c_at_grid_edge=at_edge,
-        holdout_accuracy={c: k[0] for c, k in keys.items()},
-        holdout_key=keys[chosen],
-        selection_seconds=time.perf_counter() - start,
+        solver=solver,
+        c_at_grid_edge=best in (0, len(grid) - 1),
+        cv_loss=float(mean_losses[best]),
+        cv_losses={float(c): float(loss) for c, loss in zip(grid, mean_losses)},
+        cv_accuracy=cv_accuracy,
+        cv_mean_per_class_accuracy=cv_per_class,
     )
 
 
-def _refit_ridge(choice: FitResult, data: ProbeData) -> FitResult:
+def _choose_closed_form_c(data: ProbeData, settings: TransferSettings) -> FitResult:
+    start = time.perf_counter()
+    grid = closed_form_grid(RIDGE, settings)
+    scores = [score_fold(RIDGE, fold, grid) for fold in data.folds]
+    choice = choose_from_scores(RIDGE, grid, scores, data.held_labels())
+    return replace(choice, selection_seconds=time.perf_counter() - start)
+
+
+def _refit_closed_form(choice: FitResult, data: ProbeData) -> FitResult:
     """`choice` with its C refitted on the training split's system, and its predictions."""
     start = time.perf_counter()
-    system = data.train_ridge
+    system = data.train_system
     weights, intercept = system.weights(choice.regularisation_c)
     scored = ridge.scores(data.test_values, weights, intercept)
-    predictions = system.data.classes[np.argmax(scored, axis=1)]
-    return replace(choice, predictions=predictions, fit_seconds=time.perf_counter() - start)
+    return replace(
+        choice,
+        predictions=system.data.classes[np.argmax(scored, axis=1)],
+        weights=weights,
+        intercepts=intercept,
+        fit_seconds=time.perf_counter() - start,
+    )
 
 
 Weights = Callable[[np.ndarray], np.ndarray]
@@ -348,6 +424,12 @@ class _Probe:
             self.model.fit(self.design, self.labels)
         return int(np.max(self.model.n_iter_))
 
+    def converged(self) -> bool:
+        """Whether the last fit converged (scikit-learn's own: short of max_iter)."""
+        if hasattr(self.model, "converged_"):
+            return bool(self.model.converged_)
+        return bool(np.max(self.model.n_iter_) < self.model.max_iter)
+
     def weights(self) -> tuple[np.ndarray, np.ndarray]:
         """(features, classes) float64 weights on the values, and the intercepts."""
         coef = multinomial_coef(self.model.coef_.astype(np.float64))
@@ -366,100 +448,170 @@ class _Probe:
     def predict(self, values: np.ndarray) -> np.ndarray:
         return self.model.classes_[np.argmax(self.decision(values), axis=1)]
 
-    def holdout_score(self, values: np.ndarray, labels: np.ndarray) -> Key:
-        """(accuracy, minus the log-loss) on held-out images: compared accuracy first."""
+    def held_out(self, values: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+        """(mean log-loss, predictions) on held-out images."""
         scores = self.decision(values)
-        accuracy = float(np.mean(self.model.classes_[np.argmax(scores, axis=1)] == labels))
+        predictions = self.model.classes_[np.argmax(scores, axis=1)]
         scores -= scores.max(axis=1, keepdims=True)
         log_probability = scores - np.log(np.exp(scores).sum(axis=1, keepdims=True))
-        # Every class has training images in the fit part (holdout_split keeps one back).
+        # Every class has training images in every fold's training part (stratified_folds).
         position = np.searchsorted(self.model.classes_, labels)
-        log_loss = -float(np.mean(log_probability[np.arange(labels.size), position]))
-        return accuracy, -log_loss
+        return -float(np.mean(log_probability[np.arange(labels.size), position])), predictions
 
 
 def _choose_logistic_c(
     data: ProbeData, settings: TransferSettings, start_c: float | None, estimator: type
 ) -> FitResult:
-    """The C of the best held-out score of fits on the fit part, searched from `start_c` (a
-    similar embedding's choice; None: the grid's middle); `start_weights` keeps the fit part's
-    weights at that C, where the refit starts."""
+    """The C of the lowest mean held-out log-loss over the folds, searched from `start_c` (a
+    similar embedding's choice; None: the grid's middle), each fold's fits warm-started from its
+    previous C's; `start_weights`: the folds' mean weights at that C, where the refit starts."""
     start = time.perf_counter()
-    probe = _Probe(data.fit_values, data.fit_labels, settings, estimator=estimator)
-    if probe.design.shape[1] > CONVERGED_SELECTION_WIDTH:
-        probe.model.set_params(tol=settings.logistic_regression.selection_tol)
-    states: dict[float, tuple[np.ndarray, np.ndarray]] = {}
+    probes = [
+        _Probe(fold.values, fold.labels, settings, estimator=estimator) for fold in data.folds
+    ]
+    for probe, fold in zip(probes, data.folds, strict=True):
+        if probe.design.shape[1] > CONVERGED_SELECTION_WIDTH:
+            probe.model.set_params(tol=settings.logistic_regression.selection_tol)
+        if fold.start is not None:
+            probe.start_from(*fold.start)
+    states: dict[float, list[tuple[np.ndarray, np.ndarray]]] = {}
+    pooled: dict[float, np.ndarray] = {}
 
     def score(c: float) -> Key:
-        probe.fit(c)  # from the last C's solution (warm_start)
-        states[c] = probe.state()
-        return probe.holdout_score(data.held_values, data.held_labels)
+        losses, predictions = [], []
+        for probe, fold in zip(probes, data.folds, strict=True):
+            probe.fit(c)  # from the last C's solution (warm_start)
+            loss, predicted = probe.held_out(fold.held_values, fold.held_labels)
+            losses.append(loss)
+            predictions.append(predicted)
+        states[c], pooled[c] = [probe.state() for probe in probes], np.concatenate(predictions)
+        return (-float(np.mean(losses)),)
 
     grid, widen = settings.logistic_regression.c_grid, settings.c_selection.widen
     chosen, keys, at_edge = search_c(score, grid, widen, start=start_c)
-    probe.restore(states[chosen])
+    cv_accuracy, cv_per_class = accuracies(data.held_labels(), pooled[chosen])
+    fold_weights = _fold_weights(probes, states[chosen])
     return FitResult(
         regularisation_c=chosen,
         predictions=np.empty(0),
         solver=LOGISTIC,
         c_at_grid_edge=at_edge,
-        holdout_accuracy={c: k[0] for c, k in keys.items()},
-        holdout_key=keys[chosen],
+        cv_loss=-keys[chosen][0],
+        cv_losses={c: -key[0] for c, key in keys.items()},
+        cv_accuracy=cv_accuracy,
+        cv_mean_per_class_accuracy=cv_per_class,
         selection_seconds=time.perf_counter() - start,
-        start_weights=probe.weights(),
+        start_weights=_mean_fold_weights(data, fold_weights),
+        fold_weights=fold_weights,
     )
+
+
+def _fold_weights(
+    probes: Sequence[_Probe], states: Sequence[tuple[np.ndarray, np.ndarray]]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each fold's (weights on its columns, intercepts) at one C (its state there)."""
+    weights = []
+    for probe, state in zip(probes, states, strict=True):
+        probe.restore(state)
+        weights.append(probe.weights())
+    return weights
+
+
+def _mean_fold_weights(
+    data: ProbeData, fold_weights: Sequence[tuple[np.ndarray, np.ndarray]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The folds' weights at one C, each on the training split's columns (feature by feature: a
+    ranking's selection differs between a fold and the training split), and intercepts, averaged
+    over the folds: close to the refit's solution."""
+    weights = [
+        data.on_train_columns(fold, fold_weight)
+        for fold, (fold_weight, _) in zip(data.folds, fold_weights, strict=True)
+    ]
+    return np.mean(weights, axis=0), np.mean([b for _, b in fold_weights], axis=0)
 
 
 def _refit_logistic(
     choice: FitResult, data: ProbeData, settings: TransferSettings, estimator: type
 ) -> FitResult:
-    """`choice`'s C refitted on the whole training split from the fit part's weights at that C
-    (close to the refit's), feature by feature; and its test predictions."""
+    """`choice`'s C refitted on the whole training split from the folds' mean weights at that
+    C; its linear map and test predictions."""
     start = time.perf_counter()
-    # Not the held-out fits: stopped at relative_tol they flipped the choice between near-tied
+    # Not the folds' fits: stopped at relative_tol they flipped the choice between near-tied
     # C values (8 of 71 rows of the flowers102-sized benchmark, up to 0.0033 lower).
     relative_tol = settings.logistic_regression.relative_tol
     final = _Probe(data.train_values, data.train_labels, settings, estimator, relative_tol)
-    weights, intercept = choice.start_weights
-    final.start_from(data.on_train_columns(weights), intercept)
+    final.start_from(*choice.start_weights)
     n_iter = final.fit(choice.regularisation_c)
+    weights, intercepts = final.weights()
     return replace(
         choice,
         predictions=final.predict(data.test_values),
+        converged=final.converged(),
         start_weights=None,
+        weights=weights,
+        intercepts=intercepts,
         fit_seconds=time.perf_counter() - start,
         n_iter=n_iter,
     )
 
 
-def _refit_linear_svc(data: ProbeData, settings: TransferSettings) -> FitResult:
-    """LinearSVC (squared hinge, one-vs-rest) with the fixed C of the settings, no selection."""
-    start = time.perf_counter()
+def _linear_svc(values: np.ndarray, labels: np.ndarray, settings: TransferSettings) -> LinearSVC:
     model = LinearSVC(C=float(settings.linear_svc.C), max_iter=settings.linear_svc.max_iter)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(data.train_values, data.train_labels)
+        return model.fit(values, labels)
+
+
+def _choose_linear_svc(data: ProbeData, settings: TransferSettings) -> FitResult:
+    """LinearSVC's fixed C (the FNE's public code: nothing to choose), with its folds' pooled
+    held-out accuracies at that C."""
+    start = time.perf_counter()
+    pooled = np.concatenate(
+        [
+            _linear_svc(fold.values, fold.labels, settings).predict(fold.held_values)
+            for fold in data.folds
+        ]
+    )
+    cv_accuracy, cv_per_class = accuracies(data.held_labels(), pooled)
     return FitResult(
         regularisation_c=float(settings.linear_svc.C),
-        predictions=model.predict(data.test_values),
+        predictions=np.empty(0),
         solver=LINEAR_SVC,
+        cv_accuracy=cv_accuracy,
+        cv_mean_per_class_accuracy=cv_per_class,
+        selection_seconds=time.perf_counter() - start,
+    )
+
+
+def _refit_linear_svc(choice: FitResult, data: ProbeData, settings: TransferSettings) -> FitResult:
+    """LinearSVC (squared hinge, one-vs-rest) at the fixed C on the training split."""
+    start = time.perf_counter()
+    model = _linear_svc(data.train_values, data.train_labels, settings)
+    weights = multinomial_coef(model.coef_.astype(np.float64)).T
+    intercepts = multinomial_coef(model.intercept_.astype(np.float64)[:, None])[:, 0]
+    return replace(
+        choice,
+        predictions=model.predict(data.test_values),
+        converged=bool(np.max(model.n_iter_) < settings.linear_svc.max_iter),
+        weights=weights,
+        intercepts=intercepts,
         fit_seconds=time.perf_counter() - start,
         n_iter=int(np.max(model.n_iter_)),
     )
 
 
 def solver_for(n_images: int, n_features: int, n_classes: int, settings: TransferSettings) -> str:
-    """The solver of `transfer.classifier` on a design of this size: the setting's own, or for
-    ridge_or_logistic the logistic regression where affordable (training images^2 x features,
-    or images where the row space is used, x classes <= logistic_regression.budget), else ridge.
-    """
-    if settings.classifier != RIDGE_OR_LOGISTIC:
+    """The solver of `transfer.classifier` for an evaluation whose widest design has this size:
+    the setting's own, or for auto the logistic regression where it is affordable
+    on that design (training images^2 x features, or images where the row space is used, x
+    classes <= logistic_regression.budget), else ridge. One solver fits every row of an
+    evaluation, so that the rows a sentence compares are fitted alike."""
+    if settings.classifier != AUTO:
         return settings.classifier
     if use_row_space(n_images, n_features, settings):
         n_features = n_images
     # lbfgs's work per iteration grows with images x features x classes, and its iterations
-    # with the images: the flowers102-sized set (2,040 images, 102 classes) keeps it everywhere,
-    # caltech101 on its layers, caltech256 and ImageNet nowhere.
+    # with the images.
     affordable = (
         float(n_images) ** 2 * n_features * n_classes <= settings.logistic_regression.budget
     )
@@ -473,15 +625,15 @@ def choose_c(
     start_c: float | None = None,
     estimator: type = MultinomialLogisticRegression,
 ) -> FitResult:
-    """The C of one embedding chosen on its fit part and held-out images, by `solver`, searched
+    """The C of one embedding chosen by cross-validation on its folds, by `solver`, searched
     from `start_c` where given (no predictions yet: `refit` makes them). `estimator`: the
     logistic regression's (scikit-learn's LogisticRegression gives the reference)."""
     if solver == RIDGE:
-        return _choose_ridge_c(data, settings, start_c)
+        return _choose_closed_form_c(data, settings)
     if solver == LOGISTIC:
         return _choose_logistic_c(data, settings, start_c, estimator)
-    if solver == LINEAR_SVC:  # a fixed C, nothing to choose
-        return FitResult(float(settings.linear_svc.C), np.empty(0), solver=LINEAR_SVC)
+    if solver == LINEAR_SVC:
+        return _choose_linear_svc(data, settings)
     raise ValueError(f"unknown solver {solver!r}")
 
 
@@ -491,13 +643,14 @@ def refit(
     settings: TransferSettings,
     estimator: type = MultinomialLogisticRegression,
 ) -> FitResult:
-    """`choice`'s solver refitted at its C on the training split, with the test predictions."""
+    """`choice`'s solver refitted at its C on the training split, with its linear map and the
+    test predictions."""
     if choice.solver == RIDGE:
-        return _refit_ridge(choice, data)
+        return _refit_closed_form(choice, data)
     if choice.solver == LOGISTIC:
         return _refit_logistic(choice, data, settings, estimator)
     if choice.solver == LINEAR_SVC:
-        return _refit_linear_svc(data, settings)
+        return _refit_linear_svc(choice, data, settings)
     raise ValueError(f"unknown solver {choice.solver!r}")
 
 
@@ -508,7 +661,7 @@ def fit_probe(
     start_c: float | None = None,
     estimator: type = MultinomialLogisticRegression,
 ) -> FitResult:
-    """One embedding's classifier: C chosen on the fit part, refitted on the training split."""
+    """One embedding's classifier: C chosen by cross-validation, refitted on the training split."""
     choice = choose_c(data, solver, settings, start_c, estimator)
     return refit(choice, data, settings, estimator)
 

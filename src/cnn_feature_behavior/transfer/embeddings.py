@@ -16,9 +16,14 @@ FNE_NEGATIVE = -0.25
 ROW_BLOCK = 512
 
 
-def _row_blocks(values: np.ndarray):
-    for start in range(0, len(values), ROW_BLOCK):
-        yield values[start : start + ROW_BLOCK]
+def _row_blocks(values: np.ndarray, rows: np.ndarray | None = None):
+    """Blocks of ROW_BLOCK rows of `values` (of its `rows`, in their order, where given)."""
+    n_rows = len(values) if rows is None else len(rows)
+    for start in range(0, n_rows, ROW_BLOCK):
+        if rows is None:
+            yield values[start : start + ROW_BLOCK]
+        else:
+            yield values[rows[start : start + ROW_BLOCK]]
 
 
 @dataclass(frozen=True)
@@ -29,33 +34,34 @@ class Standardisation:
     scale: np.ndarray
 
     @classmethod
-    def fit(cls, values: np.ndarray) -> Standardisation:
-        """Mean and standard deviation of each column; a constant column gets scale 1 (maps to 0)."""
+    def fit(cls, values: np.ndarray, rows: np.ndarray | None = None) -> Standardisation:
+        """Mean and standard deviation of each column over `rows` (default: every row); a
+        constant column gets scale 1 (maps to 0)."""
         values = np.asarray(values)
-        if values.ndim != 2 or len(values) == 0:
+        n_rows = len(values) if rows is None else len(rows)
+        if values.ndim != 2 or n_rows == 0:
             raise ValueError(f"standardisation needs a non-empty 2-D matrix, got {values.shape}")
         # float64 sums over blocks of rows: no float64 copy of the whole matrix.
         mean = np.zeros(values.shape[1])
-        for block in _row_blocks(values):
+        for block in _row_blocks(values, rows):
             mean += block.sum(axis=0, dtype=np.float64)
-        mean /= len(values)
+        mean /= n_rows
         square = np.zeros(values.shape[1])
-        for block in _row_blocks(values):
+        for block in _row_blocks(values, rows):
             square += np.square(block.astype(np.float64) - mean).sum(axis=0)
-        scale = np.sqrt(square / len(values))
+        scale = np.sqrt(square / n_rows)
         scale[scale == 0] = 1.0
         return cls(mean=mean, scale=scale)
 
-    def apply(self, values: np.ndarray) -> np.ndarray:
-        """(values - mean) / scale as float32."""
+    def apply(self, values: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """(values - mean) / scale as float32, of `rows` in their order (default: every row)."""
         values = np.asarray(values)
         if values.ndim != 2 or values.shape[1] != len(self.mean):
             raise ValueError(
                 f"matrix {values.shape} does not have the {len(self.mean)} fitted features"
             )
-        out = np.empty(values.shape, np.float32)
-        for start in range(0, len(values), ROW_BLOCK):
-            block = values[start : start + ROW_BLOCK]
+        out = np.empty((len(values) if rows is None else len(rows), values.shape[1]), np.float32)
+        for start, block in zip(range(0, len(out), ROW_BLOCK), _row_blocks(values, rows)):
             out[start : start + ROW_BLOCK] = (block - self.mean) / self.scale
         return out
 

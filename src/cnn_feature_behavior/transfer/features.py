@@ -1,21 +1,28 @@
 """Feature selections compared by the transfer evaluation, fitted on the training images only.
 
 The DKS ranking of the features (DKS and the thresholds t+ / t- of the training split, found as
-the calibration pipeline finds them on the whole dataset), the curve's sizes, and the seeded
-random selection the ranking is compared with. Standardisation and the FNE are in embeddings.py.
+the calibration pipeline finds them on the whole dataset), the curve's sizes, and the baselines
+the rankings are compared with: seeded random selections and the ANOVA-F filter
+(scikit-learn's `f_classif`, the standard univariate filter). Standardisation and the FNE are
+in embeddings.py.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.feature_selection import f_classif
 
 from cnn_feature_behavior.statistics import calibration
 from cnn_feature_behavior.statistics.dks import signed_ks_labellings
 
 RANKINGS = ("dks_count", "dks_mean_abs", "dks_cover")
+ANOVA_F = "anova_f"
+# The filter baselines of `transfer.baselines` (random is always compared).
+BASELINES = (ANOVA_F,)
 
 
 @dataclass(frozen=True)
@@ -128,3 +135,14 @@ def curve_sizes(n_features: int, fractions: Sequence[float]) -> list[tuple[float
 def random_order(n_features: int, seed: int | Sequence[int]) -> np.ndarray:
     """A seeded permutation of the features; its first k are the random selection of size k."""
     return np.random.default_rng(seed).permutation(n_features)
+
+
+def anova_f_order(train_values: np.ndarray, train_labels: np.ndarray) -> np.ndarray:
+    """The features by decreasing ANOVA F statistic of the training images
+    (`sklearn.feature_selection.f_classif`), ties by position; a constant feature (F undefined)
+    last. F does not change under a feature's standardisation."""
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        warnings.simplefilter("ignore", UserWarning)  # "Features [...] are constant."
+        f_values, _ = f_classif(train_values, train_labels)
+    f_values = np.where(np.isfinite(f_values), f_values, -np.inf)
+    return np.lexsort((np.arange(f_values.size), -f_values))

@@ -48,7 +48,6 @@ from cnn_feature_behavior.transfer.embeddings import FNE_NEGATIVE, FNE_POSITIVE,
 from cnn_feature_behavior.transfer.intervals import CONFIDENCE, mean_interval, tied_with_best
 from cnn_feature_behavior.transfer.multinomial import MultinomialLogisticRegression
 from cnn_feature_behavior.transfer.named_embeddings import NamedEmbedding, every_embedding
-from cnn_feature_behavior.transfer.splits import TRAIN
 
 logger = logging.getLogger(__name__)
 
@@ -183,29 +182,6 @@ def draw_episodes(
             test = np.flatnonzero(~is_train[repetition])
             episodes.append(Episode(shots, number, repetition, support, test))
     return episodes
-
-
-def training_masks(image_ids: Sequence[str], splits: pd.DataFrame) -> dict[int, np.ndarray]:
-    """Per repetition of `transfer_splits` (columns repetition, image_id, split), whether each
-    embedded image (`image_ids`, in embedding order) trains in it. An embedded image without a
-    split is an error; a split image without an embedding row was rejected at extraction."""
-    missing = {"repetition", "image_id", "split"} - set(splits.columns)
-    if missing:
-        raise ValueError(f"transfer_splits lacks column(s) {sorted(missing)}")
-    ids = pd.Index(np.asarray(image_ids).astype(str))
-    masks = {}
-    for repetition, split in splits.groupby("repetition", sort=True):
-        membership = split.set_index(split["image_id"].astype(str))["split"].reindex(ids)
-        if membership.isna().any():
-            unsplit = ids[membership.isna().to_numpy()]
-            raise ValueError(
-                f"transfer_splits repetition {repetition}: {len(unsplit)} embedded image(s) "
-                f"have no split, e.g. {unsplit[:5].tolist()}: run the transfer pipeline again"
-            )
-        masks[int(repetition)] = (membership == TRAIN).to_numpy()
-    if not masks:
-        raise ValueError("transfer_splits has no rows")
-    return masks
 
 
 def nearest_class_mean(

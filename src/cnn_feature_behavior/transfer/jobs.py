@@ -1,14 +1,17 @@
 """The result rows' feature sets and the matrices they are fitted on.
 
-`Prepared`: one training matrix's embeddings (standardisation, FNE and DKS rankings fitted on its
-images alone) and the images scored with them; `Job`: one result row's feature set, on the fit
-part and on the training split (a ranking's selection can differ between them);
-`embedding_jobs`: every row's; `probe_data`: a job's matrices as the solver dispatch
-(classifier.py) takes them; `solver_of`: its solver.
+`Part`: one training matrix (a fold's training part, or the whole training split) with what is
+fitted on its images alone (standardisation, DKS rankings with t+ / t-, the ANOVA-F order) and
+the images scored with it (the fold's held-out images, or the test images); its standardised
+and three-valued matrices are made when a kind's turn comes and released after. `Job`: one
+result row's feature set, whose columns are found on each part (a ranking's selection can
+differ between parts). `embedding_jobs`: every row's; `probe_data`: a job's matrices as the
+solver dispatch (classifier.py) takes them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,132 +19,215 @@ import numpy as np
 import pandas as pd
 
 from cnn_feature_behavior.transfer import ridge
-from cnn_feature_behavior.transfer.classifier import ProbeData, solver_for
+from cnn_feature_behavior.transfer.classifier import FitResult, FoldData, ProbeData
 from cnn_feature_behavior.transfer.embeddings import Standardisation
 from cnn_feature_behavior.transfer.embeddings import fne_values as three_valued
-from cnn_feature_behavior.transfer.features import DksRanking, curve_sizes
-from cnn_feature_behavior.transfer.settings import TransferSettings
+from cnn_feature_behavior.transfer.features import ANOVA_F, DksRanking, curve_sizes
+from cnn_feature_behavior.transfer.settings import FneSettings, TransferSettings
 
 LAYER, FULL_NETWORK, FNE, RANDOM = "layer", "full_network", "fne", "random"
 KINDS = (FULL_NETWORK, FNE)
 
 
 @dataclass
-class Prepared:
-    """One training matrix's embeddings (fitted on its images only) and the images scored with
-    them: the fit part with the held-out images, or the training split with the test images."""
+class Part:
+    """One training matrix (rows `train_rows` of the split's `values`) with its statistics, and
+    the images scored with them (`scored_rows`)."""
 
-    standardisation: Standardisation
-    ranking: DksRanking
+    values: np.ndarray  # the split's whole (images, features) matrix, not copied
+    train_rows: np.ndarray
+    scored_rows: np.ndarray
     labels: np.ndarray
     scored_labels: np.ndarray
-    train: dict[str, np.ndarray]  # kind -> training rows
-    scored: dict[str, np.ndarray]  # kind -> scored rows
-    fne_thresholds: tuple[float, float]
+    standardisation: Standardisation
+    ranking: DksRanking
+    anova_f: np.ndarray  # feature positions by decreasing F of this part's training images
+    random_orders: Sequence[np.ndarray]  # one seeded permutation per draw, shared by the parts
+    fne: FneSettings
+    _matrices: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     ridge: dict[str, ridge.RidgeData] = field(default_factory=dict)
 
-    def make_fne(self) -> None:
-        """The three-valued matrices from the continuous ones (made when the FNE's turn comes)."""
-        for matrices in (self.train, self.scored):
-            matrices[FNE] = three_valued(matrices[FULL_NETWORK], *self.fne_thresholds)
+    def matrices(self, kind: str) -> tuple[np.ndarray, np.ndarray]:
+        """(training rows, scored rows) of one kind, standardised with this part's statistics
+        (and three-valued for the FNE), made on first need."""
+        if kind not in self._matrices:
+            made = []
+            for rows in (self.train_rows, self.scored_rows):
+                matrix = self.standardisation.apply(self.values, rows)
+                made.append(
+                    three_valued(matrix, self.fne.positive, self.fne.negative)
+                    if kind == FNE
+                    else matrix
+                )
+            self._matrices[kind] = (made[0], made[1])
+        return self._matrices[kind]
 
-    def drop(self, kind: str) -> None:
-        for matrices in (self.train, self.scored):
-            matrices.pop(kind, None)
-        self.ridge.pop(kind, None)
+    def release(self, kind: str | None = None) -> None:
+        """Forget a kind's matrices and Gram matrices (every kind's with None)."""
+        for kinds in (self._matrices, self.ridge):
+            for name in [kind] if kind else list(kinds):
+                kinds.pop(name, None)
+
+    def order(self, selection: str, draw: int | None) -> np.ndarray:
+        """The feature positions of a ranking, best first, or a random draw's permutation."""
+        if selection == RANDOM:
+            return self.random_orders[draw]
+        if selection == ANOVA_F:
+            return self.anova_f
+        return self.ranking.orders[selection]
 
     def ridge_data(self, kind: str, classes: np.ndarray, threads: int) -> ridge.RidgeData:
         if kind not in self.ridge:
-            self.ridge[kind] = ridge.RidgeData.of(self.train[kind], self.labels, classes, threads)
+            train = self.matrices(kind)[0]
+            self.ridge[kind] = ridge.RidgeData.of(train, self.labels, classes, threads)
         return self.ridge[kind]
 
 
 @dataclass(frozen=True)
 class Job:
-    """One result row's feature set: its columns on the fit part and on the training split (a
-    ranking's selection can differ between them), None for every column."""
+    """One result row's feature set: a layer's columns, every column (no selection, or a
+    selection keeping them all), or the first `size` features of a ranking or random draw on
+    each part."""
 
-    row: dict[str, Any]
+    row: dict[str, Any]  # embedding, layer, selection, fraction, draw
     kind: str
-    fit_columns: np.ndarray | None
-    train_columns: np.ndarray | None
+    n_all: int  # the full network's features
+    layer_columns: np.ndarray | None = None
+    size: int | None = None
 
-    def n_features(self, n_all: int) -> int:
-        """How many features this row's classifier sees, of the embedding's n_all."""
-        return n_all if self.train_columns is None else self.train_columns.size
+    @property
+    def every_column(self) -> bool:
+        return self.layer_columns is None and (self.size is None or self.size == self.n_all)
+
+    def columns(self, part: Part) -> np.ndarray | None:
+        """This row's columns on a part, sorted; None for every column."""
+        if self.layer_columns is not None:
+            return self.layer_columns
+        if self.every_column:
+            return None
+        return np.sort(part.order(self.row["selection"], self.row["draw"])[: self.size])
+
+    def n_features(self) -> int:
+        """How many features this row's classifier sees."""
+        if self.layer_columns is not None:
+            return self.layer_columns.size
+        return self.n_all if self.size is None else self.size
 
     def key(self) -> tuple:
-        def code(columns: np.ndarray | None) -> bytes:
-            return b"all" if columns is None else columns.tobytes()
+        """Equal for rows fitted on the same features of every part (fitted once)."""
+        if self.layer_columns is not None:
+            return (self.kind, LAYER, self.row["layer"])
+        if self.every_column:
+            return (self.kind, "all")
+        return (self.kind, self.row["selection"], self.row["draw"], self.size)
 
-        return (self.kind, code(self.fit_columns), code(self.train_columns))
 
-
-def embedding_jobs(
-    layers: np.ndarray, fit: Prepared, train: Prepared, shuffled: np.ndarray, settings
-) -> list[Job]:
-    """Every result row's feature set: layers, full network, FNE, then each kind's curves."""
-    n_features = layers.size
+def embedding_jobs(layers: np.ndarray, settings: TransferSettings) -> list[Job]:
+    """Every result row's feature set: layers, full network, FNE, then each kind's curves: each
+    DKS ranking, each filter baseline and each random draw at each of the fractions."""
+    n_all = layers.size
     jobs = []
+    blank = {"layer": None, "selection": None, "fraction": None, "draw": None}
     for layer in pd.unique(layers):
-        columns = np.flatnonzero(layers == layer)
-        row = {"embedding": LAYER, "layer": layer, "selection": None, "fraction": None}
-        jobs.append(Job(row, FULL_NETWORK, columns, columns))
+        row = {**blank, "embedding": LAYER, "layer": layer}
+        jobs.append(Job(row, FULL_NETWORK, n_all, layer_columns=np.flatnonzero(layers == layer)))
     for kind in KINDS:
-        row = {"embedding": kind, "layer": None, "selection": None, "fraction": None}
-        jobs.append(Job(row, kind, None, None))
+        jobs.append(Job({**blank, "embedding": kind}, kind, n_all))
+    curves = [(name, None) for name in (*settings.rankings, *settings.baselines)]
+    curves += [(RANDOM, draw) for draw in range(settings.random_draws)]
     for kind in KINDS:
-        for selection in (*settings.rankings, RANDOM):
-            for fraction, k in curve_sizes(n_features, settings.fractions):
-                kept = [
-                    None if k == n_features else np.sort(_order(part, selection, shuffled)[:k])
-                    for part in (fit, train)
-                ]
-                row = {"embedding": kind, "layer": None, "selection": selection}
-                jobs.append(Job({**row, "fraction": fraction}, kind, *kept))
+        for selection, draw in curves:
+            for fraction, size in curve_sizes(n_all, settings.fractions):
+                row = {**blank, "embedding": kind, "selection": selection, "draw": draw}
+                jobs.append(Job({**row, "fraction": fraction}, kind, n_all, size=size))
     return jobs
-
-
-def _order(prepared: Prepared, selection: str, shuffled: np.ndarray) -> np.ndarray:
-    return shuffled if selection == RANDOM else prepared.ranking.orders[selection]
 
 
 def _subset(matrix: np.ndarray, columns: np.ndarray | None) -> np.ndarray:
     return matrix if columns is None else matrix[:, columns]
 
 
-def probe_data(job: Job, fit: Prepared, train: Prepared, systems: tuple | None = None) -> ProbeData:
-    """The matrices of one job: its columns of the fit part, held-out images, training split and
-    test images. With `systems` (ridge's (fit part, training split) systems, either None until
-    its turn), the fit part's and training split's own columns are not copied: ridge reads its
-    systems instead."""
-    fit_system, train_system = systems or (None, None)
+def fold_data(
+    job: Job,
+    part: Part,
+    train: Part,
+    system: ridge.RidgeSystem | None = None,
+    start: tuple[np.ndarray, np.ndarray] | None = None,
+) -> FoldData:
+    """One job's columns of a fold's training part and held-out images; with a closed-form
+    solver's `system` of those columns, the training part's values are left out (a column
+    subset is a copy). `start`: where the fold's fits start."""
+    columns = job.columns(part)
+    fit_values, held_values = part.matrices(job.kind)
+    return FoldData(
+        values=None if system is not None else _subset(fit_values, columns),
+        labels=part.labels,
+        held_values=_subset(held_values, columns),
+        held_labels=part.scored_labels,
+        system=system,
+        start=start,
+        common_columns=_common_columns(columns, job.columns(train)),
+    )
+
+
+def probe_data(
+    job: Job, folds: Sequence[Part], train: Part, previous: tuple[Job, FitResult] | None = None
+) -> ProbeData:
+    """The matrices of one job: its columns of each fold's training part and held-out images, of
+    the training split and of the test images. `previous`: the curve's previous size and its
+    fit, whose folds' weights start this job's, feature by feature (a fold's selection of the
+    smaller size is part of its selection of this one)."""
+    columns = job.columns(train)
+    train_values, test_values = train.matrices(job.kind)
+    starts = [None] * len(folds)
+    if previous is not None and previous[1].fold_weights is not None:
+        before, fitted = previous
+        starts = [
+            _moved(weights, intercepts, before.columns(part), job.columns(part))
+            for part, (weights, intercepts) in zip(folds, fitted.fold_weights, strict=True)
+        ]
     return ProbeData(
-        fit_values=None if systems else _subset(fit.train[job.kind], job.fit_columns),
-        fit_labels=fit.labels,
-        held_values=_subset(fit.scored[job.kind], job.fit_columns),
-        held_labels=fit.scored_labels,
-        train_values=None if systems else _subset(train.train[job.kind], job.train_columns),
+        folds=tuple(
+            fold_data(job, part, train, start=start)
+            for part, start in zip(folds, starts, strict=True)
+        ),
+        train_values=_subset(train_values, columns),
         train_labels=train.labels,
-        test_values=_subset(train.scored[job.kind], job.train_columns),
-        fit_ridge=fit_system,
-        train_ridge=train_system,
-        common_columns=_common_columns(job.fit_columns, job.train_columns),
+        test_values=_subset(test_values, columns),
+    )
+
+
+def _moved(
+    weights: np.ndarray, intercepts: np.ndarray, before: np.ndarray | None, now: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weights on the columns `before` as weights on the columns `now`: each common feature
+    keeps its weight, the others start at 0."""
+    if before is None or now is None or np.array_equal(before, now):
+        return weights, intercepts
+    moved = np.zeros((now.size, weights.shape[1]))
+    _, in_before, in_now = np.intersect1d(before, now, return_indices=True)
+    moved[in_now] = weights[in_before]
+    return moved, intercepts
+
+
+def refit_data(job: Job, train: Part, system: ridge.RidgeSystem) -> ProbeData:
+    """What a closed-form solver's refit reads: its system on the training split's columns of
+    the job, and the test images' (no folds: its C is chosen)."""
+    return ProbeData(
+        folds=(),
+        train_values=None,
+        train_labels=train.labels,
+        test_values=_subset(train.matrices(job.kind)[1], job.columns(train)),
+        train_system=system,
     )
 
 
 def _common_columns(
-    fit_columns: np.ndarray | None, train_columns: np.ndarray | None
+    fold_columns: np.ndarray | None, train_columns: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """The positions of the features both column sets hold, in each; None where they are the
     same set (every column, or one layer's)."""
-    if fit_columns is None or np.array_equal(fit_columns, train_columns):
+    if fold_columns is None or np.array_equal(fold_columns, train_columns):
         return None
-    _, in_fit, in_train = np.intersect1d(fit_columns, train_columns, return_indices=True)
-    return in_fit, in_train
-
-
-def solver_of(job: Job, train: Prepared, settings: TransferSettings) -> str:
-    """The solver that fits a job (classifier.solver_for on its training matrix's size)."""
-    n_features = job.n_features(len(train.standardisation.mean))
-    return solver_for(train.labels.size, n_features, np.unique(train.labels).size, settings)
+    _, in_fold, in_train = np.intersect1d(fold_columns, train_columns, return_indices=True)
+    return in_fold, in_train

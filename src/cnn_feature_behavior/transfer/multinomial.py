@@ -22,8 +22,9 @@ that noise where the slope along the direction falls (the approximate Wolfe cond
 Hager and Zhang, SIAM J. Optim. 2005). The noise is counted from the lowest loss so far, so
 that steps within it cannot add up to a climb. Where no step passes, the fit goes on in float64
 products (`MultinomialLoss.refine`); a line search that fails in float64 ends the fit, as
-scipy's does. A fit stops at max |gradient| <= tol, at max_iter (with scikit-learn's
-ConvergenceWarning) or there.
+scipy's does, and is not convergence: like a fit stopped at max_iter it warns
+(scikit-learn's ConvergenceWarning) and the model's `converged_` is False. A fit converges at
+max |gradient| <= tol, or where a float64 step lowers the loss by less than float64 can see.
 
 With `relative_tol` > 0 a fit also stops once its weights are provably that close to the
 optimum's, relatively (`MultinomialLoss.close_enough`): max |gradient| <= tol is blind to the
@@ -181,11 +182,13 @@ class MultinomialLoss:
 
 @dataclass
 class LbfgsResult:
-    """Where a fit ended; `converged`: at the tolerance or at the products' noise floor."""
+    """Where a fit ended; `converged`: at the tolerance, at float64's own floor (scipy's ftol)
+    or provably close to the optimum (close_enough); `stop`: why it ended otherwise."""
 
     theta: np.ndarray
     n_iter: int
     converged: bool
+    stop: str = ""
 
 
 def lbfgs(
@@ -219,7 +222,9 @@ def lbfgs(
         accepted = _line_search(objective, theta, value, lowest, direction, slope)
         if accepted is None:  # lost in the products' noise: go on in float64, or stop there
             if not getattr(objective, "refine", lambda: False)():
-                return LbfgsResult(theta, n_iter, True)
+                # No step lowers the loss even in float64 before the gradient is small: not
+                # convergence (scipy's ABNORMAL_TERMINATION_IN_LNSRCH, which scikit-learn warns of).
+                return LbfgsResult(theta, n_iter, False, "the line search found no lower loss")
             value, gradient = objective(theta)
             lowest = value
             continue
@@ -234,7 +239,8 @@ def lbfgs(
         lowest = min(lowest, value)
         if getattr(objective, "noise", 0.0) == 0.0 and 0 <= decrease <= FTOL * max(abs(value), 1):
             return LbfgsResult(theta, n_iter + 1, True)  # float64's own floor, as scipy's ftol
-    return LbfgsResult(theta, max_iter, bool(np.abs(gradient).max() <= tol))
+    converged = bool(np.abs(gradient).max() <= tol)
+    return LbfgsResult(theta, max_iter, converged, "" if converged else "max_iter")
 
 
 def _direction(gradient: np.ndarray, steps: list) -> np.ndarray:
@@ -312,8 +318,9 @@ class MultinomialLogisticRegression(ClassifierMixin, BaseEstimator):
         result = lbfgs(loss, self._start(values.shape[1], classes), self.tol, self.max_iter,
                        self.memory, close_enough)  # fmt: skip
         if not result.converged:
+            where = f"max_iter={self.max_iter}" if result.stop == "max_iter" else result.stop
             warnings.warn(
-                f"lbfgs stopped at max_iter={self.max_iter} before |gradient| <= {self.tol}",
+                f"lbfgs stopped ({where}) before |gradient| <= {self.tol}",
                 ConvergenceWarning,
                 stacklevel=2,
             )
@@ -324,6 +331,7 @@ class MultinomialLogisticRegression(ClassifierMixin, BaseEstimator):
             coef, intercept = coef[1:] - coef[:1], intercept[1:] - intercept[:1]
         self.classes_, self.coef_, self.intercept_ = classes, coef, intercept
         self.n_iter_ = np.array([result.n_iter])
+        self.converged_ = result.converged
         return self
 
     def decision_function(self, X) -> np.ndarray:

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.linalg import LinAlgError, cho_factor, cho_solve, eigh
 from scipy.linalg.blas import dsyrk
-from threadpoolctl import threadpool_limits
+
+from cnn_feature_behavior.transfer.blas import blas_threads
 
 # Rows per block of the float64 Gram sums (about 200 MB of a 12,416-feature matrix).
 GRAM_ROW_BLOCK = 2048
@@ -50,7 +51,7 @@ def centred_products(
     n_features = values.shape[1]
     gram = np.zeros((n_features, n_features), order="F")
     cross = np.zeros((n_features, targets.shape[1]))
-    with threadpool_limits(limits=threads):
+    with blas_threads(threads):
         for start in range(0, values.shape[0], GRAM_ROW_BLOCK):
             block = values[start : start + GRAM_ROW_BLOCK].astype(np.float64) - mean
             # block.T is Fortran-ordered: dsyrk reads it without a copy.
@@ -131,7 +132,7 @@ class RidgeSystem:
             design = data.values if columns is None else data.values[:, columns]
             mean = data.mean if columns is None else data.mean[columns]
             self.design = design.astype(np.float64) - mean  # few images: a small matrix
-            with threadpool_limits(limits=data.threads):
+            with blas_threads(data.threads):
                 self.matrix = np.asfortranarray(self.design @ self.design.T)
             self.right = data.targets
 
@@ -144,7 +145,7 @@ class RidgeSystem:
         """(features, classes) weights on the embedding's values and the intercepts, for C."""
         size = self.matrix.shape[0]
         threads = self.data.threads if self.large else 1
-        with threadpool_limits(limits=threads):
+        with blas_threads(threads):
             solution = None
             if self._eigen is None:
                 system = self.matrix.copy(order="F")

@@ -12,113 +12,135 @@ features first, each C search from the previous size's choice (`curve_tasks`).
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
-from threadpoolctl import threadpool_limits
 
 from cnn_feature_behavior.transfer import ridge
-from cnn_feature_behavior.transfer.classifier import FitResult, choose_c, fit_probe, refit
-from cnn_feature_behavior.transfer.jobs import (
-    FNE,
-    FULL_NETWORK,
-    KINDS,
-    Job,
-    Prepared,
-    probe_data,
-    solver_of,
+from cnn_feature_behavior.transfer.blas import blas_threads
+from cnn_feature_behavior.transfer.classifier import (
+    CLOSED_FORM,
+    FitResult,
+    choose_from_scores,
+    closed_form_grid,
+    fit_probe,
+    refit,
+    score_fold,
 )
-from cnn_feature_behavior.transfer.settings import RIDGE, TransferSettings
+from cnn_feature_behavior.transfer.jobs import KINDS, Job, Part, fold_data, probe_data, refit_data
+from cnn_feature_behavior.transfer.settings import TransferSettings
 
 
 def fit_jobs(
-    jobs: Sequence[Job], fit: Prepared, train: Prepared, settings: TransferSettings
+    jobs: Sequence[Job],
+    folds: Sequence[Part],
+    train: Part,
+    solver: str,
+    settings: TransferSettings,
+    keep_maps: bool = False,
 ) -> dict[tuple, FitResult]:
-    """Each distinct job's fit, one kind of matrix at a time (a kind's matrices and Gram
-    matrices are freed before the next kind's are made)."""
+    """Each distinct job's fit by `solver`, one kind of matrix at a time (a kind's matrices and
+    Gram matrices are freed before the next kind's are made). The refits' linear maps are kept
+    with `keep_maps` only (at ImageNet's size a kind's maps would take gigabytes)."""
     workers = settings.workers or os.cpu_count() or 1
     results: dict[tuple, FitResult] = {}
     for kind in KINDS:
-        if kind == FNE:
-            for prepared in (fit, train):
-                prepared.make_fne()
-                prepared.drop(FULL_NETWORK)
         distinct = {job.key(): job for job in jobs if job.kind == kind}
-        solvers = {key: solver_of(job, train, settings) for key, job in distinct.items()}
-        ridge_jobs = {key: job for key, job in distinct.items() if solvers[key] == RIDGE}
-        results.update(_fit_ridge_jobs(ridge_jobs, fit, train, settings, workers))
-        others = {key: job for key, job in distinct.items() if solvers[key] != RIDGE}
-        results.update(_fit_iterative_jobs(others, solvers, fit, train, settings, workers))
-        for prepared in (fit, train):
-            prepared.ridge.pop(kind, None)  # the Gram matrices of this kind
+        fit = _fit_closed_form_jobs if solver in CLOSED_FORM else _fit_iterative_jobs
+        results.update(fit(distinct, kind, folds, train, solver, settings, workers, keep_maps))
+        for part in (*folds, train):
+            part.release(kind)
     return results
 
 
-def _fit_ridge_jobs(
-    jobs: dict[tuple, Job], fit: Prepared, train: Prepared, settings, workers: int
+def _kept(fit: FitResult, keep_maps: bool) -> FitResult:
+    """The fit, without its linear map unless it is to be kept."""
+    return fit if keep_maps else replace(fit, weights=None, intercepts=None, fold_weights=None)
+
+
+def _fit_closed_form_jobs(
+    jobs: dict[tuple, Job],
+    kind: str,
+    folds: Sequence[Part],
+    train: Part,
+    solver: str,
+    settings: TransferSettings,
+    workers: int,
+    keep_maps: bool,
 ) -> dict[tuple, FitResult]:
-    """Ridge, job after job: every C selection on the fit part, then (its Gram matrix freed:
-    1.2 GB at 12,416 features) every refit on the training split. Products and large
-    factorisations run on `workers` BLAS threads (ridge.RidgeSystem.weights)."""
+    """A closed-form solver, fold after fold: every job's held-out scores at every C of the
+    grid while the fold's Gram matrix is held (1.2 GB at 12,416 features), then (freed) the
+    next fold's; then each job's C, and the refits on the training split's Gram matrix. Products
+    and large factorisations run on `workers` BLAS threads (ridge.RidgeSystem.weights)."""
     if not jobs:
         return {}
-    kind = next(iter(jobs.values())).kind
-    classes = np.unique(train.labels)
-    with threadpool_limits(limits=1):
-        choices = _choose_ridge_cs(
-            jobs, fit, train, fit.ridge_data(kind, classes, workers), settings
-        )
-        fit.ridge.pop(kind)
+    classes, grid = np.unique(train.labels), closed_form_grid(solver, settings)
+    scores: dict[tuple, list] = {key: [] for key in jobs}
+    seconds = dict.fromkeys(jobs, 0.0)
+    with blas_threads(1):
+        for part in folds:
+            data = part.ridge_data(kind, classes, workers)
+            for key, job in jobs.items():
+                start = time.perf_counter()
+                system = ridge.RidgeSystem(data, job.columns(part))
+                scores[key].append(score_fold(solver, fold_data(job, part, train, system), grid))
+                seconds[key] += time.perf_counter() - start
+            del data, system
+            part.release(kind)  # its matrices and Gram matrix, before the next fold's
+        held_labels = np.concatenate([part.scored_labels for part in folds])
         data = train.ridge_data(kind, classes, workers)
-        return {
-            key: refit(
-                choices[key],
-                probe_data(job, fit, train, (None, ridge.RidgeSystem(data, job.train_columns))),
-                settings,
-            )
-            for key, job in jobs.items()
-        }
-
-
-def _choose_ridge_cs(
-    jobs: dict[tuple, Job], fit: Prepared, train: Prepared, data: ridge.RidgeData, settings
-) -> dict[tuple, FitResult]:
-    """Each job's C on the fit part; each large system's search starts from the last one's."""
-    choices, hint = {}, None
-    for key, job in jobs.items():
-        system = ridge.RidgeSystem(data, job.fit_columns)
-        choices[key] = choose_c(probe_data(job, fit, train, (system, None)), RIDGE, settings, hint)
-        if system.large:
-            hint = choices[key].regularisation_c
-    return choices
+        fitted = {}
+        for key, job in jobs.items():
+            choice = choose_from_scores(solver, grid, scores[key], held_labels)
+            choice = replace(choice, selection_seconds=seconds[key])
+            system = ridge.RidgeSystem(data, job.columns(train))
+            fitted[key] = _kept(refit(choice, refit_data(job, train, system), settings), keep_maps)
+        return fitted
 
 
 def _fit_iterative_jobs(
-    jobs: dict[tuple, Job], solvers: dict, fit: Prepared, train: Prepared, settings, workers: int
+    jobs: dict[tuple, Job],
+    kind: str,
+    folds: Sequence[Part],
+    train: Part,
+    solver: str,
+    settings: TransferSettings,
+    workers: int,
+    keep_maps: bool,
 ) -> dict[tuple, FitResult]:
-    """Logistic regressions and LinearSVC, `workers` at once on one BLAS thread each: the
+    """Logistic regressions (or LinearSVC), `workers` at once on one BLAS thread each: the
     solvers' many small products spend more time synchronising BLAS threads than computing
-    (tenfold on a loaded machine). Each job's matrices are made when its turn comes.
+    (tenfold on a loaded machine). Each job's column subsets are made when its turn comes.
 
-    A curve's fits (one kind, one selection) run in turn from its fewest features up, each C
-    search starting from the previous size's choice (with the refits starting from the fit
-    part's weights feature by feature, 15% less CPU on the flowers102-sized benchmark: 54 s
-    against 64 on one thread). The task of the most columns starts first."""
+    A curve's fits (one kind, one ranking or random draw) run in turn from its fewest features
+    up, each C search starting from the previous size's choice and each fold's first fit from
+    the same fold's weights at the previous size (with the refits starting from the folds'
+    weights feature by feature, 15% less CPU on the flowers102-sized benchmark with one held-out
+    part: 54 s against 64 on one thread). The task of the most columns starts first."""
 
     def fit_in_turn(task: list[tuple[tuple, Job]]) -> dict[tuple, FitResult]:
         fitted: dict[tuple, FitResult] = {}
-        start_c = None
+        start_c, previous = None, None
         for key, job in task:
-            fitted[key] = fit_probe(probe_data(job, fit, train), solvers[key], settings, start_c)
-            start_c = fitted[key].regularisation_c
+            data = probe_data(job, folds, train, previous)
+            done = fit_probe(data, solver, settings, start_c)
+            fitted[key], start_c, previous = (
+                _kept(done, keep_maps),
+                done.regularisation_c,
+                (job, done),
+            )
         return fitted
 
-    tasks = curve_tasks(jobs, len(train.standardisation.mean))
-    with threadpool_limits(limits=1), warnings.catch_warnings():
+    for part in (*folds, train):  # made once, before the threads read them
+        part.matrices(kind)
+    tasks = curve_tasks(jobs)
+    with blas_threads(1), warnings.catch_warnings():
         # Here, not in each thread: catch_warnings is process-wide, and a thread leaving its
         # own restored the filters while another was still fitting.
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -127,18 +149,16 @@ def _fit_iterative_jobs(
             return {key: done for future in futures for key, done in future.result().items()}
 
 
-def curve_tasks(jobs: dict[tuple, Job], n_features: int) -> list[list[tuple[tuple, Job]]]:
-    """The jobs in tasks: each curve's proper subsets (one kind, one selection) together, fewest
-    features first; every other job alone. The tasks of the most columns in all come first."""
-
+def curve_tasks(jobs: dict[tuple, Job]) -> list[list[tuple[tuple, Job]]]:
+    """The jobs in tasks: each curve's proper subsets (one kind, one ranking or random draw)
+    together, fewest features first; every other job alone. The tasks of the most columns in
+    all come first."""
     tasks: dict[Any, list[tuple[tuple, Job]]] = {}
     for key, job in jobs.items():
-        on_curve = job.row["selection"] is not None and job.fit_columns is not None
-        tasks.setdefault((job.kind, job.row["selection"]) if on_curve else key, []).append(
-            (key, job)
-        )
+        row = job.row
+        on_curve = row["selection"] is not None and not job.every_column
+        group = (job.kind, row["selection"], row["draw"]) if on_curve else key
+        tasks.setdefault(group, []).append((key, job))
     for task in tasks.values():
-        task.sort(key=lambda pair: pair[1].n_features(n_features))
-    return sorted(
-        tasks.values(), key=lambda task: -sum(job.n_features(n_features) for _, job in task)
-    )
+        task.sort(key=lambda pair: pair[1].n_features())
+    return sorted(tasks.values(), key=lambda task: -sum(job.n_features() for _, job in task))

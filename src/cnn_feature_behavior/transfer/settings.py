@@ -16,16 +16,17 @@ from numbers import Integral, Real
 from typing import Any
 
 from cnn_feature_behavior.transfer.embeddings import FNE_NEGATIVE, FNE_POSITIVE
-from cnn_feature_behavior.transfer.features import RANKINGS
+from cnn_feature_behavior.transfer.features import BASELINES, RANKINGS
 
-# The values of `transfer.classifier`.
-RIDGE, LOGISTIC, RIDGE_OR_LOGISTIC, LINEAR_SVC = (
+# The values of `transfer.classifier`: `auto` picks the logistic regression where it is
+# affordable and the large-scale path elsewhere (classifier.solver_for); the others force one.
+RIDGE, LOGISTIC, AUTO, LINEAR_SVC = (
     "ridge",
     "logistic_regression",
-    "ridge_or_logistic",
+    "auto",
     "linear_svc",
 )
-CLASSIFIERS = (RIDGE_OR_LOGISTIC, RIDGE, LOGISTIC, LINEAR_SVC)
+CLASSIFIERS = (AUTO, RIDGE, LOGISTIC, LINEAR_SVC)
 DEFAULT_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 DEFAULT_LOGISTIC_C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 DEFAULT_RIDGE_C_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
@@ -104,20 +105,26 @@ class SplitSettings:
 
 @dataclass(frozen=True)
 class CSelectionSettings:
-    """`transfer.c_selection`: how C is chosen on the training split."""
+    """`transfer.c_selection`: C by stratified k-fold cross-validation on the training split
+    (`folds` folds drawn with their own `seed` and the repetition); the grid extends tenfold
+    past an edge up to `widen` times."""
 
-    holdout_fraction: float = 0.2
+    folds: int = 5
+    seed: int = 2018
     widen: int = 3
 
     def __post_init__(self) -> None:
-        if int(self.widen) != self.widen or self.widen < 0:
+        if not _is_int(self.widen, 0):
             raise ValueError(
                 f"transfer.c_selection.widen must be an integer >= 0, got {self.widen!r}"
             )
-        if not 0 < self.holdout_fraction < 1:
+        if not _is_int(self.folds, 2):
             raise ValueError(
-                "transfer.c_selection.holdout_fraction must lie in (0, 1), got "
-                f"{self.holdout_fraction}"
+                f"transfer.c_selection.folds must be an integer >= 2, got {self.folds!r}"
+            )
+        if not _is_int(self.seed, 0):
+            raise ValueError(
+                f"transfer.c_selection.seed must be an integer >= 0, got {self.seed!r}"
             )
 
 
@@ -146,7 +153,7 @@ class LogisticRegressionSettings:
     # multinomial.MultinomialLoss.close_enough); 0: at `tol` only.
     relative_tol: float = 0.01
     row_space: bool = True
-    # Training images^2 x features x classes up to which ridge_or_logistic fits a logistic
+    # Training images^2 x features x classes up to which auto fits a logistic
     # regression (features: the images where the row space is used).
     budget: float = 1e12
 
@@ -222,6 +229,24 @@ class MapSettings:
 
 
 @dataclass(frozen=True)
+class ComparisonSettings:
+    """`transfer.comparisons`: the intervals of transfer_comparisons (comparisons.py), a
+    percentile bootstrap of `resamples` seeded replicates at confidence `level`."""
+
+    resamples: int = 2000
+    level: float = 0.95
+    seed: int = 2018
+
+    def __post_init__(self) -> None:
+        if not _is_int(self.resamples, 100):
+            raise ValueError(
+                f"transfer.comparisons.resamples must be an integer >= 100, got {self.resamples!r}"
+            )
+        if not 0 < self.level < 1:
+            raise ValueError(f"transfer.comparisons.level must lie in (0, 1), got {self.level!r}")
+
+
+@dataclass(frozen=True)
 class DksInputs:
     """The `dks` block's keys that the evaluation's own DKS rankings use."""
 
@@ -242,7 +267,7 @@ class TransferSettings:
     """The `transfer` parameters, block by block, with the dks and calibration keys it reads."""
 
     split: SplitSettings = field(default_factory=SplitSettings)
-    classifier: str = RIDGE_OR_LOGISTIC
+    classifier: str = AUTO
     c_selection: CSelectionSettings = field(default_factory=CSelectionSettings)
     ridge: RidgeSettings = field(default_factory=RidgeSettings)
     logistic_regression: LogisticRegressionSettings = field(
@@ -251,9 +276,12 @@ class TransferSettings:
     linear_svc: LinearSvcSettings = field(default_factory=LinearSvcSettings)
     fne: FneSettings = field(default_factory=FneSettings)
     rankings: tuple[str, ...] = RANKINGS
+    baselines: tuple[str, ...] = BASELINES
     fractions: tuple[float, ...] = DEFAULT_FRACTIONS
+    random_draws: int = 10
     seed: int = 2018
     workers: int | None = None
+    comparisons: ComparisonSettings = field(default_factory=ComparisonSettings)
     maps: MapSettings = field(default_factory=MapSettings)
     dks: DksInputs = field(default_factory=DksInputs)
     calibration: CalibrationInputs = field(default_factory=CalibrationInputs)
@@ -269,6 +297,17 @@ class TransferSettings:
                 f"transfer.rankings must be distinct names among {RANKINGS}, got {list(rankings)}"
             )
         object.__setattr__(self, "rankings", rankings)
+        baselines = tuple(self.baselines)
+        if set(baselines) - set(BASELINES) or len(set(baselines)) < len(baselines):
+            raise ValueError(
+                f"transfer.baselines must be distinct names among {BASELINES}, got "
+                f"{list(baselines)}"
+            )
+        object.__setattr__(self, "baselines", baselines)
+        if not _is_int(self.random_draws, 1):
+            raise ValueError(
+                f"transfer.random_draws must be an integer >= 1, got {self.random_draws!r}"
+            )
         object.__setattr__(self, "fractions", tuple(float(f) for f in self.fractions))
         if self.workers is not None and (int(self.workers) != self.workers or self.workers < 1):
             raise ValueError(
@@ -299,6 +338,7 @@ class TransferSettings:
             ("ridge", RidgeSettings),
             ("logistic_regression", LogisticRegressionSettings),
             ("linear_svc", LinearSvcSettings),
+            ("comparisons", ComparisonSettings),
         ):
             blocks[name] = _block(block_class, f"transfer.{name}", transfer.get(name))
         scalars = {k: v for k, v in transfer.items() if k not in blocks}

@@ -12,8 +12,8 @@ Draw `r` shuffles the images of the class with label `c` (in `image_id` order) w
 the class's images, not on the index's row order nor on the other classes; unlike
 `default_rng(seed + r)`, seed `s`'s draw 1 is not seed `s + 1`'s draw 0.
 
-Within a training split, `holdout_split` draws the seeded, stratified held-out part that
-chooses C.
+Within a training split, `stratified_folds` draws the seeded, stratified folds whose held-out
+parts choose C.
 """
 
 from __future__ import annotations
@@ -190,17 +190,51 @@ def _check_official_sides(image_index: pd.DataFrame) -> None:
         )
 
 
-def holdout_split(
-    labels: np.ndarray, fraction: float, seed: int | Sequence[int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded stratified (fit, held-out) positions: fraction x n of each class held out (half
-    up, exact), at least 1 where the class has 2 images or more, and never the class's last."""
+def stratified_folds(
+    labels: np.ndarray, n_folds: int, seed: int | Sequence[int]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Seeded stratified k-fold (training part, held-out part) positions of a training split.
+
+    Each class's images, shuffled with `numpy.random.default_rng(seed)`, are dealt to the folds
+    in turn, starting where the previous class's stopped, so every fold holds floor or ceil of
+    n_c / k of a class and the folds' sizes differ by one image at most. A class of one image is
+    held out by no fold (its fold would have nothing to learn it from); a class of two or more
+    keeps an image in every training part. Every image of the other classes is held out once.
+    """
     labels = np.asarray(labels)
+    if int(n_folds) != n_folds or n_folds < 2:
+        raise ValueError(f"transfer.c_selection.folds must be an integer >= 2, got {n_folds!r}")
     rng = np.random.default_rng(seed)
-    held = []
+    fold_of = np.full(labels.size, -1)
+    next_fold = 0
     for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        n_held = min(max(half_up(fraction, members.size), 1), members.size - 1)
-        held.append(rng.permutation(members)[:n_held])
-    held_out = np.sort(np.concatenate(held)) if held else np.empty(0, np.intp)
-    return np.setdiff1d(np.arange(labels.size), held_out), held_out
+        members = rng.permutation(np.flatnonzero(labels == label))
+        if members.size < 2:
+            continue
+        fold_of[members] = (next_fold + np.arange(members.size)) % n_folds
+        next_fold = (next_fold + members.size) % n_folds
+    positions = np.arange(labels.size)
+    return [(positions[fold_of != k], positions[fold_of == k]) for k in range(int(n_folds))]
+
+
+def training_masks(image_ids: Sequence[str], splits: pd.DataFrame) -> dict[int, np.ndarray]:
+    """Per repetition of `transfer_splits` (columns repetition, image_id, split), whether each
+    embedded image (`image_ids`, in embedding order) trains in it. An embedded image without a
+    split is an error; a split image without an embedding row was rejected at extraction."""
+    missing = {"repetition", "image_id", "split"} - set(splits.columns)
+    if missing:
+        raise ValueError(f"transfer_splits lacks column(s) {sorted(missing)}")
+    ids = pd.Index(np.asarray(image_ids).astype(str))
+    masks = {}
+    for repetition, split in splits.groupby("repetition", sort=True):
+        membership = split.set_index(split["image_id"].astype(str))["split"].reindex(ids)
+        if membership.isna().any():
+            unsplit = ids[membership.isna().to_numpy()]
+            raise ValueError(
+                f"transfer_splits repetition {repetition}: {len(unsplit)} embedded image(s) "
+                f"have no split, e.g. {unsplit[:5].tolist()}: run the transfer pipeline again"
+            )
+        masks[int(repetition)] = (membership == TRAIN).to_numpy()
+    if not masks:
+        raise ValueError("transfer_splits has no rows")
+    return masks

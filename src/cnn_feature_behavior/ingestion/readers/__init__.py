@@ -17,6 +17,7 @@ from cnn_feature_behavior.ingestion.readers.cub200 import LAYOUT_CUB200
 from cnn_feature_behavior.ingestion.readers.digits import LAYOUT_DIGITS
 from cnn_feature_behavior.ingestion.readers.flowers102 import LAYOUT_FLOWERS102
 from cnn_feature_behavior.ingestion.readers.food101 import LAYOUT_FOOD101
+from cnn_feature_behavior.ingestion.readers.imagefolder import LAYOUT_IMAGEFOLDER
 from cnn_feature_behavior.ingestion.readers.imagenet import LAYOUT_IMAGENET
 from cnn_feature_behavior.ingestion.readers.mit67 import LAYOUT_MIT67
 from cnn_feature_behavior.ingestion.readers.stanforddogs import LAYOUT_STANFORDDOGS
@@ -37,4 +38,6 @@ LAYOUTS: dict[str, Layout] = {
     "catsdogs": LAYOUT_CATSDOGS,
     "food101": LAYOUT_FOOD101,
     "digits": LAYOUT_DIGITS,
+    # A user's own class-per-folder images (conf/imagefolder/).
+    "imagefolder": LAYOUT_IMAGEFOLDER,
 }

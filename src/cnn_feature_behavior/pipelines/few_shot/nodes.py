@@ -7,11 +7,8 @@ from typing import Any
 import pandas as pd
 
 from cnn_feature_behavior.statistics.tables import embedding_labels, embedding_matrix
-from cnn_feature_behavior.transfer.few_shot import (
-    FewShotSettings,
-    few_shot_results,
-    training_masks,
-)
+from cnn_feature_behavior.transfer.few_shot import FewShotSettings, few_shot_results
+from cnn_feature_behavior.transfer.splits import training_masks
 
 
 def score_few_shot(

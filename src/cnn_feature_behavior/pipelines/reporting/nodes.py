@@ -401,36 +401,65 @@ def dks_symmetry_by_source_model(
 # --- Transfer -----------------------------------------------------------------------------------
 
 
-def transfer_text(transfer_results: pd.DataFrame, dataset: str, source_model: str) -> str:
+def _check_transfer(results, comparisons, dataset: str, source_model: str) -> None:
+    study.check_run(results, "transfer_results", dataset, source_model)
+    study.check_run(comparisons, "transfer_comparisons", dataset, source_model)
+
+
+def transfer_text(
+    transfer_results: pd.DataFrame,
+    transfer_comparisons: pd.DataFrame,
+    dataset: str,
+    source_model: str,
+) -> str:
     """The transfer verdict and how the transfer was evaluated."""
-    study.check_run(transfer_results, "transfer_results", dataset, source_model)
-    return dataset_report.transfer_text(transfer_results)
+    _check_transfer(transfer_results, transfer_comparisons, dataset, source_model)
+    return dataset_report.transfer_text(transfer_results, transfer_comparisons)
 
 
 def transfer_tables(
-    transfer_results: pd.DataFrame, dataset: str, source_model: str
+    transfer_results: pd.DataFrame,
+    transfer_comparisons: pd.DataFrame,
+    dataset: str,
+    source_model: str,
 ) -> pd.DataFrame:
-    """This dataset's transfer results, one row per embedding and selection (mean and standard
-    deviation over the repetitions)."""
-    study.check_run(transfer_results, "transfer_results", dataset, source_model)
-    return transfer_summary.summarise(transfer_results)
+    """This dataset's transfer results, one row per embedding and selection (means over the
+    repetitions and draws, the 95% interval of the mean per-class accuracy)."""
+    _check_transfer(transfer_results, transfer_comparisons, dataset, source_model)
+    return transfer_summary.summarise(transfer_results, transfer_comparisons)
+
+
+def transfer_comparison_table(
+    transfer_comparisons: pd.DataFrame, dataset: str, source_model: str
+) -> pd.DataFrame:
+    """This dataset's paired differences with their intervals and verdicts, as stored."""
+    study.check_run(transfer_comparisons, "transfer_comparisons", dataset, source_model)
+    return transfer_comparisons
 
 
 def plot_transfer_by_layer(
-    transfer_results: pd.DataFrame, dataset: str, source_model: str
+    transfer_results: pd.DataFrame,
+    transfer_comparisons: pd.DataFrame,
+    dataset: str,
+    source_model: str,
 ) -> Figure:
-    """Accuracy of each layer, with the full network, FNE and best DKS-ranked levels across."""
-    study.check_run(transfer_results, "transfer_results", dataset, source_model)
+    """Each layer's mean per-class accuracy, with the full network, FNE and best selection."""
+    _check_transfer(transfer_results, transfer_comparisons, dataset, source_model)
     return figures.transfer_by_layer_figure(
-        transfer_results, dataset=dataset, source_model=source_model
+        transfer_results, transfer_comparisons, dataset=dataset, source_model=source_model
     )
 
 
-def plot_transfer_curve(transfer_results: pd.DataFrame, dataset: str, source_model: str) -> Figure:
-    """Accuracy against features kept, DKS-ranked against random, continuous and three-valued."""
-    study.check_run(transfer_results, "transfer_results", dataset, source_model)
+def plot_transfer_curve(
+    transfer_results: pd.DataFrame,
+    transfer_comparisons: pd.DataFrame,
+    dataset: str,
+    source_model: str,
+) -> Figure:
+    """Mean per-class accuracy against features kept: DKS-ranked, ANOVA-F and random."""
+    _check_transfer(transfer_results, transfer_comparisons, dataset, source_model)
     return figures.transfer_curve_figure(
-        transfer_results, dataset=dataset, source_model=source_model
+        transfer_results, transfer_comparisons, dataset=dataset, source_model=source_model
     )
 
 
@@ -460,12 +489,25 @@ def transfer_results_by_model(
 def cross_model_transfer_table(
     all_model_outputs: Partitions,
     transfer_results: pd.DataFrame,
+    transfer_comparisons: pd.DataFrame,
     dataset: str,
     source_model: str,
 ) -> pd.DataFrame:
-    """Best layer, best selection, full network and FNE accuracy per dataset and source model."""
+    """Best layer and best selection (by cross-validated score) with their intervals, full
+    network and FNE, per dataset and source model."""
+    results = transfer_results_by_model(all_model_outputs, transfer_results, dataset, source_model)
+    run = RunName(dataset, source_model)
+    compared = _model_tables(all_model_outputs, transfer_comparisons, "transfer_comparisons", run)
+    by_run = {}
+    for key, table in compared.items():
+        model, _, name = split_model_table_key(key)
+        study.check_run(table, key, name, model)
+        by_run[(name, model)] = table
     return transfer_summary.across_table(
-        transfer_results_by_model(all_model_outputs, transfer_results, dataset, source_model)
+        [
+            (table, by_run.get((table["dataset"].iloc[0], table["source_model"].iloc[0])))
+            for table in results
+        ]
     )
 
 

@@ -36,9 +36,10 @@ def embed_query_images(
     feature_extraction: dict[str, Any],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The query images (`similar.images`) embedded as the study's images were: its model,
-    layers and crops, checked against the embedding's plan; unreadable images with the reason."""
+    layers and crops, checked against the embedding's plan; the files below the folder that are
+    no image, and the images that cannot be decoded, with the reason."""
     settings = SimilarSettings.from_params(similar)
-    paths = image_files(settings.images, "similar.images")
+    found = image_files(settings.images, "similar.images")
     layers = tuple(pd.unique(feature_manifest["layer"].astype(str)))
     backbone = load_backbone(source_model, source_models)
     spec = source_model_spec(source_model, source_models)
@@ -48,7 +49,10 @@ def embed_query_images(
     )
     check_same_as_study(embedding_columns.path, model, extraction)
     features = feature_manifest["feature"].astype(str).tolist()
-    return embed_image_files(paths, model, extraction, features)
+    embedded, unreadable = embed_image_files(found.paths, model, extraction, features)
+    rejects = [(str(found.root / name), reason) for name, reason in found.others]
+    rejects += list(zip(unreadable["path"], unreadable["reason"]))
+    return embedded, pd.DataFrame(sorted(rejects), columns=["path", "reason"])
 
 
 def find_similar_images(

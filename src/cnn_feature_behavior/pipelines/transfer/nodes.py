@@ -10,6 +10,7 @@ import pandas as pd
 
 from cnn_feature_behavior.statistics.tables import embedding_labels, embedding_matrix
 from cnn_feature_behavior.transfer import maps
+from cnn_feature_behavior.transfer.comparisons import RepetitionPredictions, comparisons
 from cnn_feature_behavior.transfer.evaluation import evaluate_split
 from cnn_feature_behavior.transfer.settings import FneSettings, MapSettings, TransferSettings
 from cnn_feature_behavior.transfer.splits import SPLIT_COLUMNS, TRAIN, transfer_splits
@@ -32,9 +33,10 @@ def evaluate_transfer(
     calibration_params: dict[str, Any],
     dataset: str,
     source_model: str,
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Test accuracy of every embedding per split repetition, everything fitted on its training
-    images (`transfer_results`, docs/data_contracts.md).
+    images (`transfer_results`), and the paired differences with their intervals
+    (`transfer_comparisons`; docs/data_contracts.md).
 
     Nine inputs, each a catalog entry or parameter block that Kedro wires by name: grouping them
     in a settings object would hide from the pipeline (and kedro-viz) what the node reads.
@@ -45,7 +47,7 @@ def evaluate_transfer(
     missing = [c for c in SPLIT_COLUMNS if c not in splits.columns]
     if missing:
         raise ValueError(f"transfer_splits lacks column(s) {missing}; has {list(splits.columns)}")
-    frames = []
+    frames, predictions = [], []
     for repetition, split in splits.groupby("repetition", sort=True):
         evaluation = evaluate_split(
             values,
@@ -54,7 +56,7 @@ def evaluate_transfer(
             feature_manifest["layer"].astype(str).to_numpy(),
             class_names,
             settings,
-            seed=[settings.seed, int(repetition)],
+            repetition=int(repetition),
             feature_names=feature_manifest["feature"].astype(str).tolist(),
         )
         seconds = evaluation.fitted["seconds"]
@@ -65,18 +67,22 @@ def evaluate_transfer(
             evaluation.fitted["t_plus"],
             evaluation.fitted["t_minus"],
             sum(seconds.values()),
-            seconds["standardisation_and_dks_ranking"],
+            seconds["standardisation_and_rankings"],
             seconds["classifiers"],
         )
         run = (dataset, source_model, str(split["split_source"].iloc[0]), int(repetition))
         frames.append(with_run_columns(evaluation.results, *run))
+        predictions.append(
+            RepetitionPredictions(frames[-1], evaluation.predictions, evaluation.test_labels)
+        )
     if not frames:
         raise ValueError("transfer_splits has no rows: nothing to evaluate")
     table = pd.concat(frames, ignore_index=True)
     table["fraction"] = table["fraction"].astype(np.float64)
     for column in ("layer", "selection"):
         table[column] = table[column].astype(object).where(table[column].notna(), None)
-    return table
+    compared = settings.comparisons
+    return table, comparisons(predictions, compared.resamples, compared.level, compared.seed)
 
 
 def _known_layers(feature_manifest: pd.DataFrame, source_models: dict[str, Any]) -> list[str]:

@@ -30,7 +30,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:dataset",
                     "params:source_model",
                 ],
-                outputs="transfer_results",
+                outputs=["transfer_results", "transfer_comparisons"],
                 name="evaluate_transfer",
             ),
             Node(
