@@ -3,7 +3,7 @@
     python benchmarks/bench_extraction_device.py [--images 128] [--crops 1] [--batch-size auto]
                                                  [--decode-workers auto] [--rounds 4]
 
-Ready for a GPU machine: install the GPU build first (`pip install -e ".[gpu]"`, README: GPU).
+Ready for a GPU machine: install the GPU build first (`make setup EXTRAS=test,gpu`, README: GPU).
 Prints, measured in this one run: the devices TensorFlow sees and where VGG16's forward pass
 ran; decode + crop throughput alone (the CPU work in front of the model, `--decode-workers`
 threads); the pipeline (plan, decode once, crop, forward, crop mean, shard writes) and the bare

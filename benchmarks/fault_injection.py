@@ -204,7 +204,7 @@ class Lab:
         pipelines: str | None = None,
     ) -> tuple[subprocess.Popen, Run, threading.Thread]:
         """Start a run; its output lines are collected with their times by a thread."""
-        # Wide lines: rich wraps log lines at the terminal width, which would split file names.
+        # conf/logging.yml logs whole lines; COLUMNS keeps them whole under a Rich configuration.
         env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1", "COLUMNS": "400"}
         process = subprocess.Popen(
             self.command(raw_dir, params, pipelines),

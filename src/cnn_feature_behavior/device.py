@@ -93,7 +93,7 @@ def initialise_tensorflow_devices() -> str:
         _device = "CPU"
         logger.warning(
             "Device: CPU, although this machine has an NVIDIA device: TensorFlow sees no GPU "
-            "(its error above says why; pip install -e '.[gpu]' adds TensorFlow's CUDA libraries)"
+            "(its error above says why; make setup EXTRAS=test,gpu adds TensorFlow's CUDA libraries)"
         )
     else:
         _device = "CPU"

@@ -26,13 +26,34 @@ def make_project_copy(destination: Path) -> Path:
     destination.mkdir(parents=True, exist_ok=True)
     for item in ("pyproject.toml", ".telemetry"):
         shutil.copy(PROJECT_ROOT / item, destination / item)
-    shutil.copytree(PROJECT_ROOT / "conf", destination / "conf", dirs_exist_ok=True)
+    # conf/local is personal (git ignores it): the copy runs the project's own configuration.
+    shutil.copytree(
+        PROJECT_ROOT / "conf",
+        destination / "conf",
+        dirs_exist_ok=True,
+        ignore=lambda folder, names: names if Path(folder) == PROJECT_ROOT / "conf/local" else [],
+    )
     (destination / "src").mkdir(exist_ok=True)
     for layer in (PROJECT_ROOT / "data").iterdir():
         if layer.is_dir() and layer.name != "06_models":
             (destination / "data" / layer.name).mkdir(parents=True, exist_ok=True)
     (destination / "data" / "06_models").symlink_to(PROJECT_ROOT / "data" / "06_models")
     return destination
+
+
+def project_config(project: Path, env: str | None = None, runtime_params: dict | None = None):
+    """The configuration loader of `kedro run --env <env> --params <runtime_params>` in `project`,
+    as settings.py configures it, but without the personal conf/local layer."""
+    from cnn_feature_behavior.config_loader import StudyConfigLoader
+    from cnn_feature_behavior.settings import CONFIG_LOADER_ARGS
+
+    return StudyConfigLoader(
+        str(project / "conf"),
+        **CONFIG_LOADER_ARGS,
+        env=env,
+        runtime_params=runtime_params or {},
+        local_env=None,
+    )
 
 
 def kedro_run(project: Path, *arguments: str, timeout: float = 1800) -> subprocess.CompletedProcess:

@@ -185,7 +185,7 @@ def _catalog(index, raw, source_models, name, out: Path, crop: int = 224) -> Dat
             "params:executor": MemoryDataset("local"),
             "params:dask": MemoryDataset({}),
             "embedding": ShardedEmbeddingDataset(path=str(out / "embedding")),
-            "embedding_shards": EmbeddingColumnsDataset(path=str(out / "embedding")),
+            "embedding_columns": EmbeddingColumnsDataset(path=str(out / "embedding")),
             "feature_manifest": ParquetDataset(filepath=str(out / "feature_manifest.parquet")),
             "extraction_rejects": MemoryDataset(),
         }
@@ -253,6 +253,15 @@ def test_missing_weights_name_the_file_and_where_keras_looks_and_download_nothin
     assert f"{tmp_path / 'data/06_models/resnet50_imagenet.weights.h5'} absent" in message
     assert f"Keras looks for its own ImageNet files in {cache}" in message
     assert "--keras-imagenet ResNet50" in message
+    # What to put where: Keras' own file, or a file of that layout at the configured path; no
+    # "converted" file (nothing converts a keras.applications network) and no README section.
+    top, notop = (f"resnet50_weights_tf_dim_ordering_tf_kernels{end}.h5" for end in ("", "_notop"))
+    assert f"copy {top} or {notop} into {cache}" in message
+    assert (
+        f"a weights file of keras.applications.ResNet50's layout at "
+        f"{tmp_path / 'data/06_models/resnet50_imagenet.weights.h5'}"
+    ) in message
+    assert "converted" not in message and "README" not in message
     assert downloads == []
 
 

@@ -312,7 +312,7 @@ def _run_pipeline(
             "params:executor": MemoryDataset(executor),
             "params:dask": MemoryDataset(DASK),
             "embedding": ShardedEmbeddingDataset(path=str(tmp_path / "embedding")),
-            "embedding_shards": EmbeddingColumnsDataset(path=str(tmp_path / "embedding")),
+            "embedding_columns": EmbeddingColumnsDataset(path=str(tmp_path / "embedding")),
             # A file: a MemoryDataset would be released once collect_extraction_rejects read it.
             "feature_manifest": ParquetDataset(filepath=str(tmp_path / "feature_manifest.parquet")),
             "extraction_rejects": MemoryDataset(),

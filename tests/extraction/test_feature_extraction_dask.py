@@ -118,7 +118,7 @@ def _run_pipeline(index, raw, tiny_model, folder: Path, executor: str, address: 
                 {"scheduler_address": address, "n_workers": 2, "threads_per_worker": 1}
             ),
             "embedding": ShardedEmbeddingDataset(path=str(folder / "embedding")),
-            "embedding_shards": EmbeddingColumnsDataset(path=str(folder / "embedding")),
+            "embedding_columns": EmbeddingColumnsDataset(path=str(folder / "embedding")),
             "feature_manifest": ParquetDataset(filepath=str(folder / "feature_manifest.parquet")),
             "extraction_rejects": ParquetDataset(filepath=str(folder / "rejects.parquet")),
         }

@@ -93,7 +93,7 @@ def test_default_weights_separate_caltech_classes_and_random_weights_do_not(
             "params:executor": MemoryDataset("local"),
             "params:dask": MemoryDataset({}),
             "embedding": ShardedEmbeddingDataset(path=str(tmp_path / "embedding")),
-            "embedding_shards": EmbeddingColumnsDataset(path=str(tmp_path / "embedding")),
+            "embedding_columns": EmbeddingColumnsDataset(path=str(tmp_path / "embedding")),
             # A file: a MemoryDataset would be released once collect_extraction_rejects read it.
             "feature_manifest": ParquetDataset(filepath=str(tmp_path / "feature_manifest.parquet")),
             "extraction_rejects": MemoryDataset(),

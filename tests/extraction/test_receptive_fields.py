@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from cnn_feature_behavior.extraction.receptive_fields import (
-    PADDING_GREYS,
     ReceptiveField,
     SpatialOp,
     crop_receptive_field,
@@ -183,15 +182,24 @@ def test_unknown_spatial_layer_is_refused():
         spatial_ops_from_keras(keras.Model(inputs, x))
 
 
-def test_crop_inside_equals_slice_and_outside_is_checkerboard():
+def test_crop_is_the_field_clipped_to_the_image():
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)
     field = ReceptiveField(size=10, jump=4, first=-3, map_size=5)
     inner = crop_receptive_field(image, field, 2, 1)  # rows 5..14, cols 1..10
     np.testing.assert_array_equal(inner, image[5:15, 1:11])
     corner = crop_receptive_field(image, field, 0, 4)  # rows -3..6, cols 13..22
-    np.testing.assert_array_equal(corner[3:, :7], image[0:7, 13:20])
-    padding = np.concatenate([corner[:3].reshape(-1, 3), corner[3:, 7:].reshape(-1, 3)])
-    assert set(np.unique(padding)) == set(PADDING_GREYS)
+    np.testing.assert_array_equal(corner, image[0:7, 13:20])
     with pytest.raises(IndexError):
         crop_receptive_field(image, field, 5, 0)
+
+
+def test_a_field_wider_than_the_image_is_the_whole_image():
+    """conv5_3 of VGG16 on 224 pixels: 196-pixel fields from -90; unit (0, 13) sees the top
+    right corner, clipped, not a 196-pixel square mostly outside the image."""
+    image = np.arange(224 * 224 * 3, dtype=np.uint32).reshape(224, 224, 3).astype(np.uint8)
+    field = receptive_fields(_vgg16_ops(), 224)["conv5_3"]
+    corner = crop_receptive_field(image, field, 0, 13)
+    np.testing.assert_array_equal(corner, image[0:106, 118:224])
+    wide = ReceptiveField(size=500, jump=32, first=-200, map_size=7)
+    np.testing.assert_array_equal(crop_receptive_field(image, wide, 3, 3), image)

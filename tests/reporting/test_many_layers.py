@@ -157,7 +157,7 @@ def test_figure_6_by_model_puts_old_and_new_layer_kinds_side_by_side(study):
     )
     figure.canvas.draw()
     assert figure.get_figwidth() <= MAX_FIGURE_WIDTH
-    assert [axes.get_title() for axes in figure.axes] == [
+    assert [axes.get_title().replace("\n", " ") for axes in figure.axes] == [
         "densenet121_imagenet: spatial layers",
         "vgg16_imagenet: spatial layers",
         "densenet121_imagenet: head layers",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+from builders.figure_checks import clipped_texts
 from PIL import Image
 
 from cnn_feature_behavior.reporting.figures.top_features import (
@@ -50,3 +51,27 @@ def test_class_figure_renders_every_row_and_is_not_blank():
     labels = [ax.get_ylabel() for ax in figure.axes if ax.get_ylabel()]
     assert labels == ["class samples", "presence\n(highest DKS)", "absence\n(lowest DKS)"]
     assert _rendered(figure).std() > 20
+
+
+def test_a_clipped_field_keeps_its_shape_in_the_mosaic():
+    """A field clipped at the image's edge (here 10 x 40 pixels) is scaled to fit its tile,
+    centred on white, not stretched into a square."""
+    mosaic = patch_mosaic([np.zeros((10, 40, 3), np.uint8)], grid=1, tile=40, gap=0)
+    dark = np.argwhere(mosaic[..., 0] == 0)
+    assert (dark[:, 0].min(), dark[:, 0].max()) == (15, 24)
+    assert (dark[:, 1].min(), dark[:, 1].max()) == (0, 39)
+
+
+def test_a_logit_tile_names_its_class():
+    mosaic = patch_mosaic([np.zeros((9, 9, 3), np.uint8)])
+    figure = class_figure(
+        "cat",
+        [FeatureTile("logits/n404", 0.8, mosaic, True, "airliner")],
+        [FeatureTile("block7a_project_bn/n3", -0.6, mosaic, False)],
+        [],
+        "efficientnet_lite0_imagenet",
+        "100 images from the dataset (../shared/datasets/caltech101-mini)",
+    )
+    titles = [ax.get_title() for ax in figure.axes]
+    assert "logits/n404\n'airliner'\nDKS +0.8000\n(whole image)" in titles
+    assert clipped_texts(figure) == []  # the caption below the tiles included

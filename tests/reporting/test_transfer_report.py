@@ -167,7 +167,8 @@ def test_accuracy_per_layer_figure_with_missing_layers():
     rendered(figure)
     axes = figure.axes[0]
     assert [tick.get_text() for tick in axes.get_xticklabels()] == ["conv3_3", "conv5_3", "fc7"]
-    legend = [text.get_text() for text in axes.get_legend().get_texts()]
+    (legend_box,) = figure.legends  # below the layer names
+    legend = [text.get_text() for text in legend_box.get_texts()]
     assert legend[0].startswith("full network (continuous): 0.8")
     assert any(text.startswith("FNE (three-valued)") for text in legend)
     assert any(text.startswith("best DKS-ranked: FNE") for text in legend)
@@ -188,7 +189,7 @@ def test_accuracy_against_features_kept_figure():
     rendered(figure)
     axes = figure.axes[0]
     assert axes.get_xscale() == "log"
-    labels = [text.get_text() for text in axes.get_legend().get_texts()]
+    labels = [text.get_text() for text in figure.legends[0].get_texts()]
     assert labels == [
         "full network (continuous), DKS-ranked (classes past t+ / t-)",
         "full network (continuous), random",
@@ -251,3 +252,18 @@ def test_layers_of_other_networks_keep_network_order_in_the_summary():
     summary = ts.summarise(synthetic_transfer_results(layers=layers, source_model="lite"))
     in_table = [layer for layer in summary["layer"] if isinstance(layer, str)]
     assert list(dict.fromkeys(in_table)) == layers
+
+
+def test_the_transfer_text_names_one_classifier():
+    """The verdict and the paragraph after it name the classifier alike, by the solver that
+    fitted the rows, not by the configured family (`ridge_or_logistic`)."""
+    from cnn_feature_behavior.reporting.dataset_report import transfer_text
+
+    results = synthetic_transfer_results(repetitions=1).assign(
+        classifier="ridge_or_logistic", solver="logistic_regression", c_at_grid_edge=False
+    )
+    verdict, method, figures_text = transfer_text(results).split("\n\n")
+    assert verdict.endswith("classifier: logistic_regression.")
+    assert "Classifier: logistic_regression (column solver)" in method
+    assert "ridge_or_logistic" not in verdict + method
+    assert "c_at_grid_edge" in method and "t-SNE" in figures_text

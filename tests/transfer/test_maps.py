@@ -105,7 +105,7 @@ def test_embedding_maps_schema_subsample_and_absent_layers(caplog):
             dataset="digits",
             source_model="vgg16_imagenet",
         )
-    assert "layer fc6 is not in the embedding" in caplog.text
+    assert "names layer fc6, which this embedding of vgg16_imagenet lacks" in caplog.text
     assert list(table.columns) == list(maps.MAP_COLUMNS)
     assert list(pd.unique(table["embedding"])) == ["conv5_3", "full_network", "fne"]
     assert table.groupby("embedding").size().tolist() == [40, 40, 40]
@@ -176,7 +176,8 @@ def _run_maps_node(
     image_index = pd.DataFrame(
         {"image_id": image_ids, "label": labels, "class_name": [f"class {k}" for k in labels]}
     )
-    manifest = pd.DataFrame({"feature": features, "layer": feature_layers, "layer_kind": "spatial"})
+    kinds = ["head" if layer.startswith("fc") else "spatial" for layer in feature_layers]
+    manifest = pd.DataFrame({"feature": features, "layer": feature_layers, "layer_kind": kinds})
     inputs = {
         "embedding": embedding,
         "image_index": image_index,
@@ -193,20 +194,73 @@ def _run_maps_node(
     return catalog.load("embedding_maps")
 
 
-def test_maps_of_a_source_model_with_its_own_layer_names_and_default_layers():
-    """VGG's layer names in transfer.maps.embeddings (the default) are skipped for a network that
-    has other names; its own layers can be named; a name of no source model is still an error."""
+def test_maps_of_a_source_model_with_its_own_layer_names_and_default_layers(caplog):
+    """VGG's layer names in transfer.maps.embeddings are skipped for a network that has other
+    names, with a warning saying what to set; its own layers can be named; a name of no source
+    model is still an error; `default` maps this network's own layers."""
     source_models = {
         "vgg16_imagenet": {"layers": LAYERS},
         "resnet": {"architecture": "ResNet50", "layers": "default"},
     }
     rename = {"conv3_3": "conv3_block4_out", "conv5_3": "conv5_block3_out"}
-    table = _run_maps_node(
-        {"embeddings": ["conv3_3", "conv5_block3_out", "fne"]}, source_models, "resnet", rename
-    )
+    with caplog.at_level(logging.WARNING, logger="cnn_feature_behavior.transfer.maps"):
+        table = _run_maps_node(
+            {"embeddings": ["conv3_3", "conv5_block3_out", "fne"]}, source_models, "resnet", rename
+        )
     assert table.groupby("embedding").size().to_dict() == {"conv5_block3_out": 30, "fne": 30}
+    warning = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warning) == 1 and "names layer conv3_3, which this embedding of resnet" in warning[0]
+    assert "(conv3_block4_out, conv5_block3_out)" in warning[0]
+    assert "conf/local/parameters.yml" in warning[0] and "`default`" in warning[0]
     with pytest.raises(Exception, match=r"unknown embedding\(s\) \['conv3_block9_out'\]"):
         _run_maps_node({"embeddings": ["conv3_block9_out"]}, source_models, "resnet", rename)
+    table = _run_maps_node({"embeddings": "default"}, source_models, "resnet", rename)
+    assert list(pd.unique(table["embedding"])) == [
+        "conv3_block4_out",
+        "conv5_block3_out",
+        "full_network",
+        "fne",
+    ]
+
+
+VGG16_LAYERS = [
+    *(f"conv{b}_{i}" for b, n in zip(range(1, 6), (2, 2, 3, 3, 3)) for i in range(1, n + 1)),
+    "fc6",
+    "fc7",
+]
+
+
+@pytest.mark.parametrize(
+    ("layers", "kinds", "expected"),
+    [
+        (VGG16_LAYERS, ["spatial"] * 13 + ["head"] * 2, ["conv3_3", "conv5_3"]),
+        (VGG16_LAYERS[:13], ["conv"] * 13, ["conv3_3", "conv5_3"]),  # conv-only, earlier kinds
+        (
+            [f"b{k}" for k in range(16)] + ["avg_pool", "logits"],
+            ["spatial"] * 16 + ["head"] * 2,
+            ["b7", "b15"],
+        ),
+        (["embedding", "logits"], ["head", "head"], ["embedding", "logits"]),
+        (["only"], ["spatial"], ["only"]),
+    ],
+)
+def test_default_maps_are_the_middle_and_last_spatial_layers(layers, kinds, expected):
+    per_feature = [layer for layer in layers for _ in range(3)]
+    per_feature_kinds = [kind for kind in kinds for _ in range(3)]
+    chosen = maps.default_embeddings(per_feature, per_feature_kinds)
+    assert chosen == (*expected, "full_network", "fne")
+    settings = maps.for_layers(MapSettings.from_params({}), per_feature, per_feature_kinds)
+    assert settings.embeddings == chosen
+    listed = maps.for_layers(MapSettings.from_params({"embeddings": ["fne"]}), layers, kinds)
+    assert listed.embeddings == ("fne",)
+    with pytest.raises(ValueError, match="a list of names or `default`"):
+        MapSettings.from_params({"embeddings": "fne"})
+
+
+def test_the_project_maps_default_layers(project_root):
+    from builders.project import project_config
+
+    assert project_config(project_root)["parameters"]["transfer"]["maps"]["embeddings"] == "default"
 
 
 def test_embedding_maps_node_through_kedro_runner():

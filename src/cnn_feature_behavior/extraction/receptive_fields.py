@@ -15,11 +15,6 @@ from typing import Any
 
 import numpy as np
 
-# Two greys in 8-pixel squares mark the part of a receptive field outside the image: a plain
-# colour could be mistaken for image content.
-PADDING_GREYS = (96, 160)
-PADDING_SQUARE = 8
-
 
 @dataclass(frozen=True)
 class SpatialOp:
@@ -172,21 +167,20 @@ def _spatial_op(layer: Any, kind: str) -> SpatialOp | None:
 
 
 def crop_receptive_field(image: np.ndarray, field: ReceptiveField, y: int, x: int) -> np.ndarray:
-    """The `field.size` square of `image` seen by unit (y, x); outside the image: a checkerboard."""
+    """The part of `image` that unit (y, x) sees: its receptive field clipped to the image.
+
+    A deep layer's field reaches far past the image's edges (conv5_3's is 196 pixels with its
+    first unit at -90, EfficientNet's last blocks' wider than the image): only the pixels inside
+    the image drove the activation, and they are what is shown.
+    """
     top, bottom = field.span(y)
     left, right = field.span(x)
-    patch = _checkerboard(field.size, image.shape[2])
     height, width = image.shape[:2]
-    src_top, src_bottom = max(top, 0), min(bottom, height)
-    src_left, src_right = max(left, 0), min(right, width)
-    if src_top < src_bottom and src_left < src_right:
-        patch[src_top - top : src_bottom - top, src_left - left : src_right - left] = image[
-            src_top:src_bottom, src_left:src_right
-        ]
-    return patch
-
-
-def _checkerboard(size: int, channels: int) -> np.ndarray:
-    rows, cols = np.indices((size, size)) // PADDING_SQUARE
-    board = np.where((rows + cols) % 2 == 0, *PADDING_GREYS).astype(np.uint8)
-    return np.repeat(board[:, :, None], channels, axis=2)
+    top, bottom = max(top, 0), min(bottom, height)
+    left, right = max(left, 0), min(right, width)
+    if top >= bottom or left >= right:
+        raise ValueError(
+            f"unit ({y}, {x}) sees no pixel of a {height}x{width} image: the receptive field "
+            "does not fit the image it was computed for"
+        )
+    return image[top:bottom, left:right]

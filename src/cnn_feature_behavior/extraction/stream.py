@@ -46,7 +46,6 @@ import keras
 import numpy as np
 import pandas as pd
 import PIL
-from tqdm.auto import tqdm
 
 from cnn_feature_behavior.device import initialise_tensorflow_devices
 from cnn_feature_behavior.executors import check_executor, dask_client
@@ -67,6 +66,7 @@ from cnn_feature_behavior.extraction.source_models import load_backbone, preproc
 from cnn_feature_behavior.extraction.source_models.taps import layer_output
 from cnn_feature_behavior.ingestion.image_checks import outside_raw_dir
 from cnn_feature_behavior.ingestion.index import FILE_IDENTITY_COLUMNS
+from cnn_feature_behavior.log_lines import progress
 
 logger = logging.getLogger(__name__)
 
@@ -297,13 +297,11 @@ class CropStream:
             ThreadPoolExecutor(
                 self.workers, initializer=lower_thread_priority, initargs=(self.decode_priority,)
             ) as pool,
-            tqdm(
-                total=len(image_ids),
-                unit="img",
-                desc="feature extraction",
-                smoothing=0.1,
+            progress(
+                len(image_ids),
+                "feature extraction",
                 disable=not image_ids or not self.show_progress,
-            ) as progress,
+            ) as images_done,
         ):
             # One decode stream across shard boundaries, so the model never waits at a shard's start.
             crops = prefetched(
@@ -313,14 +311,14 @@ class CropStream:
                 depth,
             )
             for shard in shards:
-                yield self._shard_features(shard, paths, crops, progress)
+                yield self._shard_features(shard, paths, crops, images_done)
 
     def _shard_features(
         self,
         shard: ShardSpec,
         paths: Mapping[str, Path],
         crops: Iterator[np.ndarray | str],
-        progress: tqdm,
+        images_done: Any,
     ) -> tuple[ShardSpec, np.ndarray, list[Reject]]:
         rows: list[np.ndarray] = []
         rejects: list[Reject] = []
@@ -335,7 +333,7 @@ class CropStream:
             if batch and (len(batch) == self.images_per_batch or position == len(shard.image_ids)):
                 rows.append(self.image_features(np.concatenate(batch), len(batch)))
                 batch = []
-            progress.update(1)
+            images_done.update(1)
         features = np.concatenate(rows) if rows else np.zeros((0, self.n_features), np.float32)
         return shard, features, rejects
 
@@ -485,12 +483,9 @@ class DaskShardWriter:
         target = str(Path(folder).resolve())
         with (
             dask_client("dask", self.dask_params) as client,
-            tqdm(
-                total=sum(len(s.image_ids) for s in shards),
-                unit="img",
-                desc="feature extraction (dask)",
-                smoothing=0.1,
-            ) as progress,
+            progress(
+                sum(len(s.image_ids) for s in shards), "feature extraction (dask)"
+            ) as images_done,
         ):
             # The job (settings, ~150 KiB of column names for VGG16) goes to the cluster once; a
             # task, not scattered data, so that the scheduler recomputes it if its worker dies.
@@ -512,7 +507,7 @@ class DaskShardWriter:
             for future in as_completed(futures):
                 future.result()  # a task's error is raised here, with the worker's traceback
                 shard = futures[future]
-                progress.update(len(shard.image_ids))
+                images_done.update(len(shard.image_ids))
                 yield shard
 
 

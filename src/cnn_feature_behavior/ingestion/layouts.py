@@ -21,8 +21,14 @@ def scan_layout(dataset: str, raw_dir: Path | str, options: Mapping[str, Any]) -
     if dataset not in LAYOUTS:
         raise ValueError(f"Unknown dataset '{dataset}'; known datasets: {', '.join(LAYOUTS)}")
     raw_dir = Path(raw_dir)
-    if not raw_dir.is_dir():
-        raise LayoutError(dataset, raw_dir, "raw_dir does not exist or is not a folder")
+    if not raw_dir.is_dir() or not any(raw_dir.iterdir()):
+        problem = "raw_dir does not exist or is not a folder" if not raw_dir.is_dir() else None
+        raise LayoutError(
+            dataset,
+            raw_dir,
+            problem or "raw_dir is empty",
+            _where_to_get(dataset, options.get("archives") or []),
+        )
     scan = LAYOUTS[dataset].read(raw_dir, options)
     # A labelled file refused by the rule on names and links is listed once, with its reason.
     refused = {path for path, _ in scan.unusable}
@@ -33,6 +39,23 @@ def scan_layout(dataset: str, raw_dir: Path | str, options: Mapping[str, Any]) -
     if names_file is not None:
         scan = rename_classes(scan, class_names_file_path(raw_dir, names_file))
     return scan
+
+
+def _where_to_get(dataset: str, archives: list[Mapping[str, Any]]) -> str:
+    """How a dataset not there yet can be had: its files in place, or the configured download."""
+    put = "Put the dataset's files there, or point raw_dir at them (--params raw_dir=<path>)"
+    if not archives:
+        return f"{put}."
+    config = f"conf/{dataset}/parameters.yml"
+    if all(archive.get("sha256") for archive in archives):
+        return (
+            f"{put}, or let the run download them: --params ingestion.download=true (the "
+            f"archives of dataset_source.archives in {config}, sha256 checked)."
+        )
+    return (
+        f"{put}; ingestion.download=true can fetch them once the published sha256 of each archive "
+        f"is added to dataset_source.archives in {config}."
+    )
 
 
 def class_names_file_path(raw_dir: Path, names_file: Any) -> Path:

@@ -6,8 +6,10 @@ pipeline does only when the user sets `ingestion.download: true`.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
+import os
 import shutil
 import tarfile
 import urllib.request
@@ -142,11 +144,63 @@ def _fetch(
 
 def _unpack(path: Path, filename: str, raw_dir: Path) -> None:
     if tarfile.is_tarfile(path):
-        with tarfile.open(path) as tar:
-            # The "data" filter refuses absolute paths, links out of raw_dir and device files.
-            tar.extractall(raw_dir, filter="data")
+        _unpack_tar(path, filename, raw_dir)
     elif zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
             archive.extractall(raw_dir)
     else:
         shutil.move(path, raw_dir / filename)
+
+
+def _unpack_tar(path: Path, filename: str, raw_dir: Path) -> None:
+    """Unpack a tar archive whose every member was checked first: none out of raw_dir (absolute
+    names unpacked under it), no link out of it, no device file (tarfile's "data" filter; on
+    Pythons without extraction filters, 3.11 before 3.11.4 such as Debian 12's, the same checks
+    here)."""
+    with tarfile.open(path) as tar:
+        members = tar.getmembers()
+        for member in members:
+            problem = _refused(member, raw_dir)
+            if problem:
+                raise DownloadError(
+                    f"{filename}: member {member.name!r} refused ({problem}); nothing was "
+                    f"unpacked into {raw_dir}"
+                )
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(raw_dir, members=members, filter="data")
+        else:
+            tar.extractall(raw_dir, members=[_as_data(member) for member in members])
+
+
+def _refused(member: tarfile.TarInfo, raw_dir: Path) -> str | None:
+    """Why tarfile's "data" filter refuses `member` under raw_dir, or None (an absolute name is
+    not refused: it is unpacked under raw_dir)."""
+    if hasattr(tarfile, "data_filter"):
+        try:
+            tarfile.data_filter(member, str(raw_dir))
+        except tarfile.FilterError as error:
+            return str(error)
+        return None
+    root = raw_dir.resolve()
+    target = (root / member.name.lstrip("/")).resolve()  # leading slashes dropped, as the filter
+    if not target.is_relative_to(root):
+        return "a path out of raw_dir"
+    if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+        return "a device, pipe or other special file"
+    if member.issym() or member.islnk():
+        if PurePosixPath(member.linkname).is_absolute():
+            return f"a link to the absolute path {member.linkname}"
+        base = target.parent if member.issym() else root
+        if not (base / member.linkname).resolve().is_relative_to(root):
+            return f"a link out of raw_dir, to {member.linkname}"
+    return None
+
+
+def _as_data(member: tarfile.TarInfo) -> tarfile.TarInfo:
+    """`member` as the "data" filter extracts it: owned by whoever unpacks it, no set-id, sticky
+    or group / other write bits."""
+    plain = copy.copy(member)
+    plain.name = member.name.lstrip("/")
+    plain.uid, plain.gid, plain.uname, plain.gname = os.getuid(), os.getgid(), "", ""
+    plain.mode = member.mode & 0o755
+    return plain

@@ -304,8 +304,10 @@ class LineageHooks:
         path = self._path(dataset_name)
         if path is None:
             return
-        lineage = self._lineage_of(node)
         dataset = self._dataset(dataset_name)
+        if getattr(dataset, "WRITES_NOTHING", False):  # a view of another output's files
+            return
+        lineage = self._lineage_of(node)
         run = self._run
         files = _files_saved(self._file(path), dataset, data)
         record = {

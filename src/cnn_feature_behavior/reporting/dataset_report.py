@@ -46,11 +46,14 @@ ACROSS_DATASETS = "Across datasets"
 
 # The sections in the paper's order, then transfer and a link to the index across datasets.
 OUTLINE = (
-    SectionOutline(TABLE_2),
+    SectionOutline(TABLE_2, text="The images and classes of {dataset} the study used."),
     SectionOutline(
         TABLE_3,
         text="t+ and t- maximise davg, the mean number of features per class beyond "
-        "x with real labels minus that with randomised labels (Equation 4).",
+        "x with real labels minus that with randomised labels (Equation 4): a (feature, "
+        "class) pair beyond them carries information about its class, the pairs between are "
+        "mostly noise. features_relevant_plus (_minus) counts the features beyond t+ (t-) for "
+        "at least one class, the features worth keeping.",
     ),
     SectionOutline(
         FIGURE_1_SECTION,
@@ -72,9 +75,13 @@ OUTLINE = (
     ),
     SectionOutline(
         TOP_FEATURES,
-        text="For each class shown, the features with the highest DKS (presence) and "
-        "the lowest (absence), each as the 9 patches of the reference pool that "
-        "activate it most, cropped to its receptive field.",
+        text="For each class shown (reporting.feature_visualisation), the features with the "
+        "highest DKS (their presence marks the class) and the lowest (their absence does), each "
+        "as the 9 images of the reference pool that activate it most, cropped to the part of its "
+        "receptive field inside the image: what the feature responds to. Head features (fully "
+        "connected layers, a pooled top, the logits) have no spatial map and show whole images; "
+        "an output logit is named by its ImageNet class. The pool is the dataset's own images "
+        "unless pool_dir names others (the paper used ImageNet's validation images).",
     ),
     SectionOutline(TRANSFER),
     SectionOutline(
@@ -137,19 +144,39 @@ def intro(dataset_properties: pd.DataFrame, thresholds: pd.DataFrame, run: RunNa
     )
 
 
+def weights_sentence(weights_provenance: pd.DataFrame) -> str:
+    """Which weights the source model ran with, and whether they are its published ones (the
+    extraction's `weights_provenance` row, extraction/source_models/provenance.py)."""
+    row = one_row(weights_provenance, "weights_provenance")
+    if row["published"] or row["weights_source"] == "keras_file":
+        return f"Weights ({row['path']}): {row['provenance']}."
+    return (
+        f"Weights ({row['path']}, sha256 {row['sha256'][:16]}...): {row['provenance']}. Every "
+        f"number in this report describes this file's weights, not {row['source_model']}'s "
+        "published ones."
+    )
+
+
 def transfer_text(transfer_results: pd.DataFrame) -> str:
     """The verdict, then how the transfer was evaluated."""
     summary = transfer_summary.summarise(transfer_results)
     n_train = ", ".join(f"{value:,.0f}" for value in sorted(set(summary["n_train"])))
     n_test = ", ".join(f"{value:,.0f}" for value in sorted(set(summary["n_test"])))
-    classifiers = ", ".join(sorted(set(summary["classifier"])))
+    # The classifier by the name the verdict and the table's solver column give it.
+    solvers = ", ".join(transfer_summary.solvers_used(summary))
     return (
         f"{transfer_summary.transfer_verdict(transfer_results)}\n\n"
         f"Split: {transfer_summary.split_description(summary)}; {n_train} training and "
-        f"{n_test} test images. Classifier: {classifiers} on each embedding standardised "
-        "with training statistics; its regularisation C (column regularisation_c: the "
-        "values chosen over the repetitions), the DKS ranking, t+ and t- are fitted on the "
+        f"{n_test} test images. Classifier: {solvers} (column solver) on each embedding "
+        "standardised with training statistics; its regularisation C (column regularisation_c: "
+        "the values chosen over the repetitions), the DKS ranking, t+ and t- are fitted on the "
         "training images only. Accuracy on the test images; mean per-class accuracy "
-        "averages the per-class recalls. The maps are t-SNE after PCA of a stratified "
-        "subsample of every image."
+        "averages the per-class recalls. c_at_grid_edge counts the repetitions whose C stayed "
+        "at the edge of the searched grid, widened as far as allowed: a better C may lie beyond, "
+        "and that row's accuracy may be an underestimate.\n\n"
+        "The figures: each layer's accuracy alone, with the full network's, the FNE's and the "
+        "best DKS-ranked selection's across; accuracy against the share of features kept, "
+        "DKS-ranked against random selections of the same size; and 2-D maps (t-SNE after PCA "
+        "of a stratified subsample of every image), one point per image coloured by class: "
+        "classes in separate clusters are told apart by the embedding without any classifier."
     )

@@ -35,8 +35,12 @@ NOT_DRAWN = "Not drawn: no dataset has been run for two source models yet."
 # then the comparison of source models.
 OUTLINE = (
     SectionOutline(REPORTS, text="One report per dataset whose reporting pipeline has run."),
-    SectionOutline(TABLE_2),
-    SectionOutline(TABLE_3),
+    SectionOutline(TABLE_2, text="The datasets run on {source_model}, by mean images per class."),
+    SectionOutline(
+        TABLE_3,
+        text="Each dataset's thresholds (its report explains them): in the paper, fewer images "
+        "per class give thresholds further from 0.",
+    ),
     SectionOutline(
         THRESHOLD_FIT_SECTION,
         text="t = a + b ln(mean images per class), fitted over the datasets run.",
@@ -59,8 +63,13 @@ OUTLINE = (
     ),
     SectionOutline(
         FIGURE_8_SECTION,
-        text="The DKS of head-layer features (VGG's fc layers), one panel per group of "
-        "datasets by how their classes overlap ImageNet's.",
+        text="The DKS of head-layer features (fully connected layers, a pooled top, the "
+        "logits), one panel per group of datasets by how their classes overlap ImageNet's "
+        "(the paper's groups, reporting.imagenet_overlap_groups). In the paper, three datasets "
+        "whose classes are ImageNet's (imagenet, caltech101, caltech256) have almost no "
+        "head-layer pair at DKS 0: every head feature says something about every class.",
+        when_empty="Not drawn: no dataset run on {source_model} has head layers (VGG16's "
+        "offline default weights, for one, hold the conv layers only).",
     ),
     SectionOutline(
         FIGURE_5_BY_MODEL_SECTION,

@@ -98,6 +98,7 @@ DATASET_REPORT_PARTS = (
         ["dataset_properties", "thresholds", DATASET, MODEL],
         INTRO,
     ),
+    Part("text_weights", nodes.weights_text, ["weights_provenance"], INTRO),
     Part(
         "table_2_dataset_properties",
         nodes.dataset_properties_row,
@@ -315,7 +316,6 @@ INDEX_PARTS = (
             MODEL,
         ],
         index_report.FIGURE_8_SECTION,
-        index_report.FIGURE_8,
     ),
     Part(
         "figure_5_by_source_model",
@@ -508,7 +508,7 @@ def _section(entry: SectionOutline, shown: Mapping[str, list], names: Mapping[st
     texts = [entry.text.format(**names)]
     texts += shown.get("text", [])
     if entry.when_empty and not shown.get("figures") and not shown.get("tables"):
-        texts = [entry.when_empty]
+        texts = [entry.when_empty.format(**names)]
     return Section(
         entry.title,
         text="\n\n".join(text for text in texts if text),

@@ -163,13 +163,16 @@ def figure_png(figure: Figure, dpi: int) -> bytes:
     return buffer.getvalue()
 
 
+# Tables never widen the page: their headers break after underscores, their text cells wrap, and
+# a table still wider than the page scrolls inside its own box (checked by page_check).
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em;
-       color: #222; line-height: 1.45; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
+       color: #222; line-height: 1.45; overflow-wrap: anywhere; }
+.table-box { max-width: 100%; overflow-x: auto; margin: 0.5em 0 1.5em; }
+table { border-collapse: collapse; font-size: 0.9em; overflow-wrap: normal; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; }
 th { background: #f3f3f3; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 caption { caption-side: top; text-align: left; font-style: italic; padding-bottom: 0.3em; }
 img { max-width: 100%; height: auto; border: 1px solid #eee; margin: 0.5em 0 1.5em; }
 """
@@ -178,7 +181,7 @@ img { max-width: 100%; height: auto; border: 1px solid #eee; margin: 0.5em 0 1.5
 def html_table(table: Table) -> str:
     cells = table.cells
     numeric = {column: _is_numeric_column(cells[column]) for column in cells.columns}
-    head = "".join(f"<th>{html.escape(column)}</th>" for column in cells.columns)
+    head = "".join(f"<th>{_breakable(column)}</th>" for column in cells.columns)
     body = "".join(
         "<tr>"
         + "".join(
@@ -191,7 +194,15 @@ def html_table(table: Table) -> str:
         for row in cells.itertuples(index=False)
     )
     caption = f"<caption>{html.escape(table.caption)}</caption>" if table.caption else ""
-    return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return (
+        f'<div class="table-box"><table>{caption}<thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
+    )
+
+
+def _breakable(name: str) -> str:
+    """A column name that may break after its underscores (mean_per_class_accuracy_std)."""
+    return "_<wbr>".join(html.escape(part) for part in name.split("_"))
 
 
 def render_html(report: Report, figure_pngs: Mapping[str, bytes]) -> str:

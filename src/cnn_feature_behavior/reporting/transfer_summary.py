@@ -340,3 +340,9 @@ ACROSS_TABLE_DECIMALS = {
     "best_selection_accuracy": 3,
     "random_same_size_accuracy": 3,
 }
+
+
+def solvers_used(summary: pd.DataFrame) -> list[str]:
+    """The classifiers that fitted the summary's rows (its solver column), sorted: the names the
+    verdict gives."""
+    return sorted(set(", ".join(summary["solver"]).split(", ")))

@@ -7,6 +7,7 @@ by a seeded Barnes-Hut t-SNE (scikit-learn).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,14 +18,35 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 from threadpoolctl import threadpool_limits
 
+from cnn_feature_behavior.extraction.layer_kinds import SPATIAL, normalise_layer_kind
 from cnn_feature_behavior.transfer.embeddings import fne_values, standardise
-from cnn_feature_behavior.transfer.settings import MapSettings
+from cnn_feature_behavior.transfer.settings import DEFAULT_MAP_EMBEDDINGS, MapSettings
 
 logger = logging.getLogger(__name__)
 
 FULL_NETWORK = "full_network"
 FNE = "fne"
 MAP_COLUMNS = ("dataset", "source_model", "embedding", "image_id", "label", "class_name", "x", "y")
+
+
+def default_embeddings(layers: Sequence[str], kinds: Sequence[str]) -> tuple[str, ...]:
+    """`transfer.maps.embeddings: default` for an embedding whose features come from `layers`
+    (one per feature, manifest order) of `kinds` (`spatial` / `head`): its middle (of an even
+    count, the earlier) and last spatial layers (of every layer where none is spatial), then the
+    full network and the FNE. VGG16: conv3_3 and conv5_3, this project's fixed choice before."""
+    ordered = list(pd.unique(np.asarray([str(layer) for layer in layers])))
+    kind_of = {str(layer): normalise_layer_kind(kind) for layer, kind in zip(layers, kinds)}
+    spatial = [layer for layer in ordered if kind_of[layer] == SPATIAL] or ordered
+    chosen = list(dict.fromkeys([spatial[(len(spatial) - 1) // 2], spatial[-1]]))
+    return (*chosen, FULL_NETWORK, FNE)
+
+
+def for_layers(settings: MapSettings, layers: Sequence[str], kinds: Sequence[str]) -> MapSettings:
+    """`settings` with `default` embeddings resolved (`default_embeddings`) for an embedding whose
+    features come from `layers` of `kinds`."""
+    if settings.embeddings != DEFAULT_MAP_EMBEDDINGS:
+        return settings
+    return dataclasses.replace(settings, embeddings=default_embeddings(layers, kinds))
 
 
 def stratified_subsample(labels: np.ndarray, max_images: int, seed: int) -> np.ndarray:
@@ -158,9 +180,10 @@ def embedding_maps(
 ) -> pd.DataFrame:
     """The `embedding_maps` table: one row per (embedding, subsampled image), coordinates x, y.
 
-    `known_layers` are the source model's layer names: a listed embedding that is one of them but
-    absent from `feature_layers` is skipped with a log line; a name that is none of them (nor
-    `full_network` / `fne`) is an error.
+    `known_layers` are the source models' layer names: a listed embedding that is one of them but
+    absent from `feature_layers` is skipped with a warning saying what to set; a name that is none
+    of them (nor `full_network` / `fne`) is an error. `default` embeddings must be resolved first
+    (`for_layers`).
     """
     values = np.asarray(values)
     feature_layers = np.asarray([str(layer) for layer in feature_layers])
@@ -169,6 +192,8 @@ def embedding_maps(
             f"embedding {values.shape} must be (images {len(images.labels)}, features "
             f"{len(feature_layers)})"
         )
+    if isinstance(settings.embeddings, str):
+        raise ValueError("transfer.maps.embeddings `default`: resolve it with maps.for_layers")
     _check_known(settings.embeddings, known_layers)
     rows = stratified_subsample(images.labels, settings.max_images, settings.seed)
     sample, labels = values[rows], images.labels[rows]
@@ -183,7 +208,7 @@ def embedding_maps(
     for name in settings.embeddings:
         matrix = embedding_values(name, sample, feature_layers, settings)
         if matrix is None:
-            logger.info("Embedding maps: layer %s is not in the embedding; no map drawn", name)
+            _warn_absent(name, feature_layers, source_model)
             continue
         xy = tsne_coordinates(
             matrix,
@@ -213,6 +238,20 @@ def embedding_maps(
             f"(its layers: {list(pd.unique(feature_layers))})"
         )
     return pd.concat(frames, ignore_index=True)[list(MAP_COLUMNS)]
+
+
+def _warn_absent(name: str, feature_layers: np.ndarray, source_model: str) -> None:
+    layers = [str(layer) for layer in pd.unique(feature_layers)]
+    shown = layers if len(layers) <= 24 else [*layers[:12], "...", *layers[-12:]]
+    logger.warning(
+        "Embedding maps: transfer.maps.embeddings names layer %s, which this embedding of %s "
+        "lacks: no map drawn for it. Name its own layers there (%s) in conf/local/parameters.yml "
+        "or with --params, or set it to `%s` (its middle and last spatial layers)",
+        name,
+        source_model,
+        ", ".join(shown),
+        DEFAULT_MAP_EMBEDDINGS,
+    )
 
 
 def _check_known(embeddings: Sequence[str], known_layers: Sequence[str]) -> None:

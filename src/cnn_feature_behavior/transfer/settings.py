@@ -29,7 +29,9 @@ CLASSIFIERS = (RIDGE_OR_LOGISTIC, RIDGE, LOGISTIC, LINEAR_SVC)
 DEFAULT_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 DEFAULT_LOGISTIC_C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 DEFAULT_RIDGE_C_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
-DEFAULT_MAP_EMBEDDINGS = ("conv3_3", "conv5_3", "full_network", "fne")
+# `transfer.maps.embeddings: default`: the embedding's middle and last spatial layers, the full
+# network and the FNE (maps.default_embeddings; VGG16: conv3_3, conv5_3, full_network, fne).
+DEFAULT_MAP_EMBEDDINGS = "default"
 
 
 def _block(cls, name: str, values: Mapping[str, Any] | None, **extra):
@@ -182,7 +184,7 @@ class FneSettings:
 class MapSettings:
     """`transfer.maps`: the 2-D maps (maps.py); `fne` is `transfer.fne`, for the FNE's map."""
 
-    embeddings: tuple[str, ...] = DEFAULT_MAP_EMBEDDINGS
+    embeddings: tuple[str, ...] | str = DEFAULT_MAP_EMBEDDINGS
     max_images: int = 2000
     pca_components: int = 50
     perplexity: float = 30.0
@@ -192,7 +194,14 @@ class MapSettings:
     fne: FneSettings = field(default_factory=FneSettings)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "embeddings", tuple(self.embeddings))
+        if isinstance(self.embeddings, str):
+            if self.embeddings != DEFAULT_MAP_EMBEDDINGS:
+                raise ValueError(
+                    "transfer.maps.embeddings: a list of names or "
+                    f"`{DEFAULT_MAP_EMBEDDINGS}`, got {self.embeddings!r}"
+                )
+        else:
+            object.__setattr__(self, "embeddings", tuple(self.embeddings))
         if not self.embeddings:
             raise ValueError("transfer.maps.embeddings: name at least one embedding")
         if self.max_images < 2:

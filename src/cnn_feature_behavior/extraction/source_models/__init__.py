@@ -15,6 +15,9 @@ Public API (imported by the extraction and the feature-visualisation code):
   network input by the spec's `preprocessing` (VGG: Caffe BGR mean subtraction).
 - `source_model_spec(source_model_name, source_models) -> dict`: one checked config entry, with
   a keras.applications family's defaults filled in.
+- `weights_provenance(source_model_name, source_models, project_root=None) -> WeightsProvenance`:
+  where the weights come from and whether they are the named model's published ones
+  (`provenance.py`), logged (WARNING where they are not).
 - `taps.layer_output(model, name)`: the tensor a feature layer is read from.
 - `paper_layer_name(keras_name) -> str` (`block4_conv3` -> `conv4_3`, `fc1` -> `fc6`) and
   `keras_layer_name(paper_name) -> str`, its inverse.
@@ -41,10 +44,17 @@ if TYPE_CHECKING:
         load_backbone,
         preprocess,
         source_model_spec,
+        weights_provenance,
     )
 
 # Imported on first use, so that `make setup` (fetch_default_weights) does not load TensorFlow.
-_FROM_BACKBONE = ("available_layers", "load_backbone", "preprocess", "source_model_spec")
+_FROM_BACKBONE = (
+    "available_layers",
+    "load_backbone",
+    "preprocess",
+    "source_model_spec",
+    "weights_provenance",
+)
 
 
 def __getattr__(name: str) -> Any:
@@ -63,4 +73,5 @@ __all__ = [
     "paper_layer_name",
     "preprocess",
     "source_model_spec",
+    "weights_provenance",
 ]

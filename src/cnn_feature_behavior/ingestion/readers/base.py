@@ -38,9 +38,10 @@ TRAIN, TEST = "train", "test"
 class LayoutError(ValueError):
     """raw_dir does not hold the dataset's expected layout."""
 
-    def __init__(self, dataset: str, path: Path | str, problem: str):
+    def __init__(self, dataset: str, path: Path | str, problem: str, hint: str = ""):
+        advice = f"{hint}\n" if hint else ""
         super().__init__(
-            f"{dataset}: {problem}: {path}\n"
+            f"{dataset}: {problem}: {path}\n{advice}"
             f"Expected layout of raw_dir for '{dataset}':\n{layout_tree(dataset)}"
         )
 

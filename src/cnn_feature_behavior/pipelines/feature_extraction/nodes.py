@@ -14,6 +14,7 @@ from cnn_feature_behavior.extraction.source_models import (
     available_layers,
     load_backbone,
     source_model_spec,
+    weights_provenance,
 )
 from cnn_feature_behavior.extraction.stream import (
     ExtractionSettings,
@@ -35,12 +36,15 @@ def extract_embedding(
     feature_extraction: dict[str, Any],
     executor: str,
     dask: dict[str, Any],
-) -> tuple[pd.DataFrame, EmbeddingPlan]:
-    """Feature manifest and the embedding's plan (computed as it is saved, here or on Dask)."""
+) -> tuple[pd.DataFrame, EmbeddingPlan, tuple[str, ...], pd.DataFrame]:
+    """Feature manifest, the embedding's plan (computed as it is saved, here or on Dask), the
+    embedding's columns, which open its `embedding_columns` view once the embedding is saved, and
+    the weights' provenance (published or not, logged)."""
     # A wrong scheduler address is reported now, not after the model has loaded.
     check_scheduler(executor, dask)
     spec = source_model_spec(source_model, source_models)
     backbone = load_backbone(source_model, source_models)
+    provenance = weights_provenance(source_model, source_models)
     model = SourceModel(
         name=source_model,
         spec=spec,
@@ -53,18 +57,18 @@ def extract_embedding(
         backbone.inputs[0].shape[1], source_model
     )
     plan, manifest = plan_embedding(image_index, Path(raw_dir), model, settings, executor, dask)
-    return manifest, plan
+    return manifest, plan, plan.columns, provenance.table()
 
 
 def collect_extraction_rejects(
-    embedding_shards: ShardedEmbeddingDataset, feature_manifest: pd.DataFrame
+    embedding_columns: ShardedEmbeddingDataset, feature_manifest: pd.DataFrame
 ) -> pd.DataFrame:
     """The images the embedding's shards left out, with the reason (shard metadata only)."""
-    columns = embedding_shards.feature_columns()
+    columns = embedding_columns.feature_columns()
     if columns != feature_manifest["feature"].tolist():
         raise ValueError(
             "the embedding's columns differ from feature_manifest's features: rerun feature_extraction"
         )
-    rejects = extraction_rejects_table(embedding_shards.rejects())
+    rejects = extraction_rejects_table(embedding_columns.rejects())
     logger.info("Feature extraction: %d image(s) rejected", len(rejects))
     return rejects

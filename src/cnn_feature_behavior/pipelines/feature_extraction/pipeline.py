@@ -12,9 +12,10 @@ from cnn_feature_behavior.pipelines.feature_extraction.nodes import (
 
 def create_pipeline(**kwargs) -> Pipeline:
     # Each image is decoded once, by its shard's computation, which records the rejects in the
-    # shard: they are known once the embedding is saved. collect_extraction_rejects reads them
-    # through a view of the same folder (no feature is read); it takes feature_manifest, an
-    # output of extract_embedding, so Kedro runs it after that node, embedding saved.
+    # shard: they are known once the embedding is saved. extract_embedding saves `embedding`,
+    # then opens `embedding_columns`, a view of the same folder for the nodes that read a few
+    # columns or the shards' records (no feature is read): kedro-viz links both to the node, and
+    # Kedro runs their readers (collect_extraction_rejects, dks) after the embedding is saved.
     return Pipeline(
         [
             node(
@@ -29,12 +30,17 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:executor",
                     "params:dask",
                 ],
-                outputs=["feature_manifest", "embedding"],
+                outputs=[
+                    "feature_manifest",
+                    "embedding",
+                    "embedding_columns",
+                    "weights_provenance",
+                ],
                 name="extract_embedding",
             ),
             node(
                 collect_extraction_rejects,
-                inputs=["embedding_shards", "feature_manifest"],
+                inputs=["embedding_columns", "feature_manifest"],
                 outputs="extraction_rejects",
                 name="collect_extraction_rejects",
             ),

@@ -26,7 +26,11 @@ from cnn_feature_behavior.reporting import (
 )
 from cnn_feature_behavior.reporting.dataset_report import RunName, one_row
 from cnn_feature_behavior.reporting.figures import top_features
-from cnn_feature_behavior.reporting.index_report import FIGURE_5_BY_MODEL, FIGURE_6_BY_MODEL
+from cnn_feature_behavior.reporting.index_report import (
+    FIGURE_5_BY_MODEL,
+    FIGURE_6_BY_MODEL,
+    FIGURE_8,
+)
 from cnn_feature_behavior.reporting.symmetry import dks_symmetry, symmetry_by_model
 from cnn_feature_behavior.statistics import partitions as partitions_core
 from cnn_feature_behavior.statistics.partitions import (
@@ -48,6 +52,11 @@ def report_intro(
 ) -> str:
     """The dataset report's opening: the dataset's size and its thresholds."""
     return dataset_report.intro(dataset_properties, thresholds, RunName(dataset, source_model))
+
+
+def weights_text(weights_provenance: pd.DataFrame) -> str:
+    """The report's sentence on the source model's weights: published or not."""
+    return dataset_report.weights_sentence(weights_provenance)
 
 
 def dataset_properties_row(dataset_properties: pd.DataFrame) -> pd.DataFrame:
@@ -268,17 +277,19 @@ def plot_fc_histograms_by_overlap(
     overlap_groups: dict[str, list[str]],
     dataset: str,
     source_model: str,
-) -> Figure:
-    """Figure 8 over every dataset run so far for this source model."""
+) -> dict[str, Figure]:
+    """Figure 8 over every dataset run so far for this source model; empty when none of them
+    has head layers (the index says so)."""
     histograms = gather_dataset_tables(
         all_dks_histograms, dks_histograms, dataset, "dks_histograms"
     )
-    return figures.fc_histograms_by_overlap_figure(
+    figure = figures.fc_histograms_by_overlap_figure(
         histograms,
         overlap_groups,
         study.mean_images(study_dataset_properties),
         source_model=source_model,
     )
+    return {} if figure is None else {FIGURE_8: figure}
 
 
 def plot_threshold_fit(

@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 def embed_query_images(
     similar: dict[str, Any],
-    embedding_shards: ShardedEmbeddingDataset,
+    embedding_columns: ShardedEmbeddingDataset,
     feature_manifest: pd.DataFrame,
     source_models: dict[str, Any],
     source_model: str,
@@ -46,7 +46,7 @@ def embed_query_images(
     extraction = ExtractionSettings.from_params(crops, feature_extraction).for_input_size(
         backbone.inputs[0].shape[1], source_model
     )
-    check_same_as_study(embedding_shards.path, model, extraction)
+    check_same_as_study(embedding_columns.path, model, extraction)
     features = feature_manifest["feature"].astype(str).tolist()
     return embed_image_files(paths, model, extraction, features)
 

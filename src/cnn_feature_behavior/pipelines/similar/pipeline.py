@@ -15,7 +15,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 nodes.embed_query_images,
                 inputs=[
                     "params:similar",
-                    "embedding_shards",
+                    "embedding_columns",
                     "feature_manifest",
                     "params:source_models",
                     "params:source_model",

@@ -81,8 +81,8 @@ def evaluate_transfer(
 
 def _known_layers(feature_manifest: pd.DataFrame, source_models: dict[str, Any]) -> list[str]:
     """The layers a `transfer.maps.embeddings` name may be: this embedding's, and every layer any
-    source model lists (VGG's conv3_3, named by default, is skipped for a network with other
-    names; a name of no source model is a typo)."""
+    source model lists (VGG's conv3_3 is skipped, with a warning, for a network with other names;
+    a name of no source model is a typo)."""
     known = list(pd.unique(feature_manifest["layer"].astype(str)))
     for spec in source_models.values():
         listed = spec.get("layers") if isinstance(spec, dict) else None
@@ -144,7 +144,11 @@ def compute_embedding_maps(
         values,
         feature_manifest["layer"].astype(str).tolist(),
         maps.MapImages.of(labels, embedding.index.astype(str).tolist(), class_names),
-        MapSettings.from_params(maps_params, FneSettings.from_params(fne_params)),
+        maps.for_layers(
+            MapSettings.from_params(maps_params, FneSettings.from_params(fne_params)),
+            feature_manifest["layer"].tolist(),
+            feature_manifest["layer_kind"].tolist(),
+        ),
         known_layers=_known_layers(feature_manifest, source_models),
         dataset=dataset,
         source_model=source_model,

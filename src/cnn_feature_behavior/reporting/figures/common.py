@@ -15,6 +15,8 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+from matplotlib.textpath import TextToPath
 
 from cnn_feature_behavior.extraction.layer_kinds import HEAD, LAYER_KIND_LABELS, SPATIAL
 
@@ -52,6 +54,47 @@ def new_figure(width: float, height: float) -> Figure:
     """An empty figure on its own Agg canvas, outside pyplot's registry."""
     figure = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(figure)
+    return figure
+
+
+def text_width(text: str, fontsize: float | str) -> float:
+    """Width in inches of one line of text in Matplotlib's default font."""
+    width, _, _ = TextToPath().get_text_width_height_descent(
+        text, FontProperties(size=fontsize), ismath=False
+    )
+    return width / 72.0
+
+
+def wrap_text(text: str, width: float, fontsize: float | str) -> str:
+    """`text` broken at spaces into lines no wider than `width` inches (a single word longer
+    than that keeps its own line); its own line breaks are kept."""
+    lines = []
+    for paragraph in text.split("\n"):
+        line = ""
+        for word in paragraph.split(" "):
+            trial = f"{line} {word}" if line else word
+            if line and text_width(trial, fontsize) > width:
+                lines.append(line)
+                line = word
+            else:
+                line = trial
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def fit_titles(figure: Figure) -> Figure:
+    """The figure with its title, its caption (supxlabel) and its panels' titles wrapped to the
+    width each has once laid out, so that long model and dataset names are never cut off at the
+    figure's edge."""
+    figure.draw_without_rendering()
+    for text in (figure._suptitle, figure._supxlabel):
+        if text is not None and text.get_text():
+            text.set_text(wrap_text(text.get_text(), 0.96 * figure.get_figwidth(), text.get_size()))
+    for axes in figure.axes:
+        width = axes.get_position().width * figure.get_figwidth()
+        for text in (axes.title, axes._left_title, axes._right_title):
+            if text.get_text():
+                text.set_text(wrap_text(text.get_text(), width, text.get_size()))
     return figure
 
 

@@ -32,14 +32,15 @@ from .common import (
     _require_columns,
     dataset_colours,
     dataset_order,
+    fit_titles,
     new_figure,
 )
 
 logger = logging.getLogger(__name__)
 
 LAYER_KIND_TITLES = {
-    SPATIAL: "spatial layers (feature maps averaged over space; VGG's conv layers)",
-    HEAD: "head layers (1-D: VGG's fc layers, a pooled top, the logits)",
+    SPATIAL: "spatial layers (feature maps averaged over space)",
+    HEAD: "head layers (1-D: fully connected layers, a pooled top, the logits)",
 }
 
 
@@ -90,18 +91,23 @@ def dks_histograms_figure(
 ) -> Figure:
     """Figure 6: DKS histograms of spatial-layer features (top) and head-layer features
     (bottom), in % of pairs; one line per dataset, datasets ordered and coloured by mean images
-    per class, each labelled with its skewness (the paper's symmetry finding)."""
+    per class, each labelled with its skewness (the paper's symmetry finding). A layer kind no
+    dataset has gets no panel: the title says so."""
     _require_columns(histograms, HISTOGRAM_COLUMNS, "dks_histograms")
     run = _ordered_run_datasets(set(histograms["dataset"]), mean_images, "dks_histograms")
     colours = dataset_colours(dataset_order(mean_images))
-    figure = new_figure(9, 6.5)
-    panels = figure.subplots(2, 1, sharex=True)
-    for axes, kind in zip(panels, LAYER_KINDS):
-        _draw_kind_panel(axes, rows_of_kind(histograms, kind), run, colours, mean_images, kind)
+    by_kind = {kind: rows_of_kind(histograms, kind) for kind in LAYER_KINDS}
+    drawn = [kind for kind in LAYER_KINDS if len(by_kind[kind])] or [SPATIAL]
+    figure = new_figure(9, 3.1 * len(drawn) + 0.3)
+    panels = np.atleast_1d(figure.subplots(len(drawn), 1, sharex=True))
+    for axes, kind in zip(panels, drawn):
+        _draw_kind_panel(axes, by_kind[kind], run, colours, mean_images, kind)
         axes.set_title(f"DKS of {LAYER_KIND_TITLES[kind]}")
     panels[-1].set_xlabel("DKS(f, c)")
-    figure.suptitle(title)
-    return figure
+    absent = [LAYER_KIND_LABELS[kind] for kind in LAYER_KINDS if kind not in drawn]
+    note = "".join(f"\nno {label} in the embedding" for label in absent)
+    figure.suptitle(title + note)
+    return fit_titles(figure)
 
 
 def dks_histograms_by_model_figure(
@@ -127,7 +133,7 @@ def dks_histograms_by_model_figure(
             axes.set_title(f"{model}: {LAYER_KIND_LABELS[kind]}", fontsize=10)
         panels[-1, column].set_xlabel("DKS(f, c)")
     figure.suptitle("Figure 6 by source model: DKS of spatial and of head layers")
-    return figure
+    return fit_titles(figure)
 
 
 def fc_histograms_by_overlap_figure(
@@ -136,40 +142,39 @@ def fc_histograms_by_overlap_figure(
     mean_images: Mapping[str, float],
     *,
     source_model: str,
-) -> Figure:
-    """Figure 8: head-layer DKS histograms (VGG's fc layers), one panel per group of overlap with
-    ImageNet.
+) -> Figure | None:
+    """Figure 8: head-layer DKS histograms (fully connected layers, a pooled top, the logits),
+    one panel per group of overlap with ImageNet that has a dataset run with head layers.
 
-    Datasets outside every group get a panel of their own rather than disappearing, and a
-    dataset run on an embedding without head layers is named as such in its panel.
+    Datasets outside every group get a panel of their own rather than disappearing; the title
+    names the datasets run on an embedding without head layers and the groups not drawn. None
+    when no dataset run has head layers: there is nothing to draw.
     """
     _require_columns(histograms, HISTOGRAM_COLUMNS, "dks_histograms")
     head = rows_of_kind(histograms, HEAD)
     run = _ordered_run_datasets(set(histograms["dataset"]), mean_images, "dks_histograms")
-    with_head = set(head["dataset"])
-    if set(run) - with_head:
+    without_head = [name for name in run if name not in set(head["dataset"])]
+    if without_head:
         logger.info(
-            "Figure 8: %d dataset(s) have no head-layer histogram: %s",
-            len(set(run) - with_head),
-            sorted(set(run) - with_head),
+            "Figure 8: %d dataset(s) have no head layers: %s", len(without_head), without_head
         )
-    colours = dataset_colours(dataset_order(mean_images))
     grouped = {name for members in overlap_groups.values() for name in members}
-    panels_spec = dict(overlap_groups)
+    groups = dict(overlap_groups)
     ungrouped = [name for name in run if name not in grouped]
     if ungrouped:
-        panels_spec["not in the paper's grouping"] = ungrouped
-    figure = new_figure(9, 2.9 * len(panels_spec) + 0.6)
-    panels = np.atleast_1d(figure.subplots(len(panels_spec), 1, sharex=True))
-    for axes, (title, members) in zip(panels, panels_spec.items()):
-        members_run = [name for name in run if name in set(members)]
-        shown = [name for name in members_run if name in with_head]
-        without_head = [name for name in members_run if name not in with_head]
-        if not members_run:
-            _empty_panel(axes, "no dataset of this group has been run")
-        elif without_head:
-            _empty_panel(axes, f"no head layers in the embedding of {', '.join(without_head)}")
-        for name in shown:
+        groups["not in the paper's grouping"] = ungrouped
+    drawn = {
+        title: [name for name in run if name in set(members) and name not in without_head]
+        for title, members in groups.items()
+    }
+    drawn = {title: names for title, names in drawn.items() if names}
+    if not drawn:
+        return None
+    colours = dataset_colours(dataset_order(mean_images))
+    figure = new_figure(9, 2.9 * len(drawn) + 0.9)
+    panels = np.atleast_1d(figure.subplots(len(drawn), 1, sharex=True))
+    for axes, (title, names) in zip(panels, drawn.items()):
+        for name in names:
             rows = head[head["dataset"] == name].sort_values("bin_left")
             edges = np.append(rows["bin_left"].to_numpy(), rows["bin_right"].iloc[-1])
             axes.stairs(
@@ -182,15 +187,17 @@ def fc_histograms_by_overlap_figure(
         axes.axvline(0.0, color="gray", linewidth=0.6)
         axes.set_xlim(-1, 1)
         axes.set_ylabel("(feature, class) pairs (%)")
-        axes.set_title(f"{title}: {', '.join(members)}", fontsize=9)
-        if shown:
-            axes.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
-        else:
-            label = "(none run)" if not members_run else "(no head-layer histogram)"
-            axes.legend(handles=[Patch(color="none", label=label)], loc="upper right", fontsize=8)
+        axes.set_title(f"{title}: {', '.join(groups[title])}", fontsize=9)
+        axes.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
     panels[-1].set_xlabel("DKS(f, c) of head-layer features")
-    figure.suptitle(
+    notes = [
         f"Figure 8 - head-layer DKS by overlap with ImageNet, {source_model}"
         f"{_only_one_note(run, 'dataset')}"
-    )
-    return figure
+    ]
+    if without_head:
+        notes.append(f"no head layers in the embedding of {', '.join(without_head)}")
+    not_drawn = [title for title in groups if title not in drawn]
+    if not_drawn:
+        notes.append(f"no dataset with head layers run yet in {'; '.join(not_drawn)}")
+    figure.suptitle("\n".join(notes))
+    return fit_titles(figure)

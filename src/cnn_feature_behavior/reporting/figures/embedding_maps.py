@@ -11,7 +11,7 @@ from matplotlib.lines import Line2D
 
 from cnn_feature_behavior.reporting import transfer_summary
 
-from .common import _require_columns, new_figure
+from .common import _require_columns, fit_titles, new_figure
 
 # Above this many classes a map's legend would hide the points: a note says so instead.
 MAP_LEGEND_MAX_CLASSES = 20
@@ -81,4 +81,4 @@ def embedding_maps_figure(maps: pd.DataFrame, *, dataset: str, source_model: str
     figure.suptitle(
         f"2-D maps (t-SNE after PCA) of the embeddings, {dataset} on {source_model}{note}"
     )
-    return figure
+    return fit_titles(figure)

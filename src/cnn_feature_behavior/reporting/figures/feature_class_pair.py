@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from cnn_feature_behavior.statistics.dks import bin_indices
 
-from .common import new_figure
+from .common import fit_titles, new_figure
 
 
 @dataclass(frozen=True)
@@ -188,4 +188,4 @@ def feature_class_pair_figure(
         f"Figure 1 - feature {feature}, class '{class_name}' of {dataset} "
         f"(stored DKS {stored_dks:+.3f})"
     )
-    return figure
+    return fit_titles(figure)

@@ -20,6 +20,7 @@ from .common import (
     _require_columns,
     dataset_colours,
     dataset_order,
+    fit_titles,
     layer_axis_width,
     layer_order,
     new_figure,
@@ -157,7 +158,7 @@ def layer_summary_figure(
     axes.set_title(
         f"Figure 5 - DKS per layer on {source_model}{_only_one_note(ordered, 'dataset')}"
     )
-    return figure
+    return fit_titles(figure)
 
 
 def layer_summary_by_model_figure(
@@ -187,4 +188,4 @@ def layer_summary_by_model_figure(
         axes.set_title(f"source model {model} ({len(layer_order(table))} layers)")
         axes.set_ylabel(_rule_label(rule))
     figure.suptitle("Figure 5 by source model (the paper's Section 8)")
-    return figure
+    return fit_titles(figure)

@@ -19,6 +19,7 @@ from .common import (
     SIDE_LABELS,
     _only_one_note,
     _require_columns,
+    fit_titles,
     layer_axis_width,
     layer_order,
     line_style_for,
@@ -76,7 +77,7 @@ def class_counts_figure(
             fontsize=8,
         )
     figure.suptitle(f"Figure 9 - features per class beyond x, {dataset} on {source_model}")
-    return figure
+    return fit_titles(figure)
 
 
 def davg_figure(
@@ -99,7 +100,7 @@ def davg_figure(
     axes.set_ylabel("davg(x): mean features per class, real - randomised")
     axes.legend(loc="upper right", fontsize=8)
     axes.set_title(f"Threshold selection (Equation 4), {dataset} on {source_model}")
-    return figure
+    return fit_titles(figure)
 
 
 def layer_kept_figure(layer_kept: pd.DataFrame, *, dataset: str, source_model: str) -> Figure:
@@ -147,7 +148,7 @@ def layer_kept_figure(layer_kept: pd.DataFrame, *, dataset: str, source_model: s
     figure.suptitle(
         f"Figure 10 - (feature, class) pairs kept per layer, {dataset} on {source_model}"
     )
-    return figure
+    return fit_titles(figure)
 
 
 def threshold_fit_figure(
@@ -200,4 +201,4 @@ def threshold_fit_figure(
     axes.set_title(
         f"Thresholds against images per class, {source_model}{_only_one_note(names, 'dataset')}"
     )
-    return figure
+    return fit_titles(figure)

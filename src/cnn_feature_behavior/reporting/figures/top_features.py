@@ -20,6 +20,7 @@ from cnn_feature_behavior.extraction.top_patches import (
     FeatureRef,
     TopPatches,
 )
+from cnn_feature_behavior.reporting.figures.common import fit_titles
 
 logger = logging.getLogger(__name__)
 
@@ -27,18 +28,25 @@ logger = logging.getLogger(__name__)
 def patch_mosaic(
     patches: Sequence[np.ndarray], grid: int = 3, tile: int = 64, gap: int = 3
 ) -> np.ndarray:
-    """`grid` x `grid` patches, each resized to `tile` pixels, on white; missing tiles stay white."""
+    """`grid` x `grid` patches on white, each scaled to fit a `tile`-pixel square with its
+    aspect ratio kept (a field clipped at the image's edge is not square); missing tiles stay
+    white."""
     if len(patches) > grid * grid:
         raise ValueError(f"{len(patches)} patches do not fit a {grid}x{grid} grid")
     side = grid * tile + (grid + 1) * gap
     mosaic = np.full((side, side, 3), 255, dtype=np.uint8)
     for i, patch in enumerate(patches):
         row, col = divmod(i, grid)
+        height, width = patch.shape[:2]
+        scale = tile / max(height, width)
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
         # Small fields (3 pixels for conv1_1) are enlarged without smoothing so the pixels show.
-        resample = Image.Resampling.NEAREST if patch.shape[0] < tile else Image.Resampling.BILINEAR
-        resized = np.asarray(Image.fromarray(patch).resize((tile, tile), resample))
-        top, left = gap + row * (tile + gap), gap + col * (tile + gap)
-        mosaic[top : top + tile, left : left + tile] = resized
+        small = max(height, width) < tile
+        resample = Image.Resampling.NEAREST if small else Image.Resampling.BILINEAR
+        resized = np.asarray(Image.fromarray(patch).resize(size, resample))
+        top = gap + row * (tile + gap) + (tile - size[1]) // 2
+        left = gap + col * (tile + gap) + (tile - size[0]) // 2
+        mosaic[top : top + size[1], left : left + size[0]] = resized
     return mosaic
 
 
@@ -50,6 +58,7 @@ class FeatureTile:
     dks: float
     mosaic: np.ndarray
     whole_image: bool
+    label: str = ""  # what the feature is, where known: an output logit's ImageNet class
 
 
 def class_figure(
@@ -80,18 +89,20 @@ def class_figure(
             tile, image = items[column]
             ax.imshow(image)
             if tile is not None:
+                named = f"\n'{tile.label}'" if tile.label else ""
                 suffix = "\n(whole image)" if tile.whole_image else ""
-                ax.set_title(f"{tile.feature}\nDKS {tile.dks:+.4f}{suffix}", fontsize=9)
+                ax.set_title(f"{tile.feature}{named}\nDKS {tile.dks:+.4f}{suffix}", fontsize=9)
         row_axes[0].set_ylabel(label, fontsize=10)
     figure.suptitle(f"Top features of class '{class_name}' ({source_model})", fontsize=12)
     figure.supxlabel(
         f"Each feature: the {PATCHES_PER_FEATURE} reference images that activate it most, at most "
-        "one patch per image, cropped to its receptive field (checkerboard: field outside the "
-        f"image;\nfc neurons have no spatial map, so the whole image is shown). Reference pool: "
-        f"{pool_description}.",
+        "one patch per image, cropped to the part of its receptive field inside the image;\n"
+        "head neurons (fully connected layers, a pooled top, the logits) have no spatial map, "
+        "so the whole image is shown; an output logit is named by its ImageNet class. "
+        f"Reference pool: {pool_description}.",
         fontsize=8,
     )
-    return figure
+    return fit_titles(figure)
 
 
 def top_feature_figures(
@@ -104,7 +115,15 @@ def top_feature_figures(
     }
 
     def tiles(chosen: pd.Series) -> list[FeatureTile]:
-        return [FeatureTile(f, float(v), *mosaics[FeatureRef.parse(f)]) for f, v in chosen.items()]
+        return [
+            FeatureTile(
+                f,
+                float(v),
+                *mosaics[FeatureRef.parse(f)],
+                found.labels.get(FeatureRef.parse(f), ""),
+            )
+            for f, v in chosen.items()
+        ]
 
     figures: dict[str, Figure] = {}
     for (name, (presence, absence)), file_name in zip(found.selections.items(), file_names):

@@ -8,7 +8,14 @@ from matplotlib.figure import Figure
 
 from cnn_feature_behavior.reporting import transfer_summary
 
-from .common import _empty_panel, layer_axis_width, layer_order, new_figure, set_layer_ticks
+from .common import (
+    _empty_panel,
+    fit_titles,
+    layer_axis_width,
+    layer_order,
+    new_figure,
+    set_layer_ticks,
+)
 
 SELECTION_COLOURS = {
     "dks_count": "tab:blue",
@@ -24,6 +31,16 @@ def _with_std(axes_method, x, rows: pd.DataFrame, **style) -> None:
     std = rows["accuracy_std"].to_numpy(dtype=float)
     yerr = np.where(np.isfinite(std), std, 0.0) if np.isfinite(std).any() else None
     axes_method(x, rows["accuracy"].to_numpy(dtype=float), yerr=yerr, **style)
+
+
+def accuracy_range(low: list[float], high: list[float]) -> tuple[float, float]:
+    """An accuracy axis fitted to the values drawn (error bars included) with a 5% margin,
+    within [0, 1]; [0, 1] when nothing is drawn."""
+    if not low:
+        return 0.0, 1.0
+    bottom, top = float(np.min(low)), float(np.max(high))
+    margin = max(0.05 * (top - bottom), 0.01)
+    return max(0.0, bottom - margin), min(1.0, top + margin)
 
 
 def transfer_by_layer_figure(results: pd.DataFrame, *, dataset: str, source_model: str) -> Figure:
@@ -81,14 +98,15 @@ def transfer_by_layer_figure(results: pd.DataFrame, *, dataset: str, source_mode
     axes.set_ylim(0, 1)
     axes.set_xlabel("layer")
     axes.set_ylabel("test accuracy")
-    # Below the axes: inside, it would hide the levels it names.
-    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28), fontsize=8, ncol=2)
+    # Below the layer names, placed by the layout: inside the axes it would hide the levels it
+    # names, at a fixed offset it would cover long or many layer names.
+    figure.legend(loc="outside lower center", fontsize=8, ncol=2)
     axes.set_title(
         f"Transfer - accuracy per layer, {dataset} on {source_model}\n"
         f"({transfer_summary.split_description(summary)})",
         fontsize=10,
     )
-    return figure
+    return fit_titles(figure)
 
 
 def transfer_curve_figure(results: pd.DataFrame, *, dataset: str, source_model: str) -> Figure:
@@ -96,9 +114,9 @@ def transfer_curve_figure(results: pd.DataFrame, *, dataset: str, source_model: 
     selections of the same sizes, from the full network (solid) and the FNE (dashed)."""
     summary = transfer_summary.summarise(results)
     curves = summary[summary["selection"].notna()]
-    figure = new_figure(9, 5)
+    figure = new_figure(9, 6)
     axes = figure.subplots()
-    percents = []
+    percents, low, high = [], [], []
     for embedding in ("full_network", "fne"):
         for selection in transfer_summary.SELECTIONS:
             rows = curves[
@@ -109,6 +127,9 @@ def transfer_curve_figure(results: pd.DataFrame, *, dataset: str, source_model: 
                 continue
             percent = 100 * rows["fraction"].to_numpy(dtype=float)
             percents.extend(percent)
+            spread = np.nan_to_num(rows["accuracy_std"].to_numpy(dtype=float))
+            low.extend(rows["accuracy"].to_numpy(dtype=float) - spread)
+            high.extend(rows["accuracy"].to_numpy(dtype=float) + spread)
             _with_std(
                 axes.errorbar,
                 percent,
@@ -126,10 +147,11 @@ def transfer_curve_figure(results: pd.DataFrame, *, dataset: str, source_model: 
         axes.set_xscale("log")
         axes.set_xticks(ticks, [f"{tick:g}%" for tick in ticks])
         axes.minorticks_off()
-        axes.legend(loc="lower right", fontsize=8)
+        # Below the axes: the curves fill the fitted axis.
+        figure.legend(loc="outside lower center", fontsize=8, ncol=2)
     else:
         _empty_panel(axes, "no feature selection was evaluated")
-    axes.set_ylim(0, 1)
+    axes.set_ylim(*accuracy_range(low, high))
     axes.set_xlabel("features kept (share of the full network, log scale)")
     axes.set_ylabel("test accuracy")
     axes.set_title(
@@ -137,4 +159,4 @@ def transfer_curve_figure(results: pd.DataFrame, *, dataset: str, source_model: 
         f"({transfer_summary.split_description(summary)})",
         fontsize=10,
     )
-    return figure
+    return fit_titles(figure)
