@@ -10,6 +10,8 @@ import pytest
 import yaml
 from kedro.config import OmegaConfigLoader
 
+from cnn_feature_behavior.pipeline_registry import AFTER_STUDY, STUDY_ORDER
+
 DATASETS = (
     "imagenet cub200 wood flowers102 caltech101 mit67 textures caltech256 "
     "stanforddogs catsdogs food101 digits"
@@ -59,7 +61,20 @@ def test_outputs_from_feature_extraction_on_carry_the_model_name(project_root):
         assert "vgg16_places365" in path and "caltech101" in path, (name, path)
 
 
-STUDY = ("ingestion", "feature_extraction", "dks", "calibration", "transfer", "reporting")
+STUDY = (
+    "ingestion",
+    "feature_extraction",
+    "dks",
+    "calibration",
+    "transfer",
+    "retrieval",
+    "few_shot",
+    "reporting",
+)
+
+
+def test_study_order_is_the_registry_s():
+    assert STUDY_ORDER == STUDY and not set(AFTER_STUDY) & set(STUDY)
 
 
 def test_registry_runs_the_study_in_order(project_root):
@@ -67,7 +82,7 @@ def test_registry_runs_the_study_in_order(project_root):
     from kedro.framework.startup import bootstrap_project
 
     bootstrap_project(project_root)
-    registered = set(pipelines) - {"__default__"}
+    registered = set(pipelines) - {"__default__", *AFTER_STUDY}
     assert "__default__" in pipelines
     assert registered <= set(STUDY)
     default = pipelines["__default__"]
@@ -93,6 +108,7 @@ def test_every_node_is_in_its_stage_namespace_and_no_dataset_is_prefixed(project
 
     bootstrap_project(project_root)
     registered = set(pipelines) - {"__default__"}
+    study = registered - set(AFTER_STUDY)
     config = _config(project_root, None)
     parameters, catalog = config["parameters"], config["catalog"]
     for name in registered:
@@ -100,7 +116,7 @@ def test_every_node_is_in_its_stage_namespace_and_no_dataset_is_prefixed(project
             assert node.namespace == name, (name, node.name)
             assert node.name.startswith(f"{name}.") and node.name.count(".") == 1, node.name
     default_namespaces = {node.namespace for node in pipelines["__default__"].nodes}
-    assert default_namespaces == registered
+    assert default_namespaces == study
     for dataset in pipelines["__default__"].datasets():
         if dataset.startswith("params:"):
             # A nested parameter resolves in the base configuration, from its top-level key.

@@ -19,6 +19,8 @@ from builders.project import PROJECT_ROOT, make_project_copy
 from builders.report_synthetic import (
     embedding_plan,
     synthetic_embedding_maps,
+    synthetic_few_shot_results,
+    synthetic_retrieval_scores,
     synthetic_study,
     synthetic_transfer_comparisons,
     synthetic_transfer_results,
@@ -80,6 +82,8 @@ def write_upstream_outputs(project: Path) -> None:
             catalog.save("transfer_results", results)
             catalog.save("transfer_comparisons", synthetic_transfer_comparisons(results))
             catalog.save("embedding_maps", synthetic_embedding_maps("digits", n_classes=6))
+            catalog.save("retrieval_scores", synthetic_retrieval_scores("digits"))
+            catalog.save("few_shot_results", synthetic_few_shot_results("digits"))
             catalog.save(
                 "threshold_fit",
                 threshold_fit(
@@ -132,12 +136,17 @@ def test_reporting_run_writes_reports_through_the_catalog(reported_project):
             "figure_1_feature_class_pair.png",
             "figure_6_dks_histograms.png",
             "figure_9_class_counts.png",
+            "few_shot_accuracy_per_layer.png",
             "report.html",
             "report.md",
             "table_2_dataset_properties.csv",
             "table_2_dataset_properties.md",
             "table_3_thresholds.csv",
             "table_3_thresholds.md",
+            "table_few_shot.csv",
+            "table_few_shot.md",
+            "table_search_and_transfer_per_layer.csv",
+            "table_search_and_transfer_per_layer.md",
             "table_transfer.csv",
             "table_transfer.md",
             "table_transfer_comparisons.csv",
@@ -166,6 +175,8 @@ def test_reporting_run_writes_reports_through_the_catalog(reported_project):
         "figure_6_dks_histograms_across_datasets.png",
         "figure_8_fc_histograms.png",
         "threshold_fit.png",
+        "few_shot_accuracy_across_datasets.png",
+        "table_search_and_few_shot_across_datasets.csv",
         "index.html",
     ):
         assert (reported_project / "data/08_reporting" / MODEL / name).is_file(), name

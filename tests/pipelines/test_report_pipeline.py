@@ -15,6 +15,8 @@ import yaml
 from builders.report_synthetic import (
     embedding_plan,
     synthetic_embedding_maps,
+    synthetic_few_shot_results,
+    synthetic_retrieval_scores,
     synthetic_study,
     synthetic_transfer_comparisons,
     synthetic_transfer_results,
@@ -49,6 +51,8 @@ DATASET_SECTIONS = [
     "Figure 10: pairs kept per layer",
     "Figures 2, 3, 4 and 7: top features per class",
     "Transfer",
+    "Search: retrieval per layer",
+    "Few-shot per layer",
     "Across datasets",
 ]
 INDEX_SECTIONS = [
@@ -62,6 +66,7 @@ INDEX_SECTIONS = [
     "Figure 5 by source model",
     "Figure 6 by source model",
     "Transfer across datasets and source models",
+    "Search and few-shot across datasets",
 ]
 
 
@@ -134,6 +139,23 @@ def stored_comparisons(names: list[str], current: str) -> dict:
     }
 
 
+def stored_search_and_few_shot(studies: dict, current: str) -> dict:
+    """The retrieval scores and few-shot results of every study on this model, as partitions
+    (the current one's are given in memory)."""
+    stored = {}
+    for position, name in enumerate(studies):
+        for table, make in (
+            ("retrieval_scores", synthetic_retrieval_scores),
+            ("few_shot_results", synthetic_few_shot_results),
+        ):
+            stored[f"vgg16_imagenet/{table}/{name}"] = (
+                (lambda: pytest.fail("this run's table is given in memory"))
+                if name == current
+                else (lambda name=name, seed=position, make=make: make(name, seed=seed))
+            )
+    return stored
+
+
 def run_reporting(
     project_root: Path,
     out: Path,
@@ -178,6 +200,7 @@ def run_reporting(
                 )
             )
     model_outputs.update(stored_comparisons(list(studies), current))
+    model_outputs.update(stored_search_and_few_shot(studies, current))
     model_outputs[f"vgg16_imagenet/{current}/embedding_maps"] = lambda: pytest.fail("not read")
     # DKS histograms: this model's in the conv / fc groups of older manifests, the other models'
     # in the spatial / head vocabulary.
@@ -213,6 +236,8 @@ def run_reporting(
         "transfer_results": (results := synthetic_transfer_results(current, seed=99)),
         "transfer_comparisons": synthetic_transfer_comparisons(results),
         "embedding_maps": synthetic_embedding_maps(current, n_classes=6),
+        "retrieval_scores": synthetic_retrieval_scores(current, seed=99),
+        "few_shot_results": synthetic_few_shot_results(current, seed=99),
     }
     embedding = ShardedEmbeddingDataset(str(out / "embedding"))
     embedding.save(embedding_plan(studies[current]["embedding"]))
@@ -305,6 +330,21 @@ def test_reporting_pipeline_on_four_datasets_and_two_models(project_root, tmp_pa
     assert "[wood](wood/report.html)" in index
     assert (tmp_path / "digits/table_3_thresholds.md").read_text().count("\n") == 3
     assert list(pd.read_csv(tmp_path / "threshold_fit.csv")["threshold"]) == ["t_plus", "t_minus"]
+    # Search beside classification, few-shot per layer, and both across datasets.
+    assert "For search, conv5_2 retrieves best: mAP@10" in report
+    # The layer named for classification is the transfer verdict's (cross-validated) best layer.
+    named = re.findall(r"best single layer by cross-validated score is (\w+)", report)
+    assert len(named) == 2 and named[0] == named[1], named
+    assert "For classification, the best single layer by cross-validated score" in report
+    search = pd.read_csv(tmp_path / "digits/table_search_and_transfer_per_layer.csv")
+    assert search["embedding"].tolist()[-2:] == ["full network", "FNE"]
+    assert search[["transfer_mean_per_class_accuracy", "transfer_accuracy"]].notna().all(None)
+    assert "![Few-shot per layer](few_shot_accuracy_per_layer.png)" in report
+    assert (tmp_path / "digits/table_few_shot.md").read_text() in report
+    assert "logistic regression, 10-shot" in report
+    searched = pd.read_csv(tmp_path / "table_search_and_few_shot_across_datasets.csv")
+    assert searched["dataset"].tolist() == ["caltech101", "digits", "food101", "wood"]
+    assert "few_shot_accuracy_across_datasets.png" in index
 
 
 @pytest.mark.slow
@@ -500,6 +540,11 @@ def test_pipeline_is_the_dataset_report_then_the_index():
         "plot_transfer_by_layer",
         "plot_transfer_curve",
         "plot_embedding_maps",
+        "search_text",
+        "search_table",
+        "few_shot_text",
+        "few_shot_table",
+        "plot_few_shot",
         "write_dataset_report",
     }
     assert {n.name for n in index.nodes} == {
@@ -518,6 +563,8 @@ def test_pipeline_is_the_dataset_report_then_the_index():
         "dks_symmetry_by_source_model",
         "plot_dks_histograms_by_source_model",
         "cross_model_transfer_table",
+        "search_and_few_shot_across_datasets",
+        "plot_few_shot_across_datasets",
         "write_index_report",
     }
     # The dataset report needs nothing the index makes.

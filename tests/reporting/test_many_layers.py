@@ -10,6 +10,8 @@ import pytest
 from builders.report_synthetic import (
     many_layers,
     report_part_outputs,
+    synthetic_few_shot_results,
+    synthetic_retrieval_scores,
     synthetic_study,
     synthetic_transfer_comparisons,
     synthetic_transfer_results,
@@ -119,6 +121,12 @@ def test_the_dataset_report_renders_with_112_layers(study):
         **study,
         "transfer_results": results,
         "transfer_comparisons": synthetic_transfer_comparisons(results),
+        "retrieval_scores": synthetic_retrieval_scores(
+            "digits", "densenet121_imagenet", layers=list(LAYERS)[-12:]
+        ),
+        "few_shot_results": synthetic_few_shot_results(
+            "digits", "densenet121_imagenet", layers=list(LAYERS)[-12:]
+        ),
         "params:dataset": "digits",
         "params:source_model": "densenet121_imagenet",
     }
@@ -128,7 +136,7 @@ def test_the_dataset_report_renders_with_112_layers(study):
     )
     assert "## Figure 6: DKS distribution of spatial and head features" in markdown
     assert "| digits | spatial layers |" in markdown and "| digits | head layers |" in markdown
-    assert "block28b_out" in markdown and html.count("<img") == 8
+    assert "block28b_out" in markdown and html.count("<img") == 9
 
 
 def test_beyond_150_layers_every_kth_is_named():

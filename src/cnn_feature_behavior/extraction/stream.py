@@ -23,6 +23,7 @@ once and keeps it, and writes the shard into the shared embedding folder itself)
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import json
@@ -48,7 +49,12 @@ from tqdm.auto import tqdm
 
 from cnn_feature_behavior.device import initialise_tensorflow_devices
 from cnn_feature_behavior.executors import check_executor, dask_client
-from cnn_feature_behavior.extraction.crops import CROP_COUNTS, crops_of_image, decode_rgb
+from cnn_feature_behavior.extraction.crops import (
+    CROP_COUNTS,
+    crop_geometry,
+    crops_of_image,
+    decode_rgb,
+)
 from cnn_feature_behavior.extraction.embedding_store import (
     EmbeddingPlan,
     Reject,
@@ -515,6 +521,21 @@ class ExtractionSettings:
             fingerprint=feature_extraction.get("fingerprint", "stat"),
             decode_priority=feature_extraction.get("decode_priority", "idle"),
         )
+
+    def for_input_size(self, input_size: int | None, source_model: str) -> ExtractionSettings:
+        """These settings with crops of the model's own input size (None: any size), the
+        resize scaled alike (`crops.crop_geometry`)."""
+        resize, crop = crop_geometry(input_size, self.resize, self.crop)
+        if crop != self.crop:
+            logger.info(
+                "Source model %s takes %d-pixel inputs: crops of %d from a shorter side of %d "
+                "(feature_extraction.resize and crop scaled alike)",
+                source_model,
+                crop,
+                crop,
+                resize,
+            )
+        return dataclasses.replace(self, resize=resize, crop=crop)
 
     def check(self) -> None:
         """Raise naming the parameter unless the settings can be used."""

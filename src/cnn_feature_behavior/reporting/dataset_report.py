@@ -19,6 +19,7 @@ FIGURE_10 = "figure_10_layer_kept.png"
 FIGURE_TRANSFER_BY_LAYER = "transfer_accuracy_per_layer.png"
 FIGURE_TRANSFER_CURVE = "transfer_accuracy_by_features_kept.png"
 FIGURE_EMBEDDING_MAPS = "embedding_maps.png"
+FIGURE_FEW_SHOT = "few_shot_accuracy_per_layer.png"
 
 FIGURE_6_TEXT = (
     "Share of (feature, class) pairs per DKS bin, for the features of spatial layers (feature "
@@ -39,6 +40,8 @@ DAVG_SECTION = "Threshold selection: davg(x)"
 FIGURE_10_SECTION = "Figure 10: pairs kept per layer"
 TOP_FEATURES = "Figures 2, 3, 4 and 7: top features per class"
 TRANSFER = "Transfer"
+SEARCH = "Search: retrieval per layer"
+FEW_SHOT = "Few-shot per layer"
 ACROSS_DATASETS = "Across datasets"
 
 # The sections in the paper's order, then transfer and a link to the index across datasets.
@@ -74,6 +77,26 @@ OUTLINE = (
         "activate it most, cropped to its receptive field.",
     ),
     SectionOutline(TRANSFER),
+    SectionOutline(
+        SEARCH,
+        text="Each layer, the full network and the FNE as an image search: every image a query "
+        "against all the others, an image of its class relevant, ranked by the cosine of the "
+        "features standardised over the dataset (the FNE three-valued). mAP@10 with AP "
+        "normalised by min(10, relevant images), its 95% t interval over the queries, beside "
+        "the Transfer section's accuracy (a linear classifier on the training images); "
+        "tied_with_best_map: the paired interval of the per-query difference with the best "
+        "holds 0. `kedro run --pipelines similar --params similar.images=<folder>` searches "
+        "the dataset for your own images.",
+    ),
+    SectionOutline(
+        FEW_SHOT,
+        text="Test accuracy from k training images per class, drawn from the transfer splits' "
+        "training images in seeded episodes (the same episodes for every embedding), "
+        "standardised on those k images per class: nearest class mean (Euclidean) and a "
+        "multinomial logistic regression at a fixed C. Mean over the episodes [95% t "
+        "interval]; * marks the best embedding of its column and those tied with it (paired "
+        "interval of the per-episode difference holds 0).",
+    ),
     SectionOutline(
         ACROSS_DATASETS,
         text="Every dataset run so far on {source_model}: Figures 5 and 8, Tables 2 "

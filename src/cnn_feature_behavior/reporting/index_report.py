@@ -15,6 +15,7 @@ FIGURE_8 = "figure_8_fc_histograms.png"
 THRESHOLD_FIT = "threshold_fit.png"
 FIGURE_5_BY_MODEL = "figure_5_by_source_model.png"
 FIGURE_6_BY_MODEL = "figure_6_by_source_model.png"
+FIGURE_FEW_SHOT_ACROSS = "few_shot_accuracy_across_datasets.png"
 
 REPORTS = "Reports per dataset"
 TABLE_2 = "Table 2: dataset properties"
@@ -26,6 +27,7 @@ FIGURE_8_SECTION = "Figure 8: head-layer DKS by overlap with ImageNet"
 FIGURE_5_BY_MODEL_SECTION = "Figure 5 by source model"
 FIGURE_6_BY_MODEL_SECTION = "Figure 6 by source model"
 TRANSFER = "Transfer across datasets and source models"
+SEARCH_FEW_SHOT = "Search and few-shot across datasets"
 
 NOT_DRAWN = "Not drawn: no dataset has been run for two source models yet."
 
@@ -73,6 +75,14 @@ OUTLINE = (
         when_empty=NOT_DRAWN,
     ),
     SectionOutline(TRANSFER),
+    SectionOutline(
+        SEARCH_FEW_SHOT,
+        text="Per dataset and source model: the embedding that retrieves best (mAP@10, every "
+        "image a query against the others) and, for each few-shot method and k, the "
+        "embedding with the best mean accuracy; the figure draws the logistic regression's "
+        "few-shot accuracy against k per layer, one panel per dataset of {source_model}. "
+        "Each dataset's report gives the intervals and ties.",
+    ),
 )
 
 

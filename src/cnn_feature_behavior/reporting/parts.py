@@ -43,7 +43,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from cnn_feature_behavior.pipelines.reporting import nodes
-from cnn_feature_behavior.reporting import dataset_report, index_report, transfer_summary
+from cnn_feature_behavior.reporting import (
+    dataset_report,
+    index_report,
+    search_and_few_shot,
+    transfer_summary,
+)
 from cnn_feature_behavior.reporting.dataset_report import RunName
 from cnn_feature_behavior.reporting.report import (
     Report,
@@ -64,6 +69,8 @@ MODEL = "params:source_model"
 TRANSFER_RESULTS = "transfer_results"
 TRANSFER_COMPARISONS = "transfer_comparisons"
 TRANSFER = [TRANSFER_RESULTS, TRANSFER_COMPARISONS, DATASET, MODEL]
+RETRIEVAL_SCORES = "retrieval_scores"
+FEW_SHOT_RESULTS = "few_shot_results"
 
 
 @dataclass(frozen=True)
@@ -210,6 +217,40 @@ DATASET_REPORT_PARTS = (
         dataset_report.TRANSFER,
         dataset_report.FIGURE_EMBEDDING_MAPS,
     ),
+    Part(
+        "text_search",
+        nodes.search_text,
+        [RETRIEVAL_SCORES, TRANSFER_RESULTS, DATASET, MODEL],
+        dataset_report.SEARCH,
+    ),
+    Part(
+        "table_search",
+        nodes.search_table,
+        [RETRIEVAL_SCORES, TRANSFER_RESULTS, DATASET, MODEL],
+        dataset_report.SEARCH,
+        "table_search_and_transfer_per_layer",
+        decimals=search_and_few_shot.SEARCH_TABLE_DECIMALS,
+    ),
+    Part(
+        "text_few_shot",
+        nodes.few_shot_text,
+        [FEW_SHOT_RESULTS, DATASET, MODEL],
+        dataset_report.FEW_SHOT,
+    ),
+    Part(
+        "table_few_shot",
+        nodes.few_shot_table,
+        [FEW_SHOT_RESULTS, DATASET, MODEL],
+        dataset_report.FEW_SHOT,
+        "table_few_shot",
+    ),
+    Part(
+        "figure_few_shot",
+        nodes.plot_few_shot,
+        [FEW_SHOT_RESULTS, DATASET, MODEL],
+        dataset_report.FEW_SHOT,
+        dataset_report.FIGURE_FEW_SHOT,
+    ),
 )
 
 STUDY_THRESHOLDS = "table_3_thresholds_across_datasets"
@@ -320,6 +361,21 @@ INDEX_PARTS = (
         index_report.TRANSFER,
         "table_transfer_across_datasets",
         decimals=transfer_summary.ACROSS_TABLE_DECIMALS,
+    ),
+    Part(
+        "table_search_and_few_shot_across_datasets",
+        nodes.search_and_few_shot_across_datasets,
+        ["all_model_outputs", RETRIEVAL_SCORES, FEW_SHOT_RESULTS, DATASET, MODEL],
+        index_report.SEARCH_FEW_SHOT,
+        "table_search_and_few_shot_across_datasets",
+        decimals=search_and_few_shot.ACROSS_DECIMALS,
+    ),
+    Part(
+        "figure_few_shot_across_datasets",
+        nodes.plot_few_shot_across_datasets,
+        ["all_model_outputs", FEW_SHOT_RESULTS, DATASET, MODEL],
+        index_report.SEARCH_FEW_SHOT,
+        index_report.FIGURE_FEW_SHOT_ACROSS,
     ),
 )
 

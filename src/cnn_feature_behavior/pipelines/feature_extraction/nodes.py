@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,6 @@ from typing import Any
 import pandas as pd
 
 from cnn_feature_behavior.executors import check_scheduler
-from cnn_feature_behavior.extraction.crops import crop_geometry
 from cnn_feature_behavior.extraction.embedding_store import EmbeddingPlan, ShardedEmbeddingDataset
 from cnn_feature_behavior.extraction.source_models import (
     available_layers,
@@ -51,8 +49,8 @@ def extract_embedding(
         # Workers take relative weights paths from here, as this process does.
         source=ModelSource(source_model, source_models, str(Path.cwd().resolve())),
     )
-    settings = _settings_for_input_size(
-        ExtractionSettings.from_params(crops, feature_extraction), backbone, source_model
+    settings = ExtractionSettings.from_params(crops, feature_extraction).for_input_size(
+        backbone.inputs[0].shape[1], source_model
     )
     plan, manifest = plan_embedding(image_index, Path(raw_dir), model, settings, executor, dask)
     return manifest, plan
@@ -70,20 +68,3 @@ def collect_extraction_rejects(
     rejects = extraction_rejects_table(embedding_shards.rejects())
     logger.info("Feature extraction: %d image(s) rejected", len(rejects))
     return rejects
-
-
-def _settings_for_input_size(
-    settings: ExtractionSettings, backbone: Any, source_model: str
-) -> ExtractionSettings:
-    """The settings with crops of the model's own input size, the resize scaled alike."""
-    resize, crop = crop_geometry(backbone.inputs[0].shape[1], settings.resize, settings.crop)
-    if crop != settings.crop:
-        logger.info(
-            "Source model %s takes %d-pixel inputs: crops of %d from a shorter side of %d "
-            "(feature_extraction.resize and crop scaled alike)",
-            source_model,
-            crop,
-            crop,
-            resize,
-        )
-    return dataclasses.replace(settings, resize=resize, crop=crop)

@@ -20,6 +20,7 @@ from cnn_feature_behavior.reporting import (
     dataset_report,
     figures,
     index_report,
+    search_and_few_shot,
     study,
     transfer_summary,
 )
@@ -507,3 +508,88 @@ def transfer_side_by_side(study_transfer: pd.DataFrame) -> pd.DataFrame:
 def index_transfer_text(side_by_side: pd.DataFrame) -> str:
     """What the index's transfer tables compare."""
     return index_report.transfer_text(side_by_side)
+
+
+# --- Search and few-shot ------------------------------------------------------------------------
+
+
+def search_text(
+    retrieval_scores: pd.DataFrame,
+    transfer_results: pd.DataFrame,
+    dataset: str,
+    source_model: str,
+) -> str:
+    """Which embedding to use for search, and which layer for classification."""
+    study.check_run(retrieval_scores, "retrieval_scores", dataset, source_model)
+    return search_and_few_shot.search_verdict(retrieval_scores, transfer_results)
+
+
+def search_table(
+    retrieval_scores: pd.DataFrame,
+    transfer_results: pd.DataFrame,
+    dataset: str,
+    source_model: str,
+) -> pd.DataFrame:
+    """Per embedding, the retrieval mAP@10 with its interval beside the transfer accuracy."""
+    study.check_run(retrieval_scores, "retrieval_scores", dataset, source_model)
+    return search_and_few_shot.search_table(retrieval_scores, transfer_results)
+
+
+def few_shot_text(few_shot_results: pd.DataFrame, dataset: str, source_model: str) -> str:
+    """The best embedding per few-shot method and k."""
+    study.check_run(few_shot_results, "few_shot_results", dataset, source_model)
+    return search_and_few_shot.few_shot_verdict(few_shot_results)
+
+
+def few_shot_table(few_shot_results: pd.DataFrame, dataset: str, source_model: str) -> pd.DataFrame:
+    """Per embedding, the mean accuracy [95% interval] of each method and k."""
+    study.check_run(few_shot_results, "few_shot_results", dataset, source_model)
+    return search_and_few_shot.few_shot_table(few_shot_results)
+
+
+def plot_few_shot(few_shot_results: pd.DataFrame, dataset: str, source_model: str) -> Figure:
+    """Accuracy against shots per layer, one panel per method."""
+    study.check_run(few_shot_results, "few_shot_results", dataset, source_model)
+    return figures.few_shot_figure(few_shot_results, dataset=dataset, source_model=source_model)
+
+
+def _stored_runs(
+    all_model_outputs: Partitions, current: pd.DataFrame, table: str, run: RunName
+) -> dict[str, pd.DataFrame]:
+    """Every stored `<model>/<table>/<dataset>` table, this run's replacing its own, checked."""
+    tables = _model_tables(all_model_outputs, current, table, run)
+    for key, stored in tables.items():
+        model, _, name = split_model_table_key(key)
+        study.check_run(stored, key, name, model)
+    return tables
+
+
+def search_and_few_shot_across_datasets(
+    all_model_outputs: Partitions,
+    retrieval_scores: pd.DataFrame,
+    few_shot_results: pd.DataFrame,
+    dataset: str,
+    source_model: str,
+) -> pd.DataFrame:
+    """Best embedding for search and per few-shot method and k, per dataset and source model."""
+    run = RunName(dataset, source_model)
+    return search_and_few_shot.across_table(
+        list(_stored_runs(all_model_outputs, retrieval_scores, "retrieval_scores", run).values()),
+        list(_stored_runs(all_model_outputs, few_shot_results, "few_shot_results", run).values()),
+    )
+
+
+def plot_few_shot_across_datasets(
+    all_model_outputs: Partitions,
+    few_shot_results: pd.DataFrame,
+    dataset: str,
+    source_model: str,
+) -> Figure:
+    """The logistic regression's few-shot accuracy against k per layer, a panel per dataset of
+    this source model."""
+    run = RunName(dataset, source_model)
+    tables = _stored_runs(all_model_outputs, few_shot_results, "few_shot_results", run)
+    mine = [t for key, t in tables.items() if split_model_table_key(key)[0] == source_model]
+    return figures.few_shot_across_datasets_figure(
+        mine, method="logistic_regression", source_model=source_model
+    )

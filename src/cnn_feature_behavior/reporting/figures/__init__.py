@@ -35,6 +35,7 @@ from .feature_class_pair import (
     inner_outer_distributions,
     select_feature_class_pair,
 )
+from .few_shot import few_shot_across_datasets_figure, few_shot_figure
 from .layer_summary import interval_rule, layer_summary_by_model_figure, layer_summary_figure
 from .thresholds import class_counts_figure, davg_figure, layer_kept_figure, threshold_fit_figure
 from .transfer import (
@@ -71,6 +72,8 @@ __all__ = [
     "embedding_maps_figure",
     "fc_histograms_by_overlap_figure",
     "feature_class_pair_figure",
+    "few_shot_across_datasets_figure",
+    "few_shot_figure",
     "inner_outer_distributions",
     "interval_rule",
     "layer_kept_figure",
