@@ -5,6 +5,7 @@ converged, tuned logistic regression, and the stability of the rows over fold se
     python benchmarks/bench_transfer.py --only flowers102      # one scale
     python benchmarks/bench_transfer.py --only caltech101_real --no-reference
     python benchmarks/bench_transfer.py --only caltech101_real --force-scale-path
+    python benchmarks/bench_transfer.py --only caltech101_real --reference-cache ref.csv  # fit once
     python benchmarks/bench_transfer.py --only small --c-stability   # 3 fold seeds (3x time)
     flock /work/coord/bigmem.lock python benchmarks/bench_transfer.py --only caltech256
 
@@ -344,6 +345,28 @@ def report_evaluation(evaluation, wall: float, peak_gib: float) -> None:
         print(curve_table(results))
 
 
+def cached_reference(args, scale: str, settings, inputs, workers: int) -> pd.DataFrame:
+    """The reference's rows, from --reference-cache where it holds this scale's under the same
+    folds, draws and limit (the classifier timed does not change them), else fitted (and
+    stored there)."""
+    key = (
+        f"{scale} folds={settings.c_selection.folds} seed={settings.c_selection.seed} "
+        f"draws={settings.random_draws} rankings={','.join(settings.rankings)} "
+        f"limit={args.reference_limit:g}"
+    )
+    cache = Path(args.reference_cache) if args.reference_cache else None
+    if cache is not None and cache.exists():
+        stored = pd.read_csv(cache)
+        if stored.pop("key").iloc[0] != key:
+            raise SystemExit(f"{cache}: another scale or protocol than {key!r}")
+        print(f"reference rows read from {cache} ({key})")
+        return stored.astype({"layer": object, "selection": object})
+    reference = reference_fits(inputs, settings, args.reference_limit, workers)
+    if cache is not None:
+        reference.assign(key=key).to_csv(cache, index=False)
+    return reference
+
+
 def run_one(scale: str, args) -> None:
     begin_load = os.getloadavg()
     values, labels, is_train, layers = load(scale, args.embedding)
@@ -362,7 +385,7 @@ def run_one(scale: str, args) -> None:
         start = time.perf_counter()
         inputs = check_inputs(values, labels, is_train, layers, evaluation_names(labels), None)
         workers = settings.workers or os.cpu_count() or 1
-        reference = reference_fits(inputs, settings, args.reference_limit, workers)
+        reference = cached_reference(args, scale, settings, inputs, workers)
         table = compare(evaluation.results, reference)
         with pd.option_context("display.width", 250, "display.max_rows", 1000):
             shown = table.round(4).to_string(index=False) if len(table) else "(no row)"
@@ -391,6 +414,11 @@ def main() -> None:
     parser.add_argument("--embedding", default=None, help="a kedro run's embedding folder")
     parser.add_argument("--no-reference", dest="reference", action="store_false")
     parser.add_argument("--reference-limit", type=float, default=REFERENCE_LIMIT)
+    parser.add_argument(
+        "--reference-cache",
+        default=None,
+        help="a CSV file: the reference's rows read from it where it exists, else written to it",
+    )
     parser.add_argument("--classifier", default=None, help="transfer.classifier to time")
     parser.add_argument("--relative-tol", type=float, default=None, help="its relative_tol")
     parser.add_argument(
