@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+import sys
 
 import pytest
 import yaml
@@ -58,7 +59,10 @@ def test_a_terminal_gets_kedros_rich_handler(project_root):
     assert "on a terminal" in stream.getvalue()
 
 
-def test_progress_is_logged_at_every_tenth_where_stderr_is_not_a_terminal(caplog):
+def test_progress_is_logged_at_every_tenth_where_stderr_is_not_a_terminal(caplog, monkeypatch):
+    # A test before this one may have imported ipykernel (the report notebook's), which counts
+    # as Jupyter for the whole process.
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
     with caplog.at_level(logging.INFO, logger="cnn_feature_behavior.log_lines"):
         with log_lines.progress(600, "feature extraction") as images_done:
             assert isinstance(images_done, log_lines.LoggedProgress)
