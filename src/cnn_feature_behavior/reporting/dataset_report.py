@@ -157,5 +157,5 @@ def transfer_text(transfer_results: pd.DataFrame, transfer_comparisons: pd.DataF
         "bootstrap over repetitions, test images within each class and random draws; a "
         "difference is called only where its interval excludes zero (transfer_comparisons). "
         "Regularisation: regularisation_c is scikit-learn's C, ridge_alpha ridge's own "
-        "strength. The maps are t-SNE after PCA of a stratified subsample of every image."
+        "strength, shrinkage the discriminant's. The maps are t-SNE after PCA of a stratified subsample of every image."
     )
