@@ -14,8 +14,9 @@ sentence compares are fitted alike):
   `discriminant.root_raw_max_features` features the same folds also score the square roots and
   the raw values side by side (ROOT_RAW) and keep the better key, ties to the roots alone
   (`representations`). One Cholesky factorisation per shrinkage, Gram matrices shared by every
-  embedding of a part of the training split. On the real Caltech-101 it stays within 0.02 of
-  a converged, tuned logistic regression where ridge fell 0.20 below (docs/transfer.md).
+  embedding of a part of the training split. On 34 rows of the real Caltech-101 (where ridge
+  fell up to 0.20 below a converged, tuned logistic regression) benchmarks/bench_scale_path.py
+  measured the method at most 0.0069 below it (docs/transfer.md).
 - `ridge`: closed-form ridge regression on one-hot targets (ridge.py), the former large-scale
   path, available on request.
 - `auto` (default): the logistic regression where it is affordable on the evaluation's widest
