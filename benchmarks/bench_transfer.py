@@ -6,6 +6,8 @@ converged, tuned logistic regression, and the stability of the rows over fold se
     python benchmarks/bench_transfer.py --only caltech101_real --no-reference
     python benchmarks/bench_transfer.py --only caltech101_real --force-scale-path
     python benchmarks/bench_transfer.py --only caltech101_real --reference-cache ref.csv  # fit once
+    python benchmarks/bench_transfer.py --only caltech101_real --force-scale-path \
+        --scale-path-reference /work/sp-cache/reference   # bench_scale_path.py's cached rows
     python benchmarks/bench_transfer.py --only small --c-stability   # 3 fold seeds (3x time)
     flock /work/coord/bigmem.lock python benchmarks/bench_transfer.py --only caltech256
 
@@ -43,6 +45,7 @@ to various degrees, as VGG16 spatial means are.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import resource
@@ -266,6 +269,7 @@ def compare(default: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
         "accuracy",
         "solver",
         "regularisation_c",
+        "shrinkage",
     ]
     keyed = default[columns].astype({"draw": "float64"}).fillna({"draw": -1})
     reference = reference.astype({"draw": "float64"}).fillna({"draw": -1})
@@ -367,6 +371,35 @@ def cached_reference(args, scale: str, settings, inputs, workers: int) -> pd.Dat
     return reference
 
 
+def scale_path_reference(directory: Path) -> pd.DataFrame:
+    """The reference rows bench_scale_path.py cached for caltech101_real (a JSON per row, by
+    the same converged, tuned logistic regression on the same training split, its C chosen by
+    that script's own 5 folds): the layers, whole embeddings and DKS / ANOVA-F curve points,
+    whose columns on the training split are this evaluation's. Its random draws are other
+    features than this evaluation's draws of the same number: left out."""
+    rows = []
+    for path in sorted(Path(directory).glob("*.json")):
+        parts = path.stem.split("-")
+        if parts[0] == "layer":
+            row = {"embedding": "layer", "layer": parts[1], "selection": None, "fraction": None}
+        elif len(parts) == 1:
+            row = {"embedding": parts[0], "layer": None, "selection": None, "fraction": None}
+        elif parts[1].startswith("random"):
+            continue
+        else:
+            row = {"embedding": parts[0], "layer": None, "selection": parts[1],
+                   "fraction": float(parts[2])}  # fmt: skip
+        stored = json.loads(path.read_text())
+        rows.append({**row, "draw": None, "reference": stored["mean_per_class"],
+                     "reference_accuracy": stored["accuracy"], "reference_c": stored["c"],
+                     "reference_c_at_edge": False})  # fmt: skip
+    if not rows:
+        raise SystemExit(f"{directory}: no cached reference row (bench_scale_path.py --cache)")
+    print(f"reference: {len(rows)} rows of bench_scale_path.py's cache {directory} (random "
+          "draws left out: other features)")  # fmt: skip
+    return pd.DataFrame(rows).astype({"layer": object, "selection": object})
+
+
 def run_one(scale: str, args) -> None:
     begin_load = os.getloadavg()
     values, labels, is_train, layers = load(scale, args.embedding)
@@ -385,7 +418,10 @@ def run_one(scale: str, args) -> None:
         start = time.perf_counter()
         inputs = check_inputs(values, labels, is_train, layers, evaluation_names(labels), None)
         workers = settings.workers or os.cpu_count() or 1
-        reference = cached_reference(args, scale, settings, inputs, workers)
+        if args.scale_path_reference:
+            reference = scale_path_reference(args.scale_path_reference)
+        else:
+            reference = cached_reference(args, scale, settings, inputs, workers)
         table = compare(evaluation.results, reference)
         with pd.option_context("display.width", 250, "display.max_rows", 1000):
             shown = table.round(4).to_string(index=False) if len(table) else "(no row)"
@@ -418,6 +454,11 @@ def main() -> None:
         "--reference-cache",
         default=None,
         help="a CSV file: the reference's rows read from it where it exists, else written to it",
+    )
+    parser.add_argument(
+        "--scale-path-reference",
+        default=None,
+        help="caltech101_real only: bench_scale_path.py's --cache folder as the reference",
     )
     parser.add_argument("--classifier", default=None, help="transfer.classifier to time")
     parser.add_argument("--relative-tol", type=float, default=None, help="its relative_tol")

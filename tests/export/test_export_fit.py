@@ -185,3 +185,26 @@ def test_the_check_names_each_disagreeing_image(tmp_path):
     assert reasons[fit.test_image_ids[0]].startswith("cannot decode")
     assert all(r.startswith(("model ", "cannot")) for r in reasons.values())
     assert agreement_check(exported, fit, files, 0, PredictSettings()).n_images == 0
+
+
+def test_a_configuration_fitted_on_square_roots_is_refused_before_anything_is_written():
+    """The large-scale discriminant classifies continuous values' square roots, which no standard
+    Keras layer computes: the export says so and what to do instead."""
+    import numpy as np
+    import pytest
+
+    from cnn_feature_behavior.export.fit import check_exportable
+    from cnn_feature_behavior.transfer.refit import LinearMap
+
+    def linear_map(representation: str) -> LinearMap:
+        return LinearMap(
+            configuration="layer:conv5_3", columns=np.arange(2), mean=np.zeros(2),
+            scale=np.ones(2), fne=None, weights=np.zeros((2, 3)), intercepts=np.zeros(3),
+            classes=np.arange(3), class_names=("a", "b", "c"), solver="discriminant",
+            regularisation={"shrinkage": 0.1}, representation=representation,
+        )  # fmt: skip
+
+    check_exportable(linear_map("raw"))
+    for representation in ("root", "root+raw"):
+        with pytest.raises(ValueError, match=r"'layer:conv5_3'.*square roots.*logistic_regression"):
+            check_exportable(linear_map(representation))

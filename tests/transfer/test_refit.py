@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from test_transfer import N_CLASSES, SETTINGS, planted
+from test_transfer import N_CLASSES, SETTINGS, STRENGTH, planted
 
 from cnn_feature_behavior.transfer.evaluation import evaluate_split
 from cnn_feature_behavior.transfer.refit import refit_configuration
@@ -22,7 +22,7 @@ ROWS = {
 }
 
 
-@pytest.mark.parametrize("solver", ["logistic_regression", "ridge"])
+@pytest.mark.parametrize("solver", ["logistic_regression", "ridge", "discriminant"])
 def test_a_configurations_map_is_the_evaluations_refit(solver):
     values, labels, is_train, layers = planted()
     settings = replace(SETTINGS, classifier=solver)
@@ -40,13 +40,17 @@ def test_a_configurations_map_is_the_evaluations_refit(solver):
             values[is_train], labels[is_train], layers, NAMES, configuration, settings
         )
         row = results.iloc[position]
-        strength = "ridge_alpha" if solver == "ridge" else "regularisation_c"
+        strength = STRENGTH[solver]
         assert linear.solver == row["solver"] == solver
+        assert list(linear.regularisation) == [strength]
         assert linear.regularisation[strength] == pytest.approx(row[strength]), configuration
         predicted = linear.predict(values[~is_train])
         agree = np.mean(predicted == evaluation.predictions[position])
         assert agree >= 0.99, configuration  # float64 scores here, float32 products there
-        assert linear.weights.shape == (linear.columns.size, N_CLASSES)
+        timing = evaluation.timings.iloc[position]
+        assert linear.representation == timing["representation"], configuration
+        copies = 2 if linear.representation == "root+raw" else 1
+        assert linear.weights.shape == (copies * linear.columns.size, N_CLASSES)
         if selection is not None:
             selected = evaluation.fitted["selections"][(selection, None, fraction)]
             np.testing.assert_array_equal(linear.columns, selected)
@@ -81,3 +85,20 @@ def test_settings_reach_the_refit():
     settings = replace(settings, c_selection=replace(settings.c_selection, widen=0))
     linear = refit_configuration(values[is_train], labels[is_train], layers, NAMES, "fne", settings)
     assert linear.regularisation == {"regularisation_c": 0.5}
+
+
+def test_a_discriminants_map_takes_the_square_roots_of_the_values():
+    values, labels, is_train, layers = planted()
+    settings = replace(SETTINGS, classifier="discriminant")
+    settings = replace(
+        settings, discriminant=replace(settings.discriminant, root_raw_max_features=0)
+    )
+    linear = refit_configuration(
+        values[is_train], labels[is_train], layers, NAMES, "layer:conv1_1", settings
+    )
+    assert linear.representation == "root" and linear.solver == "discriminant"
+    train = values[is_train][:, :60].astype(np.float64)
+    roots = np.sign(train) * np.sqrt(np.abs(train))
+    standardised = (roots - roots.mean(axis=0)) / roots.std(axis=0)
+    expected = standardised @ linear.weights + linear.intercepts
+    np.testing.assert_allclose(linear.scores(values[is_train]), expected, rtol=1e-4, atol=1e-5)

@@ -369,7 +369,7 @@ def test_linear_svc_option_is_the_fne_codes_fixed_c():
 # --- Defects found in review (each failed before its fix) ----------------------------------------
 
 
-@pytest.mark.parametrize("classifier", ["auto", "ridge", "logistic_regression"])
+@pytest.mark.parametrize("classifier", ["auto", "ridge", "logistic_regression", "discriminant"])
 def test_two_classes_work(classifier):
     values, labels, is_train, layers = planted()
     two = labels < 2
@@ -508,20 +508,38 @@ def test_anova_f_rows_are_an_independent_f_classif_ranking(evaluated):
     assert set(results.loc[results["selection"] == "anova_f", "fraction"]) == set(FRACTIONS)
 
 
-@pytest.mark.parametrize(("budget", "solver"), [(7e6, "ridge"), (2e7, "logistic_regression")])
-def test_one_solver_fits_every_row_of_an_evaluation(budget, solver):
+STRENGTH = {
+    "ridge": "ridge_alpha",
+    "discriminant": "shrinkage",
+    "logistic_regression": "regularisation_c",
+}
+
+
+@pytest.mark.parametrize(
+    ("classifier", "budget", "solver"),
+    [
+        ("auto", 7e6, "discriminant"),
+        ("auto", 2e7, "logistic_regression"),
+        ("ridge", 7e6, "ridge"),
+        ("discriminant", 2e7, "discriminant"),
+    ],
+)
+def test_one_solver_fits_every_row_of_an_evaluation(classifier, budget, solver):
     # 120 training images, 6 classes: the full network (120 features) costs 120^2 x 120 x 6 =
     # 1.04e7 and a layer (60) half: with a budget between them the layers used to get the
-    # logistic regression and the full network ridge, inside one comparison.
+    # logistic regression and the full network the large-scale path, inside one comparison.
+    # `auto` picks the large-scale path (the discriminant) where the budget is exceeded; ridge
+    # is only fitted when asked for.
     settings = replace(
         SETTINGS,
+        classifier=classifier,
         logistic_regression=LogisticRegressionSettings(c_grid=(0.01, 0.1, 1.0), budget=budget),
     )
     results = evaluate(planted()[1], settings).results
     assert set(results["solver"]) == {solver}
-    strength = "ridge_alpha" if solver == "ridge" else "regularisation_c"
-    other = "regularisation_c" if solver == "ridge" else "ridge_alpha"
-    assert results[strength].notna().all() and results[other].isna().all()
+    assert results[STRENGTH[solver]].notna().all()
+    for other in set(STRENGTH.values()) - {STRENGTH[solver]}:
+        assert results[other].isna().all(), other
 
 
 def test_a_kinds_gram_matrices_are_freed_before_the_next_ones_are_made(monkeypatch):
@@ -718,3 +736,119 @@ def test_a_refit_whose_line_search_fails_says_so_in_its_row(monkeypatch):
     assert not results["converged"].any()
     monkeypatch.undo()
     assert evaluate(planted()[1], settings).results["converged"].all()
+
+
+def test_no_discriminant_fold_sees_its_held_out_rows(monkeypatch):
+    # The discriminant's folds: each system is its fold's training part's alone (its square
+    # roots' standardisation, its rankings, its Gram matrix), its held-out images scored apart;
+    # changing a fold's held-out images changes nothing that fold fits.
+    from cnn_feature_behavior.transfer import scheduling
+
+    values, labels, is_train, layers = planted()
+    names = [f"class{k}" for k in range(N_CLASSES)]
+    settings = replace(SETTINGS, classifier="discriminant")
+    original, original_system = scheduling.score_fold, scheduling.closed_form_system
+
+    def run(matrix):
+        seen, part = [], {}
+
+        def system_of(solver, job, of_part, *args):
+            part["held"] = tuple(of_part.scored_rows)  # which fold (or the training split)
+            return original_system(solver, job, of_part, *args)
+
+        def recording(solver, fold, grid):
+            system = fold.system
+            seen.append(
+                (part["held"], system.data.n_images, fold.held_values.shape[0],
+                 system.means.copy(), system.covariance(0.5))
+            )  # fmt: skip
+            return original(solver, fold, grid)
+
+        monkeypatch.setattr(scheduling, "closed_form_system", system_of)
+        monkeypatch.setattr(scheduling, "score_fold", recording)
+        evaluation = evaluate_split(matrix, labels, is_train, layers, names, settings)
+        return evaluation, seen
+
+    first, seen = run(values)
+    folds = first.fitted["folds"]
+    sizes = {(fit.size, held.size) for fit, held in folds}
+    assert {(n_images, held) for _, n_images, held, _, _ in seen} == sizes
+    fit, held = folds[0]
+    train_rows = np.flatnonzero(is_train)
+    first_fold, next_fold = (tuple(train_rows[held]) for _, held in folds[:2])
+    changed = values.copy()
+    changed[train_rows[held]] = (
+        np.random.default_rng(4).standard_normal((held.size, values.shape[1])) * 4 + 1
+    )
+    second, seen_again = run(changed)
+    assert [call[:3] for call in seen_again] == [call[:3] for call in seen]
+    compared = 0
+    for (fold, *_, means, covariance), (*_, again, covariance_again) in zip(seen, seen_again):
+        if fold == first_fold:
+            np.testing.assert_array_equal(again, means)
+            np.testing.assert_array_equal(covariance_again, covariance)
+            compared += 1
+    assert compared >= 10
+    # ... while the next fold, whose training part holds those images, sees them.
+    assert any(
+        not np.array_equal(a[3], b[3]) for a, b in zip(seen, seen_again) if a[0] == next_fold
+    )
+
+
+def test_the_discriminant_sees_square_roots_and_its_folds_choose_the_raw_pair_on_narrow_rows():
+    settings = replace(SETTINGS, classifier="discriminant")
+    evaluation = evaluate(planted()[1], settings)
+    timings = evaluation.timings
+    continuous = timings["embedding"] != "fne"
+    narrow = timings["n_features"] <= settings.discriminant.root_raw_max_features
+    assert set(timings.loc[~continuous, "representation"]) == {"raw"}
+    assert set(timings.loc[continuous, "representation"]) <= {"root", "root+raw"}
+    # Without the pair, every continuous row sees the square roots alone.
+    alone = replace(
+        settings,
+        discriminant=replace(settings.discriminant, root_raw_max_features=0),
+    )
+    timings_alone = evaluate(planted()[1], alone).timings
+    assert set(timings_alone.loc[continuous, "representation"]) == {"root"}
+    assert narrow.any()
+    # The layers beat chance by far: the discriminant does not collapse.
+    results = evaluation.results
+    assert results.loc[results["layer"] == "conv1_1", "accuracy"].item() > 0.6  # chance: 1/6
+
+
+def test_the_discriminants_choice_is_accuracy_first_then_log_loss_then_the_smaller_shrinkage():
+    from cnn_feature_behavior.transfer.classifier import (
+        FitResult,
+        FoldScores,
+        better_choice,
+        choose_from_scores,
+    )
+
+    labels = np.array([0, 1, 0, 1])
+    right, wrong = np.array([0, 1]), np.array([1, 1])
+    grid = (0.001, 0.1, 1.0)
+    folds = [
+        FoldScores(np.array([0.5, 0.9, 0.4]), (right, right, wrong)),
+        FoldScores(np.array([0.5, 0.3, 0.4]), (right, right, right)),
+    ]
+    choice = choose_from_scores("discriminant", grid, folds, labels)
+    # 0.001 and 0.1 are right on every held-out image, 0.001 with the lower mean log-loss (0.5
+    # against 0.6); 1.0 has the lowest loss (0.4) but one error.
+    assert choice.shrinkage == 0.001 and np.isnan(choice.regularisation_c)
+    assert choice.cv_accuracy == 1.0 and choice.c_at_grid_edge
+    tied = [FoldScores(np.array([0.5, 0.5]), (right, right))] * 2
+    assert choose_from_scores("discriminant", (0.01, 0.1), tied, labels).shrinkage == 0.01
+    first = FitResult(np.nan, np.empty(0), cv_accuracy=0.9, cv_loss=1.0, representation="root")
+    second = replace(first, representation="root+raw")
+    assert better_choice([first, second]).representation == "root"
+    assert better_choice([first, replace(second, cv_loss=0.9)]).representation == "root+raw"
+    assert better_choice([replace(first, cv_accuracy=0.8), second]).representation == "root+raw"
+
+
+def test_bad_discriminant_settings_are_named():
+    with pytest.raises(ValueError, match="transfer.discriminant.shrinkage_grid"):
+        TransferSettings.from_params({"discriminant": {"shrinkage_grid": [0.0, 0.5]}})
+    with pytest.raises(ValueError, match=r"transfer.discriminant: unknown key\(s\)"):
+        TransferSettings.from_params({"discriminant": {"shrinkage": [0.5]}})
+    with pytest.raises(ValueError, match="root_raw_max_features"):
+        TransferSettings.from_params({"discriminant": {"root_raw_max_features": -1}})

@@ -19,6 +19,7 @@ import pandas as pd
 
 from cnn_feature_behavior.export.configuration import STUDY, configuration_rows, study_choice
 from cnn_feature_behavior.statistics.tables import embedding_labels, embedding_matrix
+from cnn_feature_behavior.transfer.classifier import RAW
 from cnn_feature_behavior.transfer.named_embeddings import Configuration
 from cnn_feature_behavior.transfer.refit import LinearMap, refit_configuration
 from cnn_feature_behavior.transfer.settings import TransferSettings
@@ -133,6 +134,7 @@ def fit_for_export(
         )
     except ValueError as error:
         raise ValueError(f"export.embedding {configuration.spelling!r}: {error}") from error
+    check_exportable(linear_map)
     test_rows = np.flatnonzero(~is_train)
     position = {int(label): i for i, label in enumerate(linear_map.classes)}
     return ExportFit(
@@ -161,3 +163,17 @@ def _training_rows(tables: StudyTables, repetition: int) -> tuple[np.ndarray, st
     splits = tables.transfer_splits
     source = splits.loc[splits["repetition"] == repetition, "split_source"].iloc[0]
     return masks[repetition], str(source)
+
+
+def check_exportable(linear_map: LinearMap) -> None:
+    """The exported graph holds standard Keras layers only, and none takes the signed square
+    roots the large-scale discriminant classifies on continuous values (docs/transfer.md):
+    such a configuration is refused, with what to do, before anything is written."""
+    if linear_map.representation != RAW:
+        raise ValueError(
+            f"export.embedding {linear_map.configuration!r}: the evaluation fitted it with the "
+            f"{linear_map.solver} on the values' square roots ({linear_map.representation}), "
+            "which no standard Keras layer computes, so it cannot be exported as one .keras "
+            "file; export an FNE configuration (fne, selection:<ranking>:<fraction>:fne), or "
+            "run the study with --params transfer.classifier=logistic_regression"
+        )

@@ -58,6 +58,7 @@ WRITTEN_COLUMNS = (
     "solver",
     "regularisation_c",
     "ridge_alpha",
+    "shrinkage",
     "c_at_grid_edge",
     "converged",
     "cv_loss",
@@ -74,6 +75,7 @@ LATER_COLUMNS = {
     "draw": pd.NA,
     "regularisation_c": np.nan,
     "ridge_alpha": np.nan,
+    "shrinkage": np.nan,
     "c_at_grid_edge": pd.NA,
     "converged": pd.NA,
     "cv_loss": np.nan,
@@ -98,6 +100,8 @@ SELECTION_LABELS = {
 SOLVER_LABELS = {
     "logistic_regression": "multinomial logistic regression (L2; scikit-learn's C)",
     "ridge": "ridge regression on one-hot targets (alpha)",
+    "discriminant": "regularised linear discriminant analysis on the square roots of the "
+    "values (shrinkage)",
     "linear_svc": "LinearSVC, one-vs-rest, fixed C",
 }
 # Selections tied with the best one that the sentence names; the rest are counted.
@@ -185,8 +189,8 @@ def summarise(results: pd.DataFrame, comparisons: pd.DataFrame | None = None) ->
     Columns: dataset, source_model, embedding, layer, selection, fraction, n_features,
     split_source, classifier, solver, repetitions, draws, n_train, n_test,
     mean_per_class_accuracy, mean_per_class_accuracy_std, ci_low, ci_high, accuracy,
-    accuracy_std, cv_mean_per_class_accuracy, cv_loss, regularisation_c and ridge_alpha (the
-    values chosen, as text), c_at_grid_edge (rows whose C is at the searched grid's edge),
+    accuracy_std, cv_mean_per_class_accuracy, cv_loss, regularisation_c, ridge_alpha and
+    shrinkage (the values chosen, as text), c_at_grid_edge (rows whose C is at the searched grid's edge),
     not_converged (rows whose refit did not converge). Ordered: layers in network order, full
     network, FNE, then the selections.
     """
@@ -212,6 +216,7 @@ def summarise(results: pd.DataFrame, comparisons: pd.DataFrame | None = None) ->
         cv_loss=("cv_loss", "mean"),
         regularisation_c=("regularisation_c", _values),
         ridge_alpha=("ridge_alpha", _values),
+        shrinkage=("shrinkage", _values),
         c_at_grid_edge=("c_at_grid_edge", _count_true),
         not_converged=("converged", _count_false),
     ).reset_index()
@@ -426,6 +431,7 @@ def report_table(summary: pd.DataFrame) -> pd.DataFrame:
             "cv_mean_per_class_accuracy": summary["cv_mean_per_class_accuracy"],
             "regularisation_c": summary["regularisation_c"],
             "ridge_alpha": summary["ridge_alpha"],
+            "shrinkage": summary["shrinkage"],
             "c_at_grid_edge": summary["c_at_grid_edge"],
             "not_converged": summary["not_converged"],
             "draws": summary["draws"],

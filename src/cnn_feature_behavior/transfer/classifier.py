@@ -7,9 +7,18 @@ sentence compares are fitted alike):
   why), converged (tol 1e-6 by default; the refit also stops once its weights are provably
   within `relative_tol`, 1%, of the optimum's): the linear-probe protocol of Kornblith et al.
   (CVPR 2019).
-- `ridge` (the large-scale path, SCALE_PATH): closed-form ridge regression on one-hot targets
-  (ridge.py): one Cholesky factorisation per C, Gram matrices shared by every embedding of a
-  part of the training split.
+- `discriminant` (the large-scale path, SCALE_PATH): regularised (shrinkage) linear
+  discriminant analysis (discriminant.py) on the standardised signed square roots of the
+  continuous values (the FNE's values as they are), its shrinkage chosen by the folds' pooled
+  held-out accuracy, ties by mean log-loss; on continuous rows of at most
+  `discriminant.root_raw_max_features` features the same folds also score the square roots and
+  the raw values side by side (ROOT_RAW) and keep the better key, ties to the roots alone
+  (`representations`). One Cholesky factorisation per shrinkage, Gram matrices shared by every
+  embedding of a part of the training split. On 34 rows of the real Caltech-101 (where ridge
+  fell up to 0.20 below a converged, tuned logistic regression) benchmarks/bench_scale_path.py
+  measured the method at most 0.0069 below it (docs/transfer.md).
+- `ridge`: closed-form ridge regression on one-hot targets (ridge.py), the former large-scale
+  path, available on request.
 - `auto` (default): the logistic regression where it is affordable on the evaluation's widest
   design, the full network (training images^2 x features, or images where the row space is
   used, x classes <= `logistic_regression.budget`), else the large-scale path; decided once
@@ -31,10 +40,13 @@ with its own statistics, and its held-out images scored with them. Criterion: th
 folds of the held-out loss, the log-loss for the logistic regression (accuracy ties on a few
 held-out images, and five disjoint held-out fifths of the real Caltech-101's conv4_3 chose C =
 1, 10, 0.1, 100 and 0.1 by accuracy, C = 1 on all five by log-loss), ridge's own squared error
-for ridge; ties to the smaller C. The logistic regression's search starts in the middle of
-`c_grid` (or at `start_c`, a curve's previous size's choice), scores both neighbours, walks
-towards the better one while it improves, and extends the grid tenfold past an edge up to
-`widen` times; a closed-form solver scores its grid widened `widen` times on each side. A
+for ridge; ties to the smaller C. The discriminant's shrinkage is the exception: its posteriors
+are over-confident, and held-out log-loss chose 0.1 on the real Caltech-101's low layers where
+1e-4 was best (docs/scale_path.md), so its key is accuracy first. The logistic regression's
+search starts in the middle of `c_grid` (or at `start_c`, a curve's previous size's choice),
+scores both neighbours, walks towards the better one while it improves, and extends the grid
+tenfold past an edge up to `widen` times; ridge scores its grid widened `widen` times on each
+side, the discriminant its whole shrinkage grid. A
 choice at the edge is flagged (`c_at_grid_edge`). The chosen C is refitted on the whole
 training split (the logistic regression from the folds' mean weights at that C), and the refit's
 linear map kept in the FitResult.
@@ -62,10 +74,11 @@ from scipy.linalg.blas import dsyrk as syrk
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVC
 
-from cnn_feature_behavior.transfer import ridge
+from cnn_feature_behavior.transfer import discriminant, ridge
 from cnn_feature_behavior.transfer.multinomial import MultinomialLogisticRegression
 from cnn_feature_behavior.transfer.settings import (
     AUTO,
+    DISCRIMINANT,
     LINEAR_SVC,
     LOGISTIC,
     RIDGE,
@@ -73,9 +86,13 @@ from cnn_feature_behavior.transfer.settings import (
 )
 
 # The solvers fitted in closed form from Gram matrices (fold after fold: scheduling.py).
-CLOSED_FORM = (RIDGE,)
+CLOSED_FORM = (RIDGE, DISCRIMINANT)
 # The large-scale path: what `auto` fits where the logistic regression is unaffordable.
-SCALE_PATH = RIDGE
+SCALE_PATH = DISCRIMINANT
+# The values a classifier sees of a continuous row: the standardised values (RAW), the
+# standardised signed square roots (ROOT), or both side by side (ROOT_RAW, every feature twice);
+# the FNE's three values are RAW.
+RAW, ROOT, ROOT_RAW = "raw", "root", "root+raw"
 # Eigenvalues of a singular Gram matrix below this share of the largest span no direction.
 EIGEN_CUTOFF = 1e-10
 # The row space pays where the training images are at most this share of the features.
@@ -121,6 +138,9 @@ class FitResult:
     fold_weights: list[tuple[np.ndarray, np.ndarray]] | None = None
     weights: np.ndarray | None = None
     intercepts: np.ndarray | None = None
+    # The discriminant's strength (regularisation_c is then NaN), and the values its row saw.
+    shrinkage: float = np.nan
+    representation: str = RAW
 
 
 @dataclass(frozen=True)
@@ -133,7 +153,7 @@ class FoldData:
     labels: np.ndarray
     held_values: np.ndarray
     held_labels: np.ndarray
-    system: ridge.RidgeSystem | None = None
+    system: ridge.RidgeSystem | discriminant.DiscriminantSystem | None = None
     # Where the fold's first fit starts ((weights on its columns, intercepts)): the same fold's
     # solution at the curve's previous size; None: zeros.
     start: tuple[np.ndarray, np.ndarray] | None = None
@@ -153,7 +173,7 @@ class ProbeData:
     train_values: np.ndarray | None
     train_labels: np.ndarray
     test_values: np.ndarray
-    train_system: ridge.RidgeSystem | None = None
+    train_system: ridge.RidgeSystem | discriminant.DiscriminantSystem | None = None
 
     def on_train_columns(self, fold: FoldData, weights: np.ndarray) -> np.ndarray:
         """(fold columns, classes) weights as weights on the training split's columns: each
@@ -231,9 +251,12 @@ def _starting_index(
 
 
 def closed_form_grid(solver: str, settings: TransferSettings) -> tuple[float, ...]:
-    """The C values a closed-form solver scores on every fold: its grid, extended tenfold past
-    each edge `c_selection.widen` times (each C costs one factorisation, no walk: every fold's
-    held-out scores are made while its Gram matrix is held, one fold after the other)."""
+    """The strengths a closed-form solver scores on every fold (each costs one factorisation,
+    no walk: every fold's held-out scores are made while its Gram matrix is held, one fold
+    after the other): ridge's C grid extended tenfold past each edge `c_selection.widen` times;
+    the discriminant's shrinkage grid (bounded: (0, 1])."""
+    if solver == DISCRIMINANT:
+        return settings.discriminant.shrinkage_grid
     grid, widen = settings.ridge.c_grid, settings.c_selection.widen
     low = [grid[0] * 10.0**-step for step in range(widen, 0, -1)]
     high = [grid[-1] * 10.0**step for step in range(1, widen + 1)]
@@ -249,9 +272,11 @@ class FoldScores:
 
 
 def score_fold(solver: str, fold: FoldData, grid: Sequence[float]) -> FoldScores:
-    """A closed-form solver (ridge) on one fold's system at every C of `grid`, scored on its
-    held-out images: ridge's own loss, the mean squared error to the one-hot targets, and the
-    predictions."""
+    """A closed-form solver on one fold's system at every strength of `grid`, scored on its
+    held-out images: the loss (ridge's own, the mean squared error to the one-hot targets; the
+    discriminant's log-loss) and the predictions."""
+    if solver == DISCRIMINANT:
+        return _score_discriminant_fold(fold, grid)
     system = fold.system
     one_hot = (fold.held_labels[:, None] == system.data.classes[None, :]).astype(np.float64)
     losses, predictions = [], []
@@ -263,17 +288,39 @@ def score_fold(solver: str, fold: FoldData, grid: Sequence[float]) -> FoldScores
     return FoldScores(np.asarray(losses), tuple(predictions))
 
 
+def _score_discriminant_fold(fold: FoldData, grid: Sequence[float]) -> FoldScores:
+    """The discriminant on one fold's system at every shrinkage: held-out log-loss and
+    predictions. Systems of THREADED_SYSTEM features or more are factorised in float32 (about
+    2.5 times faster; these fits only rank the shrinkage values, the refit is float64)."""
+    system = fold.system
+    dtype = np.float32 if system.n_features >= ridge.THREADED_SYSTEM else np.float64
+    losses, predictions = [], []
+    for shrinkage in grid:
+        model = system.fit(shrinkage, dtype)
+        scored = model.scores(fold.held_values)
+        losses.append(discriminant.log_loss(scored, model.classes, fold.held_labels))
+        predictions.append(model.classes[np.argmax(scored, axis=1)])
+    return FoldScores(np.asarray(losses), tuple(predictions))
+
+
 def choose_from_scores(
     solver: str, grid: Sequence[float], scores: Sequence[FoldScores], held_labels: np.ndarray
 ) -> FitResult:
-    """The C of the lowest mean held-out loss over the folds (ties to the smaller C), with the
-    folds' pooled predictions' accuracies there (`held_labels`: the folds' in fold order)."""
+    """The strength of the best held-out key over the folds, with the folds' pooled
+    predictions' accuracies there (`held_labels`: the folds' in fold order). Ridge: the lowest
+    mean loss, ties to the smaller C; the discriminant: the highest pooled accuracy, ties by
+    the lower mean log-loss, then to the smaller shrinkage."""
     mean_losses = np.mean([fold.losses for fold in scores], axis=0)
-    best = int(np.argmin(mean_losses))  # the first of equal losses: the smaller C
-    pooled = np.concatenate([fold.predictions[best] for fold in scores])
-    cv_accuracy, cv_per_class = accuracies(held_labels, pooled)
+    pooled = [np.concatenate([fold.predictions[j] for fold in scores]) for j in range(len(grid))]
+    if solver == DISCRIMINANT:
+        keys = [(accuracies(held_labels, pooled[j])[0], -mean_losses[j]) for j in range(len(grid))]
+        best = max(range(len(grid)), key=lambda j: (keys[j], -j))
+    else:
+        best = int(np.argmin(mean_losses))  # the first of equal losses: the smaller C
+    cv_accuracy, cv_per_class = accuracies(held_labels, pooled[best])
+    strength = {"shrinkage": float(grid[best])} if solver == DISCRIMINANT else {}
     return FitResult(
-        regularisation_c=float(grid[best]),
+        regularisation_c=np.nan if solver == DISCRIMINANT else float(grid[best]),
         predictions=np.empty(0),
         solver=solver,
         c_at_grid_edge=best in (0, len(grid) - 1),
@@ -281,22 +328,46 @@ def choose_from_scores(
         cv_losses={float(c): float(loss) for c, loss in zip(grid, mean_losses)},
         cv_accuracy=cv_accuracy,
         cv_mean_per_class_accuracy=cv_per_class,
+        **strength,
     )
 
 
-def _choose_closed_form_c(data: ProbeData, settings: TransferSettings) -> FitResult:
+def representations(solver: str, continuous: bool, n_features: int, settings: TransferSettings):
+    """The values a closed-form row's folds choose between (the first wins ties): the
+    discriminant's square roots of a continuous row, with the roots and raw values side by
+    side on rows of at most `discriminant.root_raw_max_features` features; else RAW (ridge's
+    standardised values, the FNE's three values)."""
+    if solver != DISCRIMINANT or not continuous:
+        return (RAW,)
+    if n_features <= settings.discriminant.root_raw_max_features:
+        return (ROOT, ROOT_RAW)
+    return (ROOT,)
+
+
+def better_choice(choices: Sequence[FitResult]) -> FitResult:
+    """Of one row's choices on different values (`representations`' order), the best
+    cross-validated key: accuracy first, then the lower loss; ties to the first."""
+    return max(choices, key=lambda choice: (choice.cv_accuracy, -choice.cv_loss))
+
+
+def _choose_closed_form_c(data: ProbeData, solver: str, settings: TransferSettings) -> FitResult:
     start = time.perf_counter()
-    grid = closed_form_grid(RIDGE, settings)
-    scores = [score_fold(RIDGE, fold, grid) for fold in data.folds]
-    choice = choose_from_scores(RIDGE, grid, scores, data.held_labels())
+    grid = closed_form_grid(solver, settings)
+    scores = [score_fold(solver, fold, grid) for fold in data.folds]
+    choice = choose_from_scores(solver, grid, scores, data.held_labels())
     return replace(choice, selection_seconds=time.perf_counter() - start)
 
 
 def _refit_closed_form(choice: FitResult, data: ProbeData) -> FitResult:
-    """`choice` with its C refitted on the training split's system, and its predictions."""
+    """`choice` with its strength refitted on the training split's system, and its
+    predictions."""
     start = time.perf_counter()
     system = data.train_system
-    weights, intercept = system.weights(choice.regularisation_c)
+    if choice.solver == DISCRIMINANT:
+        model = system.fit(choice.shrinkage)
+        weights, intercept = model.weights, model.intercepts
+    else:
+        weights, intercept = system.weights(choice.regularisation_c)
     scored = ridge.scores(data.test_values, weights, intercept)
     return replace(
         choice,
@@ -604,7 +675,7 @@ def solver_for(n_images: int, n_features: int, n_classes: int, settings: Transfe
     """The solver of `transfer.classifier` for an evaluation whose widest design has this size:
     the setting's own, or for auto the logistic regression where it is affordable
     on that design (training images^2 x features, or images where the row space is used, x
-    classes <= logistic_regression.budget), else ridge. One solver fits every row of an
+    classes <= logistic_regression.budget), else the large-scale path (SCALE_PATH). One solver fits every row of an
     evaluation, so that the rows a sentence compares are fitted alike."""
     if settings.classifier != AUTO:
         return settings.classifier
@@ -615,7 +686,7 @@ def solver_for(n_images: int, n_features: int, n_classes: int, settings: Transfe
     affordable = (
         float(n_images) ** 2 * n_features * n_classes <= settings.logistic_regression.budget
     )
-    return LOGISTIC if affordable else RIDGE
+    return LOGISTIC if affordable else SCALE_PATH
 
 
 def choose_c(
@@ -628,8 +699,8 @@ def choose_c(
     """The C of one embedding chosen by cross-validation on its folds, by `solver`, searched
     from `start_c` where given (no predictions yet: `refit` makes them). `estimator`: the
     logistic regression's (scikit-learn's LogisticRegression gives the reference)."""
-    if solver == RIDGE:
-        return _choose_closed_form_c(data, settings)
+    if solver in CLOSED_FORM:
+        return _choose_closed_form_c(data, solver, settings)
     if solver == LOGISTIC:
         return _choose_logistic_c(data, settings, start_c, estimator)
     if solver == LINEAR_SVC:
@@ -645,7 +716,7 @@ def refit(
 ) -> FitResult:
     """`choice`'s solver refitted at its C on the training split, with its linear map and the
     test predictions."""
-    if choice.solver == RIDGE:
+    if choice.solver in CLOSED_FORM:
         return _refit_closed_form(choice, data)
     if choice.solver == LOGISTIC:
         return _refit_logistic(choice, data, settings, estimator)

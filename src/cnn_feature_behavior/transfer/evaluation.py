@@ -40,7 +40,7 @@ from cnn_feature_behavior.transfer.features import (
 )
 from cnn_feature_behavior.transfer.jobs import FULL_NETWORK, Job, Part, embedding_jobs
 from cnn_feature_behavior.transfer.scheduling import fit_jobs
-from cnn_feature_behavior.transfer.settings import RIDGE, TransferSettings
+from cnn_feature_behavior.transfer.settings import DISCRIMINANT, RIDGE, TransferSettings
 from cnn_feature_behavior.transfer.splits import stratified_folds
 
 logger = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ RESULT_COLUMNS = (
     "solver",
     "regularisation_c",
     "ridge_alpha",
+    "shrinkage",
     "c_at_grid_edge",
     "converged",
     "cv_loss",
@@ -264,11 +265,12 @@ def result_rows(
         accuracy, per_class = accuracies(test_labels, fit.predictions)
         row = job.row
         logger.info(
-            "%s %s %s %s %s: %d features, %s, C = %g, cv log-loss %.3f, accuracy %.3f (%.1f s)",
+            "%s %s %s %s %s: %d features, %s, C = %g, shrinkage %g, cv loss %.3f, accuracy %.3f "
+            "(%.1f s)",
             row["embedding"], row["layer"] or "", row["selection"] or "",
             "" if row["fraction"] is None else f"{row['fraction']:g}",
             "" if row["draw"] is None else f"draw {row['draw']}", job.n_features(), fit.solver,
-            fit.regularisation_c, fit.cv_loss, accuracy, fit.selection_seconds + fit.fit_seconds,
+            fit.regularisation_c, fit.shrinkage, fit.cv_loss, accuracy, fit.selection_seconds + fit.fit_seconds,
         )  # fmt: skip
         common = {**row, "n_features": job.n_features()}
         rows.append(
@@ -295,6 +297,7 @@ def result_rows(
                 "selection_seconds": fit.selection_seconds,
                 "fit_seconds": fit.fit_seconds,
                 "n_iter": fit.n_iter,
+                "representation": fit.representation,
                 "cv_losses": fit.cv_losses,
             }
         )
@@ -306,7 +309,13 @@ def result_rows(
 def strength_columns(fit: FitResult) -> dict[str, float]:
     """One regularisation convention: scikit-learn's C for the logistic regression (and
     LinearSVC's fixed C) in `regularisation_c`; ridge's own alpha (1 / C of its search) in
-    `ridge_alpha`; NaN in the column that is not the solver's."""
+    `ridge_alpha`; the discriminant's shrinkage in `shrinkage`; NaN in the columns that are not
+    the solver's."""
+    columns = dict.fromkeys(("regularisation_c", "ridge_alpha", "shrinkage"), np.nan)
     if fit.solver == RIDGE:
-        return {"regularisation_c": np.nan, "ridge_alpha": 1.0 / fit.regularisation_c}
-    return {"regularisation_c": fit.regularisation_c, "ridge_alpha": np.nan}
+        columns["ridge_alpha"] = 1.0 / fit.regularisation_c
+    elif fit.solver == DISCRIMINANT:
+        columns["shrinkage"] = fit.shrinkage
+    else:
+        columns["regularisation_c"] = fit.regularisation_c
+    return columns

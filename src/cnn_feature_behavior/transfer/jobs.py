@@ -3,27 +3,38 @@
 `Part`: one training matrix (a fold's training part, or the whole training split) with what is
 fitted on its images alone (standardisation, DKS rankings with t+ / t-, the ANOVA-F order) and
 the images scored with it (the fold's held-out images, or the test images); its standardised
-and three-valued matrices are made when a kind's turn comes and released after. `Job`: one
+and three-valued matrices (and, for the discriminant, the standardised signed square roots) are
+made when a kind's turn comes and released after. `Job`: one
 result row's feature set, whose columns are found on each part (a ranking's selection can
 differ between parts). `embedding_jobs`: every row's; `probe_data`: a job's matrices as the
-solver dispatch (classifier.py) takes them.
+solver dispatch (classifier.py) takes them; `closed_form_system`: a closed-form solver's system
+of a job on a part, in one of the values `classifier.representations` names.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from cnn_feature_behavior.transfer import ridge
-from cnn_feature_behavior.transfer.classifier import FitResult, FoldData, ProbeData
+from cnn_feature_behavior.transfer.classifier import (
+    RAW,
+    ROOT,
+    ROOT_RAW,
+    FitResult,
+    FoldData,
+    ProbeData,
+)
+from cnn_feature_behavior.transfer.discriminant import DiscriminantData, DiscriminantSystem
 from cnn_feature_behavior.transfer.embeddings import Standardisation
 from cnn_feature_behavior.transfer.embeddings import fne_values as three_valued
 from cnn_feature_behavior.transfer.features import ANOVA_F, DksRanking, curve_sizes
-from cnn_feature_behavior.transfer.settings import FneSettings, TransferSettings
+from cnn_feature_behavior.transfer.settings import RIDGE, FneSettings, TransferSettings
 
 LAYER, FULL_NETWORK, FNE, RANDOM = "layer", "full_network", "fne", "random"
 KINDS = (FULL_NETWORK, FNE)
@@ -44,29 +55,40 @@ class Part:
     anova_f: np.ndarray  # feature positions by decreasing F of this part's training images
     random_orders: Sequence[np.ndarray]  # one seeded permutation per draw, shared by the parts
     fne: FneSettings
-    _matrices: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    _matrices: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     ridge: dict[str, ridge.RidgeData] = field(default_factory=dict)
+    discriminant: dict[tuple[str, str], DiscriminantData] = field(default_factory=dict)
 
-    def matrices(self, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    @cached_property
+    def root_standardisation(self) -> Standardisation:
+        """The standardisation of the signed square roots of the training rows' values."""
+        return Standardisation.fit(self.values, self.train_rows, root=True)
+
+    def matrices(self, kind: str, representation: str = RAW) -> tuple[np.ndarray, np.ndarray]:
         """(training rows, scored rows) of one kind, standardised with this part's statistics
-        (and three-valued for the FNE), made on first need."""
-        if kind not in self._matrices:
+        (and three-valued for the FNE; of the values' signed square roots in ROOT), made on
+        first need."""
+        if (kind, representation) not in self._matrices:
+            if representation not in (RAW, ROOT) or (representation == ROOT and kind == FNE):
+                raise ValueError(f"no {representation!r} matrices of the {kind} kind")
+            fitted = self.root_standardisation if representation == ROOT else self.standardisation
             made = []
             for rows in (self.train_rows, self.scored_rows):
-                matrix = self.standardisation.apply(self.values, rows)
+                matrix = fitted.apply(self.values, rows)
                 made.append(
                     three_valued(matrix, self.fne.positive, self.fne.negative)
                     if kind == FNE
                     else matrix
                 )
-            self._matrices[kind] = (made[0], made[1])
-        return self._matrices[kind]
+            self._matrices[(kind, representation)] = (made[0], made[1])
+        return self._matrices[(kind, representation)]
 
     def release(self, kind: str | None = None) -> None:
         """Forget a kind's matrices and Gram matrices (every kind's with None)."""
-        for kinds in (self._matrices, self.ridge):
-            for name in [kind] if kind else list(kinds):
-                kinds.pop(name, None)
+        for store in (self._matrices, self.ridge, self.discriminant):
+            for name in list(store):
+                if kind is None or name == kind or (isinstance(name, tuple) and name[0] == kind):
+                    store.pop(name)
 
     def order(self, selection: str, draw: int | None) -> np.ndarray:
         """The feature positions of a ranking, best first, or a random draw's permutation."""
@@ -81,6 +103,17 @@ class Part:
             train = self.matrices(kind)[0]
             self.ridge[kind] = ridge.RidgeData.of(train, self.labels, classes, threads)
         return self.ridge[kind]
+
+    def discriminant_data(
+        self, kind: str, representation: str, classes: np.ndarray, threads: int
+    ) -> DiscriminantData:
+        """The discriminant's statistics of a kind's training matrix in `representation`
+        (RAW or ROOT), made on first need."""
+        if (kind, representation) not in self.discriminant:
+            train = self.matrices(kind, representation)[0]
+            data = DiscriminantData.of(train, self.labels, classes, threads)
+            self.discriminant[(kind, representation)] = data
+        return self.discriminant[(kind, representation)]
 
 
 @dataclass(frozen=True)
@@ -147,22 +180,46 @@ def _subset(matrix: np.ndarray, columns: np.ndarray | None) -> np.ndarray:
     return matrix if columns is None else matrix[:, columns]
 
 
+def row_values(job: Job, part: Part, representation: str, which: int) -> np.ndarray:
+    """One job's columns of a part's training (`which` 0) or scored (1) matrix, in
+    `representation`: ROOT_RAW puts the square roots' columns and then the raw values'."""
+    columns = job.columns(part)
+    if representation == ROOT_RAW:
+        return np.hstack([_subset(part.matrices(job.kind, r)[which], columns) for r in (ROOT, RAW)])
+    return _subset(part.matrices(job.kind, representation)[which], columns)
+
+
+def closed_form_system(
+    solver: str, job: Job, part: Part, representation: str, classes: np.ndarray, threads: int
+) -> ridge.RidgeSystem | DiscriminantSystem:
+    """A closed-form solver's system of one job on a part's training images: a column subset
+    of the part's shared statistics, or (ROOT_RAW: each feature twice, which would double the
+    whole matrix) the job's own."""
+    columns = job.columns(part)
+    if solver == RIDGE:
+        return ridge.RidgeSystem(part.ridge_data(job.kind, classes, threads), columns)
+    if representation == ROOT_RAW:
+        train = row_values(job, part, ROOT_RAW, 0)
+        return DiscriminantData.of(train, part.labels, classes, threads).system()
+    return part.discriminant_data(job.kind, representation, classes, threads).system(columns)
+
+
 def fold_data(
     job: Job,
     part: Part,
     train: Part,
-    system: ridge.RidgeSystem | None = None,
+    system: ridge.RidgeSystem | DiscriminantSystem | None = None,
     start: tuple[np.ndarray, np.ndarray] | None = None,
+    representation: str = RAW,
 ) -> FoldData:
     """One job's columns of a fold's training part and held-out images; with a closed-form
     solver's `system` of those columns, the training part's values are left out (a column
     subset is a copy). `start`: where the fold's fits start."""
     columns = job.columns(part)
-    fit_values, held_values = part.matrices(job.kind)
     return FoldData(
-        values=None if system is not None else _subset(fit_values, columns),
+        values=None if system is not None else row_values(job, part, representation, 0),
         labels=part.labels,
-        held_values=_subset(held_values, columns),
+        held_values=row_values(job, part, representation, 1),
         held_labels=part.scored_labels,
         system=system,
         start=start,
@@ -210,14 +267,19 @@ def _moved(
     return moved, intercepts
 
 
-def refit_data(job: Job, train: Part, system: ridge.RidgeSystem) -> ProbeData:
+def refit_data(
+    job: Job,
+    train: Part,
+    system: ridge.RidgeSystem | DiscriminantSystem,
+    representation: str = RAW,
+) -> ProbeData:
     """What a closed-form solver's refit reads: its system on the training split's columns of
-    the job, and the test images' (no folds: its C is chosen)."""
+    the job, and the test images' (no folds: its strength is chosen)."""
     return ProbeData(
         folds=(),
         train_values=None,
         train_labels=train.labels,
-        test_values=_subset(train.matrices(job.kind)[1], job.columns(train)),
+        test_values=row_values(job, train, representation, 1),
         train_system=system,
     )
 

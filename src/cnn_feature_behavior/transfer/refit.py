@@ -22,7 +22,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from cnn_feature_behavior.transfer.embeddings import fne_values
+from cnn_feature_behavior.transfer.classifier import RAW, ROOT, ROOT_RAW, FitResult
+from cnn_feature_behavior.transfer.embeddings import Standardisation, fne_values, signed_root
 from cnn_feature_behavior.transfer.evaluation import (
     check_inputs,
     evaluation_solver,
@@ -30,20 +31,24 @@ from cnn_feature_behavior.transfer.evaluation import (
     training_folds,
 )
 from cnn_feature_behavior.transfer.features import ANOVA_F, RANKINGS, random_order
-from cnn_feature_behavior.transfer.jobs import FNE, FULL_NETWORK, LAYER, Job, embedding_jobs
+from cnn_feature_behavior.transfer.jobs import FNE, FULL_NETWORK, LAYER, Job, Part, embedding_jobs
 from cnn_feature_behavior.transfer.scheduling import fit_jobs
-from cnn_feature_behavior.transfer.settings import RIDGE, TransferSettings
+from cnn_feature_behavior.transfer.settings import DISCRIMINANT, RIDGE, TransferSettings
 
 
 @dataclass(frozen=True)
 class LinearMap:
     """Class scores of an embedding's images from one configuration's refit.
 
-    scores = transform(values[:, columns]) @ weights + intercepts, where transform standardises
-    with (mean, scale) and, for a three-valued configuration, maps above fne[0] to 1 and below
-    fne[1] to -1 (else 0); the predicted class is classes[argmax]. `columns` are positions in the
-    embedding's features (manifest order); `regularisation` the solver's own strength
-    ({"regularisation_c": C} for the logistic regression, {"ridge_alpha": alpha} for ridge)."""
+    scores = transform(values[:, columns]) @ weights + intercepts, where transform takes the
+    values as `representation` says (RAW: as they are; ROOT: their signed square roots
+    sign(x) sqrt(|x|); ROOT_RAW: the square roots' columns, then the values' columns, so that
+    mean, scale and weights have 2 x columns rows), standardises with (mean, scale) and, for a
+    three-valued configuration, maps above fne[0] to 1 and below fne[1] to -1 (else 0); the
+    predicted class is classes[argmax]. `columns` are positions in the embedding's features
+    (manifest order); `regularisation` the solver's own strength ({"regularisation_c": C} for
+    the logistic regression, {"ridge_alpha": alpha} for ridge, {"shrinkage": lambda} for the
+    discriminant)."""
 
     configuration: str
     columns: np.ndarray
@@ -56,11 +61,17 @@ class LinearMap:
     class_names: tuple[str, ...]
     solver: str
     regularisation: dict[str, float]
+    representation: str = RAW
 
     def transform(self, values: np.ndarray) -> np.ndarray:
         """The configuration's features of (images, all features) values, as its classifier sees
         them."""
-        standardised = (np.asarray(values)[:, self.columns] - self.mean) / self.scale
+        selected = np.asarray(values)[:, self.columns]
+        if self.representation == ROOT:
+            selected = signed_root(selected)
+        elif self.representation == ROOT_RAW:
+            selected = np.hstack([signed_root(selected), selected])
+        standardised = (selected - self.mean) / self.scale
         return standardised if self.fne is None else fne_values(standardised, *self.fne)
 
     def scores(self, values: np.ndarray) -> np.ndarray:
@@ -101,20 +112,44 @@ def refit_configuration(
     columns = target.columns(train)
     columns = np.arange(n_features) if columns is None else columns
     kind_fne = (settings.fne.positive, settings.fne.negative) if target.kind == FNE else None
-    c = fitted.regularisation_c
+    standardisation = map_standardisation(train, fitted.representation, columns)
     return LinearMap(
         configuration=configuration,
         columns=columns,
-        mean=train.standardisation.mean[columns],
-        scale=train.standardisation.scale[columns],
+        mean=standardisation.mean,
+        scale=standardisation.scale,
         fne=kind_fne,
         weights=fitted.weights,
         intercepts=fitted.intercepts,
         classes=np.unique(inputs.labels),
         class_names=tuple(str(name) for name in class_names),
         solver=solver,
-        regularisation={"ridge_alpha": 1.0 / c} if solver == RIDGE else {"regularisation_c": c},
+        regularisation=regularisation(fitted),
+        representation=fitted.representation,
     )
+
+
+def map_standardisation(train: Part, representation: str, columns: np.ndarray) -> Standardisation:
+    """The training split's statistics of the columns as the map's transform takes them
+    (ROOT_RAW: the square roots' and then the values')."""
+    parts = {
+        RAW: [train.standardisation],
+        ROOT: [train.root_standardisation],
+        ROOT_RAW: [train.root_standardisation, train.standardisation],
+    }[representation]
+    return Standardisation(
+        np.concatenate([fitted.mean[columns] for fitted in parts]),
+        np.concatenate([fitted.scale[columns] for fitted in parts]),
+    )
+
+
+def regularisation(fitted: FitResult) -> dict[str, float]:
+    """The solver's own strength under its own name (the results' column)."""
+    if fitted.solver == RIDGE:
+        return {"ridge_alpha": 1.0 / fitted.regularisation_c}
+    if fitted.solver == DISCRIMINANT:
+        return {"shrinkage": fitted.shrinkage}
+    return {"regularisation_c": fitted.regularisation_c}
 
 
 def configuration_jobs(

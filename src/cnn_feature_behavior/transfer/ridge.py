@@ -57,11 +57,11 @@ def centred_products(
             # block.T is Fortran-ordered: dsyrk reads it without a copy.
             gram = dsyrk(1.0, block.T, beta=1.0, c=gram, trans=0, lower=1, overwrite_c=1)
             cross += block.T @ targets[start : start + GRAM_ROW_BLOCK]
-    _fill_upper(gram)
+    fill_upper(gram)
     return gram, cross
 
 
-def _fill_upper(lower: np.ndarray) -> None:
+def fill_upper(lower: np.ndarray) -> None:
     """Copy the lower triangle onto the upper one, a band of columns at a time (no d x d
     temporary)."""
     size = lower.shape[0]

@@ -2,9 +2,10 @@
 
 Kinds of matrix are fitted one after the other (continuous, then FNE), so that a kind's Gram
 matrices are freed before the next kind's are made (1.2 GB each at 12,416 features); within a
-kind every ridge C choice on the fit part comes before the refits on the training split, so that
-one such Gram matrix is held at a time. Ridge runs its products and large factorisations on
-`transfer.workers` BLAS threads; the logistic regressions (and LinearSVC) run `transfer.workers`
+kind every closed-form choice (ridge's C, the discriminant's shrinkage) on the fit parts comes
+before the refits on the training split, so that one such Gram matrix is held at a time. The
+closed-form solvers run their products and large factorisations on `transfer.workers` BLAS
+threads; the logistic regressions (and LinearSVC) run `transfer.workers`
 at once on one BLAS thread each (threadpoolctl), in tasks: a curve's sizes in turn, fewest
 features first, each C search from the previous size's choice (`curve_tasks`).
 """
@@ -22,18 +23,28 @@ from typing import Any
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from cnn_feature_behavior.transfer import ridge
 from cnn_feature_behavior.transfer.blas import blas_threads
 from cnn_feature_behavior.transfer.classifier import (
     CLOSED_FORM,
     FitResult,
+    better_choice,
     choose_from_scores,
     closed_form_grid,
     fit_probe,
     refit,
+    representations,
     score_fold,
 )
-from cnn_feature_behavior.transfer.jobs import KINDS, Job, Part, fold_data, probe_data, refit_data
+from cnn_feature_behavior.transfer.jobs import (
+    FULL_NETWORK,
+    KINDS,
+    Job,
+    Part,
+    closed_form_system,
+    fold_data,
+    probe_data,
+    refit_data,
+)
 from cnn_feature_behavior.transfer.settings import TransferSettings
 
 
@@ -74,33 +85,44 @@ def _fit_closed_form_jobs(
     workers: int,
     keep_maps: bool,
 ) -> dict[tuple, FitResult]:
-    """A closed-form solver, fold after fold: every job's held-out scores at every C of the
-    grid while the fold's Gram matrix is held (1.2 GB at 12,416 features), then (freed) the
-    next fold's; then each job's C, and the refits on the training split's Gram matrix. Products
-    and large factorisations run on `workers` BLAS threads (ridge.RidgeSystem.weights)."""
+    """A closed-form solver, fold after fold: every job's held-out scores at every strength of
+    the grid, in each of the values its folds choose between (`representations`), while the
+    fold's Gram matrix is held (1.2 GB at 12,416 features), then (freed) the next fold's; then
+    each job's strength and values, and the refits on the training split's Gram matrix.
+    Products and large factorisations run on `workers` BLAS threads."""
     if not jobs:
         return {}
     classes, grid = np.unique(train.labels), closed_form_grid(solver, settings)
-    scores: dict[tuple, list] = {key: [] for key in jobs}
+    candidates = {
+        key: representations(solver, kind == FULL_NETWORK, job.n_features(), settings)
+        for key, job in jobs.items()
+    }
+    scores: dict[tuple, list] = {(key, r): [] for key in jobs for r in candidates[key]}
     seconds = dict.fromkeys(jobs, 0.0)
     with blas_threads(1):
         for part in folds:
-            data = part.ridge_data(kind, classes, workers)
             for key, job in jobs.items():
                 start = time.perf_counter()
-                system = ridge.RidgeSystem(data, job.columns(part))
-                scores[key].append(score_fold(solver, fold_data(job, part, train, system), grid))
+                for values in candidates[key]:
+                    system = closed_form_system(solver, job, part, values, classes, workers)
+                    fold = fold_data(job, part, train, system, representation=values)
+                    scores[(key, values)].append(score_fold(solver, fold, grid))
                 seconds[key] += time.perf_counter() - start
-            del data, system
+            del system, fold
             part.release(kind)  # its matrices and Gram matrix, before the next fold's
         held_labels = np.concatenate([part.scored_labels for part in folds])
-        data = train.ridge_data(kind, classes, workers)
         fitted = {}
         for key, job in jobs.items():
-            choice = choose_from_scores(solver, grid, scores[key], held_labels)
-            choice = replace(choice, selection_seconds=seconds[key])
-            system = ridge.RidgeSystem(data, job.columns(train))
-            fitted[key] = _kept(refit(choice, refit_data(job, train, system), settings), keep_maps)
+            choices = [
+                replace(choose_from_scores(solver, grid, scores[(key, r)], held_labels),
+                        representation=r)
+                for r in candidates[key]
+            ]  # fmt: skip
+            choice = replace(better_choice(choices), selection_seconds=seconds[key])
+            values = choice.representation
+            system = closed_form_system(solver, job, train, values, classes, workers)
+            data = refit_data(job, train, system, values)
+            fitted[key] = _kept(refit(choice, data, settings), keep_maps)
         return fitted
 
 

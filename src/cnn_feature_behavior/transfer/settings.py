@@ -19,17 +19,20 @@ from cnn_feature_behavior.transfer.embeddings import FNE_NEGATIVE, FNE_POSITIVE
 from cnn_feature_behavior.transfer.features import BASELINES, RANKINGS
 
 # The values of `transfer.classifier`: `auto` picks the logistic regression where it is
-# affordable and the large-scale path elsewhere (classifier.solver_for); the others force one.
-RIDGE, LOGISTIC, AUTO, LINEAR_SVC = (
+# affordable and the large-scale path (the discriminant) elsewhere (classifier.solver_for); the
+# others force one.
+RIDGE, LOGISTIC, AUTO, LINEAR_SVC, DISCRIMINANT = (
     "ridge",
     "logistic_regression",
     "auto",
     "linear_svc",
+    "discriminant",
 )
-CLASSIFIERS = (AUTO, RIDGE, LOGISTIC, LINEAR_SVC)
+CLASSIFIERS = (AUTO, DISCRIMINANT, RIDGE, LOGISTIC, LINEAR_SVC)
 DEFAULT_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 DEFAULT_LOGISTIC_C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 DEFAULT_RIDGE_C_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+DEFAULT_SHRINKAGE_GRID = (1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.2, 0.4, 0.7, 1.0)
 # `transfer.maps.embeddings: default`: the embedding's middle and last spatial layers, the full
 # network and the FNE (maps.default_embeddings; VGG16: conv3_3, conv5_3, full_network, fne).
 DEFAULT_MAP_EMBEDDINGS = "default"
@@ -137,6 +140,30 @@ class RidgeSettings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "c_grid", c_grid(self.c_grid))
         _check_grid("ridge", self.c_grid)
+
+
+@dataclass(frozen=True)
+class DiscriminantSettings:
+    """`transfer.discriminant`: regularised (shrinkage) LDA (discriminant.py), its shrinkage
+    chosen from `shrinkage_grid` (each in (0, 1]); on continuous rows of at most
+    `root_raw_max_features` features the folds also score the square roots and the raw values
+    side by side (0: never)."""
+
+    shrinkage_grid: tuple[float, ...] = DEFAULT_SHRINKAGE_GRID
+    root_raw_max_features: int = 1024
+
+    def __post_init__(self) -> None:
+        grid = c_grid(self.shrinkage_grid)
+        if not grid or any(not 0.0 < value <= 1.0 for value in grid):
+            raise ValueError(
+                f"transfer.discriminant.shrinkage_grid must be values in (0, 1], got {grid}"
+            )
+        object.__setattr__(self, "shrinkage_grid", grid)
+        if not _is_int(self.root_raw_max_features, 0):
+            raise ValueError(
+                "transfer.discriminant.root_raw_max_features must be an integer >= 0, got "
+                f"{self.root_raw_max_features!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -270,6 +297,7 @@ class TransferSettings:
     classifier: str = AUTO
     c_selection: CSelectionSettings = field(default_factory=CSelectionSettings)
     ridge: RidgeSettings = field(default_factory=RidgeSettings)
+    discriminant: DiscriminantSettings = field(default_factory=DiscriminantSettings)
     logistic_regression: LogisticRegressionSettings = field(
         default_factory=LogisticRegressionSettings
     )
@@ -336,6 +364,7 @@ class TransferSettings:
         for name, block_class in (
             ("c_selection", CSelectionSettings),
             ("ridge", RidgeSettings),
+            ("discriminant", DiscriminantSettings),
             ("logistic_regression", LogisticRegressionSettings),
             ("linear_svc", LinearSvcSettings),
             ("comparisons", ComparisonSettings),

@@ -1,0 +1,173 @@
+"""LDA from shared Gram matrices against scikit-learn's LinearDiscriminantAnalysis, a fold by
+subtraction against a fit on the fold's rows, a column subset against a fit on the subset."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.special import softmax
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+from sklearn.metrics import log_loss
+
+from cnn_feature_behavior.transfer import ridge
+from cnn_feature_behavior.transfer.discriminant import DiscriminantData, small_integers
+
+
+def dataset(n_images: int, n_features: int, n_classes: int, seed: int = 0):
+    """Skewed, correlated, non-negative values (as spatial means of ReLU maps), unequal classes."""
+    rng = np.random.default_rng(seed)
+    labels = rng.choice(n_classes, n_images, p=np.arange(1, n_classes + 1) / np.sum(
+        np.arange(1, n_classes + 1)))  # fmt: skip
+    labels[:n_classes] = np.arange(n_classes)  # every class present
+    centres = rng.standard_normal((n_classes, 6))
+    latent = centres[labels] + rng.standard_normal((n_images, 6))
+    mixing = rng.standard_normal((6, n_features))
+    values = np.maximum(latent @ mixing + rng.standard_normal((n_images, n_features)), 0) + 2.0
+    return values.astype(np.float32), labels
+
+
+def decision(model, values: np.ndarray) -> np.ndarray:
+    """The model's scores in float64 (its own scores multiply in float32, as ridge's)."""
+    return values.astype(np.float64) @ model.weights + model.intercepts
+
+
+def scikit_learns(values, labels, shrinkage):
+    model = LinearDiscriminantAnalysis(solver="lsqr", shrinkage=shrinkage)
+    return model.fit(values.astype(np.float64), labels)
+
+
+@pytest.mark.parametrize("shrinkage", [1e-3, 0.1, 0.7, 1.0])
+@pytest.mark.parametrize("n_classes", [2, 5])
+def test_discriminant_is_scikit_learns_lda(shrinkage, n_classes):
+    values, labels = dataset(90, 12, n_classes)
+    model = DiscriminantData.of(values, labels, np.arange(n_classes)).system().fit(shrinkage)
+    reference = scikit_learns(values, labels, shrinkage)
+    tested, _ = dataset(40, 12, n_classes, seed=1)
+    scores = decision(model, tested)
+    expected = reference.decision_function(tested.astype(np.float64))
+    if n_classes == 2:  # scikit-learn's one decision value: class 1's score minus class 0's
+        np.testing.assert_allclose(scores[:, 1] - scores[:, 0], expected, rtol=1e-9, atol=1e-9)
+        coef = model.weights[:, 1] - model.weights[:, 0]
+        np.testing.assert_allclose(coef, reference.coef_[0], rtol=1e-9, atol=1e-9)
+    else:
+        np.testing.assert_allclose(scores, expected, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(model.weights, reference.coef_.T, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(model.intercepts, reference.intercept_, rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(model.predict(tested), reference.predict(tested))
+    np.testing.assert_allclose(
+        softmax(scores, axis=1), reference.predict_proba(tested), rtol=1e-9, atol=1e-12
+    )
+    tested_labels = reference.predict(tested)  # any labels among the classes
+    # log_loss multiplies in float32 (as the evaluation scores held-out images).
+    assert model.log_loss(tested, tested_labels) == pytest.approx(
+        log_loss(tested_labels, reference.predict_proba(tested), labels=np.arange(n_classes)),
+        rel=1e-5,
+    )
+
+
+def test_class_labels_need_not_be_positions():
+    values, labels = dataset(60, 8, 3)
+    named = np.array([5, 7, 11])[labels]
+    model = DiscriminantData.of(values, named, np.array([5, 7, 11])).system().fit(0.2)
+    reference = scikit_learns(values, named, 0.2)
+    np.testing.assert_array_equal(model.predict(values), reference.predict(values))
+    with pytest.raises(ValueError, match="not among the classes"):
+        DiscriminantData.of(values, labels, np.array([5, 7, 11]))
+
+
+def test_a_column_subset_is_a_fit_on_the_subset():
+    values, labels = dataset(120, 30, 4)
+    columns = np.array([0, 3, 4, 17, 29])
+    data = DiscriminantData.of(values, labels, np.arange(4))
+    model = data.system(columns).fit(0.05)
+    reference = scikit_learns(values[:, columns], labels, 0.05)
+    np.testing.assert_allclose(
+        decision(model, values[:, columns]), reference.decision_function(values[:, columns]),
+        rtol=1e-9, atol=1e-9,
+    )  # fmt: skip
+
+
+def test_a_fold_by_subtraction_is_the_fit_on_the_folds_rows(monkeypatch):
+    monkeypatch.setattr(ridge, "GRAM_ROW_BLOCK", 16)  # several row blocks
+    values, labels = dataset(150, 20, 5)
+    held_out = np.arange(0, 150, 4)
+    kept = np.setdiff1d(np.arange(150), held_out)
+    data = DiscriminantData.of(values, labels, np.arange(5))
+    fold = data.without(held_out)
+    direct = DiscriminantData.of(values[kept], labels[kept], np.arange(5), centre=data.centre)
+    np.testing.assert_allclose(fold.scatter, direct.scatter, rtol=1e-10, atol=1e-8)
+    np.testing.assert_allclose(fold.class_sums, direct.class_sums, rtol=1e-10, atol=1e-8)
+    np.testing.assert_array_equal(fold.counts, direct.counts)
+    columns = np.array([1, 2, 8, 19])
+    model = fold.system(columns).fit(0.3)
+    reference = scikit_learns(values[kept][:, columns], labels[kept], 0.3)
+    held = values[held_out][:, columns]
+    np.testing.assert_allclose(
+        decision(model, held), reference.decision_function(held), rtol=1e-8, atol=1e-8
+    )
+    assert model.log_loss(held, labels[held_out]) == pytest.approx(
+        log_loss(labels[held_out], reference.predict_proba(held), labels=np.arange(5)), rel=1e-5
+    )
+
+
+def test_scale_is_a_fit_on_rescaled_and_shifted_values():
+    # A fold's own standardisation: its values are the data's times a per-column factor plus a
+    # shift; the fit with `scale` scores the data's values as the fit on those scores them.
+    values, labels = dataset(100, 10, 3)
+    rng = np.random.default_rng(2)
+    factor = rng.uniform(0.3, 3.0, 10)
+    shift = rng.standard_normal(10)
+    model = DiscriminantData.of(values, labels, np.arange(3)).system(scale=factor).fit(0.2)
+    rescaled = values.astype(np.float64) * factor
+    np.testing.assert_allclose(
+        decision(model, values),
+        scikit_learns(rescaled, labels, 0.2).decision_function(rescaled),
+        rtol=1e-9,
+        atol=1e-9,
+    )
+    # A shift moves every class's score of an image by the same amount: the same posteriors.
+    shifted = values.astype(np.float64) * factor + shift
+    reference = scikit_learns(shifted, labels, 0.2)
+    np.testing.assert_allclose(
+        softmax(decision(model, values), axis=1), reference.predict_proba(shifted), atol=1e-9
+    )
+    np.testing.assert_array_equal(model.predict(values), reference.predict(shifted))
+
+
+def test_a_fold_without_every_image_of_a_class_is_an_error():
+    values, labels = dataset(40, 5, 3)
+    with pytest.raises(ValueError, match="every class"):
+        DiscriminantData.of(values, labels, np.arange(3)).without(np.flatnonzero(labels == 2))
+
+
+def test_shrinkage_outside_its_range_and_constant_columns_are_errors():
+    values, labels = dataset(40, 5, 3)
+    system = DiscriminantData.of(values, labels, np.arange(3)).system()
+    for shrinkage in (0.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match="shrinkage"):
+            system.fit(shrinkage)
+    constant = np.ones((40, 3), np.float32)
+    with pytest.raises(ValueError, match="constant"):
+        DiscriminantData.of(constant, labels, np.arange(3)).system().fit(0.5)
+
+
+def test_three_valued_values_sum_exactly_in_float32(monkeypatch):
+    # The FNE's -1 / 0 / 1: float32 products of integers are exact, and half float64's time.
+    monkeypatch.setattr(ridge, "GRAM_ROW_BLOCK", 16)
+    values, labels = dataset(120, 9, 4)
+    three = np.sign(np.round(values - np.median(values, axis=0))).astype(np.float32)
+    assert small_integers(three) and not small_integers(values)
+    data = DiscriminantData.of(three, labels, np.arange(4))
+    assert not data.centre.any()
+    indicators = (labels[:, None] == np.arange(4)).astype(np.float64)
+    exact = three.astype(np.float64)
+    sums = exact.T @ indicators
+    scatter = exact.T @ exact - (sums / indicators.sum(axis=0)) @ sums.T
+    np.testing.assert_allclose(data.scatter, scatter, rtol=1e-13, atol=1e-11)
+    fold = data.without(np.arange(0, 120, 3))
+    kept = np.arange(120) % 3 != 0
+    reference = scikit_learns(three[kept], labels[kept], 0.1)
+    np.testing.assert_allclose(
+        decision(fold.system().fit(0.1), three), reference.decision_function(three),
+        rtol=1e-8, atol=1e-8,
+    )  # fmt: skip
