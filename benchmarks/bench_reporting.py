@@ -31,8 +31,7 @@ from cnn_feature_behavior.extraction.source_models.architecture import (
     conv_layer_names,
     paper_layer_name,
 )
-from cnn_feature_behavior.pipelines.reporting import nodes
-from cnn_feature_behavior.reporting import parts
+from cnn_feature_behavior.pipelines.reporting import nodes, parts
 from cnn_feature_behavior.reporting.figures import class_counts_figure, inner_outer_distributions
 from cnn_feature_behavior.reporting.index_report import FIGURE_8
 from cnn_feature_behavior.reporting.report import figure_png

@@ -431,7 +431,7 @@ def synthetic_embedding_maps(
 
 
 def report_part_outputs(parts, inputs: dict, figure) -> list:
-    """What a report's parts (reporting/parts.py) give its writer, in their order: each text and
+    """What a report's parts (pipelines/reporting/parts.py) give its writer, in their order: each text and
     table computed from `inputs` (catalog name -> value) and from the other parts' outputs,
     `figure` for every figure, no figures for a part that returns a dict of them."""
     by_name = {part.name: part for part in parts}

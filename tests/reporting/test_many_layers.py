@@ -19,7 +19,8 @@ from builders.report_synthetic import (
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from cnn_feature_behavior.reporting import figures, parts, transfer_summary
+from cnn_feature_behavior.pipelines.reporting import parts
+from cnn_feature_behavior.reporting import figures, transfer_summary
 from cnn_feature_behavior.reporting.figures.common import MAX_FIGURE_WIDTH, set_layer_ticks
 
 LAYERS = many_layers(110)  # 110 spatial block outputs, a pooled top, the logits

@@ -17,7 +17,7 @@ from builders.report_synthetic import (
     threshold_fit,
 )
 
-from cnn_feature_behavior.reporting import parts
+from cnn_feature_behavior.pipelines.reporting import parts
 from cnn_feature_behavior.reporting.figures import new_figure
 from cnn_feature_behavior.reporting.page_check import find_chromium, page_width
 

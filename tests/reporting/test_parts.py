@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from cnn_feature_behavior.reporting import dataset_report, index_report, parts
+from cnn_feature_behavior.pipelines.reporting import parts
+from cnn_feature_behavior.reporting import dataset_report, index_report
 from cnn_feature_behavior.reporting.figures import new_figure
 
 REPORTS = {

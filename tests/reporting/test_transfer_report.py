@@ -19,9 +19,9 @@ from cnn_feature_behavior.pipelines.reporting.nodes import (
     plot_embedding_maps,
     transfer_tables,
 )
+from cnn_feature_behavior.pipelines.reporting.parts import part_named, shown_table
 from cnn_feature_behavior.reporting import figures
 from cnn_feature_behavior.reporting import transfer_summary as ts
-from cnn_feature_behavior.reporting.parts import part_named, shown_table
 from cnn_feature_behavior.reporting.report import markdown_table
 
 

@@ -1,6 +1,6 @@
 """The report of one dataset on one source model: its outline (sections in the paper's order and
 their prose), the prose drawn from the run's tables, and its figures' file names (relative to
-report.md, beside it). What each section shows is listed in `reporting.parts`."""
+report.md, beside it). What each section shows is listed in `pipelines.reporting.parts`."""
 
 from __future__ import annotations
 

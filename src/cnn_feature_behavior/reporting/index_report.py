@@ -1,7 +1,7 @@
 """The study index of one source model: its outline (every dataset run on it, its tables and
 figures across datasets, and the comparison of source models), the prose drawn from the study's
 tables, and its figures' file names (relative to index.md). What each section shows is listed
-in `reporting.parts`."""
+in `pipelines.reporting.parts`."""
 
 from __future__ import annotations
 

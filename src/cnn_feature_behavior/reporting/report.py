@@ -63,7 +63,7 @@ class Report:
 class SectionOutline:
     """A section as a report's outline gives it: its title and the prose that does not depend on
     the run (`text` may name {dataset} and {source_model}); what it shows comes from the report's
-    parts (reporting/parts.py). `when_empty` replaces the text when no part has anything to show."""
+    parts (pipelines/reporting/parts.py). `when_empty` replaces the text when no part has anything to show."""
 
     title: str
     text: str = ""

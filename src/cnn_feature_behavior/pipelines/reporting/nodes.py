@@ -1,7 +1,7 @@
 """Reporting nodes: the paper's tables, figures and prose for one dataset and across datasets.
 
 Each function here is one part of a report, listed with its inputs, its section and its file in
-`cnn_feature_behavior.reporting.parts`, which also holds the two writers that gather the parts
+`cnn_feature_behavior.pipelines.reporting.parts`, which also holds the two writers that gather the parts
 into report.md / report.html and index.md / index.html.
 """
 

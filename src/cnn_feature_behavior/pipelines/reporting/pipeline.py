@@ -1,6 +1,6 @@
 """Reporting pipeline: this run's dataset report, then the study index across every dataset run.
 
-One node per report part (cnn_feature_behavior.reporting.parts: a figure, a table or a
+One node per report part (cnn_feature_behavior.pipelines.reporting.parts: a figure, a table or a
 paragraph), then each report's writer, which gathers its parts into Markdown beside the PNG,
 CSV and Markdown files, and one self-contained HTML page.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from kedro.pipeline import Node, Pipeline, node
 
-from cnn_feature_behavior.reporting import parts
+from cnn_feature_behavior.pipelines.reporting import parts
 
 
 def _part_nodes(report_parts: tuple[parts.Part, ...]) -> list[Node]:
