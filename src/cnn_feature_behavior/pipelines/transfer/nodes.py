@@ -13,7 +13,11 @@ from cnn_feature_behavior.transfer import maps
 from cnn_feature_behavior.transfer.comparisons import RepetitionPredictions, comparisons
 from cnn_feature_behavior.transfer.evaluation import evaluate_split
 from cnn_feature_behavior.transfer.settings import FneSettings, MapSettings, TransferSettings
-from cnn_feature_behavior.transfer.splits import SPLIT_COLUMNS, TRAIN, transfer_splits
+from cnn_feature_behavior.transfer.splits import (
+    SPLIT_COLUMNS,
+    training_masks,
+    transfer_splits,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +51,14 @@ def evaluate_transfer(
     missing = [c for c in SPLIT_COLUMNS if c not in splits.columns]
     if missing:
         raise ValueError(f"transfer_splits lacks column(s) {missing}; has {list(splits.columns)}")
+    is_train = training_masks(embedding.index, splits)
     frames, predictions = [], []
     for repetition, split in splits.groupby("repetition", sort=True):
+        _log_unembedded(split, len(embedding.index), repetition)
         evaluation = evaluate_split(
             values,
             labels,
-            training_rows(embedding.index.astype(str), split, repetition),
+            is_train[int(repetition)],
             feature_manifest["layer"].astype(str).to_numpy(),
             class_names,
             settings,
@@ -97,17 +103,9 @@ def _known_layers(feature_manifest: pd.DataFrame, source_models: dict[str, Any])
     return known
 
 
-def training_rows(image_ids: pd.Index, split: pd.DataFrame, repetition: Any) -> np.ndarray:
-    """Whether each embedded image trains in this repetition; an embedded image without a split
-    is an error, a split image without an embedding row (rejected at extraction) is logged."""
-    membership = split.set_index(split["image_id"].astype(str))["split"]
-    unsplit = image_ids.difference(membership.index)
-    if len(unsplit):
-        raise ValueError(
-            f"transfer_splits repetition {repetition}: {len(unsplit)} embedded image(s) have "
-            f"no split, e.g. {unsplit[:5].tolist()}"
-        )
-    not_embedded = len(membership) - len(image_ids)
+def _log_unembedded(split: pd.DataFrame, n_embedded: int, repetition: Any) -> None:
+    """A split image without an embedding row was rejected at extraction: said, then left out."""
+    not_embedded = len(split) - n_embedded
     if not_embedded:
         logger.info(
             "transfer repetition %s: %d split image(s) have no embedding row (rejected at "
@@ -115,7 +113,6 @@ def training_rows(image_ids: pd.Index, split: pd.DataFrame, repetition: Any) -> 
             repetition,
             not_embedded,
         )
-    return (membership.reindex(image_ids) == TRAIN).to_numpy()
 
 
 def with_run_columns(
