@@ -97,11 +97,6 @@ RAW, ROOT, ROOT_RAW = "raw", "root", "root+raw"
 EIGEN_CUTOFF = 1e-10
 # The row space pays where the training images are at most this share of the features.
 ROW_SPACE_SHARE = 0.5
-# Designs up to this many columns choose C with converged fits (`tol`): their iterations are
-# cheap, and fits stopped at selection_tol ranked large C values by where lbfgs stopped (on the
-# real Caltech-101 conv1_2, 64 features, they chose C = 1,000 where converged fits chose 100:
-# 0.013 lower on the test images).
-CONVERGED_SELECTION_WIDTH = 1024
 
 
 @dataclass
@@ -537,12 +532,11 @@ def _choose_logistic_c(
     similar embedding's choice; None: the grid's middle), each fold's fits warm-started from its
     previous C's; `start_weights`: the folds' mean weights at that C, where the refit starts."""
     start = time.perf_counter()
+    relative_tol = settings.logistic_regression.selection_relative_tol
     probes = [
-        _Probe(fold.values, fold.labels, settings, estimator=estimator) for fold in data.folds
+        _Probe(fold.values, fold.labels, settings, estimator, relative_tol) for fold in data.folds
     ]
     for probe, fold in zip(probes, data.folds, strict=True):
-        if probe.design.shape[1] > CONVERGED_SELECTION_WIDTH:
-            probe.model.set_params(tol=settings.logistic_regression.selection_tol)
         if fold.start is not None:
             probe.start_from(*fold.start)
     states: dict[float, list[tuple[np.ndarray, np.ndarray]]] = {}

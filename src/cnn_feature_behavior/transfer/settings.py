@@ -173,9 +173,10 @@ class LogisticRegressionSettings:
     c_grid: tuple[float, ...] = DEFAULT_LOGISTIC_C_GRID
     max_iter: int = 3000
     tol: float = 1e-6
-    # The held-out fits that choose C on wide designs (over CONVERGED_SELECTION_WIDTH columns)
-    # stop earlier: they rank the C values, the refit is the result (converged, `tol`).
-    selection_tol: float = 1e-4
+    # The folds' fits that choose C also stop once their weights are within this share of
+    # the optimum's (as `relative_tol`, the refit's): a stop that tightens with C, where an
+    # absolute tolerance left the large C values' fits where their warm start put them.
+    selection_relative_tol: float = 0.05
     # The refit also stops once its weights are within this share of the optimum's (2-norm;
     # multinomial.MultinomialLoss.close_enough); 0: at `tol` only.
     relative_tol: float = 0.01
