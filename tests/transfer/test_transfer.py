@@ -3,6 +3,7 @@ data, no test information in anything fitted, and the pipeline through Kedro's r
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 
 import numpy as np
@@ -752,16 +753,18 @@ def test_no_discriminant_fold_sees_its_held_out_rows(monkeypatch):
     original, original_system = scheduling.score_fold, scheduling.closed_form_system
 
     def run(matrix):
-        seen, part = [], {}
+        # Per thread: the systems of small jobs are scored several at once.
+        seen, part = [], threading.local()
 
-        def system_of(solver, job, of_part, *args):
-            part["held"] = tuple(of_part.scored_rows)  # which fold (or the training split)
-            return original_system(solver, job, of_part, *args)
+        def system_of(solver, job, of_part, values, *args):
+            # which fold (or the training split), row and values
+            part.held, part.job = tuple(of_part.scored_rows), (job.key(), values)
+            return original_system(solver, job, of_part, values, *args)
 
         def recording(solver, fold, grid):
             system = fold.system
             seen.append(
-                (part["held"], system.data.n_images, fold.held_values.shape[0],
+                (part.held, system.data.n_images, fold.held_values.shape[0], repr(part.job),
                  system.means.copy(), system.covariance(0.5))
             )  # fmt: skip
             return original(solver, fold, grid)
@@ -769,12 +772,12 @@ def test_no_discriminant_fold_sees_its_held_out_rows(monkeypatch):
         monkeypatch.setattr(scheduling, "closed_form_system", system_of)
         monkeypatch.setattr(scheduling, "score_fold", recording)
         evaluation = evaluate_split(matrix, labels, is_train, layers, names, settings)
-        return evaluation, seen
+        return evaluation, sorted(seen, key=lambda call: (call[0], call[3]))
 
     first, seen = run(values)
     folds = first.fitted["folds"]
     sizes = {(fit.size, held.size) for fit, held in folds}
-    assert {(n_images, held) for _, n_images, held, _, _ in seen} == sizes
+    assert {(n_images, held) for _, n_images, held, *_ in seen} == sizes
     fit, held = folds[0]
     train_rows = np.flatnonzero(is_train)
     first_fold, next_fold = (tuple(train_rows[held]) for _, held in folds[:2])
@@ -783,7 +786,7 @@ def test_no_discriminant_fold_sees_its_held_out_rows(monkeypatch):
         np.random.default_rng(4).standard_normal((held.size, values.shape[1])) * 4 + 1
     )
     second, seen_again = run(changed)
-    assert [call[:3] for call in seen_again] == [call[:3] for call in seen]
+    assert [call[:4] for call in seen_again] == [call[:4] for call in seen]
     compared = 0
     for (fold, *_, means, covariance), (*_, again, covariance_again) in zip(seen, seen_again):
         if fold == first_fold:
@@ -793,7 +796,7 @@ def test_no_discriminant_fold_sees_its_held_out_rows(monkeypatch):
     assert compared >= 10
     # ... while the next fold, whose training part holds those images, sees them.
     assert any(
-        not np.array_equal(a[3], b[3]) for a, b in zip(seen, seen_again) if a[0] == next_fold
+        not np.array_equal(a[4], b[4]) for a, b in zip(seen, seen_again) if a[0] == next_fold
     )
 
 

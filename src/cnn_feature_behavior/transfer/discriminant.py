@@ -56,9 +56,9 @@ import numpy as np
 from scipy.linalg import LinAlgError, cho_factor, cho_solve
 from scipy.linalg.blas import dgemm, ssyrk
 from scipy.special import logsumexp
-from threadpoolctl import threadpool_limits
 
 from cnn_feature_behavior.transfer import ridge
+from cnn_feature_behavior.transfer.blas import blas_threads
 
 # Values that are all integers of at most this magnitude (the FNE's) have their products summed
 # in float32, exactly.
@@ -100,7 +100,7 @@ def exact_products(
         raise ValueError(f"{len(values)} images: float32 sums of their products are not exact")
     gram = np.zeros((n_features, n_features), np.float32, order="F")
     sums = np.zeros((n_features, indicators.shape[1]), np.float32)
-    with threadpool_limits(limits=threads):
+    with blas_threads(threads):
         for start in range(0, len(values), ridge.GRAM_ROW_BLOCK):
             block = np.asarray(values[start : start + ridge.GRAM_ROW_BLOCK], np.float32)
             gram = ssyrk(1.0, block.T, beta=1.0, c=gram, trans=0, lower=1, overwrite_c=1)
@@ -155,7 +155,7 @@ class DiscriminantData:
         elif centre is None:
             centre = values.mean(axis=0, dtype=np.float64)
         gram, sums = _products(values, centre, indicators, threads)
-        with threadpool_limits(limits=threads):
+        with blas_threads(threads):
             _add_class_outer(gram, sums, counts, -1.0)
         return cls(gram, sums, counts, centre, classes, values, np.asarray(labels), threads)
 
@@ -178,7 +178,7 @@ class DiscriminantData:
         sums = self.class_sums - held_sums
         scatter = held_gram  # reused as the fold's scatter: no third d x d matrix
         np.subtract(self.scatter, held_gram, out=scatter)
-        with threadpool_limits(limits=self.threads):
+        with blas_threads(self.threads):
             _add_class_outer(scatter, self.class_sums, self.counts, +1.0)
             _add_class_outer(scatter, sums, counts, -1.0)
         return DiscriminantData(
@@ -288,7 +288,7 @@ class DiscriminantSystem:
         1 / λ times the largest eigenvalue over the mean one)."""
         covariance = self.covariance(shrinkage).astype(dtype, order="F", copy=False)
         threads = self.data.threads if self.n_features >= ridge.THREADED_SYSTEM else 1
-        with threadpool_limits(limits=threads):
+        with blas_threads(threads):
             try:
                 factor = cho_factor(covariance, lower=True, overwrite_a=True, check_finite=False)
             except LinAlgError as error:

@@ -115,6 +115,11 @@ class RidgeData:
         return self._products
 
 
+def primal(n_features: int, n_images: int) -> bool:
+    """Whether a system is solved on its features' Gram matrix (else on its images')."""
+    return n_features <= DUAL_SHARE * n_images
+
+
 class RidgeSystem:
     """The normal equations of one embedding (columns of a RidgeData), solved for any C."""
 
@@ -122,7 +127,7 @@ class RidgeSystem:
         self.data = data
         self.columns = columns
         n_features = data.values.shape[1] if columns is None else columns.size
-        self.primal = n_features <= DUAL_SHARE * data.n_images
+        self.primal = primal(n_features, data.n_images)
         self._eigen: tuple[np.ndarray, np.ndarray] | None = None
         if self.primal:
             gram = data.gram()

@@ -15,17 +15,20 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
+from cnn_feature_behavior.transfer import ridge
 from cnn_feature_behavior.transfer.blas import blas_threads
 from cnn_feature_behavior.transfer.classifier import (
     CLOSED_FORM,
+    ROOT_RAW,
     FitResult,
     better_choice,
     choose_from_scores,
@@ -45,7 +48,8 @@ from cnn_feature_behavior.transfer.jobs import (
     probe_data,
     refit_data,
 )
-from cnn_feature_behavior.transfer.settings import TransferSettings
+from cnn_feature_behavior.transfer.ridge import THREADED_SYSTEM
+from cnn_feature_behavior.transfer.settings import RIDGE, TransferSettings
 
 
 def fit_jobs(
@@ -89,7 +93,8 @@ def _fit_closed_form_jobs(
     the grid, in each of the values its folds choose between (`representations`), while the
     fold's Gram matrix is held (1.2 GB at 12,416 features), then (freed) the next fold's; then
     each job's strength and values, and the refits on the training split's Gram matrix.
-    Products and large factorisations run on `workers` BLAS threads."""
+    Systems of fewer than THREADED_SYSTEM features are solved `workers` at once on one BLAS
+    thread each (`_each_job`), larger ones one after the other on `workers` threads."""
     if not jobs:
         return {}
     classes, grid = np.unique(train.labels), closed_form_grid(solver, settings)
@@ -99,31 +104,70 @@ def _fit_closed_form_jobs(
     }
     scores: dict[tuple, list] = {(key, r): [] for key in jobs for r in candidates[key]}
     seconds = dict.fromkeys(jobs, 0.0)
-    with blas_threads(1):
-        for part in folds:
-            for key, job in jobs.items():
-                start = time.perf_counter()
-                for values in candidates[key]:
-                    system = closed_form_system(solver, job, part, values, classes, workers)
-                    fold = fold_data(job, part, train, system, representation=values)
-                    scores[(key, values)].append(score_fold(solver, fold, grid))
-                seconds[key] += time.perf_counter() - start
-            del system, fold
-            part.release(kind)  # its matrices and Gram matrix, before the next fold's
-        held_labels = np.concatenate([part.scored_labels for part in folds])
-        fitted = {}
-        for key, job in jobs.items():
-            choices = [
-                replace(choose_from_scores(solver, grid, scores[(key, r)], held_labels),
-                        representation=r)
-                for r in candidates[key]
-            ]  # fmt: skip
-            choice = replace(better_choice(choices), selection_seconds=seconds[key])
-            values = choice.representation
-            system = closed_form_system(solver, job, train, values, classes, workers)
-            data = refit_data(job, train, system, values)
-            fitted[key] = _kept(refit(choice, data, settings), keep_maps)
-        return fitted
+
+    def score(part: Part, key: tuple, threads: int) -> tuple[tuple, dict, float]:
+        start, job, scored = time.perf_counter(), jobs[key], {}
+        for values in candidates[key]:
+            system = closed_form_system(solver, job, part, values, classes, threads)
+            fold = fold_data(job, part, train, system, representation=values)
+            scored[values] = score_fold(solver, fold, grid)
+        return key, scored, time.perf_counter() - start
+
+    for part in folds:
+        _shared_statistics(solver, kind, part, jobs, candidates, classes, workers)
+        for key, scored, spent in _each_job(jobs, partial(score, part), workers):
+            for values, fold_scores in scored.items():
+                scores[(key, values)].append(fold_scores)
+            seconds[key] += spent
+        part.release(kind)  # its matrices and Gram matrix, before the next fold's
+    held_labels = np.concatenate([part.scored_labels for part in folds])
+
+    def fit(key: tuple, threads: int) -> tuple[tuple, FitResult]:
+        choices = [
+            replace(choose_from_scores(solver, grid, scores[(key, r)], held_labels),
+                    representation=r)
+            for r in candidates[key]
+        ]  # fmt: skip
+        choice = replace(better_choice(choices), selection_seconds=seconds[key])
+        values = choice.representation
+        system = closed_form_system(solver, jobs[key], train, values, classes, threads)
+        data = refit_data(jobs[key], train, system, values)
+        return key, _kept(refit(choice, data, settings), keep_maps)
+
+    _shared_statistics(solver, kind, train, jobs, candidates, classes, workers)
+    return dict(_each_job(jobs, fit, workers))
+
+
+def _shared_statistics(
+    solver: str,
+    kind: str,
+    part: Part,
+    jobs: dict[tuple, Job],
+    candidates: dict[tuple, tuple[str, ...]],
+    classes: np.ndarray,
+    workers: int,
+) -> None:
+    """A part's Gram matrices that the jobs share (one per kind and values), made before the
+    threads read them, each on `workers` BLAS threads."""
+    if solver == RIDGE:
+        data = part.ridge_data(kind, classes, workers)
+        if any(ridge.primal(job.n_features(), data.n_images) for job in jobs.values()):
+            data.gram()
+        return
+    for values in {r for chosen in candidates.values() for r in chosen} - {ROOT_RAW}:
+        part.discriminant_data(kind, values, classes, workers)
+
+
+def _each_job(jobs: dict[tuple, Job], task: Callable, workers: int) -> list:
+    """`task(key, threads)` of every job: those of fewer than THREADED_SYSTEM features (each
+    key's columns, twice with the roots and raw values side by side) `workers` at once on one
+    BLAS thread each (one system's solve at a time left one of the two cores idle: 859 s of
+    CPU in 740 s on the real Caltech-101), then the larger ones in turn on `workers` threads."""
+    small = [key for key, job in jobs.items() if job.n_features() < THREADED_SYSTEM]
+    large = [key for key in jobs if key not in set(small)]
+    with blas_threads(1), ThreadPoolExecutor(max_workers=workers) as pool:
+        done = list(pool.map(lambda key: task(key, 1), small))
+    return done + [task(key, workers) for key in large]
 
 
 def _fit_iterative_jobs(
