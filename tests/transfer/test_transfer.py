@@ -440,7 +440,7 @@ def test_no_fold_sees_its_held_out_rows(monkeypatch):
     monkeypatch.setattr(classifier, "_choose_logistic_c", recording)
     first = evaluate_split(values, labels, is_train, layers, names, SETTINGS)
     folds, train_rows = first.fitted["folds"], np.flatnonzero(is_train)
-    assert len(folds) == 5
+    assert len(folds) == SETTINGS.c_selection.folds == 3
     for (fit, held), mean in zip(folds, first.fitted["fold_means"]):
         assert np.intersect1d(fit, held).size == 0 and fit.size + held.size == train_rows.size
         expected = values[train_rows[fit]].astype(np.float64).mean(axis=0)
@@ -574,7 +574,7 @@ def test_a_kinds_gram_matrices_are_freed_before_the_next_ones_are_made(monkeypat
         {"repetitions": 1, "seed": 3},
     )
     evaluate(planted()[1], settings)
-    assert len(alive_when_made) == 2 * (5 + 1)  # two kinds, five folds and the training split
+    assert len(alive_when_made) == 2 * (3 + 1)  # two kinds, three folds and the training split
     assert set(alive_when_made) == {0}
 
 
@@ -684,8 +684,9 @@ def test_each_curve_searches_c_from_its_previous_sizes_choice(monkeypatch):
         assert [start for _, start, _ in curve] == [None, curve[0][2], curve[1][2]]
     # ... and each fold's first fit from the same fold's weights at the previous size, moved to
     # this size's columns.
-    assert starts[3] == [None] * 5
-    assert starts[4] == [(12, N_CLASSES)] * 5 and starts[5] == [(30, N_CLASSES)] * 5
+    folds = settings.c_selection.folds
+    assert starts[3] == [None] * folds
+    assert starts[4] == [(12, N_CLASSES)] * folds and starts[5] == [(30, N_CLASSES)] * folds
 
 
 def test_results_do_not_depend_on_the_number_of_workers():

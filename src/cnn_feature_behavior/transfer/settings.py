@@ -112,7 +112,7 @@ class CSelectionSettings:
     (`folds` folds drawn with their own `seed` and the repetition); the grid extends tenfold
     past an edge up to `widen` times."""
 
-    folds: int = 5
+    folds: int = 3
     seed: int = 2018
     widen: int = 3
 
