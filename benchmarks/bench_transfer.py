@@ -6,6 +6,8 @@ converged, tuned logistic regression, and the stability of the rows over fold se
     python benchmarks/bench_transfer.py --only caltech101_real --no-reference
     python benchmarks/bench_transfer.py --only caltech101_real --force-scale-path
     python benchmarks/bench_transfer.py --only caltech101_real --reference-cache ref.csv  # fit once
+    python benchmarks/bench_transfer.py --only caltech101_real --reference-folds 5 \
+        --reference-cache ref.csv   # the reference tuned on 5 folds, the evaluation on its own
     python benchmarks/bench_transfer.py --only caltech101_real --force-scale-path \
         --scale-path-reference /work/sp-cache/reference   # bench_scale_path.py's cached rows
     python benchmarks/bench_transfer.py --only small --c-stability   # 3 fold seeds (3x time)
@@ -178,7 +180,7 @@ def reference_settings(default: TransferSettings) -> TransferSettings:
         logistic_regression=replace(
             default.logistic_regression,
             tol=1e-6,
-            selection_tol=1e-6,
+            selection_relative_tol=0.0,
             relative_tol=0.0,
             max_iter=5000,
         ),
@@ -352,7 +354,11 @@ def report_evaluation(evaluation, wall: float, peak_gib: float) -> None:
 def cached_reference(args, scale: str, settings, inputs, workers: int) -> pd.DataFrame:
     """The reference's rows, from --reference-cache where it holds this scale's under the same
     folds, draws and limit (the classifier timed does not change them), else fitted (and
-    stored there)."""
+    stored there). --reference-folds: the reference's C chosen on that many folds (same seed)
+    instead of the evaluation's count."""
+    if args.reference_folds:
+        folds = replace(settings.c_selection, folds=args.reference_folds)
+        settings = replace(settings, c_selection=folds)
     key = (
         f"{scale} folds={settings.c_selection.folds} seed={settings.c_selection.seed} "
         f"draws={settings.random_draws} rankings={','.join(settings.rankings)} "
@@ -456,6 +462,12 @@ def main() -> None:
         help="a CSV file: the reference's rows read from it where it exists, else written to it",
     )
     parser.add_argument(
+        "--reference-folds",
+        type=int,
+        default=None,
+        help="the reference's C on this many folds (default: the evaluation's c_selection.folds)",
+    )
+    parser.add_argument(
         "--scale-path-reference",
         default=None,
         help="caltech101_real only: bench_scale_path.py's --cache folder as the reference",
@@ -491,6 +503,7 @@ def main() -> None:
         command = [sys.executable, __file__, "--only", scale]
         command += [] if args.reference else ["--no-reference"]
         command += ["--reference-limit", str(args.reference_limit)]
+        command += ["--reference-folds", str(args.reference_folds)] if args.reference_folds else []
         command += ["--rankings", *args.rankings] if args.rankings else []
         command += ["--force-scale-path"] if args.force_scale_path else []
         command += ["--c-stability"] if args.c_stability else []
