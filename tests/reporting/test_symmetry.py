@@ -115,3 +115,23 @@ def test_transfer_side_by_side_has_one_column_per_source_model():
         ["wood", "block6a_project_bn: 0.800", "n/a"],
     ]
     assert study.transfer_side_by_side(across[across["dataset"] == "digits"]).empty
+
+
+def test_transfer_side_by_side_names_the_classifiers_where_a_dataset_row_mixes_them():
+    # auto chooses the classifier from each run's size: two source models of one dataset can be
+    # fitted by different ones, and a row setting their accuracies side by side would compare
+    # classifiers as much as models.
+    across = pd.DataFrame(
+        {
+            "dataset": ["digits", "digits", "wood", "wood"],
+            "source_model": ["lite0", "vgg16", "lite0", "vgg16"],
+            "solver": ["logistic_regression"] * 3 + ["discriminant"],
+            "best_layer": ["a", "fc7", "b", "conv5_1"],
+            "best_layer_mean_per_class_accuracy": [0.7, 0.9, 0.8, 0.85],
+        }
+    )
+    table = study.transfer_side_by_side(across)
+    assert table.values.tolist() == [
+        ["digits", "a: 0.700", "fc7: 0.900"],
+        ["wood", "b: 0.800 (logistic_regression)", "conv5_1: 0.850 (discriminant)"],
+    ]

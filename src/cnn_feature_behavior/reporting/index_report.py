@@ -117,7 +117,8 @@ def transfer_text(side_by_side: pd.DataFrame) -> str:
     """What the transfer tables compare; the side-by-side table is there from two models on."""
     compared = (
         " The first table puts the source models side by side: each one's best single layer "
-        "and its mean per-class accuracy."
+        "and its mean per-class accuracy (with its classifier in brackets where a dataset's "
+        "models were fitted by different classifiers: then the row compares classifiers too)."
         if len(side_by_side)
         else ""
     )

@@ -88,17 +88,24 @@ def compared_by_model(
 
 def transfer_side_by_side(study_transfer: pd.DataFrame) -> pd.DataFrame:
     """The cross-model transfer table with one row per dataset and one column per source model
-    ("best layer: mean per-class accuracy"); empty unless two source models or more have
-    transfer results."""
+    ("best layer: mean per-class accuracy", with the classifier in brackets where a dataset's
+    models were fitted by different ones: auto chooses it from each run's size); empty unless
+    two source models or more have transfer results."""
     models = sorted(set(study_transfer["source_model"]))
     if len(models) < 2:
         return pd.DataFrame()
+    solvers = study_transfer.get("solver", pd.Series("", index=study_transfer.index))
+    mixed = solvers.groupby(study_transfer["dataset"]).transform("nunique") > 1
     cells = study_transfer.assign(
         cell=[
-            f"{layer}: {accuracy:.3f}" if layer and pd.notna(accuracy) else "n/a"
-            for layer, accuracy in zip(
+            (f"{layer}: {accuracy:.3f}" + (f" ({solver})" if mixes else ""))
+            if layer and pd.notna(accuracy)
+            else "n/a"
+            for layer, accuracy, solver, mixes in zip(
                 study_transfer["best_layer"],
                 study_transfer["best_layer_mean_per_class_accuracy"],
+                solvers,
+                mixed,
             )
         ]
     )
