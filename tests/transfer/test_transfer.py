@@ -860,6 +860,12 @@ def test_bad_discriminant_settings_are_named():
         TransferSettings.from_params({"discriminant": {"root_raw_max_features": -1}})
 
 
+def test_bad_logistic_regression_tolerances_are_named():
+    for key, value in (("tol", 0.0), ("relative_tol", -0.01), ("selection_relative_tol", 1.5)):
+        with pytest.raises(ValueError, match=f"transfer.logistic_regression.{key}"):
+            TransferSettings.from_params({"logistic_regression": {key: value}})
+
+
 def test_folds_score_each_c_near_its_converged_held_out_loss():
     # Stopped at an absolute gradient tolerance (1e-4), a wide design's fold fits at large C
     # stayed near where the previous C's fit left them (their held-out loss here 0.005 off the
