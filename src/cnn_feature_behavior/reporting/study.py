@@ -96,16 +96,14 @@ def transfer_side_by_side(study_transfer: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     solvers = study_transfer.get("solver", pd.Series("", index=study_transfer.index))
     mixed = solvers.groupby(study_transfer["dataset"]).transform("nunique") > 1
+    named = (" (" + solvers.astype(str) + ")").where(mixed, "")
     cells = study_transfer.assign(
         cell=[
-            (f"{layer}: {accuracy:.3f}" + (f" ({solver})" if mixes else ""))
-            if layer and pd.notna(accuracy)
-            else "n/a"
-            for layer, accuracy, solver, mixes in zip(
+            f"{layer}: {accuracy:.3f}{solver}" if layer and pd.notna(accuracy) else "n/a"
+            for layer, accuracy, solver in zip(
                 study_transfer["best_layer"],
                 study_transfer["best_layer_mean_per_class_accuracy"],
-                solvers,
-                mixed,
+                named,
             )
         ]
     )

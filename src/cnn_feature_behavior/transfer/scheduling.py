@@ -164,7 +164,7 @@ def _each_job(jobs: dict[tuple, Job], task: Callable, workers: int) -> list:
     BLAS thread each (one system's solve at a time left one of the two cores idle: 859 s of
     CPU in 740 s on the real Caltech-101), then the larger ones in turn on `workers` threads."""
     small = [key for key, job in jobs.items() if job.n_features() < THREADED_SYSTEM]
-    large = [key for key in jobs if key not in set(small)]
+    large = [key for key, job in jobs.items() if job.n_features() >= THREADED_SYSTEM]
     with blas_threads(1), ThreadPoolExecutor(max_workers=workers) as pool:
         done = list(pool.map(lambda key: task(key, 1), small))
     return done + [task(key, workers) for key in large]

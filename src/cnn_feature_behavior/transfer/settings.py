@@ -189,15 +189,22 @@ class LogisticRegressionSettings:
         object.__setattr__(self, "c_grid", c_grid(self.c_grid))
         object.__setattr__(self, "budget", float(self.budget))
         _check_grid("logistic_regression", self.c_grid)
-        for name in ("tol", "relative_tol", "selection_relative_tol"):
+        # tol 0 would never stop; the relative stops are shares of the weights' norm (0: off).
+        for name, zero_allowed in (
+            ("tol", False),
+            ("relative_tol", True),
+            ("selection_relative_tol", True),
+        ):
             value = getattr(self, name)
-            number = isinstance(value, Real) and not isinstance(value, bool)
-            # tol 0 would never stop; the relative stops are shares of the weights' norm.
-            low = number and (0.0 < value if name == "tol" else 0.0 <= value)
-            if not (low and value < 1.0):
+            if isinstance(value, bool) or not isinstance(value, Real):
+                inside = False
+            else:
+                inside = (0.0 <= value if zero_allowed else 0.0 < value) and value < 1.0
+            if not inside:
+                interval = "[0, 1)" if zero_allowed else "(0, 1)"
                 raise ValueError(
-                    f"transfer.logistic_regression.{name} must be a number in "
-                    f"{'(0' if name == 'tol' else '[0'}, 1), got {value!r}"
+                    f"transfer.logistic_regression.{name} must be a number in {interval}, "
+                    f"got {value!r}"
                 )
 
 
