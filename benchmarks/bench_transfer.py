@@ -337,9 +337,41 @@ def bench_settings(args) -> TransferSettings:
         settings = replace(settings, classifier=SCALE_PATH)
     if args.folds:
         settings = replace(settings, c_selection=replace(settings.c_selection, folds=args.folds))
+    if args.repeats:
+        repeated = replace(settings.c_selection, repeats=args.repeats)
+        settings = replace(settings, c_selection=repeated)
     if args.draws:
         settings = replace(settings, random_draws=args.draws)
+    if args.walk_min_features:
+        discriminant = replace(settings.discriminant, walk_min_features=args.walk_min_features)
+        settings = replace(settings, discriminant=discriminant)
     return settings
+
+
+def walk_check(values, labels, is_train, layers, settings, first: pd.DataFrame) -> None:
+    """The discriminant's walked rows against the same evaluation scoring the whole shrinkage
+    grid on every row: the rows whose shrinkage differs and the largest move of a row's test
+    mean per-class accuracy."""
+    grid_only = replace(settings.discriminant, walk_min_features=10**9)
+    again, wall = timed_evaluation(
+        values, labels, is_train, layers, replace(settings, discriminant=grid_only)
+    )
+    both = first[[*ROW, "n_features", "shrinkage", "mean_per_class_accuracy"]].assign(
+        grid_shrinkage=again.results["shrinkage"].to_numpy(),
+        grid_accuracy=again.results["mean_per_class_accuracy"].to_numpy(),
+    )
+    own = settings.discriminant
+    one_kind = (both["embedding"] == "fne") | (both["n_features"] > own.root_raw_max_features)
+    walked = (both["n_features"] >= own.walk_min_features) & one_kind
+    both["move"] = (both["mean_per_class_accuracy"] - both["grid_accuracy"]).abs()
+    differ = both[both["shrinkage"] != both["grid_shrinkage"]]
+    with pd.option_context("display.width", 250, "display.max_rows", 300):
+        print(f"walked against the whole grid ({wall:.0f} s): {len(differ)} of {int(walked.sum())} "
+              f"walked rows chose another shrinkage\n{differ.round(4).to_string(index=False)}")  # fmt: skip
+    print(
+        f"WALK rows={int(walked.sum())} differ={len(differ)} "
+        f"max_move={float(both['move'].max()):.4f}"
+    )
 
 
 def report_evaluation(evaluation, wall: float, peak_gib: float) -> None:
@@ -449,6 +481,8 @@ def run_one(scale: str, args) -> None:
             print(f"the reference fitted no row (--reference-limit {args.reference_limit:g})")
     else:
         print("reference not run (--no-reference)")
+    if args.walk_check:
+        walk_check(values, labels, is_train, layers, settings, evaluation.results)
     stability = float("nan")
     if args.c_stability:
         stability = c_stability(values, labels, is_train, layers, settings, evaluation.results)
@@ -489,10 +523,22 @@ def main() -> None:
     )
     parser.add_argument("--folds", type=int, default=None, help="c_selection.folds")
     parser.add_argument("--draws", type=int, default=None, help="random_draws")
+    parser.add_argument("--repeats", type=int, default=None, help="c_selection.repeats")
     parser.add_argument(
         "--c-stability",
         action="store_true",
         help="rerun with two more fold seeds: c_stability, the largest move of a row (3x time)",
+    )
+    parser.add_argument(
+        "--walk-min-features",
+        type=int,
+        default=None,
+        help="transfer.discriminant.walk_min_features (rows this wide walk the shrinkage grid)",
+    )
+    parser.add_argument(
+        "--walk-check",
+        action="store_true",
+        help="rerun scoring the whole shrinkage grid on every row: the walk's error (2x time)",
     )
     parser.add_argument(
         "--rankings",

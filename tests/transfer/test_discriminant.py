@@ -171,3 +171,97 @@ def test_three_valued_values_sum_exactly_in_float32(monkeypatch):
         decision(fold.system().fit(0.1), three), reference.decision_function(three),
         rtol=1e-8, atol=1e-8,
     )  # fmt: skip
+
+
+def test_a_kept_block_and_a_compact_copy_give_the_same_covariance():
+    # `keep` reuses one rescaled block of the scatter between shrinkage values; `compact`
+    # rounds the scatter to float32 (as the float32 fits that rank shrinkage values do).
+    values, labels = dataset(200, 12, 3)
+    data = DiscriminantData.of(values, labels, np.arange(3))
+    columns, scale = np.array([0, 2, 5, 11]), np.linspace(0.5, 2.0, 12)
+    fresh = data.system(columns, scale)
+    kept = data.system(columns, scale, keep=True)
+    for shrinkage in (1e-3, 0.4, 1.0):
+        np.testing.assert_allclose(kept.covariance(shrinkage), fresh.covariance(shrinkage),
+                                   rtol=1e-13)  # fmt: skip
+    assert kept.scatter_block() is kept.scatter_block()
+    assert fresh.scatter_block() is not fresh.scatter_block()
+    # The whole unscaled scatter is the data's own matrix, never written.
+    whole = data.system()
+    before = data.scatter.copy()
+    assert whole.scatter_block() is data.scatter
+    whole.fit(0.2)
+    np.testing.assert_array_equal(data.scatter, before)
+    compact = data.compact()
+    assert compact.scatter.dtype == np.float32 and compact.values.shape[0] == 0
+    np.testing.assert_allclose(
+        compact.system(columns, scale).covariance(0.1, np.float32),
+        fresh.covariance(0.1), rtol=1e-5,
+    )  # fmt: skip
+    reference = scikit_learns(values[:, columns] * scale[columns], labels, 0.1)
+    model = compact.system(columns, scale).fit(0.1)
+    np.testing.assert_allclose(
+        decision(model, values[:, columns]),
+        reference.decision_function(values[:, columns] * scale[columns]),
+        rtol=1e-4, atol=1e-4,
+    )  # fmt: skip
+
+
+def _folds_of(values, labels, n_classes, n_folds=3):
+    data = DiscriminantData.of(values, labels, np.arange(n_classes))
+    folds = []
+    for fold in range(n_folds):
+        held = np.arange(fold, len(labels), n_folds)
+        folds.append((data.without(held).system(keep=True), values[held], labels[held]))
+    return folds
+
+
+def test_a_walk_over_the_shrinkage_grid_finds_the_exhaustive_choice_scoring_fewer_values():
+    from cnn_feature_behavior.transfer.classifier import (
+        FoldScores,
+        choose_from_scores,
+        score_discriminant,
+        walk_shrinkage,
+    )
+
+    values, labels = dataset(300, 40, 4, seed=3)
+    folds = _folds_of(values, labels, 4)
+    grid = (1e-4, 1e-3, 1e-2, 0.1, 0.3, 0.6, 1.0)
+    every = [
+        FoldScores(*zip(*[score_discriminant(*fold, value) for value in grid])) for fold in folds
+    ]
+    every = [FoldScores(np.array(f.losses), f.predictions) for f in every]
+    exhaustive = choose_from_scores("discriminant", grid, every, labels[np.concatenate(
+        [np.arange(f, 300, 3) for f in range(3)])])  # fmt: skip
+    for start in (None, 1e-4, 1.0):
+        walked = walk_shrinkage(folds, grid, start)
+        assert walked.shrinkage == exhaustive.shrinkage
+        assert walked.cv_accuracy == exhaustive.cv_accuracy
+        assert walked.cv_loss == pytest.approx(exhaustive.cv_loss)
+        assert set(walked.cv_losses) < set(grid)  # fewer values than the grid
+
+
+def test_a_walk_scores_its_start_and_both_neighbours_then_moves_while_it_improves(monkeypatch):
+    from cnn_feature_behavior.transfer import classifier
+
+    labels = np.zeros(4, int)
+    # The pooled accuracy at each value of the grid: a local best at 0.01, the best at 1.0.
+    accuracy = {1e-4: 0.25, 1e-3: 0.5, 1e-2: 0.75, 0.1: 0.5, 0.4: 0.5, 1.0: 1.0}
+    asked = []
+
+    def fake(system, held_values, held_labels, shrinkage):
+        asked.append(shrinkage)
+        right = int(round(accuracy[shrinkage] * 4))
+        return 1.0 - shrinkage, np.array([0] * right + [1] * (4 - right))[: len(held_labels)]
+
+    monkeypatch.setattr(classifier, "score_discriminant", fake)
+    grid = tuple(accuracy)
+    fold = (None, None, labels)
+    choice = classifier.walk_shrinkage([fold], grid, start=0.1)
+    # From 0.1: 0.01 (better) and 0.4 (tied), then 1e-3 (worse): it stops at the local best.
+    assert choice.shrinkage == 0.01 and sorted(set(asked)) == [1e-3, 1e-2, 0.1, 0.4]
+    assert not choice.c_at_grid_edge
+    asked.clear()
+    choice = classifier.walk_shrinkage([fold], grid, start=0.4)
+    assert choice.shrinkage == 1.0 and choice.c_at_grid_edge
+    assert sorted(set(asked)) == [0.1, 0.4, 1.0]

@@ -757,10 +757,10 @@ def test_no_discriminant_fold_sees_its_held_out_rows(monkeypatch):
         # Per thread: the systems of small jobs are scored several at once.
         seen, part = [], threading.local()
 
-        def system_of(solver, job, of_part, values, *args):
+        def system_of(solver, job, of_part, values, *args, **kwargs):
             # which fold (or the training split), row and values
             part.held, part.job = tuple(of_part.scored_rows), (job.key(), values)
-            return original_system(solver, job, of_part, values, *args)
+            return original_system(solver, job, of_part, values, *args, **kwargs)
 
         def recording(solver, fold, grid):
             system = fold.system
@@ -903,3 +903,120 @@ def test_folds_score_each_c_near_its_converged_held_out_loss():
         chosen = fit_probe(data, "logistic_regression", settings, start_c)
         for c, loss in chosen.cv_losses.items():
             assert loss == pytest.approx(converged_loss(c), abs=0.003), (start_c, c)
+
+
+def test_walked_rows_score_fewer_shrinkage_values_and_no_fold_sees_its_held_out_rows(monkeypatch):
+    # Rows of walk_min_features features or more walk the shrinkage grid on every fold's kept
+    # (float32) statistics: fewer fits than the whole grid, and each fold's system is its
+    # training part's alone (changing the first fold's held-out images changes nothing it fits).
+    from cnn_feature_behavior.transfer import classifier, scheduling
+
+    values, labels, is_train, layers = planted()
+    names = [f"class{k}" for k in range(N_CLASSES)]
+    discriminant = replace(SETTINGS.discriminant, walk_min_features=30, root_raw_max_features=0)
+    settings = replace(SETTINGS, classifier="discriminant", discriminant=discriminant)
+    original = scheduling.walk_shrinkage
+
+    def run(matrix):
+        walks, fits, walked_fits = [], [], []
+
+        def recording(folds, grid, start=None):
+            walks.append([(system.data.n_images, len(held), system.means.copy(),
+                           system.covariance(0.5)) for system, held, _ in folds])  # fmt: skip
+            before = len(fits)
+            choice = original(folds, grid, start)
+            walked_fits.append(len(fits) - before)
+            return choice
+
+        def counting(*args):
+            fits.append(args[3])
+            return score_discriminant(*args)
+
+        monkeypatch.setattr(scheduling, "walk_shrinkage", recording)
+        monkeypatch.setattr(classifier, "score_discriminant", counting)
+        evaluation = evaluate_split(matrix, labels, is_train, layers, names, settings)
+        return evaluation, walks, walked_fits
+
+    score_discriminant = classifier.score_discriminant
+    first, walks, walked_fits = run(values)
+    wide = first.timings["n_features"] >= 30
+    # Distinct feature sets walk once (the full network is every ranking's 100% point).
+    assert wide.any() and 0 < len(walks) <= wide.sum()
+    grid = settings.discriminant.shrinkage_grid
+    n_folds = len(first.fitted["folds"])
+    assert all(fits % n_folds == 0 and fits < n_folds * len(grid) for fits in walked_fits)
+    assert set(first.results["shrinkage"]) <= set(grid)
+    fold_sizes = [(fit.size, held.size) for fit, held in first.fitted["folds"]]
+    for walk in walks:
+        assert [(n_images, held) for n_images, held, *_ in walk] == fold_sizes
+    train_rows = np.flatnonzero(is_train)
+    held = first.fitted["folds"][0][1]
+    changed = values.copy()
+    changed[train_rows[held]] = (
+        np.random.default_rng(4).standard_normal((held.size, values.shape[1])) * 4 + 1
+    )
+    _, walks_again, _ = run(changed)
+    assert len(walks_again) == len(walks)
+    for walk, again in zip(walks, walks_again):
+        np.testing.assert_array_equal(again[0][2], walk[0][2])
+        np.testing.assert_array_equal(again[0][3], walk[0][3])
+    assert any(not np.array_equal(a[1][2], b[1][2]) for a, b in zip(walks, walks_again))
+
+
+def test_walk_min_features_is_checked():
+    with pytest.raises(ValueError, match="transfer.discriminant.walk_min_features"):
+        TransferSettings.from_params({"discriminant": {"walk_min_features": 0}})
+
+
+def test_a_walk_starts_from_its_curves_previous_size_else_its_kinds_widest_row():
+    from cnn_feature_behavior.transfer.classifier import FitResult
+    from cnn_feature_behavior.transfer.jobs import Job
+    from cnn_feature_behavior.transfer.scheduling import _walk_start
+
+    def job(selection, draw, size, kind="full_network", layer=None):
+        row = {"embedding": kind, "layer": layer, "selection": selection, "draw": draw}
+        columns = np.arange(size) if layer else None
+        return Job(row, kind, 100, columns, None if layer else size)
+
+    narrow, middle = job("random", 1, 10), job("random", 1, 50)
+    other_draw, layer = job("random", 2, 60), job(None, None, 80, layer="conv5_1")
+    fne = job("dks_cover", None, 90, kind="fne")
+    jobs = {j.key(): j for j in (narrow, middle, other_draw, layer, fne)}
+    made = dict(zip(jobs, (1e-4, 1e-2, 0.4, 0.7, 1.0)))
+    choices = {key: FitResult(np.nan, np.empty(0), shrinkage=value) for key, value in made.items()}
+    wider, whole = job("random", 1, 75), job(None, None, 100)
+    assert _walk_start(wider, jobs, choices) == 1e-2  # the same draw's 50 features
+    assert _walk_start(wider, jobs, {}) is None
+    # The full network is on no curve: its kind's widest chosen row (the layer, 80 features).
+    assert _walk_start(whole, jobs, choices) == 0.7
+    assert _walk_start(job("dks_cover", None, 100, kind="fne"), jobs, choices) == 1.0
+
+
+def test_repeated_folds_are_new_draws_after_the_unrepeated_ones():
+    from cnn_feature_behavior.transfer.evaluation import training_folds
+
+    labels = np.repeat(np.arange(4), 9)
+    once = training_folds(labels, SETTINGS, repetition=0)
+    repeated = replace(SETTINGS, c_selection=replace(SETTINGS.c_selection, repeats=3))
+    thrice = training_folds(labels, repeated, repetition=0)
+    n_folds = SETTINGS.c_selection.folds
+    assert len(thrice) == 3 * n_folds
+    for (_, held), (_, held_again) in zip(once, thrice[:n_folds]):
+        np.testing.assert_array_equal(held, held_again)  # the first draw is the unrepeated one
+    for repeat in range(3):  # each draw holds every image out once
+        held = np.concatenate([h for _, h in thrice[repeat * n_folds : (repeat + 1) * n_folds]])
+        np.testing.assert_array_equal(np.sort(held), np.arange(labels.size))
+    assert not np.array_equal(thrice[0][1], thrice[n_folds][1])
+    with pytest.raises(ValueError, match="transfer.c_selection.repeats"):
+        TransferSettings.from_params({"c_selection": {"repeats": 0}})
+
+
+@pytest.mark.parametrize("classifier", ["logistic_regression", "discriminant"])
+def test_an_evaluation_on_repeated_folds_fits_every_row(classifier):
+    repeated = replace(SETTINGS, c_selection=replace(SETTINGS.c_selection, repeats=2),
+                       classifier=classifier)  # fmt: skip
+    evaluation = evaluate(planted()[1], repeated)
+    assert len(evaluation.fitted["folds"]) == 2 * SETTINGS.c_selection.folds
+    once = evaluate(planted()[1], replace(SETTINGS, classifier=classifier))
+    assert len(evaluation.results) == len(once.results)
+    assert evaluation.results["accuracy"].notna().all()

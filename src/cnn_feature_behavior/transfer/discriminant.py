@@ -50,7 +50,7 @@ the weights apply to those values as they are (uncentred, in the data's own scal
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.linalg import LinAlgError, cho_factor, cho_solve
@@ -187,11 +187,23 @@ class DiscriminantData:
         )  # fmt: skip
 
     def system(
-        self, columns: np.ndarray | None = None, scale: np.ndarray | None = None
+        self,
+        columns: np.ndarray | None = None,
+        scale: np.ndarray | None = None,
+        keep: bool = False,
     ) -> DiscriminantSystem:
         """One embedding: the columns `columns` (None: all), each multiplied by `scale` (the
-        data's columns' factors, e.g. a fold's standardisation relative to the data's)."""
-        return DiscriminantSystem(self, columns, scale)
+        data's columns' factors, e.g. a fold's standardisation relative to the data's). With
+        `keep` the system keeps its rescaled block of the scatter between shrinkage values
+        (fitting several: one extraction instead of one each; its memory while it lives)."""
+        return DiscriminantSystem(self, columns, scale, keep)
+
+    def compact(self) -> DiscriminantData:
+        """These statistics with the scatter rounded to float32 (half the memory) and without
+        the rows (no `without`): for fits in float32 that only rank shrinkage values, whose
+        covariance is rounded to float32 anyway."""
+        scatter = np.asarray(self.scatter, dtype=np.float32, order="F")
+        return replace(self, scatter=scatter, values=self.values[:0], labels=self.labels[:0])
 
 
 def _products(values, centre, indicators, threads) -> tuple[np.ndarray, np.ndarray]:
@@ -240,9 +252,14 @@ class DiscriminantSystem:
     """One embedding (columns of a DiscriminantData, rescaled), solved for any shrinkage."""
 
     def __init__(
-        self, data: DiscriminantData, columns: np.ndarray | None, scale: np.ndarray | None
+        self,
+        data: DiscriminantData,
+        columns: np.ndarray | None,
+        scale: np.ndarray | None,
+        keep: bool = False,
     ):
-        self.data, self.columns = data, columns
+        self.data, self.columns, self.keep = data, columns, keep
+        self._block: np.ndarray | None = None
         every = np.arange(data.scatter.shape[0])
         self._index = every if columns is None else np.asarray(columns)
         self.scale = (
@@ -260,25 +277,41 @@ class DiscriminantSystem:
     def n_features(self) -> int:
         return self._index.size
 
-    def covariance(self, shrinkage: float) -> np.ndarray:
-        """Σ_λ in the rescaled coordinates, (features, features) float64, Fortran order."""
+    def scatter_block(self, dtype: type = np.float64) -> np.ndarray:
+        """The within-class scatter of the system's columns, rescaled, in `dtype`, Fortran
+        order: the data's own matrix where no column is left out nor rescaled (not to be
+        written), else a copy, kept for the next shrinkage where the system was made with
+        `keep`."""
+        if self._block is not None and self._block.dtype == dtype:
+            return self._block
+        scatter = self.data.scatter
+        if self.columns is not None:
+            # A principal submatrix of a symmetric matrix is symmetric: its C-ordered copy,
+            # transposed, is the Fortran-ordered one (no second copy).
+            scatter = scatter[np.ix_(self._index, self._index)].T
+        block = np.asarray(scatter, dtype=dtype, order="F")
+        if not np.all(self.scale == 1.0):
+            block = block.copy(order="F") if block is self.data.scatter else block
+            block *= self.scale[:, None].astype(dtype)
+            block *= self.scale[None, :].astype(dtype)
+        if self.keep:
+            self._block = block
+        return block
+
+    def covariance(self, shrinkage: float, dtype: type = np.float64) -> np.ndarray:
+        """Σ_λ in the rescaled coordinates, (features, features) in `dtype`, Fortran order."""
         if not 0.0 < float(shrinkage) <= 1.0:
             raise ValueError(f"LDA shrinkage must lie in (0, 1], got {shrinkage!r}")
-        index = self._index
-        scatter = self.data.scatter
-        if self.columns is None:
-            covariance = np.array(scatter, order="F")
-        else:
-            covariance = np.asfortranarray(scatter[np.ix_(index, index)])
-        covariance *= self.scale[:, None]
-        covariance *= self.scale[None, :] / self.data.n_images
-        target = float(np.trace(covariance)) / index.size
+        block = self.scatter_block(dtype)
+        n_images = self.data.n_images
+        target = float(np.trace(block, dtype=np.float64)) / (n_images * self.n_features)
         if not target > 0:
             raise ValueError(
                 "LDA: every column of this embedding is constant on the training images"
             )
-        covariance *= 1.0 - float(shrinkage)
-        covariance.flat[:: index.size + 1] += float(shrinkage) * target
+        factor = dtype((1.0 - float(shrinkage)) / n_images)
+        covariance = np.multiply(block, factor, order="F")
+        covariance.flat[:: self.n_features + 1] += dtype(float(shrinkage) * target)
         return covariance
 
     def fit(self, shrinkage: float, dtype: type = np.float64) -> Discriminant:
@@ -286,7 +319,7 @@ class DiscriminantSystem:
         `dtype` (float32: about 2.5 times faster on one core, for fits that only rank the
         shrinkage values; its relative error grows with the condition number, at most
         1 / λ times the largest eigenvalue over the mean one)."""
-        covariance = self.covariance(shrinkage).astype(dtype, order="F", copy=False)
+        covariance = self.covariance(shrinkage, dtype)
         threads = self.data.threads if self.n_features >= ridge.THREADED_SYSTEM else 1
         with blas_threads(threads):
             try:

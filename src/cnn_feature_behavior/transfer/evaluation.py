@@ -169,9 +169,14 @@ def training_folds(
     train_labels: np.ndarray, settings: TransferSettings, repetition: int
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """The folds of the training split that choose C (splits.stratified_folds, seeded with
-    `c_selection.seed` and the repetition); a fold with nothing held out is an error."""
-    n_folds = settings.c_selection.folds
-    folds = stratified_folds(train_labels, n_folds, [settings.c_selection.seed, repetition])
+    `c_selection.seed` and the repetition; drawn `c_selection.repeats` times, the first draw's
+    seed as without repeats); a fold with nothing held out is an error."""
+    selection = settings.c_selection
+    n_folds = selection.folds
+    folds = []
+    for repeat in range(selection.repeats):
+        seed = [selection.seed, repetition] + ([repeat] if repeat else [])
+        folds += stratified_folds(train_labels, n_folds, seed)
     if any(held.size == 0 for _, held in folds):
         raise ValueError(
             f"transfer.c_selection.folds = {n_folds}: the training split's "

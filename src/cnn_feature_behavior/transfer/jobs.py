@@ -190,18 +190,26 @@ def row_values(job: Job, part: Part, representation: str, which: int) -> np.ndar
 
 
 def closed_form_system(
-    solver: str, job: Job, part: Part, representation: str, classes: np.ndarray, threads: int
+    solver: str,
+    job: Job,
+    part: Part,
+    representation: str,
+    classes: np.ndarray,
+    threads: int,
+    keep: bool = False,
 ) -> ridge.RidgeSystem | DiscriminantSystem:
     """A closed-form solver's system of one job on a part's training images: a column subset
     of the part's shared statistics, or (ROOT_RAW: each feature twice, which would double the
-    whole matrix) the job's own."""
+    whole matrix) the job's own. `keep`: the discriminant's system keeps its block of the
+    scatter between shrinkage values (a fold's, fitted at several)."""
     columns = job.columns(part)
     if solver == RIDGE:
         return ridge.RidgeSystem(part.ridge_data(job.kind, classes, threads), columns)
     if representation == ROOT_RAW:
         train = row_values(job, part, ROOT_RAW, 0)
-        return DiscriminantData.of(train, part.labels, classes, threads).system()
-    return part.discriminant_data(job.kind, representation, classes, threads).system(columns)
+        return DiscriminantData.of(train, part.labels, classes, threads).system(keep=keep)
+    data = part.discriminant_data(job.kind, representation, classes, threads)
+    return data.system(columns, keep=keep)
 
 
 def fold_data(

@@ -17,7 +17,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -37,7 +37,9 @@ from cnn_feature_behavior.transfer.classifier import (
     refit,
     representations,
     score_fold,
+    walk_shrinkage,
 )
+from cnn_feature_behavior.transfer.discriminant import DiscriminantData, DiscriminantSystem
 from cnn_feature_behavior.transfer.jobs import (
     FULL_NETWORK,
     KINDS,
@@ -49,7 +51,7 @@ from cnn_feature_behavior.transfer.jobs import (
     refit_data,
 )
 from cnn_feature_behavior.transfer.ridge import THREADED_SYSTEM
-from cnn_feature_behavior.transfer.settings import RIDGE, TransferSettings
+from cnn_feature_behavior.transfer.settings import DISCRIMINANT, RIDGE, TransferSettings
 
 
 def fit_jobs(
@@ -93,8 +95,10 @@ def _fit_closed_form_jobs(
     the grid, in each of the values its folds choose between (`representations`), while the
     fold's Gram matrix is held (1.2 GB at 12,416 features), then (freed) the next fold's; then
     each job's strength and values, and the refits on the training split's Gram matrix.
-    Systems of fewer than THREADED_SYSTEM features are solved `workers` at once on one BLAS
-    thread each (`_each_job`), larger ones one after the other on `workers` threads."""
+    The discriminant's wide rows (`walked`) instead walk the grid once every fold's scatter is
+    at hand (`KeptFold`, float32: 0.6 GB a fold at 12,416 features). Systems of fewer than
+    THREADED_SYSTEM features are solved `workers` at once on one BLAS thread each
+    (`_each_job`), larger ones one after the other on `workers` threads."""
     if not jobs:
         return {}
     classes, grid = np.unique(train.labels), closed_form_grid(solver, settings)
@@ -102,33 +106,42 @@ def _fit_closed_form_jobs(
         key: representations(solver, kind == FULL_NETWORK, job.n_features(), settings)
         for key, job in jobs.items()
     }
-    scores: dict[tuple, list] = {(key, r): [] for key in jobs for r in candidates[key]}
+    walked = _walked(solver, jobs, candidates, settings)
+    gridded = {key: job for key, job in jobs.items() if key not in walked}
+    scores: dict[tuple, list] = {(key, r): [] for key in gridded for r in candidates[key]}
     seconds = dict.fromkeys(jobs, 0.0)
+    kept: list[KeptFold] = []
 
     def score(part: Part, key: tuple, threads: int) -> tuple[tuple, dict, float]:
         start, job, scored = time.perf_counter(), jobs[key], {}
         for values in candidates[key]:
-            system = closed_form_system(solver, job, part, values, classes, threads)
+            system = closed_form_system(solver, job, part, values, classes, threads, keep=True)
             fold = fold_data(job, part, train, system, representation=values)
             scored[values] = score_fold(solver, fold, grid)
         return key, scored, time.perf_counter() - start
 
     for part in folds:
         _shared_statistics(solver, kind, part, jobs, candidates, classes, workers)
-        for key, scored, spent in _each_job(jobs, partial(score, part), workers):
+        for key, scored, spent in _each_job(gridded, partial(score, part), workers):
             for values, fold_scores in scored.items():
                 scores[(key, values)].append(fold_scores)
             seconds[key] += spent
+        if walked:
+            kept.append(KeptFold.of(part, kind, {candidates[key][0] for key in walked}))
         part.release(kind)  # its matrices and Gram matrix, before the next fold's
     held_labels = np.concatenate([part.scored_labels for part in folds])
-
-    def fit(key: tuple, threads: int) -> tuple[tuple, FitResult]:
-        choices = [
+    choices = {}
+    for key in gridded:
+        choices[key] = better_choice([
             replace(choose_from_scores(solver, grid, scores[(key, r)], held_labels),
                     representation=r)
             for r in candidates[key]
-        ]  # fmt: skip
-        choice = replace(better_choice(choices), selection_seconds=seconds[key])
+        ])  # fmt: skip
+    choices.update(_walk_choices(jobs, walked, candidates, kept, choices, grid, workers, seconds))
+    kept.clear()  # every fold's scatter, before the training split's
+
+    def fit(key: tuple, threads: int) -> tuple[tuple, FitResult]:
+        choice = replace(choices[key], selection_seconds=seconds[key])
         values = choice.representation
         system = closed_form_system(solver, jobs[key], train, values, classes, threads)
         data = refit_data(jobs[key], train, system, values)
@@ -136,6 +149,90 @@ def _fit_closed_form_jobs(
 
     _shared_statistics(solver, kind, train, jobs, candidates, classes, workers)
     return dict(_each_job(jobs, fit, workers))
+
+
+def _walked(
+    solver: str,
+    jobs: dict[tuple, Job],
+    candidates: dict[tuple, tuple[str, ...]],
+    settings: TransferSettings,
+) -> list[tuple]:
+    """The discriminant's jobs that walk its grid (`discriminant.walk_min_features` features
+    or more, one kind of values), fewest features first."""
+    if solver != DISCRIMINANT:
+        return []
+    least = settings.discriminant.walk_min_features
+    wide = [
+        key for key, job in jobs.items() if job.n_features() >= least and len(candidates[key]) == 1
+    ]
+    return sorted(wide, key=lambda key: jobs[key].n_features())
+
+
+@dataclass
+class KeptFold:
+    """What a fold's walks need once its part has released the kind: the discriminant's
+    statistics in float32 (`DiscriminantData.compact`) and the held-out matrix, in each values
+    the walked jobs see, and the part (its rankings find a job's columns)."""
+
+    part: Part
+    data: dict[str, DiscriminantData]
+    held: dict[str, np.ndarray]
+
+    @classmethod
+    def of(cls, part: Part, kind: str, representations: set[str]) -> KeptFold:
+        data = {r: part.discriminant[(kind, r)].compact() for r in representations}
+        held = {r: part.matrices(kind, r)[1] for r in representations}
+        return cls(part, data, held)
+
+    def fold(self, job: Job, representation: str) -> tuple[DiscriminantSystem, np.ndarray, Any]:
+        """(system, held-out values, held-out labels) of one job: walk_shrinkage's fold."""
+        columns = job.columns(self.part)
+        system = self.data[representation].system(columns, keep=True)
+        held = self.held[representation]
+        values = held if columns is None else held[:, columns]
+        return system, values, self.part.scored_labels
+
+
+def _walk_choices(
+    jobs: dict[tuple, Job],
+    walked: Sequence[tuple],
+    candidates: dict[tuple, tuple[str, ...]],
+    kept: Sequence[KeptFold],
+    choices: dict[tuple, FitResult],
+    grid: Sequence[float],
+    workers: int,
+    seconds: dict[tuple, float],
+) -> dict[tuple, FitResult]:
+    """Each walked job's shrinkage (fewest features first), from its curve's previous size's
+    choice, else from the widest chosen row of its kind, else from the grid's middle."""
+    walks: dict[tuple, FitResult] = {}
+    for key in walked:
+        start, job = time.perf_counter(), jobs[key]
+        (representation,) = candidates[key]
+        folds = [fold.fold(job, representation) for fold in kept]
+        with blas_threads(workers):  # (systems under THREADED_SYSTEM factorise on one)
+            choice = walk_shrinkage(folds, grid, _walk_start(job, jobs, {**choices, **walks}))
+        walks[key] = replace(choice, representation=representation)
+        seconds[key] += time.perf_counter() - start
+    return walks
+
+
+def _walk_start(job: Job, jobs: dict[tuple, Job], choices: dict[tuple, FitResult]) -> float | None:
+    """Where a walk starts: the shrinkage of the widest chosen row of the job's curve (same
+    kind, ranking and draw: the previous size's), else of its kind, else None (the grid's
+    middle)."""
+
+    def curve(other: Job) -> tuple | None:
+        on_curve = other.row["selection"] is not None and not other.every_column
+        return (other.kind, other.row["selection"], other.row["draw"]) if on_curve else None
+
+    chosen = [(jobs[key], choice) for key, choice in choices.items() if key in jobs]
+    same_curve = [pair for pair in chosen if curve(job) and curve(pair[0]) == curve(job)]
+    same_kind = [pair for pair in chosen if pair[0].kind == job.kind]
+    for pairs in (same_curve, same_kind):
+        if pairs:
+            return max(pairs, key=lambda pair: pair[0].n_features())[1].shrinkage
+    return None
 
 
 def _shared_statistics(

@@ -109,12 +109,14 @@ class SplitSettings:
 @dataclass(frozen=True)
 class CSelectionSettings:
     """`transfer.c_selection`: C by stratified k-fold cross-validation on the training split
-    (`folds` folds drawn with their own `seed` and the repetition); the grid extends tenfold
-    past an edge up to `widen` times."""
+    (`folds` folds drawn with their own `seed` and the repetition, `repeats` times with
+    different draws: the criterion averages over every fold of every draw); the grid extends
+    tenfold past an edge up to `widen` times."""
 
     folds: int = 3
     seed: int = 2018
     widen: int = 3
+    repeats: int = 1
 
     def __post_init__(self) -> None:
         if not _is_int(self.widen, 0):
@@ -128,6 +130,10 @@ class CSelectionSettings:
         if not _is_int(self.seed, 0):
             raise ValueError(
                 f"transfer.c_selection.seed must be an integer >= 0, got {self.seed!r}"
+            )
+        if not _is_int(self.repeats, 1):
+            raise ValueError(
+                f"transfer.c_selection.repeats must be an integer >= 1, got {self.repeats!r}"
             )
 
 
@@ -147,10 +153,13 @@ class DiscriminantSettings:
     """`transfer.discriminant`: regularised (shrinkage) LDA (discriminant.py), its shrinkage
     chosen from `shrinkage_grid` (each in (0, 1]); on continuous rows of at most
     `root_raw_max_features` features the folds also score the square roots and the raw values
-    side by side (0: never)."""
+    side by side (0: never). Rows of at least `walk_min_features` features (and no side by
+    side values) walk the grid from their curve's previous size's choice instead of scoring
+    every value (classifier.walk_shrinkage; each value costs one factorisation per fold)."""
 
     shrinkage_grid: tuple[float, ...] = DEFAULT_SHRINKAGE_GRID
     root_raw_max_features: int = 1024
+    walk_min_features: int = 2048
 
     def __post_init__(self) -> None:
         grid = c_grid(self.shrinkage_grid)
@@ -163,6 +172,11 @@ class DiscriminantSettings:
             raise ValueError(
                 "transfer.discriminant.root_raw_max_features must be an integer >= 0, got "
                 f"{self.root_raw_max_features!r}"
+            )
+        if not _is_int(self.walk_min_features, 1):
+            raise ValueError(
+                "transfer.discriminant.walk_min_features must be an integer >= 1, got "
+                f"{self.walk_min_features!r}"
             )
 
 
