@@ -194,6 +194,7 @@ def test_a_kept_block_and_a_compact_copy_give_the_same_covariance():
     np.testing.assert_array_equal(data.scatter, before)
     compact = data.compact()
     assert compact.scatter.dtype == np.float32 and compact.values.shape[0] == 0
+    assert compact.values.base is None  # not a view keeping the rows in memory
     np.testing.assert_allclose(
         compact.system(columns, scale).covariance(0.1, np.float32),
         fresh.covariance(0.1), rtol=1e-5,
@@ -265,3 +266,23 @@ def test_a_walk_scores_its_start_and_both_neighbours_then_moves_while_it_improve
     choice = classifier.walk_shrinkage([fold], grid, start=0.4)
     assert choice.shrinkage == 1.0 and choice.c_at_grid_edge
     assert sorted(set(asked)) == [0.1, 0.4, 1.0]
+
+
+def test_principal_submatrix_and_log_loss_against_numpy_and_scipy():
+    from scipy.special import logsumexp
+
+    from cnn_feature_behavior.transfer.discriminant import log_loss, principal_submatrix
+
+    rng = np.random.default_rng(5)
+    half = rng.standard_normal((40, 40))
+    symmetric = np.asfortranarray(half + half.T)
+    index = np.array([0, 3, 4, 17, 39])
+    block = principal_submatrix(symmetric, index)
+    np.testing.assert_array_equal(block, symmetric[np.ix_(index, index)])
+    assert block.flags.f_contiguous
+    # Scores far apart (a float64 exp of them alone would overflow).
+    scores = rng.standard_normal((30, 6)) * 400.0
+    classes, labels = np.array([2, 4, 6, 8, 10, 12]), rng.choice([2, 4, 6, 8, 10, 12], 30)
+    own = scores[np.arange(30), np.searchsorted(classes, labels)]
+    expected = np.mean(logsumexp(scores, axis=1) - own)
+    assert log_loss(scores, classes, labels) == pytest.approx(expected, rel=1e-12)

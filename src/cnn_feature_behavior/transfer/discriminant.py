@@ -55,7 +55,6 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy.linalg import LinAlgError, cho_factor, cho_solve
 from scipy.linalg.blas import dgemm, ssyrk
-from scipy.special import logsumexp
 
 from cnn_feature_behavior.transfer import ridge
 from cnn_feature_behavior.transfer.blas import blas_threads
@@ -203,7 +202,9 @@ class DiscriminantData:
         the rows (no `without`): for fits in float32 that only rank shrinkage values, whose
         covariance is rounded to float32 anyway."""
         scatter = np.asarray(self.scatter, dtype=np.float32, order="F")
-        return replace(self, scatter=scatter, values=self.values[:0], labels=self.labels[:0])
+        # New empty arrays, not views: a view of the rows would keep them all in memory.
+        no_values = np.empty((0, self.values.shape[1]), self.values.dtype)
+        return replace(self, scatter=scatter, values=no_values, labels=self.labels[:0].copy())
 
 
 def _products(values, centre, indicators, threads) -> tuple[np.ndarray, np.ndarray]:
@@ -242,10 +243,23 @@ class Discriminant:
 
 
 def log_loss(scores: np.ndarray, classes: np.ndarray, labels: np.ndarray) -> float:
-    """Mean -log softmax(scores) of each image's own class."""
+    """Mean -log softmax(scores) of each image's own class. The log-sum-exp by hand, shifted by
+    each row's largest score: scipy.special.logsumexp is seven times slower on (5,120, 256)
+    scores (its checks), and every fold's fit at every shrinkage is scored."""
     position = np.searchsorted(classes, labels)
     own = scores[np.arange(len(labels)), position]
-    return float(np.mean(logsumexp(scores, axis=1) - own))
+    top = scores.max(axis=1)
+    shifted = scores - top[:, None]
+    np.exp(shifted, out=shifted)
+    return float(np.mean(np.log(shifted.sum(axis=1)) + top - own))
+
+
+def principal_submatrix(matrix: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """matrix[index][:, index] of a symmetric Fortran-ordered matrix, Fortran-ordered: rows of
+    its C-ordered transpose, then columns of those (four times faster than numpy.ix_ at 6,208
+    of 12,416); the C-ordered result, transposed, is the Fortran-ordered one by symmetry."""
+    rows = np.take(matrix.T, index, axis=0)
+    return np.take(rows, index, axis=1).T
 
 
 class DiscriminantSystem:
@@ -286,9 +300,7 @@ class DiscriminantSystem:
             return self._block
         scatter = self.data.scatter
         if self.columns is not None:
-            # A principal submatrix of a symmetric matrix is symmetric: its C-ordered copy,
-            # transposed, is the Fortran-ordered one (no second copy).
-            scatter = scatter[np.ix_(self._index, self._index)].T
+            scatter = principal_submatrix(scatter, self._index)
         block = np.asarray(scatter, dtype=dtype, order="F")
         if not np.all(self.scale == 1.0):
             block = block.copy(order="F") if block is self.data.scatter else block
@@ -297,6 +309,11 @@ class DiscriminantSystem:
         if self.keep:
             self._block = block
         return block
+
+    def _private_block(self, dtype: type) -> bool:
+        """Whether scatter_block(dtype) would be a copy nobody else holds (written in place)."""
+        same = self.data.scatter.dtype == dtype
+        return not self.keep and not (self.columns is None and same and np.all(self.scale == 1.0))
 
     def covariance(self, shrinkage: float, dtype: type = np.float64) -> np.ndarray:
         """Σ_λ in the rescaled coordinates, (features, features) in `dtype`, Fortran order."""
@@ -310,7 +327,10 @@ class DiscriminantSystem:
                 "LDA: every column of this embedding is constant on the training images"
             )
         factor = dtype((1.0 - float(shrinkage)) / n_images)
-        covariance = np.multiply(block, factor, order="F")
+        if self._private_block(dtype):
+            covariance = np.multiply(block, factor, out=block)  # no second d x d matrix
+        else:
+            covariance = np.multiply(block, factor, order="F")
         covariance.flat[:: self.n_features + 1] += dtype(float(shrinkage) * target)
         return covariance
 

@@ -46,6 +46,7 @@ from cnn_feature_behavior.transfer.jobs import (
     Job,
     Part,
     closed_form_system,
+    column_subset,
     fold_data,
     probe_data,
     refit_data,
@@ -188,8 +189,7 @@ class KeptFold:
         """(system, held-out values, held-out labels) of one job: walk_shrinkage's fold."""
         columns = job.columns(self.part)
         system = self.data[representation].system(columns, keep=True)
-        held = self.held[representation]
-        values = held if columns is None else held[:, columns]
+        values = column_subset(self.held[representation], columns)
         return system, values, self.part.scored_labels
 
 
